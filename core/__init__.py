@@ -1,0 +1,69 @@
+"""loopdeck's engine: plans, the controller, the store, the event bus.
+
+This module is the public API; every other module in ``core`` is private.
+
+    async with await Orchestrator.open("sqlite+aiosqlite:///runs.db") as orch:
+        run_id = await orch.create_run(load_plan("plan.yaml"))
+        status = await orch.drive(run_id)
+"""
+
+from .bus import EventBus, Subscription
+from .demo import demo_plan
+from .errors import (
+    BadInput,
+    CommandTimeout,
+    LeaseHeld,
+    LeaseLost,
+    LoopdeckError,
+    PlanError,
+    PlanIssue,
+    RunNotFound,
+    StaleWrite,
+    StepNotFound,
+    StoreError,
+    TransitionError,
+)
+from .events import Event, EventType, Gap, iso
+from .executors import AttemptFailed, Result, StepCall, Usage
+from .orchestrator import Orchestrator, default_user
+from .plan import Plan, Policy, StepSpec, load_plan, parse_plan_text, plan_json_schema, validate_plan
+from .config import resolve_db_url
+from .states import RunStatus, StepStatus
+
+__all__ = [
+    "AttemptFailed",
+    "BadInput",
+    "CommandTimeout",
+    "Event",
+    "EventBus",
+    "EventType",
+    "Gap",
+    "LeaseHeld",
+    "LeaseLost",
+    "LoopdeckError",
+    "Orchestrator",
+    "Plan",
+    "PlanError",
+    "PlanIssue",
+    "Policy",
+    "Result",
+    "RunNotFound",
+    "RunStatus",
+    "StaleWrite",
+    "StepCall",
+    "StepNotFound",
+    "StepSpec",
+    "StepStatus",
+    "StoreError",
+    "Subscription",
+    "TransitionError",
+    "Usage",
+    "default_user",
+    "demo_plan",
+    "iso",
+    "load_plan",
+    "parse_plan_text",
+    "plan_json_schema",
+    "resolve_db_url",
+    "validate_plan",
+]

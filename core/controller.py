@@ -1,0 +1,652 @@
+"""The run controller: drives one run to its end, work-conserving and durable.
+
+Decisions are taken synchronously on the in-memory state (so two coroutines
+can never take the same decision), then committed through the group writer
+as a compare-and-set, and only then published on the bus. A step starts the
+moment its dependencies are met and a slot is free; a retry waits on a timer
+while every other step goes on; an approval gate holds only its own step
+(and, with ``stop_on_approval_required``, new launches).
+
+A commit that fails (the store is gone, or a compare-and-set found the row
+changed, i.e. another process took the run over) stops the controller: it
+cancels its attempts and lets ``drive`` raise. The database stays the truth,
+and ``resume`` continues from it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import random
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from .bus import EventBus
+from .context import Upstream, build_context
+from .errors import LeaseLost, LoopdeckError, StaleWrite, TransitionError
+from .events import Event, EventType
+from .executors import AttemptFailed, Executor, Result, StepCall, build_executor
+from .lease import DEFAULT_TTL_S
+from .plan import Backoff, Plan, StepSpec
+from .scheduler import Scheduler
+from .states import RunStatus, StepStatus, check_step
+from .store import Store
+from .writer import WriteBatch
+
+log = logging.getLogger("loopdeck.controller")
+
+E = EventType
+S = StepStatus
+
+
+@dataclass
+class StepState:
+    """A step as the controller holds it: the spec plus its mutable row."""
+
+    spec: StepSpec
+    idx: int
+    agent: str
+    status: StepStatus
+    attempts: int = 0
+    input: Any = None
+    output: Any = None
+    error: str | None = None
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    not_before: float | None = None
+    approved_by: str | None = None
+    started_at: float | None = None
+    ended_at: float | None = None
+
+    @property
+    def key(self) -> str:
+        return self.spec.key
+
+    def row(self) -> dict[str, Any]:
+        return {
+            "agent": self.agent,
+            "status": self.status.value,
+            "attempts": self.attempts,
+            "input_json": json.dumps(self.input),
+            "output_json": None if self.output is None else json.dumps(self.output, default=str),
+            "error": self.error,
+            "prompt_tokens": self.prompt_tokens,
+            "completion_tokens": self.completion_tokens,
+            "not_before": self.not_before,
+            "approved_by": self.approved_by,
+            "started_at": self.started_at,
+            "ended_at": self.ended_at,
+        }
+
+    @classmethod
+    def from_row(cls, spec: StepSpec, row: dict[str, Any]) -> "StepState":
+        return cls(
+            spec=spec,
+            idx=row["idx"],
+            agent=row["agent"],
+            status=StepStatus(row["status"]),
+            attempts=row["attempts"],
+            input=json.loads(row["input_json"]) if row["input_json"] else None,
+            output=json.loads(row["output_json"]) if row["output_json"] else None,
+            error=row["error"],
+            prompt_tokens=row["prompt_tokens"],
+            completion_tokens=row["completion_tokens"],
+            not_before=row["not_before"],
+            approved_by=row["approved_by"],
+            started_at=row["started_at"],
+            ended_at=row["ended_at"],
+        )
+
+
+def backoff_delay(backoff: Backoff, retry_number: int, rng: random.Random) -> float:
+    """Seconds before retry ``retry_number`` (1-based); full jitter halves the mean, never the max."""
+    delay = min(backoff.max_s, backoff.base_s * backoff.factor ** (retry_number - 1))
+    if backoff.jitter:
+        delay = delay / 2 + rng.uniform(0, delay / 2)
+    return delay
+
+
+class RunController:
+    """Drives one run. Create it with ``load`` (the run must already be in the store)."""
+
+    def __init__(
+        self,
+        store: Store,
+        bus: EventBus,
+        run: dict[str, Any],
+        plan: Plan,
+        steps: dict[str, StepState],
+        *,
+        owner: str,
+        lease_ttl_s: float = DEFAULT_TTL_S,
+        poll_s: float = 0.25,
+        clock: Callable[[], float] = time.time,
+        executors: dict[str, Executor] | None = None,
+    ) -> None:
+        self.store = store
+        self.bus = bus
+        self.run_id: str = run["id"]
+        self.run = run
+        self.plan = plan
+        self.policy = plan.policy
+        self.steps = steps
+        self.owner = owner
+        self.lease_ttl_s = lease_ttl_s
+        self.poll_s = poll_s
+        self.clock = clock
+        self.executors = executors or {name: build_executor(cfg) for name, cfg in plan.agents.items()}
+        self.status = RunStatus(run["status"])
+        self.launches = sum(s.attempts for s in steps.values())
+        self.sched = Scheduler(
+            self.policy.max_concurrency,
+            {name: cfg.max_concurrency for name, cfg in plan.agents.items()},
+        )
+        self._waiting: set[str] = {k for k, s in steps.items() if s.status == S.WAITING_USER}
+        self._timers: dict[str, asyncio.TimerHandle] = {}
+        self._attempt_tasks: dict[str, asyncio.Task[None]] = {}
+        self._writes: set[asyncio.Task[Any]] = set()
+        self._side_tasks: list[asyncio.Task[None]] = []
+        self._done: asyncio.Future[RunStatus] | None = None
+        self._ending = False
+        self._rng = random.Random(self.run_id)
+
+    # -- construction ------------------------------------------------------------
+
+    @classmethod
+    async def load(cls, store: Store, bus: EventBus, run_id: str, **kwargs: Any) -> "RunController":
+        from .plan import validate_plan
+
+        run = await store.get_run(run_id)
+        plan = validate_plan(json.loads(run["plan_json"]), source=f"run {run_id}")
+        rows = {row["key"]: row for row in await store.get_steps(run_id)}
+        specs = {spec.key: spec for spec in plan.steps}
+        steps = {key: StepState.from_row(specs[key], row) for key, row in rows.items()}
+        return cls(store, bus, run, plan, steps, **kwargs)
+
+    # -- the drive loop ----------------------------------------------------------------
+
+    async def drive(self) -> RunStatus:
+        """Run until the run ends (or this controller must stop); return the final status."""
+        loop = asyncio.get_running_loop()
+        self._done = loop.create_future()
+        if self.status.terminal:
+            return self.status
+        self._side_tasks = [
+            asyncio.create_task(self._heartbeat(), name=f"lease-{self.run_id}"),
+            asyncio.create_task(self._inbox(), name=f"inbox-{self.run_id}"),
+        ]
+        try:
+            self._recover()
+            self._pump()
+            return await self._done
+        finally:
+            for task in self._side_tasks:
+                task.cancel()
+            await asyncio.gather(*self._side_tasks, return_exceptions=True)
+            for handle in self._timers.values():
+                handle.cancel()
+            for task in list(self._attempt_tasks.values()):
+                task.cancel()
+            await asyncio.gather(*self._attempt_tasks.values(), return_exceptions=True)
+            await asyncio.gather(*list(self._writes), return_exceptions=True)
+
+    def _recover(self) -> None:
+        """Rebuild the index from the stored rows; requeue steps a dead driver left running."""
+        batch = WriteBatch()
+        now = self.clock()
+        first_drive = self.status == RunStatus.PLANNING
+        for state in sorted(self.steps.values(), key=lambda s: s.idx):
+            self.sched.add(state.key, state.idx, state.agent, state.spec.depends_on,
+                           state.spec.dependency_policy == "allow_skipped")
+        self.sched.link()
+        for state in self.steps.values():
+            if state.status == S.RUNNING:
+                self._requeue_interrupted(state, batch, now)
+        for state in self.steps.values():
+            if state.status.terminal:
+                self._settle(state, batch, now)
+        kind = E.RUN_STARTED if first_drive else E.RUN_RESUMED
+        self._set_run_status(RunStatus.RUNNING, None, batch, now, kind)
+        self._emit(batch)
+        for state in sorted(self.steps.values(), key=lambda s: s.idx):
+            if state.status == S.PENDING and self.sched.is_unblocked(state.key):
+                self._when_ready(state)
+
+    def _requeue_interrupted(self, state: StepState, batch: WriteBatch, now: float) -> None:
+        expect = state.status
+        if state.attempts >= self._max_attempts(state):
+            state.status, state.error, state.ended_at = S.FAILED, (
+                f"attempt {state.attempts} was interrupted when the driving process stopped, and no attempts are left"
+            ), now
+            batch.event(self.run_id, E.STEP_FAILED, state.key, {"attempt": state.attempts, "error": state.error}, now)
+        else:
+            check_step(state.key, state.status, "requeue")
+            state.status, state.not_before = S.PENDING, None
+            batch.event(self.run_id, E.STEP_REQUEUED, state.key,
+                        {"attempt": state.attempts, "reason": "the process driving the run stopped during this attempt"}, now)
+        batch.step(self.run_id, state.key, expect.value, state.attempts, state.row())
+
+    # -- scheduling ----------------------------------------------------------------------
+
+    def _when_ready(self, state: StepState) -> None:
+        """A step's dependencies are met: gate it, wait out its backoff, or queue it."""
+        if self._ending or state.status != S.PENDING:
+            return
+        if state.spec.approval == "required" and state.approved_by is None:
+            self._gate(state)
+            return
+        delay = (state.not_before or 0) - self.clock()
+        if delay > 0:
+            self._timers[state.key] = asyncio.get_running_loop().call_later(delay, self._timer_fired, state.key)
+            return
+        self.sched.push_ready(state.key)
+
+    def _timer_fired(self, key: str) -> None:
+        self._timers.pop(key, None)
+        state = self.steps[key]
+        if state.status == S.PENDING and not self._ending:
+            self.sched.push_ready(key)
+            self._pump()
+
+    def _pump(self) -> None:
+        """Start every launchable step, then see whether the run waits or has ended."""
+        if self._ending:
+            return
+        hold = bool(self._waiting) and self.policy.stop_on_approval_required
+        while not hold:
+            key = self.sched.pop_launchable()
+            if key is None:
+                break
+            cap = self.policy.max_iterations
+            if cap is not None and self.launches >= cap:
+                self.sched.push_ready(key)
+                self._end(RunStatus.FAILED, f"max_iterations ({cap}) reached: the run launched {self.launches} attempts")
+                return
+            self._launch(self.steps[key])
+        self._check_idle()
+
+    def _check_idle(self) -> None:
+        if self._ending:
+            return
+        running = self.sched.running
+        blocked = self.sched.ready_count == 0 and not self._timers
+        if self._waiting and running == 0 and (blocked or self.policy.stop_on_approval_required):
+            if self.status != RunStatus.WAITING_USER:
+                batch = WriteBatch()
+                keys = sorted(self._waiting, key=lambda k: self.steps[k].idx)
+                self._set_run_status(RunStatus.WAITING_USER, f"waiting for approval of {', '.join(keys)}",
+                                     batch, self.clock(), E.RUN_WAITING)
+                self._emit(batch)
+            return
+        if self.status == RunStatus.WAITING_USER and (running or not self._waiting or not blocked):
+            batch = WriteBatch()
+            self._set_run_status(RunStatus.RUNNING, None, batch, self.clock(), E.RUN_CONTINUED)
+            self._emit(batch)
+        if running == 0 and blocked and not self._waiting and not self._attempt_tasks:
+            self._finish()
+
+    def _finish(self) -> None:
+        """Nothing runs, waits or is queued: end the run with the status its steps earned."""
+        unfinished = [s.key for s in self.steps.values() if not s.status.terminal]
+        failed = [s for s in self.steps.values() if s.status == S.FAILED]
+        rejected = [s.key for s in self.steps.values() if s.status == S.REJECTED]
+        if unfinished:
+            self._end(RunStatus.FAILED, f"no step can run, yet {', '.join(unfinished[:5])} did not finish")
+        elif failed:
+            first = min(failed, key=lambda s: s.idx)
+            more = f" (and {len(failed) - 1} more)" if len(failed) > 1 else ""
+            self._end(RunStatus.FAILED, f'step "{first.key}" failed{more}: {first.error}')
+        elif rejected:
+            self._end(RunStatus.REJECTED, f"rejected at {', '.join(rejected)}")
+        else:
+            self._end(RunStatus.SUCCEEDED, None)
+
+    def _end(self, status: RunStatus, reason: str | None) -> None:
+        """End the run: stop launching, close every unfinished step, write the run's verdict."""
+        if self._ending:
+            return
+        self._ending = True
+        now = self.clock()
+        batch = WriteBatch()
+        for task in self._attempt_tasks.values():
+            task.cancel()
+        for state in sorted(self.steps.values(), key=lambda s: s.idx):
+            if not state.status.terminal:
+                expect = state.status
+                check_step(state.key, state.status, "cancel")
+                if state.status == S.RUNNING:
+                    self.sched.stopped(state.key)
+                state.status, state.ended_at = S.SKIPPED, now
+                state.error = f"run {status.value}" + (f": {reason}" if reason else "")
+                batch.step(self.run_id, state.key, expect.value, state.attempts, state.row())
+                batch.event(self.run_id, E.STEP_SKIPPED, state.key, {"reason": state.error}, now)
+        self._waiting.clear()
+        self._set_run_status(status, reason, batch, now, E.RUN_ENDED, ended=True)
+        write = self._emit(batch)
+
+        def resolve(_: object) -> None:
+            if self._done is not None and not self._done.done():
+                self._done.set_result(status)
+
+        write.add_done_callback(resolve)
+
+    # -- launching an attempt ----------------------------------------------------------
+
+    def _launch(self, state: StepState) -> None:
+        check_step(state.key, state.status, "start")
+        now = self.clock()
+        expect_attempts = state.attempts
+        state.status, state.attempts, state.started_at, state.ended_at = S.RUNNING, state.attempts + 1, now, None
+        state.not_before = None
+        self.sched.started(state.key)
+        self.launches += 1
+        batch = WriteBatch()
+        batch.step(self.run_id, state.key, S.PENDING.value, expect_attempts, state.row())
+        batch.event(self.run_id, E.STEP_STARTED, state.key, {"attempt": state.attempts, "agent": state.agent}, now)
+        committed = self._emit(batch)
+        task = asyncio.create_task(self._attempt(state, state.attempts, committed), name=f"step-{state.key}")
+        self._attempt_tasks[state.key] = task
+
+    async def _attempt(self, state: StepState, attempt: int, committed: asyncio.Task[Any]) -> None:
+        try:
+            await asyncio.shield(committed)
+            call = StepCall(
+                run_id=self.run_id, key=state.key, title=state.spec.display_title, type=state.spec.type,
+                agent=state.agent, attempt=attempt, input=state.input, context=self._context_for(state),
+                timeout_s=state.spec.timeout_s,
+            )
+            executor = self.executors[state.agent]
+            outcome = await self._execute(executor, call)
+        except asyncio.CancelledError:
+            return
+        except Exception as exc:  # noqa: BLE001 - the commit failed: _fatal already stops the run
+            log.debug("attempt of %s stopped: %s", state.key, exc)
+            return
+        finally:
+            if self._attempt_tasks.get(state.key) is asyncio.current_task():
+                del self._attempt_tasks[state.key]
+        self._apply_outcome(state, attempt, outcome)
+
+    async def _execute(self, executor: Executor, call: StepCall) -> Result | AttemptFailed:
+        inner = asyncio.ensure_future(executor.execute(call))
+        try:
+            done, _ = await asyncio.wait({inner}, timeout=call.timeout_s)
+        except asyncio.CancelledError:
+            inner.cancel()
+            raise
+        if not done:
+            if executor.interruptible:
+                inner.cancel()
+            else:
+                inner.add_done_callback(lambda fut: self._late_result(call, fut))
+            return AttemptFailed(f"timed out after {call.timeout_s:g}s")
+        try:
+            return inner.result()
+        except AttemptFailed as exc:
+            return exc
+        except Exception as exc:  # noqa: BLE001 - an executor bug fails the attempt, not the run
+            return AttemptFailed(f"{type(exc).__name__}: {exc}")
+
+    def _late_result(self, call: StepCall, fut: asyncio.Future[Result]) -> None:
+        """A result arrived for an attempt that was already given up on: record it, never apply it."""
+        if fut.cancelled():
+            return
+        exc = fut.exception()
+        state = self.steps[call.key]
+        batch = WriteBatch()
+        batch.event(self.run_id, E.STEP_RESULT_STALE, call.key, {
+            "attempt": call.attempt,
+            "current_attempt": state.attempts,
+            "status": state.status.value,
+            "outcome": "failed" if exc else "succeeded",
+            "reason": "the attempt had timed out; its result was recorded and not applied",
+        }, self.clock())
+        self._emit(batch)
+
+    def _context_for(self, state: StepState) -> list[dict[str, Any]]:
+        ups = [self.steps[k] for k in state.spec.depends_on]
+        return build_context(self.policy, [
+            Upstream(u.key, u.spec.display_title, u.spec.type, u.output, u.ended_at or 0.0)
+            for u in ups if u.status == S.SUCCEEDED
+        ])
+
+    def _apply_outcome(self, state: StepState, attempt: int, outcome: Result | AttemptFailed) -> None:
+        if state.status != S.RUNNING or state.attempts != attempt or self._ending:
+            self._record_stale(state, attempt, outcome)
+            return
+        now = self.clock()
+        usage = outcome.usage
+        batch = WriteBatch()
+        self.sched.stopped(state.key)
+        state.prompt_tokens += usage.prompt_tokens
+        state.completion_tokens += usage.completion_tokens
+        self.run["prompt_tokens"] += usage.prompt_tokens
+        self.run["completion_tokens"] += usage.completion_tokens
+        tokens = {"prompt": usage.prompt_tokens, "completion": usage.completion_tokens}
+        if isinstance(outcome, Result):
+            state.status, state.output, state.error, state.ended_at = S.SUCCEEDED, outcome.output, None, now
+            batch.step(self.run_id, state.key, S.RUNNING.value, attempt, state.row())
+            batch.event(self.run_id, E.STEP_SUCCEEDED, state.key,
+                        {"attempt": attempt, "tokens": tokens, "duration_s": round(now - (state.started_at or now), 6)}, now)
+            self._settle(state, batch, now)
+        elif outcome.retryable and attempt < self._max_attempts(state):
+            delay = backoff_delay(self.policy.backoff, attempt, self._rng)
+            state.status, state.error, state.not_before = S.PENDING, str(outcome), now + delay
+            batch.step(self.run_id, state.key, S.RUNNING.value, attempt, state.row())
+            batch.event(self.run_id, E.STEP_RETRYING, state.key,
+                        {"attempt": attempt, "error": str(outcome), "delay_s": round(delay, 6), "tokens": tokens}, now)
+        else:
+            state.status, state.error, state.ended_at = S.FAILED, str(outcome), now
+            batch.step(self.run_id, state.key, S.RUNNING.value, attempt, state.row())
+            batch.event(self.run_id, E.STEP_FAILED, state.key,
+                        {"attempt": attempt, "error": str(outcome), "tokens": tokens, "retryable": outcome.retryable}, now)
+            self._settle(state, batch, now)
+        batch.run(self.run_id, self._run_row(now))
+        self._emit(batch)
+        if state.status == S.PENDING:
+            self._when_ready(state)
+        self._pump()
+
+    def _record_stale(self, state: StepState, attempt: int, outcome: Result | AttemptFailed) -> None:
+        batch = WriteBatch()
+        batch.event(self.run_id, E.STEP_RESULT_STALE, state.key, {
+            "attempt": attempt, "current_attempt": state.attempts, "status": state.status.value,
+            "outcome": "succeeded" if isinstance(outcome, Result) else "failed",
+            "reason": "the attempt is no longer current; its result was recorded and not applied",
+        }, self.clock())
+        self._emit(batch)
+
+    def _settle(self, state: StepState, batch: WriteBatch, now: float) -> None:
+        """A step reached a final status: release its dependents, skip those that can never run."""
+        ready, doomed = self.sched.settle(state.key, state.status.value)
+        self._waiting.discard(state.key)
+        for key in doomed:
+            child = self.steps[key]
+            if child.status.terminal:
+                continue
+            expect = child.status
+            check_step(key, child.status, "skip")
+            self._unqueue(key)
+            child.status, child.ended_at = S.SKIPPED, now
+            child.error = f'dependency "{state.key}" {state.status.value}'
+            batch.step(self.run_id, key, expect.value, child.attempts, child.row())
+            batch.event(self.run_id, E.STEP_SKIPPED, key, {"reason": child.error}, now)
+            self._settle(child, batch, now)
+        for key in ready:
+            self._when_ready(self.steps[key])
+
+    def _unqueue(self, key: str) -> None:
+        self.sched.unqueue(key)
+        self._waiting.discard(key)
+        handle = self._timers.pop(key, None)
+        if handle:
+            handle.cancel()
+
+    def _max_attempts(self, state: StepState) -> int:
+        return state.spec.max_attempts or self.policy.max_step_attempts
+
+    # -- approvals and operator actions --------------------------------------------
+
+    def _gate(self, state: StepState) -> None:
+        now = self.clock()
+        expect = state.status
+        check_step(state.key, state.status, "gate")
+        state.status = S.WAITING_USER
+        self._waiting.add(state.key)
+        batch = WriteBatch()
+        batch.step(self.run_id, state.key, expect.value, state.attempts, state.row())
+        batch.event(self.run_id, E.STEP_WAITING, state.key,
+                    {"reason": "approval: required", "input": state.input}, now)
+        self._emit(batch)
+
+    def _require_live(self, action: str) -> None:
+        if self._ending or self.status.terminal:
+            raise TransitionError(f"run {self.run_id} is {self.status.value}; it can no longer be {action}")
+
+    async def approve(self, key: str, *, user: str | None, reason: str | None = None, input: Any = ...) -> None:
+        """Approve a waiting step, optionally replacing its input; it then runs with that input."""
+        self._require_live("approved")
+        state = self._step(key)
+        check_step(key, state.status, "approve")
+        now = self.clock()
+        edited = input is not ...
+        if edited:
+            state.input = input
+        state.status, state.approved_by = S.PENDING, user or "unknown"
+        self._waiting.discard(key)
+        batch = WriteBatch()
+        batch.step(self.run_id, key, S.WAITING_USER.value, state.attempts, state.row())
+        payload: dict[str, Any] = {"user": state.approved_by, "reason": reason, "input_edited": edited}
+        if edited:
+            payload["input"] = input
+        batch.event(self.run_id, E.STEP_APPROVED, key, payload, now)
+        write = self._emit(batch)
+        self._when_ready(state)
+        self._pump()
+        await asyncio.shield(write)
+
+    async def reject(self, key: str, *, user: str | None, reason: str | None = None) -> None:
+        """Reject a waiting step: it ends rejected and the steps that need it are skipped."""
+        self._require_live("rejected")
+        state = self._step(key)
+        check_step(key, state.status, "reject")
+        now = self.clock()
+        state.status, state.ended_at = S.REJECTED, now
+        state.error = f"rejected by {user or 'unknown'}" + (f": {reason}" if reason else "")
+        batch = WriteBatch()
+        batch.step(self.run_id, key, S.WAITING_USER.value, state.attempts, state.row())
+        batch.event(self.run_id, E.STEP_REJECTED, key, {"user": user, "reason": reason}, now)
+        self._settle(state, batch, now)
+        write = self._emit(batch)
+        self._pump()
+        await asyncio.shield(write)
+
+    async def cancel(self, *, user: str | None, reason: str | None = None) -> None:
+        """Cancel the run: running attempts are stopped, unfinished steps skipped."""
+        self._require_live("canceled")
+        text = f"canceled by {user or 'unknown'}" + (f": {reason}" if reason else "")
+        self._end(RunStatus.CANCELED, text)
+        if self._done is not None:
+            await asyncio.shield(self._done)
+
+    def _step(self, key: str) -> StepState:
+        try:
+            return self.steps[key]
+        except KeyError:
+            from .errors import StepNotFound
+
+            raise StepNotFound(self.run_id, key, list(self.steps)) from None
+
+    # -- writing -----------------------------------------------------------------------------
+
+    def _run_row(self, now: float) -> dict[str, Any]:
+        self.run["updated_at"] = now
+        return self.run
+
+    def _set_run_status(self, status: RunStatus, reason: str | None, batch: WriteBatch, now: float,
+                        kind: EventType, ended: bool = False) -> None:
+        self.status = status
+        self.run["status"], self.run["reason"] = status.value, reason
+        if ended:
+            self.run["ended_at"] = now
+        batch.run(self.run_id, self._run_row(now))
+        payload: dict[str, Any] = {"status": status.value}
+        if reason:
+            payload["reason"] = reason
+        batch.event(self.run_id, kind, None, payload, now)
+
+    def _emit(self, batch: WriteBatch) -> asyncio.Task[list[int]]:
+        """Commit ``batch`` then publish its events; a failed commit stops the controller."""
+        task = asyncio.create_task(self._commit_and_publish(batch))
+        self._writes.add(task)
+        task.add_done_callback(self._writes.discard)
+        return task
+
+    async def _commit_and_publish(self, batch: WriteBatch) -> list[int]:
+        try:
+            ids = await self.store.write(batch)
+        except Exception as exc:
+            self._fatal(exc)
+            raise
+        self.bus.publish(
+            Event(id_, row["run_id"], row["type"], row["step_key"], json.loads(row["payload_json"]), row["created_at"])
+            for id_, row in zip(ids, batch.events)
+        )
+        return ids
+
+    def _fatal(self, exc: BaseException) -> None:
+        """Stop driving: the store refused a write, so in-memory state can no longer be trusted."""
+        if self._done is not None and not self._done.done():
+            if isinstance(exc, StaleWrite):
+                exc = LeaseLost(f"run {self.run_id}: {exc}; another process may have taken it over")
+            self._done.set_exception(exc)
+        self._ending = True
+        for task in self._attempt_tasks.values():
+            task.cancel()
+
+    # -- side tasks: lease heartbeat and the commands inbox ------------------------------
+
+    async def _heartbeat(self) -> None:
+        while True:
+            await asyncio.sleep(self.lease_ttl_s / 3)
+            try:
+                await self.store.write(WriteBatch(extras=[self.store.renew_lease_extra(self.run_id, self.owner, self.lease_ttl_s)]))
+            except Exception as exc:  # noqa: BLE001
+                self._fatal(exc)
+                return
+
+    async def _inbox(self) -> None:
+        """Apply actions queued by other processes (``loopdeck approve`` in another terminal)."""
+        while True:
+            await asyncio.sleep(self.poll_s)
+            try:
+                commands = await self.store.queued_commands(self.run_id)
+            except LoopdeckError as exc:
+                log.warning("cannot read the commands inbox: %s", exc)
+                continue
+            for command in commands:
+                await self._apply_command(command)
+
+    async def _apply_command(self, command: dict[str, Any]) -> None:
+        payload = json.loads(command["payload_json"] or "{}")
+        user = command["created_by"]
+        state, result = "applied", "ok"
+        try:
+            if command["kind"] == "approve":
+                kwargs = {"input": payload["input"]} if "input" in payload else {}
+                await self.approve(payload["step"], user=user, reason=payload.get("reason"), **kwargs)
+            elif command["kind"] == "reject":
+                await self.reject(payload["step"], user=user, reason=payload.get("reason"))
+            elif command["kind"] == "cancel":
+                self._require_live("canceled")
+                self._end(RunStatus.CANCELED, f"canceled by {user or 'unknown'}" + (
+                    f": {payload['reason']}" if payload.get("reason") else ""))
+            else:
+                state, result = "refused", f"unknown command {command['kind']!r}"
+        except LoopdeckError as exc:
+            state, result = "refused", str(exc)
+        await self.store.write(WriteBatch(extras=[self.store.answer_command_extra(command["id"], state, result)]))
+

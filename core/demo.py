@@ -1,0 +1,64 @@
+"""The built-in demo plan: simulated agents writing a technical article.
+
+20 steps with parallel branches, joins, a flaky agent that fails twice before
+it succeeds, an approval gate before publishing, and a verification step.
+Seeded, so every demo run behaves the same; about 15 seconds end to end.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .plan import Plan, validate_plan
+
+DEMO: dict[str, Any] = {
+    "goal": "Research, write, review and publish an article on work-conserving schedulers",
+    "default_agent": "writer",
+    "policy": {
+        "max_concurrency": 4,
+        "max_step_attempts": 3,
+        "backoff": {"base_s": 0.5, "factor": 2, "max_s": 4, "jitter": True},
+        "token_budget": 80000,
+    },
+    "agents": {
+        "planner": {"kind": "sim", "latency_ms": [400, 900], "tokens": [600, 250], "seed": 1},
+        "researcher": {"kind": "sim", "latency_ms": [800, 2000], "tokens": [1200, 500], "seed": 2, "max_concurrency": 2},
+        "scraper": {"kind": "sim", "latency_ms": [300, 700], "tokens": [200, 80], "seed": 3, "fail_times": 2,
+                    "alternatives": ["researcher"]},
+        "writer": {"kind": "sim", "latency_ms": [900, 2200], "tokens": [1500, 900], "seed": 4},
+        "checker": {"kind": "sim", "latency_ms": [300, 800], "tokens": [500, 120], "seed": 5},
+    },
+    "steps": [
+        {"key": "plan", "title": "Plan the article", "agent": "planner", "input": {"topic": "work-conserving schedulers"}},
+        {"key": "research_history", "title": "Research: history of list scheduling", "agent": "researcher", "depends_on": ["plan"]},
+        {"key": "research_theory", "title": "Research: Graham's bound", "agent": "researcher", "depends_on": ["plan"]},
+        {"key": "research_systems", "title": "Research: schedulers in practice", "agent": "researcher", "depends_on": ["plan"]},
+        {"key": "research_pitfalls", "title": "Research: barrier pitfalls", "agent": "researcher", "depends_on": ["plan"]},
+        {"key": "fetch_sources", "title": "Fetch cited papers", "type": "tool", "agent": "scraper", "depends_on": ["plan"],
+         "input": {"urls": ["graham1969.pdf", "coffman1976.pdf"]}},
+        {"key": "summarize_background", "title": "Summarize the background", "type": "reasoning",
+         "depends_on": ["research_history", "research_theory", "fetch_sources"]},
+        {"key": "compare_systems", "title": "Compare real schedulers",
+         "depends_on": ["research_systems", "research_pitfalls"]},
+        {"key": "outline", "title": "Draft the outline", "agent": "planner", "depends_on": ["summarize_background", "compare_systems"]},
+        {"key": "write_intro", "title": "Write the introduction", "depends_on": ["outline"]},
+        {"key": "write_body", "title": "Write the body", "depends_on": ["outline"]},
+        {"key": "write_examples", "title": "Write code examples", "type": "skill", "depends_on": ["outline"]},
+        {"key": "test_examples", "title": "Run the code examples", "type": "tool", "agent": "checker", "depends_on": ["write_examples"]},
+        {"key": "review_style", "title": "Review style and tone", "agent": "checker", "depends_on": ["write_intro", "write_body"]},
+        {"key": "review_facts", "title": "Fact-check against sources", "agent": "checker",
+         "depends_on": ["write_body", "fetch_sources"]},
+        {"key": "assemble", "title": "Assemble the article", "depends_on": ["review_style", "review_facts", "test_examples"]},
+        {"key": "publish", "title": "Publish to the blog", "type": "sub_agent", "approval": "required",
+         "depends_on": ["assemble"], "input": {"channel": "blog", "visibility": "public"}},
+        {"key": "verify_published", "title": "Verify the published page", "type": "verification", "agent": "checker",
+         "depends_on": ["publish"]},
+        {"key": "announce", "title": "Announce on the mailing list", "type": "tool", "depends_on": ["verify_published"]},
+        {"key": "archive_notes", "title": "Archive research notes", "type": "tool", "agent": "scraper",
+         "depends_on": ["summarize_background"], "dependency_policy": "allow_skipped"},
+    ],
+}
+
+
+def demo_plan() -> Plan:
+    return validate_plan(DEMO, source="demo")

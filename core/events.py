@@ -1,0 +1,67 @@
+"""Typed run events. Every state change produces one, committed before it is published.
+
+Ids come from the database and increase, so a reader can always resume
+"since id N"; ``Gap`` tells a slow subscriber it missed events and should
+re-read from the store.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from enum import StrEnum
+from typing import Any
+
+
+class EventType(StrEnum):
+    RUN_CREATED = "run_created"
+    RUN_STARTED = "run_started"
+    RUN_RESUMED = "run_resumed"
+    RUN_WAITING = "run_waiting"
+    RUN_CONTINUED = "run_continued"
+    RUN_ENDED = "run_ended"
+    STEP_WAITING = "step_waiting"
+    STEP_APPROVED = "step_approved"
+    STEP_REJECTED = "step_rejected"
+    STEP_STARTED = "step_started"
+    STEP_SUCCEEDED = "step_succeeded"
+    STEP_FAILED = "step_failed"
+    STEP_RETRYING = "step_retrying"
+    STEP_SKIPPED = "step_skipped"
+    STEP_REQUEUED = "step_requeued"
+    STEP_RESULT_STALE = "step_result_stale"
+    COMMAND_REFUSED = "command_refused"
+
+
+@dataclass(frozen=True, slots=True)
+class Event:
+    id: int
+    run_id: str
+    type: str
+    step_key: str | None
+    payload: dict[str, Any] = field(default_factory=dict)
+    created_at: float = 0.0
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "type": self.type,
+            "step": self.step_key,
+            "created_at": iso(self.created_at),
+            "payload": self.payload,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class Gap:
+    """Marker for a subscriber that fell behind: events after ``after_id`` were dropped."""
+
+    run_id: str | None
+    after_id: int
+
+
+def iso(ts: float | None) -> str | None:
+    """ISO 8601 UTC with microseconds, or None."""
+    if ts is None:
+        return None
+    return datetime.fromtimestamp(ts, UTC).isoformat(timespec="microseconds")

@@ -1,0 +1,355 @@
+"""The orchestrator: the one facade the CLI and the dashboard use.
+
+It creates runs, drives them (taking the run's lease first), answers gates,
+cancels, and reads runs back as JSON-ready snapshots. An action on a run that
+another process drives is queued in the store's commands inbox and applied by
+that process; on a run nobody drives it is applied to the store directly.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import getpass
+import json
+import secrets
+import time
+from collections.abc import AsyncIterator, Callable
+from typing import Any
+
+from .bus import EventBus, Subscription
+from .controller import RunController
+from .errors import CommandTimeout, LeaseHeld, StaleWrite, StepNotFound, TransitionError
+from .events import Event, EventType, Gap, iso
+from .lease import DEFAULT_TTL_S, Holder, Identity, holder_state
+from .plan import Plan
+from .states import RunStatus, StepStatus, check_step
+from .store import Store
+from .writer import WriteBatch
+
+
+def default_user() -> str:
+    try:
+        return getpass.getuser()
+    except Exception:  # noqa: BLE001 - no login name in some containers
+        return "operator"
+
+
+def new_run_id(now: float) -> str:
+    """Sortable and short enough to type: ``20261124-031502-3fa9c1``."""
+    return time.strftime("%Y%m%d-%H%M%S", time.gmtime(now)) + "-" + secrets.token_hex(3)
+
+
+class Orchestrator:
+    def __init__(
+        self,
+        store: Store,
+        bus: EventBus | None = None,
+        *,
+        user: str | None = None,
+        identity: Identity | None = None,
+        lease_ttl_s: float = DEFAULT_TTL_S,
+        poll_s: float = 0.25,
+    ) -> None:
+        self.store = store
+        self.bus = bus or EventBus()
+        self.user = user or default_user()
+        self.identity = identity or Identity()
+        self.lease_ttl_s = lease_ttl_s
+        self.poll_s = poll_s
+        self._controllers: dict[str, RunController] = {}
+
+    @classmethod
+    async def open(cls, db: str | None = None, **kwargs: Any) -> "Orchestrator":
+        return cls(await Store.open(db), **kwargs)
+
+    async def close(self) -> None:
+        await self.store.close()
+
+    async def __aenter__(self) -> "Orchestrator":
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    # -- runs ---------------------------------------------------------------------------
+
+    async def create_run(self, plan: Plan, *, user: str | None = None) -> str:
+        """Store a new run of ``plan`` (status ``planning``) and return its id."""
+        now = time.time()
+        run_id = new_run_id(now)
+        run_row = {
+            "id": run_id, "goal": plan.goal, "status": RunStatus.PLANNING.value, "reason": None,
+            "plan_json": plan.model_dump_json(), "token_budget": plan.policy.token_budget,
+            "prompt_tokens": 0, "completion_tokens": 0, "created_by": user or self.user,
+            "created_at": now, "updated_at": now, "ended_at": None,
+        }
+        step_rows = [
+            {
+                "run_id": run_id, "key": spec.key, "idx": i, "title": spec.display_title, "type": spec.type,
+                "agent": plan.agent_of(spec), "status": StepStatus.PENDING.value, "attempts": 0,
+                "input_json": json.dumps(spec.input), "output_json": None, "error": None,
+                "prompt_tokens": 0, "completion_tokens": 0, "not_before": None, "approved_by": None,
+                "started_at": None, "ended_at": None,
+            }
+            for i, spec in enumerate(plan.steps)
+        ]
+        batch = WriteBatch(extras=[Store.insert_run_extra(run_row, step_rows)])
+        batch.event(run_id, EventType.RUN_CREATED, None, {"goal": plan.goal, "steps": len(step_rows), "user": user or self.user}, now)
+        ids = await self.store.write(batch)
+        self.bus.publish([Event(ids[0], run_id, EventType.RUN_CREATED, None, {"goal": plan.goal, "steps": len(step_rows)}, now)])
+        return run_id
+
+    async def drive(
+        self,
+        run_id: str,
+        *,
+        wait_for_lease: bool = True,
+        on_wait: Callable[[str], None] | None = None,
+    ) -> RunStatus:
+        """Take the run's lease and drive it to its end; returns the final status.
+
+        A run held by a dead process on this host is taken over at once; a live
+        holder on this host is never displaced (``LeaseHeld``); a holder on another
+        host is waited out until its lease expires (or ``LeaseHeld`` if not waiting).
+        """
+        run_id = await self.store.resolve_run_id(run_id)
+        run = await self._take_lease(run_id, wait_for_lease, on_wait)
+        try:
+            if RunStatus(run["status"]).terminal:
+                return RunStatus(run["status"])
+            controller = await RunController.load(
+                self.store, self.bus, run_id, owner=self.identity.owner,
+                lease_ttl_s=self.lease_ttl_s, poll_s=self.poll_s,
+            )
+            self._controllers[run_id] = controller
+            return await controller.drive()
+        finally:
+            self._controllers.pop(run_id, None)
+            try:
+                await self.store.write(WriteBatch(extras=[self.store.release_lease_extra(run_id, self.identity.owner)]))
+            except Exception:  # noqa: BLE001 - best effort; the lease expires anyway
+                pass
+
+    async def _take_lease(self, run_id: str, wait: bool, on_wait: Callable[[str], None] | None) -> dict[str, Any]:
+        while True:
+            run = await self.store.get_run(run_id)
+            state = holder_state(run, self.identity, time.time(), set(self._live_owners()))
+            if state == Holder.ALIVE_HERE:
+                raise LeaseHeld(
+                    f"run {run_id} is being driven by pid {run['lock_pid']} on this machine; "
+                    f"stop that process first, or act on the run with `loopdeck approve`/`cancel`"
+                )
+            if state == Holder.ALIVE_ELSEWHERE:
+                wait_s = max(0.0, (run["locked_until"] or 0) - time.time())
+                message = (f"run {run_id} is driven by pid {run['lock_pid']} on {run['lock_host']}; "
+                           f"its lease expires in {wait_s:.1f}s")
+                if not wait:
+                    raise LeaseHeld(message)
+                if on_wait:
+                    on_wait(message + "; waiting")
+                await asyncio.sleep(min(wait_s + 0.05, self.lease_ttl_s))
+                continue
+            try:
+                await self.store.take_lease(run_id, self.identity.owner, self.identity.host, self.identity.pid,
+                                            self.lease_ttl_s, run["lock_owner"])
+            except StaleWrite:
+                continue  # someone else moved first: look again
+            return run
+
+    def _live_owners(self) -> list[str]:
+        return [c.owner for c in self._controllers.values()]
+
+    def controller(self, run_id: str) -> RunController | None:
+        return self._controllers.get(run_id)
+
+    # -- operator actions -----------------------------------------------------------------
+
+    async def approve(self, run_id: str, key: str, *, user: str | None = None, reason: str | None = None,
+                      input: Any = ..., timeout_s: float = 10.0) -> None:
+        """Approve a waiting step (optionally with edited input), wherever the run is driven."""
+        payload: dict[str, Any] = {"step": key, "reason": reason}
+        if input is not ...:
+            payload["input"] = input
+        await self._act(run_id, "approve", payload, user, timeout_s)
+
+    async def reject(self, run_id: str, key: str, *, user: str | None = None, reason: str | None = None,
+                     timeout_s: float = 10.0) -> None:
+        await self._act(run_id, "reject", {"step": key, "reason": reason}, user, timeout_s)
+
+    async def cancel(self, run_id: str, *, user: str | None = None, reason: str | None = None,
+                     timeout_s: float = 10.0) -> None:
+        await self._act(run_id, "cancel", {"reason": reason}, user, timeout_s)
+
+    async def _act(self, run_id: str, kind: str, payload: dict[str, Any], user: str | None, timeout_s: float) -> None:
+        user = user or self.user
+        run_id = await self.store.resolve_run_id(run_id)
+        controller = self._controllers.get(run_id)
+        if controller is not None:
+            await self._act_here(controller, kind, payload, user)
+            return
+        run = await self.store.get_run(run_id)
+        self._check_run_open(run, kind)
+        if "step" in payload:
+            await self._check_step(run_id, payload["step"], kind)
+        state = holder_state(run, self.identity, time.time(), set(self._live_owners()))
+        if state in (Holder.ALIVE_HERE, Holder.ALIVE_ELSEWHERE):
+            await self._act_remote(run, kind, payload, user, timeout_s)
+        else:
+            await self._act_offline(run, kind, payload, user)
+
+    @staticmethod
+    async def _act_here(controller: RunController, kind: str, payload: dict[str, Any], user: str) -> None:
+        if kind == "approve":
+            extra = {"input": payload["input"]} if "input" in payload else {}
+            await controller.approve(payload["step"], user=user, reason=payload.get("reason"), **extra)
+        elif kind == "reject":
+            await controller.reject(payload["step"], user=user, reason=payload.get("reason"))
+        else:
+            await controller.cancel(user=user, reason=payload.get("reason"))
+
+    @staticmethod
+    def _check_run_open(run: dict[str, Any], kind: str) -> None:
+        status = RunStatus(run["status"])
+        if status.terminal:
+            what = "canceled" if kind == "cancel" else f"{kind}d at its steps"
+            raise TransitionError(f"run {run['id']} is {status.value}; an ended run can no longer be {what}")
+
+    async def _check_step(self, run_id: str, key: str, kind: str) -> dict[str, Any]:
+        steps = await self.store.get_steps(run_id)
+        row = next((s for s in steps if s["key"] == key), None)
+        if row is None:
+            raise StepNotFound(run_id, key, [s["key"] for s in steps])
+        check_step(key, StepStatus(row["status"]), kind)
+        return row
+
+    async def _act_remote(self, run: dict[str, Any], kind: str, payload: dict[str, Any], user: str, timeout_s: float) -> None:
+        command_id = await self.store.enqueue_command(run["id"], kind, payload, user)
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            await asyncio.sleep(0.05)
+            command = await self.store.get_command(command_id)
+            if command["state"] == "applied":
+                return
+            if command["state"] == "refused":
+                raise TransitionError(command["result"])
+        raise CommandTimeout(
+            f"run {run['id']} is driven by pid {run['lock_pid']} on {run['lock_host']}, which did not answer within "
+            f"{timeout_s:g}s; the {kind} stays queued (command {command_id}) and is applied when that process reads it"
+        )
+
+    async def _act_offline(self, run: dict[str, Any], kind: str, payload: dict[str, Any], user: str) -> None:
+        """Nobody drives the run: apply the action to the store; the next ``resume`` carries on from it."""
+        run_id, now = run["id"], time.time()
+        batch = WriteBatch()
+        if kind == "cancel":
+            reason = f"canceled by {user}" + (f": {payload['reason']}" if payload.get("reason") else "")
+            for row in await self.store.get_steps(run_id):
+                if not StepStatus(row["status"]).terminal:
+                    expect = row["status"]
+                    row.update(status=StepStatus.SKIPPED.value, ended_at=now, error=f"run canceled: {reason}")
+                    batch.step(run_id, row["key"], expect, row["attempts"], row)
+                    batch.event(run_id, EventType.STEP_SKIPPED, row["key"], {"reason": row["error"]}, now)
+            run.update(status=RunStatus.CANCELED.value, reason=reason, updated_at=now, ended_at=now)
+            batch.run(run_id, run)
+            batch.event(run_id, EventType.RUN_ENDED, None, {"status": "canceled", "reason": reason}, now)
+        else:
+            row = await self._check_step(run_id, payload["step"], kind)
+            key = row["key"]
+            if kind == "approve":
+                row.update(status=StepStatus.PENDING.value, approved_by=user)
+                event = {"user": user, "reason": payload.get("reason"), "input_edited": "input" in payload}
+                if "input" in payload:
+                    row["input_json"] = json.dumps(payload["input"])
+                    event["input"] = payload["input"]
+                batch.step(run_id, key, StepStatus.WAITING_USER.value, row["attempts"], row)
+                batch.event(run_id, EventType.STEP_APPROVED, key, event, now)
+            else:
+                error = f"rejected by {user}" + (f": {payload['reason']}" if payload.get("reason") else "")
+                row.update(status=StepStatus.REJECTED.value, ended_at=now, error=error)
+                batch.step(run_id, key, StepStatus.WAITING_USER.value, row["attempts"], row)
+                batch.event(run_id, EventType.STEP_REJECTED, key, {"user": user, "reason": payload.get("reason")}, now)
+        try:
+            await self.store.write(batch)
+        except StaleWrite as exc:
+            raise TransitionError(f"run {run_id} changed while the {kind} was being applied; look again (`loopdeck show {run_id}`)") from exc
+
+    # -- reading ----------------------------------------------------------------------------
+
+    async def runs(self, limit: int = 100) -> list[dict[str, Any]]:
+        """Runs, newest first, with step progress: JSON-ready."""
+        rows = await self.store.list_runs(limit)
+        counts = await self.store.step_counts([r["id"] for r in rows])
+        out = []
+        for r in rows:
+            c = counts.get(r["id"], {})
+            out.append({
+                "id": r["id"], "goal": r["goal"], "status": r["status"], "created_at": iso(r["created_at"]),
+                "ended_at": iso(r["ended_at"]), "steps": sum(c.values()),
+                "done": sum(n for s, n in c.items() if StepStatus(s).terminal),
+                "tokens": r["prompt_tokens"] + r["completion_tokens"], "token_budget": r["token_budget"],
+            })
+        return out
+
+    async def snapshot(self, run_id: str, *, events: bool = True) -> dict[str, Any]:
+        """The ``show --json`` object: run, steps and events."""
+        run_id = await self.store.resolve_run_id(run_id)
+        run = await self.store.get_run(run_id)
+        steps = await self.store.get_steps(run_id)
+        out: dict[str, Any] = {
+            "run": {
+                "id": run["id"], "goal": run["goal"], "status": run["status"], "reason": run["reason"],
+                "tokens": _tokens(run), "token_budget": run["token_budget"],
+                "created_at": iso(run["created_at"]), "ended_at": iso(run["ended_at"]),
+                "created_by": run["created_by"],
+                "lease": {"host": run["lock_host"], "pid": run["lock_pid"], "expires_at": iso(run["locked_until"])}
+                if run["lock_owner"] else None,
+            },
+            "steps": [
+                {
+                    "key": s["key"], "title": s["title"], "type": s["type"], "agent": s["agent"],
+                    "status": s["status"], "attempts": s["attempts"],
+                    "input": json.loads(s["input_json"]) if s["input_json"] else None,
+                    "output": json.loads(s["output_json"]) if s["output_json"] else None,
+                    "error": s["error"], "tokens": _tokens(s), "approved_by": s["approved_by"],
+                    "started_at": iso(s["started_at"]), "ended_at": iso(s["ended_at"]),
+                }
+                for s in steps
+            ],
+        }
+        if events:
+            out["events"] = [e.to_json() for e in await self.store.events_since(run_id, 0, limit=1_000_000)]
+        return out
+
+    def subscribe(self, run_id: str | None = None, maxsize: int | None = None) -> Subscription:
+        """Live events of runs driven in this process (see ``follow`` for a gap-free stream)."""
+        return self.bus.subscribe(run_id, maxsize)
+
+    async def follow(self, run_id: str | None, since_id: int = 0, maxsize: int | None = None) -> AsyncIterator[Event]:
+        """Every event after ``since_id``, then live ones, in id order, with no gaps or repeats.
+
+        Reads the store first and whenever the subscription reports a ``Gap``,
+        so a slow reader catches up from the database instead of slowing the run.
+        """
+        sub = self.bus.subscribe(run_id, maxsize)
+        last = since_id
+        try:
+            for event in await self.store.events_since(run_id, last):
+                last = event.id
+                yield event
+            while True:
+                item = await sub.get()
+                if isinstance(item, Gap):
+                    for event in await self.store.events_since(run_id, last):
+                        last = event.id
+                        yield event
+                    continue
+                if item.id > last:
+                    last = item.id
+                    yield item
+        finally:
+            sub.close()
+
+
+def _tokens(row: dict[str, Any]) -> dict[str, int]:
+    p, c = row["prompt_tokens"], row["completion_tokens"]
+    return {"prompt": p, "completion": c, "total": p + c}

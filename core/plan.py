@@ -1,0 +1,282 @@
+"""Plan files: the pydantic models, loading from YAML/JSON, and whole-plan validation.
+
+Validation reports every problem at once, each with its location, because an
+operator fixing a plan should not have to run it once per typo. Field errors
+come from pydantic; graph errors (duplicate keys, unknown dependencies or
+agents, cycles) are checked on the raw data too, so both kinds show together.
+"""
+
+from __future__ import annotations
+
+import json
+from difflib import get_close_matches
+from pathlib import Path
+from typing import Annotated, Any, Literal, Union
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from .dag import find_cycle
+from .errors import PlanError, PlanIssue
+
+StepType = Literal["reasoning", "skill", "tool", "sub_agent", "verification"]
+KEY_PATTERN = r"^[A-Za-z0-9_][A-Za-z0-9_.\-]{0,127}$"
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class Backoff(_Model):
+    """Delay before retry n (1-based): min(max_s, base_s * factor**(n-1)), optionally jittered."""
+
+    base_s: float = Field(1.0, ge=0)
+    factor: float = Field(2.0, ge=1)
+    max_s: float = Field(60.0, ge=0)
+    jitter: bool = True
+
+
+class Policy(_Model):
+    max_concurrency: int = Field(5, ge=1, description="steps running at once in this run")
+    max_step_attempts: int = Field(3, ge=1, description="attempts per step unless the step sets max_attempts")
+    max_iterations: int | None = Field(
+        None, ge=1, description="cap on launches (attempts) in the run; reaching it fails the run"
+    )
+    allow_replan: bool = True
+    require_verification: bool = False
+    stop_on_approval_required: bool = Field(
+        True, description="while a gate waits, launch nothing new (running steps finish)"
+    )
+    max_context_tokens: int = Field(4000, ge=0)
+    context_summary_strategy: Literal["last_n", "all"] = "last_n"
+    context_last_n: int = Field(3, ge=0, description="upstream outputs kept by the last_n strategy")
+    include_tool_results: bool = True
+    include_step_outputs: bool = True
+    token_budget: int | None = Field(None, ge=0, description="tokens the run may spend; null: no limit")
+    on_budget_exhausted: Literal["fail", "pause"] = "fail"
+    backoff: Backoff = Field(default_factory=Backoff)
+
+
+class _AgentBase(_Model):
+    max_concurrency: int | None = Field(None, ge=1, description="steps of this agent running at once")
+    alternatives: list[str] = Field(default_factory=list, description="agents to route to when this one is unhealthy")
+
+
+class SimAgent(_AgentBase):
+    """A seeded simulated agent: latency, tokens and failures, deterministic per (seed, step, attempt)."""
+
+    kind: Literal["sim"] = "sim"
+    latency_ms: float | tuple[float, float] = Field(100, description="a number or [min, max]")
+    tokens: tuple[int, int] = Field((0, 0), description="[prompt, completion] per attempt")
+    fail_times: int = Field(0, ge=0, description="fail the first N attempts of each step")
+    fail_rate: float = Field(0.0, ge=0, le=1)
+    output: Any = Field(None, description="output to return; default: a short text with the resolved input")
+    seed: int = 0
+
+    @model_validator(mode="after")
+    def _latency_range(self) -> "SimAgent":
+        low, high = self.latency_bounds()
+        if low < 0 or high < low:
+            raise ValueError("latency_ms must be >= 0, or [min, max] with 0 <= min <= max")
+        return self
+
+    def latency_bounds(self) -> tuple[float, float]:
+        if isinstance(self.latency_ms, tuple):
+            return self.latency_ms
+        return (self.latency_ms, self.latency_ms)
+
+
+class ShellAgent(_AgentBase):
+    """Runs the step input's ``argv`` as a subprocess; no shell unless ``shell: true``."""
+
+    kind: Literal["shell"]
+    shell: bool = False
+    cwd: str | None = None
+    env: dict[str, str] = Field(default_factory=dict)
+    timeout_s: float | None = Field(None, gt=0)
+
+
+class PythonAgent(_AgentBase):
+    """Calls ``module:function`` (sync or async) with input, context and step."""
+
+    kind: Literal["python"]
+    call: str = Field(pattern=r"^[A-Za-z_][\w.]*:[A-Za-z_]\w*$", description="module:function")
+
+
+AgentConfig = Annotated[Union[SimAgent, ShellAgent, PythonAgent], Field(discriminator="kind")]
+
+
+class StepSpec(_Model):
+    key: str = Field(pattern=KEY_PATTERN)
+    title: str | None = None
+    type: StepType = "reasoning"
+    agent: str | None = None
+    input: Any = Field(default_factory=dict)
+    depends_on: list[str] = Field(default_factory=list)
+    dependency_policy: Literal["all_succeeded", "allow_skipped"] = "all_succeeded"
+    approval: Literal["required", "auto"] = "auto"
+    max_attempts: int | None = Field(None, ge=1)
+    timeout_s: float | None = Field(None, gt=0)
+
+    @property
+    def display_title(self) -> str:
+        return self.title or self.key
+
+
+class Plan(_Model):
+    goal: str = ""
+    default_agent: str | None = Field(None, description="agent for steps that name none")
+    policy: Policy = Field(default_factory=Policy)
+    agents: dict[str, AgentConfig] = Field(default_factory=lambda: {"sim": SimAgent()})
+    steps: list[StepSpec] = Field(min_length=1)
+
+    def agent_of(self, step: StepSpec) -> str:
+        """The agent a step runs on: its own, the plan's default, or the only agent there is."""
+        if step.agent:
+            return step.agent
+        if self.default_agent:
+            return self.default_agent
+        return next(iter(self.agents))
+
+
+def plan_json_schema() -> dict[str, Any]:
+    """JSON Schema of plan files, for editors (``loopdeck schema``)."""
+    schema = Plan.model_json_schema()
+    schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
+    schema["title"] = "loopdeck plan"
+    return schema
+
+
+def load_plan(path: str | Path) -> Plan:
+    """Read and validate a plan file (YAML or JSON). Raises ``PlanError``."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise PlanError([PlanIssue("", f"file not found: {path}")], str(path)) from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise PlanError([PlanIssue("", f"cannot read {path}: {exc}")], str(path)) from exc
+    return parse_plan_text(text, source=str(path), json_only=path.suffix.lower() == ".json")
+
+
+def parse_plan_text(text: str, source: str | None = None, json_only: bool = False) -> Plan:
+    """Parse YAML (or strict JSON) text and validate it as a plan."""
+    try:
+        data = json.loads(text) if json_only else yaml.safe_load(text)
+    except json.JSONDecodeError as exc:
+        raise PlanError([PlanIssue(f"line {exc.lineno}, column {exc.colno}", exc.msg)], source) from exc
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        problem = getattr(exc, "problem", None) or str(exc)
+        raise PlanError([PlanIssue(where, f"not valid YAML: {problem}")], source) from exc
+    return validate_plan(data, source)
+
+
+def validate_plan(data: Any, source: str | None = None) -> Plan:
+    """Validate plan data; raise ``PlanError`` listing every problem, or return the plan."""
+    if not isinstance(data, dict):
+        raise PlanError([PlanIssue("", f"a plan is a mapping with goal, agents and steps, not {type(data).__name__}")], source)
+    issues: list[PlanIssue] = []
+    plan: Plan | None = None
+    try:
+        plan = Plan.model_validate(data)
+    except ValidationError as exc:
+        issues.extend(_pydantic_issues(exc))
+    issues.extend(_graph_issues(data))
+    if issues:
+        raise PlanError(_dedupe(issues), source)
+    assert plan is not None
+    return plan
+
+
+def _pydantic_issues(exc: ValidationError) -> list[PlanIssue]:
+    out = []
+    for err in exc.errors(include_url=False):
+        out.append(PlanIssue(_location(err["loc"]), err["msg"]))
+    return out
+
+
+def _location(loc: tuple[Any, ...]) -> str:
+    text = ""
+    for part in loc:
+        if isinstance(part, int):
+            text += f"[{part}]"
+        elif part in ("sim", "shell", "python") and text.startswith("agents."):
+            continue  # the discriminator tag pydantic adds; the agent name says enough
+        else:
+            text += f".{part}" if text else str(part)
+    return text
+
+
+def _graph_issues(data: dict[str, Any]) -> list[PlanIssue]:
+    """Duplicate keys, unknown dependencies and agents, cycles: checked on raw data."""
+    steps = data.get("steps")
+    if not isinstance(steps, list):
+        return []
+    raw_agents = data.get("agents")
+    agents = list(raw_agents) if isinstance(raw_agents, dict) else (["sim"] if raw_agents is None else [])
+    issues: list[PlanIssue] = []
+    first_at: dict[str, int] = {}
+    for i, step in enumerate(steps):
+        if isinstance(step, dict) and isinstance(step.get("key"), str):
+            key = step["key"]
+            if key in first_at:
+                issues.append(PlanIssue(f"steps[{i}].key", f'duplicate key "{key}" (first used at steps[{first_at[key]}])'))
+            else:
+                first_at[key] = i
+    keys = list(first_at)
+    default_agent = data.get("default_agent")
+    if isinstance(default_agent, str) and default_agent not in agents:
+        issues.append(PlanIssue("default_agent", _unknown("agent", default_agent, agents)))
+    if isinstance(raw_agents, dict):
+        for name, cfg in raw_agents.items():
+            alts = cfg.get("alternatives") if isinstance(cfg, dict) else None
+            for j, alt in enumerate(alts if isinstance(alts, list) else []):
+                if isinstance(alt, str) and alt not in agents:
+                    issues.append(PlanIssue(f"agents.{name}.alternatives[{j}]", _unknown("agent", alt, agents)))
+                elif alt == name:
+                    issues.append(PlanIssue(f"agents.{name}.alternatives[{j}]", "an agent cannot be its own alternative"))
+    if isinstance(raw_agents, dict) and not raw_agents:
+        issues.append(PlanIssue("agents", "the plan defines no agents; add at least one (e.g. `sim: {kind: sim}`)"))
+    edges: dict[str, list[str]] = {}
+    for i, step in enumerate(steps):
+        if not isinstance(step, dict):
+            continue
+        agent = step.get("agent")
+        if isinstance(agent, str) and agents and agent not in agents:
+            issues.append(PlanIssue(f"steps[{i}].agent", _unknown("agent", agent, agents)))
+        if agent is None and default_agent is None and len(agents) > 1:
+            issues.append(PlanIssue(f"steps[{i}].agent", f"no agent named and no default_agent; choose one of {', '.join(agents)}"))
+        deps = step.get("depends_on")
+        key = step.get("key")
+        if not isinstance(deps, list):
+            continue
+        for k, dep in enumerate(deps):
+            if isinstance(dep, str) and dep not in first_at:
+                issues.append(PlanIssue(f"steps[{i}].depends_on[{k}]", _unknown("step", dep, keys)))
+        if isinstance(key, str) and first_at.get(key) == i:
+            edges[key] = [d for d in deps if isinstance(d, str) and d in first_at]
+    cycle = find_cycle(edges)
+    if cycle:
+        where = f"steps[{first_at[cycle[0]]}].depends_on"
+        issues.append(PlanIssue(where, "dependency cycle: " + " -> ".join(cycle)))
+    return issues
+
+
+def _unknown(what: str, name: str, known: list[str]) -> str:
+    close = get_close_matches(name, known, n=1)
+    if close:
+        return f'unknown {what} "{name}"; did you mean "{close[0]}"?'
+    listing = ", ".join(known[:10]) + (" ..." if len(known) > 10 else "")
+    return f'unknown {what} "{name}"' + (f" (known: {listing})" if listing else "")
+
+
+def _dedupe(issues: list[PlanIssue]) -> list[PlanIssue]:
+    seen: set[tuple[str, str]] = set()
+    out = []
+    for issue in issues:
+        if (issue.location, issue.message) not in seen:
+            seen.add((issue.location, issue.message))
+            out.append(issue)
+    return out

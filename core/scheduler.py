@@ -1,0 +1,128 @@
+"""The in-memory index that makes scheduling work-conserving and O(1) per step.
+
+It knows each step's unmet dependency count, its dependents, which steps are
+ready (one heap per agent, ordered by plan index) and how many run per agent.
+It does no I/O and knows nothing of time, so property tests can drive it
+directly. The controller owns the decisions it feeds in.
+"""
+
+from __future__ import annotations
+
+import heapq
+from dataclasses import dataclass, field
+
+OK = "succeeded"
+
+
+@dataclass
+class _Node:
+    idx: int
+    agent: str
+    deps: tuple[str, ...]
+    allow_skipped: bool
+    unmet: int
+    dependents: list[str] = field(default_factory=list)
+    outcome: str | None = None
+
+
+class Scheduler:
+    def __init__(self, max_concurrency: int, agent_limits: dict[str, int | None] | None = None) -> None:
+        self.max_concurrency = max_concurrency
+        self.agent_limits = dict(agent_limits or {})
+        self._nodes: dict[str, _Node] = {}
+        self._ready: dict[str, list[tuple[int, str]]] = {}
+        self._queued: set[str] = set()
+        self.running_by_agent: dict[str, int] = {}
+        self.running = 0
+
+    def add(self, key: str, idx: int, agent: str, deps: list[str], allow_skipped: bool = False) -> None:
+        self._nodes[key] = _Node(idx, agent, tuple(deps), allow_skipped, len(deps))
+
+    def link(self) -> list[str]:
+        """Wire dependents once every step is added; return the steps with no dependencies."""
+        roots = []
+        for key, node in self._nodes.items():
+            for dep in node.deps:
+                self._nodes[dep].dependents.append(key)
+            if not node.deps:
+                roots.append(key)
+        return roots
+
+    def deps(self, key: str) -> tuple[str, ...]:
+        return self._nodes[key].deps
+
+    def outcome(self, key: str) -> str | None:
+        return self._nodes[key].outcome
+
+    def settle(self, key: str, outcome: str) -> tuple[list[str], list[str]]:
+        """Record a step's final outcome; return (dependents now ready, dependents that can never run)."""
+        node = self._nodes[key]
+        if node.outcome is not None:
+            return [], []
+        node.outcome = outcome
+        self._queued.discard(key)
+        ready, doomed = [], []
+        for dep_key in node.dependents:
+            child = self._nodes[dep_key]
+            if child.outcome is not None:
+                continue
+            if outcome == OK or (outcome == "skipped" and child.allow_skipped):
+                child.unmet -= 1
+                if child.unmet == 0:
+                    ready.append(dep_key)
+            else:
+                doomed.append(dep_key)
+        return ready, doomed
+
+    def is_unblocked(self, key: str) -> bool:
+        return self._nodes[key].unmet == 0
+
+    def set_agent(self, key: str, agent: str) -> None:
+        self._nodes[key].agent = agent
+
+    def push_ready(self, key: str) -> None:
+        node = self._nodes[key]
+        if key in self._queued or node.outcome is not None:
+            return
+        self._queued.add(key)
+        heapq.heappush(self._ready.setdefault(node.agent, []), (node.idx, key))
+
+    def unqueue(self, key: str) -> None:
+        """Drop a step from the ready queue (lazily: its heap entry is skipped when popped)."""
+        self._queued.discard(key)
+
+    @property
+    def ready_count(self) -> int:
+        return len(self._queued)
+
+    def pop_launchable(self) -> str | None:
+        """The ready step with the lowest plan index whose agent has a free slot, or None."""
+        if self.running >= self.max_concurrency:
+            return None
+        best: tuple[int, str] | None = None
+        best_agent = ""
+        for agent, heap in self._ready.items():
+            while heap and heap[0][1] not in self._queued:
+                heapq.heappop(heap)
+            if not heap:
+                continue
+            limit = self.agent_limits.get(agent)
+            if limit is not None and self.running_by_agent.get(agent, 0) >= limit:
+                continue
+            if best is None or heap[0] < best:
+                best, best_agent = heap[0], agent
+        if best is None:
+            return None
+        heapq.heappop(self._ready[best_agent])
+        self._queued.discard(best[1])
+        return best[1]
+
+    def started(self, key: str) -> None:
+        agent = self._nodes[key].agent
+        self.running += 1
+        self.running_by_agent[agent] = self.running_by_agent.get(agent, 0) + 1
+
+    def stopped(self, key: str) -> None:
+        agent = self._nodes[key].agent
+        self.running -= 1
+        self.running_by_agent[agent] -= 1

@@ -1,0 +1,85 @@
+"""The database tables at the newest schema version (migrations build them step by step).
+
+Timestamps are float seconds since the epoch (UTC): compact, fast to compare,
+rendered as ISO 8601 with microseconds at the edges.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import Column, Float, Index, Integer, MetaData, String, Table, Text
+
+metadata = MetaData()
+
+runs = Table(
+    "runs",
+    metadata,
+    Column("id", String(32), primary_key=True),
+    Column("goal", Text, nullable=False, default=""),
+    Column("status", String(32), nullable=False),
+    Column("reason", Text),
+    Column("plan_json", Text, nullable=False),
+    Column("token_budget", Integer),
+    Column("prompt_tokens", Integer, nullable=False, default=0),
+    Column("completion_tokens", Integer, nullable=False, default=0),
+    Column("created_by", String(128)),
+    Column("created_at", Float, nullable=False),
+    Column("updated_at", Float, nullable=False),
+    Column("ended_at", Float),
+    # revision 0002: the lease that makes exactly one process drive a run
+    Column("lock_owner", String(64)),
+    Column("lock_host", String(255)),
+    Column("lock_pid", Integer),
+    Column("locked_until", Float),
+)
+
+steps = Table(
+    "steps",
+    metadata,
+    Column("run_id", String(32), primary_key=True),
+    Column("key", String(128), primary_key=True),
+    Column("idx", Integer, nullable=False),
+    Column("title", Text, nullable=False),
+    Column("type", String(32), nullable=False),
+    Column("agent", String(128), nullable=False),
+    Column("status", String(32), nullable=False),
+    Column("attempts", Integer, nullable=False, default=0),
+    Column("input_json", Text),
+    Column("output_json", Text),
+    Column("error", Text),
+    Column("prompt_tokens", Integer, nullable=False, default=0),
+    Column("completion_tokens", Integer, nullable=False, default=0),
+    Column("not_before", Float),
+    Column("approved_by", String(128)),
+    Column("started_at", Float),
+    Column("ended_at", Float),
+)
+
+events = Table(
+    "events",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("run_id", String(32), nullable=False),
+    Column("step_key", String(128)),
+    Column("type", String(64), nullable=False),
+    Column("payload_json", Text, nullable=False, default="{}"),
+    Column("created_at", Float, nullable=False),
+    sqlite_autoincrement=True,
+)
+Index("ix_events_run_id_id", events.c.run_id, events.c.id)
+
+# revision 0002: actions from other processes, applied by the process that drives the run
+commands = Table(
+    "commands",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("run_id", String(32), nullable=False),
+    Column("kind", String(32), nullable=False),
+    Column("payload_json", Text, nullable=False, default="{}"),
+    Column("created_by", String(128)),
+    Column("created_at", Float, nullable=False),
+    Column("state", String(16), nullable=False, default="queued"),
+    Column("result", Text),
+    Column("answered_at", Float),
+    sqlite_autoincrement=True,
+)
+Index("ix_commands_run_id_state", commands.c.run_id, commands.c.state)

@@ -1,0 +1,299 @@
+"""The store: SQLAlchemy 2 async over SQLite (default) or PostgreSQL.
+
+Writes of the hot path (transitions, events) go through the group-commit
+writer (``writer.py``); reads use pooled connections. Opening a store applies
+migrations, so an older database is upgraded in place. Library errors are
+translated to ``StoreError`` with a sentence that says what to do.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+from sqlalchemy import Connection, create_engine, func, insert, select, update
+from sqlalchemy import event as sa_event
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError, DBAPIError
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
+
+from . import migrate, schema
+from .config import resolve_db_url
+from .errors import BadInput, RunNotFound, StaleWrite, StoreError
+from .events import Event
+from .writer import GroupWriter, WriteBatch, describe_db_error
+
+T = TypeVar("T")
+
+
+def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
+    cur = dbapi_conn.cursor()
+    cur.execute("PRAGMA journal_mode=WAL")
+    cur.execute("PRAGMA synchronous=NORMAL")
+    cur.execute("PRAGMA busy_timeout=5000")
+    cur.close()
+
+
+class Store:
+    def __init__(self, engine: AsyncEngine, url: str, sync_engine: Any = None) -> None:
+        self.engine = engine
+        self.url = url
+        self._sync_engine = sync_engine
+        self.writer = GroupWriter(engine, sync_engine)
+
+    @classmethod
+    async def open(cls, url: str | None = None, *, migrate_schema: bool = True) -> "Store":
+        """Open (creating or upgrading) the database at ``url``; see ``config.resolve_db_url``."""
+        url = resolve_db_url(url)
+        try:
+            parsed = make_url(url)
+        except ArgumentError as exc:
+            raise BadInput(f"--db {url!r} is not a database URL (e.g. sqlite+aiosqlite:///path/to/loopdeck.db)") from exc
+        is_sqlite = parsed.get_backend_name() == "sqlite"
+        if is_sqlite and parsed.database and parsed.database != ":memory:":
+            path = Path(parsed.database)
+            if path.is_dir():
+                raise StoreError(f"database path {path} is a directory; give a file path")
+            try:
+                path.parent.mkdir(parents=True, exist_ok=True)
+            except OSError as exc:
+                raise StoreError(f"cannot create the directory for {path}: {exc}") from exc
+        try:
+            engine = create_async_engine(url)
+        except (ArgumentError, ImportError) as exc:
+            raise BadInput(f"cannot use database URL {url!r}: {exc}") from exc
+        sync_engine = None
+        if is_sqlite:
+            sa_event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
+            sync_engine = create_engine(parsed.set(drivername="sqlite+pysqlite"))
+            sa_event.listen(sync_engine, "connect", _sqlite_pragmas)
+        store = cls(engine, url, sync_engine)
+        try:
+            if migrate_schema:
+                async with engine.begin() as conn:
+                    await conn.run_sync(migrate.upgrade)
+            await store.writer.start()
+        except DBAPIError as exc:
+            await store._dispose()
+            raise StoreError(f"cannot open {_display(url)}: {describe_db_error(exc)}") from exc
+        except BaseException:
+            await store._dispose()
+            raise
+        return store
+
+    async def _dispose(self) -> None:
+        await self.engine.dispose()
+        if self._sync_engine is not None:
+            self._sync_engine.dispose()
+
+    async def close(self) -> None:
+        await self.writer.close()
+        await self._dispose()
+
+    async def __aenter__(self) -> "Store":
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    # -- writes ---------------------------------------------------------------
+
+    async def write(self, batch: WriteBatch) -> list[int]:
+        """Commit ``batch`` through the group writer; returns its event ids."""
+        return await self.writer.submit(batch)
+
+    async def _read(self, fn: Callable[[AsyncConnection], Awaitable[T]]) -> T:
+        try:
+            async with self.engine.connect() as conn:
+                return await fn(conn)
+        except DBAPIError as exc:
+            raise StoreError(describe_db_error(exc)) from exc
+
+    @staticmethod
+    def insert_run_extra(run_row: dict[str, Any], step_rows: list[dict[str, Any]]) -> Callable[[Connection], None]:
+        def _insert(conn: Connection) -> None:
+            conn.execute(insert(schema.runs), [run_row])
+            if step_rows:
+                conn.execute(insert(schema.steps), step_rows)
+
+        return _insert
+
+    # -- reads ----------------------------------------------------------------
+
+    async def resolve_run_id(self, run_id: str) -> str:
+        """The full id of a run, given its id or a unique prefix of it."""
+
+        async def q(conn: AsyncConnection) -> list[str]:
+            exact = await conn.execute(select(schema.runs.c.id).where(schema.runs.c.id == run_id))
+            if exact.first():
+                return [run_id]
+            pattern = run_id.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+            rows = await conn.execute(select(schema.runs.c.id).where(schema.runs.c.id.like(pattern, escape="\\")).limit(5))
+            return [r[0] for r in rows]
+
+        matches = await self._read(q) if run_id else []
+        if not matches:
+            raise RunNotFound(run_id)
+        if len(matches) > 1:
+            raise BadInput(f"run id prefix {run_id!r} matches several runs ({', '.join(matches)}); give more characters")
+        return matches[0]
+
+    async def get_run(self, run_id: str) -> dict[str, Any]:
+        async def q(conn: AsyncConnection) -> dict[str, Any] | None:
+            row = (await conn.execute(select(schema.runs).where(schema.runs.c.id == run_id))).mappings().first()
+            return dict(row) if row else None
+
+        row = await self._read(q)
+        if row is None:
+            raise RunNotFound(run_id)
+        return row
+
+    async def list_runs(self, limit: int = 100) -> list[dict[str, Any]]:
+        async def q(conn: AsyncConnection) -> list[dict[str, Any]]:
+            stmt = select(schema.runs).order_by(schema.runs.c.created_at.desc(), schema.runs.c.id.desc()).limit(limit)
+            return [dict(r) for r in (await conn.execute(stmt)).mappings()]
+
+        return await self._read(q)
+
+    async def step_counts(self, run_ids: list[str]) -> dict[str, dict[str, int]]:
+        """Per run, how many steps are in each status (for lists and progress)."""
+
+        async def q(conn: AsyncConnection) -> dict[str, dict[str, int]]:
+            stmt = (
+                select(schema.steps.c.run_id, schema.steps.c.status, func.count())
+                .where(schema.steps.c.run_id.in_(run_ids))
+                .group_by(schema.steps.c.run_id, schema.steps.c.status)
+            )
+            out: dict[str, dict[str, int]] = {}
+            for run_id, status, n in await conn.execute(stmt):
+                out.setdefault(run_id, {})[status] = n
+            return out
+
+        return await self._read(q) if run_ids else {}
+
+    async def get_steps(self, run_id: str) -> list[dict[str, Any]]:
+        async def q(conn: AsyncConnection) -> list[dict[str, Any]]:
+            stmt = select(schema.steps).where(schema.steps.c.run_id == run_id).order_by(schema.steps.c.idx)
+            return [dict(r) for r in (await conn.execute(stmt)).mappings()]
+
+        return await self._read(q)
+
+    async def events_since(self, run_id: str | None, after_id: int = 0, limit: int = 10_000) -> list[Event]:
+        """Events with id > ``after_id`` (of one run, or all runs), oldest first."""
+
+        async def q(conn: AsyncConnection) -> list[Event]:
+            stmt = select(schema.events).where(schema.events.c.id > after_id)
+            if run_id is not None:
+                stmt = stmt.where(schema.events.c.run_id == run_id)
+            stmt = stmt.order_by(schema.events.c.id).limit(limit)
+            return [row_to_event(r) for r in (await conn.execute(stmt)).mappings()]
+
+        return await self._read(q)
+
+    # -- leases ---------------------------------------------------------------
+
+    async def take_lease(self, run_id: str, owner: str, host: str, pid: int, ttl_s: float, previous_owner: str | None) -> None:
+        """Take the run's lease, provided ``previous_owner`` still holds it (compare-and-set)."""
+
+        def extra(conn: Connection) -> None:
+            cond = schema.runs.c.lock_owner.is_(None) if previous_owner is None else schema.runs.c.lock_owner == previous_owner
+            stmt = (
+                update(schema.runs)
+                .where(schema.runs.c.id == run_id, cond)
+                .values(lock_owner=owner, lock_host=host, lock_pid=pid, locked_until=time.time() + ttl_s)
+            )
+            if conn.execute(stmt).rowcount != 1:
+                raise StaleWrite(f"run {run_id} was taken over by another process a moment ago")
+
+        batch = WriteBatch(extras=[extra])
+        await self.write(batch)
+
+    @staticmethod
+    def renew_lease_extra(run_id: str, owner: str, ttl_s: float) -> Callable[[Connection], None]:
+        def extra(conn: Connection) -> None:
+            stmt = (
+                update(schema.runs)
+                .where(schema.runs.c.id == run_id, schema.runs.c.lock_owner == owner)
+                .values(locked_until=time.time() + ttl_s)
+            )
+            if conn.execute(stmt).rowcount != 1:
+                raise StaleWrite(f"this process lost the lease on run {run_id}")
+
+        return extra
+
+    @staticmethod
+    def release_lease_extra(run_id: str, owner: str) -> Callable[[Connection], None]:
+        def extra(conn: Connection) -> None:
+            conn.execute(
+                update(schema.runs)
+                .where(schema.runs.c.id == run_id, schema.runs.c.lock_owner == owner)
+                .values(lock_owner=None, lock_host=None, lock_pid=None, locked_until=None)
+            )
+
+        return extra
+
+    # -- commands (actions from other processes) -------------------------------
+
+    async def enqueue_command(self, run_id: str, kind: str, payload: dict[str, Any], user: str | None) -> int:
+        ids: list[int] = []
+
+        def extra(conn: Connection) -> None:
+            result = conn.execute(
+                insert(schema.commands).returning(schema.commands.c.id),
+                [{"run_id": run_id, "kind": kind, "payload_json": json.dumps(payload), "created_by": user,
+                  "created_at": time.time(), "state": "queued"}],
+            )
+            ids.append(result.scalar_one())
+
+        await self.write(WriteBatch(extras=[extra]))
+        return ids[0]
+
+    async def queued_commands(self, run_id: str) -> list[dict[str, Any]]:
+        async def q(conn: AsyncConnection) -> list[dict[str, Any]]:
+            stmt = (
+                select(schema.commands)
+                .where(schema.commands.c.run_id == run_id, schema.commands.c.state == "queued")
+                .order_by(schema.commands.c.id)
+            )
+            return [dict(r) for r in (await conn.execute(stmt)).mappings()]
+
+        return await self._read(q)
+
+    async def get_command(self, command_id: int) -> dict[str, Any]:
+        async def q(conn: AsyncConnection) -> dict[str, Any]:
+            row = (await conn.execute(select(schema.commands).where(schema.commands.c.id == command_id))).mappings().one()
+            return dict(row)
+
+        return await self._read(q)
+
+    @staticmethod
+    def answer_command_extra(command_id: int, state: str, result: str) -> Callable[[Connection], None]:
+        def extra(conn: Connection) -> None:
+            conn.execute(
+                update(schema.commands)
+                .where(schema.commands.c.id == command_id, schema.commands.c.state == "queued")
+                .values(state=state, result=result, answered_at=time.time())
+            )
+
+        return extra
+
+
+def row_to_event(row: Any) -> Event:
+    return Event(
+        id=row["id"],
+        run_id=row["run_id"],
+        type=row["type"],
+        step_key=row["step_key"],
+        payload=json.loads(row["payload_json"] or "{}"),
+        created_at=row["created_at"],
+    )
+
+
+def _display(url: str) -> str:
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except ArgumentError:
+        return url
