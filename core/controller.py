@@ -40,6 +40,7 @@ log = logging.getLogger("loopdeck.controller")
 
 E = EventType
 S = StepStatus
+ABANDONED_GRACE_S = 30.0
 
 
 @dataclass
@@ -148,6 +149,7 @@ class RunController:
         self._timers: dict[str, asyncio.TimerHandle] = {}
         self._attempt_tasks: dict[str, asyncio.Task[None]] = {}
         self._writes: set[asyncio.Task[Any]] = set()
+        self._abandoned: set[asyncio.Future[Any]] = set()  # timed-out attempts that cannot be interrupted
         self._side_tasks: list[asyncio.Task[None]] = []
         self._done: asyncio.Future[RunStatus] | None = None
         self._ending = False
@@ -191,6 +193,8 @@ class RunController:
             for task in list(self._attempt_tasks.values()):
                 task.cancel()
             await asyncio.gather(*self._attempt_tasks.values(), return_exceptions=True)
+            if self._abandoned:  # let their late results be recorded (a thread cannot be killed anyway)
+                await asyncio.wait(self._abandoned, timeout=ABANDONED_GRACE_S)
             await asyncio.gather(*list(self._writes), return_exceptions=True)
 
     def _recover(self) -> None:
@@ -381,6 +385,7 @@ class RunController:
             if executor.interruptible:
                 inner.cancel()
             else:
+                self._abandoned.add(inner)
                 inner.add_done_callback(lambda fut: self._late_result(call, fut))
             return AttemptFailed(f"timed out after {call.timeout_s:g}s")
         try:
@@ -392,6 +397,7 @@ class RunController:
 
     def _late_result(self, call: StepCall, fut: asyncio.Future[Result]) -> None:
         """A result arrived for an attempt that was already given up on: record it, never apply it."""
+        self._abandoned.discard(fut)
         if fut.cancelled():
             return
         exc = fut.exception()

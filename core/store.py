@@ -29,12 +29,15 @@ from .writer import GroupWriter, WriteBatch, describe_db_error
 T = TypeVar("T")
 
 
-def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
-    cur = dbapi_conn.cursor()
-    cur.execute("PRAGMA journal_mode=WAL")
-    cur.execute("PRAGMA synchronous=NORMAL")
-    cur.execute("PRAGMA busy_timeout=5000")
-    cur.close()
+def _sqlite_pragmas(busy_timeout_ms: int) -> Callable[[Any, Any], None]:
+    def on_connect(dbapi_conn: Any, _record: Any) -> None:
+        cur = dbapi_conn.cursor()
+        cur.execute(f"PRAGMA busy_timeout={int(busy_timeout_ms)}")
+        cur.execute("PRAGMA journal_mode=WAL")
+        cur.execute("PRAGMA synchronous=NORMAL")
+        cur.close()
+
+    return on_connect
 
 
 class Store:
@@ -45,7 +48,7 @@ class Store:
         self.writer = GroupWriter(engine, sync_engine)
 
     @classmethod
-    async def open(cls, url: str | None = None, *, migrate_schema: bool = True) -> "Store":
+    async def open(cls, url: str | None = None, *, migrate_schema: bool = True, busy_timeout_ms: int = 5000) -> "Store":
         """Open (creating or upgrading) the database at ``url``; see ``config.resolve_db_url``."""
         url = resolve_db_url(url)
         try:
@@ -67,9 +70,9 @@ class Store:
             raise BadInput(f"cannot use database URL {url!r}: {exc}") from exc
         sync_engine = None
         if is_sqlite:
-            sa_event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
+            sa_event.listen(engine.sync_engine, "connect", _sqlite_pragmas(busy_timeout_ms))
             sync_engine = create_engine(parsed.set(drivername="sqlite+pysqlite"))
-            sa_event.listen(sync_engine, "connect", _sqlite_pragmas)
+            sa_event.listen(sync_engine, "connect", _sqlite_pragmas(busy_timeout_ms))
         store = cls(engine, url, sync_engine)
         try:
             if migrate_schema:

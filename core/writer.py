@@ -168,9 +168,9 @@ class GroupWriter:
         self.batches += len(group)
         try:
             ids = await self._transaction([batch for batch, _ in group])
-        except StaleWrite:
+        except StaleWrite as exc:
             if len(group) == 1:
-                _fail(group[0][1], StaleWrite(_stale_message(group[0][0].steps)))
+                _fail(group[0][1], exc)
                 return
             await self._replay_one_by_one(group)
             return
@@ -189,8 +189,6 @@ class GroupWriter:
         for batch, future in group:
             try:
                 ids = await self._transaction([batch])
-            except StaleWrite as exc:
-                _fail(future, StaleWrite(_stale_message(batch.steps)) if batch.steps else exc)
             except Exception as exc:  # noqa: BLE001
                 _fail(future, _translate(exc))
             else:
@@ -215,7 +213,7 @@ def apply_group(conn: Connection, batches: list[WriteBatch]) -> list[int]:
             extra(conn)
     step_rows = [row for batch in batches for row in batch.steps]
     if step_rows and conn.execute(_STEP_CAS, step_rows).rowcount != len(step_rows):
-        raise StaleWrite("a step changed in the database since this process read it")
+        raise StaleWrite(_stale_message(step_rows) if len(batches) == 1 else "a step in the group changed underneath")
     latest_run_rows = {row["b_id"]: row for batch in batches for row in batch.runs}  # the last write wins
     if latest_run_rows:
         conn.execute(_RUN_UPDATE, list(latest_run_rows.values()))

@@ -1,0 +1,145 @@
+"""The store: compare-and-set writes, group commit, migrations, and clear errors."""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+import time
+
+import pytest
+from sqlalchemy import create_engine, inspect, text
+
+from core import StaleWrite, StoreError, validate_plan
+from core import migrate
+from core.store import Store
+from core.writer import WriteBatch
+from tests.conftest import plan
+
+
+async def _run_with_one_step(orch) -> tuple[str, dict]:
+    run_id = await orch.create_run(plan([{"key": "a"}]))
+    row = (await orch.store.get_steps(run_id))[0]
+    return run_id, row
+
+
+async def test_a_compare_and_set_that_misses_writes_nothing(orch):
+    run_id, row = await _run_with_one_step(orch)
+    stale = WriteBatch()
+    stale.step(run_id, "a", "running", 0, {**row, "status": "succeeded"})  # it is pending, not running
+    stale.event(run_id, "step_succeeded", "a", {}, time.time())
+    before = await orch.store.events_since(run_id)
+    with pytest.raises(StaleWrite, match='step "a" changed in the database'):
+        await orch.store.write(stale)
+    assert (await orch.store.get_steps(run_id))[0]["status"] == "pending"
+    assert await orch.store.events_since(run_id) == before
+
+
+async def test_in_a_group_only_the_stale_batch_fails_and_the_others_commit(orch):
+    run_id, row = await _run_with_one_step(orch)
+    good, stale = WriteBatch(), WriteBatch()
+    good.step(run_id, "a", "pending", 0, {**row, "status": "running", "attempts": 1})
+    good.event(run_id, "step_started", "a", {"attempt": 1}, time.time())
+    stale.step(run_id, "a", "pending", 0, {**row, "status": "skipped"})
+    results = await asyncio.gather(orch.store.write(good), orch.store.write(stale), return_exceptions=True)
+    assert isinstance(results[0], list) and len(results[0]) == 1
+    assert isinstance(results[1], StaleWrite)
+    assert (await orch.store.get_steps(run_id))[0]["status"] == "running"
+
+
+async def test_concurrent_writes_share_transactions_and_get_increasing_ids(orch):
+    run_id, _ = await _run_with_one_step(orch)
+    groups_before = orch.store.writer.groups
+
+    async def one(i: int) -> list[int]:
+        batch = WriteBatch()
+        batch.event(run_id, "note", None, {"i": i}, time.time())
+        return await orch.store.write(batch)
+
+    ids = [i[0] for i in await asyncio.gather(*(one(i) for i in range(200)))]
+    assert ids == sorted(ids) and len(set(ids)) == 200
+    assert orch.store.writer.groups - groups_before < 50  # grouped, not one commit each
+    events = await orch.store.events_since(run_id, ids[0] - 1)
+    assert [e.payload["i"] for e in events] == list(range(200))
+
+
+async def test_events_since_resumes_after_an_id(orch):
+    run_id = await orch.create_run(plan([{"key": "a"}]))
+    await orch.drive(run_id)
+    events = await orch.store.events_since(run_id)
+    later = await orch.store.events_since(run_id, events[2].id)
+    assert later == events[3:]
+
+
+def _first_schema_db(path) -> None:
+    """A database as the first release wrote it: schema revision 0001 and one finished run."""
+    engine = create_engine(f"sqlite:///{path}")
+    with engine.begin() as conn:
+        migrate.upgrade(conn, "0001")
+        now = time.time()
+        plan_json = validate_plan({"goal": "old", "steps": [{"key": "a"}]}).model_dump_json()
+        conn.execute(text(
+            "INSERT INTO runs (id, goal, status, plan_json, prompt_tokens, completion_tokens, created_at, updated_at)"
+            " VALUES ('old-run', 'old', 'succeeded', :plan, 5, 6, :now, :now)"), {"plan": plan_json, "now": now})
+        conn.execute(text(
+            "INSERT INTO steps (run_id, key, idx, title, type, agent, status, attempts, prompt_tokens, completion_tokens)"
+            " VALUES ('old-run', 'a', 0, 'a', 'reasoning', 'sim', 'succeeded', 1, 5, 6)"))
+    engine.dispose()
+
+
+async def test_an_older_database_is_upgraded_on_open(tmp_path):
+    path = tmp_path / "old.db"
+    _first_schema_db(path)
+    store = await Store.open(f"sqlite+aiosqlite:///{path}")
+    try:
+        run = await store.get_run("old-run")
+        assert run["goal"] == "old" and run["lock_owner"] is None
+        assert (await store.get_steps("old-run"))[0]["status"] == "succeeded"
+    finally:
+        await store.close()
+    engine = create_engine(f"sqlite:///{path}")
+    with engine.connect() as conn:
+        assert migrate.current_revision(conn) == migrate.head_revision()
+        assert "commands" in inspect(conn).get_table_names()
+    engine.dispose()
+
+
+async def test_a_database_newer_than_the_code_is_refused(tmp_path):
+    path = tmp_path / "new.db"
+    store = await Store.open(str(path))
+    await store.close()
+    with sqlite3.connect(path) as conn:
+        conn.execute("UPDATE alembic_version SET version_num = '9999'")
+    with pytest.raises(StoreError, match="schema revision 9999, newer than this loopdeck knows"):
+        await Store.open(str(path))
+
+
+async def test_a_corrupt_file_gets_a_clear_error(tmp_path):
+    path = tmp_path / "corrupt.db"
+    path.write_bytes(b"this is not sqlite at all" * 100)
+    with pytest.raises(StoreError, match="not a loopdeck database or is corrupt"):
+        await Store.open(str(path))
+
+
+async def test_a_locked_database_gets_a_clear_error(tmp_path):
+    path = tmp_path / "locked.db"
+    store = await Store.open(str(path))
+    await store.close()
+    holder = sqlite3.connect(path)
+    holder.execute("BEGIN EXCLUSIVE")
+    try:
+        with pytest.raises(StoreError, match="locked by another process"):
+            store = await Store.open(str(path), busy_timeout_ms=100)
+            try:
+                note = WriteBatch()
+                note.event("x", "note", None, {}, time.time())
+                await store.write(note)
+            finally:
+                await store.close()
+    finally:
+        holder.rollback()
+        holder.close()
+
+
+async def test_a_directory_is_not_a_database(tmp_path):
+    with pytest.raises(StoreError, match="is a directory"):
+        await Store.open(str(tmp_path))

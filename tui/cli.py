@@ -1,0 +1,301 @@
+"""The ``loopdeck`` command line.
+
+Exit codes: 0 the run succeeded (or the command did what it was asked);
+1 the run ended failed, rejected or canceled, or the action was refused;
+2 bad input (an invalid plan, an unknown run or step, malformed JSON, a
+database that cannot be opened); 130 interrupted (the run stays resumable).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import sys
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+from rich.text import Text
+
+from core import (
+    BadInput,
+    CommandTimeout,
+    EventType,
+    LeaseHeld,
+    LeaseLost,
+    LoopdeckError,
+    Orchestrator,
+    PlanError,
+    RunNotFound,
+    RunStatus,
+    StepNotFound,
+    StoreError,
+    TransitionError,
+    default_user,
+    demo_plan,
+    load_plan,
+    plan_json_schema,
+)
+
+from .literal import literal
+from .progress import Progress
+
+EXIT_OK, EXIT_RUN_NOT_OK, EXIT_BAD_INPUT, EXIT_INTERRUPTED = 0, 1, 2, 130
+BAD_INPUT_ERRORS = (PlanError, BadInput, RunNotFound, StepNotFound, StoreError)
+REFUSED_ERRORS = (TransitionError, LeaseHeld, LeaseLost, CommandTimeout)
+
+def _console(stderr: bool) -> Console:
+    """Plain, unwrapped lines when not on a terminal (logs and pipes are read by tools)."""
+    console = Console(stderr=stderr, highlight=False, soft_wrap=True)
+    if not console.is_terminal:
+        console = Console(stderr=stderr, highlight=False, soft_wrap=True, width=200)
+    return console
+
+
+err = _console(stderr=True)
+out = _console(stderr=False)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--db", metavar="URL", help="database URL or SQLite file path (default: $LOOPDECK_DB, else a file in the user data directory)")
+    common.add_argument("--user", metavar="NAME", default=None, help="operator name recorded with actions (default: the login name)")
+
+    parser = argparse.ArgumentParser(prog="loopdeck", description="A control room for AI agent runs.", parents=[common])
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    def driving(p: argparse.ArgumentParser, approve_default: str) -> None:
+        p.add_argument("--headless", action="store_true", help="no dashboard: progress on stderr")
+        p.add_argument("--json", action="store_true", help="print the run (as `show --json`) when it ends")
+        p.add_argument("--approve", choices=["all", "none", "ask"], default=approve_default,
+                       help="answer approval gates: all (approve), none (reject), ask (wait for `loopdeck approve`)")
+
+    p = sub.add_parser("run", parents=[common], help="run a plan file (YAML or JSON)")
+    p.add_argument("plan", help="path to the plan file")
+    driving(p, "ask")
+    p = sub.add_parser("demo", parents=[common], help="run the built-in demo plan of simulated agents")
+    driving(p, "all")
+    p = sub.add_parser("resume", parents=[common], help="continue a run whose process stopped")
+    p.add_argument("run_id")
+    driving(p, "ask")
+
+    p = sub.add_parser("runs", parents=[common], help="list runs, newest first")
+    p.add_argument("--json", action="store_true")
+    p.add_argument("--limit", type=int, default=50)
+    p = sub.add_parser("show", parents=[common], help="show one run: steps and events")
+    p.add_argument("run_id")
+    p.add_argument("--json", action="store_true")
+
+    p = sub.add_parser("approve", parents=[common], help="approve (or --reject) a step waiting for approval")
+    p.add_argument("run_id")
+    p.add_argument("step_key")
+    p.add_argument("--reject", action="store_true", help="reject instead of approving")
+    p.add_argument("--input", metavar="JSON", help="approve with this input instead of the step's own")
+    p.add_argument("--reason", metavar="TEXT")
+    p = sub.add_parser("cancel", parents=[common], help="cancel a run")
+    p.add_argument("run_id")
+    p.add_argument("--reason", metavar="TEXT")
+    sub.add_parser("schema", parents=[common], help="print the JSON Schema of plan files")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command is None:
+        parser.print_help(sys.stderr)
+        return EXIT_BAD_INPUT
+    if args.command == "schema":
+        out.print_json(json.dumps(plan_json_schema()))
+        return EXIT_OK
+    if args.command in ("run", "demo", "resume") and not args.headless:
+        err.print("loopdeck: the dashboard is not part of this version yet; add --headless to run with progress on stderr")
+        return EXIT_BAD_INPUT
+    handler = COMMANDS[args.command]
+    try:
+        return asyncio.run(_with_orchestrator(args, handler))
+    except KeyboardInterrupt:
+        err.print("interrupted; the run keeps its state: `loopdeck resume RUN_ID --headless` continues it")
+        return EXIT_INTERRUPTED
+    except BAD_INPUT_ERRORS as exc:
+        err.print(literal(f"loopdeck: {exc}"))
+        return EXIT_BAD_INPUT
+    except REFUSED_ERRORS as exc:
+        err.print(literal(f"loopdeck: {exc}"))
+        return EXIT_RUN_NOT_OK
+
+
+async def _with_orchestrator(args: argparse.Namespace, handler: Callable[[Orchestrator, argparse.Namespace], Awaitable[int]]) -> int:
+    if args.command == "run":
+        plan = load_plan(args.plan)  # validate before touching the database: bad input writes nothing
+        args.loaded_plan = plan
+    async with await Orchestrator.open(args.db, user=args.user or default_user()) as orch:
+        return await handler(orch, args)
+
+
+# -- driving a run ---------------------------------------------------------------------------
+
+
+async def cmd_run(orch: Orchestrator, args: argparse.Namespace) -> int:
+    run_id = await orch.create_run(args.loaded_plan)
+    return await _drive(orch, run_id, args)
+
+
+async def cmd_demo(orch: Orchestrator, args: argparse.Namespace) -> int:
+    run_id = await orch.create_run(demo_plan())
+    if args.approve == "all":
+        err.print("demo: approval gates are approved automatically (--approve all); "
+                  "pass --approve ask to answer them with `loopdeck approve`")
+    return await _drive(orch, run_id, args)
+
+
+async def cmd_resume(orch: Orchestrator, args: argparse.Namespace) -> int:
+    run_id = await orch.store.resolve_run_id(args.run_id)
+    run = await orch.store.get_run(run_id)
+    if RunStatus(run["status"]).terminal:
+        err.print(literal(f"run {run_id} already ended {run['status']}; nothing to resume"))
+        return _exit_for(RunStatus(run["status"]), args, None)
+    return await _drive(orch, run_id, args)
+
+
+async def _drive(orch: Orchestrator, run_id: str, args: argparse.Namespace) -> int:
+    snapshot = await orch.snapshot(run_id, events=False)
+    err.print(literal(f"run {run_id}: {snapshot['run']['goal'] or '(no goal)'} — {len(snapshot['steps'])} steps"))
+    progress = Progress(err, run_id, snapshot)
+    sub = orch.subscribe(run_id)
+    watcher = asyncio.create_task(_watch(orch, run_id, sub, progress, args.approve))
+    try:
+        with progress:
+            status = await orch.drive(run_id, on_wait=progress.note)
+            await asyncio.sleep(0)  # let the watcher see the final events
+    finally:
+        watcher.cancel()
+        sub.close()
+        await asyncio.gather(watcher, return_exceptions=True)
+    final = await orch.snapshot(run_id, events=args.json)
+    return _exit_for(status, args, final)
+
+
+async def _watch(orch: Orchestrator, run_id: str, sub: Any, progress: Progress, approve: str) -> None:
+    """Feed events to the progress display; answer gates when --approve says so."""
+    async for item in sub:
+        if not hasattr(item, "type"):
+            continue  # a Gap: the tally catches up on the next events; nothing is lost in the store
+        progress.on_event(item)
+        if item.type == EventType.STEP_WAITING and approve in ("all", "none"):
+            asyncio.create_task(_auto_answer(orch, run_id, item.step_key, approve, progress))
+
+
+async def _auto_answer(orch: Orchestrator, run_id: str, key: str, approve: str, progress: Progress) -> None:
+    try:
+        if approve == "all":
+            await orch.approve(run_id, key, user=f"{orch.user} (--approve all)", reason="approved automatically")
+        else:
+            await orch.reject(run_id, key, user=f"{orch.user} (--approve none)", reason="rejected automatically")
+    except LoopdeckError as exc:
+        progress.note(literal(f"could not answer the gate of {key}: {exc}"))
+
+
+def _exit_for(status: RunStatus, args: argparse.Namespace, final: dict[str, Any] | None) -> int:
+    if final is not None:
+        run = final["run"]
+        style = "green" if status == RunStatus.SUCCEEDED else "red"
+        line = Text.assemble(("run ", ""), (run["id"], "bold"), " ended ", (status.value, style))
+        if run["reason"]:
+            line.append(": ")
+            line.append_text(literal(run["reason"]))
+        line.append(f" · {run['tokens']['total']:,} tokens")
+        err.print(line)
+        if getattr(args, "json", False):
+            out.print_json(json.dumps(final))
+    return EXIT_OK if status == RunStatus.SUCCEEDED else EXIT_RUN_NOT_OK
+
+
+# -- reading -------------------------------------------------------------------------------------
+
+
+async def cmd_runs(orch: Orchestrator, args: argparse.Namespace) -> int:
+    runs = await orch.runs(args.limit)
+    if args.json:
+        out.print_json(json.dumps([{k: r[k] for k in ("id", "goal", "status", "created_at", "ended_at", "steps", "done", "tokens")}
+                                   for r in runs]))
+        return EXIT_OK
+    if not runs:
+        err.print("no runs yet: `loopdeck demo --headless` starts one")
+        return EXIT_OK
+    table = Table(box=None, pad_edge=False)
+    for col in ("ID", "STATUS", "PROGRESS", "TOKENS", "CREATED", "GOAL"):
+        table.add_column(col, no_wrap=True, overflow="ellipsis", max_width=60 if col == "GOAL" else None)
+    for r in runs:
+        table.add_row(r["id"], literal(r["status"]), f"{r['done']}/{r['steps']}", f"{r['tokens']:,}",
+                      (r["created_at"] or "")[:19].replace("T", " "), literal(r["goal"]))
+    out.print(table)
+    return EXIT_OK
+
+
+async def cmd_show(orch: Orchestrator, args: argparse.Namespace) -> int:
+    snap = await orch.snapshot(args.run_id)
+    if args.json:
+        out.print_json(json.dumps(snap))
+        return EXIT_OK
+    run = snap["run"]
+    head = Text.assemble((run["id"], "bold"), "  ", literal(run["status"], "bold"), "  ", literal(run["goal"]))
+    if run["reason"]:
+        head.append("\n  ")
+        head.append_text(literal(run["reason"]))
+    out.print(head)
+    table = Table(box=None, pad_edge=False)
+    for col in ("STEP", "STATUS", "AGENT", "TRY", "TOKENS", "ERROR"):
+        table.add_column(col, no_wrap=col != "ERROR")
+    for s in snap["steps"]:
+        table.add_row(literal(s["key"]), literal(s["status"]), literal(s["agent"]), str(s["attempts"]),
+                      f"{s['tokens']['total']:,}", literal((s["error"] or "")[:200]))
+    out.print(table)
+    out.print(f"{len(snap['events'])} events; tokens {run['tokens']['total']:,}"
+              + (f" of {run['token_budget']:,}" if run["token_budget"] is not None else ""))
+    return EXIT_OK
+
+
+# -- acting --------------------------------------------------------------------------------------
+
+
+async def cmd_approve(orch: Orchestrator, args: argparse.Namespace) -> int:
+    kwargs: dict[str, Any] = {}
+    if args.input is not None:
+        if args.reject:
+            raise BadInput("--input goes with approving; a rejected step does not run, so it takes no input")
+        try:
+            kwargs["input"] = json.loads(args.input)
+        except json.JSONDecodeError as exc:
+            raise BadInput(f"--input is not valid JSON: {exc.msg} at line {exc.lineno}, column {exc.colno}") from exc
+    if args.reject:
+        await orch.reject(args.run_id, args.step_key, user=orch.user, reason=args.reason)
+        err.print(literal(f"step {args.step_key} of run {args.run_id} rejected by {orch.user}"))
+    else:
+        await orch.approve(args.run_id, args.step_key, user=orch.user, reason=args.reason, **kwargs)
+        edited = " with edited input" if "input" in kwargs else ""
+        err.print(literal(f"step {args.step_key} of run {args.run_id} approved{edited} by {orch.user}"))
+    return EXIT_OK
+
+
+async def cmd_cancel(orch: Orchestrator, args: argparse.Namespace) -> int:
+    await orch.cancel(args.run_id, user=orch.user, reason=args.reason)
+    err.print(literal(f"run {args.run_id} canceled by {orch.user}"))
+    return EXIT_OK
+
+
+COMMANDS: dict[str, Callable[[Orchestrator, argparse.Namespace], Awaitable[int]]] = {
+    "run": cmd_run,
+    "demo": cmd_demo,
+    "resume": cmd_resume,
+    "runs": cmd_runs,
+    "show": cmd_show,
+    "approve": cmd_approve,
+    "cancel": cmd_cancel,
+}
+
+
+if __name__ == "__main__":
+    sys.exit(main())
