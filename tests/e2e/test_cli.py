@@ -1,0 +1,128 @@
+"""The CLI as users run it: exit codes, JSON contract, bad input, approvals from another terminal."""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import subprocess
+
+import pytest
+
+ISO = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}\+00:00$")
+SIM = {"sim": {"kind": "sim", "latency_ms": 5, "tokens": [10, 5]}}
+
+
+def test_run_headless_json_prints_the_run_and_exits_0(cli):
+    path = cli.write_plan({"goal": "g", "agents": SIM, "steps": [{"key": "a"}, {"key": "b", "depends_on": ["a"]}]})
+    result = cli("run", str(path), "--headless", "--json")
+    assert result.returncode == 0, result.stderr
+    data = json.loads(result.stdout)
+    run = data["run"]
+    assert {"id", "goal", "status", "reason", "tokens", "token_budget", "created_at", "ended_at"} <= set(run)
+    assert run["status"] == "succeeded" and run["tokens"] == {"prompt": 20, "completion": 10, "total": 30}
+    assert ISO.match(run["created_at"]) and ISO.match(run["ended_at"])
+    step = data["steps"][0]
+    assert {"key", "title", "type", "agent", "status", "attempts", "output", "error", "tokens", "started_at", "ended_at"} <= set(step)
+    event = data["events"][0]
+    assert set(event) == {"id", "type", "step", "created_at", "payload"} and ISO.match(event["created_at"])
+    assert "2/2 done" in result.stderr  # the progress display
+
+
+def test_a_failed_run_exits_1(cli):
+    agents = {"bad": {"kind": "sim", "latency_ms": 0, "fail_rate": 1}}
+    path = cli.write_plan({"agents": agents, "policy": {"max_step_attempts": 1}, "steps": [{"key": "a"}]})
+    result = cli("run", str(path), "--headless")
+    assert result.returncode == 1
+    assert 'ended failed: step "a" failed: simulated failure' in result.stderr
+
+
+def test_an_invalid_plan_exits_2_lists_every_problem_and_writes_nothing(cli):
+    path = cli.write_plan({"agents": SIM, "policy": {"max_concurrency": -1},
+                           "steps": [{"key": "a", "depends_on": ["c"]}, {"key": "b", "depends_on": ["a"]},
+                                     {"key": "c", "depends_on": ["b"]}, {"key": "c"}, {"key": "d", "agent": "simm"}]})
+    result = cli("run", str(path), "--headless")
+    assert result.returncode == 2
+    assert "policy.max_concurrency" in result.stderr
+    assert "dependency cycle: a -> c -> b -> a" in result.stderr
+    assert 'duplicate key "c"' in result.stderr
+    assert 'unknown agent "simm"; did you mean "sim"?' in result.stderr
+    assert not cli.db.exists()
+
+
+def test_bad_input_elsewhere_exits_2_with_a_clear_message(cli, tmp_path):
+    assert cli("show", "no-such-run").returncode == 2
+    result = cli("approve", "no-such-run", "x", "--input", "{oops")
+    assert result.returncode == 2 and "--input is not valid JSON" in result.stderr
+    corrupt = tmp_path / "corrupt.db"
+    corrupt.write_bytes(b"garbage" * 500)
+    result = cli("runs", "--db", str(corrupt))
+    assert result.returncode == 2 and "not a loopdeck database or is corrupt" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_runs_and_schema(cli):
+    path = cli.write_plan({"goal": "listed", "agents": SIM, "steps": [{"key": "a"}]})
+    assert cli("run", str(path), "--headless").returncode == 0
+    runs = json.loads(cli("runs", "--json").stdout)
+    assert len(runs) == 1 and runs[0]["goal"] == "listed" and runs[0]["status"] == "succeeded"
+    assert {"id", "goal", "status", "created_at"} <= set(runs[0])
+    schema = json.loads(cli("schema").stdout)
+    assert schema["title"] == "loopdeck plan"
+
+
+def test_headless_run_waits_for_an_approval_from_another_terminal(cli):
+    path = cli.write_plan({"agents": SIM, "steps": [
+        {"key": "draft"},
+        {"key": "publish", "approval": "required", "depends_on": ["draft"], "input": {"to": "staging"}}]})
+    proc = cli.spawn("run", str(path), "--headless")
+    try:
+        rows = cli.wait_until("SELECT run_id FROM steps WHERE key='publish' AND status='waiting_user'", bool)
+        run_id = rows[0][0]
+        result = cli("approve", run_id, "publish", "--input", '{"to": "production"}', "--user", "alice", "--reason", "ship it")
+        assert result.returncode == 0, result.stderr
+        assert "approved with edited input by alice" in result.stderr
+        assert proc.wait(timeout=30) == 0
+    finally:
+        proc.kill()
+    snap = cli.show(run_id)
+    publish = snap["steps"][1]
+    assert publish["approved_by"] == "alice" and publish["input"] == {"to": "production"}
+    again = cli("approve", run_id, "publish")
+    assert again.returncode == 1
+    assert "an ended run can no longer be approved" in again.stderr
+
+
+def test_approve_all_and_none(cli):
+    path = cli.write_plan({"agents": SIM, "steps": [{"key": "gate", "approval": "required"}]})
+    assert cli("run", str(path), "--headless", "--approve", "all").returncode == 0
+    result = cli("run", str(path), "--headless", "--approve", "none")
+    assert result.returncode == 1 and "ended rejected" in result.stderr
+
+
+def test_cancel_from_another_terminal(cli):
+    agents = {"slow": {"kind": "sim", "latency_ms": 10000}}
+    path = cli.write_plan({"agents": agents, "steps": [{"key": "long"}]})
+    proc = cli.spawn("run", str(path), "--headless")
+    try:
+        run_id = cli.wait_until("SELECT run_id FROM steps WHERE status='running'", bool)[0][0]
+        result = cli("cancel", run_id, "--reason", "enough")
+        assert result.returncode == 0, result.stderr
+        assert proc.wait(timeout=30) == 1
+    finally:
+        proc.kill()
+    snap = cli.show(run_id)
+    assert snap["run"]["status"] == "canceled" and "enough" in snap["run"]["reason"]
+
+
+def test_demo_runs_to_the_end_headless_and_says_it_auto_approves(cli):
+    result = cli("demo", "--headless", timeout=90)
+    assert result.returncode == 0, result.stderr
+    assert "approved automatically" in result.stderr
+    assert "20/20 done" in result.stderr
+
+
+@pytest.mark.skipif(shutil.which("loopdeck") is None, reason="the console script is installed by `pip install -e .`")
+def test_the_console_script_is_installed():
+    result = subprocess.run(["loopdeck", "--help"], capture_output=True, text=True)
+    assert result.returncode == 0 and "approve" in result.stdout
