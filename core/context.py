@@ -17,6 +17,7 @@ from .plan import Policy
 
 CHARS_PER_TOKEN = 4
 TRUNCATION_MARKER = " …[truncated {n} chars]"
+MIN_KEPT_CHARS = 16
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,9 +49,10 @@ def build_context(policy: Policy, upstream: list[Upstream]) -> list[dict[str, An
         if budget <= 0:
             break
         if len(text) > budget:
-            marker = TRUNCATION_MARKER.format(n=len(text) - budget)
-            keep = max(0, budget - len(marker))
-            text = text[:keep] + marker
+            keep = budget - len(TRUNCATION_MARKER.format(n=len(text)))  # the longest marker it can need
+            if keep < MIN_KEPT_CHARS:
+                break  # too little room to be useful: drop this one and everything older
+            text = text[:keep] + TRUNCATION_MARKER.format(n=len(text) - keep)
         budget -= len(text)
         entries.append({"key": u.key, "title": u.title, "type": u.type, "output": text})
     entries.reverse()

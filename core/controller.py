@@ -66,12 +66,21 @@ class StepState:
     def key(self) -> str:
         return self.spec.key
 
+    @property
+    def input_json(self) -> str:
+        """The input encoded once (it changes only when an operator edits it)."""
+        cached = self.__dict__.get("_input_json")
+        if cached is None or cached[0] is not self.input:
+            cached = (self.input, json.dumps(self.input))
+            self.__dict__["_input_json"] = cached
+        return cached[1]
+
     def row(self) -> dict[str, Any]:
         return {
             "agent": self.agent,
             "status": self.status.value,
             "attempts": self.attempts,
-            "input_json": json.dumps(self.input),
+            "input_json": self.input_json,
             "output_json": None if self.output is None else json.dumps(self.output, default=str),
             "error": self.error,
             "prompt_tokens": self.prompt_tokens,
@@ -148,7 +157,7 @@ class RunController:
         self._waiting: set[str] = {k for k, s in steps.items() if s.status == S.WAITING_USER}
         self._timers: dict[str, asyncio.TimerHandle] = {}
         self._attempt_tasks: dict[str, asyncio.Task[None]] = {}
-        self._writes: set[asyncio.Task[Any]] = set()
+        self._writes: set[asyncio.Future[Any]] = set()
         self._abandoned: set[asyncio.Future[Any]] = set()  # timed-out attempts that cannot be interrupted
         self._side_tasks: list[asyncio.Task[None]] = []
         self._done: asyncio.Future[RunStatus] | None = None
@@ -354,7 +363,7 @@ class RunController:
         task = asyncio.create_task(self._attempt(state, state.attempts, committed), name=f"step-{state.key}")
         self._attempt_tasks[state.key] = task
 
-    async def _attempt(self, state: StepState, attempt: int, committed: asyncio.Task[Any]) -> None:
+    async def _attempt(self, state: StepState, attempt: int, committed: asyncio.Future[Any]) -> None:
         try:
             await asyncio.shield(committed)
             call = StepCall(
@@ -375,6 +384,13 @@ class RunController:
         self._apply_outcome(state, attempt, outcome)
 
     async def _execute(self, executor: Executor, call: StepCall) -> Result | AttemptFailed:
+        if call.timeout_s is None:
+            try:
+                return await executor.execute(call)
+            except AttemptFailed as exc:
+                return exc
+            except Exception as exc:  # noqa: BLE001 - an executor bug fails the attempt, not the run
+                return AttemptFailed(f"{type(exc).__name__}: {exc}")
         inner = asyncio.ensure_future(executor.execute(call))
         try:
             done, _ = await asyncio.wait({inner}, timeout=call.timeout_s)
@@ -584,24 +600,29 @@ class RunController:
             payload["reason"] = reason
         batch.event(self.run_id, kind, None, payload, now)
 
-    def _emit(self, batch: WriteBatch) -> asyncio.Task[list[int]]:
-        """Commit ``batch`` then publish its events; a failed commit stops the controller."""
-        task = asyncio.create_task(self._commit_and_publish(batch))
-        self._writes.add(task)
-        task.add_done_callback(self._writes.discard)
-        return task
+    def _emit(self, batch: WriteBatch) -> asyncio.Future[list[int]]:
+        """Queue ``batch`` for commit; once committed its events are published, in commit order.
 
-    async def _commit_and_publish(self, batch: WriteBatch) -> list[int]:
-        try:
-            ids = await self.store.write(batch)
-        except Exception as exc:
+        A failed commit stops the controller. Await the returned future through
+        ``asyncio.shield``: cancelling it would not undo the write, only hide it.
+        """
+        future = self.store.writer.enqueue(batch)
+        self._writes.add(future)
+        future.add_done_callback(lambda fut: self._committed(batch, fut))
+        return future
+
+    def _committed(self, batch: WriteBatch, future: asyncio.Future[list[int]]) -> None:
+        self._writes.discard(future)
+        if future.cancelled():
+            return
+        exc = future.exception()
+        if exc is not None:
             self._fatal(exc)
-            raise
+            return
         self.bus.publish(
-            Event(id_, row["run_id"], row["type"], row["step_key"], json.loads(row["payload_json"]), row["created_at"])
-            for id_, row in zip(ids, batch.events)
+            Event(id_, row["run_id"], row["type"], row["step_key"], payload, row["created_at"])
+            for id_, row, payload in zip(future.result(), batch.events, batch.payloads)
         )
-        return ids
 
     def _fatal(self, exc: BaseException) -> None:
         """Stop driving: the store refused a write, so in-memory state can no longer be trusted."""

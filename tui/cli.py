@@ -59,11 +59,17 @@ out = _console(stderr=False)
 
 
 def build_parser() -> argparse.ArgumentParser:
-    common = argparse.ArgumentParser(add_help=False)
-    common.add_argument("--db", metavar="URL", help="database URL or SQLite file path (default: $LOOPDECK_DB, else a file in the user data directory)")
-    common.add_argument("--user", metavar="NAME", default=None, help="operator name recorded with actions (default: the login name)")
+    def options(default: Any) -> argparse.ArgumentParser:
+        p = argparse.ArgumentParser(add_help=False)
+        p.add_argument("--db", metavar="URL", default=default,
+                       help="database URL or SQLite file path (default: $LOOPDECK_DB, else a file in the user data directory)")
+        p.add_argument("--user", metavar="NAME", default=default,
+                       help="operator name recorded with actions (default: the login name)")
+        return p
 
-    parser = argparse.ArgumentParser(prog="loopdeck", description="A control room for AI agent runs.", parents=[common])
+    # before or after the command: `loopdeck --db X runs` and `loopdeck runs --db X` alike
+    parser = argparse.ArgumentParser(prog="loopdeck", description="A control room for AI agent runs.", parents=[options(None)])
+    common = options(argparse.SUPPRESS)
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
 
     def driving(p: argparse.ArgumentParser, approve_default: str) -> None:

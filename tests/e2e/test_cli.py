@@ -67,6 +67,9 @@ def test_runs_and_schema(cli):
     runs = json.loads(cli("runs", "--json").stdout)
     assert len(runs) == 1 and runs[0]["goal"] == "listed" and runs[0]["status"] == "succeeded"
     assert {"id", "goal", "status", "created_at"} <= set(runs[0])
+    elsewhere = cli.tmp / "other.db"
+    assert json.loads(cli("--db", str(elsewhere), "runs", "--json").stdout) == []  # --db before the command
+    assert json.loads(cli("runs", "--json", "--db", str(elsewhere)).stdout) == []  # ... or after it
     schema = json.loads(cli("schema").stdout)
     assert schema["title"] == "loopdeck plan"
 
