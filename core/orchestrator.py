@@ -27,6 +27,9 @@ from .store import Store
 from .writer import WriteBatch
 
 
+_PAST = {"approve": "approved", "reject": "rejected", "cancel": "canceled"}
+
+
 def default_user() -> str:
     try:
         return getpass.getuser()
@@ -211,8 +214,7 @@ class Orchestrator:
     def _check_run_open(run: dict[str, Any], kind: str) -> None:
         status = RunStatus(run["status"])
         if status.terminal:
-            what = "canceled" if kind == "cancel" else f"{kind}d at its steps"
-            raise TransitionError(f"run {run['id']} is {status.value}; an ended run can no longer be {what}")
+            raise TransitionError(f"run {run['id']} is {status.value}; an ended run can no longer be {_PAST[kind]}")
 
     async def _check_step(self, run_id: str, key: str, kind: str) -> dict[str, Any]:
         steps = await self.store.get_steps(run_id)

@@ -58,6 +58,12 @@ err = _console(stderr=True)
 out = _console(stderr=False)
 
 
+def print_json(data: Any) -> None:
+    """Machine-readable JSON on stdout; ASCII-escaped, so no untrusted byte reaches the terminal raw."""
+    sys.stdout.write(json.dumps(data, indent=2) + "\n")
+    sys.stdout.flush()
+
+
 def build_parser() -> argparse.ArgumentParser:
     def options(default: Any) -> argparse.ArgumentParser:
         p = argparse.ArgumentParser(add_help=False)
@@ -114,7 +120,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.print_help(sys.stderr)
         return EXIT_BAD_INPUT
     if args.command == "schema":
-        out.print_json(json.dumps(plan_json_schema()))
+        print_json(plan_json_schema())
         return EXIT_OK
     if args.command in ("run", "demo", "resume") and not args.headless:
         err.print("loopdeck: the dashboard is not part of this version yet; add --headless to run with progress on stderr")
@@ -215,7 +221,7 @@ def _exit_for(status: RunStatus, args: argparse.Namespace, final: dict[str, Any]
         line.append(f" · {run['tokens']['total']:,} tokens")
         err.print(line)
         if getattr(args, "json", False):
-            out.print_json(json.dumps(final))
+            print_json(final)
     return EXIT_OK if status == RunStatus.SUCCEEDED else EXIT_RUN_NOT_OK
 
 
@@ -225,8 +231,8 @@ def _exit_for(status: RunStatus, args: argparse.Namespace, final: dict[str, Any]
 async def cmd_runs(orch: Orchestrator, args: argparse.Namespace) -> int:
     runs = await orch.runs(args.limit)
     if args.json:
-        out.print_json(json.dumps([{k: r[k] for k in ("id", "goal", "status", "created_at", "ended_at", "steps", "done", "tokens")}
-                                   for r in runs]))
+        print_json([{k: r[k] for k in ("id", "goal", "status", "created_at", "ended_at", "steps", "done", "tokens")}
+                    for r in runs])
         return EXIT_OK
     if not runs:
         err.print("no runs yet: `loopdeck demo --headless` starts one")
@@ -244,7 +250,7 @@ async def cmd_runs(orch: Orchestrator, args: argparse.Namespace) -> int:
 async def cmd_show(orch: Orchestrator, args: argparse.Namespace) -> int:
     snap = await orch.snapshot(args.run_id)
     if args.json:
-        out.print_json(json.dumps(snap))
+        print_json(snap)
         return EXIT_OK
     run = snap["run"]
     head = Text.assemble((run["id"], "bold"), "  ", literal(run["status"], "bold"), "  ", literal(run["goal"]))
@@ -269,6 +275,7 @@ async def cmd_show(orch: Orchestrator, args: argparse.Namespace) -> int:
 
 async def cmd_approve(orch: Orchestrator, args: argparse.Namespace) -> int:
     kwargs: dict[str, Any] = {}
+    run_id = await orch.store.resolve_run_id(args.run_id)
     if args.input is not None:
         if args.reject:
             raise BadInput("--input goes with approving; a rejected step does not run, so it takes no input")
@@ -277,18 +284,19 @@ async def cmd_approve(orch: Orchestrator, args: argparse.Namespace) -> int:
         except json.JSONDecodeError as exc:
             raise BadInput(f"--input is not valid JSON: {exc.msg} at line {exc.lineno}, column {exc.colno}") from exc
     if args.reject:
-        await orch.reject(args.run_id, args.step_key, user=orch.user, reason=args.reason)
-        err.print(literal(f"step {args.step_key} of run {args.run_id} rejected by {orch.user}"))
+        await orch.reject(run_id, args.step_key, user=orch.user, reason=args.reason)
+        err.print(literal(f"step {args.step_key} of run {run_id} rejected by {orch.user}"))
     else:
-        await orch.approve(args.run_id, args.step_key, user=orch.user, reason=args.reason, **kwargs)
+        await orch.approve(run_id, args.step_key, user=orch.user, reason=args.reason, **kwargs)
         edited = " with edited input" if "input" in kwargs else ""
-        err.print(literal(f"step {args.step_key} of run {args.run_id} approved{edited} by {orch.user}"))
+        err.print(literal(f"step {args.step_key} of run {run_id} approved{edited} by {orch.user}"))
     return EXIT_OK
 
 
 async def cmd_cancel(orch: Orchestrator, args: argparse.Namespace) -> int:
-    await orch.cancel(args.run_id, user=orch.user, reason=args.reason)
-    err.print(literal(f"run {args.run_id} canceled by {orch.user}"))
+    run_id = await orch.store.resolve_run_id(args.run_id)
+    await orch.cancel(run_id, user=orch.user, reason=args.reason)
+    err.print(literal(f"run {run_id} canceled by {orch.user}"))
     return EXIT_OK
 
 
