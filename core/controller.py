@@ -384,49 +384,39 @@ class RunController:
         self._apply_outcome(state, attempt, outcome)
 
     async def _execute(self, executor: Executor, call: StepCall) -> Result | AttemptFailed:
-        if call.timeout_s is None:
-            try:
+        """Run one attempt; every failure, executor bugs included, becomes an ``AttemptFailed``."""
+        try:
+            if call.timeout_s is None:
                 return await executor.execute(call)
-            except AttemptFailed as exc:
-                return exc
-            except Exception as exc:  # noqa: BLE001 - an executor bug fails the attempt, not the run
-                return AttemptFailed(f"{type(exc).__name__}: {exc}")
+            return await self._execute_with_timeout(executor, call)
+        except AttemptFailed as exc:
+            return exc
+        except Exception as exc:  # noqa: BLE001 - an executor bug fails the attempt, not the run
+            return AttemptFailed(f"{type(exc).__name__}: {exc}")
+
+    async def _execute_with_timeout(self, executor: Executor, call: StepCall) -> Result:
         inner = asyncio.ensure_future(executor.execute(call))
         try:
             done, _ = await asyncio.wait({inner}, timeout=call.timeout_s)
         except asyncio.CancelledError:
             inner.cancel()
             raise
-        if not done:
-            if executor.interruptible:
-                inner.cancel()
-            else:
-                self._abandoned.add(inner)
-                inner.add_done_callback(lambda fut: self._late_result(call, fut))
-            return AttemptFailed(f"timed out after {call.timeout_s:g}s")
-        try:
+        if done:
             return inner.result()
-        except AttemptFailed as exc:
-            return exc
-        except Exception as exc:  # noqa: BLE001 - an executor bug fails the attempt, not the run
-            return AttemptFailed(f"{type(exc).__name__}: {exc}")
+        if executor.interruptible:
+            inner.cancel()
+        else:
+            self._abandoned.add(inner)
+            inner.add_done_callback(lambda fut: self._late_result(call, fut))
+        raise AttemptFailed(f"timed out after {call.timeout_s:g}s")
 
     def _late_result(self, call: StepCall, fut: asyncio.Future[Result]) -> None:
-        """A result arrived for an attempt that was already given up on: record it, never apply it."""
+        """A result arrived for an attempt that had timed out: record it, never apply it."""
         self._abandoned.discard(fut)
-        if fut.cancelled():
-            return
-        exc = fut.exception()
-        state = self.steps[call.key]
-        batch = WriteBatch()
-        batch.event(self.run_id, E.STEP_RESULT_STALE, call.key, {
-            "attempt": call.attempt,
-            "current_attempt": state.attempts,
-            "status": state.status.value,
-            "outcome": "failed" if exc else "succeeded",
-            "reason": "the attempt had timed out; its result was recorded and not applied",
-        }, self.clock())
-        self._emit(batch)
+        if not fut.cancelled():
+            failed = fut.exception() is not None
+            self._record_stale(self.steps[call.key], call.attempt, failed,
+                               "the attempt had timed out; its result was recorded and not applied")
 
     def _context_for(self, state: StepState) -> list[dict[str, Any]]:
         ups = [self.steps[k] for k in state.spec.depends_on]
@@ -437,7 +427,8 @@ class RunController:
 
     def _apply_outcome(self, state: StepState, attempt: int, outcome: Result | AttemptFailed) -> None:
         if state.status != S.RUNNING or state.attempts != attempt or self._ending:
-            self._record_stale(state, attempt, outcome)
+            self._record_stale(state, attempt, isinstance(outcome, AttemptFailed),
+                               "the attempt is no longer current; its result was recorded and not applied")
             return
         now = self.clock()
         usage = outcome.usage
@@ -472,12 +463,11 @@ class RunController:
             self._when_ready(state)
         self._pump()
 
-    def _record_stale(self, state: StepState, attempt: int, outcome: Result | AttemptFailed) -> None:
+    def _record_stale(self, state: StepState, attempt: int, failed: bool, reason: str) -> None:
         batch = WriteBatch()
         batch.event(self.run_id, E.STEP_RESULT_STALE, state.key, {
             "attempt": attempt, "current_attempt": state.attempts, "status": state.status.value,
-            "outcome": "succeeded" if isinstance(outcome, Result) else "failed",
-            "reason": "the attempt is no longer current; its result was recorded and not applied",
+            "outcome": "failed" if failed else "succeeded", "reason": reason,
         }, self.clock())
         self._emit(batch)
 
@@ -621,7 +611,7 @@ class RunController:
             return
         self.bus.publish(
             Event(id_, row["run_id"], row["type"], row["step_key"], payload, row["created_at"])
-            for id_, row, payload in zip(future.result(), batch.events, batch.payloads)
+            for id_, row, payload in zip(future.result(), batch.events, batch.payloads, strict=True)
         )
 
     def _fatal(self, exc: BaseException) -> None:

@@ -9,7 +9,7 @@ import textwrap
 import pytest
 
 from core import RunStatus, TransitionError
-from tests.conftest import events_of, plan, types_for
+from tests.conftest import events_of, plan
 from tests.core.helpers import running_profile, start, wait_event
 
 
