@@ -24,6 +24,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from .breaker import BreakerBoard, BreakerChange
+from .budget import TokenBudget
 from .bus import EventBus
 from .context import Upstream, build_context
 from .errors import LeaseLost, LoopdeckError, StaleWrite, TransitionError
@@ -31,6 +33,7 @@ from .events import Event, EventType
 from .executors import AttemptFailed, Executor, Result, StepCall, build_executor
 from .lease import DEFAULT_TTL_S
 from .plan import Backoff, Plan, StepSpec
+from .refs import RefError, resolve
 from .scheduler import Scheduler
 from .states import RunStatus, StepStatus, check_step
 from .store import Store
@@ -135,6 +138,7 @@ class RunController:
         poll_s: float = 0.25,
         clock: Callable[[], float] = time.time,
         executors: dict[str, Executor] | None = None,
+        breakers: BreakerBoard | None = None,
     ) -> None:
         self.store = store
         self.bus = bus
@@ -150,10 +154,18 @@ class RunController:
         self.executors = executors or {name: build_executor(cfg) for name, cfg in plan.agents.items()}
         self.status = RunStatus(run["status"])
         self.launches = sum(s.attempts for s in steps.values())
+        self.breakers = breakers or BreakerBoard(clock)
+        for name, cfg in plan.agents.items():
+            self.breakers.configure(name, cfg.breaker.failure_threshold, cfg.breaker.cooldown_s)
+        self.budget = TokenBudget(run["token_budget"], run["prompt_tokens"] + run["completion_tokens"])
+        self._budget_paused = False
         self.sched = Scheduler(
             self.policy.max_concurrency,
             {name: cfg.max_concurrency for name, cfg in plan.agents.items()},
+            admits=self._agent_admits,
         )
+        self._inflight: dict[str, tuple[bool, int]] = {}  # key -> (is breaker probe, tokens reserved)
+        self._breaker_timers: dict[str, asyncio.TimerHandle] = {}
         self._waiting: set[str] = {k for k, s in steps.items() if s.status == S.WAITING_USER}
         self._timers: dict[str, asyncio.TimerHandle] = {}
         self._attempt_tasks: dict[str, asyncio.Task[None]] = {}
@@ -175,6 +187,9 @@ class RunController:
         rows = {row["key"]: row for row in await store.get_steps(run_id)}
         specs = {spec.key: spec for spec in plan.steps}
         steps = {key: StepState.from_row(specs[key], row) for key, row in rows.items()}
+        board = kwargs.setdefault("breakers", BreakerBoard(kwargs.get("clock", time.time)))
+        for row in await store.load_breakers(list(plan.agents)):
+            board.restore(row)
         return cls(store, bus, run, plan, steps, **kwargs)
 
     # -- the drive loop ----------------------------------------------------------------
@@ -197,7 +212,7 @@ class RunController:
             for task in self._side_tasks:
                 task.cancel()
             await asyncio.gather(*self._side_tasks, return_exceptions=True)
-            for handle in self._timers.values():
+            for handle in [*self._timers.values(), *self._breaker_timers.values()]:
                 handle.cancel()
             for task in list(self._attempt_tasks.values()):
                 task.cancel()
@@ -230,6 +245,8 @@ class RunController:
 
     def _requeue_interrupted(self, state: StepState, batch: WriteBatch, now: float) -> None:
         expect = state.status
+        batch.span(self.run_id, state.key, state.attempts, state.agent, "interrupted", state.started_at or now, now,
+                   error="the process driving the run stopped during this attempt")
         if state.attempts >= self._max_attempts(state):
             state.status, state.error, state.ended_at = S.FAILED, (
                 f"attempt {state.attempts} was interrupted when the driving process stopped, and no attempts are left"
@@ -255,12 +272,14 @@ class RunController:
         if delay > 0:
             self._timers[state.key] = asyncio.get_running_loop().call_later(delay, self._timer_fired, state.key)
             return
+        self._route(state)
         self.sched.push_ready(state.key)
 
     def _timer_fired(self, key: str) -> None:
         self._timers.pop(key, None)
         state = self.steps[key]
         if state.status == S.PENDING and not self._ending:
+            self._route(state)
             self.sched.push_ready(key)
             self._pump()
 
@@ -268,7 +287,7 @@ class RunController:
         """Start every launchable step, then see whether the run waits or has ended."""
         if self._ending:
             return
-        hold = bool(self._waiting) and self.policy.stop_on_approval_required
+        hold = (bool(self._waiting) and self.policy.stop_on_approval_required) or self._budget_paused
         while not hold:
             key = self.sched.pop_launchable()
             if key is None:
@@ -278,13 +297,23 @@ class RunController:
                 self.sched.push_ready(key)
                 self._end(RunStatus.FAILED, f"max_iterations ({cap}) reached: the run launched {self.launches} attempts")
                 return
-            self._launch(self.steps[key])
+            state = self.steps[key]
+            estimate = self._token_estimate(state)
+            if not self.budget.fits(estimate):
+                self.sched.push_ready(key)
+                if self.sched.running == 0:  # nothing in flight can free room: the budget is spent
+                    self._budget_exhausted(self.budget.shortfall(key, estimate))
+                return  # otherwise wait for running steps to settle their reservations
+            self._launch(state, estimate)
+        self._arm_breaker_timers()
         self._check_idle()
 
     def _check_idle(self) -> None:
         if self._ending:
             return
         running = self.sched.running
+        if self._budget_paused:
+            return
         blocked = self.sched.ready_count == 0 and not self._timers
         if self._waiting and running == 0 and (blocked or self.policy.stop_on_approval_required):
             if self.status != RunStatus.WAITING_USER:
@@ -330,10 +359,11 @@ class RunController:
             if not state.status.terminal:
                 expect = state.status
                 check_step(state.key, state.status, "cancel")
+                state.error = f"run {status.value}" + (f": {reason}" if reason else "")
                 if state.status == S.RUNNING:
                     self.sched.stopped(state.key)
+                    self._release(state, batch, now, "canceled", None)
                 state.status, state.ended_at = S.SKIPPED, now
-                state.error = f"run {status.value}" + (f": {reason}" if reason else "")
                 batch.step(self.run_id, state.key, expect.value, state.attempts, state.row())
                 batch.event(self.run_id, E.STEP_SKIPPED, state.key, {"reason": state.error}, now)
         self._waiting.clear()
@@ -348,8 +378,11 @@ class RunController:
 
     # -- launching an attempt ----------------------------------------------------------
 
-    def _launch(self, state: StepState) -> None:
+    def _launch(self, state: StepState, estimate: int) -> None:
         check_step(state.key, state.status, "start")
+        probe = self.breakers.get(state.agent).admit()
+        self.budget.reserve(estimate)
+        self._inflight[state.key] = (probe, estimate)
         now = self.clock()
         expect_attempts = state.attempts
         state.status, state.attempts, state.started_at, state.ended_at = S.RUNNING, state.attempts + 1, now, None
@@ -358,7 +391,10 @@ class RunController:
         self.launches += 1
         batch = WriteBatch()
         batch.step(self.run_id, state.key, S.PENDING.value, expect_attempts, state.row())
-        batch.event(self.run_id, E.STEP_STARTED, state.key, {"attempt": state.attempts, "agent": state.agent}, now)
+        started: dict[str, Any] = {"attempt": state.attempts, "agent": state.agent}
+        if probe:
+            started["probe"] = True
+        batch.event(self.run_id, E.STEP_STARTED, state.key, started, now)
         committed = self._emit(batch)
         task = asyncio.create_task(self._attempt(state, state.attempts, committed), name=f"step-{state.key}")
         self._attempt_tasks[state.key] = task
@@ -366,13 +402,17 @@ class RunController:
     async def _attempt(self, state: StepState, attempt: int, committed: asyncio.Future[Any]) -> None:
         try:
             await asyncio.shield(committed)
-            call = StepCall(
-                run_id=self.run_id, key=state.key, title=state.spec.display_title, type=state.spec.type,
-                agent=state.agent, attempt=attempt, input=state.input, context=self._context_for(state),
-                timeout_s=state.spec.timeout_s,
-            )
-            executor = self.executors[state.agent]
-            outcome = await self._execute(executor, call)
+            try:
+                resolved = resolve(state.input, {k: s.output for k, s in self.steps.items() if s.status == S.SUCCEEDED})
+            except RefError as exc:
+                outcome: Result | AttemptFailed = AttemptFailed(str(exc), retryable=False)
+            else:
+                call = StepCall(
+                    run_id=self.run_id, key=state.key, title=state.spec.display_title, type=state.spec.type,
+                    agent=state.agent, attempt=attempt, input=resolved, context=self._context_for(state),
+                    timeout_s=state.spec.timeout_s,
+                )
+                outcome = await self._execute(self.executors[state.agent], call)
         except asyncio.CancelledError:
             return
         except Exception as exc:  # noqa: BLE001 - the commit failed: _fatal already stops the run
@@ -434,6 +474,9 @@ class RunController:
         usage = outcome.usage
         batch = WriteBatch()
         self.sched.stopped(state.key)
+        error = None if isinstance(outcome, Result) else str(outcome)
+        self._release(state, batch, now, "succeeded" if error is None else "failed", usage.prompt_tokens + usage.completion_tokens,
+                      usage.prompt_tokens, usage.completion_tokens, error)
         state.prompt_tokens += usage.prompt_tokens
         state.completion_tokens += usage.completion_tokens
         self.run["prompt_tokens"] += usage.prompt_tokens
@@ -462,6 +505,23 @@ class RunController:
         if state.status == S.PENDING:
             self._when_ready(state)
         self._pump()
+
+    def _release(self, state: StepState, batch: WriteBatch, now: float, status: str, actual: int | None,
+                 prompt: int = 0, completion: int = 0, error: str | None = None) -> None:
+        """An attempt ended: settle its reservation, tell its breaker, write its span."""
+        probe, reserved = self._inflight.pop(state.key, (False, 0))
+        breaker = self.breakers.get(state.agent)
+        if actual is None:  # canceled: no outcome to judge the target by
+            self.budget.settle(reserved, 0)
+            if probe:
+                breaker.release_probe()
+        else:
+            self.budget.settle(reserved, actual)
+            change = breaker.record(status == "succeeded", probe)
+            if change is not None:
+                self._breaker_changed(change, batch, now)
+        batch.span(self.run_id, state.key, state.attempts, state.agent, status, state.started_at or now, now,
+                   prompt, completion, error)
 
     def _record_stale(self, state: StepState, attempt: int, failed: bool, reason: str) -> None:
         batch = WriteBatch()
@@ -499,6 +559,100 @@ class RunController:
 
     def _max_attempts(self, state: StepState) -> int:
         return state.spec.max_attempts or self.policy.max_step_attempts
+
+    # -- breakers and routing ---------------------------------------------------------
+
+    def _agent_admits(self, agent: str) -> bool:
+        """Whether the agent's breaker lets an attempt start now (open -> half_open on the way)."""
+        breaker = self.breakers.get(agent)
+        change = breaker.poll()
+        if change is not None:
+            batch = WriteBatch()
+            self._breaker_changed(change, batch, self.clock())
+            self._emit(batch)
+        return breaker.can_admit()
+
+    def _route(self, state: StepState) -> None:
+        """Move a step off an agent whose breaker is open, to the first healthy alternative."""
+        breaker = self.breakers.get(state.agent)
+        breaker.poll()
+        if not breaker.is_open:
+            return
+        home = self.plan.agent_of(state.spec)
+        for name in [home, *self.plan.agents[home].alternatives]:
+            if name != state.agent and not self.breakers.get(name).is_open:
+                now, old = self.clock(), state.agent
+                reason = f'breaker of "{old}" is open ({breaker.failures} consecutive failures)'
+                state.agent = name
+                self.sched.set_agent(state.key, name)
+                batch = WriteBatch()
+                batch.step(self.run_id, state.key, state.status.value, state.attempts, state.row())
+                batch.event(self.run_id, E.STEP_ROUTED, state.key, {"from": old, "to": name, "reason": reason}, now)
+                self._emit(batch)
+                return
+        # no healthy alternative: the step stays queued and waits for the probe
+
+    def _breaker_changed(self, change: BreakerChange, batch: WriteBatch, now: float) -> None:
+        breaker = self.breakers.get(change.agent)
+        batch.extras.append(self.store.save_breaker_extra(breaker.row()))
+        batch.event(self.run_id, E.BREAKER_CHANGED, None, change.payload(), now)
+        if breaker.is_open:  # re-route what is queued for it
+            for key in self.sched.queued_for(change.agent):
+                self.sched.unqueue(key)
+                self._route(self.steps[key])
+                self.sched.push_ready(key)
+
+    def _arm_breaker_timers(self) -> None:
+        """Wake the run when an open breaker with queued steps lets its probe through."""
+        for agent in self.sched.agents_with_queued():
+            breaker = self.breakers.get(agent)
+            if breaker.is_open and agent not in self._breaker_timers:
+                self._breaker_timers[agent] = asyncio.get_running_loop().call_later(
+                    breaker.retry_in() + 0.001, self._breaker_timer_fired, agent)
+
+    def _breaker_timer_fired(self, agent: str) -> None:
+        self._breaker_timers.pop(agent, None)
+        self._pump()
+
+    # -- the token budget -------------------------------------------------------------
+
+    def _token_estimate(self, state: StepState) -> int:
+        return self.plan.agents[state.agent].token_estimate()
+
+    def _budget_exhausted(self, reason: str) -> None:
+        if self.policy.on_budget_exhausted == "fail":
+            self._end(RunStatus.FAILED, reason)
+            return
+        if self._budget_paused:
+            return
+        self._budget_paused = True
+        now = self.clock()
+        batch = WriteBatch()
+        batch.event(self.run_id, E.BUDGET_EXHAUSTED, None, {"reason": reason, "used": self.budget.used,
+                                                             "budget": self.budget.limit}, now)
+        self._set_run_status(RunStatus.WAITING_USER, f"{reason}; raise it with `loopdeck budget {self.run_id} --set N`",
+                             batch, now, E.RUN_WAITING)
+        self._emit(batch)
+
+    async def set_budget(self, limit: int | None, *, user: str | None) -> None:
+        """Change the run's token budget (a paused run continues if its next step now fits)."""
+        self._require_live("given a new budget")
+        if limit is not None and limit < 0:
+            from .errors import BadInput
+
+            raise BadInput(f"a token budget is a number of tokens >= 0, not {limit}")
+        now = self.clock()
+        old, self.budget.limit = self.budget.limit, limit
+        self.run["token_budget"] = limit
+        batch = WriteBatch()
+        batch.run(self.run_id, self._run_row(now))
+        batch.event(self.run_id, E.BUDGET_CHANGED, None, {"from": old, "to": limit, "user": user}, now)
+        if self._budget_paused:
+            self._budget_paused = False
+            self._set_run_status(RunStatus.RUNNING, None, batch, now, E.RUN_CONTINUED)
+        write = self._emit(batch)
+        self._pump()
+        await asyncio.shield(write)
 
     # -- approvals and operator actions --------------------------------------------
 
@@ -657,6 +811,8 @@ class RunController:
                 await self.approve(payload["step"], user=user, reason=payload.get("reason"), **kwargs)
             elif command["kind"] == "reject":
                 await self.reject(payload["step"], user=user, reason=payload.get("reason"))
+            elif command["kind"] == "budget":
+                await self.set_budget(payload["limit"], user=user)
             elif command["kind"] == "cancel":
                 self._require_live("canceled")
                 self._end(RunStatus.CANCELED, f"canceled by {user or 'unknown'}" + (

@@ -31,3 +31,15 @@ def find_cycle(depends_on: dict[str, list[str]]) -> list[str] | None:
                 path.append(nxt)
                 iters.append(iter(depends_on.get(nxt, ())))
     return None
+
+
+def ancestors(depends_on: dict[str, list[str]], key: str) -> set[str]:
+    """Every step ``key`` depends on, directly or not."""
+    seen: set[str] = set()
+    stack = list(depends_on.get(key, ()))
+    while stack:
+        dep = stack.pop()
+        if dep not in seen:
+            seen.add(dep)
+            stack.extend(depends_on.get(dep, ()))
+    return seen

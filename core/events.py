@@ -31,6 +31,12 @@ class EventType(StrEnum):
     STEP_REQUEUED = "step_requeued"
     STEP_RESULT_STALE = "step_result_stale"
     COMMAND_REFUSED = "command_refused"
+    STEP_ROUTED = "step_routed"
+    BREAKER_CHANGED = "breaker_changed"
+    BUDGET_EXHAUSTED = "budget_exhausted"
+    BUDGET_CHANGED = "budget_changed"
+    RUN_REPLANNED = "run_replanned"
+    STEP_FEEDBACK = "step_feedback"
 
 
 @dataclass(frozen=True, slots=True)

@@ -16,9 +16,10 @@ import time
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
+from .breaker import BreakerBoard
 from .bus import EventBus, Subscription
 from .controller import RunController
-from .errors import CommandTimeout, LeaseHeld, StaleWrite, StepNotFound, TransitionError
+from .errors import BadInput, CommandTimeout, LeaseHeld, StaleWrite, StepNotFound, TransitionError
 from .events import Event, EventType, Gap, iso
 from .lease import DEFAULT_TTL_S, Holder, Identity, holder_state
 from .plan import Plan
@@ -27,7 +28,7 @@ from .store import Store
 from .writer import WriteBatch
 
 
-_PAST = {"approve": "approved", "reject": "rejected", "cancel": "canceled"}
+_PAST = {"approve": "approved", "reject": "rejected", "cancel": "canceled", "budget": "given a new budget"}
 
 
 def default_user() -> str:
@@ -60,6 +61,7 @@ class Orchestrator:
         self.lease_ttl_s = lease_ttl_s
         self.poll_s = poll_s
         self._controllers: dict[str, RunController] = {}
+        self.breakers = BreakerBoard()
 
     @classmethod
     async def open(cls, db: str | None = None, **kwargs: Any) -> "Orchestrator":
@@ -122,7 +124,7 @@ class Orchestrator:
                 return RunStatus(run["status"])
             controller = await RunController.load(
                 self.store, self.bus, run_id, owner=self.identity.owner,
-                lease_ttl_s=self.lease_ttl_s, poll_s=self.poll_s,
+                lease_ttl_s=self.lease_ttl_s, poll_s=self.poll_s, breakers=self.breakers,
             )
             self._controllers[run_id] = controller
             return await controller.drive()
@@ -183,6 +185,12 @@ class Orchestrator:
                      timeout_s: float = 10.0) -> None:
         await self._act(run_id, "cancel", {"reason": reason}, user, timeout_s)
 
+    async def set_budget(self, run_id: str, limit: int | None, *, user: str | None = None, timeout_s: float = 10.0) -> None:
+        """Set a run's token budget (``None``: no limit); a run paused on its budget continues."""
+        if limit is not None and limit < 0:
+            raise BadInput(f"a token budget is a number of tokens >= 0, not {limit}")
+        await self._act(run_id, "budget", {"limit": limit}, user, timeout_s)
+
     async def _act(self, run_id: str, kind: str, payload: dict[str, Any], user: str | None, timeout_s: float) -> None:
         user = user or self.user
         run_id = await self.store.resolve_run_id(run_id)
@@ -207,6 +215,8 @@ class Orchestrator:
             await controller.approve(payload["step"], user=user, reason=payload.get("reason"), **extra)
         elif kind == "reject":
             await controller.reject(payload["step"], user=user, reason=payload.get("reason"))
+        elif kind == "budget":
+            await controller.set_budget(payload["limit"], user=user)
         else:
             await controller.cancel(user=user, reason=payload.get("reason"))
 
@@ -243,7 +253,11 @@ class Orchestrator:
         """Nobody drives the run: apply the action to the store; the next ``resume`` carries on from it."""
         run_id, now = run["id"], time.time()
         batch = WriteBatch()
-        if kind == "cancel":
+        if kind == "budget":
+            run.update(token_budget=payload["limit"], updated_at=now)
+            batch.run(run_id, run)
+            batch.event(run_id, EventType.BUDGET_CHANGED, None, {"from": None, "to": payload["limit"], "user": user}, now)
+        elif kind == "cancel":
             reason = f"canceled by {user}" + (f": {payload['reason']}" if payload.get("reason") else "")
             for row in await self.store.get_steps(run_id):
                 if not StepStatus(row["status"]).terminal:

@@ -16,8 +16,9 @@ from typing import Annotated, Any, Literal, Union
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from .dag import find_cycle
+from .dag import ancestors, find_cycle
 from .errors import PlanError, PlanIssue
+from .refs import find_refs
 
 StepType = Literal["reasoning", "skill", "tool", "sub_agent", "verification"]
 KEY_PATTERN = r"^[A-Za-z0-9_][A-Za-z0-9_.\-]{0,127}$"
@@ -57,9 +58,20 @@ class Policy(_Model):
     backoff: Backoff = Field(default_factory=Backoff)
 
 
+class BreakerConfig(_Model):
+    failure_threshold: int = Field(5, ge=1, description="consecutive failures that open the breaker")
+    cooldown_s: float = Field(60.0, ge=0, description="seconds open before one probe is let through")
+
+
 class _AgentBase(_Model):
     max_concurrency: int | None = Field(None, ge=1, description="steps of this agent running at once")
-    alternatives: list[str] = Field(default_factory=list, description="agents to route to when this one is unhealthy")
+    alternatives: list[str] = Field(default_factory=list, description="agents to route to when this one's breaker is open")
+    breaker: BreakerConfig = Field(default_factory=BreakerConfig)
+    reserve_tokens: int = Field(0, ge=0, description="tokens reserved against the budget before each attempt")
+
+    def token_estimate(self) -> int:
+        """Tokens an attempt may spend, reserved against the run's budget before it starts."""
+        return self.reserve_tokens
 
 
 class SimAgent(_AgentBase):
@@ -79,6 +91,9 @@ class SimAgent(_AgentBase):
         if low < 0 or high < low:
             raise ValueError("latency_ms must be >= 0, or [min, max] with 0 <= min <= max")
         return self
+
+    def token_estimate(self) -> int:
+        return max(self.reserve_tokens, sum(self.tokens))
 
     def latency_bounds(self) -> tuple[float, float]:
         if isinstance(self.latency_ms, tuple):
@@ -257,10 +272,30 @@ def _graph_issues(data: dict[str, Any]) -> list[PlanIssue]:
                 issues.append(PlanIssue(f"steps[{i}].depends_on[{k}]", _unknown("step", dep, keys)))
         if isinstance(key, str) and first_at.get(key) == i:
             edges[key] = [d for d in deps if isinstance(d, str) and d in first_at]
+    issues.extend(_reference_issues(steps, first_at, edges))
     cycle = find_cycle(edges)
     if cycle:
         where = f"steps[{first_at[cycle[0]]}].depends_on"
         issues.append(PlanIssue(where, "dependency cycle: " + " -> ".join(cycle)))
+    return issues
+
+
+def _reference_issues(steps: list[Any], first_at: dict[str, int], edges: dict[str, list[str]]) -> list[PlanIssue]:
+    """``{{steps.KEY.output}}`` must name a step upstream of the one whose input holds it."""
+    issues = []
+    for i, step in enumerate(steps):
+        if not isinstance(step, dict) or not isinstance(step.get("key"), str):
+            continue
+        refs = list(find_refs(step.get("input")))
+        if not refs:
+            continue
+        upstream = ancestors(edges, step["key"])
+        for ref in refs:
+            if ref.key not in first_at:
+                issues.append(PlanIssue(f"steps[{i}].input", f"{ref.text} references an " + _unknown("step", ref.key, list(first_at))))
+            elif ref.key not in upstream:
+                issues.append(PlanIssue(f"steps[{i}].input", f'{ref.text} references step "{ref.key}", which is not upstream '
+                                        f'of "{step["key"]}"; add it to depends_on'))
     return issues
 
 

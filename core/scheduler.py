@@ -9,6 +9,7 @@ directly. The controller owns the decisions it feeds in.
 from __future__ import annotations
 
 import heapq
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 OK = "succeeded"
@@ -26,9 +27,15 @@ class _Node:
 
 
 class Scheduler:
-    def __init__(self, max_concurrency: int, agent_limits: dict[str, int | None] | None = None) -> None:
+    def __init__(
+        self,
+        max_concurrency: int,
+        agent_limits: dict[str, int | None] | None = None,
+        admits: Callable[[str], bool] | None = None,
+    ) -> None:
         self.max_concurrency = max_concurrency
         self.agent_limits = dict(agent_limits or {})
+        self._admits = admits  # e.g. the agent's circuit breaker
         self._nodes: dict[str, _Node] = {}
         self._ready: dict[str, list[tuple[int, str]]] = {}
         self._queued: set[str] = set()
@@ -102,12 +109,14 @@ class Scheduler:
         best: tuple[int, str] | None = None
         best_agent = ""
         for agent, heap in self._ready.items():
-            while heap and heap[0][1] not in self._queued:
-                heapq.heappop(heap)
+            while heap and (heap[0][1] not in self._queued or self._nodes[heap[0][1]].agent != agent):
+                heapq.heappop(heap)  # stale entry: unqueued, or moved to another agent's heap
             if not heap:
                 continue
             limit = self.agent_limits.get(agent)
             if limit is not None and self.running_by_agent.get(agent, 0) >= limit:
+                continue
+            if self._admits is not None and not self._admits(agent):
                 continue
             if best is None or heap[0] < best:
                 best, best_agent = heap[0], agent
@@ -116,6 +125,13 @@ class Scheduler:
         heapq.heappop(self._ready[best_agent])
         self._queued.discard(best[1])
         return best[1]
+
+    def queued_for(self, agent: str) -> list[str]:
+        """Ready steps waiting for this agent, in plan order."""
+        return sorted((k for k in self._queued if self._nodes[k].agent == agent), key=lambda k: self._nodes[k].idx)
+
+    def agents_with_queued(self) -> set[str]:
+        return {self._nodes[k].agent for k in self._queued}
 
     def started(self, key: str) -> None:
         agent = self._nodes[key].agent

@@ -83,3 +83,48 @@ commands = Table(
     sqlite_autoincrement=True,
 )
 Index("ix_commands_run_id_state", commands.c.run_id, commands.c.state)
+
+# revision 0003: one span per step attempt, operator feedback, circuit breakers
+spans = Table(
+    "spans",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("run_id", String(32), nullable=False),
+    Column("step_key", String(128), nullable=False),
+    Column("attempt", Integer, nullable=False),
+    Column("agent", String(128), nullable=False),
+    Column("status", String(32), nullable=False),
+    Column("started_at", Float, nullable=False),
+    Column("ended_at", Float, nullable=False),
+    Column("prompt_tokens", Integer, nullable=False, default=0),
+    Column("completion_tokens", Integer, nullable=False, default=0),
+    Column("error", Text),
+)
+Index("ix_spans_run_id", spans.c.run_id, spans.c.started_at)
+Index("ix_spans_agent", spans.c.agent)
+
+feedback = Table(
+    "feedback",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("run_id", String(32), nullable=False),
+    Column("step_key", String(128), nullable=False),
+    Column("agent", String(128), nullable=False),
+    Column("rating", String(8), nullable=False),
+    Column("comment", Text),
+    Column("category", String(64)),
+    Column("created_by", String(128)),
+    Column("created_at", Float, nullable=False),
+)
+Index("ix_feedback_run_id", feedback.c.run_id)
+Index("ix_feedback_agent", feedback.c.agent)
+
+breakers = Table(
+    "breakers",
+    metadata,
+    Column("agent", String(128), primary_key=True),
+    Column("state", String(16), nullable=False),
+    Column("failures", Integer, nullable=False, default=0),
+    Column("opened_at", Float),
+    Column("updated_at", Float, nullable=False),
+)

@@ -238,6 +238,25 @@ class Store:
 
         return extra
 
+    # -- breakers -----------------------------------------------------------------------
+
+    async def load_breakers(self, agents: list[str]) -> list[dict[str, Any]]:
+        async def q(conn: AsyncConnection) -> list[dict[str, Any]]:
+            stmt = select(schema.breakers).where(schema.breakers.c.agent.in_(agents))
+            return [dict(r) for r in (await conn.execute(stmt)).mappings()]
+
+        return await self._read(q) if agents else []
+
+    @staticmethod
+    def save_breaker_extra(row: dict[str, Any]) -> Callable[[Connection], None]:
+        def extra(conn: Connection) -> None:
+            values = {k: v for k, v in row.items() if k != "agent"}
+            updated = conn.execute(update(schema.breakers).where(schema.breakers.c.agent == row["agent"]).values(values))
+            if updated.rowcount == 0:
+                conn.execute(insert(schema.breakers), [row])
+
+        return extra
+
     # -- commands (actions from other processes) -------------------------------
 
     async def enqueue_command(self, run_id: str, kind: str, payload: dict[str, Any], user: str | None) -> int:

@@ -55,6 +55,7 @@ _RUN_UPDATE = (
 )
 _EVENT_INSERT = insert(schema.events).returning(schema.events.c.id, sort_by_parameter_order=True)
 _EVENT_INSERT_PLAIN = insert(schema.events)
+_SPAN_INSERT = insert(schema.spans)
 _EVENT_SEQ = text("SELECT seq FROM sqlite_sequence WHERE name = 'events'")
 
 Extra = Callable[[Connection], Any]
@@ -70,6 +71,7 @@ class WriteBatch:
     events: list[dict[str, Any]] = field(default_factory=list)
     extras: list[Extra] = field(default_factory=list)
     payloads: list[dict[str, Any]] = field(default_factory=list)  # the events' payloads, for publishing
+    spans: list[dict[str, Any]] = field(default_factory=list)
 
     def step(self, run_id: str, key: str, expect_status: str, expect_attempts: int, row: dict[str, Any]) -> None:
         values = {name: row[name] for name in STEP_MUTABLE}
@@ -87,9 +89,15 @@ class WriteBatch:
         )
         self.payloads.append(payload)
 
+    def span(self, run_id: str, key: str, attempt: int, agent: str, status: str, started: float, ended: float,
+             prompt_tokens: int = 0, completion_tokens: int = 0, error: str | None = None) -> None:
+        self.spans.append({"run_id": run_id, "step_key": key, "attempt": attempt, "agent": agent, "status": status,
+                           "started_at": started, "ended_at": ended, "prompt_tokens": prompt_tokens,
+                           "completion_tokens": completion_tokens, "error": error})
+
     @property
     def size(self) -> int:
-        return len(self.steps) + len(self.runs) + len(self.events) + len(self.extras)
+        return len(self.steps) + len(self.runs) + len(self.events) + len(self.extras) + len(self.spans)
 
 
 class GroupWriter:
@@ -223,6 +231,9 @@ def apply_group(conn: Connection, batches: list[WriteBatch]) -> list[int]:
     step_rows = [row for batch in batches for row in batch.steps]
     if step_rows and _executemany(conn, _STEP_CAS, step_rows) != len(step_rows):
         raise StaleWrite(_stale_message(step_rows) if len(batches) == 1 else "a step in the group changed underneath")
+    span_rows = [row for batch in batches for row in batch.spans]
+    if span_rows:
+        _executemany(conn, _SPAN_INSERT, span_rows)
     latest_run_rows = {row["b_id"]: row for batch in batches for row in batch.runs}  # the last write wins
     if latest_run_rows:
         _executemany(conn, _RUN_UPDATE, list(latest_run_rows.values()))

@@ -275,7 +275,6 @@ async def cmd_show(orch: Orchestrator, args: argparse.Namespace) -> int:
 
 async def cmd_approve(orch: Orchestrator, args: argparse.Namespace) -> int:
     kwargs: dict[str, Any] = {}
-    run_id = await orch.store.resolve_run_id(args.run_id)
     if args.input is not None:
         if args.reject:
             raise BadInput("--input goes with approving; a rejected step does not run, so it takes no input")
@@ -283,6 +282,7 @@ async def cmd_approve(orch: Orchestrator, args: argparse.Namespace) -> int:
             kwargs["input"] = json.loads(args.input)
         except json.JSONDecodeError as exc:
             raise BadInput(f"--input is not valid JSON: {exc.msg} at line {exc.lineno}, column {exc.colno}") from exc
+    run_id = await orch.store.resolve_run_id(args.run_id)
     if args.reject:
         await orch.reject(run_id, args.step_key, user=orch.user, reason=args.reason)
         err.print(literal(f"step {args.step_key} of run {run_id} rejected by {orch.user}"))

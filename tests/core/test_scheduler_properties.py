@@ -1,8 +1,9 @@
 """Property tests of the scheduler's invariants over random DAGs with random failures.
 
 For any plan: dependencies are respected, the run's and each agent's
-concurrency limits hold, every step ends in a final status, and no step is
-attempted more often than allowed.
+concurrency limits hold, every step ends in a final status, no step is
+attempted more often than allowed, and an open breaker admits nothing but
+one probe at a time.
 """
 
 from __future__ import annotations
@@ -23,11 +24,13 @@ FINAL = {"succeeded", "failed", "skipped", "rejected"}
 @st.composite
 def random_plans(draw):
     n = draw(st.integers(1, 25))
+    breaker = {"failure_threshold": draw(st.integers(1, 6)), "cooldown_s": 0.005}
     agents = {
         "a": {"kind": "sim", "latency_ms": [0, 3], "fail_rate": draw(st.sampled_from([0, 0.2, 0.5])),
-              "seed": draw(st.integers(0, 1000)), "max_concurrency": draw(st.integers(1, 3))},
+              "seed": draw(st.integers(0, 1000)), "max_concurrency": draw(st.integers(1, 3)), "breaker": breaker,
+              "alternatives": draw(st.sampled_from([[], ["b"]]))},
         "b": {"kind": "sim", "latency_ms": [0, 3], "fail_rate": draw(st.sampled_from([0, 0.3])),
-              "seed": draw(st.integers(0, 1000))},
+              "seed": draw(st.integers(0, 1000)), "breaker": breaker},
     }
     steps = []
     for i in range(n):
@@ -93,6 +96,21 @@ def test_scheduler_invariants_hold_on_random_dags(data):
     peak, by_agent = running_profile(events)
     assert peak <= data["policy"]["max_concurrency"]
     assert by_agent.get("a", 0) <= data["agents"]["a"]["max_concurrency"]
+
+    # while a breaker is open nothing starts on its agent; half-open lets one probe at a time
+    state = {"a": "closed", "b": "closed"}
+    probes: dict[str, int] = {"a": 0, "b": 0}
+    for e in events:
+        if e.type == "breaker_changed":
+            state[e.payload["agent"]] = e.payload["to"]
+        elif e.type == "step_started":
+            agent = e.payload["agent"]
+            assert state[agent] != "open", f"{e.step_key} started on {agent} while its breaker was open"
+            if e.payload.get("probe"):
+                assert state[agent] == "half_open" and probes[agent] == 0
+                probes[agent] += 1
+        elif e.type in ("step_succeeded", "step_failed", "step_retrying") and any(probes.values()):
+            probes = {k: 0 for k in probes}  # a probe's outcome moves the breaker on (checked by the next start)
 
     # run verdict agrees with the steps
     failed = any(s["status"] == "failed" for s in steps.values())
