@@ -24,7 +24,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from .breaker import BreakerBoard, BreakerChange
+from .breaker import Breaker, BreakerBoard, BreakerChange
 from .budget import TokenBudget
 from .bus import EventBus
 from .context import Upstream, build_context
@@ -562,25 +562,28 @@ class RunController:
 
     # -- breakers and routing ---------------------------------------------------------
 
-    def _agent_admits(self, agent: str) -> bool:
-        """Whether the agent's breaker lets an attempt start now (open -> half_open on the way)."""
+    def _polled(self, agent: str) -> Breaker:
+        """The agent's breaker, moved open -> half_open if its cooldown passed (and that recorded)."""
         breaker = self.breakers.get(agent)
         change = breaker.poll()
         if change is not None:
             batch = WriteBatch()
             self._breaker_changed(change, batch, self.clock())
             self._emit(batch)
-        return breaker.can_admit()
+        return breaker
+
+    def _agent_admits(self, agent: str) -> bool:
+        """Whether the agent's breaker lets an attempt start now."""
+        return self._polled(agent).can_admit()
 
     def _route(self, state: StepState) -> None:
         """Move a step off an agent whose breaker is open, to the first healthy alternative."""
-        breaker = self.breakers.get(state.agent)
-        breaker.poll()
+        breaker = self._polled(state.agent)
         if not breaker.is_open:
             return
         home = self.plan.agent_of(state.spec)
         for name in [home, *self.plan.agents[home].alternatives]:
-            if name != state.agent and not self.breakers.get(name).is_open:
+            if name != state.agent and not self._polled(name).is_open:
                 now, old = self.clock(), state.agent
                 reason = f'breaker of "{old}" is open ({breaker.failures} consecutive failures)'
                 state.agent = name
