@@ -8,6 +8,7 @@ from pathlib import Path
 from platformdirs import user_data_dir
 
 ENV_DB = "LOOPDECK_DB"
+ENV_TOKEN_BUDGET = "LOOPDECK_TOKEN_BUDGET"
 
 
 def default_db_path() -> Path:
@@ -30,3 +31,21 @@ def resolve_db_url(url: str | None = None) -> str:
 
 def sqlite_url(path: Path) -> str:
     return f"sqlite+aiosqlite:///{path.expanduser().absolute()}"
+
+
+def default_token_budget() -> int | None:
+    """The budget of runs whose plan sets none: ``LOOPDECK_TOKEN_BUDGET``, else no limit."""
+    raw = os.environ.get(ENV_TOKEN_BUDGET, "").strip()
+    if not raw:
+        return None
+    try:
+        value = int(raw.replace("_", ""))
+    except ValueError:
+        from .errors import BadInput
+
+        raise BadInput(f"{ENV_TOKEN_BUDGET}={raw!r} is not a whole number of tokens") from None
+    if value < 0:
+        from .errors import BadInput
+
+        raise BadInput(f"{ENV_TOKEN_BUDGET}={raw!r} must be >= 0")
+    return value

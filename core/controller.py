@@ -34,6 +34,7 @@ from .executors import AttemptFailed, Executor, Result, StepCall, build_executor
 from .lease import DEFAULT_TTL_S
 from .plan import Backoff, Plan, StepSpec
 from .refs import RefError, resolve
+from .replan import Replan, prepare_replan
 from .scheduler import Scheduler
 from .states import RunStatus, StepStatus, check_step
 from .store import Store
@@ -112,6 +113,17 @@ class StepState:
             started_at=row["started_at"],
             ended_at=row["ended_at"],
         )
+
+
+def new_step_row(run_id: str, idx: int, spec: StepSpec, agent: str) -> dict[str, Any]:
+    """The stored row of a step that has not started yet."""
+    return {
+        "run_id": run_id, "key": spec.key, "idx": idx, "title": spec.display_title, "type": spec.type,
+        "agent": agent, "status": StepStatus.PENDING.value, "attempts": 0,
+        "input_json": json.dumps(spec.input), "output_json": None, "error": None,
+        "prompt_tokens": 0, "completion_tokens": 0, "not_before": None, "approved_by": None,
+        "started_at": None, "ended_at": None,
+    }
 
 
 def backoff_delay(backoff: Backoff, retry_number: int, rng: random.Random) -> float:
@@ -721,6 +733,51 @@ class RunController:
         if self._done is not None:
             await asyncio.shield(self._done)
 
+    async def replan(self, steps: Any, mode: str, *, user: str | None, reason: str | None = None) -> Replan:
+        """Append steps, or replace those not yet started, validated like a plan; audited as an event."""
+        self._require_live("replanned")
+        change = prepare_replan(self.plan, self.run_id, {k: (s.status.value, s.attempts) for k, s in self.steps.items()},
+                                steps, mode)
+        now = self.clock()
+        batch = WriteBatch()
+        for key in change.removed:
+            self._unqueue(key)
+            self.sched.remove(key)
+            del self.steps[key]
+        self.plan = change.plan
+        self.run["plan_json"] = change.plan.model_dump_json()
+        next_idx = max((s.idx for s in self.steps.values()), default=-1) + 1
+        new_states = []
+        for i, spec in enumerate(change.added):
+            state = StepState(spec=spec, idx=next_idx + i, agent=self.plan.agent_of(spec), status=S.PENDING,
+                              input=spec.input)
+            self.steps[spec.key] = state
+            new_states.append(state)
+        rows = [new_step_row(self.run_id, s.idx, s.spec, s.agent) for s in new_states]
+        batch.extras.append(self.store.replan_extra(self.run_id, self.run["plan_json"], change.removed, rows))
+        batch.event(self.run_id, E.RUN_REPLANNED, None, {
+            "mode": mode, "user": user, "reason": reason,
+            "added": [s.key for s in change.added], "removed": change.removed,
+        }, now)
+        ready = []
+        for state in new_states:
+            is_ready, doomed_by = self.sched.add_live(state.key, state.idx, state.agent, state.spec.depends_on,
+                                                      state.spec.dependency_policy == "allow_skipped")
+            if doomed_by is not None:
+                state.status, state.ended_at = S.SKIPPED, now
+                state.error = f'dependency "{doomed_by}" {self.steps[doomed_by].status.value}'
+                batch.step(self.run_id, state.key, S.PENDING.value, 0, state.row())
+                batch.event(self.run_id, E.STEP_SKIPPED, state.key, {"reason": state.error}, now)
+                self._settle(state, batch, now)
+            elif is_ready:
+                ready.append(state)
+        write = self._emit(batch)
+        for state in ready:
+            self._when_ready(state)
+        self._pump()
+        await asyncio.shield(write)
+        return change
+
     def _step(self, key: str) -> StepState:
         try:
             return self.steps[key]
@@ -814,6 +871,8 @@ class RunController:
                 await self.approve(payload["step"], user=user, reason=payload.get("reason"), **kwargs)
             elif command["kind"] == "reject":
                 await self.reject(payload["step"], user=user, reason=payload.get("reason"))
+            elif command["kind"] == "replan":
+                await self.replan(payload["steps"], payload["mode"], user=user, reason=payload.get("reason"))
             elif command["kind"] == "budget":
                 await self.set_budget(payload["limit"], user=user)
             elif command["kind"] == "cancel":

@@ -17,18 +17,22 @@ from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 from .breaker import BreakerBoard
+from .config import default_token_budget
 from .bus import EventBus, Subscription
-from .controller import RunController
+from .controller import RunController, new_step_row
 from .errors import BadInput, CommandTimeout, LeaseHeld, StaleWrite, StepNotFound, TransitionError
 from .events import Event, EventType, Gap, iso
 from .lease import DEFAULT_TTL_S, Holder, Identity, holder_state
-from .plan import Plan
+from .export import otlp_json
+from .plan import Plan, validate_plan
+from .replan import prepare_replan
 from .states import RunStatus, StepStatus, check_step
 from .store import Store
 from .writer import WriteBatch
 
 
-_PAST = {"approve": "approved", "reject": "rejected", "cancel": "canceled", "budget": "given a new budget"}
+_PAST = {"approve": "approved", "reject": "rejected", "cancel": "canceled", "budget": "given a new budget",
+         "replan": "replanned"}
 
 
 def default_user() -> str:
@@ -84,20 +88,12 @@ class Orchestrator:
         run_id = new_run_id(now)
         run_row = {
             "id": run_id, "goal": plan.goal, "status": RunStatus.PLANNING.value, "reason": None,
-            "plan_json": plan.model_dump_json(), "token_budget": plan.policy.token_budget,
+            "plan_json": plan.model_dump_json(),
+            "token_budget": plan.policy.token_budget if plan.policy.token_budget is not None else default_token_budget(),
             "prompt_tokens": 0, "completion_tokens": 0, "created_by": user or self.user,
             "created_at": now, "updated_at": now, "ended_at": None,
         }
-        step_rows = [
-            {
-                "run_id": run_id, "key": spec.key, "idx": i, "title": spec.display_title, "type": spec.type,
-                "agent": plan.agent_of(spec), "status": StepStatus.PENDING.value, "attempts": 0,
-                "input_json": json.dumps(spec.input), "output_json": None, "error": None,
-                "prompt_tokens": 0, "completion_tokens": 0, "not_before": None, "approved_by": None,
-                "started_at": None, "ended_at": None,
-            }
-            for i, spec in enumerate(plan.steps)
-        ]
+        step_rows = [new_step_row(run_id, i, spec, plan.agent_of(spec)) for i, spec in enumerate(plan.steps)]
         batch = WriteBatch(extras=[Store.insert_run_extra(run_row, step_rows)])
         batch.event(run_id, EventType.RUN_CREATED, None, {"goal": plan.goal, "steps": len(step_rows), "user": user or self.user}, now)
         ids = await self.store.write(batch)
@@ -191,6 +187,41 @@ class Orchestrator:
             raise BadInput(f"a token budget is a number of tokens >= 0, not {limit}")
         await self._act(run_id, "budget", {"limit": limit}, user, timeout_s)
 
+    async def replan(self, run_id: str, steps: Any, *, mode: str = "append", user: str | None = None,
+                     reason: str | None = None, timeout_s: float = 10.0) -> None:
+        """Append steps to a live run, or replace its steps that have not started (``replace_pending``)."""
+        await self._act(run_id, "replan", {"steps": steps, "mode": mode, "reason": reason}, user, timeout_s)
+
+    async def feedback(self, run_id: str, key: str, rating: str, *, comment: str | None = None,
+                       category: str | None = None, user: str | None = None) -> None:
+        """Thumbs up or down on a finished step, with an optional comment and category."""
+        if rating not in ("up", "down"):
+            raise BadInput(f"feedback is 'up' or 'down', not {rating!r}")
+        user = user or self.user
+        run_id = await self.store.resolve_run_id(run_id)
+        steps = await self.store.get_steps(run_id)
+        row = next((s for s in steps if s["key"] == key), None)
+        if row is None:
+            raise StepNotFound(run_id, key, [s["key"] for s in steps])
+        if row["status"] not in ("succeeded", "failed"):
+            raise TransitionError(f'step "{key}" is {row["status"]}; only a finished (succeeded or failed) step can be rated')
+        now = time.time()
+        payload = {"rating": rating, "comment": comment, "category": category, "user": user, "agent": row["agent"]}
+        batch = WriteBatch(extras=[Store.feedback_extra({
+            "run_id": run_id, "step_key": key, "agent": row["agent"], "rating": rating, "comment": comment,
+            "category": category, "created_by": user, "created_at": now})])
+        batch.event(run_id, EventType.STEP_FEEDBACK, key, payload, now)
+        ids = await self.store.write(batch)
+        self.bus.publish([Event(ids[0], run_id, EventType.STEP_FEEDBACK, key, payload, now)])
+
+    async def agents(self) -> dict[str, dict[str, Any]]:
+        """Every agent that ran, across runs: attempts, failures, tokens, feedback."""
+        return await self.store.agent_summary(None)
+
+    async def export_otlp(self, run_id: str) -> dict[str, Any]:
+        run_id = await self.store.resolve_run_id(run_id)
+        return otlp_json(await self.store.get_run(run_id), await self.store.spans_of(run_id))
+
     async def _act(self, run_id: str, kind: str, payload: dict[str, Any], user: str | None, timeout_s: float) -> None:
         user = user or self.user
         run_id = await self.store.resolve_run_id(run_id)
@@ -217,6 +248,8 @@ class Orchestrator:
             await controller.reject(payload["step"], user=user, reason=payload.get("reason"))
         elif kind == "budget":
             await controller.set_budget(payload["limit"], user=user)
+        elif kind == "replan":
+            await controller.replan(payload["steps"], payload["mode"], user=user, reason=payload.get("reason"))
         else:
             await controller.cancel(user=user, reason=payload.get("reason"))
 
@@ -253,7 +286,18 @@ class Orchestrator:
         """Nobody drives the run: apply the action to the store; the next ``resume`` carries on from it."""
         run_id, now = run["id"], time.time()
         batch = WriteBatch()
-        if kind == "budget":
+        if kind == "replan":
+            plan = validate_plan(json.loads(run["plan_json"]), source=f"run {run_id}")
+            rows = await self.store.get_steps(run_id)
+            change = prepare_replan(plan, run_id, {r["key"]: (r["status"], r["attempts"]) for r in rows},
+                                    payload["steps"], payload["mode"])
+            next_idx = max((r["idx"] for r in rows), default=-1) + 1
+            new_rows = [new_step_row(run_id, next_idx + i, spec, change.plan.agent_of(spec)) for i, spec in enumerate(change.added)]
+            batch.extras.append(self.store.replan_extra(run_id, change.plan.model_dump_json(), change.removed, new_rows))
+            batch.event(run_id, EventType.RUN_REPLANNED, None, {
+                "mode": payload["mode"], "user": user, "reason": payload.get("reason"),
+                "added": [s.key for s in change.added], "removed": change.removed}, now)
+        elif kind == "budget":
             run.update(token_budget=payload["limit"], updated_at=now)
             batch.run(run_id, run)
             batch.event(run_id, EventType.BUDGET_CHANGED, None, {"from": None, "to": payload["limit"], "user": user}, now)
@@ -332,6 +376,18 @@ class Orchestrator:
                 for s in steps
             ],
         }
+        out["spans"] = [
+            {"step": sp["step_key"], "attempt": sp["attempt"], "agent": sp["agent"], "status": sp["status"],
+             "started_at": iso(sp["started_at"]), "ended_at": iso(sp["ended_at"]),
+             "tokens": _tokens(sp), "error": sp["error"]}
+            for sp in await self.store.spans_of(run_id)
+        ]
+        out["feedback"] = [
+            {"step": f["step_key"], "agent": f["agent"], "rating": f["rating"], "comment": f["comment"],
+             "category": f["category"], "user": f["created_by"], "created_at": iso(f["created_at"])}
+            for f in await self.store.feedback_of(run_id)
+        ]
+        out["agents"] = await self.store.agent_summary(run_id)
         if events:
             out["events"] = [e.to_json() for e in await self.store.events_since(run_id, 0, limit=1_000_000)]
         return out

@@ -55,6 +55,28 @@ class Scheduler:
                 roots.append(key)
         return roots
 
+    def add_live(self, key: str, idx: int, agent: str, deps: list[str], allow_skipped: bool = False) -> tuple[bool, str | None]:
+        """Add a step to a running index (replan); return (ready now, or the dependency that dooms it)."""
+        node = _Node(idx, agent, tuple(deps), allow_skipped, len(deps))
+        self._nodes[key] = node
+        doomed_by = None
+        for dep in deps:
+            parent = self._nodes[dep]
+            parent.dependents.append(key)
+            if parent.outcome == OK or (parent.outcome == "skipped" and allow_skipped):
+                node.unmet -= 1
+            elif parent.outcome is not None and doomed_by is None:
+                doomed_by = dep
+        return node.unmet == 0 and doomed_by is None, doomed_by
+
+    def remove(self, key: str) -> None:
+        """Take a step that never started out of the index (replan)."""
+        node = self._nodes.pop(key)
+        self._queued.discard(key)
+        for dep in node.deps:
+            if dep in self._nodes:
+                self._nodes[dep].dependents.remove(key)
+
     def deps(self, key: str) -> tuple[str, ...]:
         return self._nodes[key].deps
 

@@ -14,7 +14,7 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
-from sqlalchemy import Connection, create_engine, func, insert, select, update
+from sqlalchemy import Connection, case, create_engine, delete, func, insert, select, update
 from sqlalchemy import event as sa_event
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, DBAPIError
@@ -238,6 +238,65 @@ class Store:
 
         return extra
 
+    @staticmethod
+    def replan_extra(run_id: str, plan_json: str, removed: list[str], new_rows: list[dict[str, Any]]) -> Callable[[Connection], None]:
+        def extra(conn: Connection) -> None:
+            conn.execute(update(schema.runs).where(schema.runs.c.id == run_id).values(plan_json=plan_json))
+            if removed:
+                conn.execute(delete(schema.steps).where(schema.steps.c.run_id == run_id, schema.steps.c.key.in_(removed),
+                                                        schema.steps.c.status == "pending", schema.steps.c.attempts == 0))
+            if new_rows:
+                conn.execute(insert(schema.steps), new_rows)
+
+        return extra
+
+    # -- spans, feedback, per-agent summaries ---------------------------------------------
+
+    async def spans_of(self, run_id: str) -> list[dict[str, Any]]:
+        async def q(conn: AsyncConnection) -> list[dict[str, Any]]:
+            stmt = select(schema.spans).where(schema.spans.c.run_id == run_id).order_by(schema.spans.c.started_at, schema.spans.c.id)
+            return [dict(r) for r in (await conn.execute(stmt)).mappings()]
+
+        return await self._read(q)
+
+    async def feedback_of(self, run_id: str) -> list[dict[str, Any]]:
+        async def q(conn: AsyncConnection) -> list[dict[str, Any]]:
+            stmt = select(schema.feedback).where(schema.feedback.c.run_id == run_id).order_by(schema.feedback.c.id)
+            return [dict(r) for r in (await conn.execute(stmt)).mappings()]
+
+        return await self._read(q)
+
+    @staticmethod
+    def feedback_extra(row: dict[str, Any]) -> Callable[[Connection], None]:
+        def extra(conn: Connection) -> None:
+            conn.execute(insert(schema.feedback), [row])
+
+        return extra
+
+    async def agent_summary(self, run_id: str | None = None) -> dict[str, dict[str, Any]]:
+        """Per agent: attempts, failures, tokens (from spans) and feedback (up, down, rate)."""
+        sp, fb = schema.spans, schema.feedback
+
+        async def q(conn: AsyncConnection) -> dict[str, dict[str, Any]]:
+            failed = func.sum(case((sp.c.status == "failed", 1), else_=0))
+            spans_q = select(sp.c.agent, func.count(), failed, func.sum(sp.c.prompt_tokens), func.sum(sp.c.completion_tokens)).group_by(sp.c.agent)
+            up = func.sum(case((fb.c.rating == "up", 1), else_=0))
+            down = func.sum(case((fb.c.rating == "down", 1), else_=0))
+            fb_q = select(fb.c.agent, up, down).group_by(fb.c.agent)
+            if run_id is not None:
+                spans_q = spans_q.where(sp.c.run_id == run_id)
+                fb_q = fb_q.where(fb.c.run_id == run_id)
+            out: dict[str, dict[str, Any]] = {}
+            for agent, attempts, failures, prompt, completion in await conn.execute(spans_q):
+                out[agent] = _agent_entry(attempts, failures, prompt or 0, completion or 0)
+            for agent, n_up, n_down in await conn.execute(fb_q):
+                entry = out.setdefault(agent, _agent_entry(0, 0, 0, 0))
+                total = (n_up or 0) + (n_down or 0)
+                entry["feedback"] = {"up": n_up or 0, "down": n_down or 0, "rate": round((n_up or 0) / total, 4) if total else None}
+            return dict(sorted(out.items()))
+
+        return await self._read(q)
+
     # -- breakers -----------------------------------------------------------------------
 
     async def load_breakers(self, agents: list[str]) -> list[dict[str, Any]]:
@@ -301,6 +360,14 @@ class Store:
             )
 
         return extra
+
+
+def _agent_entry(attempts: int, failures: int, prompt: int, completion: int) -> dict[str, Any]:
+    return {
+        "attempts": attempts, "failures": failures,
+        "tokens": {"prompt": prompt, "completion": completion, "total": prompt + completion},
+        "feedback": {"up": 0, "down": 0, "rate": None},
+    }
 
 
 def row_to_event(row: Any) -> Event:
