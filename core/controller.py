@@ -45,6 +45,7 @@ log = logging.getLogger("loopdeck.controller")
 E = EventType
 S = StepStatus
 ABANDONED_GRACE_S = 30.0
+BREAKER_RECHECK_S = 1.0
 
 
 @dataclass
@@ -622,8 +623,9 @@ class RunController:
         for agent in self.sched.agents_with_queued():
             breaker = self.breakers.get(agent)
             if breaker.is_open and agent not in self._breaker_timers:
-                self._breaker_timers[agent] = asyncio.get_running_loop().call_later(
-                    breaker.retry_in() + 0.001, self._breaker_timer_fired, agent)
+                # re-check at least every second: the breaker's wall clock may jump
+                delay = min(breaker.retry_in() + 0.001, BREAKER_RECHECK_S)
+                self._breaker_timers[agent] = asyncio.get_running_loop().call_later(delay, self._breaker_timer_fired, agent)
 
     def _breaker_timer_fired(self, agent: str) -> None:
         self._breaker_timers.pop(agent, None)

@@ -109,6 +109,26 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("cancel", parents=[common], help="cancel a run")
     p.add_argument("run_id")
     p.add_argument("--reason", metavar="TEXT")
+    p = sub.add_parser("budget", parents=[common], help="set a run's token budget (a paused run continues)")
+    p.add_argument("run_id")
+    p.add_argument("--set", dest="limit", required=True, metavar="N", help="tokens, or 'none' for no limit")
+    p = sub.add_parser("replan", parents=[common], help="append steps to a live run, or replace its pending steps")
+    p.add_argument("run_id")
+    p.add_argument("steps", help="YAML or JSON file: a list of steps, or a mapping with `steps:`")
+    p.add_argument("--mode", choices=["append", "replace_pending"], default="append")
+    p.add_argument("--reason", metavar="TEXT")
+    p = sub.add_parser("feedback", parents=[common], help="thumbs up or down on a finished step")
+    p.add_argument("run_id")
+    p.add_argument("step_key")
+    p.add_argument("rating", choices=["up", "down"])
+    p.add_argument("--comment", metavar="TEXT")
+    p.add_argument("--category", metavar="NAME")
+    p = sub.add_parser("agents", parents=[common], help="agents across runs: attempts, failures, tokens, feedback")
+    p.add_argument("--json", action="store_true")
+    p = sub.add_parser("export", parents=[common], help="export a run's execution spans")
+    p.add_argument("run_id")
+    p.add_argument("--format", choices=["otlp-json"], default="otlp-json")
+    p.add_argument("--out", metavar="FILE", help="write here instead of stdout")
     sub.add_parser("schema", parents=[common], help="print the JSON Schema of plan files")
     return parser
 
@@ -300,6 +320,82 @@ async def cmd_cancel(orch: Orchestrator, args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+async def cmd_budget(orch: Orchestrator, args: argparse.Namespace) -> int:
+    raw = args.limit.strip().lower().replace("_", "").replace(",", "")
+    if raw in ("none", "unlimited"):
+        limit = None
+    else:
+        try:
+            limit = int(raw)
+        except ValueError:
+            raise BadInput(f"--set takes a whole number of tokens or 'none', not {args.limit!r}") from None
+    run_id = await orch.store.resolve_run_id(args.run_id)
+    await orch.set_budget(run_id, limit, user=orch.user)
+    err.print(literal(f"run {run_id}: token budget set to {'no limit' if limit is None else f'{limit:,}'} by {orch.user}"))
+    return EXIT_OK
+
+
+async def cmd_replan(orch: Orchestrator, args: argparse.Namespace) -> int:
+    steps = load_steps_file(args.steps)
+    run_id = await orch.store.resolve_run_id(args.run_id)
+    await orch.replan(run_id, steps, mode=args.mode, user=orch.user, reason=args.reason)
+    count = len(steps["steps"] if isinstance(steps, dict) else steps)
+    err.print(literal(f"run {run_id} replanned ({args.mode}): {count} step(s) by {orch.user}"))
+    return EXIT_OK
+
+
+def load_steps_file(path: str) -> Any:
+    """A replan file: YAML or JSON, a list of steps or a mapping with ``steps``."""
+    import yaml
+
+    try:
+        with open(path, encoding="utf-8") as fh:
+            return yaml.safe_load(fh)
+    except FileNotFoundError:
+        raise BadInput(f"file not found: {path}") from None
+    except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
+        raise BadInput(f"cannot read {path}: {exc}") from exc
+
+
+async def cmd_feedback(orch: Orchestrator, args: argparse.Namespace) -> int:
+    run_id = await orch.store.resolve_run_id(args.run_id)
+    await orch.feedback(run_id, args.step_key, args.rating, comment=args.comment, category=args.category, user=orch.user)
+    thumb = "👍" if args.rating == "up" else "👎"
+    err.print(literal(f"{thumb} recorded for step {args.step_key} of run {run_id} by {orch.user}"))
+    return EXIT_OK
+
+
+async def cmd_agents(orch: Orchestrator, args: argparse.Namespace) -> int:
+    agents = await orch.agents()
+    if args.json:
+        print_json(agents)
+        return EXIT_OK
+    if not agents:
+        err.print("no agent has run yet")
+        return EXIT_OK
+    table = Table(box=None, pad_edge=False)
+    for col in ("AGENT", "ATTEMPTS", "FAILURES", "TOKENS", "👍", "👎", "RATE"):
+        table.add_column(col, no_wrap=True)
+    for name, a in agents.items():
+        rate = a["feedback"]["rate"]
+        table.add_row(literal(name), str(a["attempts"]), str(a["failures"]), f"{a['tokens']['total']:,}",
+                      str(a["feedback"]["up"]), str(a["feedback"]["down"]), "-" if rate is None else f"{rate:.0%}")
+    out.print(table)
+    return EXIT_OK
+
+
+async def cmd_export(orch: Orchestrator, args: argparse.Namespace) -> int:
+    data = await orch.export_otlp(args.run_id)
+    if args.out:
+        with open(args.out, "w", encoding="utf-8") as fh:
+            json.dump(data, fh, indent=2)
+        spans = len(data["resourceSpans"][0]["scopeSpans"][0]["spans"])
+        err.print(literal(f"wrote {spans} spans to {args.out}"))
+    else:
+        print_json(data)
+    return EXIT_OK
+
+
 COMMANDS: dict[str, Callable[[Orchestrator, argparse.Namespace], Awaitable[int]]] = {
     "run": cmd_run,
     "demo": cmd_demo,
@@ -308,6 +404,11 @@ COMMANDS: dict[str, Callable[[Orchestrator, argparse.Namespace], Awaitable[int]]
     "show": cmd_show,
     "approve": cmd_approve,
     "cancel": cmd_cancel,
+    "budget": cmd_budget,
+    "replan": cmd_replan,
+    "feedback": cmd_feedback,
+    "agents": cmd_agents,
+    "export": cmd_export,
 }
 
 

@@ -51,6 +51,13 @@ class Tally:
             self.tokens += int(tokens.get("prompt", 0)) + int(tokens.get("completion", 0))
         if event.type in (E.RUN_STARTED, E.RUN_RESUMED, E.RUN_WAITING, E.RUN_CONTINUED, E.RUN_ENDED):
             self.run_status = event.payload.get("status", self.run_status)
+        elif event.type == E.BUDGET_CHANGED:
+            self.budget = event.payload.get("to")
+        elif event.type == E.RUN_REPLANNED:
+            for key in event.payload.get("removed", []):
+                self.status.pop(key, None)
+            for key in event.payload.get("added", []):
+                self.status.setdefault(key, "pending")
 
     def count(self, *statuses: str) -> int:
         return sum(1 for s in self.status.values() if s in statuses)
@@ -129,4 +136,18 @@ class Progress:
             return Text.assemble(("↻ ", "yellow"), "step ", literal(key, "bold"), f" requeued (attempt {p.get('attempt')} was interrupted)")
         if event.type == E.RUN_RESUMED:
             return Text(f"run {self.run_id} resumed")
+        if event.type == E.BREAKER_CHANGED:
+            style = {"open": "red", "half_open": "yellow", "closed": "green"}.get(p.get("to"), "")
+            return Text.assemble(("⚡ ", style), "breaker of ", literal(p.get("agent"), "bold"), " ", (str(p.get("to")), style),
+                                 " (", literal(p.get("reason")), ")")
+        if event.type == E.STEP_ROUTED:
+            return Text.assemble(("↪ ", "cyan"), "step ", literal(key, "bold"), " routed from ", literal(p.get("from")),
+                                 " to ", literal(p.get("to")), " (", literal(p.get("reason")), ")")
+        if event.type == E.BUDGET_EXHAUSTED:
+            return Text.assemble(("⏸ ", "yellow"), literal(p.get("reason")), f"; raise it: loopdeck budget {self.run_id} --set N")
+        if event.type == E.BUDGET_CHANGED:
+            return Text.assemble("token budget set to ", str(p.get("to")), " by ", literal(p.get("user")))
+        if event.type == E.RUN_REPLANNED:
+            return Text.assemble("run replanned by ", literal(p.get("user")), f" ({p.get('mode')}): +{len(p.get('added', []))}"
+                                 f" / -{len(p.get('removed', []))} steps")
         return None

@@ -1,0 +1,98 @@
+"""Breakers in the controller: routing to alternatives, waiting for the probe, persistence."""
+
+from __future__ import annotations
+
+import asyncio
+
+from core import Orchestrator, RunStatus
+from tests.conftest import events_of, plan
+from tests.core.helpers import running_profile
+
+DOWN = {"kind": "sim", "latency_ms": 0, "fail_rate": 1.0, "breaker": {"failure_threshold": 2, "cooldown_s": 60}}
+
+
+async def test_an_open_breaker_routes_steps_to_the_first_healthy_alternative(orch):
+    agents = {
+        "primary": {**DOWN, "alternatives": ["backup", "spare"]},
+        "backup": {**DOWN},
+        "spare": {"kind": "sim", "latency_ms": 0},
+    }
+    agents["backup"]["breaker"] = {"failure_threshold": 1, "cooldown_s": 60}
+    # one slot, plan order: c opens backup's breaker, a and b open primary's, then the s-steps are routed
+    steps = [{"key": "c", "agent": "backup", "max_attempts": 1},
+             {"key": "a", "agent": "primary", "max_attempts": 1}, {"key": "b", "agent": "primary", "max_attempts": 1}]
+    steps += [{"key": f"s{i}", "agent": "primary"} for i in range(3)]
+    run_id = await orch.create_run(plan(steps, agents=agents, max_concurrency=1))
+    await orch.drive(run_id)
+    snap = await orch.snapshot(run_id)
+    agent_of = {s["key"]: s["agent"] for s in snap["steps"]}
+    events = await events_of(orch, run_id)
+    opened = [e.payload for e in events if e.type == "breaker_changed" and e.payload["to"] == "open"]
+    assert [(o["agent"], o["reason"]) for o in opened] == [("backup", "1 consecutive failures"), ("primary", "2 consecutive failures")]
+    routed = [e.payload for e in events if e.type == "step_routed"]
+    assert routed == [{"from": "primary", "to": "spare", "reason": 'breaker of "primary" is open (2 consecutive failures)'}] * 3
+    assert all(agent_of[f"s{i}"] == "spare" for i in range(3))  # the step records its new agent
+    assert all(s["status"] == "succeeded" for s in snap["steps"] if s["key"].startswith("s"))
+
+
+async def test_with_no_healthy_alternative_a_step_waits_for_the_probe_without_spending_attempts(db_url, tmp_path, monkeypatch):
+    (tmp_path / "once_down.py").write_text(
+        "calls = []\n"
+        "def work(input, context, step):\n"
+        "    calls.append(step['key'])\n"
+        "    if len(calls) == 1:\n"
+        "        raise RuntimeError('target is down')\n"
+        "    return 'ok'\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    clock_now = [1000.0]
+    from core.breaker import BreakerBoard
+
+    orch = await Orchestrator.open(db_url, lease_ttl_s=5, poll_s=0.05)
+    orch.breakers = BreakerBoard(clock=lambda: clock_now[0])
+    try:
+        agents = {"flaky": {"kind": "python", "call": "once_down:work", "breaker": {"failure_threshold": 1, "cooldown_s": 30}}}
+        steps = [{"key": "first", "max_attempts": 1}] + [{"key": f"w{i}"} for i in range(3)]
+        run_id = await orch.create_run(plan(steps, agents=agents, max_concurrency=1))
+        task = asyncio.create_task(orch.drive(run_id))
+        await asyncio.sleep(0.3)
+        snap = await orch.snapshot(run_id)
+        assert snap["steps"][0]["status"] == "failed"
+        assert [s["attempts"] for s in snap["steps"][1:]] == [0, 0, 0]  # waiting, not burning attempts
+        assert not task.done()
+        clock_now[0] += 30  # the cooldown passes: exactly one probe goes first
+        assert await asyncio.wait_for(task, 5) == RunStatus.FAILED
+        events = await events_of(orch, run_id)
+        starts = [e for e in events if e.type == "step_started" and e.step_key.startswith("w")]
+        assert starts[0].payload.get("probe") is True and not any(e.payload.get("probe") for e in starts[1:])
+        closed = next(e for e in events if e.type == "breaker_changed" and e.payload["to"] == "closed")
+        assert closed.id > starts[0].id and all(e.id > closed.id for e in starts[1:])  # others waited for the probe
+        assert [s["status"] for s in (await orch.snapshot(run_id))["steps"][1:]] == ["succeeded"] * 3
+    finally:
+        await orch.close()
+
+
+async def test_breaker_state_survives_a_restart(db_url):
+    agents = {"down": {**DOWN, "breaker": {"failure_threshold": 1, "cooldown_s": 3600}}}
+    async with await Orchestrator.open(db_url) as first:
+        run_id = await first.create_run(plan([{"key": "a", "max_attempts": 1}], agents=agents))
+        await first.drive(run_id)
+    async with await Orchestrator.open(db_url, poll_s=0.05) as second:  # a new process: state comes from the store
+        run_id = await second.create_run(plan([{"key": "b"}], agents=agents))
+        task = asyncio.create_task(second.drive(run_id))
+        await asyncio.sleep(0.3)
+        snap = await second.snapshot(run_id)
+        assert snap["steps"][0]["attempts"] == 0  # held back: the breaker is still open
+        assert second.breakers.get("down").is_open
+        await second.cancel(run_id)
+        await asyncio.wait_for(task, 5)
+
+
+async def test_breaker_changes_are_events_in_show_json(orch):
+    agents = {"down": {**DOWN, "breaker": {"failure_threshold": 1, "cooldown_s": 3600}}, "ok": {"kind": "sim", "latency_ms": 0}}
+    run_id = await orch.create_run(plan([{"key": "a", "agent": "down", "max_attempts": 1}, {"key": "b", "agent": "ok"}], agents=agents))
+    await orch.drive(run_id)
+    events = (await orch.snapshot(run_id))["events"]
+    change = next(e for e in events if e["type"] == "breaker_changed")
+    assert change["payload"] == {"agent": "down", "from": "closed", "to": "open", "reason": "1 consecutive failures", "failures": 1}
+    peak, by_agent = running_profile(await events_of(orch, run_id))
+    assert peak >= 1
