@@ -1,7 +1,8 @@
 """The built-in demo plan: simulated agents writing a technical article.
 
-20 steps with parallel branches, joins, a flaky agent that fails twice before
-it succeeds, an approval gate before publishing, and a verification step.
+20 steps with parallel branches, joins, a flaky agent whose failures trip its
+circuit breaker (its work is routed to an alternative agent), an approval gate
+before publishing, and a verification step.
 Seeded, so every demo run behaves the same; about 15 seconds end to end.
 """
 
@@ -24,7 +25,7 @@ DEMO: dict[str, Any] = {
         "planner": {"kind": "sim", "latency_ms": [400, 900], "tokens": [600, 250], "seed": 1},
         "researcher": {"kind": "sim", "latency_ms": [800, 2000], "tokens": [1200, 500], "seed": 2, "max_concurrency": 2},
         "scraper": {"kind": "sim", "latency_ms": [300, 700], "tokens": [200, 80], "seed": 3, "fail_times": 2,
-                    "alternatives": ["researcher"]},
+                    "alternatives": ["researcher"], "breaker": {"failure_threshold": 2, "cooldown_s": 5}},
         "writer": {"kind": "sim", "latency_ms": [900, 2200], "tokens": [1500, 900], "seed": 4},
         "checker": {"kind": "sim", "latency_ms": [300, 800], "tokens": [500, 120], "seed": 5},
     },

@@ -25,7 +25,7 @@ from .events import Event, EventType, Gap, iso
 from .lease import DEFAULT_TTL_S, Holder, Identity, holder_state
 from .export import otlp_json
 from .plan import Plan, validate_plan
-from .replan import prepare_replan
+from .replan import Replan, prepare_replan
 from .states import RunStatus, StepStatus, check_step
 from .store import Store
 from .writer import WriteBatch
@@ -233,6 +233,8 @@ class Orchestrator:
         self._check_run_open(run, kind)
         if "step" in payload:
             await self._check_step(run_id, payload["step"], kind)
+        if kind == "replan":  # bad steps are bad input here, before anything is queued
+            await self._prepare_replan(run, payload)
         state = holder_state(run, self.identity, time.time(), set(self._live_owners()))
         if state in (Holder.ALIVE_HERE, Holder.ALIVE_ELSEWHERE):
             await self._act_remote(run, kind, payload, user, timeout_s)
@@ -252,6 +254,12 @@ class Orchestrator:
             await controller.replan(payload["steps"], payload["mode"], user=user, reason=payload.get("reason"))
         else:
             await controller.cancel(user=user, reason=payload.get("reason"))
+
+    async def _prepare_replan(self, run: dict[str, Any], payload: dict[str, Any]) -> tuple[Replan, list[dict[str, Any]]]:
+        plan = validate_plan(json.loads(run["plan_json"]), source=f"run {run['id']}")
+        rows = await self.store.get_steps(run["id"])
+        statuses = {r["key"]: (r["status"], r["attempts"]) for r in rows}
+        return prepare_replan(plan, run["id"], statuses, payload["steps"], payload["mode"]), rows
 
     @staticmethod
     def _check_run_open(run: dict[str, Any], kind: str) -> None:
@@ -287,10 +295,7 @@ class Orchestrator:
         run_id, now = run["id"], time.time()
         batch = WriteBatch()
         if kind == "replan":
-            plan = validate_plan(json.loads(run["plan_json"]), source=f"run {run_id}")
-            rows = await self.store.get_steps(run_id)
-            change = prepare_replan(plan, run_id, {r["key"]: (r["status"], r["attempts"]) for r in rows},
-                                    payload["steps"], payload["mode"])
+            change, rows = await self._prepare_replan(run, payload)
             next_idx = max((r["idx"] for r in rows), default=-1) + 1
             new_rows = [new_step_row(run_id, next_idx + i, spec, change.plan.agent_of(spec)) for i, spec in enumerate(change.added)]
             batch.extras.append(self.store.replan_extra(run_id, change.plan.model_dump_json(), change.removed, new_rows))

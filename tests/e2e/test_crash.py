@@ -47,6 +47,8 @@ def test_kill_9_mid_run_then_resume_loses_nothing_and_reruns_nothing_completed(c
         assert steps_after[key]["attempts"] == before[key][1] + 1
         assert any(e["type"] == "step_requeued" and e["step"] == key for e in events)
     assert any(e["type"] == "run_resumed" for e in events)
+    interrupted = {(sp["step"], sp["attempt"]) for sp in snap["spans"] if sp["status"] == "interrupted"}
+    assert interrupted == {(key, before[key][1]) for key in running_before}  # the lost attempts have spans too
 
 
 def test_resume_refuses_while_the_driver_lives_and_takes_over_once_it_is_dead(cli):

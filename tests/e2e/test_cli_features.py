@@ -1,0 +1,63 @@
+"""Budgets, replans, feedback, agents and export from the command line."""
+
+from __future__ import annotations
+
+import json
+
+
+def test_a_paused_run_continues_when_another_terminal_raises_its_budget(cli):
+    agents = {"sim": {"kind": "sim", "latency_ms": 0, "tokens": [60, 40]}}
+    path = cli.write_plan({"agents": agents, "policy": {"max_concurrency": 1, "token_budget": 150, "on_budget_exhausted": "pause"},
+                           "steps": [{"key": f"s{i}"} for i in range(3)]})
+    proc = cli.spawn("run", str(path), "--headless")
+    try:
+        run_id = cli.wait_until("SELECT id FROM runs WHERE status='waiting_user'", bool)[0][0]
+        assert cli("budget", run_id, "--set", "lots").returncode == 2
+        result = cli("budget", run_id, "--set", "1000")
+        assert result.returncode == 0, result.stderr
+        assert "token budget set to 1,000" in result.stderr
+        assert proc.wait(timeout=30) == 0
+    finally:
+        proc.kill()
+    assert cli.show(run_id)["run"]["tokens"]["total"] == 300
+
+
+def test_replan_from_the_command_line(cli):
+    agents = {"sim": {"kind": "sim", "latency_ms": 0}}
+    path = cli.write_plan({"agents": agents, "steps": [{"key": "gate", "approval": "required"}]})
+    proc = cli.spawn("run", str(path), "--headless")
+    try:
+        run_id = cli.wait_until("SELECT run_id FROM steps WHERE status='waiting_user'", bool)[0][0]
+        extra = cli.write_plan({"steps": [{"key": "after", "depends_on": ["gate"]}]}, name="more.yaml")
+        bad = cli.write_plan([{"key": "x", "depends_on": ["nope"]}], name="bad.yaml")
+        result = cli("replan", run_id, str(bad))
+        assert result.returncode == 2 and 'replan.steps[0].depends_on[0]: unknown step "nope"' in result.stderr
+        result = cli("replan", run_id, str(extra), "--reason", "one more")
+        assert result.returncode == 0, result.stderr
+        assert cli("approve", run_id, "gate").returncode == 0
+        assert proc.wait(timeout=30) == 0
+    finally:
+        proc.kill()
+    assert [s["key"] for s in cli.show(run_id)["steps"]] == ["gate", "after"]
+
+
+def test_feedback_agents_and_export(cli):
+    agents = {"writer": {"kind": "sim", "latency_ms": 0, "tokens": [10, 5]}}
+    path = cli.write_plan({"agents": agents, "steps": [{"key": "a"}, {"key": "b"}]})
+    result = cli("run", str(path), "--headless", "--json")
+    run_id = json.loads(result.stdout)["run"]["id"]
+    assert cli("feedback", run_id, "a", "up", "--comment", "good", "--category", "style").returncode == 0
+    assert cli("feedback", run_id, "b", "down").returncode == 0
+    assert cli("feedback", run_id, "zz", "up").returncode == 2
+    agents_out = json.loads(cli("agents", "--json").stdout)
+    assert agents_out["writer"]["feedback"] == {"up": 1, "down": 1, "rate": 0.5}
+    assert agents_out["writer"]["tokens"]["total"] == 30
+    table = cli("agents").stdout
+    assert "writer" in table and "50%" in table
+    out = cli.tmp / "spans.json"
+    result = cli("export", run_id, "--format", "otlp-json", "--out", str(out))
+    assert result.returncode == 0 and "wrote 3 spans" in result.stderr
+    data = json.loads(out.read_text())
+    assert data["resourceSpans"][0]["scopeSpans"][0]["spans"][1]["name"] == "a #1"
+    snap = cli.show(run_id)
+    assert {"spans", "feedback", "agents"} <= set(snap)
