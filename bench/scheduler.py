@@ -129,10 +129,14 @@ def part1(sizes: list[int], concurrency: list[int]) -> None:
     print("Part 1 — zero-latency plans, every transition committed to SQLite (WAL)")
     print(f"{'steps':>8} {'max_concurrency':>16} {'wall s':>8} {'µs/step':>9} {'status':>10}")
     for c in concurrency:
+        per_step = []
         for n in sizes:
             with tempfile.TemporaryDirectory() as tmp:
                 wall, _, status = asyncio.run(drive(zero_latency_plan(n, c), Path(tmp) / "b.db"))
+            per_step.append(wall / n)
             print(f"{n:>8} {c:>16} {wall:>8.2f} {wall / n * 1e6:>9.0f} {status:>10}")
+        if len(per_step) > 1:  # a constant cost per step shows as a ratio near 1.0
+            print(f"{'':>8} {'':>16} per-step cost, {sizes[-1]:,} vs {sizes[0]:,} steps: {per_step[-1] / per_step[0]:.2f}x")
 
 
 def part2(n: int, concurrency: int) -> None:

@@ -2,7 +2,12 @@
 
 Decisions are taken synchronously on the in-memory state (so two coroutines
 can never take the same decision), then committed through the group writer
-as a compare-and-set, and only then published on the bus. A step starts the
+as a compare-and-set, and only then published on the bus. An attempt's
+executor starts while its ``running`` record is being committed (a fraction of
+a millisecond; waiting for it would put a commit on the critical path of every
+step), and its result is applied only once that record is durable: a crash in
+between leaves the step ``pending`` in the store, which runs it again under the
+same attempt number, exactly as the store says. A step starts the
 moment its dependencies are met and a slot is free; a retry waits on a timer
 while every other step goes on; an approval gate holds only its own step
 (and, with ``stop_on_approval_required``, new launches).
@@ -33,7 +38,7 @@ from .events import Event, EventType
 from .executors import AttemptFailed, Executor, Result, StepCall, build_executor
 from .lease import DEFAULT_TTL_S
 from .plan import Backoff, Plan, StepSpec
-from .refs import RefError, resolve
+from .refs import RefError, find_refs, resolve
 from .replan import Replan, prepare_replan
 from .scheduler import Scheduler
 from .states import RunStatus, StepStatus, check_step
@@ -414,9 +419,8 @@ class RunController:
 
     async def _attempt(self, state: StepState, attempt: int, committed: asyncio.Future[Any]) -> None:
         try:
-            await asyncio.shield(committed)
             try:
-                resolved = resolve(state.input, {k: s.output for k, s in self.steps.items() if s.status == S.SUCCEEDED})
+                resolved = self._resolved_input(state)
             except RefError as exc:
                 outcome: Result | AttemptFailed = AttemptFailed(str(exc), retryable=False)
             else:
@@ -426,6 +430,7 @@ class RunController:
                     timeout_s=state.spec.timeout_s,
                 )
                 outcome = await self._execute(self.executors[state.agent], call)
+            await asyncio.shield(committed)
         except asyncio.CancelledError:
             return
         except Exception as exc:  # noqa: BLE001 - the commit failed: _fatal already stops the run
@@ -470,6 +475,13 @@ class RunController:
             failed = fut.exception() is not None
             self._record_stale(self.steps[call.key], call.attempt, failed,
                                "the attempt had timed out; its result was recorded and not applied")
+
+    def _resolved_input(self, state: StepState) -> Any:
+        """The step's input with its ``{{steps.KEY.output}}`` references filled in."""
+        keys = {ref.key for ref in find_refs(state.input)}
+        if not keys:
+            return state.input
+        return resolve(state.input, {k: self.steps[k].output for k in keys if self.steps[k].status == S.SUCCEEDED})
 
     def _context_for(self, state: StepState) -> list[dict[str, Any]]:
         ups = [self.steps[k] for k in state.spec.depends_on]
