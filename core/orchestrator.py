@@ -360,18 +360,21 @@ class Orchestrator:
         run_id = await self.store.resolve_run_id(run_id)
         run = await self.store.get_run(run_id)
         steps = await self.store.get_steps(run_id)
+        depends_on = {s["key"]: s.get("depends_on", []) for s in json.loads(run["plan_json"]).get("steps", [])}
         out: dict[str, Any] = {
             "run": {
                 "id": run["id"], "goal": run["goal"], "status": run["status"], "reason": run["reason"],
                 "tokens": _tokens(run), "token_budget": run["token_budget"],
                 "created_at": iso(run["created_at"]), "ended_at": iso(run["ended_at"]),
                 "created_by": run["created_by"],
+                "max_concurrency": json.loads(run["plan_json"]).get("policy", {}).get("max_concurrency"),
                 "lease": {"host": run["lock_host"], "pid": run["lock_pid"], "expires_at": iso(run["locked_until"])}
                 if run["lock_owner"] else None,
             },
             "steps": [
                 {
                     "key": s["key"], "title": s["title"], "type": s["type"], "agent": s["agent"],
+                    "depends_on": depends_on.get(s["key"], []),
                     "status": s["status"], "attempts": s["attempts"],
                     "input": json.loads(s["input_json"]) if s["input_json"] else None,
                     "output": json.loads(s["output_json"]) if s["output_json"] else None,

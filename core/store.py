@@ -184,6 +184,14 @@ class Store:
 
         return await self._read(q)
 
+    async def get_step(self, run_id: str, key: str) -> dict[str, Any] | None:
+        async def q(conn: AsyncConnection) -> dict[str, Any] | None:
+            stmt = select(schema.steps).where(schema.steps.c.run_id == run_id, schema.steps.c.key == key)
+            row = (await conn.execute(stmt)).mappings().first()
+            return dict(row) if row else None
+
+        return await self._read(q)
+
     async def events_since(self, run_id: str | None, after_id: int = 0, limit: int = 10_000) -> list[Event]:
         """Events with id > ``after_id`` (of one run, or all runs), oldest first."""
 

@@ -80,6 +80,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     def driving(p: argparse.ArgumentParser, approve_default: str) -> None:
         p.add_argument("--headless", action="store_true", help="no dashboard: progress on stderr")
+        p.add_argument("--read-only", action="store_true", help="dashboard without actions (for watching)")
         p.add_argument("--json", action="store_true", help="print the run (as `show --json`) when it ends")
         p.add_argument("--approve", choices=["all", "none", "ask"], default=approve_default,
                        help="answer approval gates: all (approve), none (reject), ask (wait for `loopdeck approve`)")
@@ -93,6 +94,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("run_id")
     driving(p, "ask")
 
+    p = sub.add_parser("attach", parents=[common], help="open the dashboard on a run driven by another process")
+    p.add_argument("run_id")
+    p.add_argument("--read-only", action="store_true", help="disable every action (for watching production)")
     p = sub.add_parser("runs", parents=[common], help="list runs, newest first")
     p.add_argument("--json", action="store_true")
     p.add_argument("--limit", type=int, default=50)
@@ -135,16 +139,13 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
+    parser.add_argument("--read-only", action="store_true", help="with no command: open the dashboard without actions")
     args = parser.parse_args(argv)
-    if args.command is None:
-        parser.print_help(sys.stderr)
-        return EXIT_BAD_INPUT
     if args.command == "schema":
         print_json(plan_json_schema())
         return EXIT_OK
-    if args.command in ("run", "demo", "resume") and not args.headless:
-        err.print("loopdeck: the dashboard is not part of this version yet; add --headless to run with progress on stderr")
-        return EXIT_BAD_INPUT
+    if args.command is None or args.command == "attach" or (args.command in ("run", "demo", "resume") and not args.headless):
+        return dashboard(args)
     handler = COMMANDS[args.command]
     try:
         return asyncio.run(_with_orchestrator(args, handler))
@@ -157,6 +158,32 @@ def main(argv: list[str] | None = None) -> int:
     except REFUSED_ERRORS as exc:
         err.print(literal(f"loopdeck: {exc}"))
         return EXIT_RUN_NOT_OK
+
+
+def dashboard(args: argparse.Namespace) -> int:
+    """Open the Textual dashboard: drive a new or resumed run here, or watch one."""
+    from .app import LoopdeckApp
+
+    try:
+        plan = load_plan(args.plan) if args.command == "run" else demo_plan() if args.command == "demo" else None
+    except PlanError as exc:
+        err.print(literal(f"loopdeck: {exc}"))
+        return EXIT_BAD_INPUT
+    app = LoopdeckApp(
+        args.db, run_id=getattr(args, "run_id", None), plan=plan,
+        drive=args.command in ("run", "demo", "resume"), read_only=args.read_only, user=args.user,
+    )
+    code = app.run()
+    if app.return_code and app.return_code != 0:
+        return app.return_code
+    status = app.final_status
+    if app.drive:
+        if status is None:
+            err.print(literal(f"the run is not finished; `loopdeck resume {app.run_id}` continues it"))
+            return EXIT_INTERRUPTED
+        err.print(literal(f"run {app.run_id} ended {status.value}"))
+        return EXIT_OK if status == RunStatus.SUCCEEDED else EXIT_RUN_NOT_OK
+    return code or EXIT_OK
 
 
 async def _with_orchestrator(args: argparse.Namespace, handler: Callable[[Orchestrator, argparse.Namespace], Awaitable[int]]) -> int:

@@ -1,0 +1,107 @@
+"""The loopdeck dashboard (Textual).
+
+It opens on a run that this process drives (``loopdeck run``/``demo``) or on
+one driven elsewhere (``loopdeck attach``); either way it reads events from
+the store and acts through the orchestrator's API only.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from functools import partial
+
+from textual.app import App
+from textual.command import DiscoveryHit, Hit, Hits, Provider
+
+from core import LoopdeckError, Orchestrator, Plan, RunStatus
+
+from .actions import RUN_ACTIONS
+from .screens.run import RunScreen
+
+
+class ActionCommands(Provider):
+    """The command palette offers every action of the registry."""
+
+    def _specs(self):  # noqa: ANN202 - a generator of ActionSpec
+        screen = self.screen
+        for spec in RUN_ACTIONS:
+            if screen.check_action(spec.action.split("(")[0], ()) is not False:
+                yield spec
+
+    async def discover(self) -> Hits:
+        for spec in self._specs():
+            yield DiscoveryHit(spec.label if spec.label.isalpha() else spec.help, partial(self.screen.run_action, spec.action),
+                               help=spec.help)
+
+    async def search(self, query: str) -> AsyncIterator[Hit]:
+        matcher = self.matcher(query)
+        for spec in self._specs():
+            text = f"{spec.label} — {spec.help}"
+            score = matcher.match(text)
+            if score > 0:
+                yield Hit(score, matcher.highlight(text), partial(self.screen.run_action, spec.action), help=spec.help)
+
+
+class LoopdeckApp(App[int]):
+    CSS_PATH = "loopdeck.tcss"
+    TITLE = "loopdeck"
+    COMMANDS = App.COMMANDS | {ActionCommands}
+
+    def __init__(
+        self,
+        db: str | None = None,
+        *,
+        run_id: str | None = None,
+        plan: Plan | None = None,
+        drive: bool = False,
+        read_only: bool = False,
+        user: str | None = None,
+        orchestrator: Orchestrator | None = None,
+    ) -> None:
+        super().__init__()
+        self.db = db
+        self.run_id = run_id
+        self.plan = plan
+        self.drive = drive
+        self.read_only = read_only
+        self._user = user
+        self._given = orchestrator
+        self.orch: Orchestrator = orchestrator  # type: ignore[assignment]
+        self.final_status: RunStatus | None = None
+
+    @property
+    def user(self) -> str:
+        return self.orch.user
+
+    async def on_mount(self) -> None:
+        if self.orch is None:
+            self.orch = await Orchestrator.open(self.db, user=self._user)
+        if self.plan is not None:
+            self.run_id = await self.orch.create_run(self.plan)
+        if self.run_id is None:
+            runs = await self.orch.runs(1)
+            if not runs:
+                self.exit(2, message="no runs in this database yet: `loopdeck demo` starts one")
+                return
+            self.run_id = runs[0]["id"]
+        self.run_id = await self.orch.store.resolve_run_id(self.run_id)
+        if self.drive:
+            self.run_worker(self._drive(self.run_id), group="drive", exclusive=True)
+        await self.push_screen(RunScreen(self.run_id))
+
+    async def _drive(self, run_id: str) -> None:
+        try:
+            self.final_status = await self.orch.drive(run_id)
+        except LoopdeckError as exc:
+            self.notify(f"the run stopped: {exc}", severity="error", markup=False, timeout=30)
+
+    async def on_unmount(self) -> None:
+        for worker in list(self.workers):
+            worker.cancel()
+            if worker.group == "drive":  # let the driver release the run's lease before the store closes
+                try:
+                    await worker.wait()
+                except Exception:  # noqa: BLE001 - cancelled or failed: either way it has stopped
+                    pass
+        if self._given is None and self.orch is not None:
+            await self.orch.close()

@@ -1,0 +1,281 @@
+"""The run screen: header, live DAG tree, step detail, event log, footer.
+
+A worker folds events from the store (the source of truth, whoever drives the
+run) into the view model; a 10 Hz timer renders only what changed. Every
+operator action goes through the orchestrator's API and says how it went.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from typing import TYPE_CHECKING, Any
+
+from textual import on, work
+from textual.app import ComposeResult
+from textual.containers import Horizontal
+from textual.screen import Screen
+from textual.widgets import Footer, Tree
+
+from core import Event, LoopdeckError, StoreError
+
+from ..actions import RUN_ACTIONS, bindings
+from ..viewmodel import RunView
+from ..widgets.dag_tree import DagTree
+from ..widgets.event_log import EventLog
+from ..widgets.header_bar import HeaderBar
+from ..widgets.step_detail import StepDetail
+from .approval import ApprovalScreen
+from .dialogs import ConfirmScreen, PromptScreen
+from .help import HelpScreen
+
+if TYPE_CHECKING:
+    from ..app import LoopdeckApp
+
+REFRESH_S = 0.1
+POLL_S = 0.1
+
+
+class RunScreen(Screen[None]):
+    BINDINGS = bindings(RUN_ACTIONS)
+
+    def __init__(self, run_id: str) -> None:
+        super().__init__()
+        self.run_id = run_id
+        self.view: RunView | None = None
+        self._pending_log: list[Event] = []
+        self._deferred: set[str] = set()
+        self._announced_end = False
+        self._feed_error: str | None = None
+
+    @property
+    def deck(self) -> "LoopdeckApp":
+        return self.app  # type: ignore[return-value]
+
+    def compose(self) -> ComposeResult:
+        yield HeaderBar(id="header-bar")
+        with Horizontal(id="main"):
+            yield DagTree(id="dag")
+            yield StepDetail(id="detail")
+        yield EventLog(id="event-log")
+        yield Footer()
+
+    async def on_mount(self) -> None:
+        self.query_one("#dag").border_title = "steps"
+        self.query_one("#event-log").border_title = "events"
+        await self.reload()
+        self.feed()
+        self.set_interval(REFRESH_S, self.render_view)
+
+    async def reload(self) -> None:
+        """Read the run afresh (at start, and when a replan changed its steps)."""
+        snap = await self.deck.orch.snapshot(self.run_id)
+        view = RunView.from_snapshot(snap)
+        if self.view is not None:
+            view.events = self.view.events
+        self.view = view
+        tree = self.query_one(DagTree)
+        tree.build(view)
+        tree.focus()
+        self.query_one(HeaderBar).show_run(view, time.time(), read_only=self.deck.read_only)
+        if tree.highlighted_key:
+            self.show_detail(tree.highlighted_key)
+
+    @work(exclusive=True, group="feed")
+    async def feed(self) -> None:
+        """Fold new events from the store into the view model (never touches widgets)."""
+        while True:
+            view = self.view
+            if view is None:
+                await asyncio.sleep(POLL_S)
+                continue
+            try:
+                events = await self.deck.orch.store.events_since(self.run_id, view.last_event_id, limit=5000)
+                self._feed_error = None
+            except StoreError as exc:
+                self._feed_error = str(exc)
+                await asyncio.sleep(1.0)
+                continue
+            for event in events:
+                view.apply(event)
+            self._pending_log.extend(events)
+            if len(events) < 5000:
+                await asyncio.sleep(POLL_S)
+
+    def render_view(self) -> None:
+        """Refresh what changed since the last tick."""
+        view = self.view
+        if view is None:
+            return
+        if view.structure_changed:
+            view.structure_changed = False
+            self.run_worker(self.reload(), exclusive=True, group="reload")
+            return
+        now = time.time()
+        dirty = view.take_dirty()
+        tree = self.query_one(DagTree)
+        tree.refresh_steps(view, dirty | tree.running_keys(view))  # running ones tick their duration
+        self.query_one(HeaderBar).show_run(view, now, read_only=self.deck.read_only)
+        if self._pending_log:
+            self.query_one(EventLog).add(self._pending_log[-500:])
+            self._pending_log = []
+        highlighted = tree.highlighted_key
+        if highlighted in dirty:
+            self.show_detail(highlighted)
+        self._sync_approvals(view)
+        if self._feed_error:
+            self.notify(f"cannot read events: {self._feed_error}", severity="error", markup=False, timeout=3)
+            self._feed_error = None
+        if view.finished and not self._announced_end:
+            self._announced_end = True
+            severity = "information" if view.status == "succeeded" else "warning"
+            reason = f": {view.reason}" if view.reason else ""
+            self.notify(f"run {view.run_id} ended {view.status}{reason}", severity=severity, markup=False, timeout=10)
+
+    def _sync_approvals(self, view: RunView) -> None:
+        modal = self.app.screen if isinstance(self.app.screen, ApprovalScreen) else None
+        if modal is not None:
+            for key in list(modal.queue):
+                if key not in view.waiting:
+                    modal.advance(key)  # answered elsewhere
+            new = [k for k in view.waiting if k not in modal.queue and k not in self._deferred]
+            if new and modal.is_current:
+                modal.add(new)
+            return
+        fresh = [k for k in view.waiting if k not in self._deferred]
+        if fresh and self.app.screen is self:
+            self.app.push_screen(ApprovalScreen(self, self.run_id, fresh, view.steps, self.deck.read_only))
+
+    # -- tree and detail --------------------------------------------------------------------
+
+    @on(Tree.NodeHighlighted)
+    def _highlighted(self, event: Tree.NodeHighlighted[str]) -> None:
+        if event.node.data:
+            self.show_detail(event.node.data)
+
+    @work(exclusive=True, group="detail")
+    async def show_detail(self, key: str) -> None:
+        """Show a step's detail, reading its output and error from the store (only for what is visible)."""
+        view = self.view
+        step = view.steps.get(key) if view else None
+        if view is None or step is None:
+            return
+        try:
+            row = await self.deck.orch.store.get_step(self.run_id, key)
+        except LoopdeckError as exc:
+            self.notify(f"cannot read step {key}: {exc}", severity="error", markup=False)
+            row = None
+        if row is not None:
+            step.output = json.loads(row["output_json"]) if row["output_json"] else None
+            step.input = json.loads(row["input_json"]) if row["input_json"] else None
+            step.error = row["error"]
+        self.query_one(StepDetail).show_step(view, step)
+
+    # -- actions -------------------------------------------------------------------------------
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        spec = next((s for s in RUN_ACTIONS if s.action.split("(")[0] == action), None)
+        if spec is not None and spec.writes and self.deck.read_only:
+            return False
+        return True
+
+    def action_help(self) -> None:
+        self.app.push_screen(HelpScreen())
+
+    def action_follow_log(self) -> None:
+        self.query_one(EventLog).follow()
+
+    def action_open_approvals(self) -> None:
+        view = self.view
+        if view is None or not view.waiting:
+            self.notify("no step is waiting for approval", markup=False)
+            return
+        self._deferred.clear()
+        self.app.push_screen(ApprovalScreen(self, self.run_id, list(view.waiting), view.steps, self.deck.read_only))
+
+    @on(ApprovalScreen.Deferred)
+    def _deferred_gates(self, message: ApprovalScreen.Deferred) -> None:
+        self._deferred.update(message.keys)
+        self.notify(f"{len(message.keys)} approval(s) deferred; press A to reopen", markup=False)
+
+    @on(ApprovalScreen.Answered)
+    def _answered(self, message: ApprovalScreen.Answered) -> None:
+        self.answer_gate(message.key, message.approve, message.reason, message.input)
+
+    @work(group="actions")
+    async def answer_gate(self, key: str, approve: bool, reason: str | None, input: Any) -> None:
+        orch, user = self.deck.orch, self.deck.user
+        try:
+            if approve:
+                extra = {} if input is ... else {"input": input}
+                await orch.approve(self.run_id, key, user=user, reason=reason, **extra)
+                self.notify(f"{key} approved by {user}" + (" with edited input" if extra else ""), markup=False)
+            else:
+                await orch.reject(self.run_id, key, user=user, reason=reason)
+                self.notify(f"{key} rejected by {user}", markup=False)
+        except LoopdeckError as exc:
+            self.notify(str(exc), severity="error", markup=False)
+        if isinstance(self.app.screen, ApprovalScreen):
+            self.app.screen.advance(key)
+
+    async def action_feedback(self, rating: str) -> None:
+        key = self.query_one(DagTree).highlighted_key
+        if key is None:
+            self.notify("highlight a step first", markup=False)
+            return
+
+        def send(comment: str | None) -> None:
+            if comment is not None:
+                self.send_feedback(key, rating, comment or None)
+
+        thumb = "👍" if rating == "up" else "👎"
+        self.app.push_screen(PromptScreen(f"{thumb} for {key} — comment (optional):", "what was good or bad"), send)
+
+    @work(group="actions")
+    async def send_feedback(self, key: str, rating: str, comment: str | None) -> None:
+        try:
+            await self.deck.orch.feedback(self.run_id, key, rating, comment=comment, user=self.deck.user)
+            self.notify(f"{'👍' if rating == 'up' else '👎'} recorded for {key}", markup=False)
+        except LoopdeckError as exc:
+            self.notify(str(exc), severity="error", markup=False)
+
+    def action_cancel_run(self) -> None:
+        def answer(yes: bool | None) -> None:
+            if yes:
+                self.cancel_run()
+
+        self.app.push_screen(ConfirmScreen(f"Cancel run {self.run_id}? Running steps are stopped."), answer)
+
+    @work(group="actions")
+    async def cancel_run(self) -> None:
+        try:
+            await self.deck.orch.cancel(self.run_id, user=self.deck.user, reason="canceled from the dashboard")
+            self.notify(f"run {self.run_id} canceled", markup=False)
+        except LoopdeckError as exc:
+            self.notify(str(exc), severity="error", markup=False)
+
+    def action_raise_budget(self) -> None:
+        current = self.view.budget if self.view else None
+
+        def answer(value: str | None) -> None:
+            if value is None:
+                return
+            raw = value.strip().replace(",", "").replace("_", "")
+            if raw.lower() in ("", "none"):
+                self.set_budget(None)
+            elif raw.isdigit():
+                self.set_budget(int(raw))
+            else:
+                self.notify(f"{value!r} is not a number of tokens (or 'none')", severity="error", markup=False)
+
+        self.app.push_screen(PromptScreen("Token budget (a number, or 'none'):", "e.g. 100000",
+                                          "" if current is None else str(current)), answer)
+
+    @work(group="actions")
+    async def set_budget(self, limit: int | None) -> None:
+        try:
+            await self.deck.orch.set_budget(self.run_id, limit, user=self.deck.user)
+            self.notify(f"token budget set to {'no limit' if limit is None else f'{limit:,}'}", markup=False)
+        except LoopdeckError as exc:
+            self.notify(str(exc), severity="error", markup=False)

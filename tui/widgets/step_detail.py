@@ -1,0 +1,57 @@
+"""Tabs about the highlighted step: input, output, context, events, error."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from rich.console import RenderableType
+from rich.syntax import Syntax
+from rich.text import Text
+from textual.app import ComposeResult
+from textual.containers import Vertical, VerticalScroll
+from textual.widgets import Static, TabbedContent, TabPane
+
+from ..literal import clean, literal
+from ..viewmodel import RunView, StepView
+
+
+def as_json(value: Any) -> RenderableType:
+    """Structured values as highlighted JSON; text shown literally."""
+    if value is None:
+        return Text("—", style="dim")
+    if isinstance(value, str):
+        return literal(value)
+    return Syntax(clean(json.dumps(value, indent=2, ensure_ascii=True)), "json", word_wrap=True, background_color="default")
+
+
+class StepDetail(Vertical):
+    def compose(self) -> ComposeResult:
+        with TabbedContent():
+            for pane_id, title in (("input", "Input"), ("output", "Output"), ("events", "Events"), ("error", "Error")):
+                with TabPane(title, id=f"tab-{pane_id}"):
+                    with VerticalScroll():
+                        yield Static(id=f"detail-{pane_id}", classes="detail-body")
+
+    def show_step(self, view: RunView, step: StepView | None) -> None:
+        if step is None:
+            for name in ("input", "output", "events", "error"):
+                self.query_one(f"#detail-{name}", Static).update(Text("no step selected", style="dim"))
+            return
+        head = Text.assemble(literal(step.title, "bold"), "  ", literal(step.type, "dim"), "  on ", literal(step.agent, "italic"))
+        self.query_one("#detail-input", Static).update(_stack(head, as_json(step.input)))
+        self.query_one("#detail-output", Static).update(as_json(step.output))
+        lines = Text()
+        for event in view.events:
+            if event.step_key == step.key:
+                lines.append(f"#{event.id} {event.type} ", "bold")
+                lines.append_text(literal(json.dumps(event.payload, ensure_ascii=True)[:300], "dim"))
+                lines.append("\n")
+        self.query_one("#detail-events", Static).update(lines or Text("no events yet in this session", style="dim"))
+        self.query_one("#detail-error", Static).update(literal(step.error, "red") if step.error else Text("no error", style="dim"))
+
+
+def _stack(*parts: RenderableType) -> RenderableType:
+    from rich.console import Group
+
+    return Group(*parts)
