@@ -72,15 +72,19 @@ class RunScreen(Screen[None]):
         """Read the run afresh (at start, and when a replan changed its steps)."""
         snap = await self.deck.orch.snapshot(self.run_id)
         view = RunView.from_snapshot(snap)
-        if self.view is not None:
+        if self.view is None:
+            self.query_one(EventLog).add(list(view.events))  # the history so far
+        else:
             view.events = self.view.events
         self.view = view
         tree = self.query_one(DagTree)
         tree.build(view)
         tree.focus()
+        tree.cursor_line = 0
         self.query_one(HeaderBar).show_run(view, time.time(), read_only=self.deck.read_only)
-        if tree.highlighted_key:
-            self.show_detail(tree.highlighted_key)
+        first = tree.highlighted_key or next(iter(view.steps), None)
+        if first:
+            self.show_detail(first)
 
     @work(exclusive=True, group="feed")
     async def feed(self) -> None:

@@ -1,0 +1,166 @@
+"""Pilot tests of the dashboard: every keypress is checked against the store afterwards."""
+
+from __future__ import annotations
+
+import asyncio
+import html
+import re
+
+from core import Orchestrator, validate_plan
+from tui.app import LoopdeckApp
+from tui.literal import clean, literal
+from tui.screens.approval import ApprovalScreen
+from tui.screens.dialogs import ConfirmScreen, PromptScreen
+from tui.screens.help import HelpScreen
+from tui.widgets.dag_tree import DagTree
+
+SIZE = (140, 40)
+
+
+def gated_plan(**policy):
+    return validate_plan({
+        "goal": "pilot",
+        "agents": {"sim": {"kind": "sim", "latency_ms": 0, "seed": 1}},
+        "policy": policy,
+        "steps": [{"key": "draft"}, {"key": "publish", "approval": "required", "depends_on": ["draft"],
+                                     "input": {"to": "staging"}}],
+    })
+
+
+async def until(pilot, predicate, timeout: float = 10.0) -> None:
+    deadline = asyncio.get_running_loop().time() + timeout
+    while not predicate():
+        if asyncio.get_running_loop().time() > deadline:
+            raise AssertionError("condition not reached")
+        await pilot.pause(0.05)
+
+
+def screen_as_text(app) -> str:
+    """The characters on screen, from the SVG screenshot."""
+    svg = app.export_screenshot()
+    return html.unescape("".join(re.findall(r">([^<]*)</text>", svg))).replace("\xa0", " ")
+
+
+async def step_row(orch: Orchestrator, run_id: str, key: str) -> dict:
+    return await orch.store.get_step(run_id, key)
+
+
+async def test_a_opens_by_itself_and_a_approves_as_the_named_user(db_url):
+    app = LoopdeckApp(db_url, plan=gated_plan(), drive=True, user="alice")
+    async with app.run_test(size=SIZE) as pilot:
+        await until(pilot, lambda: isinstance(app.screen, ApprovalScreen))
+        await pilot.press("a")
+        await until(pilot, lambda: app.final_status is not None)
+        row = await step_row(app.orch, app.run_id, "publish")
+        assert row["approved_by"] == "alice" and row["status"] == "succeeded"
+
+
+async def test_r_rejects_with_a_reason(db_url):
+    app = LoopdeckApp(db_url, plan=gated_plan(), drive=True, user="bob")
+    async with app.run_test(size=SIZE) as pilot:
+        await until(pilot, lambda: isinstance(app.screen, ApprovalScreen))
+        await pilot.press("r")
+        await until(pilot, lambda: isinstance(app.screen, PromptScreen))
+        await pilot.press(*"too risky", "enter")
+        await until(pilot, lambda: app.final_status is not None)
+        row = await step_row(app.orch, app.run_id, "publish")
+        assert row["status"] == "rejected" and row["error"] == "rejected by bob: too risky"
+        assert app.final_status.value == "rejected"
+
+
+async def test_e_edits_the_input_refuses_invalid_json_in_place_then_approves_the_edit(db_url):
+    app = LoopdeckApp(db_url, plan=gated_plan(), drive=True, user="carol")
+    async with app.run_test(size=SIZE) as pilot:
+        await until(pilot, lambda: isinstance(app.screen, ApprovalScreen))
+        modal = app.screen
+        await pilot.press("e")
+        editor = modal.query_one("#approval-editor")
+        editor.text = '{"to": "production",}'
+        await pilot.press("ctrl+s")
+        await pilot.pause(0.1)
+        error = str(modal.query_one("#approval-error").render())
+        assert "not valid JSON" in error and app.screen is modal  # refused in place, nothing sent
+        assert (await step_row(app.orch, app.run_id, "publish"))["status"] == "waiting_user"
+        editor.text = '{"to": "production"}'
+        await pilot.press("ctrl+s")
+        await until(pilot, lambda: app.final_status is not None)
+        row = await step_row(app.orch, app.run_id, "publish")
+        assert row["approved_by"] == "carol" and row["input_json"] == '{"to": "production"}'
+
+
+async def test_escape_defers_and_capital_a_reopens_the_queue(db_url):
+    app = LoopdeckApp(db_url, plan=gated_plan(), drive=True, user="dan")
+    async with app.run_test(size=SIZE) as pilot:
+        await until(pilot, lambda: isinstance(app.screen, ApprovalScreen))
+        await pilot.press("escape")
+        await pilot.pause(0.5)
+        assert not isinstance(app.screen, ApprovalScreen)  # deferred: it does not pop up again by itself
+        assert (await step_row(app.orch, app.run_id, "publish"))["status"] == "waiting_user"
+        await pilot.press("A")
+        await until(pilot, lambda: isinstance(app.screen, ApprovalScreen))
+        await pilot.press("a")
+        await until(pilot, lambda: app.final_status is not None)
+
+
+async def test_plus_and_minus_give_feedback_on_the_highlighted_step(db_url):
+    app = LoopdeckApp(db_url, plan=gated_plan(), drive=True, user="erin")
+    async with app.run_test(size=SIZE) as pilot:
+        await until(pilot, lambda: isinstance(app.screen, ApprovalScreen))
+        await pilot.press("a")
+        await until(pilot, lambda: app.final_status is not None)
+        tree = app.screen.query_one(DagTree)
+        tree.move_cursor(tree.root.children[0])  # "draft"
+        await pilot.press("plus")
+        await until(pilot, lambda: isinstance(app.screen, PromptScreen))
+        await pilot.press(*"clear", "enter")
+        await until(pilot, lambda: not isinstance(app.screen, PromptScreen))
+        await pilot.pause(0.3)
+        feedback = await app.orch.store.feedback_of(app.run_id)
+        assert [(f["step_key"], f["rating"], f["comment"], f["created_by"]) for f in feedback] == [("draft", "up", "clear", "erin")]
+        await until(pilot, lambda: "👍" in str(tree.root.children[0].label))  # the tree shows the rating
+
+
+async def test_x_cancels_after_confirmation(db_url):
+    plan = validate_plan({"agents": {"slow": {"kind": "sim", "latency_ms": 20000}}, "steps": [{"key": "long"}]})
+    app = LoopdeckApp(db_url, plan=plan, drive=True, user="fay")
+    async with app.run_test(size=SIZE) as pilot:
+        await until(pilot, lambda: app.run_id is not None and isinstance(app.screen, type(app.screen)))
+        await pilot.pause(0.5)
+        await pilot.press("x")
+        await until(pilot, lambda: isinstance(app.screen, ConfirmScreen))
+        await pilot.press("y")
+        await until(pilot, lambda: app.final_status is not None)
+        run = await app.orch.store.get_run(app.run_id)
+        assert run["status"] == "canceled" and run["reason"] == "canceled by fay: canceled from the dashboard"
+
+
+async def test_read_only_disables_every_action(db_url):
+    async with await Orchestrator.open(db_url) as orch:
+        run_id = await orch.create_run(gated_plan())
+    app = LoopdeckApp(db_url, run_id=run_id, read_only=True, user="watcher")
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.pause(0.5)
+        screen = app.screen
+        for key in ("x", "b", "plus"):
+            await pilot.press(key)
+            await pilot.pause(0.1)
+            assert app.screen is screen  # no dialog opened
+        assert screen.check_action("cancel_run", ()) is False and screen.check_action("help", ()) is True
+        await pilot.press("question_mark")
+        await until(pilot, lambda: isinstance(app.screen, HelpScreen))
+
+
+async def test_untrusted_text_is_shown_literally(db_url):
+    nasty = "[bold red]boom[/] \x1b[2J\x1b]0;pwned\x07"
+    plan = validate_plan({"agents": {"bad": {"kind": "sim", "latency_ms": 0, "fail_rate": 1, "output": nasty}},
+                          "policy": {"max_step_attempts": 1},
+                          "steps": [{"key": "s", "title": nasty, "input": {"x": nasty}}]})
+    app = LoopdeckApp(db_url, plan=plan, drive=True, user="gus")
+    async with app.run_test(size=SIZE) as pilot:
+        await until(pilot, lambda: app.final_status is not None)
+        await pilot.pause(0.3)
+        screen_text = screen_as_text(app)
+        assert "[bold red]boom[/] \\x1b[2J\\x1b]0;pwned\\x07" in screen_text  # markup and escapes shown as text
+        assert "\x1b" not in screen_text
+    assert literal(nasty).plain == "[bold red]boom[/] \\x1b[2J\\x1b]0;pwned\\x07"
+    assert clean("ok\ttab\nline") == "ok\ttab\nline"
