@@ -164,3 +164,22 @@ async def test_untrusted_text_is_shown_literally(db_url):
         assert "\x1b" not in screen_text
     assert literal(nasty).plain == "[bold red]boom[/] \\x1b[2J\\x1b]0;pwned\\x07"
     assert clean("ok\ttab\nline") == "ok\ttab\nline"
+
+
+async def test_attach_acts_on_a_run_driven_by_another_process_through_the_store(db_url):
+    from core.lease import Identity
+
+    driver = await Orchestrator.open(db_url, identity=Identity(host="worker-1"), poll_s=0.05)
+    try:
+        run_id = await driver.create_run(gated_plan())
+        drive = asyncio.create_task(driver.drive(run_id))
+        app = LoopdeckApp(db_url, run_id=run_id, user="remote-op")  # attach: this process does not drive
+        async with app.run_test(size=SIZE) as pilot:
+            await until(pilot, lambda: isinstance(app.screen, ApprovalScreen))
+            await pilot.press("a")
+            status = await asyncio.wait_for(drive, 10)
+            await until(pilot, lambda: app.screen.view is not None and app.screen.view.finished)
+        assert status.value == "succeeded"
+        assert (await driver.store.get_step(run_id, "publish"))["approved_by"] == "remote-op"
+    finally:
+        await driver.close()
