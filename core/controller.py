@@ -739,6 +739,24 @@ class RunController:
         self._pump()
         await asyncio.shield(write)
 
+    async def skip(self, key: str, *, user: str | None, reason: str | None = None) -> None:
+        """Skip a step that has not run (pending or waiting): dependents follow their dependency policy."""
+        self._require_live("changed")
+        state = self._step(key)
+        expect = state.status
+        check_step(key, state.status, "skip")
+        now = self.clock()
+        self._unqueue(key)
+        state.status, state.ended_at = S.SKIPPED, now
+        state.error = f"skipped by {user or 'unknown'}" + (f": {reason}" if reason else "")
+        batch = WriteBatch()
+        batch.step(self.run_id, key, expect.value, state.attempts, state.row())
+        batch.event(self.run_id, E.STEP_SKIPPED, key, {"reason": state.error, "user": user}, now)
+        self._settle(state, batch, now)
+        write = self._emit(batch)
+        self._pump()
+        await asyncio.shield(write)
+
     async def cancel(self, *, user: str | None, reason: str | None = None) -> None:
         """Cancel the run: running attempts are stopped, unfinished steps skipped."""
         self._require_live("canceled")
@@ -885,6 +903,8 @@ class RunController:
                 await self.approve(payload["step"], user=user, reason=payload.get("reason"), **kwargs)
             elif command["kind"] == "reject":
                 await self.reject(payload["step"], user=user, reason=payload.get("reason"))
+            elif command["kind"] == "skip":
+                await self.skip(payload["step"], user=user, reason=payload.get("reason"))
             elif command["kind"] == "replan":
                 await self.replan(payload["steps"], payload["mode"], user=user, reason=payload.get("reason"))
             elif command["kind"] == "budget":

@@ -32,7 +32,7 @@ from .writer import WriteBatch
 
 
 _PAST = {"approve": "approved", "reject": "rejected", "cancel": "canceled", "budget": "given a new budget",
-         "replan": "replanned"}
+         "replan": "replanned", "skip": "changed"}
 
 
 def default_user() -> str:
@@ -177,6 +177,11 @@ class Orchestrator:
                      timeout_s: float = 10.0) -> None:
         await self._act(run_id, "reject", {"step": key, "reason": reason}, user, timeout_s)
 
+    async def skip(self, run_id: str, key: str, *, user: str | None = None, reason: str | None = None,
+                   timeout_s: float = 10.0) -> None:
+        """Skip a step that has not run yet (pending or waiting for approval)."""
+        await self._act(run_id, "skip", {"step": key, "reason": reason}, user, timeout_s)
+
     async def cancel(self, run_id: str, *, user: str | None = None, reason: str | None = None,
                      timeout_s: float = 10.0) -> None:
         await self._act(run_id, "cancel", {"reason": reason}, user, timeout_s)
@@ -250,6 +255,8 @@ class Orchestrator:
             await controller.reject(payload["step"], user=user, reason=payload.get("reason"))
         elif kind == "budget":
             await controller.set_budget(payload["limit"], user=user)
+        elif kind == "skip":
+            await controller.skip(payload["step"], user=user, reason=payload.get("reason"))
         elif kind == "replan":
             await controller.replan(payload["steps"], payload["mode"], user=user, reason=payload.get("reason"))
         else:
@@ -328,6 +335,12 @@ class Orchestrator:
                     event["input"] = payload["input"]
                 batch.step(run_id, key, StepStatus.WAITING_USER.value, row["attempts"], row)
                 batch.event(run_id, EventType.STEP_APPROVED, key, event, now)
+            elif kind == "skip":
+                error = f"skipped by {user}" + (f": {payload['reason']}" if payload.get("reason") else "")
+                expect = row["status"]
+                row.update(status=StepStatus.SKIPPED.value, ended_at=now, error=error)
+                batch.step(run_id, key, expect, row["attempts"], row)
+                batch.event(run_id, EventType.STEP_SKIPPED, key, {"reason": error, "user": user}, now)
             else:
                 error = f"rejected by {user}" + (f": {payload['reason']}" if payload.get("reason") else "")
                 row.update(status=StepStatus.REJECTED.value, ended_at=now, error=error)

@@ -19,6 +19,7 @@ class ActionSpec:
     writes: bool = True  # disabled in --read-only
     show: bool = True  # shown in the footer
     key_display: str | None = None
+    priority: bool = False  # wins over the focused widget's own binding (the tree's space)
 
 
 RUN_ACTIONS: tuple[ActionSpec, ...] = (
@@ -26,8 +27,13 @@ RUN_ACTIONS: tuple[ActionSpec, ...] = (
     ActionSpec("feedback_up", "plus", "feedback('up')", "👍", "Thumbs up for the highlighted finished step", key_display="+"),
     ActionSpec("feedback_down", "minus", "feedback('down')", "👎", "Thumbs down for the highlighted finished step", key_display="-"),
     ActionSpec("budget", "b", "raise_budget", "Budget", "Set the run's token budget (a paused run continues)"),
+    ActionSpec("skip", "s", "skip_step", "Skip", "Skip the highlighted step (pending or waiting): it will not run"),
+    ActionSpec("filter", "slash", "filter", "Filter", "Show only steps whose key, status or agent matches", writes=False, key_display="/"),
+    ActionSpec("freeze", "space", "freeze", "Freeze", "Freeze or resume live updates (nothing is lost meanwhile)", writes=False, key_display="space",
+               priority=True),
     ActionSpec("cancel", "x", "cancel_run", "Cancel", "Cancel the run (asks to confirm)"),
     ActionSpec("follow", "end", "follow_log", "Follow", "Follow the event log again", writes=False, show=False),
+    ActionSpec("runs", "escape", "runs", "Runs", "Back to the list of runs", writes=False, key_display="esc"),
     ActionSpec("help", "question_mark", "help", "Help", "List every key binding", writes=False, key_display="?"),
     ActionSpec("quit", "q", "app.quit", "Quit", "Quit the dashboard (a run driven here stays resumable)", writes=False),
 )
@@ -36,6 +42,6 @@ RUN_ACTIONS: tuple[ActionSpec, ...] = (
 def bindings(specs: tuple[ActionSpec, ...]) -> list[Binding]:
     return [
         Binding(spec.key, spec.action, spec.label, show=spec.show, key_display=spec.key_display,
-                tooltip=spec.help, id=spec.id)
+                priority=spec.priority, tooltip=spec.help, id=spec.id)
         for spec in specs
     ]

@@ -17,6 +17,7 @@ from core import LoopdeckError, Orchestrator, Plan, RunStatus
 
 from .actions import RUN_ACTIONS
 from .screens.run import RunScreen
+from .screens.runs import RunsScreen
 
 
 class ActionCommands(Provider):
@@ -79,12 +80,13 @@ class LoopdeckApp(App[int]):
         if self.plan is not None:
             self.run_id = await self.orch.create_run(self.plan)
         if self.run_id is None:
-            runs = await self.orch.runs(1)
-            if not runs:
-                self.exit(2, message="no runs in this database yet: `loopdeck demo` starts one")
-                return
-            self.run_id = runs[0]["id"]
-        self.run_id = await self.orch.store.resolve_run_id(self.run_id)
+            await self.push_screen(RunsScreen())
+            return
+        try:
+            self.run_id = await self.orch.store.resolve_run_id(self.run_id)
+        except LoopdeckError as exc:
+            self.exit(2, message=str(exc))
+            return
         if self.drive:
             self.run_worker(self._drive(self.run_id), group="drive", exclusive=True)
         await self.push_screen(RunScreen(self.run_id))

@@ -183,3 +183,94 @@ async def test_attach_acts_on_a_run_driven_by_another_process_through_the_store(
         assert (await driver.store.get_step(run_id, "publish"))["approved_by"] == "remote-op"
     finally:
         await driver.close()
+
+
+def wide_plan():
+    return validate_plan({
+        "agents": {"sim": {"kind": "sim", "latency_ms": 0}, "slow": {"kind": "sim", "latency_ms": 20000}},
+        "steps": [{"key": "long", "agent": "slow"}, {"key": "later", "agent": "sim", "depends_on": ["long"]},
+                  {"key": "quick", "agent": "sim"}],
+    })
+
+
+def tree_keys(app) -> list[str]:
+    tree = app.screen.query_one(DagTree)
+    return [node.data for node in tree.root.children]
+
+
+async def test_s_skips_the_highlighted_step_after_confirmation(db_url):
+    app = LoopdeckApp(db_url, plan=wide_plan(), drive=True, user="hal")
+    async with app.run_test(size=SIZE) as pilot:
+        await until(pilot, lambda: app.screen.view is not None and app.screen.view.steps["quick"].status == "succeeded")
+        tree = app.screen.query_one(DagTree)
+        tree.move_cursor(tree.root.children[0].children[0])  # "later", under "long"
+        await pilot.press("s")
+        await until(pilot, lambda: isinstance(app.screen, ConfirmScreen))
+        await pilot.press("y")
+        await until(pilot, lambda: app.orch.controller(app.run_id).steps["later"].status.value == "skipped")
+        row = await step_row(app.orch, app.run_id, "later")
+        assert row["status"] == "skipped" and row["error"] == "skipped by hal: skipped from the dashboard"
+        await pilot.press("s")  # "later" is still highlighted: skipping it again is refused, with the reason
+        await until(pilot, lambda: isinstance(app.screen, ConfirmScreen))
+        await pilot.press("y")
+        await pilot.pause(0.3)
+        assert (await step_row(app.orch, app.run_id, "later"))["status"] == "skipped"
+
+
+async def test_slash_filters_the_tree_and_space_freezes_updates(db_url):
+    app = LoopdeckApp(db_url, plan=wide_plan(), drive=True, user="ivy")
+    async with app.run_test(size=SIZE) as pilot:
+        await until(pilot, lambda: app.screen.view is not None and app.screen.view.steps["quick"].status == "succeeded")
+        await pilot.press("slash")
+        await until(pilot, lambda: isinstance(app.screen, PromptScreen))
+        await pilot.press(*"succeeded", "enter")
+        await until(pilot, lambda: tree_keys(app) == ["quick"])
+        await pilot.press("slash")
+        await until(pilot, lambda: isinstance(app.screen, PromptScreen))
+        app.screen.query_one("#prompt-input").value = ""
+        await pilot.press("enter")
+        await until(pilot, lambda: tree_keys(app) == ["long", "quick"])
+        run_screen = app.screen
+        await pilot.press("space")
+        assert run_screen.frozen
+        label_before = str(run_screen.query_one(DagTree).root.children[0].label)
+        await app.orch.cancel(app.run_id, user="ivy")  # events keep arriving while frozen
+        await pilot.pause(0.5)
+        assert str(run_screen.query_one(DagTree).root.children[0].label) == label_before  # the screen held still
+        assert run_screen.view.status == "canceled"  # ... but nothing was lost
+        await pilot.press("space")
+        await until(pilot, lambda: "⊘" in str(run_screen.query_one(DagTree).root.children[0].label))
+
+
+async def test_the_runs_list_opens_a_run_and_esc_returns(db_url):
+    async with await Orchestrator.open(db_url) as orch:
+        first = await orch.create_run(gated_plan())
+        second = await orch.create_run(wide_plan())
+    app = LoopdeckApp(db_url, user="jo")
+    async with app.run_test(size=SIZE) as pilot:
+        from tui.screens.run import RunScreen
+        from tui.screens.runs import RunsScreen
+
+        await until(pilot, lambda: isinstance(app.screen, RunsScreen) and app.screen.query_one("DataTable").row_count == 2)
+        table = app.screen.query_one("DataTable")
+        assert [str(table.coordinate_to_cell_key((i, 0)).row_key.value) for i in range(2)] == [second, first]  # newest first
+        await pilot.press("enter")
+        await until(pilot, lambda: isinstance(app.screen, RunScreen))
+        assert app.screen.run_id == second
+        await pilot.press("escape")
+        await until(pilot, lambda: isinstance(app.screen, RunsScreen))
+
+
+async def test_the_timeline_tab_draws_one_row_per_attempt(db_url):
+    from textual.widgets import TabbedContent
+
+    plan = validate_plan({"agents": {"sim": {"kind": "sim", "latency_ms": 0, "fail_times": 1}},
+                          "steps": [{"key": "a"}, {"key": "b", "depends_on": ["a"]}]})
+    app = LoopdeckApp(db_url, plan=plan, drive=True, user="kim")
+    async with app.run_test(size=SIZE) as pilot:
+        await until(pilot, lambda: app.final_status is not None)
+        app.screen.query_one("#detail-tabs", TabbedContent).active = "tab-timeline"
+        await until(pilot, lambda: "a #1" in screen_as_text(app), timeout=5)
+        text = screen_as_text(app)
+        missing = [label for label in ("a #1", "a #2", "b #1", "b #2") if label not in text]
+        assert not missing, text[text.find("Timeline"):][:1500]

@@ -16,7 +16,7 @@ from textual import on, work
 from textual.app import ComposeResult
 from textual.containers import Horizontal
 from textual.screen import Screen
-from textual.widgets import Footer, Tree
+from textual.widgets import Footer, Static, TabbedContent, Tree
 
 from core import Event, LoopdeckError, StoreError
 
@@ -48,6 +48,8 @@ class RunScreen(Screen[None]):
         self._deferred: set[str] = set()
         self._announced_end = False
         self._feed_error: str | None = None
+        self.frozen = False
+        self.filter_text = ""
 
     @property
     def deck(self) -> "LoopdeckApp":
@@ -67,6 +69,7 @@ class RunScreen(Screen[None]):
         await self.reload()
         self.feed()
         self.set_interval(REFRESH_S, self.render_view)
+        self.set_interval(1.0, self.refresh_timeline)
 
     async def reload(self) -> None:
         """Read the run afresh (at start, and when a replan changed its steps)."""
@@ -78,7 +81,7 @@ class RunScreen(Screen[None]):
             view.events = self.view.events
         self.view = view
         tree = self.query_one(DagTree)
-        tree.build(view)
+        tree.build(view, self.filter_text)
         tree.focus()
         tree.cursor_line = 0
         self.query_one(HeaderBar).show_run(view, time.time(), read_only=self.deck.read_only)
@@ -117,10 +120,14 @@ class RunScreen(Screen[None]):
             self.run_worker(self.reload(), exclusive=True, group="reload")
             return
         now = time.time()
+        header = self.query_one(HeaderBar)
+        if self.frozen:  # events keep folding into the view model; the screen holds still
+            header.show_run(view, now, frozen=True, read_only=self.deck.read_only)
+            return
         dirty = view.take_dirty()
         tree = self.query_one(DagTree)
         tree.refresh_steps(view, dirty | tree.running_keys(view))  # running ones tick their duration
-        self.query_one(HeaderBar).show_run(view, now, read_only=self.deck.read_only)
+        header.show_run(view, now, read_only=self.deck.read_only)
         if self._pending_log:
             self.query_one(EventLog).add(self._pending_log[-500:])
             self._pending_log = []
@@ -158,6 +165,28 @@ class RunScreen(Screen[None]):
         if event.node.data:
             self.show_detail(event.node.data)
 
+    @on(TabbedContent.TabActivated)
+    def _tab_activated(self, event: TabbedContent.TabActivated) -> None:
+        if event.pane.id == "tab-timeline":
+            self.refresh_timeline()
+
+    @work(exclusive=True, group="timeline")
+    async def refresh_timeline(self) -> None:
+        """Redraw the Timeline tab while it is the one shown (spans come from the store)."""
+        from ..widgets.step_detail import timeline
+
+        view = self.view
+        if view is None or self.frozen or self.query_one("#detail-tabs", TabbedContent).active != "tab-timeline":
+            return
+        try:
+            spans = await self.deck.orch.store.spans_of(self.run_id)
+        except LoopdeckError as exc:
+            self.notify(f"cannot read spans: {exc}", severity="error", markup=False)
+            return
+        running = [(s.key, s.attempts, s.started_at) for s in view.steps.values() if s.status == "running" and s.started_at]
+        target = self.query_one("#detail-timeline", Static)
+        target.update(timeline(spans, running, view.created_at, time.time(), target.size.width or 80))
+
     @work(exclusive=True, group="detail")
     async def show_detail(self, key: str) -> None:
         """Show a step's detail, reading its output and error from the store (only for what is visible)."""
@@ -184,8 +213,58 @@ class RunScreen(Screen[None]):
             return False
         return True
 
+    def action_runs(self) -> None:
+        """Back to the runs list (opened on demand when the app started on this run)."""
+        from .runs import RunsScreen
+
+        if len(self.app.screen_stack) > 2:
+            self.app.pop_screen()
+        else:
+            self.app.switch_screen(RunsScreen())
+
     def action_help(self) -> None:
         self.app.push_screen(HelpScreen())
+
+    def action_freeze(self) -> None:
+        self.frozen = not self.frozen
+        self.notify("live updates frozen (space resumes)" if self.frozen else "live updates resumed", markup=False)
+        if not self.frozen:
+            self.render_view()
+
+    def action_filter(self) -> None:
+        def answer(value: str | None) -> None:
+            if value is None or self.view is None:
+                return
+            self.filter_text = value.strip()
+            tree = self.query_one(DagTree)
+            tree.build(self.view, self.filter_text)
+            tree.border_title = f"steps · filter: {self.filter_text}" if self.filter_text else "steps"
+            shown = len(tree.root.children)
+            if self.filter_text:
+                self.notify(f"{shown} step(s) match {self.filter_text!r}; / then enter on an empty line clears", markup=False)
+
+        self.app.push_screen(PromptScreen("Filter steps by key, status or agent (empty: all):", "e.g. failed, writer, review",
+                                          self.filter_text), answer)
+
+    def action_skip_step(self) -> None:
+        key = self.query_one(DagTree).highlighted_key
+        if key is None:
+            self.notify("highlight a step first", markup=False)
+            return
+
+        def answer(yes: bool | None) -> None:
+            if yes:
+                self.skip_step(key)
+
+        self.app.push_screen(ConfirmScreen(f"Skip step {key}? It will not run; steps that need it are skipped too."), answer)
+
+    @work(group="actions")
+    async def skip_step(self, key: str) -> None:
+        try:
+            await self.deck.orch.skip(self.run_id, key, user=self.deck.user, reason="skipped from the dashboard")
+            self.notify(f"{key} skipped", markup=False)
+        except LoopdeckError as exc:
+            self.notify(str(exc), severity="error", markup=False)
 
     def action_follow_log(self) -> None:
         self.query_one(EventLog).follow()

@@ -59,11 +59,19 @@ class DagTree(Tree[str]):
         self.guide_depth = 3
         self._step_nodes: dict[str, list[tuple[TreeNode[str], bool]]] = {}
 
-    def build(self, view: RunView) -> None:
-        """(Re)build the tree for the run's plan."""
+    def build(self, view: RunView, filter_text: str = "") -> None:
+        """(Re)build the tree for the run's plan; with a filter, a flat list of the matching steps."""
         self.clear()
         self._step_nodes.clear()
         now = time.time()
+        if filter_text:
+            needle = filter_text.lower()
+            for step in view.steps.values():
+                if needle in step.key.lower() or needle in step.status.lower() or needle in step.agent.lower():
+                    node = self.root.add_leaf(step_label(step, now), data=step.key)
+                    self._step_nodes.setdefault(step.key, []).append((node, False))
+            self.root.expand()
+            return
         children: dict[str, list[str]] = {}
         for step in view.steps.values():
             for dep in step.depends_on:

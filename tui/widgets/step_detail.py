@@ -25,10 +25,37 @@ def as_json(value: Any) -> RenderableType:
     return Syntax(clean(json.dumps(value, indent=2, ensure_ascii=True)), "json", word_wrap=True, background_color="default")
 
 
+SPAN_STYLE = {"succeeded": "green", "failed": "red", "interrupted": "yellow", "canceled": "dim", "running": "cyan"}
+
+
+def timeline(spans: list[dict[str, Any]], running: list[tuple[str, int, float]], start: float, now: float, width: int) -> Text:
+    """A Gantt chart: one row per attempt, bars placed on the run's time axis."""
+    rows = [(s["step_key"], s["attempt"], s["started_at"], s["ended_at"], s["status"]) for s in spans]
+    rows += [(key, attempt, began, now, "running") for key, attempt, began in running]
+    if not rows:
+        return Text("no attempt has finished yet", style="dim")
+    rows.sort(key=lambda r: r[2])
+    end = max(now if running else 0, *(r[3] for r in rows))
+    total = max(end - start, 1e-6)
+    label_w = min(28, max(len(f"{k} #{a}") for k, a, *_ in rows))
+    bar_w = max(10, width - label_w - 12)
+    text = Text()
+    for key, attempt, began, ended, status in rows:
+        left = int((began - start) / total * bar_w)
+        length = max(1, int((ended - began) / total * bar_w))
+        text.append_text(literal(f"{key} #{attempt}"[:label_w].ljust(label_w)))
+        text.append(" " + " " * left)
+        text.append("█" * min(length, bar_w - left), SPAN_STYLE.get(status, ""))
+        text.append(f" {ended - began:.1f}s\n", "dim")
+    text.append(f"{'':>{label_w}} 0s{'':>{max(0, bar_w - 8)}}{total:.1f}s", "dim")
+    return text
+
+
 class StepDetail(Vertical):
     def compose(self) -> ComposeResult:
-        with TabbedContent():
-            for pane_id, title in (("input", "Input"), ("output", "Output"), ("events", "Events"), ("error", "Error")):
+        with TabbedContent(id="detail-tabs"):
+            for pane_id, title in (("input", "Input"), ("output", "Output"), ("events", "Events"), ("error", "Error"),
+                                   ("timeline", "Timeline")):
                 with TabPane(title, id=f"tab-{pane_id}"):
                     with VerticalScroll():
                         yield Static(id=f"detail-{pane_id}", classes="detail-body")
