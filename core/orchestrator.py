@@ -57,8 +57,12 @@ class Orchestrator:
         identity: Identity | None = None,
         lease_ttl_s: float = DEFAULT_TTL_S,
         poll_s: float = 0.25,
+        clock: Callable[[], float] = time.time,
+        run_ids: Callable[[float], str] | None = None,
     ) -> None:
         self.store = store
+        self.clock = clock  # timestamps of runs, steps and events (tests freeze it)
+        self.run_ids = run_ids or new_run_id
         self.bus = bus or EventBus()
         self.user = user or default_user()
         self.identity = identity or Identity()
@@ -84,8 +88,8 @@ class Orchestrator:
 
     async def create_run(self, plan: Plan, *, user: str | None = None) -> str:
         """Store a new run of ``plan`` (status ``planning``) and return its id."""
-        now = time.time()
-        run_id = new_run_id(now)
+        now = self.clock()
+        run_id = self.run_ids(now)
         run_row = {
             "id": run_id, "goal": plan.goal, "status": RunStatus.PLANNING.value, "reason": None,
             "plan_json": plan.model_dump_json(),
@@ -120,7 +124,7 @@ class Orchestrator:
                 return RunStatus(run["status"])
             controller = await RunController.load(
                 self.store, self.bus, run_id, owner=self.identity.owner,
-                lease_ttl_s=self.lease_ttl_s, poll_s=self.poll_s, breakers=self.breakers,
+                lease_ttl_s=self.lease_ttl_s, poll_s=self.poll_s, breakers=self.breakers, clock=self.clock,
             )
             self._controllers[run_id] = controller
             return await controller.drive()
@@ -210,7 +214,7 @@ class Orchestrator:
             raise StepNotFound(run_id, key, [s["key"] for s in steps])
         if row["status"] not in ("succeeded", "failed"):
             raise TransitionError(f'step "{key}" is {row["status"]}; only a finished (succeeded or failed) step can be rated')
-        now = time.time()
+        now = self.clock()
         payload = {"rating": rating, "comment": comment, "category": category, "user": user, "agent": row["agent"]}
         batch = WriteBatch(extras=[Store.feedback_extra({
             "run_id": run_id, "step_key": key, "agent": row["agent"], "rating": rating, "comment": comment,
@@ -299,7 +303,7 @@ class Orchestrator:
 
     async def _act_offline(self, run: dict[str, Any], kind: str, payload: dict[str, Any], user: str) -> None:
         """Nobody drives the run: apply the action to the store; the next ``resume`` carries on from it."""
-        run_id, now = run["id"], time.time()
+        run_id, now = run["id"], self.clock()
         batch = WriteBatch()
         if kind == "replan":
             change, rows = await self._prepare_replan(run, payload)

@@ -7,7 +7,8 @@ the store and acts through the orchestrator's API only.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+import time
+from collections.abc import AsyncIterator, Callable
 from functools import partial
 
 from textual.app import App
@@ -58,8 +59,12 @@ class LoopdeckApp(App[int]):
         read_only: bool = False,
         user: str | None = None,
         orchestrator: Orchestrator | None = None,
+        clock: Callable[[], float] = time.time,
+        run_ids: Callable[[float], str] | None = None,
     ) -> None:
         super().__init__()
+        self.clock = clock  # what "now" is on screen (durations, elapsed); tests freeze it
+        self._run_ids = run_ids
         self.db = db
         self.run_id = run_id
         self.plan = plan
@@ -76,7 +81,7 @@ class LoopdeckApp(App[int]):
 
     async def on_mount(self) -> None:
         if self.orch is None:
-            self.orch = await Orchestrator.open(self.db, user=self._user)
+            self.orch = await Orchestrator.open(self.db, user=self._user, clock=self.clock, run_ids=self._run_ids)
         if self.plan is not None:
             self.run_id = await self.orch.create_run(self.plan)
         if self.run_id is None:

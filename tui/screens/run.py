@@ -81,10 +81,10 @@ class RunScreen(Screen[None]):
             view.events = self.view.events
         self.view = view
         tree = self.query_one(DagTree)
-        tree.build(view, self.filter_text)
+        tree.build(view, self.deck.clock(), self.filter_text)
         tree.focus()
         tree.cursor_line = 0
-        self.query_one(HeaderBar).show_run(view, time.time(), read_only=self.deck.read_only)
+        self.query_one(HeaderBar).show_run(view, self.deck.clock(), read_only=self.deck.read_only)
         first = tree.highlighted_key or next(iter(view.steps), None)
         if first:
             self.show_detail(first)
@@ -119,14 +119,14 @@ class RunScreen(Screen[None]):
             view.structure_changed = False
             self.run_worker(self.reload(), exclusive=True, group="reload")
             return
-        now = time.time()
+        now = self.deck.clock()
         header = self.query_one(HeaderBar)
         if self.frozen:  # events keep folding into the view model; the screen holds still
             header.show_run(view, now, frozen=True, read_only=self.deck.read_only)
             return
         dirty = view.take_dirty()
         tree = self.query_one(DagTree)
-        tree.refresh_steps(view, dirty | tree.running_keys(view))  # running ones tick their duration
+        tree.refresh_steps(view, dirty | tree.running_keys(view), now)  # running ones tick their duration
         header.show_run(view, now, read_only=self.deck.read_only)
         if self._pending_log:
             self.query_one(EventLog).add(self._pending_log[-500:])
@@ -185,7 +185,7 @@ class RunScreen(Screen[None]):
             return
         running = [(s.key, s.attempts, s.started_at) for s in view.steps.values() if s.status == "running" and s.started_at]
         target = self.query_one("#detail-timeline", Static)
-        target.update(timeline(spans, running, view.created_at, time.time(), target.size.width or 80))
+        target.update(timeline(spans, running, view.created_at, self.deck.clock(), target.size.width or 80))
 
     @work(exclusive=True, group="detail")
     async def show_detail(self, key: str) -> None:
@@ -237,7 +237,7 @@ class RunScreen(Screen[None]):
                 return
             self.filter_text = value.strip()
             tree = self.query_one(DagTree)
-            tree.build(self.view, self.filter_text)
+            tree.build(self.view, self.deck.clock(), self.filter_text)
             tree.border_title = f"steps · filter: {self.filter_text}" if self.filter_text else "steps"
             shown = len(tree.root.children)
             if self.filter_text:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from typing import TYPE_CHECKING, Any
 
 from rich.text import Text
@@ -72,7 +71,7 @@ class RunsScreen(Screen[None]):
     def show(self, runs: list[dict[str, Any]]) -> None:
         """Diff rows by run id: add new runs, update changed cells, leave the rest alone."""
         table = self.query_one(DataTable)
-        now = time.time()
+        now = self.deck.clock()
         for run in reversed(runs):  # oldest first, so new rows can go on top
             budget = f"/{run['token_budget']:,}" if run["token_budget"] is not None else ""
             row = (

@@ -9,8 +9,6 @@ branches never move.
 
 from __future__ import annotations
 
-import time
-
 from rich.text import Text
 from textual.widgets import Tree
 from textual.widgets.tree import TreeNode
@@ -59,11 +57,10 @@ class DagTree(Tree[str]):
         self.guide_depth = 3
         self._step_nodes: dict[str, list[tuple[TreeNode[str], bool]]] = {}
 
-    def build(self, view: RunView, filter_text: str = "") -> None:
+    def build(self, view: RunView, now: float, filter_text: str = "") -> None:
         """(Re)build the tree for the run's plan; with a filter, a flat list of the matching steps."""
         self.clear()
         self._step_nodes.clear()
-        now = time.time()
         if filter_text:
             needle = filter_text.lower()
             for step in view.steps.values():
@@ -97,9 +94,8 @@ class DagTree(Tree[str]):
                 add(self.root, step.key, set())
         self.root.expand()
 
-    def refresh_steps(self, view: RunView, keys: set[str]) -> None:
+    def refresh_steps(self, view: RunView, keys: set[str], now: float) -> None:
         """Set the labels of the given steps (every place they appear)."""
-        now = time.time()
         for key in keys:
             step = view.steps.get(key)
             if step is None:
