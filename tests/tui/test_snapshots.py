@@ -28,10 +28,36 @@ def instant_demo():
     return validate_plan(data)
 
 
-@pytest.fixture
-def app(tmp_path):
-    return LoopdeckApp(f"sqlite+aiosqlite:///{tmp_path / 'snap.db'}", plan=instant_demo(), drive=True, user="operator",
-                       clock=lambda: FROZEN, run_ids=lambda now: "20260921-133320-snap01")
+RUN_ID = "20260921-141320-snap01"
+
+
+async def _prepare(db: str, finish: bool) -> None:
+    """Drive the instant demo on a frozen clock to its approval gate, and on to the end if asked."""
+    import asyncio
+
+    from core import Orchestrator
+
+    async with await Orchestrator.open(db, user="operator", clock=lambda: FROZEN, run_ids=lambda now: RUN_ID) as orch:
+        run_id = await orch.create_run(instant_demo())
+        drive = asyncio.create_task(orch.drive(run_id))
+        async for event in orch.follow(run_id):
+            if event.type == "run_waiting":
+                break
+        if finish:
+            await orch.approve(run_id, "publish", user="operator")
+            await drive
+        else:
+            drive.cancel()  # the driver goes away; the gate stays open in the store
+            await asyncio.gather(drive, return_exceptions=True)
+
+
+def attached(tmp_path, finish: bool) -> LoopdeckApp:
+    """The dashboard attached to a prepared run: the same screen every time."""
+    import asyncio
+
+    db = f"sqlite+aiosqlite:///{tmp_path / 'snap.db'}"
+    asyncio.run(_prepare(db, finish))
+    return LoopdeckApp(db, run_id=RUN_ID, user="operator", clock=lambda: FROZEN)
 
 
 async def wait_until(pilot, predicate, timeout: float = 20.0) -> None:
@@ -42,45 +68,41 @@ async def wait_until(pilot, predicate, timeout: float = 20.0) -> None:
     raise AssertionError("the dashboard did not reach the expected state")
 
 
-async def to_gate(pilot) -> None:
-    await wait_until(pilot, lambda: isinstance(pilot.app.screen, ApprovalScreen))
-    await pilot.pause(0.3)
-    pilot.app.clear_notifications()
-
-
-async def to_end(pilot) -> None:
-    await to_gate(pilot)
-    await pilot.press("a")
-    await wait_until(pilot, lambda: pilot.app.final_status is not None)
-    await wait_until(pilot, lambda: pilot.app.screen.view is not None and pilot.app.screen.view.finished)
+async def settled(pilot) -> None:
+    await wait_until(pilot, lambda: getattr(pilot.app.screen, "view", None) is not None)
     await pilot.pause(0.5)
     pilot.app.clear_notifications()
     await pilot.pause(0.1)
 
 
-def test_main_screen(app, snap_compare):
-    assert snap_compare(app, terminal_size=SIZE, run_before=to_end)
+def test_main_screen(tmp_path, snap_compare):
+    assert snap_compare(attached(tmp_path, finish=True), terminal_size=SIZE, run_before=settled)
 
 
-def test_approval_modal(app, snap_compare):
-    assert snap_compare(app, terminal_size=SIZE, run_before=to_gate)
+def test_approval_modal(tmp_path, snap_compare):
+    async def to_gate(pilot) -> None:
+        await wait_until(pilot, lambda: isinstance(pilot.app.screen, ApprovalScreen))
+        await pilot.pause(0.3)
+        pilot.app.clear_notifications()
+
+    assert snap_compare(attached(tmp_path, finish=False), terminal_size=SIZE, run_before=to_gate)
 
 
-def test_help_screen(app, snap_compare):
+def test_help_screen(tmp_path, snap_compare):
     async def to_help(pilot) -> None:
-        await to_end(pilot)
+        await settled(pilot)
         await pilot.press("question_mark")
         await wait_until(pilot, lambda: isinstance(pilot.app.screen, HelpScreen))
 
-    assert snap_compare(app, terminal_size=SIZE, run_before=to_help)
+    assert snap_compare(attached(tmp_path, finish=True), terminal_size=SIZE, run_before=to_help)
 
 
-def test_timeline(app, snap_compare):
+def test_timeline(tmp_path, snap_compare):
     async def to_timeline(pilot) -> None:
         from textual.widgets import TabbedContent
 
-        await to_end(pilot)
+        await settled(pilot)
         pilot.app.screen.query_one("#detail-tabs", TabbedContent).active = "tab-timeline"
         await pilot.pause(0.5)
 
-    assert snap_compare(app, terminal_size=SIZE, run_before=to_timeline)
+    assert snap_compare(attached(tmp_path, finish=True), terminal_size=SIZE, run_before=to_timeline)

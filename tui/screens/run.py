@@ -35,6 +35,8 @@ if TYPE_CHECKING:
 
 REFRESH_S = 0.1
 POLL_S = 0.1
+HISTORY_LINES = 200
+DETAIL_REFRESH_S = 0.5  # a busy highlighted step re-reads its detail at most twice a second
 
 
 class RunScreen(Screen[None]):
@@ -45,6 +47,7 @@ class RunScreen(Screen[None]):
         self.run_id = run_id
         self.view: RunView | None = None
         self._pending_log: list[Event] = []
+        self._detail_shown_at = 0.0
         self._deferred: set[str] = set()
         self._announced_end = False
         self._feed_error: str | None = None
@@ -76,7 +79,7 @@ class RunScreen(Screen[None]):
         snap = await self.deck.orch.snapshot(self.run_id)
         view = RunView.from_snapshot(snap)
         if self.view is None:
-            self.query_one(EventLog).add(list(view.events))  # the history so far
+            self.query_one(EventLog).add(list(view.events), room=HISTORY_LINES)  # the history so far
         else:
             view.events = self.view.events
         self.view = view
@@ -132,7 +135,8 @@ class RunScreen(Screen[None]):
             self.query_one(EventLog).add(self._pending_log[-500:])
             self._pending_log = []
         highlighted = tree.highlighted_key
-        if highlighted in dirty:
+        if highlighted in dirty and now - self._detail_shown_at >= DETAIL_REFRESH_S:
+            self._detail_shown_at = now
             self.show_detail(highlighted)
         self._sync_approvals(view)
         if self._feed_error:

@@ -56,11 +56,13 @@ class DagTree(Tree[str]):
         self.show_root = False
         self.guide_depth = 3
         self._step_nodes: dict[str, list[tuple[TreeNode[str], bool]]] = {}
+        self._stale: set[str] = set()  # changed while out of sight: relabelled when scrolled into view
 
     def build(self, view: RunView, now: float, filter_text: str = "") -> None:
         """(Re)build the tree for the run's plan; with a filter, a flat list of the matching steps."""
         self.clear()
         self._step_nodes.clear()
+        self._stale.clear()
         if filter_text:
             needle = filter_text.lower()
             for step in view.steps.values():
@@ -95,12 +97,24 @@ class DagTree(Tree[str]):
         self.root.expand()
 
     def refresh_steps(self, view: RunView, keys: set[str], now: float) -> None:
-        """Set the labels of the given steps (every place they appear)."""
-        for key in keys:
+        """Relabel the given steps where they are visible; the rest when they come into view.
+
+        Setting a label costs a re-render of its line, so a 5,000-step run
+        relabels only the few dozen lines on screen, however many steps changed.
+        """
+        top = int(self.scroll_y)
+        bottom = top + self.size.height
+        pending = self._stale | keys
+        self._stale = set()
+        for key in pending:
             step = view.steps.get(key)
             if step is None:
                 continue
-            for node, is_join in self._step_nodes.get(key, []):
+            nodes = self._step_nodes.get(key, [])
+            if not any(top <= node.line < bottom for node, _ in nodes):
+                self._stale.add(key)
+                continue
+            for node, is_join in nodes:
                 node.set_label(step_label(step, now, join=is_join))
 
     def running_keys(self, view: RunView) -> set[str]:

@@ -28,11 +28,23 @@ class EventLog(RichLog):
         super().__init__(max_lines=1000, wrap=False, markup=False, highlight=False, auto_scroll=False, **kwargs)  # type: ignore[arg-type]
         self.following = True
 
-    def add(self, events: list[Event]) -> None:
+    def add(self, events: list[Event], room: int | None = None) -> None:
+        """Append the newest events; a burst larger than the log's height is summarised, not drawn.
+
+        Writing a line costs its render, so at thousands of events a second only
+        what an operator can see is drawn; every event stays in the store
+        (`loopdeck show`, the step's Events tab).
+        """
         if not events:
             return
         at_bottom = self.scroll_y >= self.max_scroll_y - 1
         self.following = at_bottom  # scrolled up: stop following until `end`
+        room = room or max(8, self.size.height)
+        if len(events) > room:
+            skipped = len(events) - room
+            self.write(Text(f"… {skipped:,} more events (ids {events[0].id}–{events[skipped - 1].id}) not drawn",
+                            style="dim italic"), scroll_end=self.following)
+            events = events[skipped:]
         for event in events:
             self.write(event_line(event), scroll_end=self.following)
 

@@ -1,0 +1,117 @@
+"""Dashboard benchmark (not a test): a 5,000-step run receiving 2,000 events a second.
+
+    python bench/ui.py [--steps 5000] [--rate 2000] [--seconds 10]
+
+A writer task commits events to a real SQLite store at the given rate (in
+batches every 50 ms, as a busy controller would), while the real dashboard,
+attached to that run in Textual's headless mode, folds and renders them.
+Reports how far the screen lags behind the stream (from an event's commit to
+the refresh that showed it) and how long a keypress takes meanwhile.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from core import Orchestrator, validate_plan  # noqa: E402
+from core.writer import WriteBatch  # noqa: E402
+from tui.app import LoopdeckApp  # noqa: E402
+from tui.screens.run import RunScreen  # noqa: E402
+
+
+def big_plan(n: int) -> dict:
+    steps = [{"key": f"s{i:05d}", "depends_on": [f"s{i // 4:05d}"] if i else []} for i in range(n)]
+    return {"agents": {"sim": {"kind": "sim", "latency_ms": 0}}, "policy": {"max_concurrency": 50}, "steps": steps}
+
+
+async def produce(orch: Orchestrator, run_id: str, n: int, rate: int, seconds: float, commits: dict[int, float]) -> int:
+    """Commit ``rate`` events a second for ``seconds`` (50 steps running at a time); record commit times."""
+    per_tick, tick = max(1, rate // 20), 0.05
+    sent, started = 0, time.perf_counter()
+    cursor = 0  # like a controller with 50 slots: start step i, finish step i - 50
+    while time.perf_counter() - started < seconds:
+        batch = WriteBatch()
+        now = time.time()
+        for _ in range(max(1, per_tick // 2)):
+            batch.event(run_id, "step_started", f"s{cursor % n:05d}", {"attempt": 1 + cursor // n, "agent": "sim"}, now)
+            if cursor >= 50:
+                done = cursor - 50
+                batch.event(run_id, "step_succeeded", f"s{done % n:05d}",
+                            {"attempt": 1 + done // n, "tokens": {"prompt": 3, "completion": 2}}, now)
+            cursor += 1
+        ids = await orch.store.write(batch)
+        committed = time.perf_counter()
+        for id_ in ids:
+            commits[id_] = committed
+        sent += len(ids)
+        await asyncio.sleep(max(0.0, started + (sent / rate) - time.perf_counter()))
+    return sent
+
+
+async def main(n: int, rate: int, seconds: float) -> None:
+    with tempfile.TemporaryDirectory() as tmp:
+        db = f"sqlite+aiosqlite:///{Path(tmp) / 'ui.db'}"
+        async with await Orchestrator.open(db) as setup:
+            run_id = await setup.create_run(validate_plan(big_plan(n)))
+        app = LoopdeckApp(db, run_id=run_id, user="bench")
+        renders: list[tuple[float, int]] = []
+        async with app.run_test(size=(160, 48)) as pilot:
+            for _ in range(200):
+                if isinstance(app.screen, RunScreen) and app.screen.view is not None:
+                    break
+                await pilot.pause(0.05)
+            screen = app.screen
+            original = screen.render_view
+
+            def timed_render() -> None:
+                original()
+                if screen.view is not None:
+                    renders.append((time.perf_counter(), screen.view.last_event_id))
+
+            screen.render_view = timed_render  # type: ignore[method-assign]
+            for timer in list(screen._timers):  # re-arm the 10 Hz refresh on the instrumented method
+                timer.stop()
+            screen.set_interval(0.1, timed_render)
+
+            commits: dict[int, float] = {}
+            producer = asyncio.create_task(produce(app.orch, run_id, n, rate, seconds, commits))
+            await pilot.pause(1.0)
+            keys = []
+            while not producer.done():
+                began = time.perf_counter()
+                await pilot.press("down")
+                keys.append(time.perf_counter() - began)
+                await pilot.pause(0.1)
+            sent = await producer
+            await pilot.pause(0.5)
+
+        lags = []
+        shown = 0
+        for at, last_id in renders:
+            newly = [i for i in range(shown + 1, last_id + 1) if i in commits]
+            lags.extend(at - commits[i] for i in newly)
+            shown = max(shown, last_id)
+        lags.sort()
+        print(f"{n:,} steps, {sent:,} events in {seconds:.0f} s ({sent / seconds:,.0f}/s), {len(renders)} refreshes")
+        print(f"screen lag behind the stream: median {statistics.median(lags) * 1000:.0f} ms, "
+              f"p95 {lags[int(len(lags) * 0.95)] * 1000:.0f} ms, max {lags[-1] * 1000:.0f} ms "
+              f"({len(lags):,} events shown)")
+        print(f"keypress (cursor down) while streaming: median {statistics.median(keys) * 1000:.1f} ms, "
+              f"max {max(keys) * 1000:.1f} ms over {len(keys)} presses")
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--steps", type=int, default=5000)
+    parser.add_argument("--rate", type=int, default=2000)
+    parser.add_argument("--seconds", type=float, default=10)
+    args = parser.parse_args()
+    asyncio.run(main(args.steps, args.rate, args.seconds))
