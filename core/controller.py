@@ -757,6 +757,60 @@ class RunController:
         self._pump()
         await asyncio.shield(write)
 
+    async def retry(self, key: str, *, user: str | None) -> None:
+        """Give a failed step one more attempt; the steps skipped because it failed wait for it again."""
+        self._require_live("changed")
+        state = self._step(key)
+        check_step(key, state.status, "rerun")
+        skipped = self._skipped_because_of(key)
+        for other in self._descendants(key) - skipped:
+            if self.steps[other].attempts or self.steps[other].status not in (S.PENDING, S.SKIPPED):
+                raise TransitionError(f'step "{key}" cannot be retried: "{other}", which depends on it, '
+                                      f'is {self.steps[other].status.value} and has already run or been decided')
+        now = self.clock()
+        batch = WriteBatch()
+        for other in sorted(skipped, key=lambda k: self.steps[k].idx):
+            child = self.steps[other]
+            check_step(other, child.status, "reopen")
+            child.status, child.error, child.ended_at = S.PENDING, None, None
+            batch.step(self.run_id, other, S.SKIPPED.value, child.attempts, child.row())
+            batch.event(self.run_id, E.STEP_REOPENED, other, {"because": key, "user": user}, now)
+        state.status, state.ended_at, state.not_before = S.PENDING, None, None
+        batch.step(self.run_id, key, S.FAILED.value, state.attempts, state.row())
+        batch.event(self.run_id, E.STEP_REQUEUED, key, {"attempt": state.attempts, "reason": f"retried by {user or 'unknown'}",
+                                                        "user": user}, now)
+        self.sched.reopen(skipped | {key})
+        write = self._emit(batch)
+        self._when_ready(state)
+        self._pump()
+        await asyncio.shield(write)
+
+    def _descendants(self, key: str) -> set[str]:
+        seen: set[str] = set()
+        stack = [key]
+        while stack:
+            for child in self.sched.dependents(stack.pop()):
+                if child not in seen:
+                    seen.add(child)
+                    stack.append(child)
+        return seen
+
+    def _skipped_because_of(self, key: str) -> set[str]:
+        """Steps skipped, directly or through others, because ``key`` did not succeed."""
+        out: set[str] = set()
+        causes = {key}
+        stack = [key]
+        while stack:
+            for child in self.sched.dependents(stack.pop()):
+                step = self.steps[child]
+                if child not in out and step.status == S.SKIPPED and step.attempts == 0 and any(
+                    (step.error or "").startswith(f'dependency "{cause}"') for cause in causes
+                ):
+                    out.add(child)
+                    causes.add(child)
+                    stack.append(child)
+        return out
+
     async def cancel(self, *, user: str | None, reason: str | None = None) -> None:
         """Cancel the run: running attempts are stopped, unfinished steps skipped."""
         self._require_live("canceled")
@@ -903,6 +957,8 @@ class RunController:
                 await self.approve(payload["step"], user=user, reason=payload.get("reason"), **kwargs)
             elif command["kind"] == "reject":
                 await self.reject(payload["step"], user=user, reason=payload.get("reason"))
+            elif command["kind"] == "retry":
+                await self.retry(payload["step"], user=user)
             elif command["kind"] == "skip":
                 await self.skip(payload["step"], user=user, reason=payload.get("reason"))
             elif command["kind"] == "replan":

@@ -37,6 +37,7 @@ class EventType(StrEnum):
     BUDGET_CHANGED = "budget_changed"
     RUN_REPLANNED = "run_replanned"
     STEP_FEEDBACK = "step_feedback"
+    STEP_REOPENED = "step_reopened"
 
 
 @dataclass(frozen=True, slots=True)

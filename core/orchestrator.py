@@ -32,7 +32,7 @@ from .writer import WriteBatch
 
 
 _PAST = {"approve": "approved", "reject": "rejected", "cancel": "canceled", "budget": "given a new budget",
-         "replan": "replanned", "skip": "changed"}
+         "replan": "replanned", "skip": "changed", "retry": "changed"}
 
 
 def default_user() -> str:
@@ -181,6 +181,10 @@ class Orchestrator:
                      timeout_s: float = 10.0) -> None:
         await self._act(run_id, "reject", {"step": key, "reason": reason}, user, timeout_s)
 
+    async def retry(self, run_id: str, key: str, *, user: str | None = None, timeout_s: float = 10.0) -> None:
+        """Give a failed step of a live run one more attempt (its skipped dependents wait for it again)."""
+        await self._act(run_id, "retry", {"step": key}, user, timeout_s)
+
     async def skip(self, run_id: str, key: str, *, user: str | None = None, reason: str | None = None,
                    timeout_s: float = 10.0) -> None:
         """Skip a step that has not run yet (pending or waiting for approval)."""
@@ -259,6 +263,8 @@ class Orchestrator:
             await controller.reject(payload["step"], user=user, reason=payload.get("reason"))
         elif kind == "budget":
             await controller.set_budget(payload["limit"], user=user)
+        elif kind == "retry":
+            await controller.retry(payload["step"], user=user)
         elif kind == "skip":
             await controller.skip(payload["step"], user=user, reason=payload.get("reason"))
         elif kind == "replan":
@@ -283,7 +289,7 @@ class Orchestrator:
         row = next((s for s in steps if s["key"] == key), None)
         if row is None:
             raise StepNotFound(run_id, key, [s["key"] for s in steps])
-        check_step(key, StepStatus(row["status"]), kind)
+        check_step(key, StepStatus(row["status"]), {"retry": "rerun"}.get(kind, kind))
         return row
 
     async def _act_remote(self, run: dict[str, Any], kind: str, payload: dict[str, Any], user: str, timeout_s: float) -> None:
@@ -305,6 +311,9 @@ class Orchestrator:
         """Nobody drives the run: apply the action to the store; the next ``resume`` carries on from it."""
         run_id, now = run["id"], self.clock()
         batch = WriteBatch()
+        if kind == "retry":
+            raise TransitionError(f"run {run_id} is not being driven; resume it first (`loopdeck resume {run_id}`), "
+                                  "then retry the step")
         if kind == "replan":
             change, rows = await self._prepare_replan(run, payload)
             next_idx = max((r["idx"] for r in rows), default=-1) + 1

@@ -69,6 +69,21 @@ class Scheduler:
                 doomed_by = dep
         return node.unmet == 0 and doomed_by is None, doomed_by
 
+    def reopen(self, keys: set[str]) -> None:
+        """Forget the outcomes of ``keys`` (an operator retries a failed step) and recount what waits on them."""
+        for key in keys:
+            self._nodes[key].outcome = None
+        touched = set(keys)
+        for key in keys:
+            touched.update(self._nodes[key].dependents)
+        for key in touched:
+            node = self._nodes[key]
+            if node.outcome is None:
+                node.unmet = sum(
+                    1 for dep in node.deps
+                    if not (self._nodes[dep].outcome == OK or (self._nodes[dep].outcome == "skipped" and node.allow_skipped))
+                )
+
     def remove(self, key: str) -> None:
         """Take a step that never started out of the index (replan)."""
         node = self._nodes.pop(key)
@@ -76,6 +91,9 @@ class Scheduler:
         for dep in node.deps:
             if dep in self._nodes:
                 self._nodes[dep].dependents.remove(key)
+
+    def dependents(self, key: str) -> list[str]:
+        return list(self._nodes[key].dependents)
 
     def deps(self, key: str) -> tuple[str, ...]:
         return self._nodes[key].deps

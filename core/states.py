@@ -65,6 +65,8 @@ STEP_ACTIONS: dict[str, tuple[frozenset[StepStatus], StepStatus]] = {
     "skip": (frozenset({S.PENDING, S.WAITING_USER}), S.SKIPPED),
     "requeue": (frozenset({S.RUNNING}), S.PENDING),
     "cancel": (frozenset({S.PENDING, S.RUNNING, S.WAITING_USER}), S.SKIPPED),
+    "reopen": (frozenset({S.SKIPPED}), S.PENDING),
+    "rerun": (frozenset({S.FAILED}), S.PENDING),  # an operator gives a failed step one more attempt  # a dependent skipped because of a step now retried
 }
 
 
@@ -91,4 +93,6 @@ def _past(action: str) -> str:
         "skip": "skipped",
         "requeue": "requeued",
         "cancel": "canceled",
+        "reopen": "reopened",
+        "rerun": "retried",
     }[action]

@@ -28,6 +28,7 @@ RUN_ACTIONS: tuple[ActionSpec, ...] = (
     ActionSpec("feedback_down", "minus", "feedback('down')", "👎", "Thumbs down for the highlighted finished step", key_display="-"),
     ActionSpec("budget", "b", "raise_budget", "Budget", "Set the run's token budget (a paused run continues)"),
     ActionSpec("skip", "s", "skip_step", "Skip", "Skip the highlighted step (pending or waiting): it will not run"),
+    ActionSpec("retry", "t", "retry_step", "Retry", "Give the highlighted failed step one more attempt"),
     ActionSpec("filter", "slash", "filter", "Filter", "Show only steps whose key, status or agent matches", writes=False, key_display="/"),
     ActionSpec("freeze", "space", "freeze", "Freeze", "Freeze or resume live updates (nothing is lost meanwhile)", writes=False, key_display="space",
                priority=True),

@@ -27,6 +27,7 @@ _STATUS_BY_EVENT = {
     E.STEP_APPROVED: "pending",
     E.STEP_RETRYING: "pending",
     E.STEP_REQUEUED: "pending",
+    E.STEP_REOPENED: "pending",
 }
 
 
@@ -147,6 +148,8 @@ class RunView:
         elif t == E.STEP_RETRYING:
             step.error = p.get("error")
             step.ended_at = event.created_at
+        elif t in (E.STEP_REQUEUED, E.STEP_REOPENED):
+            step.error, step.ended_at = None, None
         elif t == E.STEP_ROUTED:
             step.agent = p.get("to", step.agent)
         elif t == E.STEP_FEEDBACK:

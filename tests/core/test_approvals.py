@@ -118,3 +118,32 @@ async def test_an_answer_to_a_run_nobody_drives_is_applied_to_the_store_and_kept
     assert (await orch.snapshot(run_id))["steps"][0]["status"] == "pending"
     assert await orch.drive(run_id) == RunStatus.SUCCEEDED
     assert (await orch.snapshot(run_id))["steps"][0]["approved_by"] == "alice"
+
+
+async def test_an_operator_retries_a_failed_step_and_its_skipped_dependents_wait_for_it(orch, tmp_path, monkeypatch):
+    (tmp_path / "second_time.py").write_text(
+        "seen = []\n"
+        "def work(input, context, step):\n"
+        "    seen.append(1)\n"
+        "    if len(seen) == 1:\n"
+        "        raise RuntimeError('first call fails')\n"
+        "    return 'ok'\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    agents = {"py": {"kind": "python", "call": "second_time:work"}, "sim": {"kind": "sim", "latency_ms": 0}}
+    p = plan([{"key": "flaky", "agent": "py", "max_attempts": 1},
+              {"key": "after", "agent": "sim", "depends_on": ["flaky"]},
+              {"key": "gate", "agent": "sim", "approval": "required"}], agents=agents,
+             stop_on_approval_required=False)
+    run_id, task = await start(orch, p)
+    await wait_event(orch, run_id, "step_skipped", "after")  # flaky failed for good; the gate keeps the run alive
+    with pytest.raises(TransitionError, match='step "gate" is waiting_user; only a failed step can be retried'):
+        await orch.retry(run_id, "gate", user="ops")
+    await orch.retry(run_id, "flaky", user="ops")
+    await wait_event(orch, run_id, "step_succeeded", "after")
+    await orch.approve(run_id, "gate", user="ops")
+    assert await asyncio.wait_for(task, 5) == RunStatus.SUCCEEDED
+    snap = await orch.snapshot(run_id)
+    assert {s["key"]: (s["status"], s["attempts"]) for s in snap["steps"]} == {
+        "flaky": ("succeeded", 2), "after": ("succeeded", 1), "gate": ("succeeded", 1)}
+    types = [e["type"] for e in snap["events"] if e["step"] == "after"]
+    assert types == ["step_skipped", "step_reopened", "step_started", "step_succeeded"]

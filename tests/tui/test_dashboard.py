@@ -274,3 +274,95 @@ async def test_the_timeline_tab_draws_one_row_per_attempt(db_url):
         text = screen_as_text(app)
         missing = [label for label in ("a #1", "a #2", "b #1", "b #2") if label not in text]
         assert not missing, text[text.find("Timeline"):][:1500]
+
+
+async def test_t_retries_a_failed_step(db_url, tmp_path, monkeypatch):
+    (tmp_path / "flaky_once.py").write_text(
+        "seen = []\n"
+        "def work(input, context, step):\n"
+        "    seen.append(1)\n"
+        "    if len(seen) == 1:\n"
+        "        raise RuntimeError('down')\n"
+        "    return 'ok'\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    plan = validate_plan({
+        "agents": {"py": {"kind": "python", "call": "flaky_once:work"}, "sim": {"kind": "sim", "latency_ms": 0}},
+        "policy": {"stop_on_approval_required": False},
+        "steps": [{"key": "flaky", "agent": "py", "max_attempts": 1}, {"key": "gate", "agent": "sim", "approval": "required"}],
+    })
+    app = LoopdeckApp(db_url, plan=plan, drive=True, user="lee")
+    async with app.run_test(size=SIZE) as pilot:
+        await until(pilot, lambda: isinstance(app.screen, ApprovalScreen))
+        await pilot.press("escape")
+        await until(pilot, lambda: app.screen.view.steps["flaky"].status == "failed")
+        tree = app.screen.query_one(DagTree)
+        tree.move_cursor(tree.root.children[0])
+        await pilot.press("t")
+        await until(pilot, lambda: app.screen.view.steps["flaky"].status == "succeeded")
+        row = await step_row(app.orch, app.run_id, "flaky")
+        assert row["status"] == "succeeded" and row["attempts"] == 2
+
+
+async def test_b_sets_the_budget_and_minus_gives_a_thumbs_down(db_url):
+    app = LoopdeckApp(db_url, plan=gated_plan(), drive=True, user="max")
+    async with app.run_test(size=SIZE) as pilot:
+        await until(pilot, lambda: isinstance(app.screen, ApprovalScreen))
+        await pilot.press("escape")
+        await pilot.press("b")
+        await until(pilot, lambda: isinstance(app.screen, PromptScreen))
+        app.screen.query_one("#prompt-input").value = "12,345"
+        await pilot.press("enter")
+        await until(pilot, lambda: app.screen.view is not None and app.screen.view.budget == 12345)
+        assert (await app.orch.store.get_run(app.run_id))["token_budget"] == 12345
+        tree = app.screen.query_one(DagTree)
+        tree.move_cursor(tree.root.children[0])  # draft, finished
+        await pilot.press("minus")
+        await until(pilot, lambda: isinstance(app.screen, PromptScreen))
+        await pilot.press("enter")
+        await until(pilot, lambda: not isinstance(app.screen, PromptScreen))
+        await pilot.pause(0.3)
+        assert [(f["step_key"], f["rating"]) for f in await app.orch.store.feedback_of(app.run_id)] == [("draft", "down")]
+
+
+async def test_a_database_error_is_shown_and_the_dashboard_keeps_running(db_url):
+    from core import StoreError
+
+    app = LoopdeckApp(db_url, plan=gated_plan(), drive=True, user="ned")
+    async with app.run_test(size=SIZE) as pilot:
+        await until(pilot, lambda: isinstance(app.screen, ApprovalScreen))
+        await pilot.press("escape")
+        run_screen = app.screen
+        real = app.orch.store.events_since
+        failures = []
+
+        async def broken(*args, **kwargs):
+            if len(failures) < 2:
+                failures.append(1)
+                raise StoreError("database error: disk I/O error")
+            return await real(*args, **kwargs)
+
+        app.orch.store.events_since = broken
+        await until(pilot, lambda: len(failures) == 2)
+        await until(pilot, lambda: any("disk I/O error" in str(n.message) for n in app._notifications))
+        await pilot.press("A")
+        await until(pilot, lambda: isinstance(app.screen, ApprovalScreen))
+        await pilot.press("a")
+        await until(pilot, lambda: app.final_status is not None)
+        await until(pilot, lambda: run_screen.view.finished)  # the feed recovered and saw the end
+
+
+async def test_the_command_palette_offers_every_action(db_url):
+    from tui.actions import RUN_ACTIONS
+
+    async with await Orchestrator.open(db_url) as orch:
+        run_id = await orch.create_run(gated_plan())
+    app = LoopdeckApp(db_url, run_id=run_id, user="ola")
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.pause(0.5)
+        await pilot.press("ctrl+p")
+        await pilot.pause(0.5)
+        await pilot.press(*"budget")
+        await pilot.pause(0.5)
+        assert "Set the run's token budget" in screen_as_text(app)
+        assert {spec.id for spec in RUN_ACTIONS} >= {"approvals", "feedback_up", "feedback_down", "skip", "retry", "cancel",
+                                                       "budget", "filter", "freeze", "help", "quit"}

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import json
 import time
+from collections.abc import Awaitable
 from typing import TYPE_CHECKING, Any
 
 from textual import on, work
@@ -103,8 +104,8 @@ class RunScreen(Screen[None]):
             try:
                 events = await self.deck.orch.store.events_since(self.run_id, view.last_event_id, limit=5000)
                 self._feed_error = None
-            except StoreError as exc:
-                self._feed_error = str(exc)
+            except Exception as exc:  # noqa: BLE001 - shown on screen; the feed keeps trying
+                self._feed_error = str(exc) if isinstance(exc, StoreError) else f"{type(exc).__name__}: {exc}"
                 await asyncio.sleep(1.0)
                 continue
             for event in events:
@@ -211,6 +212,19 @@ class RunScreen(Screen[None]):
 
     # -- actions -------------------------------------------------------------------------------
 
+    async def _act(self, call: Awaitable[Any], success: str) -> bool:
+        """Run one core API call and say how it went; the dashboard never crashes on an action."""
+        try:
+            await call
+        except LoopdeckError as exc:
+            self.notify(str(exc), severity="error", markup=False)
+            return False
+        except Exception as exc:  # noqa: BLE001 - shown, not raised: the operator keeps their screen
+            self.notify(f"unexpected error: {type(exc).__name__}: {exc}", severity="error", markup=False)
+            return False
+        self.notify(success, markup=False)
+        return True
+
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
         spec = next((s for s in RUN_ACTIONS if s.action.split("(")[0] == action), None)
         if spec is not None and spec.writes and self.deck.read_only:
@@ -264,11 +278,19 @@ class RunScreen(Screen[None]):
 
     @work(group="actions")
     async def skip_step(self, key: str) -> None:
-        try:
-            await self.deck.orch.skip(self.run_id, key, user=self.deck.user, reason="skipped from the dashboard")
-            self.notify(f"{key} skipped", markup=False)
-        except LoopdeckError as exc:
-            self.notify(str(exc), severity="error", markup=False)
+        await self._act(self.deck.orch.skip(self.run_id, key, user=self.deck.user, reason="skipped from the dashboard"),
+                        f"{key} skipped")
+
+    def action_retry_step(self) -> None:
+        key = self.query_one(DagTree).highlighted_key
+        if key is None:
+            self.notify("highlight a step first", markup=False)
+            return
+        self.retry_step(key)
+
+    @work(group="actions")
+    async def retry_step(self, key: str) -> None:
+        await self._act(self.deck.orch.retry(self.run_id, key, user=self.deck.user), f"{key} gets one more attempt")
 
     def action_follow_log(self) -> None:
         self.query_one(EventLog).follow()
@@ -293,16 +315,12 @@ class RunScreen(Screen[None]):
     @work(group="actions")
     async def answer_gate(self, key: str, approve: bool, reason: str | None, input: Any) -> None:
         orch, user = self.deck.orch, self.deck.user
-        try:
-            if approve:
-                extra = {} if input is ... else {"input": input}
-                await orch.approve(self.run_id, key, user=user, reason=reason, **extra)
-                self.notify(f"{key} approved by {user}" + (" with edited input" if extra else ""), markup=False)
-            else:
-                await orch.reject(self.run_id, key, user=user, reason=reason)
-                self.notify(f"{key} rejected by {user}", markup=False)
-        except LoopdeckError as exc:
-            self.notify(str(exc), severity="error", markup=False)
+        if approve:
+            extra = {} if input is ... else {"input": input}
+            await self._act(orch.approve(self.run_id, key, user=user, reason=reason, **extra),
+                            f"{key} approved by {user}" + (" with edited input" if extra else ""))
+        else:
+            await self._act(orch.reject(self.run_id, key, user=user, reason=reason), f"{key} rejected by {user}")
         if isinstance(self.app.screen, ApprovalScreen):
             self.app.screen.advance(key)
 
@@ -321,11 +339,8 @@ class RunScreen(Screen[None]):
 
     @work(group="actions")
     async def send_feedback(self, key: str, rating: str, comment: str | None) -> None:
-        try:
-            await self.deck.orch.feedback(self.run_id, key, rating, comment=comment, user=self.deck.user)
-            self.notify(f"{'👍' if rating == 'up' else '👎'} recorded for {key}", markup=False)
-        except LoopdeckError as exc:
-            self.notify(str(exc), severity="error", markup=False)
+        await self._act(self.deck.orch.feedback(self.run_id, key, rating, comment=comment, user=self.deck.user),
+                        f"{'👍' if rating == 'up' else '👎'} recorded for {key}")
 
     def action_cancel_run(self) -> None:
         def answer(yes: bool | None) -> None:
@@ -336,11 +351,8 @@ class RunScreen(Screen[None]):
 
     @work(group="actions")
     async def cancel_run(self) -> None:
-        try:
-            await self.deck.orch.cancel(self.run_id, user=self.deck.user, reason="canceled from the dashboard")
-            self.notify(f"run {self.run_id} canceled", markup=False)
-        except LoopdeckError as exc:
-            self.notify(str(exc), severity="error", markup=False)
+        await self._act(self.deck.orch.cancel(self.run_id, user=self.deck.user, reason="canceled from the dashboard"),
+                        f"run {self.run_id} canceled")
 
     def action_raise_budget(self) -> None:
         current = self.view.budget if self.view else None
@@ -361,8 +373,5 @@ class RunScreen(Screen[None]):
 
     @work(group="actions")
     async def set_budget(self, limit: int | None) -> None:
-        try:
-            await self.deck.orch.set_budget(self.run_id, limit, user=self.deck.user)
-            self.notify(f"token budget set to {'no limit' if limit is None else f'{limit:,}'}", markup=False)
-        except LoopdeckError as exc:
-            self.notify(str(exc), severity="error", markup=False)
+        await self._act(self.deck.orch.set_budget(self.run_id, limit, user=self.deck.user),
+                        f"token budget set to {'no limit' if limit is None else f'{limit:,}'}")
