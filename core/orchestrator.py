@@ -18,6 +18,7 @@ from typing import Any
 
 from .breaker import BreakerBoard
 from .config import default_token_budget
+from .context import Upstream, build_context
 from .bus import EventBus, Subscription
 from .controller import RunController, new_step_row
 from .errors import BadInput, CommandTimeout, LeaseHeld, StaleWrite, StepNotFound, TransitionError
@@ -226,6 +227,21 @@ class Orchestrator:
         batch.event(run_id, EventType.STEP_FEEDBACK, key, payload, now)
         ids = await self.store.write(batch)
         self.bus.publish([Event(ids[0], run_id, EventType.STEP_FEEDBACK, key, payload, now)])
+
+    async def step_context(self, run_id: str, key: str) -> list[dict[str, Any]]:
+        """The context the step gets (or got) from its dependencies' outputs, per the run's policy."""
+        run_id = await self.store.resolve_run_id(run_id)
+        run = await self.store.get_run(run_id)
+        plan = validate_plan(json.loads(run["plan_json"]), source=f"run {run_id}")
+        spec = next((s for s in plan.steps if s.key == key), None)
+        if spec is None:
+            raise StepNotFound(run_id, key, [s.key for s in plan.steps])
+        rows = {r["key"]: r for r in await self.store.get_steps(run_id) if r["key"] in spec.depends_on}
+        upstream = [
+            Upstream(r["key"], r["title"], r["type"], json.loads(r["output_json"]) if r["output_json"] else None, r["ended_at"] or 0.0)
+            for r in rows.values() if r["status"] == StepStatus.SUCCEEDED.value
+        ]
+        return build_context(plan.policy, upstream)
 
     async def agents(self) -> dict[str, dict[str, Any]]:
         """Every agent that ran, across runs: attempts, failures, tokens, feedback."""

@@ -366,3 +366,20 @@ async def test_the_command_palette_offers_every_action(db_url):
         assert "Set the run's token budget" in screen_as_text(app)
         assert {spec.id for spec in RUN_ACTIONS} >= {"approvals", "feedback_up", "feedback_down", "skip", "retry", "cancel",
                                                        "budget", "filter", "freeze", "help", "quit"}
+
+
+async def test_the_context_tab_shows_what_the_step_received_and_q_quits(db_url):
+    from textual.widgets import TabbedContent
+
+    plan = validate_plan({"agents": {"sim": {"kind": "sim", "latency_ms": 0, "output": "upstream says hi"}},
+                          "steps": [{"key": "a"}, {"key": "b", "depends_on": ["a"]}]})
+    app = LoopdeckApp(db_url, plan=plan, drive=True, user="pat")
+    async with app.run_test(size=SIZE) as pilot:
+        await until(pilot, lambda: app.final_status is not None)
+        tree = app.screen.query_one(DagTree)
+        tree.move_cursor(tree.root.children[0].children[0])  # b, under a
+        app.screen.query_one("#detail-tabs", TabbedContent).active = "tab-context"
+        await until(pilot, lambda: "upstream says hi" in screen_as_text(app))
+        await pilot.press("q")
+        await pilot.pause(0.3)
+    assert app.return_code == 0 or app.return_code is None

@@ -69,8 +69,11 @@ async def wait_until(pilot, predicate, timeout: float = 20.0) -> None:
 
 
 async def settled(pilot) -> None:
+    from tui.widgets.step_detail import StepDetail
+
     await wait_until(pilot, lambda: getattr(pilot.app.screen, "view", None) is not None)
-    await pilot.pause(0.5)
+    await wait_until(pilot, lambda: pilot.app.screen.query_one(StepDetail).shown_key == "plan")
+    await pilot.pause(0.3)
     pilot.app.clear_notifications()
     await pilot.pause(0.1)
 
@@ -103,6 +106,7 @@ def test_timeline(tmp_path, snap_compare):
 
         await settled(pilot)
         pilot.app.screen.query_one("#detail-tabs", TabbedContent).active = "tab-timeline"
-        await pilot.pause(0.5)
+        await wait_until(pilot, lambda: "0.0s" in str(pilot.app.screen.query_one("#detail-timeline").render()))
+        await pilot.pause(0.2)
 
     assert snap_compare(attached(tmp_path, finish=True), terminal_size=SIZE, run_before=to_timeline)

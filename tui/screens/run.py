@@ -190,7 +190,9 @@ class RunScreen(Screen[None]):
             return
         running = [(s.key, s.attempts, s.started_at) for s in view.steps.values() if s.status == "running" and s.started_at]
         target = self.query_one("#detail-timeline", Static)
-        target.update(timeline(spans, running, view.created_at, self.deck.clock(), target.size.width or 80))
+        # the tabs' width, less padding and a scrollbar's room: stable whether or not a scrollbar shows
+        width = max(20, self.query_one("#detail-tabs", TabbedContent).size.width - 5)
+        target.update(timeline(spans, running, view.created_at, self.deck.clock(), width))
 
     @work(exclusive=True, group="detail")
     async def show_detail(self, key: str) -> None:
@@ -204,11 +206,19 @@ class RunScreen(Screen[None]):
         except LoopdeckError as exc:
             self.notify(f"cannot read step {key}: {exc}", severity="error", markup=False)
             row = None
+        context = None
         if row is not None:
             step.output = json.loads(row["output_json"]) if row["output_json"] else None
             step.input = json.loads(row["input_json"]) if row["input_json"] else None
             step.error = row["error"]
-        self.query_one(StepDetail).show_step(view, step)
+            try:
+                context = await self.deck.orch.step_context(self.run_id, key)
+            except LoopdeckError:
+                context = None
+        detail = self.query_one(StepDetail)
+        detail.show_step(view, step)
+        detail.show_context(context)
+        detail.shown_key = key
 
     # -- actions -------------------------------------------------------------------------------
 

@@ -54,15 +54,29 @@ def timeline(spans: list[dict[str, Any]], running: list[tuple[str, int, float]],
 class StepDetail(Vertical):
     def compose(self) -> ComposeResult:
         with TabbedContent(id="detail-tabs"):
-            for pane_id, title in (("input", "Input"), ("output", "Output"), ("events", "Events"), ("error", "Error"),
-                                   ("timeline", "Timeline")):
+            for pane_id, title in (("input", "Input"), ("output", "Output"), ("context", "Context"), ("events", "Events"),
+                                   ("error", "Error"), ("timeline", "Timeline")):
                 with TabPane(title, id=f"tab-{pane_id}"):
                     with VerticalScroll():
                         yield Static(id=f"detail-{pane_id}", classes="detail-body")
 
+    shown_key: str | None = None  # the step whose detail is fully shown (tests wait on it)
+
+    def show_context(self, entries: list[dict[str, Any]] | None) -> None:
+        """What the step receives from upstream (outputs of its dependencies, per the policy)."""
+        target = self.query_one("#detail-context", Static)
+        if not entries:
+            target.update(Text("no upstream output in its context" if entries is not None else "—", style="dim"))
+            return
+        parts: list[RenderableType] = []
+        for entry in entries:
+            parts.append(Text.assemble(literal(entry["key"], "bold"), " · ", literal(entry["type"], "dim")))
+            parts.append(literal(entry["output"]))
+        target.update(_stack(*parts))
+
     def show_step(self, view: RunView, step: StepView | None) -> None:
         if step is None:
-            for name in ("input", "output", "events", "error"):
+            for name in ("input", "output", "context", "events", "error"):
                 self.query_one(f"#detail-{name}", Static).update(Text("no step selected", style="dim"))
             return
         head = Text.assemble(literal(step.title, "bold"), "  ", literal(step.type, "dim"), "  on ", literal(step.agent, "italic"))
