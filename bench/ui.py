@@ -34,7 +34,7 @@ def big_plan(n: int) -> dict:
 
 async def produce(orch: Orchestrator, run_id: str, n: int, rate: int, seconds: float, commits: dict[int, float]) -> int:
     """Commit ``rate`` events a second for ``seconds`` (50 steps running at a time); record commit times."""
-    per_tick, tick = max(1, rate // 20), 0.05
+    per_tick = max(1, rate // 20)  # batches every 50 ms
     sent, started = 0, time.perf_counter()
     cursor = 0  # like a controller with 50 slots: start step i, finish step i - 50
     while time.perf_counter() - started < seconds:

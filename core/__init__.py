@@ -23,7 +23,7 @@ from .errors import (
     StoreError,
     TransitionError,
 )
-from .events import Event, EventType, Gap, iso
+from .events import STEP_STATUS_AFTER, Event, EventType, Gap, iso
 from .executors import AttemptFailed, Result, StepCall, Usage
 from .orchestrator import Orchestrator, default_user
 from .plan import Plan, Policy, StepSpec, load_plan, parse_plan_text, plan_json_schema, validate_plan
@@ -31,6 +31,7 @@ from .config import resolve_db_url
 from .states import RunStatus, StepStatus
 
 __all__ = [
+    "STEP_STATUS_AFTER",
     "AttemptFailed",
     "BadInput",
     "CommandTimeout",

@@ -7,6 +7,8 @@ from pathlib import Path
 
 from platformdirs import user_data_dir
 
+from .errors import BadInput
+
 ENV_DB = "LOOPDECK_DB"
 ENV_TOKEN_BUDGET = "LOOPDECK_TOKEN_BUDGET"
 
@@ -41,11 +43,7 @@ def default_token_budget() -> int | None:
     try:
         value = int(raw.replace("_", ""))
     except ValueError:
-        from .errors import BadInput
-
         raise BadInput(f"{ENV_TOKEN_BUDGET}={raw!r} is not a whole number of tokens") from None
     if value < 0:
-        from .errors import BadInput
-
         raise BadInput(f"{ENV_TOKEN_BUDGET}={raw!r} must be >= 0")
     return value

@@ -33,11 +33,11 @@ from .breaker import Breaker, BreakerBoard, BreakerChange
 from .budget import TokenBudget
 from .bus import EventBus
 from .context import Upstream, build_context
-from .errors import LeaseLost, LoopdeckError, StaleWrite, TransitionError
+from .errors import BadInput, LeaseLost, LoopdeckError, StaleWrite, StepNotFound, TransitionError
 from .events import Event, EventType
 from .executors import AttemptFailed, Executor, Result, StepCall, build_executor
 from .lease import DEFAULT_TTL_S
-from .plan import Backoff, Plan, StepSpec
+from .plan import Backoff, Plan, StepSpec, validate_plan
 from .refs import RefError, find_refs, resolve
 from .replan import Replan, prepare_replan
 from .scheduler import Scheduler
@@ -198,8 +198,6 @@ class RunController:
 
     @classmethod
     async def load(cls, store: Store, bus: EventBus, run_id: str, **kwargs: Any) -> "RunController":
-        from .plan import validate_plan
-
         run = await store.get_run(run_id)
         plan = validate_plan(json.loads(run["plan_json"]), source=f"run {run_id}")
         rows = {row["key"]: row for row in await store.get_steps(run_id)}
@@ -667,8 +665,6 @@ class RunController:
         """Change the run's token budget (a paused run continues if its next step now fits)."""
         self._require_live("given a new budget")
         if limit is not None and limit < 0:
-            from .errors import BadInput
-
             raise BadInput(f"a token budget is a number of tokens >= 0, not {limit}")
         now = self.clock()
         old, self.budget.limit = self.budget.limit, limit
@@ -868,8 +864,6 @@ class RunController:
         try:
             return self.steps[key]
         except KeyError:
-            from .errors import StepNotFound
-
             raise StepNotFound(self.run_id, key, list(self.steps)) from None
 
     # -- writing -----------------------------------------------------------------------------

@@ -40,6 +40,21 @@ class EventType(StrEnum):
     STEP_REOPENED = "step_reopened"
 
 
+# The status a step is in after each step event (for readers that fold events into a view).
+STEP_STATUS_AFTER: dict[str, str] = {
+    EventType.STEP_STARTED: "running",
+    EventType.STEP_SUCCEEDED: "succeeded",
+    EventType.STEP_FAILED: "failed",
+    EventType.STEP_SKIPPED: "skipped",
+    EventType.STEP_REJECTED: "rejected",
+    EventType.STEP_WAITING: "waiting_user",
+    EventType.STEP_APPROVED: "pending",
+    EventType.STEP_RETRYING: "pending",
+    EventType.STEP_REQUEUED: "pending",
+    EventType.STEP_REOPENED: "pending",
+}
+
+
 @dataclass(frozen=True, slots=True)
 class Event:
     id: int

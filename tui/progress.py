@@ -14,23 +14,12 @@ from rich.console import Console
 from rich.live import Live
 from rich.text import Text
 
-from core import Event, EventType
+from core import STEP_STATUS_AFTER, Event, EventType
 
 from .literal import literal
 
 E = EventType
 TERMINAL = {"succeeded", "failed", "skipped", "rejected"}
-_STATUS_BY_EVENT = {
-    E.STEP_STARTED: "running",
-    E.STEP_SUCCEEDED: "succeeded",
-    E.STEP_FAILED: "failed",
-    E.STEP_SKIPPED: "skipped",
-    E.STEP_REJECTED: "rejected",
-    E.STEP_WAITING: "waiting_user",
-    E.STEP_APPROVED: "pending",
-    E.STEP_RETRYING: "pending",
-    E.STEP_REQUEUED: "pending",
-}
 
 
 class Tally:
@@ -43,7 +32,7 @@ class Tally:
         self.run_status = snapshot["run"]["status"]
 
     def apply(self, event: Event) -> None:
-        new = _STATUS_BY_EVENT.get(event.type)  # type: ignore[call-overload]
+        new = STEP_STATUS_AFTER.get(event.type)  # type: ignore[call-overload]
         if new and event.step_key in self.status:
             self.status[event.step_key] = new
         tokens = event.payload.get("tokens") if isinstance(event.payload, dict) else None

@@ -13,22 +13,10 @@ from collections import deque
 from dataclasses import dataclass, field
 from typing import Any
 
-from core import Event, EventType
+from core import STEP_STATUS_AFTER, Event, EventType
 
 E = EventType
 FINISHED = frozenset({"succeeded", "failed", "skipped", "rejected"})
-_STATUS_BY_EVENT = {
-    E.STEP_STARTED: "running",
-    E.STEP_SUCCEEDED: "succeeded",
-    E.STEP_FAILED: "failed",
-    E.STEP_SKIPPED: "skipped",
-    E.STEP_REJECTED: "rejected",
-    E.STEP_WAITING: "waiting_user",
-    E.STEP_APPROVED: "pending",
-    E.STEP_RETRYING: "pending",
-    E.STEP_REQUEUED: "pending",
-    E.STEP_REOPENED: "pending",
-}
 
 
 def parse_iso(text: str | None) -> float | None:
@@ -135,7 +123,7 @@ class RunView:
 
     def _apply_step(self, step: StepView, event: Event, p: dict[str, Any]) -> None:
         t = event.type
-        new = _STATUS_BY_EVENT.get(t)  # type: ignore[call-overload]
+        new = STEP_STATUS_AFTER.get(t)  # type: ignore[call-overload]
         if new:
             step.status = new
         if t == E.STEP_STARTED:

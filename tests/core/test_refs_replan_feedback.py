@@ -9,7 +9,7 @@ import pytest
 
 from core import PlanError, RunStatus, TransitionError, validate_plan
 from core.refs import RefError, resolve
-from tests.conftest import events_of, plan
+from tests.conftest import plan
 from tests.core.helpers import start, wait_event
 
 

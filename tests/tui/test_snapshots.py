@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import copy
 
-import pytest
 
 from core import validate_plan
 from core.demo import DEMO
