@@ -383,3 +383,30 @@ async def test_the_context_tab_shows_what_the_step_received_and_q_quits(db_url):
         await pilot.press("q")
         await pilot.pause(0.3)
     assert app.return_code == 0 or app.return_code is None
+
+
+async def test_collapsed_branches_cursor_and_scroll_hold_still_while_updates_stream_in(db_url):
+    steps = [{"key": "root"}] + [{"key": f"c{i:02d}", "depends_on": ["root"]} for i in range(30)]
+    steps += [{"key": f"other{i:02d}"} for i in range(30)]
+    plan = validate_plan({"agents": {"sim": {"kind": "sim", "latency_ms": [20, 60]}}, "policy": {"max_concurrency": 3},
+                          "steps": steps})
+    app = LoopdeckApp(db_url, plan=plan, drive=True, user="quin")
+    async with app.run_test(size=(140, 30)) as pilot:
+        await until(pilot, lambda: getattr(app.screen, "view", None) is not None)
+        screen = app.screen
+        tree = screen.query_one(DagTree)
+        await until(pilot, lambda: len(tree.root.children) == 31)
+        root_node = tree.root.children[0]
+        root_node.collapse()
+        await pilot.pause(0.2)
+        tree.move_cursor(tree.root.children[10])  # "other09"
+        tree.scroll_to(y=3, animate=False)
+        await pilot.pause(0.2)
+        line, scroll = tree.cursor_line, tree.scroll_y
+        before = screen.view.last_event_id
+        await until(pilot, lambda: screen.view.last_event_id > before + 40, timeout=20)  # a stream of updates
+        await pilot.pause(0.3)
+        assert not root_node.is_expanded
+        assert tree.cursor_line == line and tree.cursor_node.data == "other09"
+        assert tree.scroll_y == scroll
+        await until(pilot, lambda: app.final_status is not None, timeout=30)
