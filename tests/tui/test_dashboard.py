@@ -53,6 +53,8 @@ async def test_a_opens_by_itself_and_a_approves_as_the_named_user(db_url):
         await until(pilot, lambda: app.final_status is not None)
         row = await step_row(app.orch, app.run_id, "publish")
         assert row["approved_by"] == "alice" and row["status"] == "succeeded"
+        # the end of the run is said plainly
+        await until(pilot, lambda: any(f"run {app.run_id} ended succeeded" in str(n.message) for n in app._notifications))
 
 
 async def test_r_rejects_with_a_reason(db_url):
