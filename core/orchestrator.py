@@ -25,7 +25,7 @@ from .errors import BadInput, CommandTimeout, LeaseHeld, StaleWrite, StepNotFoun
 from .events import Event, EventType, Gap, iso
 from .lease import DEFAULT_TTL_S, Holder, Identity, holder_state
 from .export import otlp_json
-from .plan import Plan, validate_plan
+from .plan import Plan, Policy, validate_plan
 from .replan import Replan, prepare_replan
 from .states import RunStatus, StepStatus, check_step
 from .store import Store
@@ -231,17 +231,17 @@ class Orchestrator:
     async def step_context(self, run_id: str, key: str) -> list[dict[str, Any]]:
         """The context the step gets (or got) from its dependencies' outputs, per the run's policy."""
         run_id = await self.store.resolve_run_id(run_id)
-        run = await self.store.get_run(run_id)
-        plan = validate_plan(json.loads(run["plan_json"]), source=f"run {run_id}")
-        spec = next((s for s in plan.steps if s.key == key), None)
+        plan = json.loads((await self.store.get_run(run_id))["plan_json"])  # stored validated: no need to re-validate
+        spec = next((s for s in plan["steps"] if s["key"] == key), None)
         if spec is None:
-            raise StepNotFound(run_id, key, [s.key for s in plan.steps])
-        rows = {r["key"]: r for r in await self.store.get_steps(run_id) if r["key"] in spec.depends_on}
+            raise StepNotFound(run_id, key, [s["key"] for s in plan["steps"]])
+        deps = set(spec.get("depends_on") or ())
+        rows = [r for r in await self.store.get_steps(run_id) if r["key"] in deps]
         upstream = [
             Upstream(r["key"], r["title"], r["type"], json.loads(r["output_json"]) if r["output_json"] else None, r["ended_at"] or 0.0)
-            for r in rows.values() if r["status"] == StepStatus.SUCCEEDED.value
+            for r in rows if r["status"] == StepStatus.SUCCEEDED.value
         ]
-        return build_context(plan.policy, upstream)
+        return build_context(Policy.model_validate(plan.get("policy") or {}), upstream)
 
     async def agents(self) -> dict[str, dict[str, Any]]:
         """Every agent that ran, across runs: attempts, failures, tokens, feedback."""
@@ -402,14 +402,15 @@ class Orchestrator:
         run_id = await self.store.resolve_run_id(run_id)
         run = await self.store.get_run(run_id)
         steps = await self.store.get_steps(run_id)
-        depends_on = {s["key"]: s.get("depends_on", []) for s in json.loads(run["plan_json"]).get("steps", [])}
+        plan = json.loads(run["plan_json"])
+        depends_on = {s["key"]: s.get("depends_on", []) for s in plan.get("steps", [])}
         out: dict[str, Any] = {
             "run": {
                 "id": run["id"], "goal": run["goal"], "status": run["status"], "reason": run["reason"],
                 "tokens": _tokens(run), "token_budget": run["token_budget"],
                 "created_at": iso(run["created_at"]), "ended_at": iso(run["ended_at"]),
                 "created_by": run["created_by"],
-                "max_concurrency": json.loads(run["plan_json"]).get("policy", {}).get("max_concurrency"),
+                "max_concurrency": (plan.get("policy") or {}).get("max_concurrency"),
                 "lease": {"host": run["lock_host"], "pid": run["lock_pid"], "expires_at": iso(run["locked_until"])}
                 if run["lock_owner"] else None,
             },
