@@ -27,9 +27,16 @@ def gated_plan(**policy):
     })
 
 
+def _holds(predicate) -> bool:
+    try:
+        return bool(predicate())
+    except AttributeError:  # e.g. a modal is still on top of the screen the predicate looks at
+        return False
+
+
 async def until(pilot, predicate, timeout: float = 10.0) -> None:
     deadline = asyncio.get_running_loop().time() + timeout
-    while not predicate():
+    while not _holds(predicate):
         if asyncio.get_running_loop().time() > deadline:
             raise AssertionError("condition not reached")
         await pilot.pause(0.05)
@@ -333,6 +340,7 @@ async def test_a_database_error_is_shown_and_the_dashboard_keeps_running(db_url)
     async with app.run_test(size=SIZE) as pilot:
         await until(pilot, lambda: isinstance(app.screen, ApprovalScreen))
         await pilot.press("escape")
+        await until(pilot, lambda: not isinstance(app.screen, ApprovalScreen))
         run_screen = app.screen
         real = app.orch.store.events_since
         failures = []

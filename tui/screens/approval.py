@@ -8,6 +8,7 @@ edit), `esc` defers: the gate stays open and `A` reopens the queue.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -44,13 +45,11 @@ class ApprovalScreen(ModalScreen[None]):
         reason: str | None = None
         input: Any = ...
 
-    @dataclass
-    class Deferred(Message):
-        keys: list[str]
-
-    def __init__(self, owner: MessagePump, run_id: str, queue: list[str], steps: dict[str, Any], read_only: bool = False) -> None:
+    def __init__(self, owner: MessagePump, run_id: str, queue: list[str], steps: dict[str, Any], read_only: bool = False,
+                 on_defer: Callable[[list[str]], None] | None = None) -> None:
         super().__init__()
         self.owner = owner  # the run screen: it answers through the core API
+        self.on_defer = on_defer  # called at once, so the dialog is not reopened before it hears
         self.run_id = run_id
         self.queue = list(queue)
         self.steps = steps
@@ -151,7 +150,8 @@ class ApprovalScreen(ModalScreen[None]):
             self._stop_editing()
             self.show_current()
             return
-        self.owner.post_message(self.Deferred(list(self.queue)))
+        if self.on_defer is not None:
+            self.on_defer(list(self.queue))
         self.dismiss(None)
 
     def _stop_editing(self) -> None:

@@ -160,7 +160,7 @@ class RunScreen(Screen[None]):
             return
         fresh = [k for k in view.waiting if k not in self._deferred]
         if fresh and self.app.screen is self:
-            self.app.push_screen(ApprovalScreen(self, self.run_id, fresh, view.steps, self.deck.read_only))
+            self.app.push_screen(ApprovalScreen(self, self.run_id, fresh, view.steps, self.deck.read_only, self.defer))
 
     # -- tree and detail --------------------------------------------------------------------
 
@@ -310,12 +310,13 @@ class RunScreen(Screen[None]):
             self.notify("no step is waiting for approval", markup=False)
             return
         self._deferred.clear()
-        self.app.push_screen(ApprovalScreen(self, self.run_id, list(view.waiting), view.steps, self.deck.read_only))
+        self.app.push_screen(ApprovalScreen(self, self.run_id, list(view.waiting), view.steps, self.deck.read_only,
+                                            self.defer))
 
-    @on(ApprovalScreen.Deferred)
-    def _deferred_gates(self, message: ApprovalScreen.Deferred) -> None:
-        self._deferred.update(message.keys)
-        self.notify(f"{len(message.keys)} approval(s) deferred; press A to reopen", markup=False)
+    def defer(self, keys: list[str]) -> None:
+        """The operator closed the approval dialog: its gates stay open and it stays closed until `A`."""
+        self._deferred.update(keys)
+        self.notify(f"{len(keys)} approval(s) deferred; press A to reopen", markup=False)
 
     @on(ApprovalScreen.Answered)
     def _answered(self, message: ApprovalScreen.Answered) -> None:
