@@ -809,9 +809,7 @@ class RunController:
 
     async def cancel(self, *, user: str | None, reason: str | None = None) -> None:
         """Cancel the run: running attempts are stopped, unfinished steps skipped."""
-        self._require_live("canceled")
-        text = f"canceled by {user or 'unknown'}" + (f": {reason}" if reason else "")
-        self._end(RunStatus.CANCELED, text)
+        await self.perform("cancel", {"reason": reason}, user)
         if self._done is not None:
             await asyncio.shield(self._done)
 
@@ -941,29 +939,39 @@ class RunController:
             for command in commands:
                 await self._apply_command(command)
 
+    async def perform(self, kind: str, payload: dict[str, Any], user: str | None) -> bool:
+        """Carry out one operator action by name (the API and the commands inbox share this).
+
+        Returns False for an unknown action. ``cancel`` ends the run without
+        waiting for its last write, so the inbox can still answer the command.
+        """
+        step, reason = payload.get("step", ""), payload.get("reason")
+        if kind == "approve":
+            extra = {"input": payload["input"]} if "input" in payload else {}
+            await self.approve(step, user=user, reason=reason, **extra)
+        elif kind == "reject":
+            await self.reject(step, user=user, reason=reason)
+        elif kind == "retry":
+            await self.retry(step, user=user)
+        elif kind == "skip":
+            await self.skip(step, user=user, reason=reason)
+        elif kind == "replan":
+            await self.replan(payload["steps"], payload["mode"], user=user, reason=reason)
+        elif kind == "budget":
+            await self.set_budget(payload["limit"], user=user)
+        elif kind == "cancel":
+            self._require_live("canceled")
+            self._end(RunStatus.CANCELED, f"canceled by {user or 'unknown'}" + (f": {reason}" if reason else ""))
+        else:
+            return False
+        return True
+
     async def _apply_command(self, command: dict[str, Any]) -> None:
         payload = json.loads(command["payload_json"] or "{}")
         user = command["created_by"]
         state, result = "applied", "ok"
         try:
-            if command["kind"] == "approve":
-                kwargs = {"input": payload["input"]} if "input" in payload else {}
-                await self.approve(payload["step"], user=user, reason=payload.get("reason"), **kwargs)
-            elif command["kind"] == "reject":
-                await self.reject(payload["step"], user=user, reason=payload.get("reason"))
-            elif command["kind"] == "retry":
-                await self.retry(payload["step"], user=user)
-            elif command["kind"] == "skip":
-                await self.skip(payload["step"], user=user, reason=payload.get("reason"))
-            elif command["kind"] == "replan":
-                await self.replan(payload["steps"], payload["mode"], user=user, reason=payload.get("reason"))
-            elif command["kind"] == "budget":
-                await self.set_budget(payload["limit"], user=user)
-            elif command["kind"] == "cancel":
-                self._require_live("canceled")
-                self._end(RunStatus.CANCELED, f"canceled by {user or 'unknown'}" + (
-                    f": {payload['reason']}" if payload.get("reason") else ""))
-            else:
+            if not await self.perform(command["kind"], payload, user):
                 state, result = "refused", f"unknown command {command['kind']!r}"
         except LoopdeckError as exc:
             state, result = "refused", str(exc)

@@ -256,7 +256,10 @@ class Orchestrator:
         run_id = await self.store.resolve_run_id(run_id)
         controller = self._controllers.get(run_id)
         if controller is not None:
-            await self._act_here(controller, kind, payload, user)
+            if kind == "cancel":  # waits for the run's last write
+                await controller.cancel(user=user, reason=payload.get("reason"))
+            else:
+                await controller.perform(kind, payload, user)
             return
         run = await self.store.get_run(run_id)
         self._check_run_open(run, kind)
@@ -269,24 +272,6 @@ class Orchestrator:
             await self._act_remote(run, kind, payload, user, timeout_s)
         else:
             await self._act_offline(run, kind, payload, user)
-
-    @staticmethod
-    async def _act_here(controller: RunController, kind: str, payload: dict[str, Any], user: str) -> None:
-        if kind == "approve":
-            extra = {"input": payload["input"]} if "input" in payload else {}
-            await controller.approve(payload["step"], user=user, reason=payload.get("reason"), **extra)
-        elif kind == "reject":
-            await controller.reject(payload["step"], user=user, reason=payload.get("reason"))
-        elif kind == "budget":
-            await controller.set_budget(payload["limit"], user=user)
-        elif kind == "retry":
-            await controller.retry(payload["step"], user=user)
-        elif kind == "skip":
-            await controller.skip(payload["step"], user=user, reason=payload.get("reason"))
-        elif kind == "replan":
-            await controller.replan(payload["steps"], payload["mode"], user=user, reason=payload.get("reason"))
-        else:
-            await controller.cancel(user=user, reason=payload.get("reason"))
 
     async def _prepare_replan(self, run: dict[str, Any], payload: dict[str, Any]) -> tuple[Replan, list[dict[str, Any]]]:
         plan = validate_plan(json.loads(run["plan_json"]), source=f"run {run['id']}")
