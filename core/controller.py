@@ -32,17 +32,21 @@ from typing import Any
 from .breaker import Breaker, BreakerBoard, BreakerChange
 from .budget import TokenBudget
 from .bus import EventBus
+from .coalesce import Coalescer
 from .context import Upstream, build_context
-from .errors import BadInput, LeaseLost, LoopdeckError, StaleWrite, StepNotFound, TransitionError
+from .errors import BadInput, LeaseLost, LoopdeckError, PlanError, PlanIssue, StaleWrite, StepNotFound, TransitionError
 from .events import Event, EventType
 from .executors import AttemptFailed, Executor, Result, StepCall, build_executor
+from .executors.python import PythonExecutor
 from .lease import DEFAULT_TTL_S
 from .plan import Backoff, Plan, StepSpec, validate_plan
 from .refs import RefError, find_refs, resolve
 from .replan import Replan, prepare_replan
 from .scheduler import Scheduler
+from .skills import available_skills
 from .states import RunStatus, StepStatus, check_step
 from .store import Store
+from .verification import judge
 from .writer import WriteBatch
 
 log = logging.getLogger("loopdeck.controller")
@@ -51,6 +55,8 @@ E = EventType
 S = StepStatus
 ABANDONED_GRACE_S = 30.0
 BREAKER_RECHECK_S = 1.0
+PARTIAL_INTERVAL_S = 0.1  # streamed output: at most ~10 events per second per step
+MAX_RETRY_AFTER_S = 3600.0
 
 
 @dataclass
@@ -169,7 +175,8 @@ class RunController:
         self.lease_ttl_s = lease_ttl_s
         self.poll_s = poll_s
         self.clock = clock
-        self.executors = executors or {name: build_executor(cfg) for name, cfg in plan.agents.items()}
+        self.executors = executors or {name: build_executor(name, cfg) for name, cfg in plan.agents.items()}
+        self._skills: dict[str, Executor] = {}
         self.status = RunStatus(run["status"])
         self.launches = sum(s.attempts for s in steps.values())
         self.breakers = breakers or BreakerBoard(clock)
@@ -193,6 +200,8 @@ class RunController:
         self._done: asyncio.Future[RunStatus] | None = None
         self._ending = False
         self._rng = random.Random(self.run_id)
+        # an agent-proposed replan waiting for the operator (plan_approval: required)
+        self._proposal: dict[str, Any] | None = json.loads(run.get("proposal_json") or "null")
 
     # -- construction ------------------------------------------------------------
 
@@ -236,6 +245,10 @@ class RunController:
             if self._abandoned:  # let their late results be recorded (a thread cannot be killed anyway)
                 await asyncio.wait(self._abandoned, timeout=ABANDONED_GRACE_S)
             await asyncio.gather(*list(self._writes), return_exceptions=True)
+            for executor in self.executors.values():
+                close = getattr(executor, "aclose", None)
+                if close is not None:
+                    await close()
 
     def _recover(self) -> None:
         """Rebuild the index from the stored rows; requeue steps a dead driver left running."""
@@ -253,7 +266,10 @@ class RunController:
             if state.status.terminal:
                 self._settle(state, batch, now)
         kind = E.RUN_STARTED if first_drive else E.RUN_RESUMED
-        self._set_run_status(RunStatus.RUNNING, None, batch, now, kind)
+        if self._proposal is not None:  # still waiting for the operator's review
+            self._set_run_status(RunStatus.AWAITING_PLAN_APPROVAL, self._proposal_reason(), batch, now, kind)
+        else:
+            self._set_run_status(RunStatus.RUNNING, None, batch, now, kind)
         self._emit(batch)
         for state in sorted(self.steps.values(), key=lambda s: s.idx):
             if state.status == S.PENDING and self.sched.is_unblocked(state.key):
@@ -303,7 +319,8 @@ class RunController:
         """Start every launchable step, then see whether the run waits or has ended."""
         if self._ending:
             return
-        hold = (bool(self._waiting) and self.policy.stop_on_approval_required) or self._budget_paused
+        hold = (bool(self._waiting) and self.policy.stop_on_approval_required) or self._budget_paused \
+            or self._proposal is not None
         while not hold:
             key = self.sched.pop_launchable()
             if key is None:
@@ -325,7 +342,7 @@ class RunController:
         self._check_idle()
 
     def _check_idle(self) -> None:
-        if self._ending:
+        if self._ending or self._proposal is not None:  # a proposed plan holds the run until it is decided
             return
         running = self.sched.running
         if self._budget_paused:
@@ -356,11 +373,27 @@ class RunController:
         elif failed:
             first = min(failed, key=lambda s: s.idx)
             more = f" (and {len(failed) - 1} more)" if len(failed) > 1 else ""
-            self._end(RunStatus.FAILED, f'step "{first.key}" failed{more}: {first.error}')
+            what = "verification" if first.spec.type == "verification" else "step"
+            self._end(RunStatus.FAILED, f'{what} "{first.key}" failed{more}: {first.error}')
         elif rejected:
             self._end(RunStatus.REJECTED, f"rejected at {', '.join(rejected)}")
+        elif (unverified := self._unverified()) is not None:
+            self._end(RunStatus.FAILED, unverified)
         else:
             self._end(RunStatus.SUCCEEDED, None)
+
+    def _unverified(self) -> str | None:
+        """With ``require_verification``: why the run cannot count as succeeded, or None."""
+        if not self.policy.require_verification:
+            return None
+        checks = sorted((s for s in self.steps.values() if s.spec.type == "verification"), key=lambda s: s.idx)
+        if not checks:
+            return "require_verification is set, but the plan has no verification step"
+        for check in checks:
+            if check.status != S.SUCCEEDED:
+                return (f'require_verification: verification "{check.key}" did not pass '
+                        f"(it is {check.status.value}: {check.error or 'no reason recorded'})")
+        return None
 
     def _end(self, status: RunStatus, reason: str | None) -> None:
         """End the run: stop launching, close every unfinished step, write the run's verdict."""
@@ -422,12 +455,18 @@ class RunController:
             except RefError as exc:
                 outcome: Result | AttemptFailed = AttemptFailed(str(exc), retryable=False)
             else:
+                partial = Coalescer(lambda text: self._partial_output(state.key, attempt, text), PARTIAL_INTERVAL_S)
                 call = StepCall(
                     run_id=self.run_id, key=state.key, title=state.spec.display_title, type=state.spec.type,
                     agent=state.agent, attempt=attempt, input=resolved, context=self._context_for(state),
-                    timeout_s=state.spec.timeout_s,
+                    timeout_s=state.spec.timeout_s, on_partial=partial.add,
                 )
-                outcome = await self._execute(self.executors[state.agent], call)
+                try:
+                    outcome = await self._execute(state, call)
+                finally:
+                    partial.flush()
+                if state.spec.type == "verification":
+                    outcome = judge(self.plan.agents[state.agent].kind, outcome)
             await asyncio.shield(committed)
         except asyncio.CancelledError:
             return
@@ -439,9 +478,29 @@ class RunController:
                 del self._attempt_tasks[state.key]
         self._apply_outcome(state, attempt, outcome)
 
-    async def _execute(self, executor: Executor, call: StepCall) -> Result | AttemptFailed:
+    def _executor_for(self, state: StepState) -> Executor:
+        """A skill step calls its skill (on its agent's slots and breaker); every other step its agent."""
+        if state.spec.type != "skill" or state.spec.skill is None:
+            return self.executors[state.agent]
+        name = state.spec.skill
+        if name not in self._skills:
+            skill = available_skills(self.plan.skills).get(name)
+            if skill is None:
+                raise AttemptFailed(f'skill "{name}" is not available (neither in the plan\'s skills nor installed); '
+                                    "see `loopdeck skills`", retryable=False)
+            self._skills[name] = PythonExecutor(skill.target)
+        return self._skills[name]
+
+    def _partial_output(self, key: str, attempt: int, text: str) -> None:
+        """Streamed output so far (a coalesced piece): an event, so every dashboard can fill in live."""
+        batch = WriteBatch()
+        batch.event(self.run_id, E.STEP_OUTPUT_PARTIAL, key, {"attempt": attempt, "text": text}, self.clock())
+        self._emit(batch)
+
+    async def _execute(self, state: StepState, call: StepCall) -> Result | AttemptFailed:
         """Run one attempt; every failure, executor bugs included, becomes an ``AttemptFailed``."""
         try:
+            executor = self._executor_for(state)
             if call.timeout_s is None:
                 return await executor.execute(call)
             return await self._execute_with_timeout(executor, call)
@@ -498,21 +557,29 @@ class RunController:
         batch = WriteBatch()
         self.sched.stopped(state.key)
         error = None if isinstance(outcome, Result) else str(outcome)
+        agent_ok = error is None or not outcome.agent_fault  # type: ignore[union-attr]
         self._release(state, batch, now, "succeeded" if error is None else "failed", usage.prompt_tokens + usage.completion_tokens,
-                      usage.prompt_tokens, usage.completion_tokens, error)
+                      usage.prompt_tokens, usage.completion_tokens, error, agent_ok=agent_ok)
         state.prompt_tokens += usage.prompt_tokens
         state.completion_tokens += usage.completion_tokens
         self.run["prompt_tokens"] += usage.prompt_tokens
         self.run["completion_tokens"] += usage.completion_tokens
-        tokens = {"prompt": usage.prompt_tokens, "completion": usage.completion_tokens}
+        tokens: dict[str, Any] = {"prompt": usage.prompt_tokens, "completion": usage.completion_tokens}
+        if usage.estimated:
+            tokens["estimated"] = True
+        proposal = None
         if isinstance(outcome, Result):
             state.status, state.output, state.error, state.ended_at = S.SUCCEEDED, outcome.output, None, now
             batch.step(self.run_id, state.key, S.RUNNING.value, attempt, state.row())
             batch.event(self.run_id, E.STEP_SUCCEEDED, state.key,
                         {"attempt": attempt, "tokens": tokens, "duration_s": round(now - (state.started_at or now), 6)}, now)
             self._settle(state, batch, now)
+            if isinstance(outcome.output, dict) and "replan" in outcome.output:
+                proposal = outcome.output["replan"]
         elif outcome.retryable and attempt < self._max_attempts(state):
             delay = backoff_delay(self.policy.backoff, attempt, self._rng)
+            if outcome.retry_after_s is not None:  # the target said when to come back
+                delay = max(delay, min(outcome.retry_after_s, MAX_RETRY_AFTER_S))
             state.status, state.error, state.not_before = S.PENDING, str(outcome), now + delay
             batch.step(self.run_id, state.key, S.RUNNING.value, attempt, state.row())
             batch.event(self.run_id, E.STEP_RETRYING, state.key,
@@ -525,12 +592,14 @@ class RunController:
             self._settle(state, batch, now)
         batch.run(self.run_id, self._run_row(now))
         self._emit(batch)
+        if proposal is not None:
+            self._propose(state, proposal)
         if state.status == S.PENDING:
             self._when_ready(state)
         self._pump()
 
     def _release(self, state: StepState, batch: WriteBatch, now: float, status: str, actual: int | None,
-                 prompt: int = 0, completion: int = 0, error: str | None = None) -> None:
+                 prompt: int = 0, completion: int = 0, error: str | None = None, *, agent_ok: bool | None = None) -> None:
         """An attempt ended: settle its reservation, tell its breaker, write its span."""
         probe, reserved = self._inflight.pop(state.key, (False, 0))
         breaker = self.breakers.get(state.agent)
@@ -540,7 +609,7 @@ class RunController:
                 breaker.release_probe()
         else:
             self.budget.settle(reserved, actual)
-            change = breaker.record(status == "succeeded", probe)
+            change = breaker.record(status == "succeeded" if agent_ok is None else agent_ok, probe)
             if change is not None:
                 self._breaker_changed(change, batch, now)
         batch.span(self.run_id, state.key, state.attempts, state.agent, status, state.started_at or now, now,
@@ -816,10 +885,19 @@ class RunController:
     async def replan(self, steps: Any, mode: str, *, user: str | None, reason: str | None = None) -> Replan:
         """Append steps, or replace those not yet started, validated like a plan; audited as an event."""
         self._require_live("replanned")
-        change = prepare_replan(self.plan, self.run_id, {k: (s.status.value, s.attempts) for k, s in self.steps.items()},
-                                steps, mode)
+        change = self._prepare(steps, mode)
+        await asyncio.shield(self._apply_replan(change, mode, user, reason))
+        return change
+
+    def _prepare(self, steps: Any, mode: str) -> Replan:
+        return prepare_replan(self.plan, self.run_id, {k: (s.status.value, s.attempts) for k, s in self.steps.items()},
+                              steps, mode)
+
+    def _apply_replan(self, change: Replan, mode: str, user: str | None, reason: str | None,
+                      batch: WriteBatch | None = None) -> asyncio.Future[list[int]]:
+        """Swap in a validated replan, synchronously (so no decision can slip in between)."""
         now = self.clock()
-        batch = WriteBatch()
+        batch = batch or WriteBatch()
         for key in change.removed:
             self._unqueue(key)
             self.sched.remove(key)
@@ -855,8 +933,66 @@ class RunController:
         for state in ready:
             self._when_ready(state)
         self._pump()
+        return write
+
+    # -- plans proposed by agents, reviewed by the operator ------------------------------
+
+    def _propose(self, state: StepState, proposal: Any) -> None:
+        """A step's output carries ``replan: {mode, steps}``: validate it, then apply it or hold it for review."""
+        now = self.clock()
+        mode = proposal.get("mode", "append") if isinstance(proposal, dict) else None
+        try:
+            if not isinstance(proposal, dict):
+                raise PlanError([PlanIssue("replan", "a proposed replan is a mapping {mode, steps}")])
+            change = self._prepare(proposal.get("steps"), mode)
+            if self._proposal is not None:
+                raise TransitionError(f'a replan proposed by "{self._proposal["by"]}" is already waiting for review')
+        except LoopdeckError as exc:
+            batch = WriteBatch()
+            batch.event(self.run_id, E.REPLAN_REFUSED, state.key, {"agent": state.agent, "error": str(exc)}, now)
+            self._emit(batch)
+            return
+        who = f"agent {state.agent} (step {state.key})"
+        if self.policy.plan_approval != "required":
+            self._apply_replan(change, mode, who, "proposed by the agent")
+            return
+        self._proposal = {"mode": mode, "steps": proposal["steps"], "by": state.key, "agent": state.agent}
+        self.run["proposal_json"] = json.dumps(self._proposal)
+        batch = WriteBatch()
+        batch.event(self.run_id, E.RUN_PLAN_PROPOSED, state.key, {
+            "by": state.key, "agent": state.agent, "mode": mode, "steps": proposal["steps"],
+            "added": [s.key for s in change.added], "removed": change.removed}, now)
+        self._set_run_status(RunStatus.AWAITING_PLAN_APPROVAL, self._proposal_reason(), batch, now, E.RUN_WAITING)
+        self._emit(batch)
+
+    def _proposal_reason(self) -> str:
+        assert self._proposal is not None
+        return (f'step "{self._proposal["by"]}" proposed a replan; approve or reject it '
+                f"(`loopdeck approve-plan {self.run_id}`)")
+
+    async def decide_plan(self, approve: bool, *, user: str | None, reason: str | None = None,
+                          steps: Any = None) -> None:
+        """Approve (optionally with edited steps) or reject the replan an agent proposed; the run goes on."""
+        self._require_live("replanned")
+        if self._proposal is None:
+            raise TransitionError(f"run {self.run_id} is {self.status.value}; only a run awaiting plan approval "
+                                  "can have a plan approved or rejected")
+        proposal = self._proposal
+        change = self._prepare(steps if steps is not None else proposal["steps"], proposal["mode"]) if approve else None
+        now = self.clock()
+        self._proposal, self.run["proposal_json"] = None, None
+        batch = WriteBatch()
+        kind = E.RUN_PLAN_APPROVED if approve else E.RUN_PLAN_REJECTED
+        batch.event(self.run_id, kind, None, {"user": user, "reason": reason, "proposed_by": proposal["by"],
+                                             "edited": steps is not None}, now)
+        self._set_run_status(RunStatus.RUNNING, None, batch, now, E.RUN_CONTINUED)
+        if change is not None:
+            why = f'proposed by step "{proposal["by"]}", approved by {user or "unknown"}'
+            write = self._apply_replan(change, proposal["mode"], user, why, batch)
+        else:
+            write = self._emit(batch)
+            self._pump()
         await asyncio.shield(write)
-        return change
 
     def _step(self, key: str) -> StepState:
         try:
@@ -959,6 +1095,9 @@ class RunController:
             await self.replan(payload["steps"], payload["mode"], user=user, reason=reason)
         elif kind == "budget":
             await self.set_budget(payload["limit"], user=user)
+        elif kind == "plan":
+            extra = {"steps": payload["steps"]} if payload.get("steps") is not None else {}
+            await self.decide_plan(bool(payload.get("approve")), user=user, reason=reason, **extra)
         elif kind == "cancel":
             self._require_live("canceled")
             self._end(RunStatus.CANCELED, f"canceled by {user or 'unknown'}" + (f": {reason}" if reason else ""))

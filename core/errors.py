@@ -11,10 +11,11 @@ The tree::
     ├── LeaseLost                  this process no longer holds the run's lease
     ├── BadInput                   malformed user input outside a plan (e.g. ``--input``)
     ├── CommandTimeout             the process driving a run did not answer in time
+    ├── AgentError                 an agent called outside a step (the planner) did not answer
     └── StoreError                 the database cannot be opened, read or written
         └── StaleWrite             a compare-and-set found the row changed underneath
 
-Library errors (SQLAlchemy, the OS) are translated at the boundary with
+Library errors (SQLAlchemy, httpx, the OS) are translated at the boundary with
 ``raise ... from exc`` so callers only ever handle these.
 """
 
@@ -85,6 +86,10 @@ class BadInput(LoopdeckError):
 
 class CommandTimeout(LoopdeckError):
     """A command was queued for the driving process, which did not answer in time."""
+
+
+class AgentError(LoopdeckError):
+    """An agent called outside a run's steps (the planner) failed to answer; the message says how."""
 
 
 class StoreError(LoopdeckError):

@@ -38,6 +38,11 @@ class EventType(StrEnum):
     RUN_REPLANNED = "run_replanned"
     STEP_FEEDBACK = "step_feedback"
     STEP_REOPENED = "step_reopened"
+    STEP_OUTPUT_PARTIAL = "step_output_partial"
+    RUN_PLAN_PROPOSED = "run_plan_proposed"
+    RUN_PLAN_APPROVED = "run_plan_approved"
+    RUN_PLAN_REJECTED = "run_plan_rejected"
+    REPLAN_REFUSED = "replan_refused"
 
 
 # The status a step is in after each step event (for readers that fold events into a view).

@@ -21,7 +21,7 @@ from .config import default_token_budget
 from .context import Upstream, build_context
 from .bus import EventBus, Subscription
 from .controller import RunController, new_step_row
-from .errors import BadInput, CommandTimeout, LeaseHeld, StaleWrite, StepNotFound, TransitionError
+from .errors import BadInput, CommandTimeout, LeaseHeld, LoopdeckError, StaleWrite, StepNotFound, TransitionError
 from .events import Event, EventType, Gap, iso
 from .lease import DEFAULT_TTL_S, Holder, Identity, holder_state
 from .export import otlp_json
@@ -33,7 +33,7 @@ from .writer import WriteBatch
 
 
 _PAST = {"approve": "approved", "reject": "rejected", "cancel": "canceled", "budget": "given a new budget",
-         "replan": "replanned", "skip": "changed", "retry": "changed"}
+         "replan": "replanned", "skip": "changed", "retry": "changed", "plan": "given a plan decision"}
 
 
 def default_user() -> str:
@@ -70,6 +70,7 @@ class Orchestrator:
         self.lease_ttl_s = lease_ttl_s
         self.poll_s = poll_s
         self._controllers: dict[str, RunController] = {}
+        self._reviewing: set[str] = set()  # runs whose drive waits for a plan decision
         self.breakers = BreakerBoard()
 
     @classmethod
@@ -87,22 +88,34 @@ class Orchestrator:
 
     # -- runs ---------------------------------------------------------------------------
 
-    async def create_run(self, plan: Plan, *, user: str | None = None) -> str:
-        """Store a new run of ``plan`` (status ``planning``) and return its id."""
+    async def create_run(self, plan: Plan, *, user: str | None = None, proposed_by: str | None = None) -> str:
+        """Store a new run of ``plan`` and return its id.
+
+        With ``plan_approval: required`` the run waits in ``awaiting_plan_approval``
+        until an operator approves its plan (``approve_plan``); otherwise it is
+        ``planning`` until a driver starts it.
+        """
         now = self.clock()
         run_id = self.run_ids(now)
+        review = plan.policy.plan_approval == "required"
+        status = RunStatus.AWAITING_PLAN_APPROVAL if review else RunStatus.PLANNING
         run_row = {
-            "id": run_id, "goal": plan.goal, "status": RunStatus.PLANNING.value, "reason": None,
+            "id": run_id, "goal": plan.goal, "status": status.value,
+            "reason": f"waiting for an operator to approve the plan (`loopdeck approve-plan {run_id}`)" if review else None,
             "plan_json": plan.model_dump_json(),
             "token_budget": plan.policy.token_budget if plan.policy.token_budget is not None else default_token_budget(),
             "prompt_tokens": 0, "completion_tokens": 0, "created_by": user or self.user,
-            "created_at": now, "updated_at": now, "ended_at": None,
+            "created_at": now, "updated_at": now, "ended_at": None, "proposal_json": None,
         }
         step_rows = [new_step_row(run_id, i, spec, plan.agent_of(spec)) for i, spec in enumerate(plan.steps)]
         batch = WriteBatch(extras=[Store.insert_run_extra(run_row, step_rows)])
         batch.event(run_id, EventType.RUN_CREATED, None, {"goal": plan.goal, "steps": len(step_rows), "user": user or self.user}, now)
+        if review:
+            batch.event(run_id, EventType.RUN_PLAN_PROPOSED, None, {"by": proposed_by or user or self.user,
+                                                                    "steps": [s.key for s in plan.steps]}, now)
         ids = await self.store.write(batch)
-        self.bus.publish([Event(ids[0], run_id, EventType.RUN_CREATED, None, {"goal": plan.goal, "steps": len(step_rows)}, now)])
+        self.bus.publish(Event(i, run_id, row["type"], None, payload, now)
+                         for i, row, payload in zip(ids, batch.events, batch.payloads, strict=True))
         return run_id
 
     async def drive(
@@ -121,6 +134,8 @@ class Orchestrator:
         run_id = await self.store.resolve_run_id(run_id)
         run = await self._take_lease(run_id, wait_for_lease, on_wait)
         try:
+            if run["status"] == RunStatus.AWAITING_PLAN_APPROVAL.value and not run["proposal_json"]:
+                run = await self._await_plan_review(run_id)
             if RunStatus(run["status"]).terminal:
                 return RunStatus(run["status"])
             controller = await RunController.load(
@@ -163,7 +178,41 @@ class Orchestrator:
             return run
 
     def _live_owners(self) -> list[str]:
-        return [c.owner for c in self._controllers.values()]
+        return [c.owner for c in self._controllers.values()] + ([self.identity.owner] if self._reviewing else [])
+
+    async def _await_plan_review(self, run_id: str) -> dict[str, Any]:
+        """Hold the lease of a run whose plan awaits review, applying decisions as they arrive."""
+        self._reviewing.add(run_id)
+        renew_every = self.lease_ttl_s / 3
+        renewed = time.monotonic()
+        try:
+            while True:
+                run = await self.store.get_run(run_id)
+                if run["status"] != RunStatus.AWAITING_PLAN_APPROVAL.value:
+                    return run
+                for command in await self.store.queued_commands(run_id):
+                    await self._answer_while_reviewing(run, command)
+                if time.monotonic() - renewed >= renew_every:
+                    await self.store.write(WriteBatch(extras=[
+                        self.store.renew_lease_extra(run_id, self.identity.owner, self.lease_ttl_s)]))
+                    renewed = time.monotonic()
+                await asyncio.sleep(min(self.poll_s, 0.1))
+        finally:
+            self._reviewing.discard(run_id)
+
+    async def _answer_while_reviewing(self, run: dict[str, Any], command: dict[str, Any]) -> None:
+        kind, user = command["kind"], command["created_by"]
+        payload = json.loads(command["payload_json"] or "{}")
+        state, result = "applied", "ok"
+        try:
+            if kind in ("plan", "cancel"):
+                await self._act_offline(dict(run), kind, payload, user)
+            else:
+                raise TransitionError(f"run {run['id']} is awaiting plan approval; approve or reject its plan first "
+                                      f"(`loopdeck approve-plan {run['id']}`)")
+        except LoopdeckError as exc:
+            state, result = "refused", str(exc)
+        await self.store.write(WriteBatch(extras=[self.store.answer_command_extra(command["id"], state, result)]))
 
     def controller(self, run_id: str) -> RunController | None:
         return self._controllers.get(run_id)
@@ -205,6 +254,23 @@ class Orchestrator:
                      reason: str | None = None, timeout_s: float = 10.0) -> None:
         """Append steps to a live run, or replace its steps that have not started (``replace_pending``)."""
         await self._act(run_id, "replan", {"steps": steps, "mode": mode, "reason": reason}, user, timeout_s)
+
+    async def approve_plan(self, run_id: str, *, approve: bool = True, user: str | None = None,
+                           reason: str | None = None, plan: Any = None, steps: Any = None,
+                           timeout_s: float = 10.0) -> None:
+        """Approve or reject the plan a run awaits review of, wherever the run is driven.
+
+        For a run that has not started, ``plan`` replaces the proposed plan (it is
+        validated first) and rejecting ends the run ``rejected``. For a replan an
+        agent proposed mid-run, ``steps`` replaces the proposed steps and rejecting
+        drops the proposal: the run goes on with its current plan.
+        """
+        payload: dict[str, Any] = {"approve": approve, "reason": reason}
+        if plan is not None:
+            payload["plan"] = plan if isinstance(plan, dict) else plan.model_dump(mode="json", exclude_unset=True)
+        if steps is not None:
+            payload["steps"] = steps
+        await self._act(run_id, "plan", payload, user, timeout_s)
 
     async def feedback(self, run_id: str, key: str, rating: str, *, comment: str | None = None,
                        category: str | None = None, user: str | None = None) -> None:
@@ -263,6 +329,8 @@ class Orchestrator:
             return
         run = await self.store.get_run(run_id)
         self._check_run_open(run, kind)
+        if kind == "plan":
+            self._check_reviewable(run, payload)
         if "step" in payload:
             await self._check_step(run_id, payload["step"], kind)
         if kind == "replan":  # bad steps are bad input here, before anything is queued
@@ -278,6 +346,17 @@ class Orchestrator:
         rows = await self.store.get_steps(run["id"])
         statuses = {r["key"]: (r["status"], r["attempts"]) for r in rows}
         return prepare_replan(plan, run["id"], statuses, payload["steps"], payload["mode"]), rows
+
+    @staticmethod
+    def _check_reviewable(run: dict[str, Any], payload: dict[str, Any]) -> None:
+        """A plan decision needs a run awaiting one; an edited plan must be valid (checked before queueing)."""
+        if run["status"] != RunStatus.AWAITING_PLAN_APPROVAL.value:
+            raise TransitionError(f"run {run['id']} is {run['status']}; only a run awaiting plan approval can have "
+                                  "its plan approved or rejected")
+        if payload.get("plan") is not None:
+            if run["proposal_json"]:
+                raise BadInput(f"run {run['id']} has started; an edited replan gives steps, not a whole plan")
+            validate_plan(payload["plan"], source="edited plan")
 
     @staticmethod
     def _check_run_open(run: dict[str, Any], kind: str) -> None:
@@ -315,29 +394,18 @@ class Orchestrator:
         if kind == "retry":
             raise TransitionError(f"run {run_id} is not being driven; resume it first (`loopdeck resume {run_id}`), "
                                   "then retry the step")
-        if kind == "replan":
-            change, rows = await self._prepare_replan(run, payload)
-            next_idx = max((r["idx"] for r in rows), default=-1) + 1
-            new_rows = [new_step_row(run_id, next_idx + i, spec, change.plan.agent_of(spec)) for i, spec in enumerate(change.added)]
-            batch.extras.append(self.store.replan_extra(run_id, change.plan.model_dump_json(), change.removed, new_rows))
-            batch.event(run_id, EventType.RUN_REPLANNED, None, {
-                "mode": payload["mode"], "user": user, "reason": payload.get("reason"),
-                "added": [s.key for s in change.added], "removed": change.removed}, now)
+        if kind == "plan":
+            await self._decide_plan_offline(run, payload, user, batch)
+        elif kind == "replan":
+            self._offline_replan(run, await self._prepare_replan(run, payload), payload["mode"], user,
+                                 payload.get("reason"), batch)
         elif kind == "budget":
             run.update(token_budget=payload["limit"], updated_at=now)
             batch.run(run_id, run)
             batch.event(run_id, EventType.BUDGET_CHANGED, None, {"from": None, "to": payload["limit"], "user": user}, now)
         elif kind == "cancel":
             reason = f"canceled by {user}" + (f": {payload['reason']}" if payload.get("reason") else "")
-            for row in await self.store.get_steps(run_id):
-                if not StepStatus(row["status"]).terminal:
-                    expect = row["status"]
-                    row.update(status=StepStatus.SKIPPED.value, ended_at=now, error=f"run canceled: {reason}")
-                    batch.step(run_id, row["key"], expect, row["attempts"], row)
-                    batch.event(run_id, EventType.STEP_SKIPPED, row["key"], {"reason": row["error"]}, now)
-            run.update(status=RunStatus.CANCELED.value, reason=reason, updated_at=now, ended_at=now)
-            batch.run(run_id, run)
-            batch.event(run_id, EventType.RUN_ENDED, None, {"status": "canceled", "reason": reason}, now)
+            await self._end_offline(run, RunStatus.CANCELED, reason, batch)
         else:
             row = await self._check_step(run_id, payload["step"], kind)
             key = row["key"]
@@ -364,6 +432,61 @@ class Orchestrator:
             await self.store.write(batch)
         except StaleWrite as exc:
             raise TransitionError(f"run {run_id} changed while the {kind} was being applied; look again (`loopdeck show {run_id}`)") from exc
+
+    async def _end_offline(self, run: dict[str, Any], status: RunStatus, reason: str, batch: WriteBatch) -> None:
+        """End a run nobody drives: skip its unfinished steps, write its verdict."""
+        run_id, now = run["id"], self.clock()
+        for row in await self.store.get_steps(run_id):
+            if not StepStatus(row["status"]).terminal:
+                expect = row["status"]
+                row.update(status=StepStatus.SKIPPED.value, ended_at=now, error=f"run {status.value}: {reason}")
+                batch.step(run_id, row["key"], expect, row["attempts"], row)
+                batch.event(run_id, EventType.STEP_SKIPPED, row["key"], {"reason": row["error"]}, now)
+        run.update(status=status.value, reason=reason, updated_at=now, ended_at=now)
+        batch.run(run_id, run)
+        batch.event(run_id, EventType.RUN_ENDED, None, {"status": status.value, "reason": reason}, now)
+
+    async def _decide_plan_offline(self, run: dict[str, Any], payload: dict[str, Any], user: str,
+                                   batch: WriteBatch) -> None:
+        """A plan decision on a run no controller drives (not started yet, or its driver is gone)."""
+        self._check_reviewable(run, payload)
+        run_id, now = run["id"], self.clock()
+        approve, reason = bool(payload.get("approve")), payload.get("reason")
+        event = {"user": user, "reason": reason,
+                 "edited": payload.get("plan") is not None or payload.get("steps") is not None}
+        proposal = json.loads(run["proposal_json"] or "null")
+        if proposal is None and not approve:  # the run never started: rejecting its plan ends it
+            batch.event(run_id, EventType.RUN_PLAN_REJECTED, None, event, now)
+            why = f"plan rejected by {user}" + (f": {reason}" if reason else "")
+            await self._end_offline(run, RunStatus.REJECTED, why, batch)
+            return
+        if proposal is None:
+            if payload.get("plan") is not None:
+                plan = validate_plan(payload["plan"], source="edited plan")
+                old = [r["key"] for r in await self.store.get_steps(run_id)]
+                rows = [new_step_row(run_id, i, spec, plan.agent_of(spec)) for i, spec in enumerate(plan.steps)]
+                batch.extras.append(self.store.replan_extra(run_id, plan.model_dump_json(), old, rows))
+            run.update(status=RunStatus.PLANNING.value, reason=None, updated_at=now)
+        else:
+            event["proposed_by"] = proposal["by"]
+            if approve:
+                steps = payload["steps"] if payload.get("steps") is not None else proposal["steps"]
+                self._offline_replan(run, await self._prepare_replan(run, {"steps": steps, "mode": proposal["mode"]}),
+                                     proposal["mode"], user, f'proposed by step "{proposal["by"]}", approved by {user}', batch)
+            run.update(status=RunStatus.RUNNING.value, reason=None, updated_at=now, proposal_json=None)
+        batch.run(run_id, run)
+        batch.event(run_id, EventType.RUN_PLAN_APPROVED if approve else EventType.RUN_PLAN_REJECTED, None, event, now)
+
+    def _offline_replan(self, run: dict[str, Any], prepared: tuple[Replan, list[dict[str, Any]]], mode: str,
+                        user: str, reason: str | None, batch: WriteBatch) -> None:
+        change, rows = prepared
+        run_id = run["id"]
+        next_idx = max((r["idx"] for r in rows), default=-1) + 1
+        new_rows = [new_step_row(run_id, next_idx + i, spec, change.plan.agent_of(spec)) for i, spec in enumerate(change.added)]
+        batch.extras.append(self.store.replan_extra(run_id, change.plan.model_dump_json(), change.removed, new_rows))
+        batch.event(run_id, EventType.RUN_REPLANNED, None, {
+            "mode": mode, "user": user, "reason": reason,
+            "added": [s.key for s in change.added], "removed": change.removed}, self.clock())
 
     # -- reading ----------------------------------------------------------------------------
 

@@ -9,18 +9,21 @@ agents, cycles) are checked on the raw data too, so both kinds show together.
 from __future__ import annotations
 
 import json
+import re
 from difflib import get_close_matches
 from pathlib import Path
 from typing import Annotated, Any, Literal, Union
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from .dag import ancestors, find_cycle
 from .errors import PlanError, PlanIssue
 from .refs import find_refs
 
 StepType = Literal["reasoning", "skill", "tool", "sub_agent", "verification"]
+_CALL_PATTERN = r"^[A-Za-z_][\w.]*:[A-Za-z_]\w*$"
+_CALL = re.compile(_CALL_PATTERN)
 KEY_PATTERN = r"^[A-Za-z0-9_][A-Za-z0-9_.\-]{0,127}$"
 
 
@@ -44,7 +47,12 @@ class Policy(_Model):
         None, ge=1, description="cap on launches (attempts) in the run; reaching it fails the run"
     )
     allow_replan: bool = True
-    require_verification: bool = False
+    require_verification: bool = Field(
+        False, description="the run succeeds only if it has verification steps and every one of them passed"
+    )
+    plan_approval: Literal["required", "auto"] = Field(
+        "auto", description="required: an operator approves the plan (and agent-proposed replans) before they run"
+    )
     stop_on_approval_required: bool = Field(
         True, description="while a gate waits, launch nothing new (running steps finish)"
     )
@@ -115,10 +123,44 @@ class PythonAgent(_AgentBase):
     """Calls ``module:function`` (sync or async) with input, context and step."""
 
     kind: Literal["python"]
-    call: str = Field(pattern=r"^[A-Za-z_][\w.]*:[A-Za-z_]\w*$", description="module:function")
+    call: str = Field(pattern=_CALL_PATTERN, description="module:function")
 
 
-AgentConfig = Annotated[Union[SimAgent, ShellAgent, PythonAgent], Field(discriminator="kind")]
+class LlmAgent(_AgentBase):
+    """Any OpenAI-compatible chat-completions endpoint (OpenAI, vLLM, Ollama, LM Studio, llama.cpp server)."""
+
+    kind: Literal["llm"]
+    base_url: str = Field(pattern=r"^https?://\S+$", description="e.g. http://localhost:11434/v1 (…/chat/completions is added)")
+    model: str = Field(min_length=1)
+    api_key_env: str | None = Field(
+        None, pattern=r"^[A-Za-z_][A-Za-z0-9_]*$",
+        description="name of the environment variable holding the API key (the key itself is never stored)",
+    )
+    system: str | None = Field(None, description="system prompt")
+    temperature: float | None = Field(None, ge=0, le=2)
+    max_tokens: int | None = Field(None, ge=1)
+    timeout_s: float = Field(120.0, gt=0, description="seconds to wait for an answer")
+    headers: dict[str, str] = Field(default_factory=dict, description="extra HTTP headers (not the key)")
+    stream: bool = Field(False, description="stream the answer; partial output appears live in the dashboard")
+    json_output: bool = Field(False, description="ask for a JSON object and use the parsed object as the output")
+    structured_output: bool = Field(
+        True, description="send JSON schemas (plans, verdicts) as response_format json_schema; false: json_object"
+    )
+
+    @field_validator("headers")
+    @classmethod
+    def _no_key_in_headers(cls, headers: dict[str, str]) -> dict[str, str]:
+        for name in headers:
+            if name.lower() in ("authorization", "api-key", "x-api-key"):
+                raise ValueError(f"header {name!r} would store a secret in the plan; "
+                                 "put the key in an environment variable and name it in api_key_env")
+        return headers
+
+    def token_estimate(self) -> int:
+        return self.reserve_tokens
+
+
+AgentConfig = Annotated[Union[SimAgent, ShellAgent, PythonAgent, LlmAgent], Field(discriminator="kind")]
 
 
 class StepSpec(_Model):
@@ -132,6 +174,7 @@ class StepSpec(_Model):
     approval: Literal["required", "auto"] = "auto"
     max_attempts: int | None = Field(None, ge=1)
     timeout_s: float | None = Field(None, gt=0)
+    skill: str | None = Field(None, description="for type: skill, the registered skill to call")
 
     @property
     def display_title(self) -> str:
@@ -143,6 +186,7 @@ class Plan(_Model):
     default_agent: str | None = Field(None, description="agent for steps that name none")
     policy: Policy = Field(default_factory=Policy)
     agents: dict[str, AgentConfig] = Field(default_factory=lambda: {"sim": SimAgent()})
+    skills: dict[str, str] = Field(default_factory=dict, description="skill name -> module:function")
     steps: list[StepSpec] = Field(min_length=1)
 
     def agent_of(self, step: StepSpec) -> str:
@@ -208,7 +252,7 @@ def validate_plan(data: Any, source: str | None = None) -> Plan:
 def _pydantic_issues(exc: ValidationError) -> list[PlanIssue]:
     out = []
     for err in exc.errors(include_url=False):
-        out.append(PlanIssue(_location(err["loc"]), err["msg"]))
+        out.append(PlanIssue(_location(err["loc"]), err["msg"].removeprefix("Value error, ")))
     return out
 
 
@@ -217,7 +261,7 @@ def _location(loc: tuple[Any, ...]) -> str:
     for part in loc:
         if isinstance(part, int):
             text += f"[{part}]"
-        elif part in ("sim", "shell", "python") and text.startswith("agents."):
+        elif part in ("sim", "shell", "python", "llm") and text.startswith("agents."):
             continue  # the discriminator tag pydantic adds; the agent name says enough
         else:
             text += f".{part}" if text else str(part)
@@ -273,6 +317,7 @@ def _graph_issues(data: dict[str, Any]) -> list[PlanIssue]:
         if isinstance(key, str) and first_at.get(key) == i:
             edges[key] = [d for d in deps if isinstance(d, str) and d in first_at]
     issues.extend(_reference_issues(steps, first_at, edges))
+    issues.extend(_skill_issues(steps, data.get("skills")))
     cycle = find_cycle(edges)
     if cycle:
         where = f"steps[{first_at[cycle[0]]}].depends_on"
@@ -296,6 +341,35 @@ def _reference_issues(steps: list[Any], first_at: dict[str, int], edges: dict[st
             elif ref.key not in upstream:
                 issues.append(PlanIssue(f"steps[{i}].input", f'{ref.text} references step "{ref.key}", which is not upstream '
                                         f'of "{step["key"]}"; add it to depends_on'))
+    return issues
+
+
+def _skill_issues(steps: list[Any], plan_skills: Any) -> list[PlanIssue]:
+    """A skill step names a skill the plan maps or an installed package registers; other steps name none."""
+    from .skills import available_skills
+
+    declared = plan_skills if isinstance(plan_skills, dict) else {}
+    issues = []
+    for name, target in declared.items():
+        if not isinstance(target, str) or not _CALL.match(target):
+            issues.append(PlanIssue(f"skills.{name}", f"a skill is module:function, not {target!r}"))
+    known: list[str] | None = None
+    for i, step in enumerate(steps):
+        if not isinstance(step, dict):
+            continue
+        skill = step.get("skill")
+        if step.get("type") == "skill":
+            if not isinstance(skill, str):
+                issues.append(PlanIssue(f"steps[{i}].skill", "a skill step names the skill it calls (skill: NAME)"))
+                continue
+            if skill not in declared:
+                known = known if known is not None else sorted({*declared, *available_skills({})})
+                if skill not in known:
+                    issues.append(PlanIssue(f"steps[{i}].skill", _unknown("skill", skill, known)
+                                            + "; map it under skills: or install the package that provides it"))
+        elif skill is not None:
+            issues.append(PlanIssue(f"steps[{i}].skill", f"only a step of type skill calls a skill (this one is "
+                                    f"{step.get('type', 'reasoning')})"))
     return issues
 
 

@@ -30,6 +30,8 @@ runs = Table(
     Column("lock_host", String(255)),
     Column("lock_pid", Integer),
     Column("locked_until", Float),
+    # revision 0004: a replan an agent proposed, waiting for the operator's review
+    Column("proposal_json", Text),
 )
 
 steps = Table(

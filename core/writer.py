@@ -36,7 +36,8 @@ STEP_MUTABLE = (
     "agent", "status", "attempts", "input_json", "output_json", "error", "prompt_tokens",
     "completion_tokens", "not_before", "approved_by", "started_at", "ended_at",
 )
-RUN_MUTABLE = ("status", "reason", "token_budget", "prompt_tokens", "completion_tokens", "updated_at", "ended_at")
+RUN_MUTABLE = ("status", "reason", "token_budget", "prompt_tokens", "completion_tokens", "updated_at", "ended_at",
+               "proposal_json")
 
 _STEP_CAS = (
     schema.steps.update()

@@ -8,10 +8,11 @@ the controller lets it run out and records its late result as stale.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from ..plan import PythonAgent, ShellAgent, SimAgent
+from ..plan import AgentConfig, LlmAgent, PythonAgent, ShellAgent, SimAgent
 
 
 @dataclass(frozen=True, slots=True)
@@ -25,12 +26,16 @@ class StepCall:
     input: Any
     context: list[dict[str, Any]] = field(default_factory=list)
     timeout_s: float | None = None
+    # Partial output as it arrives (streaming agents call it with each new piece of text);
+    # the controller coalesces the pieces into at most ~10 events per second.
+    on_partial: Callable[[str], None] | None = field(default=None, compare=False)
 
 
 @dataclass(frozen=True, slots=True)
 class Usage:
     prompt_tokens: int = 0
     completion_tokens: int = 0
+    estimated: bool = False  # the agent reported no usage; these are estimates from the text
 
     @property
     def total(self) -> int:
@@ -44,12 +49,20 @@ class Result:
 
 
 class AttemptFailed(Exception):
-    """An attempt failed; ``usage`` is what it spent anyway, ``retryable`` whether trying again can help."""
+    """An attempt failed; ``usage`` is what it spent anyway, ``retryable`` whether trying again can help.
 
-    def __init__(self, message: str, usage: Usage | None = None, retryable: bool = True) -> None:
+    ``retry_after_s`` is the wait the target asked for (HTTP ``Retry-After``); ``agent_fault``
+    False means the agent worked and the work itself was found wanting (a failed check), which
+    is not held against the agent's circuit breaker.
+    """
+
+    def __init__(self, message: str, usage: Usage | None = None, retryable: bool = True, *,
+                 retry_after_s: float | None = None, agent_fault: bool = True) -> None:
         super().__init__(message)
         self.usage = usage or Usage()
         self.retryable = retryable
+        self.retry_after_s = retry_after_s
+        self.agent_fault = agent_fault
 
 
 class Executor(Protocol):
@@ -58,8 +71,12 @@ class Executor(Protocol):
     async def execute(self, call: StepCall) -> Result: ...
 
 
-def build_executor(config: SimAgent | ShellAgent | PythonAgent) -> Executor:
+def build_executor(name: str, config: AgentConfig) -> Executor:
     """The executor for an agent config (imports lazily: a plan pays only for the kinds it uses)."""
+    if isinstance(config, LlmAgent):
+        from .llm import LlmExecutor
+
+        return LlmExecutor(name, config)
     if isinstance(config, SimAgent):
         from .sim import SimExecutor
 
@@ -71,5 +88,5 @@ def build_executor(config: SimAgent | ShellAgent | PythonAgent) -> Executor:
     if isinstance(config, PythonAgent):
         from .python import PythonExecutor
 
-        return PythonExecutor(config)
+        return PythonExecutor(config.call)
     raise TypeError(f"no executor for agent kind {type(config).__name__}")

@@ -1,4 +1,4 @@
-"""The python agent: calls ``module:function`` with ``input``, ``context`` and ``step``.
+"""The python agent (and skills): calls ``module:function`` with ``input``, ``context`` and ``step``.
 
 The function may be sync (run in a thread) or async. It returns the output,
 or ``(output, usage)`` where usage is ``{"prompt_tokens": n, "completion_tokens": m}``
@@ -13,13 +13,12 @@ import inspect
 from collections.abc import Callable
 from typing import Any
 
-from ..plan import PythonAgent
 from . import AttemptFailed, Result, StepCall, Usage
 
 
 class PythonExecutor:
-    def __init__(self, config: PythonAgent) -> None:
-        self.config = config
+    def __init__(self, call: str) -> None:
+        self.call = call  # module:function
         self._fn: Callable[..., Any] | None = None
 
     @property
@@ -28,14 +27,14 @@ class PythonExecutor:
 
     def _resolve(self) -> Callable[..., Any]:
         if self._fn is None:
-            module_name, _, attr = self.config.call.partition(":")
+            module_name, _, attr = self.call.partition(":")
             try:
                 module = importlib.import_module(module_name)
                 self._fn = getattr(module, attr)
             except (ImportError, AttributeError) as exc:
-                raise AttemptFailed(f"cannot load {self.config.call}: {exc}", retryable=False) from exc
+                raise AttemptFailed(f"cannot load {self.call}: {exc}", retryable=False) from exc
             if not callable(self._fn):
-                raise AttemptFailed(f"{self.config.call} is not callable", retryable=False)
+                raise AttemptFailed(f"{self.call} is not callable", retryable=False)
         return self._fn
 
     async def execute(self, call: StepCall) -> Result:

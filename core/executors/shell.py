@@ -14,6 +14,7 @@ import signal
 from typing import Any
 
 from ..plan import ShellAgent
+from ..verification import ExitStatus
 from . import AttemptFailed, Result, StepCall
 
 TAIL_CHARS = 2000
@@ -52,7 +53,7 @@ class ShellExecutor:
         out = stdout.decode("utf-8", errors="replace")
         if proc.returncode != 0:
             tail = stderr.decode("utf-8", errors="replace")[-TAIL_CHARS:].strip()
-            raise AttemptFailed(f"exit code {proc.returncode}" + (f": {tail}" if tail else ""))
+            raise ExitStatus(proc.returncode, tail)
         return Result(out)
 
 

@@ -1,0 +1,249 @@
+"""A client for OpenAI-compatible chat-completions endpoints (OpenAI, vLLM, Ollama, LM Studio, llama.cpp).
+
+One request, one answer: ``ChatClient.complete`` returns the assistant's text
+and the usage, or raises ``ChatError`` saying whether trying again can help
+(connection errors, timeouts, 429 and 5xx can; 400/401/403/404 cannot) and how
+long the server asked us to wait (``Retry-After``).
+
+The API key is read from the environment variable the agent names, at request
+time, and never leaves this module: every message this module produces is
+passed through ``redact`` first, because servers sometimes echo what they got.
+"""
+
+from __future__ import annotations
+
+import email.utils
+import json
+import os
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+
+from .plan import LlmAgent
+
+BODY_CHARS = 300
+RETRYABLE_STATUS = frozenset({408, 409, 425, 429})
+REDACTED = "[redacted]"
+
+
+class ChatError(Exception):
+    """A request that did not produce an answer. ``retryable``: another attempt may succeed."""
+
+    def __init__(self, message: str, *, retryable: bool, retry_after_s: float | None = None,
+                 status: int | None = None) -> None:
+        super().__init__(message)
+        self.retryable = retryable
+        self.retry_after_s = retry_after_s
+        self.status = status
+
+
+@dataclass(frozen=True, slots=True)
+class Completion:
+    text: str
+    prompt_tokens: int
+    completion_tokens: int
+    estimated: bool  # the server sent no usage: tokens were estimated from the text
+
+
+def estimate_tokens(text: str) -> int:
+    """About four characters per token: the usual rule of thumb for English text and JSON."""
+    return max(1, (len(text) + 3) // 4) if text else 0
+
+
+class ChatClient:
+    def __init__(self, name: str, config: LlmAgent) -> None:
+        self.name = name
+        self.config = config
+        self.url = config.base_url.rstrip("/") + "/chat/completions"
+        self._client: httpx.AsyncClient | None = None
+
+    # -- the key --------------------------------------------------------------------
+
+    def _key(self) -> str | None:
+        env = self.config.api_key_env
+        if env is None:
+            return None
+        key = os.environ.get(env)
+        if not key:
+            raise ChatError(f'agent "{self.name}" reads its API key from ${env}, which is not set; '
+                            f"export {env}=... before running", retryable=False)
+        return key
+
+    def redact(self, text: str) -> str:
+        """``text`` with the agent's API key (if any) replaced, so it can be stored or shown."""
+        env = self.config.api_key_env
+        key = os.environ.get(env) if env else None
+        if key and len(key) >= 4:
+            text = text.replace(key, REDACTED)
+        return text
+
+    # -- requests ---------------------------------------------------------------------
+
+    def _headers(self) -> dict[str, str]:
+        headers = {"Content-Type": "application/json", **self.config.headers}
+        key = self._key()
+        if key:
+            headers["Authorization"] = f"Bearer {key}"
+        return headers
+
+    def body(self, messages: list[dict[str, str]], response_format: dict[str, Any] | None) -> dict[str, Any]:
+        body: dict[str, Any] = {"model": self.config.model, "messages": messages}
+        if self.config.temperature is not None:
+            body["temperature"] = self.config.temperature
+        if self.config.max_tokens is not None:
+            body["max_tokens"] = self.config.max_tokens
+        if response_format is not None:
+            body["response_format"] = response_format
+        if self.config.stream:
+            body["stream"] = True
+            body["stream_options"] = {"include_usage": True}
+        return body
+
+    async def complete(
+        self,
+        messages: list[dict[str, str]],
+        *,
+        response_format: dict[str, Any] | None = None,
+        on_delta: Callable[[str], None] | None = None,
+    ) -> Completion:
+        """Send one chat-completions request; stream it when the agent says ``stream: true``."""
+        try:
+            return await self._complete(messages, response_format, on_delta)
+        except ChatError as exc:
+            raise ChatError(self.redact(str(exc)), retryable=exc.retryable, retry_after_s=exc.retry_after_s,
+                            status=exc.status) from None
+
+    async def _complete(self, messages: list[dict[str, str]], response_format: dict[str, Any] | None,
+                        on_delta: Callable[[str], None] | None) -> Completion:
+        body = self.body(messages, response_format)
+        client = self._http()
+        try:
+            async with client.stream("POST", self.url, json=body, headers=self._headers()) as response:
+                if response.status_code >= 400:
+                    await response.aread()
+                    raise self._status_error(response)
+                if self.config.stream:
+                    return await self._read_stream(response, messages, on_delta)
+                await response.aread()
+                return self._read_json(response, messages)
+        except httpx.TimeoutException as exc:
+            raise ChatError(f"no answer from {self.url} within {self.config.timeout_s:g}s ({type(exc).__name__})",
+                            retryable=True) from None
+        except httpx.TransportError as exc:
+            raise ChatError(f"cannot reach {self.url}: {type(exc).__name__}: {exc}", retryable=True) from None
+
+    def _http(self) -> httpx.AsyncClient:
+        if self._client is None or self._client.is_closed:
+            self._client = httpx.AsyncClient(timeout=httpx.Timeout(self.config.timeout_s), trust_env=False)
+        return self._client
+
+    async def aclose(self) -> None:
+        if self._client is not None:
+            await self._client.aclose()
+            self._client = None
+
+    # -- answers --------------------------------------------------------------------------
+
+    def _status_error(self, response: httpx.Response) -> ChatError:
+        status = response.status_code
+        detail = _error_detail(response)
+        message = f"{self.url} answered {status} {response.reason_phrase}" + (f": {detail}" if detail else "")
+        retryable = status >= 500 or status in RETRYABLE_STATUS
+        if status in (401, 403):
+            message += f' (check the key in ${self.config.api_key_env})' if self.config.api_key_env else \
+                " (the agent sends no key; set api_key_env)"
+        elif status == 404:
+            message += f' (check base_url "{self.config.base_url}" and model "{self.config.model}")'
+        return ChatError(message, retryable=retryable, retry_after_s=retry_after(response.headers.get("retry-after")),
+                         status=status)
+
+    def _read_json(self, response: httpx.Response, messages: list[dict[str, str]]) -> Completion:
+        try:
+            data = response.json()
+            text = data["choices"][0]["message"].get("content") or ""
+            if not isinstance(text, str):
+                raise TypeError(f"content is {type(text).__name__}")
+        except (ValueError, KeyError, IndexError, TypeError, AttributeError) as exc:
+            raise ChatError(f"malformed answer from {self.url} ({_describe(exc)}): "
+                            f"{response.text[:BODY_CHARS]!r}", retryable=True) from None
+        return _with_usage(text, data.get("usage"), messages)
+
+    async def _read_stream(self, response: httpx.Response, messages: list[dict[str, str]],
+                           on_delta: Callable[[str], None] | None) -> Completion:
+        """Server-sent events: ``data: {chunk}`` lines until ``data: [DONE]``; usage in the last chunk."""
+        parts: list[str] = []
+        usage: Any = None
+        async for line in response.aiter_lines():
+            if not line.startswith("data:"):
+                continue
+            data = line[5:].strip()
+            if data == "[DONE]":
+                break
+            try:
+                chunk = json.loads(data)
+                choices = chunk.get("choices") or []
+                delta = (choices[0].get("delta") or {}).get("content") if choices else None
+            except (ValueError, AttributeError, IndexError) as exc:
+                raise ChatError(f"malformed stream chunk from {self.url} ({_describe(exc)}): {data[:BODY_CHARS]!r}",
+                                retryable=True) from None
+            if chunk.get("usage"):
+                usage = chunk["usage"]
+            if isinstance(delta, str) and delta:
+                parts.append(delta)
+                if on_delta is not None:
+                    on_delta(delta)
+        return _with_usage("".join(parts), usage, messages)
+
+
+def _with_usage(text: str, usage: Any, messages: list[dict[str, str]]) -> Completion:
+    if isinstance(usage, dict) and isinstance(usage.get("prompt_tokens"), int) \
+            and isinstance(usage.get("completion_tokens"), int):
+        return Completion(text, usage["prompt_tokens"], usage["completion_tokens"], estimated=False)
+    prompt = sum(estimate_tokens(m.get("content") or "") + 4 for m in messages)
+    return Completion(text, prompt, estimate_tokens(text), estimated=True)
+
+
+def retry_after(value: str | None, now: float | None = None) -> float | None:
+    """``Retry-After`` as seconds from now: a number of seconds or an HTTP date."""
+    if not value:
+        return None
+    value = value.strip()
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    return max(0.0, when.timestamp() - (time.time() if now is None else now))
+
+
+def _error_detail(response: httpx.Response) -> str:
+    """The server's own words: ``error.message`` of an OpenAI-style error body, else the body's start."""
+    try:
+        data = response.json()
+    except ValueError:
+        return response.text.strip()[:BODY_CHARS]
+    if isinstance(data, dict):
+        err = data.get("error")
+        if isinstance(err, dict) and isinstance(err.get("message"), str):
+            return err["message"][:BODY_CHARS]
+        if isinstance(err, str):
+            return err[:BODY_CHARS]
+        if isinstance(data.get("message"), str):
+            return data["message"][:BODY_CHARS]
+    return response.text.strip()[:BODY_CHARS]
+
+
+def _describe(exc: Exception) -> str:
+    if isinstance(exc, KeyError):
+        return f"no {exc.args[0]!r}"
+    if isinstance(exc, IndexError):
+        return "no choices"
+    if isinstance(exc, ValueError):
+        return "not JSON"
+    return str(exc)
