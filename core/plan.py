@@ -174,7 +174,9 @@ class StepSpec(_Model):
     approval: Literal["required", "auto"] = "auto"
     max_attempts: int | None = Field(None, ge=1)
     timeout_s: float | None = Field(None, gt=0)
-    skill: str | None = Field(None, description="for type: skill, the registered skill to call")
+    skill: str | None = Field(
+        None, description="for type: skill, the registered skill to call (without it the step runs on its agent)"
+    )
 
     @property
     def display_title(self) -> str:
@@ -345,7 +347,7 @@ def _reference_issues(steps: list[Any], first_at: dict[str, int], edges: dict[st
 
 
 def _skill_issues(steps: list[Any], plan_skills: Any) -> list[PlanIssue]:
-    """A skill step names a skill the plan maps or an installed package registers; other steps name none."""
+    """A skill step's ``skill`` is one the plan maps or an installed package registers; other steps name none."""
     from .skills import available_skills
 
     declared = plan_skills if isinstance(plan_skills, dict) else {}
@@ -358,16 +360,15 @@ def _skill_issues(steps: list[Any], plan_skills: Any) -> list[PlanIssue]:
         if not isinstance(step, dict):
             continue
         skill = step.get("skill")
+        if skill is None:
+            continue  # a skill step without a skill runs on its agent, like any step
         if step.get("type") == "skill":
-            if not isinstance(skill, str):
-                issues.append(PlanIssue(f"steps[{i}].skill", "a skill step names the skill it calls (skill: NAME)"))
-                continue
-            if skill not in declared:
+            if isinstance(skill, str) and skill not in declared:
                 known = known if known is not None else sorted({*declared, *available_skills({})})
                 if skill not in known:
                     issues.append(PlanIssue(f"steps[{i}].skill", _unknown("skill", skill, known)
                                             + "; map it under skills: or install the package that provides it"))
-        elif skill is not None:
+        else:
             issues.append(PlanIssue(f"steps[{i}].skill", f"only a step of type skill calls a skill (this one is "
                                     f"{step.get('type', 'reasoning')})"))
     return issues
