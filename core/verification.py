@@ -2,7 +2,8 @@
 
 Every kind of agent can verify, each in its own terms: a shell command by its
 exit code, an LLM by a structured verdict ``{"passed": bool, "reason": str}``,
-a Python function by its return value (a bool, or the same verdict mapping).
+a Python function by its return value (a bool, or the same verdict mapping),
+a simulated agent by its simulated failures (or a verdict given as its output).
 ``judge`` turns an attempt's outcome into a verdict: a passed check is a
 succeeded step whose output is the verdict; a failed check fails the step
 without further attempts (the work has not changed) and is not held against
@@ -47,10 +48,10 @@ def judge(kind: str, outcome: Result | AttemptFailed) -> Result | AttemptFailed:
         return CheckFailed(outcome.tail or f"the check exited with code {outcome.code}", outcome.usage)
     if isinstance(outcome, AttemptFailed):
         return outcome
-    if kind == "shell":
+    passed, reason = _verdict(outcome.output)
+    if passed is None and kind in ("shell", "sim"):  # judged by finishing: exit code 0, or the simulation's dice
         text = outcome.output.strip() if isinstance(outcome.output, str) else ""
         return Result({"passed": True, "reason": text[-500:] or "exit code 0"}, outcome.usage)
-    passed, reason = _verdict(outcome.output)
     if passed is None:
         return AttemptFailed(reason, outcome.usage, retryable=kind == "llm")
     if not passed:
