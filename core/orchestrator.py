@@ -522,6 +522,8 @@ class Orchestrator:
                 "lease": {"host": run["lock_host"], "pid": run["lock_pid"], "expires_at": iso(run["locked_until"])}
                 if run["lock_owner"] else None,
             },
+            "plan": plan,
+            "proposal": json.loads(run["proposal_json"]) if run["proposal_json"] else None,
             "steps": [
                 {
                     "key": s["key"], "title": s["title"], "type": s["type"], "agent": s["agent"],

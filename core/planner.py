@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,6 +27,7 @@ from .executors.llm import schema_format
 from .plan import LlmAgent, Plan, plan_json_schema, validate_plan
 
 OPERATOR_KEYS = ("agents", "policy", "skills", "default_agent")
+PLANNER_ENV = "LOOPDECK_AGENTS"  # where the agents file is, when --agents is not given
 TRANSPORT_RETRIES = 3
 
 SYSTEM = """You are the planner of loopdeck, which runs plans: DAGs of steps executed by agents.
@@ -149,6 +151,15 @@ def _parse(text: str) -> Any:
 def _repair_request(exc: PlanError) -> str:
     problems = "\n".join(f"- {issue.location or '(plan)'}: {issue.message}" for issue in exc.issues)
     return f"That plan is not valid:\n{problems}\nAnswer with the whole corrected plan as one JSON object."
+
+
+def default_agents_file() -> Path | None:
+    """``$LOOPDECK_AGENTS``, else ``./agents.yaml`` if there is one."""
+    env = os.environ.get(PLANNER_ENV)
+    if env:
+        return Path(env)
+    here = Path("agents.yaml")
+    return here if here.exists() else None
 
 
 def load_base(path: str | Path) -> dict[str, Any]:

@@ -24,6 +24,7 @@ class ActionSpec:
 
 RUN_ACTIONS: tuple[ActionSpec, ...] = (
     ActionSpec("approvals", "A", "open_approvals", "Approvals", "Open the queue of steps waiting for approval", key_display="A"),
+    ActionSpec("plan_review", "P", "open_plan_review", "Plan", "Review the plan (or replan) waiting for approval", key_display="P"),
     ActionSpec("feedback_up", "plus", "feedback('up')", "👍", "Thumbs up for the highlighted finished step", key_display="+"),
     ActionSpec("feedback_down", "minus", "feedback('down')", "👎", "Thumbs down for the highlighted finished step", key_display="-"),
     ActionSpec("budget", "b", "raise_budget", "Budget", "Set the run's token budget (a paused run continues)"),

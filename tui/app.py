@@ -55,6 +55,7 @@ class LoopdeckApp(App[int]):
         *,
         run_id: str | None = None,
         plan: Plan | None = None,
+        proposed_by: str | None = None,
         drive: bool = False,
         read_only: bool = False,
         user: str | None = None,
@@ -68,6 +69,7 @@ class LoopdeckApp(App[int]):
         self.db = db
         self.run_id = run_id
         self.plan = plan
+        self.proposed_by = proposed_by  # who wrote the plan (the planner), shown in the plan review
         self.drive = drive
         self.read_only = read_only
         self._user = user
@@ -83,7 +85,7 @@ class LoopdeckApp(App[int]):
         if self.orch is None:
             self.orch = await Orchestrator.open(self.db, user=self._user, clock=self.clock, run_ids=self._run_ids)
         if self.plan is not None:
-            self.run_id = await self.orch.create_run(self.plan)
+            self.run_id = await self.orch.create_run(self.plan, proposed_by=self.proposed_by)
         if self.run_id is None:
             await self.push_screen(RunsScreen())
             return

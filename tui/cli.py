@@ -20,6 +20,7 @@ from rich.table import Table
 from rich.text import Text
 
 from core import (
+    AgentError,
     BadInput,
     CommandTimeout,
     EventType,
@@ -38,13 +39,15 @@ from core import (
     load_plan,
     plan_json_schema,
 )
+from core.planner import PLANNER_ENV, default_agents_file, load_base, plan_goal, plan_to_yaml, planner_agent
+from core.skills import available_skills
 
 from .literal import literal
 from .progress import Progress
 
 EXIT_OK, EXIT_RUN_NOT_OK, EXIT_BAD_INPUT, EXIT_INTERRUPTED = 0, 1, 2, 130
 BAD_INPUT_ERRORS = (PlanError, BadInput, RunNotFound, StepNotFound, StoreError)
-REFUSED_ERRORS = (TransitionError, LeaseHeld, LeaseLost, CommandTimeout)
+REFUSED_ERRORS = (TransitionError, LeaseHeld, LeaseLost, CommandTimeout, AgentError)
 
 def _console(stderr: bool) -> Console:
     """Plain, unwrapped lines when not on a terminal (logs and pipes are read by tools)."""
@@ -85,9 +88,33 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--approve", choices=["all", "none", "ask"], default=approve_default,
                        help="answer approval gates: all (approve), none (reject), ask (wait for `loopdeck approve`)")
 
-    p = sub.add_parser("run", parents=[common], help="run a plan file (YAML or JSON)")
-    p.add_argument("plan", help="path to the plan file")
+    def planning(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--agents", metavar="FILE", help=f"agents file: agents, and optionally policy and skills "
+                       f"(default: ${PLANNER_ENV}, else ./agents.yaml)")
+        p.add_argument("--max-repairs", type=int, default=3, metavar="N",
+                       help="times the planner may fix an invalid plan (default 3)")
+
+    p = sub.add_parser("run", parents=[common], help="run a plan file (YAML or JSON), or plan one from --goal")
+    p.add_argument("plan", nargs="?", help="path to the plan file")
+    p.add_argument("--goal", metavar="TEXT", help="plan from this goal first (with --planner) instead of a plan file")
+    p.add_argument("--planner", metavar="AGENT", help="the llm agent (in the agents file) that plans from --goal")
+    planning(p)
     driving(p, "ask")
+    p = sub.add_parser("plan", parents=[common], help="ask an llm agent for a plan that reaches a goal")
+    p.add_argument("goal", help="what the plan should achieve")
+    p.add_argument("--agent", required=True, metavar="NAME", help="the llm agent (in the agents file) that plans")
+    p.add_argument("--out", metavar="FILE", help="write the plan here (YAML) instead of stdout")
+    planning(p)
+    p = sub.add_parser("approve-plan", parents=[common], help="approve (or --reject) the plan a run awaits approval of")
+    p.add_argument("run_id")
+    p.add_argument("--reject", action="store_true", help="reject: a run that has not started ends rejected; "
+                   "a proposed replan is dropped and the run goes on")
+    p.add_argument("--plan", dest="edited", metavar="FILE", help="approve this (edited) plan file instead; "
+                   "for a proposed replan, a file of steps")
+    p.add_argument("--reason", metavar="TEXT")
+    p = sub.add_parser("skills", parents=[common], help="list the skills a plan can call, and where they come from")
+    p.add_argument("--plan", dest="plan_file", metavar="FILE", help="include this plan's own skills map")
+    p.add_argument("--json", action="store_true")
     p = sub.add_parser("demo", parents=[common], help="run the built-in demo plan of simulated agents")
     driving(p, "all")
     p = sub.add_parser("resume", parents=[common], help="continue a run whose process stopped")
@@ -144,11 +171,22 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "schema":
         print_json(plan_json_schema())
         return EXIT_OK
+    if args.command in ("plan", "skills"):  # no database needed
+        return _run_guarded(lambda: (cmd_plan if args.command == "plan" else cmd_skills)(args))
+    if args.command == "run" and (args.plan is None) == (args.goal is None):
+        parser.error("run takes a plan file or --goal (with --planner), not both or neither")
+    if args.command == "run" and args.goal is not None and not args.planner:
+        parser.error("--goal needs --planner AGENT: the llm agent that writes the plan")
     if args.command is None or args.command == "attach" or (args.command in ("run", "demo", "resume") and not args.headless):
         return dashboard(args)
     handler = COMMANDS[args.command]
+    return _run_guarded(lambda: _with_orchestrator(args, handler))
+
+
+def _run_guarded(make: Callable[[], Awaitable[int]]) -> int:
+    """Run a command's coroutine; map loopdeck's errors to exit codes and one clear line each."""
     try:
-        return asyncio.run(_with_orchestrator(args, handler))
+        return asyncio.run(make())  # type: ignore[arg-type]
     except KeyboardInterrupt:
         err.print("interrupted; the run keeps its state: `loopdeck resume RUN_ID --headless` continues it")
         return EXIT_INTERRUPTED
@@ -165,12 +203,20 @@ def dashboard(args: argparse.Namespace) -> int:
     from .app import LoopdeckApp
 
     try:
-        plan = load_plan(args.plan) if args.command == "run" else demo_plan() if args.command == "demo" else None
-    except PlanError as exc:
+        if args.command == "run" and args.goal is not None:
+            plan = asyncio.run(_plan_from_goal(args))
+        else:
+            plan = load_plan(args.plan) if args.command == "run" else demo_plan() if args.command == "demo" else None
+    except KeyboardInterrupt:
+        return EXIT_INTERRUPTED
+    except (PlanError, BadInput) as exc:
         err.print(literal(f"loopdeck: {exc}"))
         return EXIT_BAD_INPUT
+    except AgentError as exc:
+        err.print(literal(f"loopdeck: {exc}"))
+        return EXIT_RUN_NOT_OK
     app = LoopdeckApp(
-        args.db, run_id=getattr(args, "run_id", None), plan=plan,
+        args.db, run_id=getattr(args, "run_id", None), plan=plan, proposed_by=_proposer(args),
         drive=args.command in ("run", "demo", "resume"), read_only=args.read_only, user=args.user,
     )
     code = app.run()
@@ -187,9 +233,8 @@ def dashboard(args: argparse.Namespace) -> int:
 
 
 async def _with_orchestrator(args: argparse.Namespace, handler: Callable[[Orchestrator, argparse.Namespace], Awaitable[int]]) -> int:
-    if args.command == "run":
-        plan = load_plan(args.plan)  # validate before touching the database: bad input writes nothing
-        args.loaded_plan = plan
+    if args.command == "run":  # validate before touching the database: bad input writes nothing
+        args.loaded_plan = await _plan_from_goal(args) if args.goal is not None else load_plan(args.plan)
     async with await Orchestrator.open(args.db, user=args.user or default_user()) as orch:
         return await handler(orch, args)
 
@@ -198,8 +243,86 @@ async def _with_orchestrator(args: argparse.Namespace, handler: Callable[[Orches
 
 
 async def cmd_run(orch: Orchestrator, args: argparse.Namespace) -> int:
-    run_id = await orch.create_run(args.loaded_plan)
+    run_id = await orch.create_run(args.loaded_plan, proposed_by=_proposer(args))
     return await _drive(orch, run_id, args)
+
+
+def _proposer(args: argparse.Namespace) -> str | None:
+    return f"planner {args.planner}" if getattr(args, "goal", None) is not None else None
+
+
+# -- planning --------------------------------------------------------------------------------
+
+
+def _base(args: argparse.Namespace) -> tuple[dict[str, Any], str]:
+    path = args.agents or default_agents_file()
+    if path is None:
+        raise BadInput(f"the planner needs an agents file: pass --agents FILE, set ${PLANNER_ENV}, "
+                       "or put agents.yaml in this directory")
+    return load_base(path), str(path)
+
+
+async def _plan_from_goal(args: argparse.Namespace) -> Any:
+    """Plan from ``--goal`` with the ``--planner`` agent, showing each request and repair on stderr."""
+    base, source = _base(args)
+    name = args.planner if args.command == "run" else args.agent
+    agent = planner_agent(base, name, source)
+    if args.max_repairs < 0:
+        raise BadInput(f"--max-repairs is 0 or more, not {args.max_repairs}")
+    result = await plan_goal(args.goal, name, agent, base, max_repairs=args.max_repairs,
+                             on_progress=lambda line: err.print(literal(f"planner: {line}")))
+    repairs = f" after {result.repairs} repair(s)" if result.repairs else ""
+    err.print(literal(f"planner: {len(result.plan.steps)} steps{repairs} · "
+                      f"{result.prompt_tokens + result.completion_tokens:,} tokens"))
+    return result.plan
+
+
+async def cmd_plan(args: argparse.Namespace) -> int:
+    plan = await _plan_from_goal(args)
+    text = plan_to_yaml(plan)
+    if args.out:
+        try:
+            with open(args.out, "w", encoding="utf-8") as fh:
+                fh.write(text)
+        except OSError as exc:
+            raise BadInput(f"cannot write {args.out}: {exc}") from exc
+        err.print(literal(f"wrote {args.out}; run it with: loopdeck run {args.out}"))
+    else:
+        sys.stdout.write(text)
+    return EXIT_OK
+
+
+async def cmd_skills(args: argparse.Namespace) -> int:
+    plan_skills = load_plan(args.plan_file).skills if args.plan_file else {}
+    skills = available_skills(plan_skills)
+    if args.json:
+        print_json({name: {"target": s.target, "origin": s.origin} for name, s in skills.items()})
+        return EXIT_OK
+    if not skills:
+        err.print("no skills: map them in a plan's `skills:` or install a package that registers `loopdeck.skills`")
+        return EXIT_OK
+    table = Table(box=None, pad_edge=False)
+    for col in ("SKILL", "CALLS", "FROM"):
+        table.add_column(col, no_wrap=True)
+    for name, skill in skills.items():
+        table.add_row(literal(name), literal(skill.target), literal(skill.origin))
+    out.print(table)
+    return EXIT_OK
+
+
+async def cmd_approve_plan(orch: Orchestrator, args: argparse.Namespace) -> int:
+    run_id = await orch.store.resolve_run_id(args.run_id)
+    kwargs: dict[str, Any] = {}
+    if args.edited:
+        if args.reject:
+            raise BadInput("--plan goes with approving; a rejected plan does not run")
+        run = await orch.store.get_run(run_id)
+        data = load_steps_file(args.edited)
+        kwargs["steps" if run["proposal_json"] else "plan"] = data
+    await orch.approve_plan(run_id, approve=not args.reject, user=orch.user, reason=args.reason, **kwargs)
+    verb = "rejected" if args.reject else "approved" + (" (edited)" if kwargs else "")
+    err.print(literal(f"plan of run {run_id} {verb} by {orch.user}"))
+    return EXIT_OK
 
 
 async def cmd_demo(orch: Orchestrator, args: argparse.Namespace) -> int:
@@ -225,6 +348,10 @@ async def _drive(orch: Orchestrator, run_id: str, args: argparse.Namespace) -> i
     progress = Progress(err, run_id, snapshot)
     sub = orch.subscribe(run_id)
     watcher = asyncio.create_task(_watch(orch, run_id, sub, progress, args.approve))
+    if snapshot["run"]["status"] == RunStatus.AWAITING_PLAN_APPROVAL.value:
+        progress.note(progress.plan_waits(None))
+        if args.approve in ("all", "none"):
+            asyncio.create_task(_auto_answer_plan(orch, run_id, args.approve, progress))
     try:
         with progress:
             status = await orch.drive(run_id, on_wait=progress.note)
@@ -245,6 +372,16 @@ async def _watch(orch: Orchestrator, run_id: str, sub: Any, progress: Progress, 
         progress.on_event(item)
         if item.type == EventType.STEP_WAITING and approve in ("all", "none"):
             asyncio.create_task(_auto_answer(orch, run_id, item.step_key, approve, progress))
+        if item.type == EventType.RUN_PLAN_PROPOSED and item.step_key and approve in ("all", "none"):
+            asyncio.create_task(_auto_answer_plan(orch, run_id, approve, progress))
+
+
+async def _auto_answer_plan(orch: Orchestrator, run_id: str, approve: str, progress: Progress) -> None:
+    try:
+        await orch.approve_plan(run_id, approve=approve == "all", user=f"{orch.user} (--approve {approve})",
+                                reason=f"{'approved' if approve == 'all' else 'rejected'} automatically")
+    except LoopdeckError as exc:
+        progress.note(literal(f"could not answer the plan review: {exc}"))
 
 
 async def _auto_answer(orch: Orchestrator, run_id: str, key: str, approve: str, progress: Progress) -> None:
@@ -436,6 +573,7 @@ COMMANDS: dict[str, Callable[[Orchestrator, argparse.Namespace], Awaitable[int]]
     "feedback": cmd_feedback,
     "agents": cmd_agents,
     "export": cmd_export,
+    "approve-plan": cmd_approve_plan,
 }
 
 

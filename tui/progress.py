@@ -104,6 +104,12 @@ class Progress:
             self._last_print = time.monotonic()
             self.console.print(self.tally.line())
 
+    def plan_waits(self, by_step: str | None) -> Text:
+        """The line telling the operator a plan waits for review, and how to answer it."""
+        what = "the plan" if by_step is None else Text.assemble("a replan proposed by step ", literal(by_step, "bold"))
+        return Text.assemble(("⏸ ", "yellow"), what, " waits for approval: ",
+                             f"loopdeck approve-plan {self.run_id} [--reject] (see it: loopdeck show {self.run_id} --json)")
+
     def _describe(self, event: Event) -> Text | None:
         key = event.step_key or ""
         p = event.payload
@@ -136,6 +142,14 @@ class Progress:
             return Text.assemble(("⏸ ", "yellow"), literal(p.get("reason")), f"; raise it: loopdeck budget {self.run_id} --set N")
         if event.type == E.BUDGET_CHANGED:
             return Text.assemble("token budget set to ", str(p.get("to")), " by ", literal(p.get("user")))
+        if event.type == E.RUN_PLAN_PROPOSED and key:
+            return self.plan_waits(key)
+        if event.type in (E.RUN_PLAN_APPROVED, E.RUN_PLAN_REJECTED):
+            verb, style = ("approved", "green") if event.type == E.RUN_PLAN_APPROVED else ("rejected", "red")
+            return Text.assemble(("✓ " if style == "green" else "✗ ", style), f"plan {verb} by ", literal(p.get("user")))
+        if event.type == E.REPLAN_REFUSED:
+            return Text.assemble(("✗ ", "red"), "replan proposed by step ", literal(key, "bold"), " refused: ",
+                                 literal(p.get("error")))
         if event.type == E.RUN_REPLANNED:
             return Text.assemble("run replanned by ", literal(p.get("user")), f" ({p.get('mode')}): +{len(p.get('added', []))}"
                                  f" / -{len(p.get('removed', []))} steps")

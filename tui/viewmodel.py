@@ -17,6 +17,7 @@ from core import STEP_STATUS_AFTER, Event, EventType
 
 E = EventType
 FINISHED = frozenset({"succeeded", "failed", "skipped", "rejected"})
+PARTIAL_CHARS = 20_000  # streamed output kept per step (the tail; the whole output is in the store at the end)
 
 
 def parse_iso(text: str | None) -> float | None:
@@ -43,6 +44,7 @@ class StepView:
     rating: str | None = None  # "up" / "down" after feedback
     input: Any = None
     output: Any = None
+    partial: str = ""  # output streamed so far by the running attempt
 
     def duration(self, now: float) -> float | None:
         if self.started_at is None:
@@ -70,6 +72,7 @@ class RunView:
     dirty: set[str] = field(default_factory=set)  # steps changed since the last refresh
     structure_changed: bool = False  # steps added or removed (replan)
     waiting: list[str] = field(default_factory=list)  # steps waiting for approval, in arrival order
+    plan_review: dict[str, Any] | None = None  # the plan (or replan) waiting for the operator's review
 
     @classmethod
     def from_snapshot(cls, snap: dict[str, Any]) -> "RunView":
@@ -120,13 +123,24 @@ class RunView:
             self.budget = p.get("to")
         elif t == E.RUN_REPLANNED:
             self.structure_changed = True  # the screen reloads the run
+        elif t == E.RUN_PLAN_PROPOSED:
+            self.status = "awaiting_plan_approval"
+            self.plan_review = {"by": p.get("by"), "step": event.step_key}
+        elif t in (E.RUN_PLAN_APPROVED, E.RUN_PLAN_REJECTED):
+            self.plan_review = None
+            if self.status == "awaiting_plan_approval" and event.step_key is None and t == E.RUN_PLAN_APPROVED:
+                self.status = "planning"  # approved; the driver starts it next
 
     def _apply_step(self, step: StepView, event: Event, p: dict[str, Any]) -> None:
         t = event.type
         new = STEP_STATUS_AFTER.get(t)  # type: ignore[call-overload]
         if new:
             step.status = new
+        if t == E.STEP_OUTPUT_PARTIAL:
+            step.partial = (step.partial + str(p.get("text", "")))[-PARTIAL_CHARS:]
+            return
         if t == E.STEP_STARTED:
+            step.partial = ""
             step.attempts = p.get("attempt", step.attempts + 1)
             step.agent = p.get("agent", step.agent)
             step.started_at, step.ended_at = event.created_at, None

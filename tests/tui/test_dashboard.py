@@ -123,8 +123,11 @@ async def test_plus_and_minus_give_feedback_on_the_highlighted_step(db_url):
         await until(pilot, lambda: isinstance(app.screen, PromptScreen))
         await pilot.press(*"clear", "enter")
         await until(pilot, lambda: not isinstance(app.screen, PromptScreen))
-        await pilot.pause(0.3)
-        feedback = await app.orch.store.feedback_of(app.run_id)
+        for _ in range(100):  # the answer is a worker: wait for its write, not a fixed time
+            feedback = await app.orch.store.feedback_of(app.run_id)
+            if feedback:
+                break
+            await pilot.pause(0.05)
         assert [(f["step_key"], f["rating"], f["comment"], f["created_by"]) for f in feedback] == [("draft", "up", "clear", "erin")]
         await until(pilot, lambda: "👍" in str(tree.root.children[0].label))  # the tree shows the rating
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 from collections.abc import Awaitable
 from typing import TYPE_CHECKING, Any
 
@@ -29,6 +30,7 @@ from ..widgets.step_detail import StepDetail
 from .approval import ApprovalScreen
 from .dialogs import ConfirmScreen, PromptScreen
 from .help import HelpScreen
+from .plan_review import PlanReviewScreen
 
 if TYPE_CHECKING:
     from ..app import LoopdeckApp
@@ -47,8 +49,11 @@ class RunScreen(Screen[None]):
         self.run_id = run_id
         self.view: RunView | None = None
         self._pending_log: list[Event] = []
-        self._detail_shown_at = 0.0
+        self._detail_shown_at = 0.0  # monotonic time of the last throttled detail refresh
+        self._detail_stale: str | None = None  # a highlighted step changed since its detail was shown
         self._deferred: set[str] = set()
+        self._plan_deferred = False
+        self._plan_review_opening = False
         self._announced_end = False
         self._feed_error: str | None = None
         self.frozen = False
@@ -135,9 +140,13 @@ class RunScreen(Screen[None]):
             self.query_one(EventLog).add(self._pending_log[-500:])
             self._pending_log = []
         highlighted = tree.highlighted_key
-        if highlighted in dirty and now - self._detail_shown_at >= DETAIL_REFRESH_S:
-            self._detail_shown_at = now
-            self.show_detail(highlighted)
+        if highlighted in dirty:
+            self._detail_stale = highlighted  # refreshed now, or at the next tick allowed: never lost
+        if self._detail_stale is not None and time.monotonic() - self._detail_shown_at >= DETAIL_REFRESH_S:
+            key, self._detail_stale = self._detail_stale, None
+            self._detail_shown_at = time.monotonic()
+            if key == highlighted:
+                self.show_detail(key)
         self._sync_approvals(view)
         if self._feed_error:
             self.notify(f"cannot read events: {self._feed_error}", severity="error", markup=False, timeout=3)
@@ -148,7 +157,60 @@ class RunScreen(Screen[None]):
             reason = f": {view.reason}" if view.reason else ""
             self.notify(f"run {view.run_id} ended {view.status}{reason}", severity=severity, markup=False, timeout=10)
 
+    def _sync_plan_review(self, view: RunView) -> None:
+        """Open the plan review when the run awaits plan approval; close it once decided (here or elsewhere)."""
+        review = next((s for s in self.app.screen_stack if isinstance(s, PlanReviewScreen)), None)
+        awaiting = view.status == "awaiting_plan_approval"
+        if review is not None and not awaiting:
+            if self.app.screen is review:
+                review.dismiss(None)
+            return
+        if not awaiting:
+            self._plan_deferred = False
+        elif review is None and not self._plan_deferred and self.app.screen is self and not self._plan_review_opening:
+            self.open_plan_review()
+
+    @work(group="plan-review")
+    async def open_plan_review(self) -> None:
+        self._plan_review_opening = True
+        try:
+            snap = await self.deck.orch.snapshot(self.run_id, events=False)
+        except LoopdeckError as exc:
+            self.notify(f"cannot read the plan: {exc}", severity="error", markup=False)
+            return
+        finally:
+            self._plan_review_opening = False
+        if snap["run"]["status"] != "awaiting_plan_approval":
+            self.notify("no plan is waiting for approval", markup=False)
+            return
+        await self.app.push_screen(PlanReviewScreen(self, self.run_id, snap, self.deck.read_only, self._defer_plan))
+
+    def _defer_plan(self) -> None:
+        self._plan_deferred = True
+        self.notify("plan review deferred; press P to reopen", markup=False)
+
+    def action_open_plan_review(self) -> None:
+        self._plan_deferred = False
+        if not isinstance(self.app.screen, PlanReviewScreen):
+            self.open_plan_review()
+
+    @on(PlanReviewScreen.Decided)
+    def _plan_decided(self, message: PlanReviewScreen.Decided) -> None:
+        self.decide_plan(message)
+
+    @work(group="actions")
+    async def decide_plan(self, decision: PlanReviewScreen.Decided) -> None:
+        orch, user = self.deck.orch, self.deck.user
+        verb = "approved" if decision.approve else "rejected"
+        edited = " (edited)" if decision.plan is not None or decision.steps is not None else ""
+        done = await self._act(orch.approve_plan(self.run_id, approve=decision.approve, user=user, reason=decision.reason,
+                                                 plan=decision.plan, steps=decision.steps),
+                               f"plan {verb}{edited} by {user}")
+        if done and isinstance(self.app.screen, PlanReviewScreen):
+            self.app.screen.dismiss(None)
+
     def _sync_approvals(self, view: RunView) -> None:
+        self._sync_plan_review(view)
         modal = self.app.screen if isinstance(self.app.screen, ApprovalScreen) else None
         if modal is not None:
             for key in list(modal.queue):

@@ -7,7 +7,7 @@ import json
 from rich.text import Text
 from textual.widgets import RichLog
 
-from core import Event, iso
+from core import Event, EventType, iso
 
 from ..literal import literal
 
@@ -35,6 +35,7 @@ class EventLog(RichLog):
         what an operator can see is drawn; every event stays in the store
         (`loopdeck show`, the step's Events tab).
         """
+        events = [e for e in events if e.type != EventType.STEP_OUTPUT_PARTIAL]  # those fill the Output tab
         if not events:
             return
         at_bottom = self.scroll_y >= self.max_scroll_y - 1

@@ -81,10 +81,15 @@ class StepDetail(Vertical):
             return
         head = Text.assemble(literal(step.title, "bold"), "  ", literal(step.type, "dim"), "  on ", literal(step.agent, "italic"))
         self.query_one("#detail-input", Static).update(_stack(head, as_json(step.input)))
-        self.query_one("#detail-output", Static).update(as_json(step.output))
+        if step.status == "running" and step.partial:
+            streamed = Text("streaming… ", style="italic dim")
+            streamed.append_text(literal(step.partial))
+            self.query_one("#detail-output", Static).update(streamed)
+        else:
+            self.query_one("#detail-output", Static).update(as_json(step.output))
         lines = Text()
         for event in view.events:
-            if event.step_key == step.key:
+            if event.step_key == step.key and event.type != "step_output_partial":
                 lines.append(f"#{event.id} {event.type} ", "bold")
                 lines.append_text(literal(json.dumps(event.payload, ensure_ascii=True)[:300], "dim"))
                 lines.append("\n")

@@ -1,0 +1,105 @@
+"""The plan review screen and live streamed output, driven by keypresses; the store is checked after each."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+from core import validate_plan
+from tests.chat_server import ChatServer
+from tests.tui.test_dashboard import SIZE, screen_as_text, until
+from tui.app import LoopdeckApp
+from tui.screens.dialogs import PromptScreen
+from tui.screens.plan_review import PlanReviewScreen
+from tui.widgets.dag_tree import DagTree
+from tui.widgets.step_detail import StepDetail
+
+
+def reviewed_plan():
+    return validate_plan({
+        "goal": "review me",
+        "agents": {"sim": {"kind": "sim", "latency_ms": 0}},
+        "policy": {"plan_approval": "required"},
+        "steps": [{"key": "gather", "title": "Gather sources"}, {"key": "write", "depends_on": ["gather"]}],
+    })
+
+
+async def test_the_review_opens_by_itself_and_a_approves_the_plan(db_url):
+    app = LoopdeckApp(db_url, plan=reviewed_plan(), drive=True, user="alice")
+    async with app.run_test(size=SIZE) as pilot:
+        await until(pilot, lambda: isinstance(app.screen, PlanReviewScreen))
+        text = screen_as_text(app)
+        assert "Review the plan of run" in text and "gather" in text and "after gather" in text
+        assert (await app.orch.store.get_run(app.run_id))["status"] == "awaiting_plan_approval"
+        await pilot.press("a")
+        await until(pilot, lambda: app.final_status is not None)
+        assert app.final_status.value == "succeeded"
+        events = [e.type for e in await app.orch.store.events_since(app.run_id, 0)]
+        assert "run_plan_approved" in events
+        assert not isinstance(app.screen, PlanReviewScreen)
+
+
+async def test_r_rejects_the_plan_and_the_run_ends_rejected(db_url):
+    app = LoopdeckApp(db_url, plan=reviewed_plan(), drive=True, user="bob")
+    async with app.run_test(size=SIZE) as pilot:
+        await until(pilot, lambda: isinstance(app.screen, PlanReviewScreen))
+        await pilot.press("r")
+        await until(pilot, lambda: isinstance(app.screen, PromptScreen))
+        await pilot.press(*"wrong goal", "enter")
+        await until(pilot, lambda: app.final_status is not None)
+        run = await app.orch.store.get_run(app.run_id)
+        assert run["status"] == "rejected" and run["reason"] == "plan rejected by bob: wrong goal"
+
+
+def editor_script(tmp_path: Path, body: str) -> str:
+    """A real editor process: a script that rewrites the file it is given."""
+    script = tmp_path / "edit.py"
+    script.write_text("import sys, pathlib\n" + body)
+    return f"{sys.executable} {script}"
+
+
+async def test_e_edits_in_the_editor_refuses_an_invalid_save_then_approves_the_valid_one(db_url, tmp_path, monkeypatch):
+    counter = tmp_path / "count"
+    counter.write_text("0")
+    # first save: a dependency on a step that does not exist; second save: a valid extra step
+    monkeypatch.setenv("EDITOR", editor_script(tmp_path, f"""
+p = pathlib.Path(sys.argv[1]); text = p.read_text(); n = int(pathlib.Path({str(counter)!r}).read_text())
+pathlib.Path({str(counter)!r}).write_text(str(n + 1))
+if n == 0:
+    p.write_text(text + "- key: extra\\n  depends_on: [nowhere]\\n")
+else:
+    assert text.startswith("# problem: "), text  # the problems are on top of the file for the fix
+    p.write_text(text.replace("nowhere", "write"))
+"""))
+    monkeypatch.delenv("VISUAL", raising=False)
+    app = LoopdeckApp(db_url, plan=reviewed_plan(), drive=True, user="carol")
+    async with app.run_test(size=SIZE) as pilot:
+        await until(pilot, lambda: isinstance(app.screen, PlanReviewScreen))
+        await pilot.press("e")
+        await until(pilot, lambda: 'unknown step "nowhere"' in screen_as_text(app))
+        assert not app.screen.edited
+        await pilot.press("e")
+        await until(pilot, lambda: app.screen.edited)
+        assert "(edited)" in screen_as_text(app) and "extra" in screen_as_text(app)
+        await pilot.press("a")
+        await until(pilot, lambda: app.final_status is not None)
+        steps = await app.orch.store.get_steps(app.run_id)
+        assert [s["key"] for s in steps] == ["gather", "write", "extra"]
+        assert all(s["status"] == "succeeded" for s in steps)
+
+
+async def test_the_output_tab_fills_in_while_an_llm_agent_streams(db_url):
+    server = ChatServer().start()
+    try:
+        server.stream([f"line {i}\n" for i in range(40)], chunk_delay_s=0.05)
+        plan = validate_plan({"agents": {"llm": {"kind": "llm", "base_url": server.url, "model": "m", "stream": True}},
+                              "steps": [{"key": "essay"}]})
+        app = LoopdeckApp(db_url, plan=plan, drive=True)
+        async with app.run_test(size=SIZE) as pilot:
+            await until(pilot, lambda: app.screen.query_one(DagTree).highlighted_key == "essay")
+            await until(pilot, lambda: "streaming… line 0" in str(app.screen.query_one("#detail-output").render()))
+            assert app.final_status is None  # still running: this is live output, not the result
+            await until(pilot, lambda: app.final_status is not None)
+            await until(pilot, lambda: "line 39" in str(app.screen.query_one(StepDetail).query_one("#detail-output").render()))
+    finally:
+        server.stop()
