@@ -10,6 +10,7 @@ This module is the public API; every other module in ``core`` is private.
 from .bus import EventBus, Subscription
 from .demo import demo_plan
 from .errors import (
+    AgentError,
     BadInput,
     CommandTimeout,
     LeaseHeld,
@@ -27,11 +28,15 @@ from .events import STEP_STATUS_AFTER, Event, EventType, Gap, iso
 from .executors import AttemptFailed, Result, StepCall, Usage
 from .orchestrator import Orchestrator, default_user
 from .plan import Plan, Policy, StepSpec, load_plan, parse_plan_text, plan_json_schema, validate_plan
+from .planner import PLANNER_ENV, PlanResult, default_agents_file, load_base, plan_goal, plan_to_yaml, planner_agent
+from .skills import Skill, available_skills
 from .config import resolve_db_url
 from .states import RunStatus, StepStatus
 
 __all__ = [
+    "PLANNER_ENV",
     "STEP_STATUS_AFTER",
+    "AgentError",
     "AttemptFailed",
     "BadInput",
     "CommandTimeout",
@@ -46,10 +51,12 @@ __all__ = [
     "Plan",
     "PlanError",
     "PlanIssue",
+    "PlanResult",
     "Policy",
     "Result",
     "RunNotFound",
     "RunStatus",
+    "Skill",
     "StaleWrite",
     "StepCall",
     "StepNotFound",
@@ -59,12 +66,18 @@ __all__ = [
     "Subscription",
     "TransitionError",
     "Usage",
+    "available_skills",
+    "default_agents_file",
     "default_user",
     "demo_plan",
     "iso",
+    "load_base",
     "load_plan",
     "parse_plan_text",
+    "plan_goal",
     "plan_json_schema",
+    "plan_to_yaml",
+    "planner_agent",
     "resolve_db_url",
     "validate_plan",
 ]

@@ -4,15 +4,11 @@ It speaks the OpenAI protocol over real HTTP (``http.server`` in a thread):
 JSON answers, error bodies with status codes and headers, and server-sent
 event streams. Tests queue replies with ``reply``/``stream``; when the queue
 is empty it answers ``default`` (an "ok" completion with usage).
-
-Run it on its own for the CLI tests: ``python -m tests.chat_server SCRIPT.json``
-prints its base URL and serves the replies listed in the script file.
 """
 
 from __future__ import annotations
 
 import json
-import sys
 import threading
 import time
 from collections import deque
@@ -150,22 +146,3 @@ class ChatServer:
                     pass
 
         return Handler
-
-
-def main(argv: list[str]) -> None:
-    """Serve the replies in a JSON script file (a list of Reply fields); print the URL; run until killed."""
-    server = ChatServer()
-    script = json.loads(open(argv[0], encoding="utf-8").read()) if argv else []
-    for item in script:
-        server.replies.append(Reply(**item))
-    server.start()
-    print(server.url, flush=True)
-    try:
-        while True:
-            time.sleep(3600)
-    except KeyboardInterrupt:
-        server.stop()
-
-
-if __name__ == "__main__":
-    main(sys.argv[1:])

@@ -37,10 +37,15 @@ from core import (
     default_user,
     demo_plan,
     load_plan,
+    PLANNER_ENV,
+    available_skills,
+    default_agents_file,
+    load_base,
+    plan_goal,
+    plan_to_yaml,
+    planner_agent,
     plan_json_schema,
 )
-from core.planner import PLANNER_ENV, default_agents_file, load_base, plan_goal, plan_to_yaml, planner_agent
-from core.skills import available_skills
 
 from .literal import literal
 from .progress import Progress
