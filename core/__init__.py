@@ -27,7 +27,7 @@ from .errors import (
 from .events import STEP_STATUS_AFTER, Event, EventType, Gap, iso
 from .executors import AttemptFailed, Result, StepCall, Usage
 from .orchestrator import Orchestrator, default_user
-from .plan import Plan, Policy, StepSpec, load_plan, parse_plan_text, plan_json_schema, validate_plan
+from .plan import Plan, Policy, StepSpec, load_plan, parse_plan_text, plan_json_schema, readable, validate_plan
 from .planner import PLANNER_ENV, PlanResult, default_agents_file, load_base, plan_goal, plan_to_yaml, planner_agent
 from .skills import Skill, available_skills
 from .config import resolve_db_url
@@ -78,6 +78,7 @@ __all__ = [
     "plan_json_schema",
     "plan_to_yaml",
     "planner_agent",
+    "readable",
     "resolve_db_url",
     "validate_plan",
 ]

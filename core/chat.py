@@ -125,7 +125,8 @@ class ChatClient:
                 if response.status_code >= 400:
                     await response.aread()
                     raise self._status_error(response)
-                if self.config.stream:
+                streamed = response.headers.get("content-type", "").startswith("text/event-stream")
+                if self.config.stream and streamed:  # a server may ignore `stream` and answer in one piece
                     return await self._read_stream(response, messages, on_delta)
                 await response.aread()
                 return self._read_json(response, messages)

@@ -200,6 +200,14 @@ class Plan(_Model):
         return next(iter(self.agents))
 
 
+def readable(plan: Plan) -> dict[str, Any]:
+    """The plan as a person writes it: only what differs from the defaults (each agent keeps its kind)."""
+    data = plan.model_dump(mode="json", exclude_defaults=True)
+    for name, cfg in plan.agents.items():
+        data.setdefault("agents", {}).setdefault(name, {})["kind"] = cfg.kind
+    return data
+
+
 def plan_json_schema() -> dict[str, Any]:
     """JSON Schema of plan files, for editors (``loopdeck schema``)."""
     schema = Plan.model_json_schema()

@@ -24,7 +24,7 @@ import yaml
 from .chat import ChatClient, ChatError
 from .errors import AgentError, PlanError, PlanIssue
 from .executors.llm import schema_format
-from .plan import LlmAgent, Plan, plan_json_schema, validate_plan
+from .plan import LlmAgent, Plan, plan_json_schema, readable, validate_plan
 
 OPERATOR_KEYS = ("agents", "policy", "skills", "default_agent")
 PLANNER_ENV = "LOOPDECK_AGENTS"  # where the agents file is, when --agents is not given
@@ -197,6 +197,6 @@ def planner_agent(base: dict[str, Any], name: str, source: str) -> LlmAgent:
 
 def plan_to_yaml(plan: Plan) -> str:
     """A plan file a person can read and edit: only what was written, in the plan's own order."""
-    data = plan.model_dump(mode="json", exclude_unset=True)
+    data = readable(plan)
     header = "# proposed by the loopdeck planner; edit freely, then: loopdeck run THIS_FILE\n"
     return header + yaml.safe_dump(data, sort_keys=False, allow_unicode=True, width=100)

@@ -18,6 +18,7 @@ from core import demo_plan
 from .app import LoopdeckApp
 from .screens.approval import ApprovalScreen
 from .screens.help import HelpScreen
+from .screens.plan_review import PlanReviewScreen
 
 SIZE = (160, 48)
 
@@ -58,6 +59,16 @@ async def capture(out: Path) -> list[Path]:
             await wait_for(lambda: app.final_status is not None)
             await pilot.pause(0.5)
             save(app, "finished")
+        plan = demo_plan()
+        plan = plan.model_copy(update={"policy": plan.policy.model_copy(update={"plan_approval": "required"})})
+        app = LoopdeckApp(str(Path(tmp) / "shots.db"), plan=plan, drive=True, user="operator")
+        async with app.run_test(size=SIZE) as pilot:
+            for _ in range(100):
+                if isinstance(app.screen, PlanReviewScreen):
+                    break
+                await pilot.pause(0.1)
+            await pilot.pause(0.3)
+            save(app, "plan_review")
     return saved
 
 

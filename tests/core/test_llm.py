@@ -161,6 +161,13 @@ async def test_streaming_fills_in_partial_output_coalesced(orch, server):
     assert kinds[-1] == "step_succeeded"  # every partial event comes before the result
 
 
+async def test_a_streaming_agent_accepts_a_server_that_answers_in_one_piece(orch, server):
+    server.answer("whole answer", usage=(3, 2))  # plain JSON although the request asked for a stream
+    run_id, snap = await run(orch, llm_plan(server, [{"key": "a"}], stream=True))
+    assert server.requests[0].json["stream"] is True
+    assert step(snap, "a")["output"] == "whole answer" and step(snap, "a")["tokens"]["total"] == 5
+
+
 async def test_json_output_is_parsed(orch, server):
     server.answer('```json\n{"title": "Tides", "parts": 3}\n```')
     plan = llm_plan(server, [{"key": "a"}, {"key": "b", "depends_on": ["a"], "input": {"n": "{{steps.a.output.parts}}"}}],

@@ -29,14 +29,14 @@ from textual.message_pump import MessagePump
 from textual.screen import ModalScreen
 from textual.widgets import Static
 
-from core import PlanError, validate_plan
+from core import Plan, PlanError, readable, validate_plan
 
 from ..literal import literal
 from .dialogs import PromptScreen
 
 
-def plan_outline(steps: list[dict[str, Any]]) -> Text:
-    """The proposed steps as a readable DAG: one line each, with what it waits for."""
+def plan_outline(steps: list[dict[str, Any]], default_agent: str | None = None) -> Text:
+    """The proposed steps as a readable DAG: one line each, with its agent and what it waits for."""
     text = Text()
     for i, step in enumerate(steps):
         if not isinstance(step, dict):
@@ -45,9 +45,10 @@ def plan_outline(steps: list[dict[str, Any]]) -> Text:
         text.append_text(literal(str(step.get("key", "?")), "bold"))
         text.append("  ")
         text.append_text(literal(str(step.get("type", "reasoning")), "dim"))
-        if step.get("agent"):
+        agent = step.get("agent") or default_agent
+        if agent:
             text.append(" on ")
-            text.append_text(literal(str(step["agent"]), "italic"))
+            text.append_text(literal(str(agent), "italic"))
         if step.get("approval") == "required":
             text.append("  ⏸ gate", "yellow")
         text.append("\n")
@@ -97,7 +98,8 @@ class PlanReviewScreen(ModalScreen[None]):
         self.proposal: dict[str, Any] | None = snapshot.get("proposal")
         # what the operator reviews and may edit: the whole plan, or the proposed replan's steps
         self.document: dict[str, Any] = (
-            {"mode": self.proposal["mode"], "steps": self.proposal["steps"]} if self.proposal else dict(snapshot["plan"])
+            {"mode": self.proposal["mode"], "steps": self.proposal["steps"]} if self.proposal
+            else readable(Plan.model_validate(snapshot["plan"]))  # stored validated; shown without the defaults
         )
         self.edited = False
         self._draft: str | None = None  # the last edit that did not validate, with its problems on top
@@ -123,9 +125,14 @@ class PlanReviewScreen(ModalScreen[None]):
         if self.edited:
             title.append("  (edited)", "yellow")
         self.query_one("#plan-title", Static).update(title)
-        self.query_one("#plan-outline", Static).update(plan_outline(self.document.get("steps") or []))
+        self.query_one("#plan-outline", Static).update(plan_outline(self.document.get("steps") or [], self._default_agent()))
         keys = "a approve   r reject   e edit in $EDITOR   esc defer"
         self.query_one("#plan-keys", Static).update(Text("read-only: esc closes" if self.read_only else keys))
+
+    def _default_agent(self) -> str | None:
+        """The agent a step naming none runs on (a whole plan only; a replan's steps name theirs or the run's default)."""
+        agents = self.document.get("agents") or {}
+        return self.document.get("default_agent") or (next(iter(agents)) if len(agents) == 1 else None)
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
         if self.read_only and action in ("approve", "reject", "edit"):
@@ -199,8 +206,12 @@ class PlanReviewScreen(ModalScreen[None]):
             except PlanError as exc:
                 self._reject_draft(text, [str(i) for i in exc.issues])
                 return
-        self.document, self.edited, self._draft = data, True, None
         self.query_one("#plan-error", Static).update("")
+        self._draft = None
+        if data == self.document:
+            self.notify("the plan is unchanged", markup=False)
+            return
+        self.document, self.edited = data, True
         self.show()
 
     def _reject_draft(self, text: str, problems: list[str]) -> None:
