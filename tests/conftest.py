@@ -17,6 +17,18 @@ def db_url(tmp_path: Path) -> str:
 
 
 @pytest.fixture
+def server():
+    """A real chat-completions server on loopback (tests/chat_server.py), stopped after the test."""
+    from tests.chat_server import ChatServer
+
+    srv = ChatServer().start()
+    try:
+        yield srv
+    finally:
+        srv.stop()
+
+
+@pytest.fixture
 async def orch(db_url: str):
     orchestrator = await Orchestrator.open(db_url, user="tester", lease_ttl_s=3.0, poll_s=0.05)
     try:

@@ -117,15 +117,6 @@ BASE = {"agents": {"writer": {"kind": "sim", "latency_ms": 0}, "reviewer": {"kin
         "policy": {"plan_approval": "required", "max_concurrency": 2}}
 
 
-@pytest.fixture
-def server():
-    srv = ChatServer().start()
-    try:
-        yield srv
-    finally:
-        srv.stop()
-
-
 def planner(server: ChatServer) -> LlmAgent:
     return LlmAgent(kind="llm", base_url=server.url, model="planner-model")
 

@@ -4,21 +4,11 @@ from __future__ import annotations
 
 import json
 
-import pytest
 import yaml
 
 from tests.chat_server import ChatServer
 
 KEY = "sk-e2e-0123456789-TOPSECRET"
-
-
-@pytest.fixture
-def server():
-    srv = ChatServer().start()
-    try:
-        yield srv
-    finally:
-        srv.stop()
 
 
 def agents_file(cli, server: ChatServer, **policy) -> str:
