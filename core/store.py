@@ -14,7 +14,7 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
-from sqlalchemy import Connection, case, create_engine, delete, func, insert, select, update
+from sqlalchemy import Connection, case, create_engine, delete, func, insert, select, text, update
 from sqlalchemy import event as sa_event
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, DBAPIError
@@ -24,7 +24,7 @@ from . import migrate, schema
 from .config import resolve_db_url
 from .errors import BadInput, RunNotFound, StaleWrite, StoreError
 from .events import Event
-from .writer import GroupWriter, WriteBatch, describe_db_error
+from .writer import COMMANDS_CHANNEL, GroupWriter, WriteBatch, describe_db_error
 
 T = TypeVar("T")
 
@@ -336,6 +336,8 @@ class Store:
                   "created_at": time.time(), "state": "queued"}],
             )
             ids.append(result.scalar_one())
+            if conn.dialect.name == "postgresql":  # wake the driving process now instead of at its next poll
+                conn.execute(text("SELECT pg_notify(:c, :p)"), {"c": COMMANDS_CHANNEL, "p": run_id})
 
         await self.write(WriteBatch(extras=[extra]))
         return ids[0]

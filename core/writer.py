@@ -58,6 +58,10 @@ _EVENT_INSERT = insert(schema.events).returning(schema.events.c.id, sort_by_para
 _EVENT_INSERT_PLAIN = insert(schema.events)
 _SPAN_INSERT = insert(schema.spans)
 _EVENT_SEQ = text("SELECT seq FROM sqlite_sequence WHERE name = 'events'")
+_NOTIFY = text("SELECT pg_notify(:channel, :payload)")
+EVENTS_LOCK_KEY = 0x6C6F6F70  # "loop": the advisory lock that orders event ids (PostgreSQL)
+EVENTS_CHANNEL = "loopdeck_events"  # NOTIFY "<run id> <last event id>" after events commit
+COMMANDS_CHANNEL = "loopdeck_commands"  # NOTIFY "<run id>" when an action is queued for a run's driver
 
 Extra = Callable[[Connection], Any]
 """A rare write (insert a run, take a lease) run inside the group's transaction; may raise ``StaleWrite``."""
@@ -230,7 +234,7 @@ def apply_group(conn: Connection, batches: list[WriteBatch]) -> list[int]:
         for extra in batch.extras:
             extra(conn)
     step_rows = [row for batch in batches for row in batch.steps]
-    if step_rows and _executemany(conn, _STEP_CAS, step_rows) != len(step_rows):
+    if step_rows and _executemany(conn, _STEP_CAS, step_rows, count=True) != len(step_rows):
         raise StaleWrite(_stale_message(step_rows) if len(batches) == 1 else "a step in the group changed underneath")
     span_rows = [row for batch in batches for row in batch.spans]
     if span_rows:
@@ -241,6 +245,8 @@ def apply_group(conn: Connection, batches: list[WriteBatch]) -> list[int]:
     event_rows = [row for batch in batches for row in batch.events]
     if not event_rows:
         return []
+    if conn.dialect.name == "postgresql":
+        return _insert_events_postgresql(conn, event_rows)
     if conn.dialect.name != "sqlite":
         return [row[0] for row in conn.execute(_EVENT_INSERT, event_rows).all()]
     # SQLite: this transaction holds the write lock and AUTOINCREMENT hands out
@@ -250,11 +256,28 @@ def apply_group(conn: Connection, batches: list[WriteBatch]) -> list[int]:
     return list(range(last - len(event_rows) + 1, last + 1))
 
 
-_compiled_cache: dict[tuple[int, str], tuple[str, tuple[str, ...]]] = {}
+def _insert_events_postgresql(conn: Connection, event_rows: list[dict[str, Any]]) -> list[int]:
+    """Insert events with ids in commit order, and tell listeners (delivered when the transaction commits).
+
+    A sequence hands out ids when rows are inserted, not when they commit: a
+    transaction holding id 5 may commit after one holding id 6, and a reader
+    "since 5" would never see 5. Taking one transaction-scoped advisory lock
+    before the insert makes event-writing transactions take turns from insert
+    to commit, so ids become visible in order. The lock is held for one group
+    commit (a few ms), by one writer per process.
+    """
+    conn.exec_driver_sql(f"SELECT pg_advisory_xact_lock({EVENTS_LOCK_KEY})")
+    ids = [row[0] for row in conn.execute(_EVENT_INSERT, event_rows).all()]
+    for run_id in sorted({row["run_id"] for row in event_rows}):
+        conn.execute(_NOTIFY, {"channel": EVENTS_CHANNEL, "payload": f"{run_id} {ids[-1]}"})
+    return ids
 
 
-def _executemany(conn: Connection, stmt: Any, rows: list[dict[str, Any]]) -> int:
-    """executemany of a Core statement compiled once per dialect; returns the rows matched.
+_compiled_cache: dict[tuple[int, str, tuple[str, ...]], tuple[str, tuple[str, ...]]] = {}
+
+
+def _executemany(conn: Connection, stmt: Any, rows: list[dict[str, Any]], count: bool = False) -> int:
+    """executemany of a Core statement compiled once per dialect; with ``count``, returns the rows matched.
 
     The hot path writes the same three statements thousands of times a second;
     handing the driver positional tuples skips SQLAlchemy's per-row parameter
@@ -264,14 +287,17 @@ def _executemany(conn: Connection, stmt: Any, rows: list[dict[str, Any]]) -> int
     dialect = conn.dialect
     if not dialect.positional:
         return conn.execute(stmt, rows).rowcount
-    key = (id(stmt), dialect.name)
+    columns = tuple(rows[0])
+    key = (id(stmt), dialect.name, columns)
     cached = _compiled_cache.get(key)
     if cached is None:
-        compiled = stmt.compile(dialect=dialect)
+        compiled = stmt.compile(dialect=dialect, column_keys=list(columns))  # an insert names only what it sets
         cached = (compiled.string, tuple(compiled.positiontup or ()))
         _compiled_cache[key] = cached
     sql, names = cached
     params = [tuple(row.get(name) for name in names) for row in rows]
+    if count and dialect.name != "sqlite":  # asyncpg's executemany reports no row counts: one statement each
+        return sum(conn.exec_driver_sql(sql, one).rowcount for one in params)
     return conn.exec_driver_sql(sql, params).rowcount
 
 

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import uuid
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -11,9 +14,72 @@ from core import Orchestrator, validate_plan
 from core.events import Event
 
 
+PG_ENV = "LOOPDECK_TEST_PG"  # e.g. postgresql+asyncpg://postgres@127.0.0.1:55432/postgres (.ci/postgres.sh prints it)
+PG_TEMPLATE = "loopdeck_test_template"
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    """Modules that set ``ON_POSTGRES = True`` run every test that uses ``db_url`` on SQLite and on PostgreSQL."""
+    if "db_url" in metafunc.fixturenames and getattr(metafunc.module, "ON_POSTGRES", False):
+        metafunc.parametrize("db_url", ["sqlite", "postgresql"], indirect=True)
+
+
 @pytest.fixture
-def db_url(tmp_path: Path) -> str:
+def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    if getattr(request, "param", "sqlite") == "postgresql":
+        return request.getfixturevalue("pg_url")
     return f"sqlite+aiosqlite:///{tmp_path / 'loopdeck.db'}"
+
+
+def _pg_server_url() -> str:
+    url = os.environ.get(PG_ENV)
+    if url:
+        return url
+    why = f"PostgreSQL tests need ${PG_ENV} (bash .ci/postgres.sh starts a server and prints the URL)"
+    if os.environ.get("CI"):
+        pytest.fail(why + "; with CI=true a missing server is a failure", pytrace=False)
+    pytest.skip(why)
+
+
+async def _admin(url: str, *statements: str) -> None:
+    import asyncpg
+
+    conn = await asyncpg.connect(url.replace("postgresql+asyncpg://", "postgresql://"))
+    try:
+        for statement in statements:
+            await conn.execute(statement)
+    finally:
+        await conn.close()
+
+
+@pytest.fixture(scope="session")
+def pg_template() -> str:
+    """A database migrated to the newest schema, copied for each test (CREATE DATABASE ... TEMPLATE)."""
+    import asyncio
+
+    from core.store import Store
+
+    server = _pg_server_url()
+    template_url = server.rsplit("/", 1)[0] + f"/{PG_TEMPLATE}"
+
+    async def build() -> None:
+        await _admin(server, f"DROP DATABASE IF EXISTS {PG_TEMPLATE} WITH (FORCE)", f"CREATE DATABASE {PG_TEMPLATE}")
+        store = await Store.open(template_url)
+        await store.close()
+
+    asyncio.run(build())
+    return server
+
+
+@pytest.fixture
+async def pg_url(pg_template: str) -> AsyncIterator[str]:
+    """A fresh PostgreSQL database for one test, dropped afterwards."""
+    name = f"loopdeck_t_{uuid.uuid4().hex[:12]}"
+    await _admin(pg_template, f"CREATE DATABASE {name} TEMPLATE {PG_TEMPLATE}")
+    try:
+        yield pg_template.rsplit("/", 1)[0] + f"/{name}"
+    finally:
+        await _admin(pg_template, f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
 
 
 @pytest.fixture

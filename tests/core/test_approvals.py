@@ -11,6 +11,8 @@ from core.lease import Identity
 from tests.conftest import events_of, plan, types_for
 from tests.core.helpers import start, wait_event
 
+ON_POSTGRES = True  # every test here runs on SQLite and on PostgreSQL (tests/conftest.py)
+
 
 async def test_a_gated_step_waits_before_it_runs_then_runs_with_the_edited_input(orch):
     p = plan([{"key": "draft"}, {"key": "publish", "approval": "required", "depends_on": ["draft"], "input": {"to": "staging"}}])

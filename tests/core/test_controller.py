@@ -12,6 +12,8 @@ from core import RunStatus, TransitionError
 from tests.conftest import events_of, plan
 from tests.core.helpers import running_profile, start, wait_event
 
+ON_POSTGRES = True  # every test here runs on SQLite and on PostgreSQL (tests/conftest.py)
+
 
 async def test_a_run_of_independent_and_chained_steps_succeeds(orch):
     p = plan([{"key": "a"}, {"key": "b", "depends_on": ["a"]}, {"key": "c", "depends_on": ["a"]}, {"key": "d", "depends_on": ["b", "c"]}])

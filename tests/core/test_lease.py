@@ -15,6 +15,8 @@ from core import schema
 from core.lease import Holder, Identity, holder_state, pid_alive
 from tests.conftest import plan
 
+ON_POSTGRES = True  # every test here runs on SQLite and on PostgreSQL (tests/conftest.py)
+
 
 async def _hold(orch: Orchestrator, run_id: str, *, host: str, pid: int, until: float) -> None:
     async with orch.store.engine.begin() as conn:

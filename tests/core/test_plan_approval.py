@@ -15,6 +15,8 @@ from tests.chat_server import ChatServer
 from tests.conftest import plan
 from tests.core.helpers import wait_event
 
+ON_POSTGRES = True  # every test here runs on SQLite and on PostgreSQL (tests/conftest.py)
+
 PROPOSER = {"py": {"kind": "python", "call": "tests.fixtures.agents:propose_more"},
             "sim": {"kind": "sim", "latency_ms": 0}}
 EXTRA = [{"key": "extra1", "agent": "sim", "depends_on": ["think"]}, {"key": "extra2", "agent": "sim", "depends_on": ["extra1"]}]

@@ -15,6 +15,8 @@ from core.store import Store
 from core.writer import WriteBatch
 from tests.conftest import plan
 
+ON_POSTGRES = True  # every test here runs on SQLite and on PostgreSQL (tests/conftest.py)
+
 
 async def _run_with_one_step(orch) -> tuple[str, dict]:
     run_id = await orch.create_run(plan([{"key": "a"}]))
