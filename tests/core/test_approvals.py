@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import sys
 
 import pytest
 
@@ -131,6 +132,7 @@ async def test_an_operator_retries_a_failed_step_and_its_skipped_dependents_wait
         "        raise RuntimeError('first call fails')\n"
         "    return 'ok'\n")
     monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.delitem(sys.modules, "second_time", raising=False)  # a fresh `seen` for each database
     agents = {"py": {"kind": "python", "call": "second_time:work"}, "sim": {"kind": "sim", "latency_ms": 0}}
     p = plan([{"key": "flaky", "agent": "py", "max_attempts": 1},
               {"key": "after", "agent": "sim", "depends_on": ["flaky"]},
