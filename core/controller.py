@@ -44,10 +44,12 @@ from .refs import RefError, find_refs, resolve
 from .replan import Replan, prepare_replan
 from .scheduler import Scheduler
 from .skills import available_skills
+from .notify import Notifier
+from .slots import SlotBroker
 from .states import RunStatus, StepStatus, check_step
 from .store import Store
 from .verification import judge
-from .writer import WriteBatch
+from .writer import COMMANDS_CHANNEL, WriteBatch
 
 log = logging.getLogger("loopdeck.controller")
 
@@ -163,6 +165,8 @@ class RunController:
         clock: Callable[[], float] = time.time,
         executors: dict[str, Executor] | None = None,
         breakers: BreakerBoard | None = None,
+        shared_slots: bool = False,
+        notifier: Notifier | None = None,
     ) -> None:
         self.store = store
         self.bus = bus
@@ -202,6 +206,13 @@ class RunController:
         self._rng = random.Random(self.run_id)
         # an agent-proposed replan waiting for the operator (plan_approval: required)
         self._proposal: dict[str, Any] | None = json.loads(run.get("proposal_json") or "null")
+        # agents' max_concurrency across processes: slots held in the database (workers on a shared database)
+        self.slots = SlotBroker(store, f"{owner}:{self.run_id}", lease_ttl_s) if shared_slots else None
+        self._tokens: dict[str, list[int]] = {}  # agent -> slots held and free for the next launch
+        self._slot_of: dict[str, tuple[str, int]] = {}  # step key -> the slot its running attempt uses
+        self._acquiring: dict[str, asyncio.Task[None]] = {}
+        self._draining = False  # stop launching; hand the run back once nothing runs (graceful shutdown)
+        self.notifier = notifier or Notifier(None)
 
     # -- construction ------------------------------------------------------------
 
@@ -234,9 +245,9 @@ class RunController:
             self._pump()
             return await self._done
         finally:
-            for task in self._side_tasks:
+            for task in [*self._side_tasks, *self._acquiring.values()]:
                 task.cancel()
-            await asyncio.gather(*self._side_tasks, return_exceptions=True)
+            await asyncio.gather(*self._side_tasks, *self._acquiring.values(), return_exceptions=True)
             for handle in [*self._timers.values(), *self._breaker_timers.values()]:
                 handle.cancel()
             for task in list(self._attempt_tasks.values()):
@@ -249,6 +260,12 @@ class RunController:
                 close = getattr(executor, "aclose", None)
                 if close is not None:
                     await close()
+            if self.slots is not None:
+                held = [(a, s) for a, ss in self._tokens.items() for s in ss] + list(self._slot_of.values())
+                try:
+                    await self.slots.release(held)
+                except LoopdeckError as exc:  # they expire with the lease anyway
+                    log.warning("could not give back agent slots: %s", exc)
 
     def _recover(self) -> None:
         """Rebuild the index from the stored rows; requeue steps a dead driver left running."""
@@ -320,7 +337,7 @@ class RunController:
         if self._ending:
             return
         hold = (bool(self._waiting) and self.policy.stop_on_approval_required) or self._budget_paused \
-            or self._proposal is not None
+            or self._proposal is not None or self._draining
         while not hold:
             key = self.sched.pop_launchable()
             if key is None:
@@ -339,9 +356,14 @@ class RunController:
                 return  # otherwise wait for running steps to settle their reservations
             self._launch(state, estimate)
         self._arm_breaker_timers()
+        self._return_spare_slots()
         self._check_idle()
 
     def _check_idle(self) -> None:
+        if self._draining and self.sched.running == 0 and not self._attempt_tasks:
+            if self._done is not None and not self._done.done():
+                self._done.set_result(self.status)  # handed back as it is: another process carries on
+            return
         if self._ending or self._proposal is not None:  # a proposed plan holds the run until it is decided
             return
         running = self.sched.running
@@ -429,6 +451,8 @@ class RunController:
 
     def _launch(self, state: StepState, estimate: int) -> None:
         check_step(state.key, state.status, "start")
+        if self.slots is not None and self._tokens.get(state.agent):
+            self._slot_of[state.key] = (state.agent, self._tokens[state.agent].pop())
         probe = self.breakers.get(state.agent).admit()
         self.budget.reserve(estimate)
         self._inflight[state.key] = (probe, estimate)
@@ -600,8 +624,11 @@ class RunController:
 
     def _release(self, state: StepState, batch: WriteBatch, now: float, status: str, actual: int | None,
                  prompt: int = 0, completion: int = 0, error: str | None = None, *, agent_ok: bool | None = None) -> None:
-        """An attempt ended: settle its reservation, tell its breaker, write its span."""
+        """An attempt ended: settle its reservation and slot, tell its breaker, write its span."""
         probe, reserved = self._inflight.pop(state.key, (False, 0))
+        if state.key in self._slot_of:  # kept for the next queued step of the agent, if any
+            agent, slot = self._slot_of.pop(state.key)
+            self._tokens.setdefault(agent, []).append(slot)
         breaker = self.breakers.get(state.agent)
         if actual is None:  # canceled: no outcome to judge the target by
             self.budget.settle(reserved, 0)
@@ -665,8 +692,46 @@ class RunController:
         return breaker
 
     def _agent_admits(self, agent: str) -> bool:
-        """Whether the agent's breaker lets an attempt start now."""
-        return self._polled(agent).can_admit()
+        """Whether the agent's breaker, and its slots shared with other processes, let an attempt start now."""
+        if not self._polled(agent).can_admit():
+            return False
+        limit = self.plan.agents[agent].max_concurrency
+        if self.slots is None or limit is None or self._tokens.get(agent):
+            return True
+        if agent not in self._acquiring:
+            self._acquiring[agent] = asyncio.create_task(self._acquire_slot(agent, limit), name=f"slot-{agent}")
+        return False
+
+    async def _acquire_slot(self, agent: str, limit: int) -> None:
+        assert self.slots is not None
+        try:
+            slot = await self.slots.acquire(agent, limit, self.run_id)
+        except LoopdeckError as exc:
+            self._acquiring.pop(agent, None)
+            self._fatal(exc)
+            return
+        self._acquiring.pop(agent, None)
+        self._tokens.setdefault(agent, []).append(slot)
+        self._pump()
+
+    def _return_spare_slots(self) -> None:
+        """Give back the slots of agents with nothing queued here, so other workers can use them."""
+        if self.slots is None:
+            return
+        spare = []
+        for agent, held in self._tokens.items():
+            if held and (self._draining or self._ending or not self.sched.queued_for(agent)):
+                spare += [(agent, slot) for slot in held]
+                held.clear()
+        if spare:
+            task = asyncio.ensure_future(self.slots.release(spare))
+            self._writes.add(task)
+            task.add_done_callback(self._writes.discard)
+
+    def drain(self) -> None:
+        """Launch nothing more; once the running attempts end, ``drive`` returns and the run is left as it is."""
+        self._draining = True
+        self._pump()
 
     def _route(self, state: StepState) -> None:
         """Move a step off an agent whose breaker is open, to the first healthy alternative."""
@@ -1057,8 +1122,11 @@ class RunController:
     async def _heartbeat(self) -> None:
         while True:
             await asyncio.sleep(self.lease_ttl_s / 3)
+            extras = [self.store.renew_lease_extra(self.run_id, self.owner, self.lease_ttl_s)]
+            if self.slots is not None:
+                extras.append(self.slots.renew_extra())
             try:
-                await self.store.write(WriteBatch(extras=[self.store.renew_lease_extra(self.run_id, self.owner, self.lease_ttl_s)]))
+                await self.store.write(WriteBatch(extras=extras))
             except Exception as exc:  # noqa: BLE001
                 self._fatal(exc)
                 return
@@ -1066,7 +1134,7 @@ class RunController:
     async def _inbox(self) -> None:
         """Apply actions queued by other processes (``loopdeck approve`` in another terminal)."""
         while True:
-            await asyncio.sleep(self.poll_s)
+            await self.notifier.wait(COMMANDS_CHANNEL, self.run_id, self.poll_s)  # NOTIFY wakes it at once
             try:
                 commands = await self.store.queued_commands(self.run_id)
             except LoopdeckError as exc:

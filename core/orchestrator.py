@@ -21,9 +21,12 @@ from .config import default_token_budget
 from .context import Upstream, build_context
 from .bus import EventBus, Subscription
 from .controller import RunController, new_step_row
-from .errors import BadInput, CommandTimeout, LeaseHeld, LoopdeckError, StaleWrite, StepNotFound, TransitionError
+from .errors import (BadInput, CommandTimeout, LeaseHeld, LeaseLost, LoopdeckError, StaleWrite, StepNotFound,
+                     TransitionError)
 from .events import Event, EventType, Gap, iso
 from .lease import DEFAULT_TTL_S, Holder, Identity, holder_state
+from .notify import Notifier
+from .writer import EVENTS_CHANNEL
 from .export import otlp_json
 from .plan import Plan, Policy, validate_plan
 from .replan import Replan, prepare_replan
@@ -60,6 +63,7 @@ class Orchestrator:
         poll_s: float = 0.25,
         clock: Callable[[], float] = time.time,
         run_ids: Callable[[float], str] | None = None,
+        shared_slots: bool | None = None,
     ) -> None:
         self.store = store
         self.clock = clock  # timestamps of runs, steps and events (tests freeze it)
@@ -69,8 +73,11 @@ class Orchestrator:
         self.identity = identity or Identity()
         self.lease_ttl_s = lease_ttl_s
         self.poll_s = poll_s
+        # agents' limits held in the database, across processes: on by default on PostgreSQL (many workers)
+        self.shared_slots = store.dialect == "postgresql" if shared_slots is None else shared_slots
         self._controllers: dict[str, RunController] = {}
         self._reviewing: set[str] = set()  # runs whose drive waits for a plan decision
+        self.notifier = Notifier(store.url if store.dialect == "postgresql" else None)
         self.breakers = BreakerBoard()
 
     @classmethod
@@ -78,7 +85,12 @@ class Orchestrator:
         return cls(await Store.open(db), **kwargs)
 
     async def close(self) -> None:
+        await self.notifier.close()
         await self.store.close()
+
+    async def wait_for_events(self, run_id: str | None, timeout: float) -> bool:
+        """Until another process commits events of the run (PostgreSQL NOTIFY) or ``timeout``: a hint to re-read."""
+        return await self.notifier.wait(EVENTS_CHANNEL, run_id, timeout)
 
     async def __aenter__(self) -> "Orchestrator":
         return self
@@ -124,6 +136,7 @@ class Orchestrator:
         *,
         wait_for_lease: bool = True,
         on_wait: Callable[[str], None] | None = None,
+        claimed: bool = False,
     ) -> RunStatus:
         """Take the run's lease and drive it to its end; returns the final status.
 
@@ -132,7 +145,12 @@ class Orchestrator:
         host is waited out until its lease expires (or ``LeaseHeld`` if not waiting).
         """
         run_id = await self.store.resolve_run_id(run_id)
-        run = await self._take_lease(run_id, wait_for_lease, on_wait)
+        if claimed:  # a worker's claim took the lease already
+            run = await self.store.get_run(run_id)
+            if run["lock_owner"] != self.identity.owner:
+                raise LeaseLost(f"run {run_id} is no longer held by this worker")
+        else:
+            run = await self._take_lease(run_id, wait_for_lease, on_wait)
         try:
             if run["status"] == RunStatus.AWAITING_PLAN_APPROVAL.value and not run["proposal_json"]:
                 run = await self._await_plan_review(run_id)
@@ -141,6 +159,7 @@ class Orchestrator:
             controller = await RunController.load(
                 self.store, self.bus, run_id, owner=self.identity.owner,
                 lease_ttl_s=self.lease_ttl_s, poll_s=self.poll_s, breakers=self.breakers, clock=self.clock,
+                shared_slots=self.shared_slots, notifier=self.notifier,
             )
             self._controllers[run_id] = controller
             return await controller.drive()
@@ -216,6 +235,11 @@ class Orchestrator:
 
     def controller(self, run_id: str) -> RunController | None:
         return self._controllers.get(run_id)
+
+    def drain(self) -> None:
+        """Graceful shutdown: every run driven here launches nothing more and is handed back once idle."""
+        for controller in list(self._controllers.values()):
+            controller.drain()
 
     # -- operator actions -----------------------------------------------------------------
 
@@ -553,6 +577,23 @@ class Orchestrator:
             out["events"] = [e.to_json() for e in await self.store.events_since(run_id, 0, limit=1_000_000)]
         return out
 
+    async def _next_live(self, sub: Subscription, run_id: str | None) -> Event | Gap | None:
+        """The next event published here, or None when another process may have written some.
+
+        Runs driven in this process publish on the bus; runs driven elsewhere are
+        only in the store, and a NOTIFY (PostgreSQL) or a short timeout says when to look.
+        """
+        local = asyncio.ensure_future(sub.get())
+        remote = asyncio.ensure_future(self.notifier.wait(EVENTS_CHANNEL, run_id, FOLLOW_POLL_S))
+        try:
+            done, _ = await asyncio.wait({local, remote}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            remote.cancel()
+        if local in done:
+            return local.result()
+        local.cancel()
+        return None
+
     def subscribe(self, run_id: str | None = None, maxsize: int | None = None) -> Subscription:
         """Live events of runs driven in this process (see ``follow`` for a gap-free stream)."""
         return self.bus.subscribe(run_id, maxsize)
@@ -570,7 +611,12 @@ class Orchestrator:
                 last = event.id
                 yield event
             while True:
-                item = await sub.get()
+                item = await self._next_live(sub, run_id)
+                if item is None:  # woken by another process (or a quiet spell): read what it committed
+                    for event in await self.store.events_since(run_id, last):
+                        last = event.id
+                        yield event
+                    continue
                 if isinstance(item, Gap):
                     for event in await self.store.events_since(run_id, last):
                         last = event.id
@@ -581,6 +627,9 @@ class Orchestrator:
                     yield item
         finally:
             sub.close()
+
+
+FOLLOW_POLL_S = 0.5  # how often ``follow`` re-reads the store when nothing wakes it
 
 
 def _tokens(row: dict[str, Any]) -> dict[str, int]:

@@ -130,3 +130,29 @@ breakers = Table(
     Column("opened_at", Float),
     Column("updated_at", Float, nullable=False),
 )
+
+# revision 0005: a pool of workers sharing the database, agent slots held across processes
+workers = Table(
+    "workers",
+    metadata,
+    Column("owner", String(64), primary_key=True),
+    Column("name", String(128), nullable=False),
+    Column("host", String(255), nullable=False),
+    Column("pid", Integer, nullable=False),
+    Column("started_at", Float, nullable=False),
+    Column("heartbeat_at", Float, nullable=False),
+    Column("stopped_at", Float),
+    Column("runs_claimed", Integer, nullable=False, default=0),
+)
+
+agent_slots = Table(
+    "agent_slots",
+    metadata,
+    Column("agent", String(128), primary_key=True),
+    Column("slot", Integer, primary_key=True),
+    Column("holder", String(128)),  # "<owner>:<run id>" of the controller using it, or NULL when free
+    Column("run_id", String(32)),
+    Column("expires_at", Float),  # renewed by the holder's heartbeat; past it, the slot is free again
+)
+Index("ix_runs_claimable", runs.c.status, runs.c.locked_until)
+

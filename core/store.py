@@ -14,7 +14,9 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
-from sqlalchemy import Connection, case, create_engine, delete, func, insert, select, text, update
+from sqlalchemy import Connection, case, create_engine, delete, func, insert, or_, select, text, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy import event as sa_event
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, DBAPIError
@@ -24,9 +26,11 @@ from . import migrate, schema
 from .config import resolve_db_url
 from .errors import BadInput, RunNotFound, StaleWrite, StoreError
 from .events import Event
-from .writer import COMMANDS_CHANNEL, GroupWriter, WriteBatch, describe_db_error
+from .writer import COMMANDS_CHANNEL, RUNS_CHANNEL, GroupWriter, WriteBatch, describe_db_error
 
 T = TypeVar("T")
+# statuses of runs a worker may claim: queued (planning), or left by a driver that stopped
+CLAIMABLE = ("planning", "running", "waiting_user", "awaiting_plan_approval")
 
 
 def _sqlite_pragmas(busy_timeout_ms: int) -> Callable[[Any, Any], None]:
@@ -40,10 +44,17 @@ def _sqlite_pragmas(busy_timeout_ms: int) -> Callable[[Any, Any], None]:
     return on_connect
 
 
+def notify(conn: Connection, channel: str, payload: str) -> None:
+    """NOTIFY on PostgreSQL (delivered when the transaction commits); nothing elsewhere."""
+    if conn.dialect.name == "postgresql":
+        conn.execute(text("SELECT pg_notify(:c, :p)"), {"c": channel, "p": payload})
+
+
 class Store:
     def __init__(self, engine: AsyncEngine, url: str, sync_engine: Any = None) -> None:
         self.engine = engine
         self.url = url
+        self.dialect = engine.dialect.name
         self._sync_engine = sync_engine
         self.writer = GroupWriter(engine, sync_engine)
 
@@ -121,6 +132,7 @@ class Store:
             conn.execute(insert(schema.runs), [run_row])
             if step_rows:
                 conn.execute(insert(schema.steps), step_rows)
+            notify(conn, RUNS_CHANNEL, run_row["id"])  # a queued run: workers claim it now, not at their next poll
 
         return _insert
 
@@ -243,6 +255,7 @@ class Store:
                 .where(schema.runs.c.id == run_id, schema.runs.c.lock_owner == owner)
                 .values(lock_owner=None, lock_host=None, lock_pid=None, locked_until=None)
             )
+            notify(conn, RUNS_CHANNEL, run_id)  # an unfinished run handed back: a worker may take it at once
 
         return extra
 
@@ -255,6 +268,116 @@ class Store:
                                                         schema.steps.c.status == "pending", schema.steps.c.attempts == 0))
             if new_rows:
                 conn.execute(insert(schema.steps), new_rows)
+
+        return extra
+
+    # -- workers, claims and agent slots (a pool of processes on one database) ---------------
+
+    async def claim_runs(self, owner: str, host: str, pid: int, ttl_s: float, limit: int) -> list[str]:
+        """Take the leases of up to ``limit`` runs nobody drives (queued, or orphaned by an expired lease).
+
+        ``FOR UPDATE SKIP LOCKED`` lets every worker claim at once without
+        queueing on the same rows (SQLite serialises writers anyway and ignores it).
+        """
+        claimed: list[str] = []
+
+        def extra(conn: Connection) -> None:
+            now = time.time()
+            runs = schema.runs
+            candidates = (
+                select(runs.c.id)
+                .where(runs.c.status.in_(CLAIMABLE), or_(runs.c.lock_owner.is_(None), runs.c.locked_until < now))
+                .order_by(runs.c.created_at, runs.c.id)
+                .limit(limit)
+                .with_for_update(skip_locked=True)
+                .cte("candidates")
+            )
+            stmt = (
+                update(runs)
+                .where(runs.c.id.in_(select(candidates.c.id)))
+                .values(lock_owner=owner, lock_host=host, lock_pid=pid, locked_until=now + ttl_s)
+                .returning(runs.c.id)
+            )
+            claimed.extend(row[0] for row in conn.execute(stmt))
+            if claimed:
+                conn.execute(update(schema.workers).where(schema.workers.c.owner == owner)
+                             .values(runs_claimed=schema.workers.c.runs_claimed + len(claimed)))
+
+        await self.write(WriteBatch(extras=[extra]))
+        return claimed
+
+    async def register_worker(self, owner: str, name: str, host: str, pid: int) -> None:
+        now = time.time()
+
+        def extra(conn: Connection) -> None:
+            conn.execute(insert(schema.workers).values(owner=owner, name=name, host=host, pid=pid, started_at=now,
+                                                       heartbeat_at=now, runs_claimed=0))
+
+        await self.write(WriteBatch(extras=[extra]))
+
+    @staticmethod
+    def worker_heartbeat_extra(owner: str, stopped: bool = False) -> Callable[[Connection], None]:
+        def extra(conn: Connection) -> None:
+            now = time.time()
+            values: dict[str, Any] = {"heartbeat_at": now}
+            if stopped:
+                values["stopped_at"] = now
+            conn.execute(update(schema.workers).where(schema.workers.c.owner == owner).values(**values))
+
+        return extra
+
+    async def list_workers(self) -> list[dict[str, Any]]:
+        async def q(conn: AsyncConnection) -> list[dict[str, Any]]:
+            rows = (await conn.execute(select(schema.workers).order_by(schema.workers.c.started_at))).mappings().all()
+            return [dict(r) for r in rows]
+
+        return await self._read(q)
+
+    async def acquire_slot(self, agent: str, limit: int, holder: str, run_id: str, ttl_s: float) -> int | None:
+        """One of the agent's ``limit`` slots, held by ``holder`` until released or expired; None if all are taken."""
+        got: list[int] = []
+
+        def extra(conn: Connection) -> None:
+            now = time.time()
+            slots = schema.agent_slots
+            ins = (pg_insert if conn.dialect.name == "postgresql" else sqlite_insert)(slots)
+            conn.execute(ins.values([{"agent": agent, "slot": i} for i in range(limit)]).on_conflict_do_nothing())
+            free = (
+                select(slots.c.agent, slots.c.slot)
+                .where(slots.c.agent == agent, slots.c.slot < limit,
+                       or_(slots.c.holder.is_(None), slots.c.expires_at < now))
+                .order_by(slots.c.slot)
+                .limit(1)
+                .with_for_update(skip_locked=True)
+                .cte("free")
+            )
+            stmt = (
+                update(slots)
+                .where(slots.c.agent == agent, slots.c.slot.in_(select(free.c.slot)))
+                .values(holder=holder, run_id=run_id, expires_at=now + ttl_s)
+                .returning(slots.c.slot)
+            )
+            got.extend(row[0] for row in conn.execute(stmt))
+
+        await self.write(WriteBatch(extras=[extra]))
+        return got[0] if got else None
+
+    @staticmethod
+    def release_slots_extra(holder: str, slots: list[tuple[str, int]]) -> Callable[[Connection], None]:
+        def extra(conn: Connection) -> None:
+            for agent, slot in slots:
+                conn.execute(update(schema.agent_slots)
+                             .where(schema.agent_slots.c.agent == agent, schema.agent_slots.c.slot == slot,
+                                    schema.agent_slots.c.holder == holder)
+                             .values(holder=None, run_id=None, expires_at=None))
+
+        return extra
+
+    @staticmethod
+    def renew_slots_extra(holder: str, ttl_s: float) -> Callable[[Connection], None]:
+        def extra(conn: Connection) -> None:
+            conn.execute(update(schema.agent_slots).where(schema.agent_slots.c.holder == holder)
+                         .values(expires_at=time.time() + ttl_s))
 
         return extra
 
@@ -336,8 +459,7 @@ class Store:
                   "created_at": time.time(), "state": "queued"}],
             )
             ids.append(result.scalar_one())
-            if conn.dialect.name == "postgresql":  # wake the driving process now instead of at its next poll
-                conn.execute(text("SELECT pg_notify(:c, :p)"), {"c": COMMANDS_CHANNEL, "p": run_id})
+            notify(conn, COMMANDS_CHANNEL, run_id)  # wake the driving process now instead of at its next poll
 
         await self.write(WriteBatch(extras=[extra]))
         return ids[0]

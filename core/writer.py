@@ -62,6 +62,7 @@ _NOTIFY = text("SELECT pg_notify(:channel, :payload)")
 EVENTS_LOCK_KEY = 0x6C6F6F70  # "loop": the advisory lock that orders event ids (PostgreSQL)
 EVENTS_CHANNEL = "loopdeck_events"  # NOTIFY "<run id> <last event id>" after events commit
 COMMANDS_CHANNEL = "loopdeck_commands"  # NOTIFY "<run id>" when an action is queued for a run's driver
+RUNS_CHANNEL = "loopdeck_runs"  # NOTIFY "<run id>" when a run becomes claimable (submitted, handed back)
 
 Extra = Callable[[Connection], Any]
 """A rare write (insert a run, take a lease) run inside the group's transaction; may raise ``StaleWrite``."""
