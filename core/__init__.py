@@ -32,6 +32,7 @@ from .planner import PLANNER_ENV, PlanResult, default_agents_file, load_base, pl
 from .skills import Skill, available_skills
 from .config import resolve_db_url
 from .states import RunStatus, StepStatus
+from .worker import Worker, WorkerStats
 
 __all__ = [
     "PLANNER_ENV",
@@ -66,6 +67,8 @@ __all__ = [
     "Subscription",
     "TransitionError",
     "Usage",
+    "Worker",
+    "WorkerStats",
     "available_skills",
     "default_agents_file",
     "default_user",

@@ -17,6 +17,7 @@ from sqlalchemy.engine import Connection
 from .errors import StoreError
 
 SCRIPT_LOCATION = Path(__file__).with_name("migrations")
+MIGRATION_LOCK_KEY = 0x6D696772  # "migr"
 
 
 def _config(connection: Connection | None = None) -> Config:
@@ -35,7 +36,14 @@ def current_revision(connection: Connection) -> str | None:
 
 
 def upgrade(connection: Connection, revision: str = "head") -> None:
-    """Bring the schema on ``connection`` to ``revision`` (default: the newest)."""
+    """Bring the schema on ``connection`` to ``revision`` (default: the newest).
+
+    On PostgreSQL, workers starting together would migrate a new database at
+    once; a transaction-scoped advisory lock lets one migrate while the others
+    wait, then find it done.
+    """
+    if connection.dialect.name == "postgresql":
+        connection.exec_driver_sql(f"SELECT pg_advisory_xact_lock({MIGRATION_LOCK_KEY})")
     script = ScriptDirectory.from_config(_config())
     current = current_revision(connection)
     if current is not None and current not in {rev.revision for rev in script.walk_revisions()}:

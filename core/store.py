@@ -286,7 +286,9 @@ class Store:
             runs = schema.runs
             candidates = (
                 select(runs.c.id)
-                .where(runs.c.status.in_(CLAIMABLE), or_(runs.c.lock_owner.is_(None), runs.c.locked_until < now))
+                .where(runs.c.status.in_(CLAIMABLE), or_(runs.c.lock_owner.is_(None), runs.c.locked_until < now),
+                       # a plan nobody approved yet would only hold a worker's slot: claim it once approved
+                       or_(runs.c.status != "awaiting_plan_approval", runs.c.proposal_json.is_not(None)))
                 .order_by(runs.c.created_at, runs.c.id)
                 .limit(limit)
                 .with_for_update(skip_locked=True)

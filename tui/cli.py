@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import signal
 import sys
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -34,8 +35,10 @@ from core import (
     StepNotFound,
     StoreError,
     TransitionError,
+    Worker,
     default_user,
     demo_plan,
+    iso,
     load_plan,
     PLANNER_ENV,
     available_skills,
@@ -117,6 +120,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--plan", dest="edited", metavar="FILE", help="approve this (edited) plan file instead; "
                    "for a proposed replan, a file of steps")
     p.add_argument("--reason", metavar="TEXT")
+    p = sub.add_parser("submit", parents=[common], help="queue a run of a plan file for a worker (does not drive it)")
+    p.add_argument("plan", help="path to the plan file")
+    p.add_argument("--json", action="store_true", help="print {\"id\": RUN_ID} on stdout")
+    p = sub.add_parser("worker", parents=[common], help="claim queued or orphaned runs and drive them, until SIGTERM")
+    p.add_argument("--max-runs", type=int, default=4, metavar="N", help="runs driven at once (default 4)")
+    p.add_argument("--name", metavar="NAME", help="this worker's name in `loopdeck workers` (default: host-pid)")
+    p.add_argument("--grace", type=float, default=30.0, metavar="S",
+                   help="on SIGTERM, seconds running steps may take to finish before their runs are handed back")
+    p.add_argument("--poll", type=float, default=1.0, metavar="S", help="seconds between looks for work when "
+                   "nothing wakes the worker (PostgreSQL notifies it at once)")
+    p = sub.add_parser("workers", parents=[common], help="list workers: name, host, pid, heartbeat, runs claimed")
+    p.add_argument("--json", action="store_true")
     p = sub.add_parser("skills", parents=[common], help="list the skills a plan can call, and where they come from")
     p.add_argument("--plan", dest="plan_file", metavar="FILE", help="include this plan's own skills map")
     p.add_argument("--json", action="store_true")
@@ -240,6 +255,8 @@ def dashboard(args: argparse.Namespace) -> int:
 async def _with_orchestrator(args: argparse.Namespace, handler: Callable[[Orchestrator, argparse.Namespace], Awaitable[int]]) -> int:
     if args.command == "run":  # validate before touching the database: bad input writes nothing
         args.loaded_plan = await _plan_from_goal(args) if args.goal is not None else load_plan(args.plan)
+    elif args.command == "submit":
+        args.loaded_plan = load_plan(args.plan)
     async with await Orchestrator.open(args.db, user=args.user or default_user()) as orch:
         return await handler(orch, args)
 
@@ -311,6 +328,48 @@ async def cmd_skills(args: argparse.Namespace) -> int:
         table.add_column(col, no_wrap=True)
     for name, skill in skills.items():
         table.add_row(literal(name), literal(skill.target), literal(skill.origin))
+    out.print(table)
+    return EXIT_OK
+
+
+async def cmd_submit(orch: Orchestrator, args: argparse.Namespace) -> int:
+    run_id = await orch.create_run(args.loaded_plan)
+    if args.json:
+        print_json({"id": run_id})
+    err.print(literal(f"run {run_id} queued ({len(args.loaded_plan.steps)} steps); a `loopdeck worker` on this "
+                      f"database drives it — watch it with `loopdeck attach {run_id}`"))
+    return EXIT_OK
+
+
+async def cmd_worker(orch: Orchestrator, args: argparse.Namespace) -> int:
+    if args.max_runs < 1:
+        raise BadInput(f"--max-runs is at least 1, not {args.max_runs}")
+    worker = Worker(orch, name=args.name, max_runs=args.max_runs, poll_s=args.poll, grace_s=args.grace,
+                    on_note=lambda line: err.print(literal(line)))
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, worker.stop)
+    await worker.run()
+    return EXIT_OK
+
+
+async def cmd_workers(orch: Orchestrator, args: argparse.Namespace) -> int:
+    rows = await orch.store.list_workers()
+    data = [{"name": w["name"], "host": w["host"], "pid": w["pid"], "started_at": iso(w["started_at"]),
+             "heartbeat_at": iso(w["heartbeat_at"]), "stopped_at": iso(w["stopped_at"]),
+             "runs_claimed": w["runs_claimed"]} for w in rows]
+    if args.json:
+        print_json(data)
+        return EXIT_OK
+    if not data:
+        err.print("no worker has run on this database: `loopdeck worker` starts one")
+        return EXIT_OK
+    table = Table(box=None, pad_edge=False)
+    for col in ("NAME", "HOST", "PID", "HEARTBEAT", "STOPPED", "CLAIMED"):
+        table.add_column(col, no_wrap=True)
+    for w in data:
+        table.add_row(literal(w["name"]), literal(w["host"]), str(w["pid"]), (w["heartbeat_at"] or "")[11:19],
+                      (w["stopped_at"] or "-")[11:19] or "-", str(w["runs_claimed"]))
     out.print(table)
     return EXIT_OK
 
@@ -579,6 +638,9 @@ COMMANDS: dict[str, Callable[[Orchestrator, argparse.Namespace], Awaitable[int]]
     "agents": cmd_agents,
     "export": cmd_export,
     "approve-plan": cmd_approve_plan,
+    "submit": cmd_submit,
+    "worker": cmd_worker,
+    "workers": cmd_workers,
 }
 
 

@@ -1,0 +1,133 @@
+"""A pool of worker processes on one PostgreSQL database; one is killed with -9 midway."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections import Counter
+from pathlib import Path
+
+import pytest
+
+from core import Orchestrator, validate_plan
+
+ROOT = Path(__file__).resolve().parents[2]
+RUNS = 100
+API_LIMIT = 2
+
+MIXED = {
+    "goal": "mixed",
+    "default_agent": "sim",
+    "agents": {
+        "sim": {"kind": "sim", "latency_ms": [5, 40]},
+        "flaky": {"kind": "sim", "latency_ms": [5, 20], "fail_times": 1},  # every step fails once, then succeeds
+        "api": {"kind": "sim", "latency_ms": [20, 40], "max_concurrency": API_LIMIT},  # a rate-limited API
+    },
+    "policy": {"max_concurrency": 3, "max_step_attempts": 4, "backoff": {"base_s": 0.02, "factor": 1, "jitter": False}},
+    "steps": [
+        {"key": "fetch"},
+        {"key": "parse", "agent": "flaky", "depends_on": ["fetch"]},
+        {"key": "call_a", "agent": "api", "depends_on": ["fetch"]},
+        {"key": "call_b", "agent": "api", "depends_on": ["fetch"]},
+        {"key": "merge", "depends_on": ["parse", "call_a", "call_b"]},
+    ],
+}
+
+
+def spawn_worker(url: str, name: str, log: Path) -> subprocess.Popen[str]:
+    env = {**os.environ, "LOOPDECK_DB": url, "LOOPDECK_LEASE_S": "2", "PYTHONPATH": str(ROOT)}
+    return subprocess.Popen([sys.executable, "-m", "tui.cli", "worker", "--name", name, "--max-runs", "4",
+                             "--poll", "0.5", "--grace", "10"],
+                            env=env, stdout=subprocess.DEVNULL, stderr=open(log, "w"), text=True, cwd=ROOT)
+
+
+async def wait_for(predicate, timeout: float, what: str):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = await predicate()
+        if value:
+            return value
+        await asyncio.sleep(0.2)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def peak_overlap(intervals: list[tuple[float, float]]) -> int:
+    points = sorted([(start, 1) for start, _ in intervals] + [(end, -1) for _, end in intervals])
+    peak = now = 0
+    for _, delta in points:  # at equal times an end (-1) sorts before a start (+1)
+        now += delta
+        peak = max(peak, now)
+    return peak
+
+
+@pytest.mark.slow
+async def test_three_workers_share_a_hundred_runs_and_survive_a_kill(pg_url, tmp_path):
+    orch = await Orchestrator.open(pg_url, user="tester")
+    plan = validate_plan(MIXED)
+    workers = [spawn_worker(pg_url, f"w{i}", tmp_path / f"w{i}.log") for i in range(3)]
+    try:
+        run_ids = [await orch.create_run(plan) for _ in range(RUNS)]
+
+        async def ended() -> int:
+            runs = await orch.runs(limit=RUNS)
+            return sum(1 for r in runs if r["status"] in ("succeeded", "failed", "rejected", "canceled"))
+
+        async def victim_busy() -> bool:  # the victim drives a run with a step running right now
+            pid = workers[0].pid
+            for run_id in run_ids:
+                run = await orch.store.get_run(run_id)
+                if run["lock_pid"] == pid and any(s["status"] == "running" for s in await orch.store.get_steps(run_id)):
+                    return True
+            return False
+
+        await wait_for(lambda: _at_least(ended, 25), 120, "25 runs to end")
+        await wait_for(victim_busy, 60, "the victim worker to be mid-step")
+        workers[0].send_signal(signal.SIGKILL)
+        killed_at = time.time()
+        workers[0].wait(timeout=10)
+
+        await wait_for(lambda: _at_least(ended, RUNS), 240, "every run to end")
+        for proc in workers[1:]:
+            proc.send_signal(signal.SIGTERM)
+        for proc in workers[1:]:
+            assert proc.wait(timeout=30) == 0  # a clean shutdown
+
+        runs = {r["id"]: r for r in await orch.runs(limit=RUNS)}
+        assert Counter(r["status"] for r in runs.values()) == Counter({"succeeded": RUNS})
+        succeeded, starts, intervals, interrupted = Counter(), Counter(), [], 0
+        for run_id in run_ids:
+            for event in await orch.store.events_since(run_id, 0):
+                if event.type == "step_succeeded":
+                    succeeded[(run_id, event.step_key)] += 1
+                elif event.type == "step_started":
+                    starts[(run_id, event.step_key, event.payload["attempt"])] += 1
+            for span in await orch.store.spans_of(run_id):
+                if span["status"] == "interrupted":
+                    interrupted += 1
+                if span["agent"] == "api":
+                    end = min(span["ended_at"], killed_at) if span["status"] == "interrupted" else span["ended_at"]
+                    intervals.append((span["started_at"], end))
+        assert len(succeeded) == RUNS * 5 and set(succeeded.values()) == {1}  # no step succeeded twice
+        assert set(starts.values()) == {1}  # every attempt number started once: one driver at a time
+        assert interrupted >= 1  # the kill interrupted a running attempt, which was counted and retried
+        assert peak_overlap(intervals) <= API_LIMIT  # the shared agent limit held across all workers
+        assert peak_overlap(intervals) == API_LIMIT  # ...and was used (the test would notice a stricter bug)
+        claimed = json.loads(subprocess.run(
+            [sys.executable, "-m", "tui.cli", "workers", "--json"], capture_output=True, text=True, cwd=ROOT,
+            env={**os.environ, "LOOPDECK_DB": pg_url, "PYTHONPATH": str(ROOT)}).stdout)
+        assert sorted(w["name"] for w in claimed) == ["w0", "w1", "w2"]
+        assert all(w["runs_claimed"] > 0 for w in claimed)  # the load was shared
+    finally:
+        for proc in workers:
+            if proc.poll() is None:
+                proc.kill()
+        await orch.close()
+
+
+async def _at_least(count, n: int) -> bool:
+    return await count() >= n
