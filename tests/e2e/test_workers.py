@@ -131,3 +131,77 @@ async def test_three_workers_share_a_hundred_runs_and_survive_a_kill(pg_url, tmp
 
 async def _at_least(count, n: int) -> bool:
     return await count() >= n
+
+
+def two_step_plan(latency_ms: int):
+    return validate_plan({"agents": {"sim": {"kind": "sim", "latency_ms": latency_ms},
+                                     "quick": {"kind": "sim", "latency_ms": 5}},
+                          "steps": [{"key": "long", "agent": "sim"},
+                                    {"key": "after", "agent": "quick", "depends_on": ["long"]}]})
+
+
+async def _running_under(orch: Orchestrator, run_id: str, pid: int) -> bool:
+    run = await orch.store.get_run(run_id)
+    step = await orch.store.get_step(run_id, "long")
+    return run["lock_pid"] == pid and step["status"] == "running"
+
+
+@pytest.mark.slow
+async def test_sigterm_lets_the_running_step_finish_then_hands_the_run_to_another_worker(pg_url, tmp_path):
+    orch = await Orchestrator.open(pg_url, user="tester")
+    first = spawn_worker(pg_url, "first", tmp_path / "first.log")
+    second = None
+    try:
+        run_id = await orch.create_run(two_step_plan(1500))
+        await wait_for(lambda: _running_under(orch, run_id, first.pid), 30, "the first worker to start the step")
+        first.send_signal(signal.SIGTERM)
+        assert first.wait(timeout=30) == 0
+        run = await orch.store.get_run(run_id)
+        steps = {s["key"]: s for s in await orch.store.get_steps(run_id)}
+        assert steps["long"]["status"] == "succeeded" and steps["long"]["attempts"] == 1  # it finished its step
+        assert steps["after"]["status"] == "pending"  # ...and launched nothing new
+        assert run["status"] == "running" and run["lock_owner"] is None  # handed back at once, not left to expire
+        log = (tmp_path / "first.log").read_text()
+        assert "handed back" in log and "stopped" in log
+        second = spawn_worker(pg_url, "second", tmp_path / "second.log")
+
+        async def finished() -> bool:
+            return (await orch.store.get_run(run_id))["status"] == "succeeded"
+
+        await wait_for(finished, 30, "the second worker to finish the run")
+        assert all(s["status"] != "interrupted" for s in await orch.store.spans_of(run_id))
+    finally:
+        for proc in (first, second):
+            if proc is not None and proc.poll() is None:
+                proc.kill()
+        await orch.close()
+
+
+@pytest.mark.slow
+async def test_past_the_grace_period_a_running_step_is_handed_back_and_retried_with_its_attempt_counted(pg_url, tmp_path):
+    orch = await Orchestrator.open(pg_url, user="tester")
+    first = subprocess.Popen(
+        [sys.executable, "-m", "tui.cli", "worker", "--name", "impatient", "--grace", "0.2", "--poll", "0.5"],
+        env={**os.environ, "LOOPDECK_DB": pg_url, "LOOPDECK_LEASE_S": "2", "PYTHONPATH": str(ROOT)},
+        stdout=subprocess.DEVNULL, stderr=open(tmp_path / "first.log", "w"), cwd=ROOT)
+    second = None
+    try:
+        run_id = await orch.create_run(two_step_plan(2000))
+        await wait_for(lambda: _running_under(orch, run_id, first.pid), 30, "the first worker to start the step")
+        first.send_signal(signal.SIGTERM)
+        assert first.wait(timeout=10) == 0
+        assert (await orch.store.get_run(run_id))["lock_owner"] is None
+        second = spawn_worker(pg_url, "second", tmp_path / "second.log")
+
+        async def finished() -> bool:
+            return (await orch.store.get_run(run_id))["status"] == "succeeded"
+
+        await wait_for(finished, 30, "the second worker to finish the run")
+        long = await orch.store.get_step(run_id, "long")
+        assert long["attempts"] == 2  # the cut-off attempt counted
+        assert [s["status"] for s in await orch.store.spans_of(run_id) if s["step_key"] == "long"] == ["interrupted", "succeeded"]
+    finally:
+        for proc in (first, second):
+            if proc is not None and proc.poll() is None:
+                proc.kill()
+        await orch.close()

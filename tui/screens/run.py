@@ -36,7 +36,7 @@ if TYPE_CHECKING:
     from ..app import LoopdeckApp
 
 REFRESH_S = 0.1
-POLL_S = 0.1
+POLL_S = 0.1  # at most this long between reads of the store (PostgreSQL's NOTIFY wakes the feed sooner)
 HISTORY_LINES = 200
 DETAIL_REFRESH_S = 0.5  # a busy highlighted step re-reads its detail at most twice a second
 
@@ -115,8 +115,8 @@ class RunScreen(Screen[None]):
             for event in events:
                 view.apply(event)
             self._pending_log.extend(events)
-            if len(events) < 5000:
-                await asyncio.sleep(POLL_S)
+            if len(events) < 5000:  # caught up: wait for the next commit (NOTIFY on PostgreSQL) or a poll
+                await self.deck.orch.wait_for_events(self.run_id, POLL_S)
 
     def render_view(self) -> None:
         """Refresh what changed since the last tick."""
