@@ -100,8 +100,12 @@ class Orchestrator:
 
     # -- runs ---------------------------------------------------------------------------
 
-    async def create_run(self, plan: Plan, *, user: str | None = None, proposed_by: str | None = None) -> str:
+    async def create_run(self, plan: Plan, *, user: str | None = None, proposed_by: str | None = None,
+                         hold: bool = False) -> str:
         """Store a new run of ``plan`` and return its id.
+
+        ``hold``: this process will drive it, so the run is created holding its
+        lease (a worker on the same database must not claim it first).
 
         With ``plan_approval: required`` the run waits in ``awaiting_plan_approval``
         until an operator approves its plan (``approve_plan``); otherwise it is
@@ -119,6 +123,9 @@ class Orchestrator:
             "prompt_tokens": 0, "completion_tokens": 0, "created_by": user or self.user,
             "created_at": now, "updated_at": now, "ended_at": None, "proposal_json": None,
         }
+        if hold:
+            run_row.update(lock_owner=self.identity.owner, lock_host=self.identity.host, lock_pid=self.identity.pid,
+                           locked_until=time.time() + self.lease_ttl_s)
         step_rows = [new_step_row(run_id, i, spec, plan.agent_of(spec)) for i, spec in enumerate(plan.steps)]
         batch = WriteBatch(extras=[Store.insert_run_extra(run_row, step_rows)])
         batch.event(run_id, EventType.RUN_CREATED, None, {"goal": plan.goal, "steps": len(step_rows), "user": user or self.user}, now)
@@ -173,6 +180,9 @@ class Orchestrator:
     async def _take_lease(self, run_id: str, wait: bool, on_wait: Callable[[str], None] | None) -> dict[str, Any]:
         while True:
             run = await self.store.get_run(run_id)
+            if run["lock_owner"] == self.identity.owner and run_id not in self._controllers \
+                    and run_id not in self._reviewing:
+                return run  # created holding its lease (``create_run(hold=True)``): ours already
             state = holder_state(run, self.identity, time.time(), set(self._live_owners()))
             if state == Holder.ALIVE_HERE:
                 raise LeaseHeld(

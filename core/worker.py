@@ -51,6 +51,7 @@ class Worker:
         if max_runs < 1:
             raise ValueError("a worker drives at least one run at a time")
         self.orch = orch
+        orch.shared_slots = True  # agent limits hold across every worker on the database (SQLite ones too)
         self.name = name or f"{socket.gethostname()}-{orch.identity.pid}"
         self.max_runs = max_runs
         self.poll_s = poll_s

@@ -85,7 +85,7 @@ class LoopdeckApp(App[int]):
         if self.orch is None:
             self.orch = await Orchestrator.open(self.db, user=self._user, clock=self.clock, run_ids=self._run_ids)
         if self.plan is not None:
-            self.run_id = await self.orch.create_run(self.plan, proposed_by=self.proposed_by)
+            self.run_id = await self.orch.create_run(self.plan, proposed_by=self.proposed_by, hold=self.drive)
         if self.run_id is None:
             await self.push_screen(RunsScreen())
             return

@@ -265,7 +265,7 @@ async def _with_orchestrator(args: argparse.Namespace, handler: Callable[[Orches
 
 
 async def cmd_run(orch: Orchestrator, args: argparse.Namespace) -> int:
-    run_id = await orch.create_run(args.loaded_plan, proposed_by=_proposer(args))
+    run_id = await orch.create_run(args.loaded_plan, proposed_by=_proposer(args), hold=True)
     return await _drive(orch, run_id, args)
 
 
@@ -390,7 +390,7 @@ async def cmd_approve_plan(orch: Orchestrator, args: argparse.Namespace) -> int:
 
 
 async def cmd_demo(orch: Orchestrator, args: argparse.Namespace) -> int:
-    run_id = await orch.create_run(demo_plan())
+    run_id = await orch.create_run(demo_plan(), hold=True)
     if args.approve == "all":
         err.print("demo: approval gates are approved automatically (--approve all); "
                   "pass --approve ask to answer them with `loopdeck approve`")

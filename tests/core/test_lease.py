@@ -80,3 +80,11 @@ async def test_a_driver_that_loses_its_lease_stops(orch):
 
     with pytest.raises(LeaseLost, match="lost the lease"):
         await asyncio.wait_for(task, 5)
+
+
+async def test_a_run_created_to_be_driven_here_is_not_claimed_by_a_worker(orch):
+    held = await orch.create_run(plan([{"key": "a"}]), hold=True)
+    queued = await orch.create_run(plan([{"key": "a"}]))
+    claimed = await orch.store.claim_runs("other-worker", "elsewhere", 4242, 30.0, 10)
+    assert claimed == [queued]  # the queued one only
+    assert await orch.drive(held) == RunStatus.SUCCEEDED  # and this process drives its own at once

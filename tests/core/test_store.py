@@ -9,7 +9,7 @@ import time
 import pytest
 from sqlalchemy import create_engine, inspect, text
 
-from core import StaleWrite, StoreError, validate_plan
+from core import Orchestrator, StaleWrite, StoreError, validate_plan
 from core import migrate
 from core.store import Store
 from core.writer import WriteBatch
@@ -145,3 +145,33 @@ async def test_a_locked_database_gets_a_clear_error(tmp_path):
 async def test_a_directory_is_not_a_database(tmp_path):
     with pytest.raises(StoreError, match="is a directory"):
         await Store.open(str(tmp_path))
+
+
+async def test_agent_slots_are_limited_released_and_expire(db_url):
+    store = await Store.open(db_url)
+    try:
+        got = [await store.acquire_slot("api", 2, f"holder{i}", "run", 30.0) for i in range(3)]
+        assert sorted(got[:2]) == [0, 1] and got[2] is None  # two slots, the third asker waits
+        await store.write(WriteBatch(extras=[store.release_slots_extra("holder0", [("api", got[0])])]))
+        assert await store.acquire_slot("api", 2, "holder2", "run", 30.0) == got[0]
+        # a holder that stopped renewing loses its slot when it expires
+        assert await store.acquire_slot("slow", 1, "dead", "run", 0.05) == 0
+        assert await store.acquire_slot("slow", 1, "alive", "run", 30.0) is None
+        await asyncio.sleep(0.1)
+        assert await store.acquire_slot("slow", 1, "alive", "run", 30.0) == 0
+    finally:
+        await store.close()
+
+
+async def test_claims_take_queued_and_orphaned_runs_once(db_url):
+    store = await Store.open(db_url)
+    orch = Orchestrator(store, user="t", lease_ttl_s=0.05)
+    try:
+        ids = [await orch.create_run(plan([{"key": "a"}])) for _ in range(3)]
+        first = await store.claim_runs("w1", "h", 1, 0.05, 2)
+        second = await store.claim_runs("w2", "h", 2, 30.0, 5)
+        assert sorted(first) == sorted(ids[:2]) and second == ids[2:]  # oldest first, none twice
+        await asyncio.sleep(0.1)  # w1 went silent: its leases expire, its runs are orphaned
+        assert sorted(await store.claim_runs("w3", "h", 3, 30.0, 5)) == sorted(ids[:2])
+    finally:
+        await store.close()
