@@ -317,19 +317,10 @@ async def cmd_plan(args: argparse.Namespace) -> int:
 async def cmd_skills(args: argparse.Namespace) -> int:
     plan_skills = load_plan(args.plan_file).skills if args.plan_file else {}
     skills = available_skills(plan_skills)
-    if args.json:
-        print_json({name: {"target": s.target, "origin": s.origin} for name, s in skills.items()})
-        return EXIT_OK
-    if not skills:
-        err.print("no skills: map them in a plan's `skills:` or install a package that registers `loopdeck.skills`")
-        return EXIT_OK
-    table = Table(box=None, pad_edge=False)
-    for col in ("SKILL", "CALLS", "FROM"):
-        table.add_column(col, no_wrap=True)
-    for name, skill in skills.items():
-        table.add_row(literal(name), literal(skill.target), literal(skill.origin))
-    out.print(table)
-    return EXIT_OK
+    return _listing(args.json, {name: {"target": s.target, "origin": s.origin} for name, s in skills.items()},
+                    "no skills: map them in a plan's `skills:` or install a package that registers `loopdeck.skills`",
+                    ("SKILL", "CALLS", "FROM"),
+                    [(literal(name), literal(s.target), literal(s.origin)) for name, s in skills.items()])
 
 
 async def cmd_submit(orch: Orchestrator, args: argparse.Namespace) -> int:
@@ -358,19 +349,25 @@ async def cmd_workers(orch: Orchestrator, args: argparse.Namespace) -> int:
     data = [{"name": w["name"], "host": w["host"], "pid": w["pid"], "started_at": iso(w["started_at"]),
              "heartbeat_at": iso(w["heartbeat_at"]), "stopped_at": iso(w["stopped_at"]),
              "runs_claimed": w["runs_claimed"]} for w in rows]
-    if args.json:
+    return _listing(args.json, data, "no worker has run on this database: `loopdeck worker` starts one",
+                    ("NAME", "HOST", "PID", "HEARTBEAT", "STOPPED", "CLAIMED"),
+                    [(literal(w["name"]), literal(w["host"]), str(w["pid"]), (w["heartbeat_at"] or "")[11:19],
+                      (w["stopped_at"] or "")[11:19] or "-", str(w["runs_claimed"])) for w in data])
+
+
+def _listing(as_json: bool, data: Any, empty: str, columns: tuple[str, ...], rows: list[tuple[Any, ...]]) -> int:
+    """A listing command's output: JSON, a line saying there is nothing yet, or a table."""
+    if as_json:
         print_json(data)
-        return EXIT_OK
-    if not data:
-        err.print("no worker has run on this database: `loopdeck worker` starts one")
-        return EXIT_OK
-    table = Table(box=None, pad_edge=False)
-    for col in ("NAME", "HOST", "PID", "HEARTBEAT", "STOPPED", "CLAIMED"):
-        table.add_column(col, no_wrap=True)
-    for w in data:
-        table.add_row(literal(w["name"]), literal(w["host"]), str(w["pid"]), (w["heartbeat_at"] or "")[11:19],
-                      (w["stopped_at"] or "-")[11:19] or "-", str(w["runs_claimed"]))
-    out.print(table)
+    elif not data:
+        err.print(empty)
+    else:
+        table = Table(box=None, pad_edge=False)
+        for col in columns:
+            table.add_column(col, no_wrap=True)
+        for row in rows:
+            table.add_row(*row)
+        out.print(table)
     return EXIT_OK
 
 
@@ -595,21 +592,10 @@ async def cmd_feedback(orch: Orchestrator, args: argparse.Namespace) -> int:
 
 async def cmd_agents(orch: Orchestrator, args: argparse.Namespace) -> int:
     agents = await orch.agents()
-    if args.json:
-        print_json(agents)
-        return EXIT_OK
-    if not agents:
-        err.print("no agent has run yet")
-        return EXIT_OK
-    table = Table(box=None, pad_edge=False)
-    for col in ("AGENT", "ATTEMPTS", "FAILURES", "TOKENS", "👍", "👎", "RATE"):
-        table.add_column(col, no_wrap=True)
-    for name, a in agents.items():
-        rate = a["feedback"]["rate"]
-        table.add_row(literal(name), str(a["attempts"]), str(a["failures"]), f"{a['tokens']['total']:,}",
-                      str(a["feedback"]["up"]), str(a["feedback"]["down"]), "-" if rate is None else f"{rate:.0%}")
-    out.print(table)
-    return EXIT_OK
+    return _listing(args.json, agents, "no agent has run yet", ("AGENT", "ATTEMPTS", "FAILURES", "TOKENS", "👍", "👎", "RATE"),
+                    [(literal(name), str(a["attempts"]), str(a["failures"]), f"{a['tokens']['total']:,}",
+                      str(a["feedback"]["up"]), str(a["feedback"]["down"]),
+                      "-" if a["feedback"]["rate"] is None else f"{a['feedback']['rate']:.0%}") for name, a in agents.items()])
 
 
 async def cmd_export(orch: Orchestrator, args: argparse.Namespace) -> int:
