@@ -26,12 +26,12 @@ from .errors import (BadInput, CommandTimeout, LeaseHeld, LeaseLost, LoopdeckErr
 from .events import Event, EventType, Gap, iso
 from .lease import DEFAULT_TTL_S, Holder, Identity, holder_state
 from .notify import Notifier
-from .writer import EVENTS_CHANNEL
+from .writer import EVENTS_CHANNEL, RUNS_CHANNEL
 from .export import otlp_json
 from .plan import Plan, Policy, validate_plan
 from .replan import Replan, prepare_replan
 from .states import RunStatus, StepStatus, check_step
-from .store import Store
+from .store import Store, notify
 from .writer import WriteBatch
 
 
@@ -501,6 +501,7 @@ class Orchestrator:
                 rows = [new_step_row(run_id, i, spec, plan.agent_of(spec)) for i, spec in enumerate(plan.steps)]
                 batch.extras.append(self.store.replan_extra(run_id, plan.model_dump_json(), old, rows))
             run.update(status=RunStatus.PLANNING.value, reason=None, updated_at=now)
+            batch.extras.append(lambda conn: notify(conn, RUNS_CHANNEL, run_id))  # approved: a worker may start it now
         else:
             event["proposed_by"] = proposal["by"]
             if approve:

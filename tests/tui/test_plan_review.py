@@ -103,3 +103,28 @@ async def test_the_output_tab_fills_in_while_an_llm_agent_streams(db_url):
             await until(pilot, lambda: "line 39" in str(app.screen.query_one(StepDetail).query_one("#detail-output").render()))
     finally:
         server.stop()
+
+
+async def test_a_replan_an_agent_proposes_is_reviewed_in_the_same_screen(db_url):
+    plan = validate_plan({
+        "agents": {"py": {"kind": "python", "call": "tests.fixtures.agents:propose_more"},
+                   "sim": {"kind": "sim", "latency_ms": 0}},
+        "policy": {"plan_approval": "required"},
+        "steps": [{"key": "think", "agent": "py",
+                   "input": {"steps": [{"key": "extra", "agent": "sim", "depends_on": ["think"]}]}}],
+    })
+    app = LoopdeckApp(db_url, plan=plan, drive=True, user="dana")
+    async with app.run_test(size=SIZE) as pilot:
+        await until(pilot, lambda: isinstance(app.screen, PlanReviewScreen))
+        await pilot.press("a")  # the initial plan
+        await until(pilot, lambda: isinstance(app.screen, PlanReviewScreen) and app.screen.proposal is not None)
+        text = screen_as_text(app)
+        assert "Step think proposes a replan (append)" in text and "extra" in text
+        await pilot.press("r")
+        await until(pilot, lambda: isinstance(app.screen, PromptScreen))
+        await pilot.press(*"not now", "enter")
+        await until(pilot, lambda: app.final_status is not None)
+        assert app.final_status.value == "succeeded"
+        assert [s["key"] for s in await app.orch.store.get_steps(app.run_id)] == ["think"]
+        events = [e.type for e in await app.orch.store.events_since(app.run_id, 0)]
+        assert events.count("run_plan_approved") == 1 and events.count("run_plan_rejected") == 1
