@@ -26,13 +26,12 @@ from .errors import (BadInput, CommandTimeout, LeaseHeld, LeaseLost, LoopdeckErr
 from .events import Event, EventType, Gap, iso
 from .lease import DEFAULT_TTL_S, Holder, Identity, holder_state
 from .notify import Notifier
-from .writer import EVENTS_CHANNEL, RUNS_CHANNEL
 from .export import otlp_json
 from .plan import Plan, Policy, validate_plan
 from .replan import Replan, prepare_replan
 from .states import RunStatus, StepStatus, check_step
 from .store import Store, notify
-from .writer import WriteBatch
+from .writer import EVENTS_CHANNEL, RUNS_CHANNEL, WriteBatch
 
 
 _PAST = {"approve": "approved", "reject": "rejected", "cancel": "canceled", "budget": "given a new budget",
