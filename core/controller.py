@@ -720,7 +720,7 @@ class RunController:
             return
         spare = []
         for agent, held in self._tokens.items():
-            if held and (self._draining or self._ending or not self.sched.queued_for(agent)):
+            if held and (self._draining or self._ending or not self.sched.has_queued(agent)):
                 spare += [(agent, slot) for slot in held]
                 held.clear()
         if spare:

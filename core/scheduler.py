@@ -166,6 +166,13 @@ class Scheduler:
         self._queued.discard(best[1])
         return best[1]
 
+    def has_queued(self, agent: str) -> bool:
+        """Whether a ready step waits for this agent (O(1) amortised: drops stale heap tops)."""
+        heap = self._ready.get(agent)
+        while heap and (heap[0][1] not in self._queued or self._nodes[heap[0][1]].agent != agent):
+            heapq.heappop(heap)
+        return bool(heap)
+
     def queued_for(self, agent: str) -> list[str]:
         """Ready steps waiting for this agent, in plan order."""
         return sorted((k for k in self._queued if self._nodes[k].agent == agent), key=lambda k: self._nodes[k].idx)

@@ -98,7 +98,8 @@ class Worker:
         waits = [asyncio.ensure_future(self.orch.notifier.wait(RUNS_CHANNEL, None, self.poll_s)),
                  asyncio.ensure_future(self._stopping.wait())]
         if self._drives:
-            waits.append(asyncio.ensure_future(asyncio.wait(list(self._drives.values()))))
+            waits.append(asyncio.ensure_future(asyncio.wait(list(self._drives.values()),
+                                                            return_when=asyncio.FIRST_COMPLETED)))  # a slot frees
         try:
             await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
         finally:
