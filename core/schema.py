@@ -17,7 +17,6 @@ runs = Table(
     Column("goal", Text, nullable=False, default=""),
     Column("status", String(32), nullable=False),
     Column("reason", Text),
-    Column("plan_json", Text, nullable=False),
     Column("token_budget", Integer),
     Column("prompt_tokens", Integer, nullable=False, default=0),
     Column("completion_tokens", Integer, nullable=False, default=0),
@@ -156,3 +155,10 @@ agent_slots = Table(
 )
 Index("ix_runs_claimable", runs.c.status, runs.c.locked_until)
 
+# revision 0006: plans apart from the run rows that are updated at every step
+run_plans = Table(
+    "run_plans",
+    metadata,
+    Column("run_id", String(32), primary_key=True),
+    Column("plan_json", Text, nullable=False),
+)

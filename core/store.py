@@ -128,8 +128,11 @@ class Store:
 
     @staticmethod
     def insert_run_extra(run_row: dict[str, Any], step_rows: list[dict[str, Any]]) -> Callable[[Connection], None]:
+        run_values = {k: v for k, v in run_row.items() if k != "plan_json"}
+
         def _insert(conn: Connection) -> None:
-            conn.execute(insert(schema.runs), [run_row])
+            conn.execute(insert(schema.runs), [run_values])
+            conn.execute(insert(schema.run_plans), [{"run_id": run_row["id"], "plan_json": run_row["plan_json"]}])
             if step_rows:
                 conn.execute(insert(schema.steps), step_rows)
             notify(conn, RUNS_CHANNEL, run_row["id"])  # a queued run: workers claim it now, not at their next poll
@@ -158,7 +161,12 @@ class Store:
 
     async def get_run(self, run_id: str) -> dict[str, Any]:
         async def q(conn: AsyncConnection) -> dict[str, Any] | None:
-            row = (await conn.execute(select(schema.runs).where(schema.runs.c.id == run_id))).mappings().first()
+            stmt = (
+                select(schema.runs, schema.run_plans.c.plan_json)
+                .join(schema.run_plans, schema.run_plans.c.run_id == schema.runs.c.id)
+                .where(schema.runs.c.id == run_id)
+            )
+            row = (await conn.execute(stmt)).mappings().first()
             return dict(row) if row else None
 
         row = await self._read(q)
@@ -262,7 +270,7 @@ class Store:
     @staticmethod
     def replan_extra(run_id: str, plan_json: str, removed: list[str], new_rows: list[dict[str, Any]]) -> Callable[[Connection], None]:
         def extra(conn: Connection) -> None:
-            conn.execute(update(schema.runs).where(schema.runs.c.id == run_id).values(plan_json=plan_json))
+            conn.execute(update(schema.run_plans).where(schema.run_plans.c.run_id == run_id).values(plan_json=plan_json))
             if removed:
                 conn.execute(delete(schema.steps).where(schema.steps.c.run_id == run_id, schema.steps.c.key.in_(removed),
                                                         schema.steps.c.status == "pending", schema.steps.c.attempts == 0))
