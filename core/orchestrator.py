@@ -100,11 +100,13 @@ class Orchestrator:
     # -- runs ---------------------------------------------------------------------------
 
     async def create_run(self, plan: Plan, *, user: str | None = None, proposed_by: str | None = None,
-                         hold: bool = False) -> str:
+                         hold: bool = False, planning_tokens: tuple[int, int] = (0, 0)) -> str:
         """Store a new run of ``plan`` and return its id.
 
         ``hold``: this process will drive it, so the run is created holding its
         lease (a worker on the same database must not claim it first).
+        ``planning_tokens``: (prompt, completion) the planner spent writing the
+        plan; they count toward the run's totals and its budget.
 
         With ``plan_approval: required`` the run waits in ``awaiting_plan_approval``
         until an operator approves its plan (``approve_plan``); otherwise it is
@@ -119,7 +121,7 @@ class Orchestrator:
             "reason": f"waiting for an operator to approve the plan (`loopdeck approve-plan {run_id}`)" if review else None,
             "plan_json": plan.model_dump_json(),
             "token_budget": plan.policy.token_budget if plan.policy.token_budget is not None else default_token_budget(),
-            "prompt_tokens": 0, "completion_tokens": 0, "created_by": user or self.user,
+            "prompt_tokens": planning_tokens[0], "completion_tokens": planning_tokens[1], "created_by": user or self.user,
             "created_at": now, "updated_at": now, "ended_at": None, "proposal_json": None,
         }
         if hold:
@@ -127,7 +129,10 @@ class Orchestrator:
                            locked_until=time.time() + self.lease_ttl_s)
         step_rows = [new_step_row(run_id, i, spec, plan.agent_of(spec)) for i, spec in enumerate(plan.steps)]
         batch = WriteBatch(extras=[Store.insert_run_extra(run_row, step_rows)])
-        batch.event(run_id, EventType.RUN_CREATED, None, {"goal": plan.goal, "steps": len(step_rows), "user": user or self.user}, now)
+        created: dict[str, Any] = {"goal": plan.goal, "steps": len(step_rows), "user": user or self.user}
+        if any(planning_tokens):
+            created["tokens"] = {"prompt": planning_tokens[0], "completion": planning_tokens[1], "planning": True}
+        batch.event(run_id, EventType.RUN_CREATED, None, created, now)
         if review:
             batch.event(run_id, EventType.RUN_PLAN_PROPOSED, None, {"by": proposed_by or user or self.user,
                                                                     "steps": [s.key for s in plan.steps]}, now)

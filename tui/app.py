@@ -56,6 +56,7 @@ class LoopdeckApp(App[int]):
         run_id: str | None = None,
         plan: Plan | None = None,
         proposed_by: str | None = None,
+        planning_tokens: tuple[int, int] = (0, 0),
         drive: bool = False,
         read_only: bool = False,
         user: str | None = None,
@@ -70,6 +71,7 @@ class LoopdeckApp(App[int]):
         self.run_id = run_id
         self.plan = plan
         self.proposed_by = proposed_by  # who wrote the plan (the planner), shown in the plan review
+        self.planning_tokens = planning_tokens  # what writing the plan cost: counted in the run's tokens
         self.drive = drive
         self.read_only = read_only
         self._user = user
@@ -85,7 +87,8 @@ class LoopdeckApp(App[int]):
         if self.orch is None:
             self.orch = await Orchestrator.open(self.db, user=self._user, clock=self.clock, run_ids=self._run_ids)
         if self.plan is not None:
-            self.run_id = await self.orch.create_run(self.plan, proposed_by=self.proposed_by, hold=self.drive)
+            self.run_id = await self.orch.create_run(self.plan, proposed_by=self.proposed_by, hold=self.drive,
+                                                     planning_tokens=self.planning_tokens)
         if self.run_id is None:
             await self.push_screen(RunsScreen())
             return

@@ -237,6 +237,7 @@ def dashboard(args: argparse.Namespace) -> int:
         return EXIT_RUN_NOT_OK
     app = LoopdeckApp(
         args.db, run_id=getattr(args, "run_id", None), plan=plan, proposed_by=_proposer(args),
+        planning_tokens=getattr(args, "planning_tokens", (0, 0)),
         drive=args.command in ("run", "demo", "resume"), read_only=args.read_only, user=args.user,
     )
     code = app.run()
@@ -265,7 +266,8 @@ async def _with_orchestrator(args: argparse.Namespace, handler: Callable[[Orches
 
 
 async def cmd_run(orch: Orchestrator, args: argparse.Namespace) -> int:
-    run_id = await orch.create_run(args.loaded_plan, proposed_by=_proposer(args), hold=True)
+    run_id = await orch.create_run(args.loaded_plan, proposed_by=_proposer(args), hold=True,
+                                   planning_tokens=getattr(args, "planning_tokens", (0, 0)))
     return await _drive(orch, run_id, args)
 
 
@@ -285,7 +287,10 @@ def _base(args: argparse.Namespace) -> tuple[dict[str, Any], str]:
 
 
 async def _plan_from_goal(args: argparse.Namespace) -> Any:
-    """Plan from ``--goal`` with the ``--planner`` agent, showing each request and repair on stderr."""
+    """Plan from ``--goal`` with the ``--planner`` agent, showing each request and repair on stderr.
+
+    Returns the plan; its tokens are kept in ``args.planning_tokens`` for the run.
+    """
     base, source = _base(args)
     name = args.planner if args.command == "run" else args.agent
     agent = planner_agent(base, name, source)
@@ -296,6 +301,7 @@ async def _plan_from_goal(args: argparse.Namespace) -> Any:
     repairs = f" after {result.repairs} repair(s)" if result.repairs else ""
     err.print(literal(f"planner: {len(result.plan.steps)} steps{repairs} · "
                       f"{result.prompt_tokens + result.completion_tokens:,} tokens"))
+    args.planning_tokens = (result.prompt_tokens, result.completion_tokens)
     return result.plan
 
 

@@ -123,6 +123,8 @@ class RunView:
             self.budget = p.get("to")
         elif t == E.RUN_REPLANNED:
             self.structure_changed = True  # the screen reloads the run
+        elif t == E.RUN_CREATED and isinstance(p.get("tokens"), dict):  # what the planner spent
+            self.tokens += int(p["tokens"].get("prompt", 0)) + int(p["tokens"].get("completion", 0))
         elif t == E.RUN_PLAN_PROPOSED:
             self.status = "awaiting_plan_approval"
             self.plan_review = {"by": p.get("by"), "step": event.step_key}

@@ -65,8 +65,10 @@ def test_run_goal_waits_for_approve_plan_from_another_terminal(cli, server):
         assert proc.wait(timeout=30) == 0
     finally:
         proc.kill()
-    events = [e["type"] for e in cli.show(run_id)["events"]]
+    shown = cli.show(run_id)
+    events = [e["type"] for e in shown["events"]]
     assert events.index("run_plan_approved") < events.index("run_started")
+    assert shown["run"]["tokens"] == {"prompt": 11, "completion": 7, "total": 18}  # the planner's answer counts
 
 
 def test_approve_plan_reject_ends_the_run_rejected(cli, server):

@@ -25,9 +25,10 @@ def reviewed_plan():
 
 
 async def test_the_review_opens_by_itself_and_a_approves_the_plan(db_url):
-    app = LoopdeckApp(db_url, plan=reviewed_plan(), drive=True, user="alice")
+    app = LoopdeckApp(db_url, plan=reviewed_plan(), drive=True, user="alice", planning_tokens=(30, 12))
     async with app.run_test(size=SIZE) as pilot:
         await until(pilot, lambda: isinstance(app.screen, PlanReviewScreen))
+        assert app.screen_stack[-2].view.tokens == 42  # what the planner spent shows in the run's tokens
         text = screen_as_text(app)
         assert "Review the plan of run" in text and "gather" in text and "after gather" in text
         assert (await app.orch.store.get_run(app.run_id))["status"] == "awaiting_plan_approval"
