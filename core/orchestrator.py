@@ -136,10 +136,14 @@ class Orchestrator:
         if review:
             batch.event(run_id, EventType.RUN_PLAN_PROPOSED, None, {"by": proposed_by or user or self.user,
                                                                     "steps": [s.key for s in plan.steps]}, now)
-        ids = await self.store.write(batch)
-        self.bus.publish(Event(i, run_id, row["type"], None, payload, now)
-                         for i, row, payload in zip(ids, batch.events, batch.payloads, strict=True))
+        await self._write_and_publish(batch)
         return run_id
+
+    async def _write_and_publish(self, batch: WriteBatch) -> None:
+        """Commit ``batch``, then publish its events here (subscribers of this process hear of it at once)."""
+        ids = await self.store.write(batch)
+        self.bus.publish(Event(i, row["run_id"], row["type"], row["step_key"], payload, row["created_at"])
+                         for i, row, payload in zip(ids, batch.events, batch.payloads, strict=True))
 
     async def drive(
         self,
@@ -329,8 +333,7 @@ class Orchestrator:
             "run_id": run_id, "step_key": key, "agent": row["agent"], "rating": rating, "comment": comment,
             "category": category, "created_by": user, "created_at": now})])
         batch.event(run_id, EventType.STEP_FEEDBACK, key, payload, now)
-        ids = await self.store.write(batch)
-        self.bus.publish([Event(ids[0], run_id, EventType.STEP_FEEDBACK, key, payload, now)])
+        await self._write_and_publish(batch)
 
     async def step_context(self, run_id: str, key: str) -> list[dict[str, Any]]:
         """The context the step gets (or got) from its dependencies' outputs, per the run's policy."""
@@ -467,7 +470,7 @@ class Orchestrator:
                 batch.step(run_id, key, StepStatus.WAITING_USER.value, row["attempts"], row)
                 batch.event(run_id, EventType.STEP_REJECTED, key, {"user": user, "reason": payload.get("reason")}, now)
         try:
-            await self.store.write(batch)
+            await self._write_and_publish(batch)
         except StaleWrite as exc:
             raise TransitionError(f"run {run_id} changed while the {kind} was being applied; look again (`loopdeck show {run_id}`)") from exc
 
