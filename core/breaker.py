@@ -58,6 +58,7 @@ class Breaker:
         self.failures = failures
         self.opened_at = opened_at
         self._probe_in_flight = False
+        self.changed_at = 0.0  # when this process last changed (or adopted) the state
 
     def __repr__(self) -> str:
         extra = f" reopens_in={self.retry_in():.1f}s" if self._state == BreakerState.OPEN else ""
@@ -131,7 +132,24 @@ class Breaker:
 
     def _move(self, new: BreakerState, reason: str) -> BreakerChange:
         old, self._state = self._state, new
+        self.changed_at = self._clock()
         return BreakerChange(self.agent, old, new, reason, self.failures)
+
+    def adopt(self, row: dict[str, Any]) -> BreakerChange | None:
+        """Take over a newer state another process persisted: it opened (stop sending) or closed (go on).
+
+        Half-open stays a local matter (each process lets its own probe go once the cooldown passes).
+        """
+        state = BreakerState(row["state"])
+        if row["updated_at"] <= self.changed_at or state == self._state or state == BreakerState.HALF_OPEN:
+            return None
+        if state == BreakerState.OPEN and (row["opened_at"] or 0) <= (self.opened_at or 0) and self._state != BreakerState.CLOSED:
+            return None  # an older opening than the one this process already went through
+        self.failures, self.opened_at = row["failures"], row["opened_at"]
+        self._probe_in_flight = False
+        change = self._move(state, f"{state.value} in another process ({row['failures']} consecutive failures there)")
+        self.changed_at = row["updated_at"]
+        return change
 
     def row(self) -> dict[str, Any]:
         return {"agent": self.agent, "state": self._state.value, "failures": self.failures,

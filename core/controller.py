@@ -752,9 +752,10 @@ class RunController:
                 return
         # no healthy alternative: the step stays queued and waits for the probe
 
-    def _breaker_changed(self, change: BreakerChange, batch: WriteBatch, now: float) -> None:
+    def _breaker_changed(self, change: BreakerChange, batch: WriteBatch, now: float, save: bool = True) -> None:
         breaker = self.breakers.get(change.agent)
-        batch.extras.append(self.store.save_breaker_extra(breaker.row()))
+        if save:
+            batch.extras.append(self.store.save_breaker_extra(breaker.row()))
         batch.event(self.run_id, E.BREAKER_CHANGED, None, change.payload(), now)
         if breaker.is_open:  # re-route what is queued for it
             for key in self.sched.queued_for(change.agent):
@@ -1127,9 +1128,22 @@ class RunController:
                 extras.append(self.slots.renew_extra())
             try:
                 await self.store.write(WriteBatch(extras=extras))
+                await self._sync_breakers()
             except Exception as exc:  # noqa: BLE001
                 self._fatal(exc)
                 return
+
+    async def _sync_breakers(self) -> None:
+        """Adopt breaker changes other processes persisted (a target another worker found down is down here too)."""
+        rows = await self.store.load_breakers(list(self.plan.agents))
+        batch, now = WriteBatch(), self.clock()
+        for row in rows:
+            change = self.breakers.get(row["agent"]).adopt(row)
+            if change is not None and not self._ending:
+                self._breaker_changed(change, batch, now, save=False)
+        if batch.events:
+            self._emit(batch)
+            self._pump()
 
     async def _inbox(self) -> None:
         """Apply actions queued by other processes (``loopdeck approve`` in another terminal)."""

@@ -96,3 +96,34 @@ async def test_breaker_changes_are_events_in_show_json(orch):
     assert change["payload"] == {"agent": "down", "from": "closed", "to": "open", "reason": "1 consecutive failures", "failures": 1}
     peak, by_agent = running_profile(await events_of(orch, run_id))
     assert peak >= 1
+
+
+async def test_a_breaker_opened_in_another_process_opens_here_too(db_url):
+    """Two orchestrators (as two workers would be) on one database: when one finds an agent
+    down, the other stops sending to it and routes its queued work, without failing itself."""
+    agents = {"api": {"kind": "sim", "latency_ms": 0, "fail_times": 9, "breaker": {"failure_threshold": 2, "cooldown_s": 60},
+                      "alternatives": ["backup"]},
+              "backup": {"kind": "sim", "latency_ms": 0}}
+    here = await Orchestrator.open(db_url, user="a", lease_ttl_s=0.3, poll_s=0.05)
+    there = await Orchestrator.open(db_url, user="b", lease_ttl_s=0.3, poll_s=0.05)
+    try:
+        slow = {"slow": {"kind": "sim", "latency_ms": 600}}
+        waiting = await there.create_run(plan([{"key": "first", "agent": "slow"},
+                                               {"key": "later", "agent": "api", "depends_on": ["first"]}],
+                                              agents={**agents, **slow}))
+        task = asyncio.create_task(there.drive(waiting))
+        failing = await here.create_run(plan([{"key": f"f{i}", "agent": "api", "max_attempts": 1} for i in range(2)],
+                                             agents=agents))
+        await here.drive(failing)  # two failures: "api" opens here, and is saved
+        assert here.breakers.get("api").is_open
+        assert await asyncio.wait_for(task, 10) == RunStatus.SUCCEEDED
+        assert there.breakers.get("api").is_open  # adopted from the database
+        events = [e for e in await events_of(there, waiting)]
+        adopted = next(e for e in events if e.type == "breaker_changed")
+        assert adopted.payload["to"] == "open" and "another process" in adopted.payload["reason"]
+        routed = next(e for e in events if e.type == "step_routed")
+        assert routed.step_key == "later" and routed.payload["to"] == "backup"  # never tried on the down agent
+        assert not [e for e in events if e.type == "step_started" and e.payload["agent"] == "api"]
+    finally:
+        await here.close()
+        await there.close()
