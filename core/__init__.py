@@ -24,7 +24,7 @@ from .errors import (
     StoreError,
     TransitionError,
 )
-from .events import STEP_STATUS_AFTER, Event, EventType, Gap, iso
+from .events import PLAN_REVIEW_EVENTS, RUN_STATUS_EVENTS, STEP_STATUS_AFTER, Event, EventType, Gap, iso
 from .executors import AttemptFailed, Result, StepCall, Usage
 from .orchestrator import Orchestrator, default_user
 from .plan import Plan, Policy, StepSpec, load_plan, parse_plan_text, plan_json_schema, readable, validate_plan
@@ -36,6 +36,8 @@ from .worker import Worker, WorkerStats
 
 __all__ = [
     "PLANNER_ENV",
+    "PLAN_REVIEW_EVENTS",
+    "RUN_STATUS_EVENTS",
     "STEP_STATUS_AFTER",
     "AgentError",
     "AttemptFailed",

@@ -54,6 +54,8 @@ def estimate_tokens(text: str) -> int:
 
 
 class ChatClient:
+    Error = ChatError  # what ``complete`` raises (for callers that import this module lazily)
+
     def __init__(self, name: str, config: LlmAgent) -> None:
         self.name = name
         self.config = config
@@ -197,6 +199,13 @@ class ChatClient:
                 if on_delta is not None:
                     on_delta(delta)
         return _with_usage("".join(parts), usage, messages)
+
+
+def schema_format(config: LlmAgent, name: str, schema: dict[str, Any]) -> dict[str, Any]:
+    """``response_format`` asking for ``schema``: strict JSON schema where the agent allows, else any JSON object."""
+    if config.structured_output:
+        return {"type": "json_schema", "json_schema": {"name": name, "schema": schema}}
+    return {"type": "json_object"}
 
 
 def _with_usage(text: str, usage: Any, messages: list[dict[str, str]]) -> Completion:

@@ -25,7 +25,7 @@ import json
 import logging
 import random
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -138,6 +138,17 @@ def new_step_row(run_id: str, idx: int, spec: StepSpec, agent: str) -> dict[str,
         "prompt_tokens": 0, "completion_tokens": 0, "not_before": None, "approved_by": None,
         "started_at": None, "ended_at": None,
     }
+
+
+def record_replan(batch: WriteBatch, store: Store, run_id: str, change: Replan, first_idx: int, mode: str,
+                  user: str | None, reason: str | None, now: float) -> None:
+    """A replan's writes: the new plan, the step rows removed and added (from ``first_idx``), its audit event."""
+    rows = [new_step_row(run_id, first_idx + i, spec, change.plan.agent_of(spec)) for i, spec in enumerate(change.added)]
+    batch.extras.append(store.replan_extra(run_id, change.plan.model_dump_json(), change.removed, rows))
+    batch.event(run_id, E.RUN_REPLANNED, None, {
+        "mode": mode, "user": user, "reason": reason,
+        "added": [s.key for s in change.added], "removed": change.removed,
+    }, now)
 
 
 def backoff_delay(backoff: Backoff, retry_number: int, rng: random.Random) -> float:
@@ -969,7 +980,6 @@ class RunController:
             self.sched.remove(key)
             del self.steps[key]
         self.plan = change.plan
-        self.run["plan_json"] = change.plan.model_dump_json()
         next_idx = max((s.idx for s in self.steps.values()), default=-1) + 1
         new_states = []
         for i, spec in enumerate(change.added):
@@ -977,12 +987,7 @@ class RunController:
                               input=spec.input)
             self.steps[spec.key] = state
             new_states.append(state)
-        rows = [new_step_row(self.run_id, s.idx, s.spec, s.agent) for s in new_states]
-        batch.extras.append(self.store.replan_extra(self.run_id, self.run["plan_json"], change.removed, rows))
-        batch.event(self.run_id, E.RUN_REPLANNED, None, {
-            "mode": mode, "user": user, "reason": reason,
-            "added": [s.key for s in change.added], "removed": change.removed,
-        }, now)
+        record_replan(batch, self.store, self.run_id, change, next_idx, mode, user, reason, now)
         ready = []
         for state in new_states:
             is_ready, doomed_by = self.sched.add_live(state.key, state.idx, state.agent, state.spec.depends_on,
@@ -1027,7 +1032,8 @@ class RunController:
         batch = WriteBatch()
         batch.event(self.run_id, E.RUN_PLAN_PROPOSED, state.key, {
             "by": state.key, "agent": state.agent, "mode": mode, "steps": proposal["steps"],
-            "added": [s.key for s in change.added], "removed": change.removed}, now)
+            "added": [s.key for s in change.added], "removed": change.removed,
+            "status": RunStatus.AWAITING_PLAN_APPROVAL.value}, now)
         self._set_run_status(RunStatus.AWAITING_PLAN_APPROVAL, self._proposal_reason(), batch, now, E.RUN_WAITING)
         self._emit(batch)
 
@@ -1050,7 +1056,7 @@ class RunController:
         batch = WriteBatch()
         kind = E.RUN_PLAN_APPROVED if approve else E.RUN_PLAN_REJECTED
         batch.event(self.run_id, kind, None, {"user": user, "reason": reason, "proposed_by": proposal["by"],
-                                             "edited": steps is not None}, now)
+                                             "edited": steps is not None, "status": RunStatus.RUNNING.value}, now)
         self._set_run_status(RunStatus.RUNNING, None, batch, now, E.RUN_CONTINUED)
         if change is not None:
             why = f'proposed by step "{proposal["by"]}", approved by {user or "unknown"}'
@@ -1155,7 +1161,7 @@ class RunController:
                 log.warning("cannot read the commands inbox: %s", exc)
                 continue
             for command in commands:
-                await self._apply_command(command)
+                await answer_command(self.store, command, self.perform)
 
     async def perform(self, kind: str, payload: dict[str, Any], user: str | None) -> bool:
         """Carry out one operator action by name (the API and the commands inbox share this).
@@ -1187,14 +1193,16 @@ class RunController:
             return False
         return True
 
-    async def _apply_command(self, command: dict[str, Any]) -> None:
-        payload = json.loads(command["payload_json"] or "{}")
-        user = command["created_by"]
-        state, result = "applied", "ok"
-        try:
-            if not await self.perform(command["kind"], payload, user):
-                state, result = "refused", f"unknown command {command['kind']!r}"
-        except LoopdeckError as exc:
-            state, result = "refused", str(exc)
-        await self.store.write(WriteBatch(extras=[self.store.answer_command_extra(command["id"], state, result)]))
+
+async def answer_command(store: Store, command: dict[str, Any],
+                         perform: Callable[[str, dict[str, Any], str | None], Awaitable[bool]]) -> None:
+    """Apply one queued command with ``perform`` and record the answer (applied, or refused and why)."""
+    payload = json.loads(command["payload_json"] or "{}")
+    state, result = "applied", "ok"
+    try:
+        if not await perform(command["kind"], payload, command["created_by"]):
+            state, result = "refused", f"unknown command {command['kind']!r}"
+    except LoopdeckError as exc:
+        state, result = "refused", str(exc)
+    await store.write(WriteBatch(extras=[store.answer_command_extra(command["id"], state, result)]))
 

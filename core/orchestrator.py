@@ -20,8 +20,8 @@ from .breaker import BreakerBoard
 from .config import default_token_budget
 from .context import Upstream, build_context
 from .bus import EventBus, Subscription
-from .controller import RunController, new_step_row
-from .errors import (BadInput, CommandTimeout, LeaseHeld, LeaseLost, LoopdeckError, StaleWrite, StepNotFound,
+from .controller import RunController, answer_command, new_step_row, record_replan
+from .errors import (BadInput, CommandTimeout, LeaseHeld, LeaseLost, StaleWrite, StepNotFound,
                      TransitionError)
 from .events import Event, EventType, Gap, iso
 from .lease import DEFAULT_TTL_S, Holder, Identity, holder_state
@@ -31,7 +31,7 @@ from .plan import Plan, Policy, validate_plan
 from .replan import Replan, prepare_replan
 from .states import RunStatus, StepStatus, check_step
 from .store import Store, notify
-from .writer import EVENTS_CHANNEL, RUNS_CHANNEL, WriteBatch
+from .writer import COMMANDS_CHANNEL, EVENTS_CHANNEL, RUNS_CHANNEL, WriteBatch
 
 
 _PAST = {"approve": "approved", "reject": "rejected", "cancel": "canceled", "budget": "given a new budget",
@@ -135,7 +135,8 @@ class Orchestrator:
         batch.event(run_id, EventType.RUN_CREATED, None, created, now)
         if review:
             batch.event(run_id, EventType.RUN_PLAN_PROPOSED, None, {"by": proposed_by or user or self.user,
-                                                                    "steps": [s.key for s in plan.steps]}, now)
+                                                                    "steps": [s.key for s in plan.steps],
+                                                                    "status": status.value}, now)
         await self._write_and_publish(batch)
         return run_id
 
@@ -228,28 +229,23 @@ class Orchestrator:
                 if run["status"] != RunStatus.AWAITING_PLAN_APPROVAL.value:
                     return run
                 for command in await self.store.queued_commands(run_id):
-                    await self._answer_while_reviewing(run, command)
+                    await answer_command(self.store, command, lambda kind, payload, user: self._act_while_reviewing(
+                        run, kind, payload, user))
                 if time.monotonic() - renewed >= renew_every:
                     await self.store.write(WriteBatch(extras=[
                         self.store.renew_lease_extra(run_id, self.identity.owner, self.lease_ttl_s)]))
                     renewed = time.monotonic()
-                await asyncio.sleep(min(self.poll_s, 0.1))
+                await self.notifier.wait(COMMANDS_CHANNEL, run_id, self.poll_s)  # decisions arrive as commands
         finally:
             self._reviewing.discard(run_id)
 
-    async def _answer_while_reviewing(self, run: dict[str, Any], command: dict[str, Any]) -> None:
-        kind, user = command["kind"], command["created_by"]
-        payload = json.loads(command["payload_json"] or "{}")
-        state, result = "applied", "ok"
-        try:
-            if kind in ("plan", "cancel"):
-                await self._act_offline(dict(run), kind, payload, user)
-            else:
-                raise TransitionError(f"run {run['id']} is awaiting plan approval; approve or reject its plan first "
-                                      f"(`loopdeck approve-plan {run['id']}`)")
-        except LoopdeckError as exc:
-            state, result = "refused", str(exc)
-        await self.store.write(WriteBatch(extras=[self.store.answer_command_extra(command["id"], state, result)]))
+    async def _act_while_reviewing(self, run: dict[str, Any], kind: str, payload: dict[str, Any], user: str) -> bool:
+        """What a run whose plan awaits review accepts: the decision, or a cancel."""
+        if kind not in ("plan", "cancel"):
+            raise TransitionError(f"run {run['id']} is awaiting plan approval; approve or reject its plan first "
+                                  f"(`loopdeck approve-plan {run['id']}`)")
+        await self._act_offline(dict(run), kind, payload, user)
+        return True
 
     def controller(self, run_id: str) -> RunController | None:
         return self._controllers.get(run_id)
@@ -321,10 +317,7 @@ class Orchestrator:
             raise BadInput(f"feedback is 'up' or 'down', not {rating!r}")
         user = user or self.user
         run_id = await self.store.resolve_run_id(run_id)
-        steps = await self.store.get_steps(run_id)
-        row = next((s for s in steps if s["key"] == key), None)
-        if row is None:
-            raise StepNotFound(run_id, key, [s["key"] for s in steps])
+        row = await self._step_row(run_id, key)
         if row["status"] not in ("succeeded", "failed"):
             raise TransitionError(f'step "{key}" is {row["status"]}; only a finished (succeeded or failed) step can be rated')
         now = self.clock()
@@ -389,15 +382,16 @@ class Orchestrator:
         return prepare_replan(plan, run["id"], statuses, payload["steps"], payload["mode"]), rows
 
     @staticmethod
-    def _check_reviewable(run: dict[str, Any], payload: dict[str, Any]) -> None:
-        """A plan decision needs a run awaiting one; an edited plan must be valid (checked before queueing)."""
+    def _check_reviewable(run: dict[str, Any], payload: dict[str, Any]) -> Plan | None:
+        """A plan decision needs a run awaiting one; an edited plan must be valid. Returns the edited plan, if any."""
         if run["status"] != RunStatus.AWAITING_PLAN_APPROVAL.value:
             raise TransitionError(f"run {run['id']} is {run['status']}; only a run awaiting plan approval can have "
                                   "its plan approved or rejected")
-        if payload.get("plan") is not None:
-            if run["proposal_json"]:
-                raise BadInput(f"run {run['id']} has started; an edited replan gives steps, not a whole plan")
-            validate_plan(payload["plan"], source="edited plan")
+        if payload.get("plan") is None:
+            return None
+        if run["proposal_json"]:
+            raise BadInput(f"run {run['id']} has started; an edited replan gives steps, not a whole plan")
+        return validate_plan(payload["plan"], source="edited plan")
 
     @staticmethod
     def _check_run_open(run: dict[str, Any], kind: str) -> None:
@@ -406,11 +400,15 @@ class Orchestrator:
             raise TransitionError(f"run {run['id']} is {status.value}; an ended run can no longer be {_PAST[kind]}")
 
     async def _check_step(self, run_id: str, key: str, kind: str) -> dict[str, Any]:
-        steps = await self.store.get_steps(run_id)
-        row = next((s for s in steps if s["key"] == key), None)
-        if row is None:
-            raise StepNotFound(run_id, key, [s["key"] for s in steps])
+        row = await self._step_row(run_id, key)
         check_step(key, StepStatus(row["status"]), {"retry": "rerun"}.get(kind, kind))
+        return row
+
+    async def _step_row(self, run_id: str, key: str) -> dict[str, Any]:
+        """The step's row; an unknown key is refused naming the keys the run has."""
+        row = await self.store.get_step(run_id, key)
+        if row is None:
+            raise StepNotFound(run_id, key, [s["key"] for s in await self.store.get_steps(run_id)])
         return row
 
     async def _act_remote(self, run: dict[str, Any], kind: str, payload: dict[str, Any], user: str, timeout_s: float) -> None:
@@ -490,23 +488,22 @@ class Orchestrator:
     async def _decide_plan_offline(self, run: dict[str, Any], payload: dict[str, Any], user: str,
                                    batch: WriteBatch) -> None:
         """A plan decision on a run no controller drives (not started yet, or its driver is gone)."""
-        self._check_reviewable(run, payload)
+        edited = self._check_reviewable(run, payload)
         run_id, now = run["id"], self.clock()
         approve, reason = bool(payload.get("approve")), payload.get("reason")
         event = {"user": user, "reason": reason,
                  "edited": payload.get("plan") is not None or payload.get("steps") is not None}
         proposal = json.loads(run["proposal_json"] or "null")
         if proposal is None and not approve:  # the run never started: rejecting its plan ends it
-            batch.event(run_id, EventType.RUN_PLAN_REJECTED, None, event, now)
+            batch.event(run_id, EventType.RUN_PLAN_REJECTED, None, {**event, "status": RunStatus.REJECTED.value}, now)
             why = f"plan rejected by {user}" + (f": {reason}" if reason else "")
             await self._end_offline(run, RunStatus.REJECTED, why, batch)
             return
         if proposal is None:
-            if payload.get("plan") is not None:
-                plan = validate_plan(payload["plan"], source="edited plan")
+            if edited is not None:
                 old = [r["key"] for r in await self.store.get_steps(run_id)]
-                rows = [new_step_row(run_id, i, spec, plan.agent_of(spec)) for i, spec in enumerate(plan.steps)]
-                batch.extras.append(self.store.replan_extra(run_id, plan.model_dump_json(), old, rows))
+                rows = [new_step_row(run_id, i, spec, edited.agent_of(spec)) for i, spec in enumerate(edited.steps)]
+                batch.extras.append(self.store.replan_extra(run_id, edited.model_dump_json(), old, rows))
             run.update(status=RunStatus.PLANNING.value, reason=None, updated_at=now)
             batch.extras.append(lambda conn: notify(conn, RUNS_CHANNEL, run_id))  # approved: a worker may start it now
         else:
@@ -517,18 +514,14 @@ class Orchestrator:
                                      proposal["mode"], user, f'proposed by step "{proposal["by"]}", approved by {user}', batch)
             run.update(status=RunStatus.RUNNING.value, reason=None, updated_at=now, proposal_json=None)
         batch.run(run_id, run)
-        batch.event(run_id, EventType.RUN_PLAN_APPROVED if approve else EventType.RUN_PLAN_REJECTED, None, event, now)
+        batch.event(run_id, EventType.RUN_PLAN_APPROVED if approve else EventType.RUN_PLAN_REJECTED, None,
+                    {**event, "status": run["status"]}, now)
 
     def _offline_replan(self, run: dict[str, Any], prepared: tuple[Replan, list[dict[str, Any]]], mode: str,
                         user: str, reason: str | None, batch: WriteBatch) -> None:
         change, rows = prepared
-        run_id = run["id"]
         next_idx = max((r["idx"] for r in rows), default=-1) + 1
-        new_rows = [new_step_row(run_id, next_idx + i, spec, change.plan.agent_of(spec)) for i, spec in enumerate(change.added)]
-        batch.extras.append(self.store.replan_extra(run_id, change.plan.model_dump_json(), change.removed, new_rows))
-        batch.event(run_id, EventType.RUN_REPLANNED, None, {
-            "mode": mode, "user": user, "reason": reason,
-            "added": [s.key for s in change.added], "removed": change.removed}, self.clock())
+        record_replan(batch, self.store, run["id"], change, next_idx, mode, user, reason, self.clock())
 
     # -- reading ----------------------------------------------------------------------------
 

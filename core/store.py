@@ -55,6 +55,7 @@ class Store:
         self.engine = engine
         self.url = url
         self.dialect = engine.dialect.name
+        self._seeded_slots: set[tuple[str, int]] = set()  # (agent, limit) whose slot rows are known to exist
         self._sync_engine = sync_engine
         self.writer = GroupWriter(engine, sync_engine)
 
@@ -346,12 +347,14 @@ class Store:
     async def acquire_slot(self, agent: str, limit: int, holder: str, run_id: str, ttl_s: float) -> int | None:
         """One of the agent's ``limit`` slots, held by ``holder`` until released or expired; None if all are taken."""
         got: list[int] = []
+        seeded = (agent, limit) in self._seeded_slots
 
         def extra(conn: Connection) -> None:
             now = time.time()
             slots = schema.agent_slots
-            ins = (pg_insert if conn.dialect.name == "postgresql" else sqlite_insert)(slots)
-            conn.execute(ins.values([{"agent": agent, "slot": i} for i in range(limit)]).on_conflict_do_nothing())
+            if not seeded:  # the agent's slot rows exist once this process has made sure of it
+                ins = (pg_insert if conn.dialect.name == "postgresql" else sqlite_insert)(slots)
+                conn.execute(ins.values([{"agent": agent, "slot": i} for i in range(limit)]).on_conflict_do_nothing())
             free = (
                 select(slots.c.agent, slots.c.slot)
                 .where(slots.c.agent == agent, slots.c.slot < limit,
@@ -370,6 +373,7 @@ class Store:
             got.extend(row[0] for row in conn.execute(stmt))
 
         await self.write(WriteBatch(extras=[extra]))
+        self._seeded_slots.add((agent, limit))
         return got[0] if got else None
 
     @staticmethod

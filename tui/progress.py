@@ -14,7 +14,7 @@ from rich.console import Console
 from rich.live import Live
 from rich.text import Text
 
-from core import STEP_STATUS_AFTER, Event, EventType
+from core import PLAN_REVIEW_EVENTS, RUN_STATUS_EVENTS, STEP_STATUS_AFTER, Event, EventType
 
 from .literal import literal
 
@@ -38,7 +38,7 @@ class Tally:
         tokens = event.payload.get("tokens") if isinstance(event.payload, dict) else None
         if isinstance(tokens, dict):
             self.tokens += int(tokens.get("prompt", 0)) + int(tokens.get("completion", 0))
-        if event.type in (E.RUN_STARTED, E.RUN_RESUMED, E.RUN_WAITING, E.RUN_CONTINUED, E.RUN_ENDED):
+        if event.type in RUN_STATUS_EVENTS or event.type in PLAN_REVIEW_EVENTS:
             self.run_status = event.payload.get("status", self.run_status)
         elif event.type == E.BUDGET_CHANGED:
             self.budget = event.payload.get("to")

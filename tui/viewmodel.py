@@ -13,7 +13,7 @@ from collections import deque
 from dataclasses import dataclass, field
 from typing import Any
 
-from core import STEP_STATUS_AFTER, Event, EventType
+from core import PLAN_REVIEW_EVENTS, RUN_STATUS_EVENTS, STEP_STATUS_AFTER, Event, EventType
 
 E = EventType
 FINISHED = frozenset({"succeeded", "failed", "skipped", "rejected"})
@@ -72,7 +72,6 @@ class RunView:
     dirty: set[str] = field(default_factory=set)  # steps changed since the last refresh
     structure_changed: bool = False  # steps added or removed (replan)
     waiting: list[str] = field(default_factory=list)  # steps waiting for approval, in arrival order
-    plan_review: dict[str, Any] | None = None  # the plan (or replan) waiting for the operator's review
 
     @classmethod
     def from_snapshot(cls, snap: dict[str, Any]) -> "RunView":
@@ -112,7 +111,7 @@ class RunView:
             self._apply_step(step, event, p)
             self.dirty.add(step.key)
         t = event.type
-        if t in (E.RUN_STARTED, E.RUN_RESUMED, E.RUN_WAITING, E.RUN_CONTINUED, E.RUN_ENDED):
+        if t in RUN_STATUS_EVENTS:
             self.status = p.get("status", self.status)
             self.reason = p.get("reason")
             if t == E.RUN_ENDED:
@@ -125,13 +124,8 @@ class RunView:
             self.structure_changed = True  # the screen reloads the run
         elif t == E.RUN_CREATED and isinstance(p.get("tokens"), dict):  # what the planner spent
             self.tokens += int(p["tokens"].get("prompt", 0)) + int(p["tokens"].get("completion", 0))
-        elif t == E.RUN_PLAN_PROPOSED:
-            self.status = "awaiting_plan_approval"
-            self.plan_review = {"by": p.get("by"), "step": event.step_key}
-        elif t in (E.RUN_PLAN_APPROVED, E.RUN_PLAN_REJECTED):
-            self.plan_review = None
-            if self.status == "awaiting_plan_approval" and event.step_key is None and t == E.RUN_PLAN_APPROVED:
-                self.status = "planning"  # approved; the driver starts it next
+        elif t in PLAN_REVIEW_EVENTS:
+            self.status = p.get("status", self.status)
 
     def _apply_step(self, step: StepView, event: Event, p: dict[str, Any]) -> None:
         t = event.type

@@ -12,7 +12,7 @@ import json
 import re
 from typing import Any
 
-from ..chat import ChatClient, ChatError, Completion
+from ..chat import ChatClient, ChatError, Completion, schema_format
 from ..plan import LlmAgent
 from ..verification import VERDICT_SCHEMA
 from . import AttemptFailed, Result, StepCall, Usage
@@ -70,13 +70,6 @@ def step_messages(system: str | None, call: StepCall, instructions: str | None) 
     messages = [{"role": "system", "content": system}] if system else []
     messages.append({"role": "user", "content": "\n\n".join(parts)})
     return messages
-
-
-def schema_format(config: LlmAgent, name: str, schema: dict[str, Any]) -> dict[str, Any]:
-    """``response_format`` asking for ``schema``: strict JSON schema where the agent allows, else any JSON object."""
-    if config.structured_output:
-        return {"type": "json_schema", "json_schema": {"name": name, "schema": schema}}
-    return {"type": "json_object"}
 
 
 def parse_json_answer(answer: Completion, usage: Usage) -> Any:
