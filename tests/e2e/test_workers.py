@@ -39,8 +39,10 @@ MIXED = {
 }
 
 
+# Leases of 4 s (renewed every 1.3 s): short enough for a quick takeover after the kill, long enough that
+# a worker starved of CPU on a loaded 2-core machine is not taken for dead while it still runs.
 def spawn_worker(url: str, name: str, log: Path) -> subprocess.Popen[str]:
-    env = {**os.environ, "LOOPDECK_DB": url, "LOOPDECK_LEASE_S": "2", "PYTHONPATH": str(ROOT)}
+    env = {**os.environ, "LOOPDECK_DB": url, "LOOPDECK_LEASE_S": "4", "PYTHONPATH": str(ROOT)}
     return subprocess.Popen([sys.executable, "-m", "tui.cli", "worker", "--name", name, "--max-runs", "4",
                              "--poll", "0.5", "--grace", "10"],
                             env=env, stdout=subprocess.DEVNULL, stderr=open(log, "w"), text=True, cwd=ROOT)
@@ -182,7 +184,7 @@ async def test_past_the_grace_period_a_running_step_is_handed_back_and_retried_w
     orch = await Orchestrator.open(pg_url, user="tester")
     first = subprocess.Popen(
         [sys.executable, "-m", "tui.cli", "worker", "--name", "impatient", "--grace", "0.2", "--poll", "0.5"],
-        env={**os.environ, "LOOPDECK_DB": pg_url, "LOOPDECK_LEASE_S": "2", "PYTHONPATH": str(ROOT)},
+        env={**os.environ, "LOOPDECK_DB": pg_url, "LOOPDECK_LEASE_S": "4", "PYTHONPATH": str(ROOT)},
         stdout=subprocess.DEVNULL, stderr=open(tmp_path / "first.log", "w"), cwd=ROOT)
     second = None
     try:
