@@ -7,6 +7,8 @@ This module is the public API; every other module in ``core`` is private.
         status = await orch.drive(run_id)
 """
 
+from . import limits
+from ._version import __version__
 from .bus import EventBus, Subscription
 from .demo import demo_plan
 from .errors import (
@@ -26,15 +28,25 @@ from .errors import (
 )
 from .events import PLAN_REVIEW_EVENTS, RUN_STATUS_EVENTS, STEP_STATUS_AFTER, Event, EventType, Gap, iso
 from .executors import AttemptFailed, Result, StepCall, Usage
-from .orchestrator import Orchestrator, default_user
+from .orchestrator import Delivery, Orchestrator, default_user
 from .plan import Plan, Policy, StepSpec, load_plan, parse_plan_text, plan_json_schema, readable, validate_plan
 from .planner import PLANNER_ENV, PlanResult, default_agents_file, load_base, plan_goal, plan_to_yaml, planner_agent
 from .skills import Skill, available_skills
-from .config import resolve_db_url
+from .config import display_url, mask_urls, resolve_db_url
+from .budget import check_token_budget, parse_token_budget
+from .values import load_document, parse_json
 from .states import RunStatus, StepStatus
 from .worker import Worker, WorkerStats
 
 __all__ = [
+    "__version__",
+    "display_url",
+    "limits",
+    "mask_urls",
+    "parse_json",
+    "parse_token_budget",
+    "check_token_budget",
+    "load_document",
     "PLANNER_ENV",
     "PLAN_REVIEW_EVENTS",
     "RUN_STATUS_EVENTS",
@@ -43,6 +55,7 @@ __all__ = [
     "AttemptFailed",
     "BadInput",
     "CommandTimeout",
+    "Delivery",
     "Event",
     "EventBus",
     "EventType",

@@ -1,4 +1,9 @@
-"""Circuit breakers, one per agent: stop sending work to a target that keeps failing.
+"""Circuit breakers, one per target: stop sending work to a target that keeps failing.
+
+A breaker guards what an agent calls, not the agent's name: an endpoint and
+model, a callable, a command configuration (``AgentConfig.breaker_target``).
+Two plans that name different things ``scraper`` never share a breaker; two
+agents that call the same model on the same server do.
 
     closed --N consecutive failures--> open --cooldown--> half_open --probe ok--> closed
                                          ^                    |
@@ -27,21 +32,22 @@ class BreakerState(StrEnum):
 
 @dataclass(frozen=True, slots=True)
 class BreakerChange:
-    agent: str
+    target: str
     old: BreakerState
     new: BreakerState
     reason: str
     failures: int
 
-    def payload(self) -> dict[str, Any]:
-        return {"agent": self.agent, "from": self.old.value, "to": self.new.value,
+    def payload(self, agent: str) -> dict[str, Any]:
+        """The ``breaker_changed`` event of ``agent`` (a name in the run) whose target this is."""
+        return {"agent": agent, "target": self.target, "from": self.old.value, "to": self.new.value,
                 "reason": self.reason, "failures": self.failures}
 
 
 class Breaker:
     def __init__(
         self,
-        agent: str,
+        target: str,
         failure_threshold: int = 5,
         cooldown_s: float = 60.0,
         *,
@@ -50,7 +56,7 @@ class Breaker:
         failures: int = 0,
         opened_at: float | None = None,
     ) -> None:
-        self.agent = agent
+        self.target = target
         self.failure_threshold = failure_threshold
         self.cooldown_s = cooldown_s
         self._clock = clock
@@ -62,7 +68,7 @@ class Breaker:
 
     def __repr__(self) -> str:
         extra = f" reopens_in={self.retry_in():.1f}s" if self._state == BreakerState.OPEN else ""
-        return f"<Breaker agent={self.agent!r} state={self._state.value} failures={self.failures}{extra}>"
+        return f"<Breaker target={self.target!r} state={self._state.value} failures={self.failures}{extra}>"
 
     @property
     def state(self) -> BreakerState:
@@ -133,7 +139,7 @@ class Breaker:
     def _move(self, new: BreakerState, reason: str) -> BreakerChange:
         old, self._state = self._state, new
         self.changed_at = self._clock()
-        return BreakerChange(self.agent, old, new, reason, self.failures)
+        return BreakerChange(self.target, old, new, reason, self.failures)
 
     def adopt(self, row: dict[str, Any]) -> BreakerChange | None:
         """Take over a newer state another process persisted: it opened (stop sending) or closed (go on).
@@ -151,40 +157,46 @@ class Breaker:
         self.changed_at = row["updated_at"]
         return change
 
+    def probe_at(self) -> float | None:
+        """When an open breaker lets its probe through (wall clock), else None."""
+        if self._state != BreakerState.OPEN or self.opened_at is None:
+            return None
+        return self.opened_at + self.cooldown_s
+
     def row(self) -> dict[str, Any]:
-        return {"agent": self.agent, "state": self._state.value, "failures": self.failures,
+        return {"target": self.target, "state": self._state.value, "failures": self.failures,
                 "opened_at": self.opened_at, "updated_at": self._clock()}
 
 
 class BreakerBoard:
-    """The breakers of every agent this process drives, shared by all its runs.
+    """The breakers of every target this process calls, shared by all its runs.
 
-    A breaker guards a target (an API, a model server), so runs that name the
-    same agent share it. State is restored from the store when a run starts.
+    A breaker guards a target (an API, a model server), so runs whose agents
+    call the same target share it. State is restored from the store when a run starts.
     """
 
     def __init__(self, clock: Callable[[], float] = time.time) -> None:
         self._clock = clock
         self._breakers: dict[str, Breaker] = {}
 
-    def get(self, agent: str) -> Breaker:
-        breaker = self._breakers.get(agent)
+    def get(self, target: str) -> Breaker:
+        breaker = self._breakers.get(target)
         if breaker is None:
-            breaker = self._breakers[agent] = Breaker(agent, clock=self._clock)
+            breaker = self._breakers[target] = Breaker(target, clock=self._clock)
         return breaker
 
-    def configure(self, agent: str, failure_threshold: int, cooldown_s: float) -> Breaker:
-        """The agent's breaker with the settings of the newest plan that names it."""
-        breaker = self.get(agent)
+    def configure(self, target: str, failure_threshold: int, cooldown_s: float) -> Breaker:
+        """The target's breaker with the settings of the newest plan that calls it."""
+        breaker = self.get(target)
         breaker.failure_threshold, breaker.cooldown_s = failure_threshold, cooldown_s
         return breaker
 
     def restore(self, row: dict[str, Any]) -> None:
-        """Adopt persisted state for an agent this process has not seen yet."""
-        if row["agent"] in self._breakers:
+        """Adopt persisted state for a target this process has not seen yet."""
+        if row["target"] in self._breakers:
             return
-        self._breakers[row["agent"]] = Breaker(
-            row["agent"], clock=self._clock, state=BreakerState(row["state"]),
+        self._breakers[row["target"]] = Breaker(
+            row["target"], clock=self._clock, state=BreakerState(row["state"]),
             failures=row["failures"], opened_at=row["opened_at"],
         )
 

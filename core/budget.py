@@ -10,6 +10,29 @@ calls each see the same headroom and overshoot together).
 
 from __future__ import annotations
 
+from .errors import BadInput
+from .limits import MAX_TOKENS
+
+
+def parse_token_budget(text: str, what: str = "a token budget") -> int | None:
+    """A budget as an operator types it (``50000``, ``50_000``, ``50,000``, ``none``); ``BadInput`` otherwise.
+
+    The command line and the dashboard read budgets with this one rule.
+    """
+    raw = text.strip().lower().replace("_", "").replace(",", "")
+    if raw in ("", "none", "unlimited"):
+        return None
+    if not raw.isdigit():
+        raise BadInput(f"{what} takes a whole number of tokens or 'none', not {text!r}")
+    return check_token_budget(int(raw), what)
+
+
+def check_token_budget(limit: int | None, what: str = "a token budget") -> int | None:
+    """``limit`` if it is a budget loopdeck can hold (0 to ``MAX_TOKENS``, or None: no limit)."""
+    if limit is not None and not 0 <= limit <= MAX_TOKENS:
+        raise BadInput(f"{what} is 0 to {MAX_TOKENS:,} tokens (or none), not {limit:,}")
+    return limit
+
 
 class TokenBudget:
     def __init__(self, limit: int | None, used: int = 0) -> None:

@@ -7,7 +7,12 @@ long the server asked us to wait (``Retry-After``).
 
 The API key is read from the environment variable the agent names, at request
 time, and never leaves this module: every message this module produces is
-passed through ``redact`` first, because servers sometimes echo what they got.
+passed through ``redact`` first (then cut to length, never the other way
+round), because servers sometimes echo what they got.
+
+Streams are read with httpx-sse. A stream that ends without its end marker
+(``data: [DONE]`` or a choice's ``finish_reason``) or that carries an error
+event is a failed, retryable attempt, never a successful truncated answer.
 """
 
 from __future__ import annotations
@@ -21,12 +26,13 @@ from dataclasses import dataclass
 from typing import Any
 
 import httpx
+from httpx_sse import EventSource, SSEError
 
 from .plan import LlmAgent
+from .redaction import Redactor, cut
 
 BODY_CHARS = 300
 RETRYABLE_STATUS = frozenset({408, 409, 425, 429})
-REDACTED = "[redacted]"
 
 
 class ChatError(Exception):
@@ -74,13 +80,19 @@ class ChatClient:
                             f"export {env}=... before running", retryable=False)
         return key
 
-    def redact(self, text: str) -> str:
-        """``text`` with the agent's API key (if any) replaced, so it can be stored or shown."""
+    def secrets(self) -> list[str]:
+        """What must never be stored or shown: the key, as the environment holds it now."""
         env = self.config.api_key_env
         key = os.environ.get(env) if env else None
-        if key and len(key) >= 4:
-            text = text.replace(key, REDACTED)
-        return text
+        return [key] if key else []
+
+    def redact(self, text: str) -> str:
+        """``text`` with the agent's API key (if any) replaced, so it can be stored or shown."""
+        return Redactor(self.secrets()).text(text)
+
+    def shown(self, text: str) -> str:
+        """Text from the server as it may appear in a message: redacted, then cut to ``BODY_CHARS``."""
+        return cut(self.redact(text), BODY_CHARS)
 
     # -- requests ---------------------------------------------------------------------
 
@@ -152,7 +164,7 @@ class ChatClient:
 
     def _status_error(self, response: httpx.Response) -> ChatError:
         status = response.status_code
-        detail = _error_detail(response)
+        detail = self.shown(_error_detail(response))
         message = f"{self.url} answered {status} {response.reason_phrase}" + (f": {detail}" if detail else "")
         retryable = status >= 500 or status in RETRYABLE_STATUS
         if status in (401, 403):
@@ -171,34 +183,58 @@ class ChatClient:
                 raise TypeError(f"content is {type(text).__name__}")
         except (ValueError, KeyError, IndexError, TypeError, AttributeError) as exc:
             raise ChatError(f"malformed answer from {self.url} ({_describe(exc)}): "
-                            f"{response.text[:BODY_CHARS]!r}", retryable=True) from None
+                            f"{self.shown(response.text)!r}", retryable=True) from None
         return _with_usage(text, data.get("usage"), messages)
 
     async def _read_stream(self, response: httpx.Response, messages: list[dict[str, str]],
                            on_delta: Callable[[str], None] | None) -> Completion:
-        """Server-sent events: ``data: {chunk}`` lines until ``data: [DONE]``; usage in the last chunk."""
+        """Server-sent events: chunks until ``data: [DONE]``; usage in the last chunk.
+
+        The answer counts only if the stream says it is complete (``[DONE]`` or a
+        ``finish_reason``); one that breaks off, or an error event, fails the attempt.
+        """
         parts: list[str] = []
         usage: Any = None
-        async for line in response.aiter_lines():
-            if not line.startswith("data:"):
-                continue
-            data = line[5:].strip()
-            if data == "[DONE]":
-                break
-            try:
-                chunk = json.loads(data)
+        finished = False
+        try:
+            async for sse in EventSource(response).aiter_sse():
+                if sse.data.strip() == "[DONE]":
+                    finished = True
+                    break
+                chunk = self._chunk(sse.event, sse.data)
+                if chunk.get("usage"):
+                    usage = chunk["usage"]
                 choices = chunk.get("choices") or []
-                delta = (choices[0].get("delta") or {}).get("content") if choices else None
-            except (ValueError, AttributeError, IndexError) as exc:
-                raise ChatError(f"malformed stream chunk from {self.url} ({_describe(exc)}): {data[:BODY_CHARS]!r}",
-                                retryable=True) from None
-            if chunk.get("usage"):
-                usage = chunk["usage"]
-            if isinstance(delta, str) and delta:
-                parts.append(delta)
-                if on_delta is not None:
-                    on_delta(delta)
+                choice = choices[0] if choices and isinstance(choices[0], dict) else {}
+                delta = (choice.get("delta") or {}).get("content") if isinstance(choice.get("delta"), dict) else None
+                if isinstance(delta, str) and delta:
+                    parts.append(delta)
+                    if on_delta is not None:
+                        on_delta(delta)
+                if choice.get("finish_reason"):
+                    finished = True  # usage may still follow in a last chunk
+        except SSEError as exc:
+            raise ChatError(f"malformed stream from {self.url}: {exc}", retryable=True) from None
+        if not finished:
+            raise ChatError(f"the stream from {self.url} broke off after {len(''.join(parts)):,} characters "
+                            "(no [DONE] and no finish_reason)", retryable=True)
         return _with_usage("".join(parts), usage, messages)
+
+    def _chunk(self, event: str, data: str) -> dict[str, Any]:
+        """One event's JSON; an error event (or an ``error`` in the data) is a retryable failure."""
+        try:
+            chunk = json.loads(data)
+        except ValueError:
+            raise ChatError(f"malformed stream chunk from {self.url} (not JSON): {self.shown(data)!r}",
+                            retryable=True) from None
+        if not isinstance(chunk, dict):
+            raise ChatError(f"malformed stream chunk from {self.url} (not an object): {self.shown(data)!r}",
+                            retryable=True)
+        if event == "error" or chunk.get("error"):
+            err = chunk.get("error")
+            detail = err.get("message") if isinstance(err, dict) else err if isinstance(err, str) else data
+            raise ChatError(f"{self.url} sent an error in the stream: {self.shown(str(detail))}", retryable=True)
+        return chunk
 
 
 def schema_format(config: LlmAgent, name: str, schema: dict[str, Any]) -> dict[str, Any]:
@@ -233,20 +269,23 @@ def retry_after(value: str | None, now: float | None = None) -> float | None:
 
 
 def _error_detail(response: httpx.Response) -> str:
-    """The server's own words: ``error.message`` of an OpenAI-style error body, else the body's start."""
+    """The server's own words, whole: ``error.message`` of an OpenAI-style error body, else the body.
+
+    Not cut here: the caller redacts, then cuts.
+    """
     try:
         data = response.json()
     except ValueError:
-        return response.text.strip()[:BODY_CHARS]
+        return response.text.strip()
     if isinstance(data, dict):
         err = data.get("error")
         if isinstance(err, dict) and isinstance(err.get("message"), str):
-            return err["message"][:BODY_CHARS]
+            return err["message"]
         if isinstance(err, str):
-            return err[:BODY_CHARS]
+            return err
         if isinstance(data.get("message"), str):
-            return data["message"][:BODY_CHARS]
-    return response.text.strip()[:BODY_CHARS]
+            return data["message"]
+    return response.text.strip()
 
 
 def _describe(exc: Exception) -> str:

@@ -1,8 +1,12 @@
-"""Where the database lives: ``--db URL``, else ``LOOPDECK_DB``, else a SQLite file in the user's data directory."""
+"""Where the database lives: ``--db URL``, else ``LOOPDECK_DB``, else a SQLite file in the user's data directory.
+
+Also the one way a database URL is shown to a person (``display_url``): with
+its password masked and without the driver name loopdeck added.
+"""
 
 from __future__ import annotations
 
-import os
+import re
 from pathlib import Path
 
 from platformdirs import user_data_dir
@@ -11,6 +15,16 @@ from .errors import BadInput
 
 ENV_DB = "LOOPDECK_DB"
 ENV_TOKEN_BUDGET = "LOOPDECK_TOKEN_BUDGET"
+# scheme as typed -> the driver loopdeck uses for it
+SCHEMES = {
+    "sqlite": "sqlite+aiosqlite",
+    "sqlite+aiosqlite": "sqlite+aiosqlite",
+    "postgresql": "postgresql+asyncpg",
+    "postgres": "postgresql+asyncpg",
+    "postgresql+asyncpg": "postgresql+asyncpg",
+}
+SUPPORTED = "sqlite:///PATH (or a plain file path) and postgresql://USER[:PASSWORD]@HOST[:PORT]/DATABASE"
+_PASSWORD = re.compile(r"(?P<head>[a-z][a-z0-9+.\-]*://[^:/@\s]*:)(?P<password>[^@\s]*)(?=@)", re.IGNORECASE)
 
 
 def default_db_path() -> Path:
@@ -18,32 +32,48 @@ def default_db_path() -> Path:
 
 
 def resolve_db_url(url: str | None = None) -> str:
-    """The database URL to use. A bare file path is accepted and means SQLite."""
-    url = url or os.environ.get(ENV_DB) or ""
+    """The database URL to use. A bare file path is accepted and means SQLite; other schemes are refused."""
+    if not url:
+        from .settings import env_settings
+
+        url = env_settings().db or ""
     if not url:
         return sqlite_url(default_db_path())
     if "://" not in url:
         return sqlite_url(Path(url))
-    if url.startswith("sqlite://"):
-        url = "sqlite+aiosqlite://" + url[len("sqlite://"):]
-    elif url.startswith("postgresql://"):
-        url = "postgresql+asyncpg://" + url[len("postgresql://"):]
-    return url
+    scheme, rest = url.split("://", 1)
+    driver = SCHEMES.get(scheme.lower())
+    if driver is None:
+        raise BadInput(f"unsupported database URL scheme {scheme!r} in {display_url(url)}; loopdeck supports {SUPPORTED}")
+    return f"{driver}://{rest}"
 
 
 def sqlite_url(path: Path) -> str:
     return f"sqlite+aiosqlite:///{path.expanduser().absolute()}"
 
 
+def sqlite_path(url: str) -> Path | None:
+    """The file of a SQLite URL (None for other databases and for ``:memory:``)."""
+    if not url.startswith("sqlite"):
+        return None
+    path = url.split("://", 1)[1].removeprefix("/")
+    path = path.split("?", 1)[0]
+    return None if path in ("", ":memory:") else Path(path)
+
+
+def display_url(url: str) -> str:
+    """The URL as a person may see it: password masked (``***``), loopdeck's driver names removed."""
+    shown = _PASSWORD.sub(lambda m: m.group("head") + "***", url)
+    return shown.replace("+asyncpg://", "://").replace("+aiosqlite://", "://")
+
+
+def mask_urls(text: str) -> str:
+    """``text`` with the password of every URL in it masked (for error messages from libraries)."""
+    return _PASSWORD.sub(lambda m: m.group("head") + "***", text)
+
+
 def default_token_budget() -> int | None:
     """The budget of runs whose plan sets none: ``LOOPDECK_TOKEN_BUDGET``, else no limit."""
-    raw = os.environ.get(ENV_TOKEN_BUDGET, "").strip()
-    if not raw:
-        return None
-    try:
-        value = int(raw.replace("_", ""))
-    except ValueError:
-        raise BadInput(f"{ENV_TOKEN_BUDGET}={raw!r} is not a whole number of tokens") from None
-    if value < 0:
-        raise BadInput(f"{ENV_TOKEN_BUDGET}={raw!r} must be >= 0")
-    return value
+    from .settings import env_settings
+
+    return env_settings().token_budget

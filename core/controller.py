@@ -16,6 +16,11 @@ A commit that fails (the store is gone, or a compare-and-set found the row
 changed, i.e. another process took the run over) stops the controller: it
 cancels its attempts and lets ``drive`` raise. The database stays the truth,
 and ``resume`` continues from it.
+
+Every task and timer the controller starts is supervised (``_spawn``,
+``_guarded``): one that dies of an unexpected error fails the run with that
+error recorded as its reason, instead of leaving a task exception nobody
+retrieves and a run that never ends.
 """
 
 from __future__ import annotations
@@ -30,16 +35,16 @@ from dataclasses import dataclass
 from typing import Any
 
 from .breaker import Breaker, BreakerBoard, BreakerChange
-from .budget import TokenBudget
+from .budget import TokenBudget, check_token_budget
 from .bus import EventBus
 from .coalesce import Coalescer
 from .context import Upstream, build_context
-from .errors import BadInput, LeaseLost, LoopdeckError, PlanError, PlanIssue, StaleWrite, StepNotFound, TransitionError
-from .events import Event, EventType
-from .executors import AttemptFailed, Executor, Result, StepCall, build_executor
+from .errors import LeaseLost, LoopdeckError, PlanError, PlanIssue, StaleWrite, StepNotFound, TransitionError
+from .events import Event, EventType, iso
+from .executors import AttemptFailed, Executor, Result, StepCall, build_executor, safe_outcome
 from .executors.python import PythonExecutor
-from .lease import DEFAULT_TTL_S
 from .plan import Backoff, Plan, StepSpec, validate_plan
+from .redaction import Redactor, StreamRedactor
 from .refs import RefError, find_refs, resolve
 from .replan import Replan, prepare_replan
 from .scheduler import Scheduler
@@ -55,7 +60,6 @@ log = logging.getLogger("loopdeck.controller")
 
 E = EventType
 S = StepStatus
-ABANDONED_GRACE_S = 30.0
 BREAKER_RECHECK_S = 1.0
 PARTIAL_INTERVAL_S = 0.1  # streamed output: at most ~10 events per second per step
 MAX_RETRY_AFTER_S = 3600.0
@@ -153,7 +157,11 @@ def record_replan(batch: WriteBatch, store: Store, run_id: str, change: Replan, 
 
 def backoff_delay(backoff: Backoff, retry_number: int, rng: random.Random) -> float:
     """Seconds before retry ``retry_number`` (1-based); full jitter halves the mean, never the max."""
-    delay = min(backoff.max_s, backoff.base_s * backoff.factor ** (retry_number - 1))
+    try:
+        raw = backoff.base_s * backoff.factor ** (retry_number - 1)
+    except OverflowError:  # factor ** n past a float's range: the cap applies
+        raw = backoff.max_s
+    delay = min(backoff.max_s, raw)
     if backoff.jitter:
         delay = delay / 2 + rng.uniform(0, delay / 2)
     return delay
@@ -171,7 +179,7 @@ class RunController:
         steps: dict[str, StepState],
         *,
         owner: str,
-        lease_ttl_s: float = DEFAULT_TTL_S,
+        lease_ttl_s: float,
         poll_s: float = 0.25,
         clock: Callable[[], float] = time.time,
         executors: dict[str, Executor] | None = None,
@@ -195,8 +203,8 @@ class RunController:
         self.status = RunStatus(run["status"])
         self.launches = sum(s.attempts for s in steps.values())
         self.breakers = breakers or BreakerBoard(clock)
-        for name, cfg in plan.agents.items():
-            self.breakers.configure(name, cfg.breaker.failure_threshold, cfg.breaker.cooldown_s)
+        self._targets: dict[str, str] = {}  # agent name -> the target its breaker guards
+        self._configure_breakers()
         self.budget = TokenBudget(run["token_budget"], run["prompt_tokens"] + run["completion_tokens"])
         self._budget_paused = False
         self.sched = Scheduler(
@@ -206,6 +214,7 @@ class RunController:
         )
         self._inflight: dict[str, tuple[bool, int]] = {}  # key -> (is breaker probe, tokens reserved)
         self._breaker_timers: dict[str, asyncio.TimerHandle] = {}
+        self._held_noted: dict[str, float | None] = {}  # step key -> the breaker opening it was last told to wait for
         self._waiting: set[str] = {k for k, s in steps.items() if s.status == S.WAITING_USER}
         self._timers: dict[str, asyncio.TimerHandle] = {}
         self._attempt_tasks: dict[str, asyncio.Task[None]] = {}
@@ -223,6 +232,7 @@ class RunController:
         self._slot_of: dict[str, tuple[str, int]] = {}  # step key -> the slot its running attempt uses
         self._acquiring: dict[str, asyncio.Task[None]] = {}
         self._draining = False  # stop launching; hand the run back once nothing runs (graceful shutdown)
+        self._stopped = False  # drive returned: late callbacks (abandoned attempts) record nothing
         self.notifier = notifier or Notifier(None)
 
     # -- construction ------------------------------------------------------------
@@ -235,7 +245,7 @@ class RunController:
         specs = {spec.key: spec for spec in plan.steps}
         steps = {key: StepState.from_row(specs[key], row) for key, row in rows.items()}
         board = kwargs.setdefault("breakers", BreakerBoard(kwargs.get("clock", time.time)))
-        for row in await store.load_breakers(list(plan.agents)):
+        for row in await store.load_breakers(sorted({cfg.breaker_target(n) for n, cfg in plan.agents.items()})):
             board.restore(row)
         return cls(store, bus, run, plan, steps, **kwargs)
 
@@ -248,14 +258,15 @@ class RunController:
         if self.status.terminal:
             return self.status
         self._side_tasks = [
-            asyncio.create_task(self._heartbeat(), name=f"lease-{self.run_id}"),
-            asyncio.create_task(self._inbox(), name=f"inbox-{self.run_id}"),
+            self._spawn(self._heartbeat(), "the lease heartbeat"),
+            self._spawn(self._inbox(), "the commands inbox"),
         ]
         try:
             self._recover()
             self._pump()
             return await self._done
         finally:
+            self._stopped = True
             for task in [*self._side_tasks, *self._acquiring.values()]:
                 task.cancel()
             await asyncio.gather(*self._side_tasks, *self._acquiring.values(), return_exceptions=True)
@@ -264,8 +275,7 @@ class RunController:
             for task in list(self._attempt_tasks.values()):
                 task.cancel()
             await asyncio.gather(*self._attempt_tasks.values(), return_exceptions=True)
-            if self._abandoned:  # let their late results be recorded (a thread cannot be killed anyway)
-                await asyncio.wait(self._abandoned, timeout=ABANDONED_GRACE_S)
+            # timed-out attempts still running in threads are left behind: they never keep the run alive
             await asyncio.gather(*list(self._writes), return_exceptions=True)
             for executor in self.executors.values():
                 close = getattr(executor, "aclose", None)
@@ -330,7 +340,8 @@ class RunController:
             return
         delay = (state.not_before or 0) - self.clock()
         if delay > 0:
-            self._timers[state.key] = asyncio.get_running_loop().call_later(delay, self._timer_fired, state.key)
+            self._timers[state.key] = asyncio.get_running_loop().call_later(
+                delay, self._guarded, f'the retry timer of step "{state.key}"', self._timer_fired, state.key)
             return
         self._route(state)
         self.sched.push_ready(state.key)
@@ -464,7 +475,7 @@ class RunController:
         check_step(state.key, state.status, "start")
         if self.slots is not None and self._tokens.get(state.agent):
             self._slot_of[state.key] = (state.agent, self._tokens[state.agent].pop())
-        probe = self.breakers.get(state.agent).admit()
+        probe = self._breaker(state.agent).admit()
         self.budget.reserve(estimate)
         self._inflight[state.key] = (probe, estimate)
         now = self.clock()
@@ -480,38 +491,51 @@ class RunController:
             started["probe"] = True
         batch.event(self.run_id, E.STEP_STARTED, state.key, started, now)
         committed = self._emit(batch)
-        task = asyncio.create_task(self._attempt(state, state.attempts, committed), name=f"step-{state.key}")
+        task = self._spawn(self._attempt(state, state.attempts, committed), f'the attempt of step "{state.key}"')
         self._attempt_tasks[state.key] = task
 
     async def _attempt(self, state: StepState, attempt: int, committed: asyncio.Future[Any]) -> None:
         try:
+            outcome = await self._run_attempt(state, attempt)  # a bug here fails the run (supervised task)
             try:
-                resolved = self._resolved_input(state)
-            except RefError as exc:
-                outcome: Result | AttemptFailed = AttemptFailed(str(exc), retryable=False)
-            else:
-                partial = Coalescer(lambda text: self._partial_output(state.key, attempt, text), PARTIAL_INTERVAL_S)
-                call = StepCall(
-                    run_id=self.run_id, key=state.key, title=state.spec.display_title, type=state.spec.type,
-                    agent=state.agent, attempt=attempt, input=resolved, context=self._context_for(state),
-                    timeout_s=state.spec.timeout_s, on_partial=partial.add,
-                )
-                try:
-                    outcome = await self._execute(state, call)
-                finally:
-                    partial.flush()
-                if state.spec.type == "verification":
-                    outcome = judge(self.plan.agents[state.agent].kind, outcome)
-            await asyncio.shield(committed)
+                await asyncio.shield(committed)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # noqa: BLE001 - the commit failed: _fatal already stops the run
+                log.debug("attempt of %s stopped: %s", state.key, exc)
+                return
         except asyncio.CancelledError:
-            return
-        except Exception as exc:  # noqa: BLE001 - the commit failed: _fatal already stops the run
-            log.debug("attempt of %s stopped: %s", state.key, exc)
             return
         finally:
             if self._attempt_tasks.get(state.key) is asyncio.current_task():
                 del self._attempt_tasks[state.key]
         self._apply_outcome(state, attempt, outcome)
+
+    async def _run_attempt(self, state: StepState, attempt: int) -> Result | AttemptFailed:
+        """Resolve the input, call the executor, judge a check; the outcome comes back redacted and strict JSON."""
+        try:
+            resolved = self._resolved_input(state)
+            executor = self._executor_for(state)
+        except RefError as exc:
+            return AttemptFailed(str(exc), retryable=False)
+        except AttemptFailed as exc:
+            return exc
+        redactor = Redactor(executor.secrets() if hasattr(executor, "secrets") else ())
+        partial = Coalescer(lambda text: self._partial_output(state.key, attempt, text), PARTIAL_INTERVAL_S)
+        streamed = StreamRedactor(redactor, partial.add)
+        call = StepCall(
+            run_id=self.run_id, key=state.key, title=state.spec.display_title, type=state.spec.type,
+            agent=state.agent, attempt=attempt, input=resolved, context=self._context_for(state),
+            timeout_s=state.spec.timeout_s, on_partial=streamed.add,
+        )
+        try:
+            outcome = await self._execute(executor, call)
+        finally:
+            streamed.flush()
+            partial.flush()
+        if state.spec.type == "verification":
+            outcome = judge(self.plan.agents[state.agent].kind, outcome)
+        return safe_outcome(outcome, redactor)
 
     def _executor_for(self, state: StepState) -> Executor:
         """A skill step calls its skill (on its agent's slots and breaker); every other step its agent."""
@@ -532,10 +556,9 @@ class RunController:
         batch.event(self.run_id, E.STEP_OUTPUT_PARTIAL, key, {"attempt": attempt, "text": text}, self.clock())
         self._emit(batch)
 
-    async def _execute(self, state: StepState, call: StepCall) -> Result | AttemptFailed:
+    async def _execute(self, executor: Executor, call: StepCall) -> Result | AttemptFailed:
         """Run one attempt; every failure, executor bugs included, becomes an ``AttemptFailed``."""
         try:
-            executor = self._executor_for(state)
             if call.timeout_s is None:
                 return await executor.execute(call)
             return await self._execute_with_timeout(executor, call)
@@ -557,13 +580,14 @@ class RunController:
             inner.cancel()
         else:
             self._abandoned.add(inner)
-            inner.add_done_callback(lambda fut: self._late_result(call, fut))
+            inner.add_done_callback(lambda fut: self._guarded(f'the late result of step "{call.key}"', self._late_result,
+                                                              call, fut))
         raise AttemptFailed(f"timed out after {call.timeout_s:g}s")
 
     def _late_result(self, call: StepCall, fut: asyncio.Future[Result]) -> None:
         """A result arrived for an attempt that had timed out: record it, never apply it."""
         self._abandoned.discard(fut)
-        if not fut.cancelled():
+        if not fut.cancelled() and not self._stopped:
             failed = fut.exception() is not None
             self._record_stale(self.steps[call.key], call.attempt, failed,
                                "the attempt had timed out; its result was recorded and not applied")
@@ -640,7 +664,7 @@ class RunController:
         if state.key in self._slot_of:  # kept for the next queued step of the agent, if any
             agent, slot = self._slot_of.pop(state.key)
             self._tokens.setdefault(agent, []).append(slot)
-        breaker = self.breakers.get(state.agent)
+        breaker = self._breaker(state.agent)
         if actual is None:  # canceled: no outcome to judge the target by
             self.budget.settle(reserved, 0)
             if probe:
@@ -662,23 +686,30 @@ class RunController:
         self._emit(batch)
 
     def _settle(self, state: StepState, batch: WriteBatch, now: float) -> None:
-        """A step reached a final status: release its dependents, skip those that can never run."""
-        ready, doomed = self.sched.settle(state.key, state.status.value)
-        self._waiting.discard(state.key)
-        for key in doomed:
-            child = self.steps[key]
-            if child.status.terminal:
-                continue
-            expect = child.status
-            check_step(key, child.status, "skip")
-            self._unqueue(key)
-            child.status, child.ended_at = S.SKIPPED, now
-            child.error = f'dependency "{state.key}" {state.status.value}'
-            batch.step(self.run_id, key, expect.value, child.attempts, child.row())
-            batch.event(self.run_id, E.STEP_SKIPPED, key, {"reason": child.error}, now)
-            self._settle(child, batch, now)
-        for key in ready:
-            self._when_ready(self.steps[key])
+        """A step reached a final status: release its dependents, skip those that can never run.
+
+        A worklist, not recursion: a 20,000-step chain whose first step fails
+        skips the other 19,999 here without going one stack frame deeper.
+        """
+        settled = [state]
+        while settled:
+            done = settled.pop()
+            ready, doomed = self.sched.settle(done.key, done.status.value)
+            self._waiting.discard(done.key)
+            for key in doomed:
+                child = self.steps[key]
+                if child.status.terminal:
+                    continue
+                expect = child.status
+                check_step(key, child.status, "skip")
+                self._unqueue(key)
+                child.status, child.ended_at = S.SKIPPED, now
+                child.error = f'dependency "{done.key}" {done.status.value}'
+                batch.step(self.run_id, key, expect.value, child.attempts, child.row())
+                batch.event(self.run_id, E.STEP_SKIPPED, key, {"reason": child.error}, now)
+                settled.append(child)
+            for key in ready:
+                self._when_ready(self.steps[key])
 
     def _unqueue(self, key: str) -> None:
         self.sched.unqueue(key)
@@ -692,9 +723,21 @@ class RunController:
 
     # -- breakers and routing ---------------------------------------------------------
 
+    def _configure_breakers(self) -> None:
+        """Map each agent to its target's breaker, with the settings of this plan."""
+        self._targets = {name: cfg.breaker_target(name) for name, cfg in self.plan.agents.items()}
+        for name, cfg in self.plan.agents.items():
+            self.breakers.configure(self._targets[name], cfg.breaker.failure_threshold, cfg.breaker.cooldown_s)
+
+    def _breaker(self, agent: str) -> Breaker:
+        return self.breakers.get(self._targets[agent])
+
+    def _agents_of(self, target: str) -> list[str]:
+        return [name for name, t in self._targets.items() if t == target]
+
     def _polled(self, agent: str) -> Breaker:
         """The agent's breaker, moved open -> half_open if its cooldown passed (and that recorded)."""
-        breaker = self.breakers.get(agent)
+        breaker = self._breaker(agent)
         change = breaker.poll()
         if change is not None:
             batch = WriteBatch()
@@ -710,7 +753,7 @@ class RunController:
         if self.slots is None or limit is None or self._tokens.get(agent):
             return True
         if agent not in self._acquiring:
-            self._acquiring[agent] = asyncio.create_task(self._acquire_slot(agent, limit), name=f"slot-{agent}")
+            self._acquiring[agent] = self._spawn(self._acquire_slot(agent, limit), f'a slot of agent "{agent}"')
         return False
 
     async def _acquire_slot(self, agent: str, limit: int) -> None:
@@ -761,27 +804,46 @@ class RunController:
                 batch.event(self.run_id, E.STEP_ROUTED, state.key, {"from": old, "to": name, "reason": reason}, now)
                 self._emit(batch)
                 return
-        # no healthy alternative: the step stays queued and waits for the probe
+        self._note_held(state, breaker)  # no healthy alternative: the step stays queued and waits for the probe
+
+    def _note_held(self, state: StepState, breaker: Breaker) -> None:
+        """Tell the operator (once per opening) that a step waits for a breaker, and when its probe is due."""
+        if self._held_noted.get(state.key) == breaker.opened_at:
+            return
+        self._held_noted[state.key] = breaker.opened_at
+        probe_at, now = breaker.probe_at(), self.clock()
+        due = "" if probe_at is None else (f"; its probe is due at {time.strftime('%H:%M:%S', time.gmtime(probe_at))} "
+                                          f"UTC (in {max(0.0, probe_at - now):.0f}s)")
+        batch = WriteBatch()
+        batch.event(self.run_id, E.STEP_HELD, state.key, {
+            "by": "breaker", "agent": state.agent, "target": breaker.target, "probe_at": iso(probe_at),
+            "reason": f'breaker of "{state.agent}" is open ({breaker.failures} consecutive failures){due}',
+        }, now)
+        self._emit(batch)
 
     def _breaker_changed(self, change: BreakerChange, batch: WriteBatch, now: float, save: bool = True) -> None:
-        breaker = self.breakers.get(change.agent)
+        breaker = self.breakers.get(change.target)
         if save:
             batch.extras.append(self.store.save_breaker_extra(breaker.row()))
-        batch.event(self.run_id, E.BREAKER_CHANGED, None, change.payload(), now)
+        agents = self._agents_of(change.target)
+        for agent in agents:
+            batch.event(self.run_id, E.BREAKER_CHANGED, None, change.payload(agent), now)
         if breaker.is_open:  # re-route what is queued for it
-            for key in self.sched.queued_for(change.agent):
-                self.sched.unqueue(key)
-                self._route(self.steps[key])
-                self.sched.push_ready(key)
+            for agent in agents:
+                for key in self.sched.queued_for(agent):
+                    self.sched.unqueue(key)
+                    self._route(self.steps[key])
+                    self.sched.push_ready(key)
 
     def _arm_breaker_timers(self) -> None:
         """Wake the run when an open breaker with queued steps lets its probe through."""
         for agent in self.sched.agents_with_queued():
-            breaker = self.breakers.get(agent)
+            breaker = self._breaker(agent)
             if breaker.is_open and agent not in self._breaker_timers:
                 # re-check at least every second: the breaker's wall clock may jump
                 delay = min(breaker.retry_in() + 0.001, BREAKER_RECHECK_S)
-                self._breaker_timers[agent] = asyncio.get_running_loop().call_later(delay, self._breaker_timer_fired, agent)
+                self._breaker_timers[agent] = asyncio.get_running_loop().call_later(
+                    delay, self._guarded, f'the breaker timer of agent "{agent}"', self._breaker_timer_fired, agent)
 
     def _breaker_timer_fired(self, agent: str) -> None:
         self._breaker_timers.pop(agent, None)
@@ -810,8 +872,7 @@ class RunController:
     async def set_budget(self, limit: int | None, *, user: str | None) -> None:
         """Change the run's token budget (a paused run continues if its next step now fits)."""
         self._require_live("given a new budget")
-        if limit is not None and limit < 0:
-            raise BadInput(f"a token budget is a number of tokens >= 0, not {limit}")
+        check_token_budget(limit)
         now = self.clock()
         old, self.budget.limit = self.budget.limit, limit
         self.run["token_budget"] = limit
@@ -1098,7 +1159,7 @@ class RunController:
         """
         future = self.store.writer.enqueue(batch)
         self._writes.add(future)
-        future.add_done_callback(lambda fut: self._committed(batch, fut))
+        future.add_done_callback(lambda fut: self._guarded("publishing a commit", self._committed, batch, fut))
         return future
 
     def _committed(self, batch: WriteBatch, future: asyncio.Future[list[int]]) -> None:
@@ -1113,6 +1174,38 @@ class RunController:
             Event(id_, row["run_id"], row["type"], row["step_key"], payload, row["created_at"])
             for id_, row, payload in zip(future.result(), batch.events, batch.payloads, strict=True)
         )
+
+    # -- supervision -----------------------------------------------------------------------
+
+    def _spawn(self, coro: Any, what: str) -> asyncio.Task[Any]:
+        """A task whose unexpected death fails the run (never an exception nobody retrieves)."""
+        task = asyncio.create_task(coro, name=f"{what} of run {self.run_id}")
+        task.add_done_callback(lambda done: self._supervise(done, what))
+        return task
+
+    def _supervise(self, task: asyncio.Task[Any], what: str) -> None:
+        if not task.cancelled() and task.exception() is not None:
+            self._crash(task.exception(), what)  # type: ignore[arg-type]
+
+    def _guarded(self, what: str, fn: Callable[..., None], *args: Any) -> None:
+        """Call a timer or done-callback; an unexpected error in it fails the run instead of vanishing."""
+        try:
+            fn(*args)
+        except Exception as exc:  # noqa: BLE001 - supervised: recorded as the run's failure
+            self._crash(exc, what)
+
+    def _crash(self, exc: BaseException, what: str) -> None:
+        """A bug in the controller: end the run failed with the error as its reason (or stop, if even that fails)."""
+        log.error("run %s: unexpected error in %s", self.run_id, what, exc_info=exc)
+        if self._done is None or self._done.done() or self._stopped:
+            return
+        if not self._ending:
+            try:
+                self._end(RunStatus.FAILED, f"internal error in {what}: {type(exc).__name__}: {exc}")
+                return
+            except Exception as second:  # noqa: BLE001 - the state is too broken to record it
+                exc = second
+        self._fatal(exc)
 
     def _fatal(self, exc: BaseException) -> None:
         """Stop driving: the store refused a write, so in-memory state can no longer be trusted."""
@@ -1141,10 +1234,10 @@ class RunController:
 
     async def _sync_breakers(self) -> None:
         """Adopt breaker changes other processes persisted (a target another worker found down is down here too)."""
-        rows = await self.store.load_breakers(list(self.plan.agents))
+        rows = await self.store.load_breakers(sorted(set(self._targets.values())))
         batch, now = WriteBatch(), self.clock()
         for row in rows:
-            change = self.breakers.get(row["agent"]).adopt(row)
+            change = self.breakers.get(row["target"]).adopt(row)
             if change is not None and not self._ending:
                 self._breaker_changed(change, batch, now, save=False)
         if batch.events:
@@ -1197,12 +1290,15 @@ class RunController:
 async def answer_command(store: Store, command: dict[str, Any],
                          perform: Callable[[str, dict[str, Any], str | None], Awaitable[bool]]) -> None:
     """Apply one queued command with ``perform`` and record the answer (applied, or refused and why)."""
-    payload = json.loads(command["payload_json"] or "{}")
     state, result = "applied", "ok"
     try:
+        payload = json.loads(command["payload_json"] or "{}")
         if not await perform(command["kind"], payload, command["created_by"]):
             state, result = "refused", f"unknown command {command['kind']!r}"
     except LoopdeckError as exc:
         state, result = "refused", str(exc)
+    except Exception as exc:  # noqa: BLE001 - a malformed command is refused; the run goes on
+        log.error("command %s could not be applied", command["id"], exc_info=exc)
+        state, result = "refused", f"the command could not be applied ({type(exc).__name__}: {exc})"
     await store.write(WriteBatch(extras=[store.answer_command_extra(command["id"], state, result)]))
 

@@ -43,6 +43,7 @@ class EventType(StrEnum):
     RUN_PLAN_APPROVED = "run_plan_approved"
     RUN_PLAN_REJECTED = "run_plan_rejected"
     REPLAN_REFUSED = "replan_refused"
+    STEP_HELD = "step_held"  # a ready step waits (for a breaker's probe): payload says why and until when
 
 
 # Run events whose payload says the run's status (and the reason) after them.

@@ -15,7 +15,12 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
-DEFAULT_TTL_S = float(os.environ.get("LOOPDECK_LEASE_S", "15"))
+
+def default_ttl_s() -> float:
+    """Seconds a lease lasts unless renewed: ``LOOPDECK_LEASE_S``, else 15 (read when a process opens)."""
+    from .settings import env_settings
+
+    return env_settings().lease_s
 
 
 class Holder(StrEnum):

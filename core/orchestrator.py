@@ -14,9 +14,11 @@ import json
 import secrets
 import time
 from collections.abc import AsyncIterator, Callable
+from enum import StrEnum
 from typing import Any
 
 from .breaker import BreakerBoard
+from .budget import check_token_budget
 from .config import default_token_budget
 from .context import Upstream, build_context
 from .bus import EventBus, Subscription
@@ -24,7 +26,7 @@ from .controller import RunController, answer_command, new_step_row, record_repl
 from .errors import (BadInput, CommandTimeout, LeaseHeld, LeaseLost, StaleWrite, StepNotFound,
                      TransitionError)
 from .events import Event, EventType, Gap, iso
-from .lease import DEFAULT_TTL_S, Holder, Identity, holder_state
+from .lease import Holder, Identity, default_ttl_s, holder_state
 from .notify import Notifier
 from .export import otlp_json
 from .plan import Plan, Policy, validate_plan
@@ -36,6 +38,14 @@ from .writer import COMMANDS_CHANNEL, EVENTS_CHANNEL, RUNS_CHANNEL, WriteBatch
 
 _PAST = {"approve": "approved", "reject": "rejected", "cancel": "canceled", "budget": "given a new budget",
          "replan": "replanned", "skip": "changed", "retry": "changed", "plan": "given a plan decision"}
+
+
+class Delivery(StrEnum):
+    """Where an operator action was carried out."""
+
+    LIVE = "live"  # by the controller driving the run in this process
+    REMOTE = "remote"  # by the process driving the run, through the commands inbox
+    OFFLINE = "offline"  # in the store: nobody drives the run; the next driver (resume, a worker) carries on
 
 
 def default_user() -> str:
@@ -58,7 +68,7 @@ class Orchestrator:
         *,
         user: str | None = None,
         identity: Identity | None = None,
-        lease_ttl_s: float = DEFAULT_TTL_S,
+        lease_ttl_s: float | None = None,
         poll_s: float = 0.25,
         clock: Callable[[], float] = time.time,
         run_ids: Callable[[float], str] | None = None,
@@ -70,7 +80,7 @@ class Orchestrator:
         self.bus = bus or EventBus()
         self.user = user or default_user()
         self.identity = identity or Identity()
-        self.lease_ttl_s = lease_ttl_s
+        self.lease_ttl_s = default_ttl_s() if lease_ttl_s is None else lease_ttl_s
         self.poll_s = poll_s
         # agents' limits held in the database, across processes: on by default on PostgreSQL (many workers)
         self.shared_slots = store.dialect == "postgresql" if shared_slots is None else shared_slots
@@ -80,8 +90,14 @@ class Orchestrator:
         self.breakers = BreakerBoard()
 
     @classmethod
-    async def open(cls, db: str | None = None, **kwargs: Any) -> "Orchestrator":
-        return cls(await Store.open(db), **kwargs)
+    async def open(cls, db: str | None = None, *, create: bool = True, **kwargs: Any) -> "Orchestrator":
+        """Open the database (``create=False``: refuse one that does not exist) and an orchestrator on it."""
+        store = await Store.open(db, create=create)
+        try:
+            return cls(store, **kwargs)
+        except BaseException:
+            await store.close()
+            raise
 
     async def close(self) -> None:
         await self.notifier.close()
@@ -258,44 +274,42 @@ class Orchestrator:
     # -- operator actions -----------------------------------------------------------------
 
     async def approve(self, run_id: str, key: str, *, user: str | None = None, reason: str | None = None,
-                      input: Any = ..., timeout_s: float = 10.0) -> None:
+                      input: Any = ..., timeout_s: float = 10.0) -> Delivery:
         """Approve a waiting step (optionally with edited input), wherever the run is driven."""
         payload: dict[str, Any] = {"step": key, "reason": reason}
         if input is not ...:
             payload["input"] = input
-        await self._act(run_id, "approve", payload, user, timeout_s)
+        return await self._act(run_id, "approve", payload, user, timeout_s)
 
     async def reject(self, run_id: str, key: str, *, user: str | None = None, reason: str | None = None,
-                     timeout_s: float = 10.0) -> None:
-        await self._act(run_id, "reject", {"step": key, "reason": reason}, user, timeout_s)
+                     timeout_s: float = 10.0) -> Delivery:
+        return await self._act(run_id, "reject", {"step": key, "reason": reason}, user, timeout_s)
 
-    async def retry(self, run_id: str, key: str, *, user: str | None = None, timeout_s: float = 10.0) -> None:
+    async def retry(self, run_id: str, key: str, *, user: str | None = None, timeout_s: float = 10.0) -> Delivery:
         """Give a failed step of a live run one more attempt (its skipped dependents wait for it again)."""
-        await self._act(run_id, "retry", {"step": key}, user, timeout_s)
+        return await self._act(run_id, "retry", {"step": key}, user, timeout_s)
 
     async def skip(self, run_id: str, key: str, *, user: str | None = None, reason: str | None = None,
-                   timeout_s: float = 10.0) -> None:
+                   timeout_s: float = 10.0) -> Delivery:
         """Skip a step that has not run yet (pending or waiting for approval)."""
-        await self._act(run_id, "skip", {"step": key, "reason": reason}, user, timeout_s)
+        return await self._act(run_id, "skip", {"step": key, "reason": reason}, user, timeout_s)
 
     async def cancel(self, run_id: str, *, user: str | None = None, reason: str | None = None,
-                     timeout_s: float = 10.0) -> None:
-        await self._act(run_id, "cancel", {"reason": reason}, user, timeout_s)
+                     timeout_s: float = 10.0) -> Delivery:
+        return await self._act(run_id, "cancel", {"reason": reason}, user, timeout_s)
 
-    async def set_budget(self, run_id: str, limit: int | None, *, user: str | None = None, timeout_s: float = 10.0) -> None:
+    async def set_budget(self, run_id: str, limit: int | None, *, user: str | None = None, timeout_s: float = 10.0) -> Delivery:
         """Set a run's token budget (``None``: no limit); a run paused on its budget continues."""
-        if limit is not None and limit < 0:
-            raise BadInput(f"a token budget is a number of tokens >= 0, not {limit}")
-        await self._act(run_id, "budget", {"limit": limit}, user, timeout_s)
+        return await self._act(run_id, "budget", {"limit": check_token_budget(limit)}, user, timeout_s)
 
     async def replan(self, run_id: str, steps: Any, *, mode: str = "append", user: str | None = None,
-                     reason: str | None = None, timeout_s: float = 10.0) -> None:
+                     reason: str | None = None, timeout_s: float = 10.0) -> Delivery:
         """Append steps to a live run, or replace its steps that have not started (``replace_pending``)."""
-        await self._act(run_id, "replan", {"steps": steps, "mode": mode, "reason": reason}, user, timeout_s)
+        return await self._act(run_id, "replan", {"steps": steps, "mode": mode, "reason": reason}, user, timeout_s)
 
     async def approve_plan(self, run_id: str, *, approve: bool = True, user: str | None = None,
                            reason: str | None = None, plan: Any = None, steps: Any = None,
-                           timeout_s: float = 10.0) -> None:
+                           timeout_s: float = 10.0) -> Delivery:
         """Approve or reject the plan a run awaits review of, wherever the run is driven.
 
         For a run that has not started, ``plan`` replaces the proposed plan (it is
@@ -308,7 +322,7 @@ class Orchestrator:
             payload["plan"] = plan if isinstance(plan, dict) else plan.model_dump(mode="json", exclude_unset=True)
         if steps is not None:
             payload["steps"] = steps
-        await self._act(run_id, "plan", payload, user, timeout_s)
+        return await self._act(run_id, "plan", payload, user, timeout_s)
 
     async def feedback(self, run_id: str, key: str, rating: str, *, comment: str | None = None,
                        category: str | None = None, user: str | None = None) -> None:
@@ -351,7 +365,8 @@ class Orchestrator:
         run_id = await self.store.resolve_run_id(run_id)
         return otlp_json(await self.store.get_run(run_id), await self.store.spans_of(run_id))
 
-    async def _act(self, run_id: str, kind: str, payload: dict[str, Any], user: str | None, timeout_s: float) -> None:
+    async def _act(self, run_id: str, kind: str, payload: dict[str, Any], user: str | None, timeout_s: float) -> Delivery:
+        """Carry out an action where the run is: here, through the driving process, or in the store."""
         user = user or self.user
         run_id = await self.store.resolve_run_id(run_id)
         controller = self._controllers.get(run_id)
@@ -360,7 +375,7 @@ class Orchestrator:
                 await controller.cancel(user=user, reason=payload.get("reason"))
             else:
                 await controller.perform(kind, payload, user)
-            return
+            return Delivery.LIVE
         run = await self.store.get_run(run_id)
         self._check_run_open(run, kind)
         if kind == "plan":
@@ -372,8 +387,9 @@ class Orchestrator:
         state = holder_state(run, self.identity, time.time(), set(self._live_owners()))
         if state in (Holder.ALIVE_HERE, Holder.ALIVE_ELSEWHERE):
             await self._act_remote(run, kind, payload, user, timeout_s)
-        else:
-            await self._act_offline(run, kind, payload, user)
+            return Delivery.REMOTE
+        await self._act_offline(run, kind, payload, user)
+        return Delivery.OFFLINE
 
     async def _prepare_replan(self, run: dict[str, Any], payload: dict[str, Any]) -> tuple[Replan, list[dict[str, Any]]]:
         plan = validate_plan(json.loads(run["plan_json"]), source=f"run {run['id']}")

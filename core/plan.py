@@ -8,18 +8,22 @@ agents, cycles) are checked on the raw data too, so both kinds show together.
 
 from __future__ import annotations
 
-import json
+import hashlib
 import re
 from difflib import get_close_matches
 from pathlib import Path
 from typing import Annotated, Any, Literal, Union
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from .dag import ancestors, find_cycle
 from .errors import PlanError, PlanIssue
+from .limits import (
+    MAX_AGENTS, MAX_ATTEMPT_TOKENS, MAX_ATTEMPTS, MAX_BACKOFF_FACTOR, MAX_CONCURRENCY, MAX_INT, MAX_ITERATIONS,
+    MAX_SECONDS, MAX_STEPS, MAX_TEXT, MAX_THRESHOLD, MAX_TOKENS,
+)
 from .refs import find_refs
+from .values import ValueProblem, check_document, parse_document, read_document
 
 StepType = Literal["reasoning", "skill", "tool", "sub_agent", "verification"]
 _CALL_PATTERN = r"^[A-Za-z_][\w.]*:[A-Za-z_]\w*$"
@@ -28,23 +32,31 @@ KEY_PATTERN = r"^[A-Za-z0-9_][A-Za-z0-9_.\-]{0,127}$"
 
 
 class _Model(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    # every number finite (a NaN latency was accepted, then refused when the run was read back)
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
+
+
+Seconds = Annotated[float, Field(ge=0, le=MAX_SECONDS)]
+AttemptTokens = Annotated[int, Field(ge=0, le=MAX_ATTEMPT_TOKENS)]
+Text = Annotated[str, Field(max_length=MAX_TEXT)]
+Millis = Annotated[float, Field(ge=0, le=MAX_SECONDS * 1000)]
 
 
 class Backoff(_Model):
     """Delay before retry n (1-based): min(max_s, base_s * factor**(n-1)), optionally jittered."""
 
-    base_s: float = Field(1.0, ge=0)
-    factor: float = Field(2.0, ge=1)
-    max_s: float = Field(60.0, ge=0)
+    base_s: float = Field(1.0, ge=0, le=MAX_SECONDS)
+    factor: float = Field(2.0, ge=1, le=MAX_BACKOFF_FACTOR)
+    max_s: float = Field(60.0, ge=0, le=MAX_SECONDS)
     jitter: bool = True
 
 
 class Policy(_Model):
-    max_concurrency: int = Field(5, ge=1, description="steps running at once in this run")
-    max_step_attempts: int = Field(3, ge=1, description="attempts per step unless the step sets max_attempts")
+    max_concurrency: int = Field(5, ge=1, le=MAX_CONCURRENCY, description="steps running at once in this run")
+    max_step_attempts: int = Field(3, ge=1, le=MAX_ATTEMPTS,
+                                   description="attempts per step unless the step sets max_attempts")
     max_iterations: int | None = Field(
-        None, ge=1, description="cap on launches (attempts) in the run; reaching it fails the run"
+        None, ge=1, le=MAX_ITERATIONS, description="cap on launches (attempts) in the run; reaching it fails the run"
     )
     allow_replan: bool = True
     require_verification: bool = Field(
@@ -56,42 +68,55 @@ class Policy(_Model):
     stop_on_approval_required: bool = Field(
         True, description="while a gate waits, launch nothing new (running steps finish)"
     )
-    max_context_tokens: int = Field(4000, ge=0)
+    max_context_tokens: int = Field(4000, ge=0, le=MAX_ATTEMPT_TOKENS)
     context_summary_strategy: Literal["last_n", "all"] = "last_n"
-    context_last_n: int = Field(3, ge=0, description="upstream outputs kept by the last_n strategy")
+    context_last_n: int = Field(3, ge=0, le=MAX_STEPS, description="upstream outputs kept by the last_n strategy")
     include_tool_results: bool = True
     include_step_outputs: bool = True
-    token_budget: int | None = Field(None, ge=0, description="tokens the run may spend; null: no limit")
+    token_budget: int | None = Field(None, ge=0, le=MAX_TOKENS, description="tokens the run may spend; null: no limit")
     on_budget_exhausted: Literal["fail", "pause"] = "fail"
     backoff: Backoff = Field(default_factory=Backoff)
 
 
 class BreakerConfig(_Model):
-    failure_threshold: int = Field(5, ge=1, description="consecutive failures that open the breaker")
-    cooldown_s: float = Field(60.0, ge=0, description="seconds open before one probe is let through")
+    failure_threshold: int = Field(5, ge=1, le=MAX_THRESHOLD, description="consecutive failures that open the breaker")
+    cooldown_s: float = Field(60.0, ge=0, le=MAX_SECONDS, description="seconds open before one probe is let through")
 
 
 class _AgentBase(_Model):
-    max_concurrency: int | None = Field(None, ge=1, description="steps of this agent running at once")
-    alternatives: list[str] = Field(default_factory=list, description="agents to route to when this one's breaker is open")
+    max_concurrency: int | None = Field(None, ge=1, le=MAX_CONCURRENCY, description="steps of this agent running at once")
+    alternatives: list[str] = Field(default_factory=list, max_length=MAX_AGENTS,
+                                    description="agents to route to when this one's breaker is open")
     breaker: BreakerConfig = Field(default_factory=BreakerConfig)
-    reserve_tokens: int = Field(0, ge=0, description="tokens reserved against the budget before each attempt")
+    reserve_tokens: AttemptTokens = Field(0, description="tokens reserved against the budget before each attempt")
 
     def token_estimate(self) -> int:
         """Tokens an attempt may spend, reserved against the run's budget before it starts."""
         return self.reserve_tokens
+
+    def breaker_target(self, name: str) -> str:
+        """What the agent ``name`` calls, as its circuit breaker knows it: agents calling one target share it.
+
+        ``llm`` and ``python`` agents name their target (endpoint and model,
+        callable). The others (simulated agents, command runners) are told apart
+        by kind, name and a digest of what they do, but not by their limits or
+        breaker settings: the same name in another plan with another setup is
+        another target.
+        """
+        what = self.model_dump_json(exclude={"max_concurrency", "alternatives", "breaker", "reserve_tokens"})
+        return f"{self.kind} {name} #{hashlib.sha256(what.encode()).hexdigest()[:12]}"  # type: ignore[attr-defined]
 
 
 class SimAgent(_AgentBase):
     """A seeded simulated agent: latency, tokens and failures, deterministic per (seed, step, attempt)."""
 
     kind: Literal["sim"] = "sim"
-    latency_ms: float | tuple[float, float] = Field(100, description="a number or [min, max]")
-    tokens: tuple[int, int] = Field((0, 0), description="[prompt, completion] per attempt")
-    fail_times: int = Field(0, ge=0, description="fail the first N attempts of each step")
+    latency_ms: Millis | tuple[Millis, Millis] = Field(100, description="a number or [min, max]")
+    tokens: tuple[AttemptTokens, AttemptTokens] = Field((0, 0), description="[prompt, completion] per attempt")
+    fail_times: int = Field(0, ge=0, le=MAX_ATTEMPTS, description="fail the first N attempts of each step")
     fail_rate: float = Field(0.0, ge=0, le=1)
     output: Any = Field(None, description="output to return; default: a short text with the resolved input")
-    seed: int = 0
+    seed: int = Field(0, ge=-MAX_INT, le=MAX_INT)
 
     @model_validator(mode="after")
     def _latency_range(self) -> "SimAgent":
@@ -116,7 +141,7 @@ class ShellAgent(_AgentBase):
     shell: bool = False
     cwd: str | None = None
     env: dict[str, str] = Field(default_factory=dict)
-    timeout_s: float | None = Field(None, gt=0)
+    timeout_s: float | None = Field(None, gt=0, le=MAX_SECONDS)
 
 
 class PythonAgent(_AgentBase):
@@ -124,6 +149,9 @@ class PythonAgent(_AgentBase):
 
     kind: Literal["python"]
     call: str = Field(pattern=_CALL_PATTERN, description="module:function")
+
+    def breaker_target(self, name: str) -> str:
+        return f"python {self.call}"
 
 
 class LlmAgent(_AgentBase):
@@ -138,8 +166,8 @@ class LlmAgent(_AgentBase):
     )
     system: str | None = Field(None, description="system prompt")
     temperature: float | None = Field(None, ge=0, le=2)
-    max_tokens: int | None = Field(None, ge=1)
-    timeout_s: float = Field(120.0, gt=0, description="seconds to wait for an answer")
+    max_tokens: int | None = Field(None, ge=1, le=MAX_ATTEMPT_TOKENS)
+    timeout_s: float = Field(120.0, gt=0, le=MAX_SECONDS, description="seconds to wait for an answer")
     headers: dict[str, str] = Field(default_factory=dict, description="extra HTTP headers (not the key)")
     stream: bool = Field(False, description="stream the answer; partial output appears live in the dashboard")
     json_output: bool = Field(False, description="ask for a JSON object and use the parsed object as the output")
@@ -159,21 +187,24 @@ class LlmAgent(_AgentBase):
     def token_estimate(self) -> int:
         return self.reserve_tokens
 
+    def breaker_target(self, name: str) -> str:
+        return f"llm {self.base_url.rstrip('/')} {self.model}"
+
 
 AgentConfig = Annotated[Union[SimAgent, ShellAgent, PythonAgent, LlmAgent], Field(discriminator="kind")]
 
 
 class StepSpec(_Model):
     key: str = Field(pattern=KEY_PATTERN)
-    title: str | None = None
+    title: Text | None = None
     type: StepType = "reasoning"
     agent: str | None = None
     input: Any = Field(default_factory=dict)
     depends_on: list[str] = Field(default_factory=list)
     dependency_policy: Literal["all_succeeded", "allow_skipped"] = "all_succeeded"
     approval: Literal["required", "auto"] = "auto"
-    max_attempts: int | None = Field(None, ge=1)
-    timeout_s: float | None = Field(None, gt=0)
+    max_attempts: int | None = Field(None, ge=1, le=MAX_ATTEMPTS)
+    timeout_s: float | None = Field(None, gt=0, le=MAX_SECONDS)
     skill: str | None = Field(
         None, description="for type: skill, the registered skill to call (without it the step runs on its agent)"
     )
@@ -184,12 +215,12 @@ class StepSpec(_Model):
 
 
 class Plan(_Model):
-    goal: str = ""
+    goal: Text = ""
     default_agent: str | None = Field(None, description="agent for steps that name none")
     policy: Policy = Field(default_factory=Policy)
-    agents: dict[str, AgentConfig] = Field(default_factory=lambda: {"sim": SimAgent()})
+    agents: dict[str, AgentConfig] = Field(default_factory=lambda: {"sim": SimAgent()}, max_length=MAX_AGENTS)
     skills: dict[str, str] = Field(default_factory=dict, description="skill name -> module:function")
-    steps: list[StepSpec] = Field(min_length=1)
+    steps: list[StepSpec] = Field(min_length=1, max_length=MAX_STEPS)
 
     def agent_of(self, step: StepSpec) -> str:
         """The agent a step runs on: its own, the plan's default, or the only agent there is."""
@@ -218,34 +249,34 @@ def plan_json_schema() -> dict[str, Any]:
 
 def load_plan(path: str | Path) -> Plan:
     """Read and validate a plan file (YAML or JSON). Raises ``PlanError``."""
-    path = Path(path)
     try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise PlanError([PlanIssue("", f"file not found: {path}")], str(path)) from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise PlanError([PlanIssue("", f"cannot read {path}: {exc}")], str(path)) from exc
-    return parse_plan_text(text, source=str(path), json_only=path.suffix.lower() == ".json")
+        data = read_document(path)
+    except ValueProblem as exc:
+        raise PlanError([PlanIssue(exc.location, exc.message)], str(path)) from None
+    return validate_plan(data, str(path))
 
 
 def parse_plan_text(text: str, source: str | None = None, json_only: bool = False) -> Plan:
     """Parse YAML (or strict JSON) text and validate it as a plan."""
     try:
-        data = json.loads(text) if json_only else yaml.safe_load(text)
-    except json.JSONDecodeError as exc:
-        raise PlanError([PlanIssue(f"line {exc.lineno}, column {exc.colno}", exc.msg)], source) from exc
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-        problem = getattr(exc, "problem", None) or str(exc)
-        raise PlanError([PlanIssue(where, f"not valid YAML: {problem}")], source) from exc
+        data = parse_document(text, json_only)
+    except ValueProblem as exc:
+        raise PlanError([PlanIssue(exc.location, exc.message)], source) from None
     return validate_plan(data, source)
 
 
 def validate_plan(data: Any, source: str | None = None) -> Plan:
-    """Validate plan data; raise ``PlanError`` listing every problem, or return the plan."""
+    """Validate plan data; raise ``PlanError`` listing every problem, or return the plan.
+
+    The data is checked first as a document (depth, size, finite numbers, valid
+    text): a document that fails that check is refused before any other walk.
+    """
     if not isinstance(data, dict):
         raise PlanError([PlanIssue("", f"a plan is a mapping with goal, agents and steps, not {type(data).__name__}")], source)
+    try:
+        check_document(data)
+    except ValueProblem as exc:
+        raise PlanError([PlanIssue(exc.location, exc.message)], source) from None
     issues: list[PlanIssue] = []
     plan: Plan | None = None
     try:
@@ -262,7 +293,10 @@ def validate_plan(data: Any, source: str | None = None) -> Plan:
 def _pydantic_issues(exc: ValidationError) -> list[PlanIssue]:
     out = []
     for err in exc.errors(include_url=False):
-        out.append(PlanIssue(_location(err["loc"]), err["msg"].removeprefix("Value error, ")))
+        message = err["msg"].removeprefix("Value error, ")
+        if err["type"] == "int_parsing_size":
+            message = "the number is too large for this field"
+        out.append(PlanIssue(_location(err["loc"]), message))
     return out
 
 

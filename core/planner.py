@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,6 +22,7 @@ import yaml
 
 from .errors import AgentError, PlanError, PlanIssue
 from .plan import LlmAgent, Plan, plan_json_schema, readable, validate_plan
+from .values import ValueProblem, loads, read_document
 
 if TYPE_CHECKING:
     from .chat import ChatClient
@@ -147,9 +147,10 @@ def _parse(text: str) -> Any:
         body = body.strip("`")
         body = body[4:] if body.startswith("json") else body
     try:
-        return json.loads(body)
-    except ValueError as exc:
-        raise PlanError([PlanIssue("", f"the answer is not JSON ({exc}); answer with one JSON object")]) from None
+        return loads(body, "it")
+    except ValueProblem as exc:
+        raise PlanError([PlanIssue("", f"the answer is not JSON loopdeck accepts ({exc}); "
+                                       "answer with one JSON object")]) from None
 
 
 def _repair_request(exc: PlanError) -> str:
@@ -159,7 +160,9 @@ def _repair_request(exc: PlanError) -> str:
 
 def default_agents_file() -> Path | None:
     """``$LOOPDECK_AGENTS``, else ``./agents.yaml`` if there is one."""
-    env = os.environ.get(PLANNER_ENV)
+    from .settings import env_settings
+
+    env = env_settings().agents
     if env:
         return Path(env)
     here = Path("agents.yaml")
@@ -170,11 +173,10 @@ def load_base(path: str | Path) -> dict[str, Any]:
     """The operator's agents file: ``agents`` (required), and optionally ``policy``, ``skills``, ``default_agent``."""
     path = Path(path)
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise PlanError([PlanIssue("", f"agents file not found: {path}")], str(path)) from None
-    except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
-        raise PlanError([PlanIssue("", f"cannot read the agents file: {exc}")], str(path)) from None
+        data = read_document(path)
+    except ValueProblem as exc:
+        message = exc.message.replace("file not found", "agents file not found")
+        raise PlanError([PlanIssue(exc.location, message)], str(path)) from None
     if not isinstance(data, dict) or not isinstance(data.get("agents"), dict) or not data["agents"]:
         raise PlanError([PlanIssue("agents", "an agents file maps agent names to their configs under `agents:`")], str(path))
     base = {key: data[key] for key in OPERATOR_KEYS if key in data}

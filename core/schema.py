@@ -120,10 +120,11 @@ feedback = Table(
 Index("ix_feedback_run_id", feedback.c.run_id)
 Index("ix_feedback_agent", feedback.c.agent)
 
+# revision 0007: keyed by target (what an agent calls), not by agent name
 breakers = Table(
     "breakers",
     metadata,
-    Column("agent", String(128), primary_key=True),
+    Column("target", String(512), primary_key=True),
     Column("state", String(16), nullable=False),
     Column("failures", Integer, nullable=False, default=0),
     Column("opened_at", Float),

@@ -8,7 +8,10 @@ translated to ``StoreError`` with a sentence that says what to do.
 
 from __future__ import annotations
 
+import asyncio
 import json
+import socket
+import sqlite3
 import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -23,7 +26,7 @@ from sqlalchemy.exc import ArgumentError, DBAPIError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
 from . import migrate, schema
-from .config import resolve_db_url
+from .config import display_url, mask_urls, resolve_db_url, sqlite_path
 from .errors import BadInput, RunNotFound, StaleWrite, StoreError
 from .events import Event
 from .writer import COMMANDS_CHANNEL, RUNS_CHANNEL, GroupWriter, WriteBatch, describe_db_error
@@ -31,6 +34,7 @@ from .writer import COMMANDS_CHANNEL, RUNS_CHANNEL, GroupWriter, WriteBatch, des
 T = TypeVar("T")
 # statuses of runs a worker may claim: queued (planning), or left by a driver that stopped
 CLAIMABLE = ("planning", "running", "waiting_user", "awaiting_plan_approval")
+CONNECT_TIMEOUT_S = 10.0
 
 
 def _sqlite_pragmas(busy_timeout_ms: int) -> Callable[[Any, Any], None]:
@@ -60,42 +64,48 @@ class Store:
         self.writer = GroupWriter(engine, sync_engine)
 
     @classmethod
-    async def open(cls, url: str | None = None, *, migrate_schema: bool = True, busy_timeout_ms: int = 5000) -> "Store":
-        """Open (creating or upgrading) the database at ``url``; see ``config.resolve_db_url``."""
+    async def open(cls, url: str | None = None, *, migrate_schema: bool = True, busy_timeout_ms: int = 5000,
+                   create: bool = True) -> "Store":
+        """Open (creating or upgrading) the database at ``url``; see ``config.resolve_db_url``.
+
+        ``create=False`` (every command that only reads or acts on existing runs)
+        refuses a SQLite file that does not exist instead of creating it and its directory.
+        """
         url = resolve_db_url(url)
+        shown = display_url(url)
         try:
             parsed = make_url(url)
         except ArgumentError as exc:
-            raise BadInput(f"--db {url!r} is not a database URL (e.g. sqlite+aiosqlite:///path/to/loopdeck.db)") from exc
-        is_sqlite = parsed.get_backend_name() == "sqlite"
-        if is_sqlite and parsed.database and parsed.database != ":memory:":
-            path = Path(parsed.database)
-            if path.is_dir():
-                raise StoreError(f"database path {path} is a directory; give a file path")
-            try:
-                path.parent.mkdir(parents=True, exist_ok=True)
-            except OSError as exc:
-                raise StoreError(f"cannot create the directory for {path}: {exc}") from exc
+            raise BadInput(f"--db {shown!r} is not a database URL (e.g. sqlite:///path/to/loopdeck.db)") from exc
+        path = sqlite_path(url)
+        if path is not None:
+            _prepare_sqlite_file(path, create)
         try:
-            engine = create_async_engine(url)
+            engine = create_async_engine(url, connect_args=_connect_args(parsed.get_backend_name()))
         except (ArgumentError, ImportError) as exc:
-            raise BadInput(f"cannot use database URL {url!r}: {exc}") from exc
+            raise BadInput(f"cannot use database URL {shown}: {mask_urls(str(exc))}") from exc
         sync_engine = None
+        is_sqlite = parsed.get_backend_name() == "sqlite"
+        pragmas = _sqlite_pragmas(busy_timeout_ms)
         if is_sqlite:
-            sa_event.listen(engine.sync_engine, "connect", _sqlite_pragmas(busy_timeout_ms))
+            sa_event.listen(engine.sync_engine, "connect", pragmas)
             sync_engine = create_engine(parsed.set(drivername="sqlite+pysqlite"))
-            sa_event.listen(sync_engine, "connect", _sqlite_pragmas(busy_timeout_ms))
+            sa_event.listen(sync_engine, "connect", pragmas)
         store = cls(engine, url, sync_engine)
         try:
-            if migrate_schema:
+            if migrate_schema and is_sqlite:
+                if path is None or migrate.sqlite_revision(path, busy_timeout_ms) != migrate.head_revision():
+                    sync_url = parsed.set(drivername="sqlite+pysqlite").render_as_string(hide_password=False)
+                    await asyncio.to_thread(migrate.upgrade_sqlite, sync_url, pragmas)
+            elif migrate_schema:
                 async with engine.begin() as conn:
                     await conn.run_sync(migrate.upgrade)
             await store.writer.start()
-        except DBAPIError as exc:
+        except BaseException as exc:
             await store._dispose()
-            raise StoreError(f"cannot open {_display(url)}: {describe_db_error(exc)}") from exc
-        except BaseException:
-            await store._dispose()
+            if isinstance(exc, (DBAPIError, OSError, sqlite3.Error)):
+                where = f"connect to {shown}" if path is None else f"open {path}"
+                raise StoreError(f"cannot {where}: {_connect_problem(exc)}") from None
             raise
         return store
 
@@ -444,20 +454,21 @@ class Store:
 
     # -- breakers -----------------------------------------------------------------------
 
-    async def load_breakers(self, agents: list[str]) -> list[dict[str, Any]]:
+    async def load_breakers(self, targets: list[str]) -> list[dict[str, Any]]:
         async def q(conn: AsyncConnection) -> list[dict[str, Any]]:
-            stmt = select(schema.breakers).where(schema.breakers.c.agent.in_(agents))
+            stmt = select(schema.breakers).where(schema.breakers.c.target.in_(targets))
             return [dict(r) for r in (await conn.execute(stmt)).mappings()]
 
-        return await self._read(q) if agents else []
+        return await self._read(q) if targets else []
 
     @staticmethod
     def save_breaker_extra(row: dict[str, Any]) -> Callable[[Connection], None]:
+        """An upsert: two processes saving a target's first state at once must not collide."""
+
         def extra(conn: Connection) -> None:
-            values = {k: v for k, v in row.items() if k != "agent"}
-            updated = conn.execute(update(schema.breakers).where(schema.breakers.c.agent == row["agent"]).values(values))
-            if updated.rowcount == 0:
-                conn.execute(insert(schema.breakers), [row])
+            values = {k: v for k, v in row.items() if k != "target"}
+            ins = (pg_insert if conn.dialect.name == "postgresql" else sqlite_insert)(schema.breakers)
+            conn.execute(ins.values(row).on_conflict_do_update(index_elements=["target"], set_=values))
 
         return extra
 
@@ -527,8 +538,35 @@ def row_to_event(row: Any) -> Event:
     )
 
 
-def _display(url: str) -> str:
-    try:
-        return make_url(url).render_as_string(hide_password=True)
-    except ArgumentError:
-        return url
+def _prepare_sqlite_file(path: Path, create: bool) -> None:
+    """A SQLite file's place: refuse a directory; create the parent only for commands that may create."""
+    if path.is_dir():
+        raise StoreError(f"database path {path} is a directory; give a file path")
+    if not path.exists():
+        if not create:
+            raise StoreError(f"no loopdeck database at {path}; `loopdeck run`, `demo` or `submit` creates one "
+                             "(or point --db / LOOPDECK_DB at an existing one)")
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise StoreError(f"cannot create the directory for {path}: {exc.strerror or exc}") from None
+
+
+def _connect_args(backend: str) -> dict[str, Any]:
+    """Fail fast on a server that does not answer (asyncpg waits 60 s by default)."""
+    return {"timeout": CONNECT_TIMEOUT_S} if backend == "postgresql" else {}
+
+
+def _connect_problem(exc: BaseException) -> str:
+    """What went wrong opening a database, in a few words, with any URL's password masked."""
+    if isinstance(exc, ConnectionRefusedError):
+        return "connection refused"
+    if isinstance(exc, socket.gaierror):
+        return "host not found"
+    if isinstance(exc, TimeoutError):
+        return f"no answer within {CONNECT_TIMEOUT_S:g}s"
+    if isinstance(exc, (DBAPIError, sqlite3.Error)):
+        return mask_urls(describe_db_error(exc).split("\n")[0])
+    if isinstance(exc, OSError):
+        return mask_urls(exc.strerror or str(exc))
+    return mask_urls(str(exc).split("\n")[0])

@@ -41,6 +41,7 @@ class Reply:
     chunk_delay_s: float = 0.0
     usage: tuple[int, int] | None = None  # for a stream: sent in the last chunk
     echo_auth: bool = False  # put the request's Authorization header into the error message
+    end: str = "done"  # how a stream ends: "done" ([DONE]), "break" (the connection closes mid-way), "error" (an error event)
 
 
 @dataclass
@@ -77,8 +78,9 @@ class ChatServer:
     def answer(self, text: str, usage: tuple[int, int] | None = (11, 7)) -> None:
         self.reply(body=completion(text, usage))
 
-    def stream(self, chunks: list[str], chunk_delay_s: float = 0.0, usage: tuple[int, int] | None = (5, 9)) -> None:
-        self.replies.append(Reply(chunks=chunks, chunk_delay_s=chunk_delay_s, usage=usage))
+    def stream(self, chunks: list[str], chunk_delay_s: float = 0.0, usage: tuple[int, int] | None = (5, 9),
+               end: str = "done") -> None:
+        self.replies.append(Reply(chunks=chunks, chunk_delay_s=chunk_delay_s, usage=usage, end=end))
 
     def _next(self) -> Reply:
         try:
@@ -137,6 +139,14 @@ class ChatServer:
                         self.wfile.flush()
                         if reply.chunk_delay_s:
                             time.sleep(reply.chunk_delay_s)
+                    if reply.end == "break":  # the server goes away mid-answer
+                        self.wfile.flush()
+                        return
+                    if reply.end == "error":
+                        error = json.dumps(error_body("the model is overloaded"))
+                        self.wfile.write(f"event: error\ndata: {error}\n\n".encode())
+                        self.wfile.flush()
+                        return
                     if reply.usage is not None:
                         last = {"choices": [], "usage": {"prompt_tokens": reply.usage[0], "completion_tokens": reply.usage[1]}}
                         self.wfile.write(f"data: {json.dumps(last)}\n\n".encode())

@@ -3,18 +3,29 @@
 It opens on a run that this process drives (``loopdeck run``/``demo``) or on
 one driven elsewhere (``loopdeck attach``); either way it reads events from
 the store and acts through the orchestrator's API only.
+
+Errors never end in a screen of traceback: workers run with
+``exit_on_error=False`` and one handler (``on_worker_state_changed``) shows a
+failed worker's error as a notification; an error outside a worker ends the
+app with one line (``_fatal_error``), the traceback only with ``LOOPDECK_DEBUG=1``
+and never with local variables (they would hold URLs and keys).
 """
 
 from __future__ import annotations
 
+import os
+import sys
 import time
+import traceback
 from collections.abc import AsyncIterator, Callable
 from functools import partial
 
+from rich.text import Text
 from textual.app import App
 from textual.command import DiscoveryHit, Hit, Hits, Provider
+from textual.worker import Worker, WorkerState
 
-from core import LoopdeckError, Orchestrator, Plan, RunStatus
+from core import LoopdeckError, Orchestrator, Plan, RunStatus, mask_urls
 
 from .actions import RUN_ACTIONS
 from .screens.run import RunScreen
@@ -84,22 +95,49 @@ class LoopdeckApp(App[int]):
         return self.orch.user
 
     async def on_mount(self) -> None:
-        if self.orch is None:
-            self.orch = await Orchestrator.open(self.db, user=self._user, clock=self.clock, run_ids=self._run_ids)
-        if self.plan is not None:
-            self.run_id = await self.orch.create_run(self.plan, proposed_by=self.proposed_by, hold=self.drive,
-                                                     planning_tokens=self.planning_tokens)
+        try:
+            if self.orch is None:
+                self.orch = await Orchestrator.open(self.db, user=self._user, clock=self.clock, run_ids=self._run_ids)
+            if self.plan is not None:
+                self.run_id = await self.orch.create_run(self.plan, proposed_by=self.proposed_by, hold=self.drive,
+                                                         planning_tokens=self.planning_tokens)
+            if self.run_id is not None:
+                self.run_id = await self.orch.store.resolve_run_id(self.run_id)
+        except LoopdeckError as exc:
+            self.exit(2, message=Text(mask_urls(f"loopdeck: {exc}")))
+            return
         if self.run_id is None:
             await self.push_screen(RunsScreen())
             return
-        try:
-            self.run_id = await self.orch.store.resolve_run_id(self.run_id)
-        except LoopdeckError as exc:
-            self.exit(2, message=str(exc))
-            return
         if self.drive:
-            self.run_worker(self._drive(self.run_id), group="drive", exclusive=True)
+            self.run_worker(self._drive(self.run_id), name="the run's driver", group="drive", exclusive=True,
+                            exit_on_error=False)
         await self.push_screen(RunScreen(self.run_id))
+
+    def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
+        """The one place a failed worker is reported: a notification, and the dashboard stays up."""
+        if event.state == WorkerState.ERROR and event.worker.error is not None:
+            error = event.worker.error
+            self.notify(mask_urls(f"unexpected error in {event.worker.name or 'a background task'}: "
+                                  f"{type(error).__name__}: {error}"), severity="error", markup=False, timeout=30)
+
+    def _handle_exception(self, error: Exception) -> None:
+        self._unexpected = error  # for _fatal_error, which Textual calls without it
+        super()._handle_exception(error)
+
+    def _fatal_error(self) -> None:
+        """An error outside any worker ends the app: one line, no locals (Textual's own dump shows them all).
+
+        Overrides a private Textual method (textual is pinned exactly; tests/tui cover it).
+        """
+        error = getattr(self, "_unexpected", None) or sys.exc_info()[1]
+        self._return_code = 3  # the CLI's exit code for a bug
+        if os.environ.get("LOOPDECK_DEBUG", "").strip().lower() in ("1", "true", "yes", "on") and error is not None:
+            self._exit_renderables.append(Text(mask_urls("".join(traceback.format_exception(error)))))
+        what = f"{type(error).__name__}: {error}" if error is not None else "unknown error"
+        self._exit_renderables.append(Text(mask_urls(f"loopdeck: unexpected error in the dashboard: {what}; "
+                                                     "this is a bug (LOOPDECK_DEBUG=1 shows the traceback)")))
+        self._close_messages_no_wait()
 
     async def _drive(self, run_id: str) -> None:
         try:

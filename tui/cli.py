@@ -3,7 +3,10 @@
 Exit codes: 0 the run succeeded (or the command did what it was asked);
 1 the run ended failed, rejected or canceled, or the action was refused;
 2 bad input (an invalid plan, an unknown run or step, malformed JSON, a
-database that cannot be opened); 130 interrupted (the run stays resumable).
+database that cannot be opened); 3 an unexpected error (a bug: one line, and
+the traceback with ``LOOPDECK_DEBUG=1``); 130 interrupted (the run stays resumable).
+
+Never a traceback: every error is one line on stderr, with any URL's password masked.
 """
 
 from __future__ import annotations
@@ -11,8 +14,10 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import signal
 import sys
+import traceback
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -24,6 +29,7 @@ from core import (
     AgentError,
     BadInput,
     CommandTimeout,
+    Delivery,
     EventType,
     LeaseHeld,
     LeaseLost,
@@ -50,10 +56,15 @@ from core import (
     plan_json_schema,
 )
 
+from core import __version__, limits, load_document, mask_urls, parse_json, parse_token_budget
+
 from .literal import literal
 from .progress import Progress
 
-EXIT_OK, EXIT_RUN_NOT_OK, EXIT_BAD_INPUT, EXIT_INTERRUPTED = 0, 1, 2, 130
+EXIT_OK, EXIT_RUN_NOT_OK, EXIT_BAD_INPUT, EXIT_BUG, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
+# commands that may create the database; every other one refuses a missing file (`no loopdeck database at ...`)
+CREATING = frozenset({"run", "demo", "submit", "worker"})
+DASHBOARD_COMMANDS = frozenset({None, "attach", "run", "demo", "resume"})
 BAD_INPUT_ERRORS = (PlanError, BadInput, RunNotFound, StepNotFound, StoreError)
 REFUSED_ERRORS = (TransitionError, LeaseHeld, LeaseLost, CommandTimeout, AgentError)
 
@@ -70,9 +81,22 @@ out = _console(stderr=False)
 
 
 def print_json(data: Any) -> None:
-    """Machine-readable JSON on stdout; ASCII-escaped, so no untrusted byte reaches the terminal raw."""
-    sys.stdout.write(json.dumps(data, indent=2) + "\n")
+    """Machine-readable, strict JSON on stdout (never NaN); ASCII-escaped, so no untrusted byte reaches the terminal raw."""
+    sys.stdout.write(json.dumps(data, indent=2, allow_nan=False) + "\n")
     sys.stdout.flush()
+
+
+def write_text(path: str, text: str) -> None:
+    """Write an output file; a missing directory or a directory in the way is bad input, said plainly."""
+    try:
+        with open(path, "w", encoding="utf-8") as fh:
+            fh.write(text)
+    except IsADirectoryError:
+        raise BadInput(f"cannot write {path}: it is a directory; give a file name") from None
+    except FileNotFoundError:
+        raise BadInput(f"cannot write {path}: the directory {os.path.dirname(path) or '.'} does not exist") from None
+    except OSError as exc:
+        raise BadInput(f"cannot write {path}: {exc.strerror or exc}") from None
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -86,6 +110,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     # before or after the command: `loopdeck --db X runs` and `loopdeck runs --db X` alike
     parser = argparse.ArgumentParser(prog="loopdeck", description="A control room for AI agent runs.", parents=[options(None)])
+    parser.add_argument("--version", action="version", version=f"loopdeck {__version__}")
     common = options(argparse.SUPPRESS)
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
 
@@ -99,7 +124,7 @@ def build_parser() -> argparse.ArgumentParser:
     def planning(p: argparse.ArgumentParser) -> None:
         p.add_argument("--agents", metavar="FILE", help=f"agents file: agents, and optionally policy and skills "
                        f"(default: ${PLANNER_ENV}, else ./agents.yaml)")
-        p.add_argument("--max-repairs", type=int, default=3, metavar="N",
+        p.add_argument("--max-repairs", type=_repairs, default=3, metavar="N",
                        help="times the planner may fix an invalid plan (default 3)")
 
     p = sub.add_parser("run", parents=[common], help="run a plan file (YAML or JSON), or plan one from --goal")
@@ -124,11 +149,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("plan", help="path to the plan file")
     p.add_argument("--json", action="store_true", help="print {\"id\": RUN_ID} on stdout")
     p = sub.add_parser("worker", parents=[common], help="claim queued or orphaned runs and drive them, until SIGTERM")
-    p.add_argument("--max-runs", type=int, default=4, metavar="N", help="runs driven at once (default 4)")
+    p.add_argument("--max-runs", type=_count, default=4, metavar="N", help="runs driven at once (default 4)")
     p.add_argument("--name", metavar="NAME", help="this worker's name in `loopdeck workers` (default: host-pid)")
-    p.add_argument("--grace", type=float, default=30.0, metavar="S",
+    p.add_argument("--grace", type=_seconds, default=30.0, metavar="S",
                    help="on SIGTERM, seconds running steps may take to finish before their runs are handed back")
-    p.add_argument("--poll", type=float, default=1.0, metavar="S", help="seconds between looks for work when "
+    p.add_argument("--poll", type=_seconds, default=1.0, metavar="S", help="seconds between looks for work when "
                    "nothing wakes the worker (PostgreSQL notifies it at once)")
     p = sub.add_parser("workers", parents=[common], help="list workers: name, host, pid, heartbeat, runs claimed")
     p.add_argument("--json", action="store_true")
@@ -146,7 +171,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--read-only", action="store_true", help="disable every action (for watching production)")
     p = sub.add_parser("runs", parents=[common], help="list runs, newest first")
     p.add_argument("--json", action="store_true")
-    p.add_argument("--limit", type=int, default=50)
+    p.add_argument("--limit", type=_count, default=50, metavar="N", help=f"at most N runs (1 to {limits.MAX_LIST_LIMIT:,}; default 50)")
     p = sub.add_parser("show", parents=[common], help="show one run: steps and events")
     p.add_argument("run_id")
     p.add_argument("--json", action="store_true")
@@ -155,14 +180,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("run_id")
     p.add_argument("step_key")
     p.add_argument("--reject", action="store_true", help="reject instead of approving")
-    p.add_argument("--input", metavar="JSON", help="approve with this input instead of the step's own")
+    p.add_argument("--input", metavar="JSON", type=_json_input, help="approve with this input instead of the step's own")
     p.add_argument("--reason", metavar="TEXT")
     p = sub.add_parser("cancel", parents=[common], help="cancel a run")
     p.add_argument("run_id")
     p.add_argument("--reason", metavar="TEXT")
     p = sub.add_parser("budget", parents=[common], help="set a run's token budget (a paused run continues)")
     p.add_argument("run_id")
-    p.add_argument("--set", dest="limit", required=True, metavar="N", help="tokens, or 'none' for no limit")
+    p.add_argument("--set", dest="limit", required=True, metavar="N", type=_budget,
+                   help="tokens, or 'none' for no limit")
     p = sub.add_parser("replan", parents=[common], help="append steps to a live run, or replace its pending steps")
     p.add_argument("run_id")
     p.add_argument("steps", help="YAML or JSON file: a list of steps, or a mapping with `steps:`")
@@ -184,6 +210,53 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _count(text: str) -> int:
+    """A positive whole number for a listing or a pool (argparse reports a ValueError as exit 2)."""
+    value = int(text.replace("_", ""))
+    if not 1 <= value <= limits.MAX_LIST_LIMIT:
+        raise argparse.ArgumentTypeError(f"must be 1 to {limits.MAX_LIST_LIMIT:,}, not {text}")
+    return value
+
+
+def _repairs(text: str) -> int:
+    value = int(text)
+    if not 0 <= value <= 100:
+        raise argparse.ArgumentTypeError(f"must be 0 to 100, not {text}")
+    return value
+
+
+def _seconds(text: str) -> float:
+    value = float(text)
+    if not 0 < value <= limits.MAX_SECONDS:
+        raise argparse.ArgumentTypeError(f"must be a number of seconds above 0 and at most {limits.MAX_SECONDS:g}, not {text}")
+    return value
+
+
+class _Given:
+    """A value given on the command line, parsed and checked before any database is opened."""
+
+    def __init__(self, value: Any) -> None:
+        self.value = value
+
+
+def _json_input(text: str) -> _Given:
+    try:
+        return _Given(parse_json(text, "--input"))
+    except BadInput as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def _budget(text: str) -> _Given:
+    try:
+        return _Given(parse_token_budget(text, "--set"))
+    except BadInput as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+_count.__name__ = _repairs.__name__ = "number"  # what argparse calls a bad value: "invalid number value"
+_seconds.__name__ = "seconds"
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     parser.add_argument("--read-only", action="store_true", help="with no command: open the dashboard without actions")
@@ -197,58 +270,90 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("run takes a plan file or --goal (with --planner), not both or neither")
     if args.command == "run" and args.goal is not None and not args.planner:
         parser.error("--goal needs --planner AGENT: the llm agent that writes the plan")
-    if args.command is None or args.command == "attach" or (args.command in ("run", "demo", "resume") and not args.headless):
-        return dashboard(args)
+    if args.command in DASHBOARD_COMMANDS and not getattr(args, "headless", False):
+        if not (sys.stdin.isatty() and sys.stdout.isatty()):
+            hint = "use --headless" if args.command in ("run", "demo", "resume") else \
+                "use `loopdeck runs` or `loopdeck show RUN_ID` to read runs without a terminal"
+            err.print(f"loopdeck: not a terminal (the dashboard needs one on stdin and stdout); {hint}")
+            return EXIT_BAD_INPUT
+        return _run_guarded(lambda: dashboard(args))
     handler = COMMANDS[args.command]
     return _run_guarded(lambda: _with_orchestrator(args, handler))
 
 
+class _Driving:
+    """The run this process drives, so an interruption can name it."""
+
+    run_id: str | None = None
+
+
 def _run_guarded(make: Callable[[], Awaitable[int]]) -> int:
-    """Run a command's coroutine; map loopdeck's errors to exit codes and one clear line each."""
+    """Run a command's coroutine; map every error to its exit code and one clear line (secrets masked)."""
     try:
         return asyncio.run(make())  # type: ignore[arg-type]
     except KeyboardInterrupt:
-        err.print("interrupted; the run keeps its state: `loopdeck resume RUN_ID --headless` continues it")
+        run_id = _Driving.run_id
+        if run_id:
+            err.print(literal(f"interrupted; run {run_id} keeps its state: `loopdeck resume {run_id} --headless` continues it"))
+        else:
+            err.print("interrupted")
         return EXIT_INTERRUPTED
     except BAD_INPUT_ERRORS as exc:
-        err.print(literal(f"loopdeck: {exc}"))
+        err.print(literal(mask_urls(f"loopdeck: {exc}")))
         return EXIT_BAD_INPUT
     except REFUSED_ERRORS as exc:
-        err.print(literal(f"loopdeck: {exc}"))
+        err.print(literal(mask_urls(f"loopdeck: {exc}")))
         return EXIT_RUN_NOT_OK
+    except LoopdeckError as exc:
+        err.print(literal(mask_urls(f"loopdeck: {exc}")))
+        return EXIT_RUN_NOT_OK
+    except Exception as exc:  # noqa: BLE001 - a bug: one line, never a traceback with locals
+        return _unexpected(exc)
 
 
-def dashboard(args: argparse.Namespace) -> int:
-    """Open the Textual dashboard: drive a new or resumed run here, or watch one."""
+def _unexpected(exc: BaseException) -> int:
+    """A bug: one masked line, the traceback (without locals) only when LOOPDECK_DEBUG asks for it."""
+    if os.environ.get("LOOPDECK_DEBUG", "").strip().lower() in ("1", "true", "yes", "on"):
+        sys.stderr.write(mask_urls("".join(traceback.format_exception(exc))))
+    first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+    err.print(literal(mask_urls(f"loopdeck: unexpected error: {type(exc).__name__}: {first}"[:500])
+                      + "; this is a bug (LOOPDECK_DEBUG=1 shows the traceback)"))
+    return EXIT_BUG
+
+
+async def dashboard(args: argparse.Namespace) -> int:
+    """Open the Textual dashboard: drive a new or resumed run here, or watch one.
+
+    The database is opened and the run created before the screen starts, so a
+    start-up error is one line on a normal terminal, never a screen of traceback.
+    """
     from .app import LoopdeckApp
 
-    try:
-        if args.command == "run" and args.goal is not None:
-            plan = asyncio.run(_plan_from_goal(args))
-        else:
-            plan = load_plan(args.plan) if args.command == "run" else demo_plan() if args.command == "demo" else None
-    except KeyboardInterrupt:
-        return EXIT_INTERRUPTED
-    except (PlanError, BadInput) as exc:
-        err.print(literal(f"loopdeck: {exc}"))
-        return EXIT_BAD_INPUT
-    except AgentError as exc:
-        err.print(literal(f"loopdeck: {exc}"))
-        return EXIT_RUN_NOT_OK
-    app = LoopdeckApp(
-        args.db, run_id=getattr(args, "run_id", None), plan=plan, proposed_by=_proposer(args),
-        planning_tokens=getattr(args, "planning_tokens", (0, 0)),
-        drive=args.command in ("run", "demo", "resume"), read_only=args.read_only, user=args.user,
-    )
-    code = app.run()
-    if app.return_code and app.return_code != 0:
+    plan = None
+    if args.command == "run":
+        plan = await _plan_from_goal(args) if args.goal is not None else load_plan(args.plan)
+    elif args.command == "demo":
+        plan = demo_plan()
+    drive = args.command in ("run", "demo", "resume")
+    async with await Orchestrator.open(args.db, user=args.user or default_user(),
+                                       create=args.command in CREATING) as orch:
+        run_id = getattr(args, "run_id", None)
+        if plan is not None:
+            run_id = await orch.create_run(plan, proposed_by=_proposer(args), hold=drive,
+                                           planning_tokens=getattr(args, "planning_tokens", (0, 0)))
+        elif run_id is not None:
+            run_id = await orch.store.resolve_run_id(run_id)
+        _Driving.run_id = run_id if drive else None
+        app = LoopdeckApp(run_id=run_id, drive=drive, read_only=args.read_only, orchestrator=orch)
+        code = await app.run_async()
+    if app.return_code:
         return app.return_code
     status = app.final_status
-    if app.drive:
+    if drive:
         if status is None:
-            err.print(literal(f"the run is not finished; `loopdeck resume {app.run_id}` continues it"))
+            err.print(literal(f"the run is not finished; `loopdeck resume {run_id}` continues it"))
             return EXIT_INTERRUPTED
-        err.print(literal(f"run {app.run_id} ended {status.value}"))
+        err.print(literal(f"run {run_id} ended {status.value}"))
         return EXIT_OK if status == RunStatus.SUCCEEDED else EXIT_RUN_NOT_OK
     return code or EXIT_OK
 
@@ -258,7 +363,8 @@ async def _with_orchestrator(args: argparse.Namespace, handler: Callable[[Orches
         args.loaded_plan = await _plan_from_goal(args) if args.goal is not None else load_plan(args.plan)
     elif args.command == "submit":
         args.loaded_plan = load_plan(args.plan)
-    async with await Orchestrator.open(args.db, user=args.user or default_user()) as orch:
+    async with await Orchestrator.open(args.db, user=args.user or default_user(),
+                                       create=args.command in CREATING) as orch:
         return await handler(orch, args)
 
 
@@ -309,11 +415,7 @@ async def cmd_plan(args: argparse.Namespace) -> int:
     plan = await _plan_from_goal(args)
     text = plan_to_yaml(plan)
     if args.out:
-        try:
-            with open(args.out, "w", encoding="utf-8") as fh:
-                fh.write(text)
-        except OSError as exc:
-            raise BadInput(f"cannot write {args.out}: {exc}") from exc
+        write_text(args.out, text)
         err.print(literal(f"wrote {args.out}; run it with: loopdeck run {args.out}"))
     else:
         sys.stdout.write(text)
@@ -386,10 +488,21 @@ async def cmd_approve_plan(orch: Orchestrator, args: argparse.Namespace) -> int:
         run = await orch.store.get_run(run_id)
         data = load_steps_file(args.edited)
         kwargs["steps" if run["proposal_json"] else "plan"] = data
-    await orch.approve_plan(run_id, approve=not args.reject, user=orch.user, reason=args.reason, **kwargs)
+    delivery = await orch.approve_plan(run_id, approve=not args.reject, user=orch.user, reason=args.reason, **kwargs)
     verb = "rejected" if args.reject else "approved" + (" (edited)" if kwargs else "")
     err.print(literal(f"plan of run {run_id} {verb} by {orch.user}"))
+    await _say_who_continues(orch, run_id, delivery)
     return EXIT_OK
+
+
+async def _say_who_continues(orch: Orchestrator, run_id: str, delivery: Delivery) -> None:
+    """After an action written to the store of a run nobody drives: say how it goes on (it does not by itself)."""
+    if delivery != Delivery.OFFLINE:
+        return
+    status = (await orch.snapshot(run_id, events=False))["run"]["status"]
+    if not RunStatus(status).terminal:
+        err.print(literal(f"no process drives run {run_id} now; `loopdeck resume {run_id}` (or a `loopdeck worker` "
+                          "on this database) continues it"))
 
 
 async def cmd_demo(orch: Orchestrator, args: argparse.Namespace) -> int:
@@ -414,33 +527,57 @@ async def _drive(orch: Orchestrator, run_id: str, args: argparse.Namespace) -> i
     err.print(literal(f"run {run_id}: {snapshot['run']['goal'] or '(no goal)'} — {len(snapshot['steps'])} steps"))
     progress = Progress(err, run_id, snapshot)
     sub = orch.subscribe(run_id)
-    watcher = asyncio.create_task(_watch(orch, run_id, sub, progress, args.approve))
+    _Driving.run_id = run_id
+    helpers = _Helpers(progress)
+    watcher = helpers.start(_watch(orch, run_id, sub, progress, args.approve, helpers))
     if snapshot["run"]["status"] == RunStatus.AWAITING_PLAN_APPROVAL.value:
         progress.note(progress.plan_waits(None))
         if args.approve in ("all", "none"):
-            asyncio.create_task(_auto_answer_plan(orch, run_id, args.approve, progress))
+            helpers.start(_auto_answer_plan(orch, run_id, args.approve, progress))
     try:
         with progress:
             status = await orch.drive(run_id, on_wait=progress.note)
             await asyncio.sleep(0)  # let the watcher see the final events
     finally:
-        watcher.cancel()
+        for task in list(helpers.tasks):
+            task.cancel()
         sub.close()
-        await asyncio.gather(watcher, return_exceptions=True)
+        await asyncio.gather(watcher, *helpers.tasks, return_exceptions=True)
     final = await orch.snapshot(run_id, events=args.json)
     return _exit_for(status, args, final)
 
 
-async def _watch(orch: Orchestrator, run_id: str, sub: Any, progress: Progress, approve: str) -> None:
+class _Helpers:
+    """The headless driver's side tasks, kept (so none is collected mid-way) and supervised (none fails silently)."""
+
+    def __init__(self, progress: Progress) -> None:
+        self.progress = progress
+        self.tasks: set[asyncio.Task[None]] = set()
+
+    def start(self, coro: Awaitable[None]) -> asyncio.Task[None]:
+        task = asyncio.ensure_future(coro)
+        self.tasks.add(task)
+        task.add_done_callback(self._done)
+        return task
+
+    def _done(self, task: asyncio.Task[None]) -> None:
+        self.tasks.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            exc = task.exception()
+            self.progress.note(literal(mask_urls(f"loopdeck: unexpected error in the progress display: "
+                                                 f"{type(exc).__name__}: {exc}")))
+
+
+async def _watch(orch: Orchestrator, run_id: str, sub: Any, progress: Progress, approve: str, helpers: _Helpers) -> None:
     """Feed events to the progress display; answer gates when --approve says so."""
     async for item in sub:
         if not hasattr(item, "type"):
             continue  # a Gap: the tally catches up on the next events; nothing is lost in the store
         progress.on_event(item)
         if item.type == EventType.STEP_WAITING and approve in ("all", "none"):
-            asyncio.create_task(_auto_answer(orch, run_id, item.step_key, approve, progress))
+            helpers.start(_auto_answer(orch, run_id, item.step_key, approve, progress))
         if item.type == EventType.RUN_PLAN_PROPOSED and item.step_key and approve in ("all", "none"):
-            asyncio.create_task(_auto_answer_plan(orch, run_id, approve, progress))
+            helpers.start(_auto_answer_plan(orch, run_id, approve, progress))
 
 
 async def _auto_answer_plan(orch: Orchestrator, run_id: str, approve: str, progress: Progress) -> None:
@@ -529,18 +666,16 @@ async def cmd_approve(orch: Orchestrator, args: argparse.Namespace) -> int:
     if args.input is not None:
         if args.reject:
             raise BadInput("--input goes with approving; a rejected step does not run, so it takes no input")
-        try:
-            kwargs["input"] = json.loads(args.input)
-        except json.JSONDecodeError as exc:
-            raise BadInput(f"--input is not valid JSON: {exc.msg} at line {exc.lineno}, column {exc.colno}") from exc
+        kwargs["input"] = args.input.value
     run_id = await orch.store.resolve_run_id(args.run_id)
     if args.reject:
-        await orch.reject(run_id, args.step_key, user=orch.user, reason=args.reason)
+        delivery = await orch.reject(run_id, args.step_key, user=orch.user, reason=args.reason)
         err.print(literal(f"step {args.step_key} of run {run_id} rejected by {orch.user}"))
     else:
-        await orch.approve(run_id, args.step_key, user=orch.user, reason=args.reason, **kwargs)
+        delivery = await orch.approve(run_id, args.step_key, user=orch.user, reason=args.reason, **kwargs)
         edited = " with edited input" if "input" in kwargs else ""
         err.print(literal(f"step {args.step_key} of run {run_id} approved{edited} by {orch.user}"))
+    await _say_who_continues(orch, run_id, delivery)
     return EXIT_OK
 
 
@@ -552,40 +687,27 @@ async def cmd_cancel(orch: Orchestrator, args: argparse.Namespace) -> int:
 
 
 async def cmd_budget(orch: Orchestrator, args: argparse.Namespace) -> int:
-    raw = args.limit.strip().lower().replace("_", "").replace(",", "")
-    if raw in ("none", "unlimited"):
-        limit = None
-    else:
-        try:
-            limit = int(raw)
-        except ValueError:
-            raise BadInput(f"--set takes a whole number of tokens or 'none', not {args.limit!r}") from None
+    limit = args.limit.value
     run_id = await orch.store.resolve_run_id(args.run_id)
-    await orch.set_budget(run_id, limit, user=orch.user)
+    delivery = await orch.set_budget(run_id, limit, user=orch.user)
     err.print(literal(f"run {run_id}: token budget set to {'no limit' if limit is None else f'{limit:,}'} by {orch.user}"))
+    await _say_who_continues(orch, run_id, delivery)
     return EXIT_OK
 
 
 async def cmd_replan(orch: Orchestrator, args: argparse.Namespace) -> int:
     steps = load_steps_file(args.steps)
     run_id = await orch.store.resolve_run_id(args.run_id)
-    await orch.replan(run_id, steps, mode=args.mode, user=orch.user, reason=args.reason)
+    delivery = await orch.replan(run_id, steps, mode=args.mode, user=orch.user, reason=args.reason)
     count = len(steps["steps"] if isinstance(steps, dict) else steps)
     err.print(literal(f"run {run_id} replanned ({args.mode}): {count} step(s) by {orch.user}"))
+    await _say_who_continues(orch, run_id, delivery)
     return EXIT_OK
 
 
 def load_steps_file(path: str) -> Any:
     """A replan file: YAML or JSON, a list of steps or a mapping with ``steps``."""
-    import yaml
-
-    try:
-        with open(path, encoding="utf-8") as fh:
-            return yaml.safe_load(fh)
-    except FileNotFoundError:
-        raise BadInput(f"file not found: {path}") from None
-    except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
-        raise BadInput(f"cannot read {path}: {exc}") from exc
+    return load_document(path, "steps file")
 
 
 async def cmd_feedback(orch: Orchestrator, args: argparse.Namespace) -> int:
@@ -607,8 +729,7 @@ async def cmd_agents(orch: Orchestrator, args: argparse.Namespace) -> int:
 async def cmd_export(orch: Orchestrator, args: argparse.Namespace) -> int:
     data = await orch.export_otlp(args.run_id)
     if args.out:
-        with open(args.out, "w", encoding="utf-8") as fh:
-            json.dump(data, fh, indent=2)
+        write_text(args.out, json.dumps(data, indent=2, allow_nan=False))
         spans = len(data["resourceSpans"][0]["scopeSpans"][0]["spans"])
         err.print(literal(f"wrote {spans} spans to {args.out}"))
     else:

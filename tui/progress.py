@@ -135,6 +135,8 @@ class Progress:
             style = {"open": "red", "half_open": "yellow", "closed": "green"}.get(p.get("to"), "")
             return Text.assemble(("⚡ ", style), "breaker of ", literal(p.get("agent"), "bold"), " ", (str(p.get("to")), style),
                                  " (", literal(p.get("reason")), ")")
+        if event.type == E.STEP_HELD:
+            return Text.assemble(("⏳ ", "yellow"), "step ", literal(key, "bold"), " waits: ", literal(p.get("reason")))
         if event.type == E.STEP_ROUTED:
             return Text.assemble(("↪ ", "cyan"), "step ", literal(key, "bold"), " routed from ", literal(p.get("from")),
                                  " to ", literal(p.get("to")), " (", literal(p.get("reason")), ")")

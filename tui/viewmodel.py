@@ -45,6 +45,7 @@ class StepView:
     input: Any = None
     output: Any = None
     partial: str = ""  # output streamed so far by the running attempt
+    held: str | None = None  # why a ready step does not start (an open breaker, until its probe)
 
     def duration(self, now: float) -> float | None:
         if self.started_at is None:
@@ -132,6 +133,12 @@ class RunView:
         new = STEP_STATUS_AFTER.get(t)  # type: ignore[call-overload]
         if new:
             step.status = new
+            step.held = None
+        if t == E.STEP_HELD:
+            step.held = str(p.get("reason") or "held")
+            return
+        if t == E.STEP_ROUTED:
+            step.held = None
         if t == E.STEP_OUTPUT_PARTIAL:
             step.partial = (step.partial + str(p.get("text", "")))[-PARTIAL_CHARS:]
             return

@@ -13,6 +13,8 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from ..plan import AgentConfig, LlmAgent, PythonAgent, ShellAgent, SimAgent
+from ..redaction import Redactor
+from ..values import ValueProblem, to_json_value
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,6 +71,21 @@ class Executor(Protocol):
     interruptible: bool
 
     async def execute(self, call: StepCall) -> Result: ...
+
+
+def safe_outcome(outcome: Result | AttemptFailed, redactor: Redactor) -> Result | AttemptFailed:
+    """An attempt's outcome as it may be stored and shown: secrets redacted, the output strict JSON.
+
+    An output too deep or too large to store fails the attempt (retrying returns the same).
+    """
+    if isinstance(outcome, AttemptFailed):
+        outcome.args = (redactor.text(str(outcome)),)
+        return outcome
+    try:
+        output = to_json_value(outcome.output)
+    except ValueProblem as exc:
+        return AttemptFailed(f"the agent's output cannot be stored: {exc.message}", outcome.usage, retryable=False)
+    return Result(redactor.value(output), outcome.usage)
 
 
 def build_executor(name: str, config: AgentConfig) -> Executor:

@@ -10,10 +10,12 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Callable
 from typing import Any
 
 from ..chat import ChatClient, ChatError, Completion, schema_format
 from ..plan import LlmAgent
+from ..values import ValueProblem, loads
 from ..verification import VERDICT_SCHEMA
 from . import AttemptFailed, Result, StepCall, Usage
 
@@ -48,8 +50,12 @@ class LlmExecutor:
             raise AttemptFailed(str(exc), retryable=exc.retryable, retry_after_s=exc.retry_after_s) from None
         usage = Usage(answer.prompt_tokens, answer.completion_tokens, answer.estimated)
         if verify or self.config.json_output:
-            return Result(parse_json_answer(answer, usage), usage)
+            return Result(parse_json_answer(answer, usage, self.client.shown), usage)
         return Result(answer.text, usage)
+
+    def secrets(self) -> list[str]:
+        """The key this agent sends: the controller redacts it from everything the attempt returns."""
+        return self.client.secrets()
 
     async def aclose(self) -> None:
         await self.client.aclose()
@@ -72,16 +78,19 @@ def step_messages(system: str | None, call: StepCall, instructions: str | None) 
     return messages
 
 
-def parse_json_answer(answer: Completion, usage: Usage) -> Any:
-    """The answer as JSON (a ```json fence around it is tolerated); a retryable failure otherwise."""
+def parse_json_answer(answer: Completion, usage: Usage, shown: Callable[[str], str]) -> Any:
+    """The answer as JSON (a ```json fence around it is tolerated); a retryable failure otherwise.
+
+    ``shown`` redacts and cuts the answer for the error message (never cut first).
+    """
     text = answer.text.strip()
     fenced = _FENCE.match(text)
     if fenced:
         text = fenced.group(1)
     try:
-        return json.loads(text)
-    except ValueError:
-        raise AttemptFailed(f"the model was asked for JSON and answered: {answer.text[:300]!r}", usage) from None
+        return loads(text, "the answer")
+    except ValueProblem:
+        raise AttemptFailed(f"the model was asked for JSON and answered: {shown(answer.text)!r}", usage) from None
 
 
 def _text(value: Any) -> str:

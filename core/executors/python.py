@@ -1,15 +1,23 @@
 """The python agent (and skills): calls ``module:function`` with ``input``, ``context`` and ``step``.
 
-The function may be sync (run in a thread) or async. It returns the output,
-or ``(output, usage)`` where usage is ``{"prompt_tokens": n, "completion_tokens": m}``
-or a pair. Any exception fails the attempt with its message.
+The function may be sync or async. It returns the output, or ``(output,
+usage)`` where usage is ``{"prompt_tokens": n, "completion_tokens": m}`` or a
+pair. Any exception fails the attempt with its message.
+
+A sync function runs in a daemon thread of its own, not in asyncio's default
+executor: a thread cannot be stopped, and the default executor's threads are
+waited for when the event loop and the interpreter shut down, so a function
+that outlived its step's timeout kept ``loopdeck run`` alive until it returned
+(forever, for one that never does). A daemon thread is left behind instead.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import importlib
 import inspect
+import threading
 from collections.abc import Callable
 from typing import Any
 
@@ -45,12 +53,36 @@ class PythonExecutor:
             if inspect.iscoroutinefunction(fn):
                 value = await fn(**kwargs)
             else:
-                value = await asyncio.to_thread(fn, **kwargs)
+                value = await run_in_daemon_thread(fn, kwargs, f"loopdeck-step-{call.key}")
         except AttemptFailed:
             raise
         except Exception as exc:  # noqa: BLE001 - the agent's failure is the step's failure
             raise AttemptFailed(f"{type(exc).__name__}: {exc}") from exc
         return _to_result(value)
+
+
+async def run_in_daemon_thread(fn: Callable[..., Any], kwargs: dict[str, Any], name: str) -> Any:
+    """``fn(**kwargs)`` in a new daemon thread; the awaiting task may be cancelled and leave it behind."""
+    loop = asyncio.get_running_loop()
+    future: asyncio.Future[Any] = loop.create_future()
+    context = contextvars.copy_context()
+
+    def settle(ok: bool, value: Any) -> None:
+        if not future.done():
+            (future.set_result if ok else future.set_exception)(value)
+
+    def target() -> None:
+        try:
+            result, ok = context.run(fn, **kwargs), True
+        except BaseException as exc:  # noqa: BLE001 - handed to the awaiting task
+            result, ok = exc, False
+        try:
+            loop.call_soon_threadsafe(settle, ok, result)
+        except RuntimeError:  # the loop is closed: nobody waits for this result any more
+            pass
+
+    threading.Thread(target=target, name=name, daemon=True).start()
+    return await future
 
 
 def _to_result(value: Any) -> Result:

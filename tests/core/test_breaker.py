@@ -63,4 +63,4 @@ def test_outcomes_of_attempts_admitted_before_opening_change_nothing():
 def test_repr_shows_the_state():
     b = Breaker("api", failure_threshold=1, cooldown_s=30, clock=Clock())
     b.record(False, False)
-    assert repr(b) == "<Breaker agent='api' state=open failures=1 reopens_in=30.0s>"
+    assert repr(b) == "<Breaker target='api' state=open failures=1 reopens_in=30.0s>"

@@ -3,12 +3,18 @@
 from __future__ import annotations
 
 import asyncio
+from datetime import datetime
 
 from core import Orchestrator, RunStatus
 from tests.conftest import events_of, plan
-from tests.core.helpers import running_profile
+from tests.core.helpers import running_profile, wait_event
 
 DOWN = {"kind": "sim", "latency_ms": 0, "fail_rate": 1.0, "breaker": {"failure_threshold": 2, "cooldown_s": 60}}
+
+
+def target(agents: dict, name: str) -> str:
+    """The breaker target of agent ``name`` (breakers are keyed by what an agent calls, not by its name)."""
+    return plan([{"key": "x", "agent": name}], agents=agents).agents[name].breaker_target(name)
 
 
 async def test_an_open_breaker_routes_steps_to_the_first_healthy_alternative(orch):
@@ -82,7 +88,7 @@ async def test_breaker_state_survives_a_restart(db_url):
         await asyncio.sleep(0.3)
         snap = await second.snapshot(run_id)
         assert snap["steps"][0]["attempts"] == 0  # held back: the breaker is still open
-        assert second.breakers.get("down").is_open
+        assert second.breakers.get(target(agents, "down")).is_open
         await second.cancel(run_id)
         await asyncio.wait_for(task, 5)
 
@@ -93,7 +99,8 @@ async def test_breaker_changes_are_events_in_show_json(orch):
     await orch.drive(run_id)
     events = (await orch.snapshot(run_id))["events"]
     change = next(e for e in events if e["type"] == "breaker_changed")
-    assert change["payload"] == {"agent": "down", "from": "closed", "to": "open", "reason": "1 consecutive failures", "failures": 1}
+    assert change["payload"] == {"agent": "down", "target": target(agents, "down"), "from": "closed", "to": "open",
+                                 "reason": "1 consecutive failures", "failures": 1}
     peak, by_agent = running_profile(await events_of(orch, run_id))
     assert peak >= 1
 
@@ -115,9 +122,9 @@ async def test_a_breaker_opened_in_another_process_opens_here_too(db_url):
         failing = await here.create_run(plan([{"key": f"f{i}", "agent": "api", "max_attempts": 1} for i in range(2)],
                                              agents=agents))
         await here.drive(failing)  # two failures: "api" opens here, and is saved
-        assert here.breakers.get("api").is_open
+        assert here.breakers.get(target(agents, "api")).is_open
         assert await asyncio.wait_for(task, 10) == RunStatus.SUCCEEDED
-        assert there.breakers.get("api").is_open  # adopted from the database
+        assert there.breakers.get(target(agents, "api")).is_open  # adopted from the database
         events = [e for e in await events_of(there, waiting)]
         adopted = next(e for e in events if e.type == "breaker_changed")
         assert adopted.payload["to"] == "open" and "another process" in adopted.payload["reason"]
@@ -127,3 +134,32 @@ async def test_a_breaker_opened_in_another_process_opens_here_too(db_url):
     finally:
         await here.close()
         await there.close()
+
+
+async def test_a_breaker_guards_its_target_never_another_plans_agent_of_the_same_name(orch):
+    """The demo's `scraper` breaker once held an unrelated plan's `scraper` (a shell agent) for 45 s."""
+    down = {"scraper": {**DOWN, "breaker": {"failure_threshold": 1, "cooldown_s": 3600}}}
+    first = await orch.create_run(plan([{"key": "a", "max_attempts": 1}], agents=down))
+    assert await orch.drive(first) == RunStatus.FAILED
+    assert orch.breakers.get(target(down, "scraper")).is_open
+    other = {"scraper": {"kind": "shell", "timeout_s": 10}}
+    second = await orch.create_run(plan([{"key": "b", "input": {"argv": ["true"]}}], agents=other))
+    assert await asyncio.wait_for(orch.drive(second), 10) == RunStatus.SUCCEEDED
+    events = await events_of(orch, second)
+    assert not [e for e in events if e.type in ("step_held", "breaker_changed")]
+    assert target(other, "scraper") != target(down, "scraper")
+
+
+async def test_a_step_held_by_an_open_breaker_says_which_breaker_and_when_its_probe_is_due(orch):
+    agents = {"down": {**DOWN, "breaker": {"failure_threshold": 1, "cooldown_s": 3600}}}
+    run_id = await orch.create_run(plan([{"key": "a", "max_attempts": 1}, {"key": "b"}], agents=agents, max_concurrency=1))
+    task = asyncio.create_task(orch.drive(run_id))
+    held = await wait_event(orch, run_id, "step_held", "b")
+    opened = next(e for e in await events_of(orch, run_id) if e.type == "breaker_changed")
+    assert held.payload["by"] == "breaker" and held.payload["agent"] == "down"
+    assert held.payload["target"] == target(agents, "down")
+    due = opened.created_at + 3600
+    assert abs(datetime.fromisoformat(held.payload["probe_at"]).timestamp() - due) < 1
+    assert 'breaker of "down" is open (1 consecutive failures); its probe is due at' in held.payload["reason"]
+    await orch.cancel(run_id)
+    await asyncio.wait_for(task, 5)

@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 import sys
 import textwrap
+import threading
+import time
 
 import pytest
 
@@ -124,14 +126,34 @@ async def test_a_late_result_of_a_timed_out_attempt_is_recorded_and_never_applie
             return "fresh output"
     """))
     monkeypatch.syspath_prepend(str(tmp_path))
-    agents = {"py": {"kind": "python", "call": "late_agent:work"}}
-    p = plan([{"key": "s", "agent": "py", "timeout_s": 0.1}], agents=agents)
+    # "other" keeps the run alive past the late result (a run that has ended waits for no late result)
+    agents = {"py": {"kind": "python", "call": "late_agent:work"}, "sim": {"kind": "sim", "latency_ms": 1500}}
+    p = plan([{"key": "s", "agent": "py", "timeout_s": 0.1}, {"key": "other", "agent": "sim"}], agents=agents)
     run_id = await orch.create_run(p)
     assert await orch.drive(run_id) == RunStatus.SUCCEEDED
     snap = await orch.snapshot(run_id)
     assert snap["steps"][0]["output"] == "fresh output"
     stale = [e for e in snap["events"] if e["type"] == "step_result_stale"]
     assert len(stale) == 1 and stale[0]["payload"]["attempt"] == 1 and stale[0]["payload"]["current_attempt"] == 2
+
+
+async def test_a_timed_out_function_that_never_returns_does_not_keep_the_run_alive(orch, tmp_path, monkeypatch):
+    (tmp_path / "stuck_agent.py").write_text(textwrap.dedent("""
+        import threading
+        def work(input, context, step):
+            threading.Event().wait()     # never returns, and a thread cannot be stopped
+    """))
+    monkeypatch.syspath_prepend(str(tmp_path))
+    p = plan([{"key": "s", "agent": "py", "timeout_s": 0.2, "max_attempts": 1}],
+             agents={"py": {"kind": "python", "call": "stuck_agent:work"}})
+    run_id = await orch.create_run(p)
+    started = time.monotonic()
+    assert await asyncio.wait_for(orch.drive(run_id), 10) == RunStatus.FAILED
+    assert time.monotonic() - started < 8  # the run ends with its timeout, not with the function
+    snap = await orch.snapshot(run_id)
+    assert snap["steps"][0]["error"] == "timed out after 0.2s"
+    stuck = [t for t in threading.enumerate() if t.name == "loopdeck-step-s"]
+    assert stuck and all(t.daemon for t in stuck)  # left behind as a daemon: it cannot hold the process either
 
 
 async def test_cancel_stops_running_steps_and_ends_the_run_canceled(orch):

@@ -213,3 +213,56 @@ def test_retry_after_parses_seconds_and_dates():
     assert retry_after("3") == 3.0
     assert retry_after("Wed, 21 Oct 2015 07:28:00 GMT", now=1445412470.0) == pytest.approx(10.0)
     assert retry_after("soon") is None and retry_after(None) is None
+
+
+async def test_a_stream_that_breaks_off_fails_the_attempt_and_the_retry_succeeds(orch, server):
+    server.stream(["The first half of an ans"], end="break")  # the connection closes without [DONE]
+    server.stream(["A whole ", "answer."])
+    run_id, snap = await run(orch, llm_plan(server, [{"key": "a"}], stream=True))
+    a = step(snap, "a")
+    assert a["status"] == "succeeded" and a["output"] == "A whole answer." and a["attempts"] == 2
+    retry = next(e for e in snap["events"] if e["type"] == "step_retrying")
+    assert "broke off after 24 characters" in retry["payload"]["error"]
+
+
+async def test_an_error_event_in_a_stream_fails_the_attempt_with_the_servers_words(orch, server):
+    server.stream(["Partial"], end="error")
+    run_id, snap = await run(orch, llm_plan(server, [{"key": "a"}], attempts=1, stream=True))
+    a = step(snap, "a")
+    assert a["status"] == "failed" and a["output"] is None
+    assert "sent an error in the stream: the model is overloaded" in a["error"]
+
+
+async def test_a_key_cut_by_the_error_length_limit_is_redacted_before_the_cut(orch, server, db_url):
+    """The server's error text was cut to 300 characters and then redacted: a key across the cut leaked in part."""
+    for offset in (285, 290, 296):  # the key straddles the 300th character
+        server.reply(400, body=error_body("x" * offset + KEY + " and more text after it"))
+    plan = llm_plan(server, [{"key": f"s{i}", "max_attempts": 1} for i in range(3)], attempts=1)
+    run_id, snap = await run(orch, plan)
+    assert all(s["status"] == "failed" and "more chars]" in s["error"] for s in snap["steps"])  # cut, visibly
+    assert any("x[redacted] and" in s["error"] for s in snap["steps"])  # redacted whole where the cut allows
+    assert_no_part_of_the_key(json.dumps(snap), db_url)
+
+
+async def test_a_key_echoed_in_an_answer_or_a_stream_is_redacted_before_it_is_stored(orch, server, db_url):
+    server.answer(f"your key is {KEY}, keep it safe")
+    run_id, snap = await run(orch, llm_plan(server, [{"key": "plain"}]))
+    assert step(snap, "plain")["output"] == "your key is [redacted], keep it safe"
+    half = len(KEY) // 2  # streamed in two pieces: the key arrives split across chunks
+    server.stream(["the key: ", KEY[:half], KEY[half:], " (again)"], chunk_delay_s=0.15)
+    run2, snap2 = await run(orch, llm_plan(server, [{"key": "streamed"}], stream=True))
+    assert step(snap2, "streamed")["output"] == "the key: [redacted] (again)"
+    partials = [e["payload"]["text"] for e in snap2["events"] if e["type"] == "step_output_partial"]
+    assert "".join(partials) == "the key: [redacted] (again)" and len(partials) >= 2
+    assert_no_part_of_the_key(json.dumps(snap) + json.dumps(snap2), db_url)
+
+
+def assert_no_part_of_the_key(text: str, db_url: str) -> None:
+    """Neither the key nor any 12-character piece of it, in ``text`` or in the database files."""
+    pieces = {KEY[i:i + 12] for i in range(len(KEY) - 11)}
+    blobs = [text.encode()]
+    db_file = Path(db_url.split("///", 1)[1]) if db_url.startswith("sqlite") else None
+    if db_file is not None:
+        blobs += [path.read_bytes() for path in db_file.parent.glob(db_file.name + "*")]
+    for blob in blobs:
+        assert not any(piece.encode() in blob for piece in pieces)

@@ -45,3 +45,50 @@ async def test_readers_since_id_never_miss_events_from_concurrent_writers(pg_url
             await store.close()
     assert len(every) == 4 * sum(1 + (i % 3) for i in range(150))
     assert seen == every  # nothing skipped, nothing out of order
+
+
+async def test_a_dropped_listen_connection_wakes_its_waiters_and_listens_again(pg_url):
+    """The LISTEN connection was never reconnected: after a drop, dashboards and workers only polled."""
+    import asyncpg
+
+    from core.notify import Notifier
+    from core.writer import EVENTS_CHANNEL
+
+    notifier = Notifier(pg_url)
+    admin = await asyncpg.connect(pg_url.replace("postgresql+asyncpg://", "postgresql://"))
+    try:
+        assert not await notifier.wait(EVENTS_CHANNEL, "r1", 0.05)  # connects and listens
+        assert notifier.connections == 1
+        waiting = asyncio.ensure_future(notifier.wait(EVENTS_CHANNEL, "r1", 10))
+        await asyncio.sleep(0.1)
+        pid = notifier._conn.get_server_pid()
+        await admin.execute("SELECT pg_terminate_backend($1)", pid)
+        assert await asyncio.wait_for(waiting, 5)  # woken to catch up from the tables, not left to time out
+        later = asyncio.ensure_future(notifier.wait(EVENTS_CHANNEL, "r1", 10))
+        for _ in range(100):  # the next wait listens again (a new connection, after the retry pause if any)
+            await asyncio.sleep(0.05)
+            if notifier.connections == 2 and not later.done():
+                await admin.execute("SELECT pg_notify($1, $2)", EVENTS_CHANNEL, "r1 42")
+                break
+            if later.done():
+                later = asyncio.ensure_future(notifier.wait(EVENTS_CHANNEL, "r1", 10))
+        assert await asyncio.wait_for(later, 5) and notifier.connections == 2
+    finally:
+        await admin.close()
+        await notifier.close()
+
+
+async def test_two_processes_saving_a_targets_first_breaker_state_at_once_never_collide(pg_url):
+    """The first save of a breaker was an update-then-insert: two workers at once hit a duplicate key."""
+    from core.breaker import Breaker
+
+    stores = [await Store.open(pg_url) for _ in range(6)]
+    try:
+        for round_ in range(5):
+            target = f"llm http://h/v1 model-{round_}"
+            rows = [Breaker(target, failure_threshold=1).row() for _ in stores]
+            await asyncio.gather(*(s.write(WriteBatch(extras=[Store.save_breaker_extra(r)])) for s, r in zip(stores, rows)))
+            assert len(await stores[0].load_breakers([target])) == 1
+    finally:
+        for store in stores:
+            await store.close()

@@ -68,8 +68,12 @@ def test_runs_and_schema(cli):
     assert len(runs) == 1 and runs[0]["goal"] == "listed" and runs[0]["status"] == "succeeded"
     assert {"id", "goal", "status", "created_at"} <= set(runs[0])
     elsewhere = cli.tmp / "other.db"
-    assert json.loads(cli("--db", str(elsewhere), "runs", "--json").stdout) == []  # --db before the command
-    assert json.loads(cli("runs", "--json", "--db", str(elsewhere)).stdout) == []  # ... or after it
+    missing = cli("--db", str(elsewhere), "runs", "--json")  # a read-only command never creates a database
+    assert missing.returncode == 2 and f"no loopdeck database at {elsewhere}" in missing.stderr
+    assert not elsewhere.exists()
+    assert cli("run", str(path), "--headless", "--db", str(elsewhere)).returncode == 0
+    assert len(json.loads(cli("--db", str(elsewhere), "runs", "--json").stdout)) == 1  # --db before the command
+    assert len(json.loads(cli("runs", "--json", "--db", str(elsewhere)).stdout)) == 1  # ... or after it
     schema = json.loads(cli("schema").stdout)
     assert schema["title"] == "loopdeck plan"
 

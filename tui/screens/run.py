@@ -97,7 +97,7 @@ class RunScreen(Screen[None]):
         if first:
             self.show_detail(first)
 
-    @work(exclusive=True, group="feed")
+    @work(exclusive=True, group="feed", exit_on_error=False)
     async def feed(self) -> None:
         """Fold new events from the store into the view model (never touches widgets)."""
         while True:
@@ -125,7 +125,7 @@ class RunScreen(Screen[None]):
             return
         if view.structure_changed:
             view.structure_changed = False
-            self.run_worker(self.reload(), exclusive=True, group="reload")
+            self.run_worker(self.reload(), exclusive=True, group="reload", exit_on_error=False)
             return
         now = self.deck.clock()
         header = self.query_one(HeaderBar)
@@ -170,7 +170,7 @@ class RunScreen(Screen[None]):
         elif review is None and not self._plan_deferred and self.app.screen is self and not self._plan_review_opening:
             self.open_plan_review()
 
-    @work(group="plan-review")
+    @work(group="plan-review", exit_on_error=False)
     async def open_plan_review(self) -> None:
         self._plan_review_opening = True
         try:
@@ -198,7 +198,7 @@ class RunScreen(Screen[None]):
     def _plan_decided(self, message: PlanReviewScreen.Decided) -> None:
         self.decide_plan(message)
 
-    @work(group="actions")
+    @work(group="actions", exit_on_error=False)
     async def decide_plan(self, decision: PlanReviewScreen.Decided) -> None:
         orch, user = self.deck.orch, self.deck.user
         verb = "approved" if decision.approve else "rejected"
@@ -236,7 +236,7 @@ class RunScreen(Screen[None]):
         if event.pane.id == "tab-timeline":
             self.refresh_timeline()
 
-    @work(exclusive=True, group="timeline")
+    @work(exclusive=True, group="timeline", exit_on_error=False)
     async def refresh_timeline(self) -> None:
         """Redraw the Timeline tab while it is the one shown (spans come from the store)."""
         from ..widgets.step_detail import timeline
@@ -255,7 +255,7 @@ class RunScreen(Screen[None]):
         width = max(20, self.query_one("#detail-tabs", TabbedContent).size.width - 5)
         target.update(timeline(spans, running, view.created_at, self.deck.clock(), width))
 
-    @work(exclusive=True, group="detail")
+    @work(exclusive=True, group="detail", exit_on_error=False)
     async def show_detail(self, key: str) -> None:
         """Show a step's detail, reading its output and error from the store (only for what is visible)."""
         view = self.view
@@ -347,7 +347,7 @@ class RunScreen(Screen[None]):
 
         self.app.push_screen(ConfirmScreen(f"Skip step {key}? It will not run; steps that need it are skipped too."), answer)
 
-    @work(group="actions")
+    @work(group="actions", exit_on_error=False)
     async def skip_step(self, key: str) -> None:
         await self._act(self.deck.orch.skip(self.run_id, key, user=self.deck.user, reason="skipped from the dashboard"),
                         f"{key} skipped")
@@ -359,7 +359,7 @@ class RunScreen(Screen[None]):
             return
         self.retry_step(key)
 
-    @work(group="actions")
+    @work(group="actions", exit_on_error=False)
     async def retry_step(self, key: str) -> None:
         await self._act(self.deck.orch.retry(self.run_id, key, user=self.deck.user), f"{key} gets one more attempt")
 
@@ -384,7 +384,7 @@ class RunScreen(Screen[None]):
     def _answered(self, message: ApprovalScreen.Answered) -> None:
         self.answer_gate(message.key, message.approve, message.reason, message.input)
 
-    @work(group="actions")
+    @work(group="actions", exit_on_error=False)
     async def answer_gate(self, key: str, approve: bool, reason: str | None, input: Any) -> None:
         orch, user = self.deck.orch, self.deck.user
         if approve:
@@ -409,7 +409,7 @@ class RunScreen(Screen[None]):
         thumb = "👍" if rating == "up" else "👎"
         self.app.push_screen(PromptScreen(f"{thumb} for {key} — comment (optional):", "what was good or bad"), send)
 
-    @work(group="actions")
+    @work(group="actions", exit_on_error=False)
     async def send_feedback(self, key: str, rating: str, comment: str | None) -> None:
         await self._act(self.deck.orch.feedback(self.run_id, key, rating, comment=comment, user=self.deck.user),
                         f"{'👍' if rating == 'up' else '👎'} recorded for {key}")
@@ -421,7 +421,7 @@ class RunScreen(Screen[None]):
 
         self.app.push_screen(ConfirmScreen(f"Cancel run {self.run_id}? Running steps are stopped."), answer)
 
-    @work(group="actions")
+    @work(group="actions", exit_on_error=False)
     async def cancel_run(self) -> None:
         await self._act(self.deck.orch.cancel(self.run_id, user=self.deck.user, reason="canceled from the dashboard"),
                         f"run {self.run_id} canceled")
@@ -443,7 +443,7 @@ class RunScreen(Screen[None]):
         self.app.push_screen(PromptScreen("Token budget (a number, or 'none'):", "e.g. 100000",
                                           "" if current is None else str(current)), answer)
 
-    @work(group="actions")
+    @work(group="actions", exit_on_error=False)
     async def set_budget(self, limit: int | None) -> None:
         await self._act(self.deck.orch.set_budget(self.run_id, limit, user=self.deck.user),
                         f"token budget set to {'no limit' if limit is None else f'{limit:,}'}")

@@ -59,7 +59,7 @@ class RunsScreen(Screen[None]):
         self.load()
         self.set_interval(1.0, self.load)
 
-    @work(exclusive=True, group="runs")
+    @work(exclusive=True, group="runs", exit_on_error=False)
     async def load(self) -> None:
         try:
             runs = await self.deck.orch.runs(200)

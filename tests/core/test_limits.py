@@ -1,0 +1,124 @@
+"""Hostile plans: every number, depth and size is bounded, and refused with a located plan error.
+
+Each case here once crashed validation with a traceback, hung it, or was
+accepted and then broke the run (see the hardening issue); now each is a
+``PlanError`` that says where and why, in well under a second.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import time
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from core import PlanError, parse_plan_text, validate_plan
+from core.controller import backoff_delay
+from core.limits import MAX_DEPTH
+from core.plan import Backoff
+from core.values import ValueProblem, check_document, to_json_value
+
+STEP = '{"key": "a"}'
+
+
+def deep(n: int, inner: str = "1") -> str:
+    return "[" * n + inner + "]" * n
+
+
+def alias_bomb(levels: int) -> str:
+    """The billion laughs in YAML: each level refers to the one below nine times."""
+    lines = ["a: &a [x, x, x, x, x, x, x, x, x]"]
+    for i in range(1, levels):
+        prev, name = chr(ord("a") + i - 1), chr(ord("a") + i)
+        lines.append(f"{name}: &{name} [" + ", ".join([f"*{prev}"] * 9) + "]")
+    lines.append(f"steps: [{{key: s, input: *{chr(ord('a') + levels - 1)}}}]")
+    return "\n".join(lines) + "\n"
+
+
+HOSTILE: list[tuple[str, str, bool, str, str]] = [
+    # (name, text, json_only, location expected, words expected)
+    ("100,000-deep JSON", '{"steps": ' + deep(100_000) + "}", True, "", f"deeper than {MAX_DEPTH} levels"),
+    ("5,000-deep YAML", "steps: " + deep(5_000, "x") + "\n", False, "", "depth"),
+    ("900-deep input", '{"steps": [{"key": "a", "input": ' + deep(900) + "}]}", True, "steps[0].input", "deeper than"),
+    ("a lone surrogate in the goal", '{"goal": "\\ud800", "steps": [' + STEP + "]}", True, "goal", "lone surrogate"),
+    ("a lone surrogate in an input", '{"steps": [{"key": "a", "input": {"t": "x\\udfff"}}]}', True,
+     "steps[0].input.t", "not valid Unicode"),
+    ("an integer agent name", "agents: {1: {kind: sim}}\nsteps: [{key: a}]\n", False, "agents", "keys are text"),
+    ("token_budget 1e29", '{"policy": {"token_budget": 1e29}, "steps": [' + STEP + "]}", True,
+     "policy.token_budget", "too large"),
+    ("tokens [1e29, 1]", '{"agents": {"s": {"kind": "sim", "tokens": [1e29, 1]}}, "steps": [' + STEP + "]}", True,
+     "agents.s.tokens[0]", "too large"),
+    ("latency .nan", "agents: {s: {kind: sim, latency_ms: .nan}}\nsteps: [{key: a}]\n", False,
+     "agents.s.latency_ms", "not a finite number"),
+    ("latency .inf", "agents: {s: {kind: sim, latency_ms: .inf}}\nsteps: [{key: a}]\n", False,
+     "agents.s.latency_ms", "not a finite number"),
+    ("NaN in JSON", '{"steps": [{"key": "a", "input": {"v": NaN}}]}', True, "steps[0].input.v", "not a finite number"),
+    ("backoff factor 1e200", '{"policy": {"backoff": {"factor": 1e200}}, "steps": [' + STEP + "]}", True,
+     "policy.backoff.factor", "less than or equal to 1000"),
+    ("a 30-digit integer", '{"steps": [{"key": "a", "input": 123456789012345678901234567890}]}', True,
+     "steps[0].input", "larger than"),
+    ("max_concurrency 10**12", '{"policy": {"max_concurrency": 1000000000000}, "steps": [' + STEP + "]}", True,
+     "policy.max_concurrency", "less than or equal to 10000"),
+    ("a timeout of a year", '{"steps": [{"key": "a", "timeout_s": 31536000}]}', True, "steps[0].timeout_s",
+     "less than or equal to 604800"),
+    ("a self-referring YAML alias", "steps: &s [{key: a, input: *s}]\n", False, "steps[0].input", "refers to itself"),
+    ("a YAML alias bomb (9 levels)", alias_bomb(9), False, "", "more than 1,000,000 values"),
+]
+
+
+@pytest.mark.parametrize("name,text,json_only,location,words", HOSTILE, ids=[h[0] for h in HOSTILE])
+def test_a_hostile_plan_is_a_located_plan_error_in_well_under_a_second(name, text, json_only, location, words):
+    started = time.perf_counter()
+    with pytest.raises(PlanError) as err:
+        parse_plan_text(text, source="hostile", json_only=json_only)
+    assert time.perf_counter() - started < 1.0
+    issue = err.value.issues[0]
+    assert issue.location.startswith(location) and words in issue.message, str(err.value)
+
+
+def test_backoff_never_overflows_however_many_retries():
+    rng = random.Random(1)
+    assert backoff_delay(Backoff(base_s=1, factor=2, max_s=60, jitter=False), 1025, rng) == 60
+    assert backoff_delay(Backoff(base_s=1, factor=1000, max_s=5, jitter=True), 1000, rng) <= 5
+
+
+def test_a_document_is_measured_once_per_shared_node():
+    shared = ["x"] * 10
+    doc: object = shared
+    for _ in range(8):  # 10**9 values once expanded, 80 objects in memory
+        doc = [doc] * 10
+    started = time.perf_counter()
+    with pytest.raises(ValueProblem) as err:
+        check_document({"steps": doc})
+    assert "more than 1,000,000 values" in str(err.value) and time.perf_counter() - started < 0.5
+
+
+def test_outputs_become_strict_json():
+    out = to_json_value({"nan": float("nan"), "inf": float("-inf"), 1: (2, 3), "big": 10**30, "obj": object})
+    assert json.loads(json.dumps(out, allow_nan=False)) == out
+    assert out["nan"] == "NaN" and out["inf"] == "-Infinity" and out["1"] == [2, 3] and out["big"] == str(10**30)
+    with pytest.raises(ValueProblem):
+        to_json_value(json.loads(deep(MAX_DEPTH + 5)))
+
+
+JSONISH = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=8)
+    | st.sampled_from(["\ud800", "{{steps.x.output}}", "a" * 200, "sim", "llm", "key"]),
+    lambda children: st.lists(children, max_size=4)
+    | st.dictionaries(st.sampled_from(["key", "steps", "agents", "policy", "kind", "input", "depends_on", "agent",
+                                       "goal", "latency_ms", "tokens", "backoff", "factor", "x"]) | st.text(max_size=4),
+                      children, max_size=4),
+    max_leaves=20,
+)
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(JSONISH)
+def test_any_document_validates_or_is_a_plan_error_never_another_exception(data):
+    try:
+        validate_plan(data)
+    except PlanError as exc:
+        assert exc.issues and all(isinstance(i.message, str) for i in exc.issues)

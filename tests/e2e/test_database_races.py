@@ -1,0 +1,125 @@
+"""The database is never lost or refused for no reason: racing openers, a kill -9 mid-migration, old damage."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import random
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from core import StoreError
+from core.migrate import head_revision
+from core.store import Store
+from tests.e2e.conftest import ROOT, Cli
+
+PLAN = {"agents": {"sim": {"kind": "sim", "latency_ms": 0}}, "steps": [{"key": "a"}]}
+OPENERS = 16
+OPENER = """
+import asyncio, pathlib, sys, time
+from core import Orchestrator, validate_plan
+ready, go, db = map(pathlib.Path, sys.argv[1:4])
+ready.touch()
+while not go.exists():
+    time.sleep(0.001)
+async def main():
+    async with await Orchestrator.open(str(db)) as orch:
+        await orch.create_run(validate_plan({"steps": [{"key": "a"}]}))
+asyncio.run(main())
+"""
+
+
+def test_processes_opening_a_new_database_at_once_all_succeed(cli: Cli):
+    """They once failed often (`table runs already exists`, `database is locked`): all open at the same instant."""
+    db, go = cli.tmp / "fresh" / "new.db", cli.tmp / "go"
+    ready = [cli.tmp / f"ready{i}" for i in range(OPENERS)]
+    procs = [subprocess.Popen([sys.executable, "-c", OPENER, str(r), str(go), str(db)], env=cli.env, cwd=ROOT,
+                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True) for r in ready]
+    deadline = time.monotonic() + 60
+    while not all(r.exists() for r in ready) and time.monotonic() < deadline:
+        time.sleep(0.01)
+    go.touch()  # every process has imported loopdeck: they open the new file together
+    results = [(p.wait(timeout=120), p.stderr.read()) for p in procs]
+    for p in procs:
+        p.stderr.close()
+    assert [code for code, _ in results] == [0] * OPENERS, [err[-300:] for code, err in results if code]
+    with sqlite3.connect(db) as conn:
+        assert conn.execute("SELECT COUNT(*) FROM runs").fetchone()[0] == OPENERS
+        assert conn.execute("SELECT version_num FROM alembic_version").fetchall() == [(head_revision(),)]
+
+
+def test_a_kill_9_during_the_first_open_never_leaves_a_database_that_is_refused(cli: Cli):
+    """Killed at random moments of its first open, the database is either untouched or migrated whole."""
+    path = cli.write_plan(PLAN)
+    rng = random.Random(7)
+    outcomes = []
+    for trial in range(6):
+        db = cli.tmp / f"trial{trial}.db"
+        proc = subprocess.Popen(cli.argv("--db", str(db), "submit", str(path)), env=cli.env, cwd=ROOT,
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        deadline = time.monotonic() + 30
+        while not db.exists() and proc.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.002)
+        time.sleep(rng.uniform(0, 0.12))  # somewhere in the migration (it takes ~0.1 s here)
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait()
+        outcomes.append(_revision(db))
+        again = cli("--db", str(db), "submit", str(path))  # the next open migrates what the crash left
+        assert again.returncode == 0, (trial, again.stderr)
+        listed = cli("--db", str(db), "runs", "--json")
+        assert listed.returncode == 0 and len(json.loads(listed.stdout)) >= 1
+    assert any(o != head_revision() for o in outcomes), outcomes  # at least one kill landed before the end
+
+
+def _revision(db: Path) -> str | None:
+    try:
+        with sqlite3.connect(db) as conn:
+            row = conn.execute("SELECT version_num FROM alembic_version").fetchone()
+            return row[0] if row else None
+    except sqlite3.Error:
+        return None
+
+
+def _old_first_open_crash(db: Path, runs: int = 0) -> None:
+    """What an older loopdeck left when killed in its first open: tables, and no recorded revision."""
+    with sqlite3.connect(db) as conn:
+        conn.executescript("""
+            CREATE TABLE runs (id VARCHAR(32) PRIMARY KEY, goal TEXT NOT NULL, status VARCHAR(32) NOT NULL);
+            CREATE TABLE steps (run_id VARCHAR(32), key VARCHAR(128), PRIMARY KEY (run_id, key));
+            CREATE TABLE events (id INTEGER PRIMARY KEY AUTOINCREMENT, run_id VARCHAR(32) NOT NULL);
+            CREATE TABLE alembic_version (version_num VARCHAR(32) NOT NULL);
+        """)
+        for i in range(runs):
+            conn.execute("INSERT INTO runs VALUES (?, 'g', 'running')", (f"r{i}",))
+
+
+def test_tables_without_a_revision_left_by_an_old_crash_are_rebuilt_when_empty(tmp_path):
+    db = tmp_path / "damaged.db"
+    _old_first_open_crash(db)
+
+    async def scenario() -> None:
+        store = await Store.open(f"sqlite+aiosqlite:///{db}")
+        await store.close()
+
+    asyncio.run(scenario())
+    assert _revision(db) == head_revision()
+
+
+def test_tables_without_a_revision_that_hold_runs_are_refused_not_guessed_at(tmp_path):
+    db = tmp_path / "foreign.db"
+    _old_first_open_crash(db, runs=2)
+
+    async def scenario() -> None:
+        await Store.open(f"sqlite+aiosqlite:///{db}")
+
+    with pytest.raises(StoreError, match="loopdeck tables with runs in them but no schema revision"):
+        asyncio.run(scenario())
+    with sqlite3.connect(db) as conn:
+        assert conn.execute("SELECT COUNT(*) FROM runs").fetchone()[0] == 2  # untouched
