@@ -22,9 +22,9 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from core import Orchestrator, validate_plan  # noqa: E402
-from core.writer import WriteBatch  # noqa: E402
-from tui.app import LoopdeckApp  # noqa: E402
-from tui.screens.run import RunScreen  # noqa: E402
+from core.store.writer import WriteBatch  # noqa: E402
+from tui.dashboard.app import LoopdeckApp  # noqa: E402
+from tui.dashboard.screens.run import RunScreen  # noqa: E402
 
 
 def big_plan(n: int) -> dict:

@@ -7,11 +7,11 @@ This module is the public API; every other module in ``core`` is private.
         status = await orch.drive(run_id)
 """
 
-from . import limits
-from ._version import __version__
-from .bus import EventBus, Subscription
-from .demo import demo_plan
-from .errors import (
+from core import limits
+from core._version import __version__
+from core.engine.bus import EventBus, Subscription
+from core.demo import demo_plan
+from core.errors import (
     AgentError,
     BadInput,
     CommandTimeout,
@@ -26,17 +26,17 @@ from .errors import (
     StoreError,
     TransitionError,
 )
-from .events import PLAN_REVIEW_EVENTS, RUN_STATUS_EVENTS, STEP_STATUS_AFTER, Event, EventType, Gap, iso
-from .executors import AttemptFailed, Result, StepCall, Usage
-from .orchestrator import Delivery, Orchestrator, default_user
-from .plan import Plan, Policy, StepSpec, load_plan, parse_plan_text, plan_json_schema, readable, validate_plan
-from .planner import PLANNER_ENV, PlanResult, default_agents_file, load_base, plan_goal, plan_to_yaml, planner_agent
-from .skills import Skill, available_skills
-from .config import display_url, mask_urls, resolve_db_url
-from .budget import check_token_budget, parse_token_budget
-from .values import load_document, parse_json
-from .states import RunStatus, StepStatus
-from .worker import Worker, WorkerStats
+from core.model.events import PLAN_REVIEW_EVENTS, RUN_STATUS_EVENTS, STEP_STATUS_AFTER, Event, EventType, Gap, iso
+from core.executors import AttemptFailed, Result, StepCall, Usage
+from core.orchestrator import Delivery, Orchestrator, default_user
+from core.model.plan import Plan, Policy, StepSpec, load_plan, parse_plan_text, plan_json_schema, readable, validate_plan
+from core.planner import PLANNER_ENV, PlanResult, default_agents_file, load_base, plan_goal, plan_to_yaml, planner_agent
+from core.model.skills import Skill, available_skills
+from core.config import display_url, mask_urls, resolve_db_url
+from core.engine.budget import check_token_budget, parse_token_budget
+from core.values import load_document, parse_json
+from core.model.states import RunStatus, StepStatus
+from core.worker import Worker, WorkerStats
 
 __all__ = [
     "__version__",

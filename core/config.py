@@ -11,7 +11,7 @@ from pathlib import Path
 
 from platformdirs import user_data_dir
 
-from .errors import BadInput
+from core.errors import BadInput
 
 ENV_DB = "LOOPDECK_DB"
 ENV_TOKEN_BUDGET = "LOOPDECK_TOKEN_BUDGET"
@@ -34,7 +34,7 @@ def default_db_path() -> Path:
 def resolve_db_url(url: str | None = None) -> str:
     """The database URL to use. A bare file path is accepted and means SQLite; other schemes are refused."""
     if not url:
-        from .settings import env_settings
+        from core.settings import env_settings
 
         url = env_settings().db or ""
     if not url:
@@ -74,6 +74,6 @@ def mask_urls(text: str) -> str:
 
 def default_token_budget() -> int | None:
     """The budget of runs whose plan sets none: ``LOOPDECK_TOKEN_BUDGET``, else no limit."""
-    from .settings import env_settings
+    from core.settings import env_settings
 
     return env_settings().token_budget

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from .plan import Plan, validate_plan
+from core.model.plan import Plan, validate_plan
 
 DEMO: dict[str, Any] = {
     "goal": "Research, write, review and publish an article on work-conserving schedulers",

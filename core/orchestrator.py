@@ -17,23 +17,23 @@ from collections.abc import AsyncIterator, Callable
 from enum import StrEnum
 from typing import Any
 
-from .breaker import BreakerBoard
-from .budget import check_token_budget
-from .config import default_token_budget
-from .context import Upstream, build_context
-from .bus import EventBus, Subscription
-from .controller import RunController, answer_command, new_step_row, record_replan
-from .errors import (BadInput, CommandTimeout, LeaseHeld, LeaseLost, StaleWrite, StepNotFound,
+from core.engine.breaker import BreakerBoard
+from core.engine.budget import check_token_budget
+from core.config import default_token_budget
+from core.model.context import Upstream, build_context
+from core.engine.bus import EventBus, Subscription
+from core.engine.controller import RunController, answer_command, new_step_row, record_replan
+from core.errors import (BadInput, CommandTimeout, LeaseHeld, LeaseLost, StaleWrite, StepNotFound,
                      TransitionError)
-from .events import Event, EventType, Gap, iso
-from .lease import Holder, Identity, default_ttl_s, holder_state
-from .notify import Notifier
-from .export import otlp_json
-from .plan import Plan, Policy, validate_plan
-from .replan import Replan, prepare_replan
-from .states import RunStatus, StepStatus, check_step
-from .store import Store, notify
-from .writer import COMMANDS_CHANNEL, EVENTS_CHANNEL, RUNS_CHANNEL, WriteBatch
+from core.model.events import Event, EventType, Gap, iso
+from core.cluster.lease import Holder, Identity, default_ttl_s, holder_state
+from core.store.notify import Notifier
+from core.export import otlp_json
+from core.model.plan import Plan, Policy, validate_plan
+from core.model.replan import Replan, prepare_replan
+from core.model.states import RunStatus, StepStatus, check_step
+from core.store.store import Store, notify
+from core.store.writer import COMMANDS_CHANNEL, EVENTS_CHANNEL, RUNS_CHANNEL, WriteBatch
 
 
 _PAST = {"approve": "approved", "reject": "rejected", "cancel": "canceled", "budget": "given a new budget",

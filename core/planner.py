@@ -20,12 +20,12 @@ from typing import TYPE_CHECKING, Any
 
 import yaml
 
-from .errors import AgentError, PlanError, PlanIssue
-from .plan import LlmAgent, Plan, plan_json_schema, readable, validate_plan
-from .values import ValueProblem, loads, read_document
+from core.errors import AgentError, PlanError, PlanIssue
+from core.model.plan import LlmAgent, Plan, plan_json_schema, readable, validate_plan
+from core.values import ValueProblem, loads, read_document
 
 if TYPE_CHECKING:
-    from .chat import ChatClient
+    from core.executors.chat import ChatClient
 
 OPERATOR_KEYS = ("agents", "policy", "skills", "default_agent")
 PLANNER_ENV = "LOOPDECK_AGENTS"  # where the agents file is, when --agents is not given
@@ -93,7 +93,7 @@ async def plan_goal(
     """Ask ``agent`` for a plan reaching ``goal``; raise ``PlanError`` if it is still invalid after the repairs."""
     say = on_progress or (lambda _msg: None)
     # the HTTP client loads only when a plan is asked for: every other command starts ~50 ms sooner
-    from .chat import ChatClient, schema_format
+    from core.executors.chat import ChatClient, schema_format
 
     client = ChatClient(agent_name, agent)
     schema = plan_json_schema()
@@ -160,7 +160,7 @@ def _repair_request(exc: PlanError) -> str:
 
 def default_agents_file() -> Path | None:
     """``$LOOPDECK_AGENTS``, else ``./agents.yaml`` if there is one."""
-    from .settings import env_settings
+    from core.settings import env_settings
 
     env = env_settings().agents
     if env:

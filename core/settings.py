@@ -11,8 +11,8 @@ from __future__ import annotations
 from pydantic import Field, ValidationError
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from .errors import BadInput
-from .limits import MAX_TOKENS
+from core.errors import BadInput
+from core.limits import MAX_TOKENS
 
 PREFIX = "LOOPDECK_"
 

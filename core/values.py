@@ -23,7 +23,7 @@ from typing import Any
 
 import yaml
 
-from .limits import MAX_CHARS, MAX_DEPTH, MAX_DOCUMENT_BYTES, MAX_INT, MAX_NODES
+from core.limits import MAX_CHARS, MAX_DEPTH, MAX_DOCUMENT_BYTES, MAX_INT, MAX_NODES
 
 
 class ValueProblem(ValueError):
@@ -162,7 +162,7 @@ def dumps(value: Any) -> str:
 
 def load_document(path: str | Path, what: str = "file") -> Any:
     """``read_document`` for the public API: a refused file is a ``BadInput`` naming it."""
-    from .errors import BadInput
+    from core.errors import BadInput
 
     try:
         return read_document(path)
@@ -172,7 +172,7 @@ def load_document(path: str | Path, what: str = "file") -> Any:
 
 def parse_json(text: str, what: str) -> Any:
     """``loads`` for the public API: a refused value is a ``BadInput`` (exit 2 on the command line)."""
-    from .errors import BadInput
+    from core.errors import BadInput
 
     try:
         return loads(text, what)

@@ -23,9 +23,9 @@ import socket
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from .errors import LoopdeckError
-from .orchestrator import Orchestrator
-from .writer import RUNS_CHANNEL, WriteBatch
+from core.errors import LoopdeckError
+from core.orchestrator import Orchestrator
+from core.store.writer import RUNS_CHANNEL, WriteBatch
 
 log = logging.getLogger("loopdeck.worker")
 

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from core import Orchestrator, validate_plan
-from core.events import Event
+from core.model.events import Event
 
 
 PG_ENV = "LOOPDECK_TEST_PG"  # e.g. postgresql+asyncpg://postgres@127.0.0.1:55432/postgres (.ci/postgres.sh prints it)
@@ -57,7 +57,7 @@ def pg_template() -> str:
     """A database migrated to the newest schema, copied for each test (CREATE DATABASE ... TEMPLATE)."""
     import asyncio
 
-    from core.store import Store
+    from core.store.store import Store
 
     server = _pg_server_url()
     template_url = server.rsplit("/", 1)[0] + f"/{PG_TEMPLATE}"

@@ -12,9 +12,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from ..plan import AgentConfig, LlmAgent, PythonAgent, ShellAgent, SimAgent
-from ..redaction import Redactor
-from ..values import ValueProblem, to_json_value
+from core.model.plan import AgentConfig, LlmAgent, PythonAgent, ShellAgent, SimAgent
+from core.redaction import Redactor
+from core.values import ValueProblem, to_json_value
 
 
 @dataclass(frozen=True, slots=True)
@@ -91,19 +91,19 @@ def safe_outcome(outcome: Result | AttemptFailed, redactor: Redactor) -> Result 
 def build_executor(name: str, config: AgentConfig) -> Executor:
     """The executor for an agent config (imports lazily: a plan pays only for the kinds it uses)."""
     if isinstance(config, LlmAgent):
-        from .llm import LlmExecutor
+        from core.executors.llm import LlmExecutor
 
         return LlmExecutor(name, config)
     if isinstance(config, SimAgent):
-        from .sim import SimExecutor
+        from core.executors.sim import SimExecutor
 
         return SimExecutor(config)
     if isinstance(config, ShellAgent):
-        from .shell import ShellExecutor
+        from core.executors.shell import ShellExecutor
 
         return ShellExecutor(config)
     if isinstance(config, PythonAgent):
-        from .python import PythonExecutor
+        from core.executors.python import PythonExecutor
 
         return PythonExecutor(config.call)
     raise TypeError(f"no executor for agent kind {type(config).__name__}")

@@ -13,11 +13,11 @@ import re
 from collections.abc import Callable
 from typing import Any
 
-from ..chat import ChatClient, ChatError, Completion, schema_format
-from ..plan import LlmAgent
-from ..values import ValueProblem, loads
-from ..verification import VERDICT_SCHEMA
-from . import AttemptFailed, Result, StepCall, Usage
+from core.executors.chat import ChatClient, ChatError, Completion, schema_format
+from core.model.plan import LlmAgent
+from core.values import ValueProblem, loads
+from core.executors.verdict import VERDICT_SCHEMA
+from core.executors import AttemptFailed, Result, StepCall, Usage
 
 _FENCE = re.compile(r"^```(?:json)?\s*(.*?)\s*```$", re.DOTALL)
 

@@ -21,7 +21,7 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
-from . import AttemptFailed, Result, StepCall, Usage
+from core.executors import AttemptFailed, Result, StepCall, Usage
 
 
 class PythonExecutor:

@@ -13,9 +13,9 @@ import shlex
 import signal
 from typing import Any
 
-from ..plan import ShellAgent
-from ..verification import ExitStatus
-from . import AttemptFailed, Result, StepCall
+from core.model.plan import ShellAgent
+from core.executors.verdict import ExitStatus
+from core.executors import AttemptFailed, Result, StepCall
 
 TAIL_CHARS = 2000
 

@@ -10,8 +10,8 @@ import asyncio
 import json
 import random
 
-from ..plan import SimAgent
-from . import AttemptFailed, Result, StepCall, Usage
+from core.model.plan import SimAgent
+from core.executors import AttemptFailed, Result, StepCall, Usage
 
 
 class SimExecutor:

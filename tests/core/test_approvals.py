@@ -8,7 +8,7 @@ import sys
 import pytest
 
 from core import Orchestrator, RunStatus, TransitionError
-from core.lease import Identity
+from core.cluster.lease import Identity
 from tests.conftest import events_of, plan, types_for
 from tests.core.helpers import start, wait_event
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from core.breaker import Breaker, BreakerState
+from core.engine.breaker import Breaker, BreakerState
 
 
 class Clock:

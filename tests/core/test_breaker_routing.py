@@ -51,7 +51,7 @@ async def test_with_no_healthy_alternative_a_step_waits_for_the_probe_without_sp
         "    return 'ok'\n")
     monkeypatch.syspath_prepend(str(tmp_path))
     clock_now = [1000.0]
-    from core.breaker import BreakerBoard
+    from core.engine.breaker import BreakerBoard
 
     orch = await Orchestrator.open(db_url, lease_ttl_s=5, poll_s=0.05)
     orch.breakers = BreakerBoard(clock=lambda: clock_now[0])

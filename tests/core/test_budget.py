@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 
 from core import RunStatus
-from core.budget import TokenBudget
+from core.engine.budget import TokenBudget
 from tests.conftest import plan
 from tests.core.helpers import wait_event
 

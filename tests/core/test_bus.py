@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 
 from core import EventBus, Gap
-from core.events import Event
+from core.model.events import Event
 from tests.conftest import plan
 from tests.core.helpers import start
 

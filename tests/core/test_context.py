@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from core.context import TRUNCATION_MARKER, Upstream, build_context
-from core.plan import Policy
+from core.model.context import TRUNCATION_MARKER, Upstream, build_context
+from core.model.plan import Policy
 
 
 def ups() -> list[Upstream]:

@@ -11,8 +11,8 @@ import pytest
 from sqlalchemy import update
 
 from core import LeaseHeld, Orchestrator, RunStatus
-from core import schema
-from core.lease import Holder, Identity, holder_state, pid_alive
+from core.store import schema
+from core.cluster.lease import Holder, Identity, holder_state, pid_alive
 from tests.conftest import plan
 
 ON_POSTGRES = True  # every test here runs on SQLite and on PostgreSQL (tests/conftest.py)

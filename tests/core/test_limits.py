@@ -16,9 +16,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from core import PlanError, parse_plan_text, validate_plan
-from core.controller import backoff_delay
+from core.engine.controller import backoff_delay
 from core.limits import MAX_DEPTH
-from core.plan import Backoff
+from core.model.plan import Backoff
 from core.values import ValueProblem, check_document, to_json_value
 
 STEP = '{"key": "a"}'

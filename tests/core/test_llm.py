@@ -208,7 +208,7 @@ def test_a_key_in_the_headers_is_refused_at_plan_time():
 
 
 def test_retry_after_parses_seconds_and_dates():
-    from core.chat import retry_after
+    from core.executors.chat import retry_after
 
     assert retry_after("3") == 3.0
     assert retry_after("Wed, 21 Oct 2015 07:28:00 GMT", now=1445412470.0) == pytest.approx(10.0)

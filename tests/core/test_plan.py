@@ -7,7 +7,7 @@ import json
 import pytest
 
 from core import PlanError, load_plan, parse_plan_text, plan_json_schema, validate_plan
-from core.dag import find_cycle
+from core.model.dag import find_cycle
 
 
 def issues_of(data) -> list[str]:

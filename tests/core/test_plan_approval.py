@@ -9,7 +9,7 @@ import pytest
 
 from core import PlanError, RunStatus, TransitionError, parse_plan_text
 from core.errors import AgentError
-from core.plan import LlmAgent
+from core.model.plan import LlmAgent
 from core.planner import plan_goal, plan_to_yaml
 from tests.chat_server import ChatServer
 from tests.conftest import plan

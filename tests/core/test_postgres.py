@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import asyncio
 
-from core.store import Store
-from core.writer import WriteBatch
+from core.store.store import Store
+from core.store.writer import WriteBatch
 
 
 async def test_readers_since_id_never_miss_events_from_concurrent_writers(pg_url):
@@ -51,8 +51,8 @@ async def test_a_dropped_listen_connection_wakes_its_waiters_and_listens_again(p
     """The LISTEN connection was never reconnected: after a drop, dashboards and workers only polled."""
     import asyncpg
 
-    from core.notify import Notifier
-    from core.writer import EVENTS_CHANNEL
+    from core.store.notify import Notifier
+    from core.store.writer import EVENTS_CHANNEL
 
     notifier = Notifier(pg_url)
     admin = await asyncpg.connect(pg_url.replace("postgresql+asyncpg://", "postgresql://"))
@@ -80,7 +80,7 @@ async def test_a_dropped_listen_connection_wakes_its_waiters_and_listens_again(p
 
 async def test_two_processes_saving_a_targets_first_breaker_state_at_once_never_collide(pg_url):
     """The first save of a breaker was an update-then-insert: two workers at once hit a duplicate key."""
-    from core.breaker import Breaker
+    from core.engine.breaker import Breaker
 
     stores = [await Store.open(pg_url) for _ in range(6)]
     try:

@@ -8,7 +8,7 @@ import textwrap
 import pytest
 
 from core import PlanError, RunStatus, TransitionError, validate_plan
-from core.refs import RefError, resolve
+from core.model.refs import RefError, resolve
 from tests.conftest import plan
 from tests.core.helpers import start, wait_event
 

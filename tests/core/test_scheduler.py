@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from core.scheduler import Scheduler
+from core.engine.scheduler import Scheduler
 
 
 def build(edges: dict[str, list[str]], agents: dict[str, str] | None = None, limit: int = 10, agent_limits=None) -> tuple[Scheduler, list[str]]:

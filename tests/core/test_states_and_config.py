@@ -6,7 +6,7 @@ import pytest
 
 from core import TransitionError
 from core.config import ENV_DB, resolve_db_url
-from core.states import StepStatus, check_step
+from core.model.states import StepStatus, check_step
 
 
 def test_an_illegal_transition_names_step_status_and_action():

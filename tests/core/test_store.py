@@ -10,9 +10,9 @@ import pytest
 from sqlalchemy import create_engine, inspect, text
 
 from core import Orchestrator, StaleWrite, StoreError, validate_plan
-from core import migrate
-from core.store import Store
-from core.writer import WriteBatch
+from core.store import migrate
+from core.store.store import Store
+from core.store.writer import WriteBatch
 from tests.conftest import plan
 
 ON_POSTGRES = True  # every test here runs on SQLite and on PostgreSQL (tests/conftest.py)

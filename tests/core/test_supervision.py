@@ -14,8 +14,8 @@ import time
 import pytest
 
 from core import Orchestrator, RunStatus, validate_plan
-from core import controller as controller_module
-from core.store import Store
+from core.engine import controller as controller_module
+from core.store.store import Store
 from tests.conftest import plan
 
 CHAIN = 20_000
@@ -39,8 +39,8 @@ async def test_a_20000_step_chain_that_fails_at_its_first_step_ends_at_once_and_
     assert sum(s["status"] == "skipped" for s in snap["steps"]) == CHAIN - 1
     assert elapsed < 30
 
-    from tui.app import LoopdeckApp
-    from tui.screens.run import RunScreen
+    from tui.dashboard.app import LoopdeckApp
+    from tui.dashboard.screens.run import RunScreen
 
     app = LoopdeckApp(run_id=run_id, orchestrator=orch)
     async with app.run_test(size=(100, 30)) as pilot:

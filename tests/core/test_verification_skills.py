@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from core import PlanError, validate_plan
-from core.skills import available_skills
+from core.model.skills import available_skills
 from tests.chat_server import ChatServer
 from tests.conftest import plan
 from tests.core.helpers import wait_event

@@ -7,12 +7,12 @@ import html
 import re
 
 from core import Orchestrator, validate_plan
-from tui.app import LoopdeckApp
-from tui.literal import clean, literal
-from tui.screens.approval import ApprovalScreen
-from tui.screens.dialogs import ConfirmScreen, PromptScreen
-from tui.screens.help import HelpScreen
-from tui.widgets.dag_tree import DagTree
+from tui.dashboard.app import LoopdeckApp
+from tui.text.literal import clean, literal
+from tui.dashboard.screens.approval import ApprovalScreen
+from tui.dashboard.screens.dialogs import ConfirmScreen, PromptScreen
+from tui.dashboard.screens.help import HelpScreen
+from tui.dashboard.widgets.dag_tree import DagTree
 
 SIZE = (140, 40)
 
@@ -179,7 +179,7 @@ async def test_untrusted_text_is_shown_literally(db_url):
 
 
 async def test_attach_acts_on_a_run_driven_by_another_process_through_the_store(db_url):
-    from core.lease import Identity
+    from core.cluster.lease import Identity
 
     driver = await Orchestrator.open(db_url, identity=Identity(host="worker-1"), poll_s=0.05)
     try:
@@ -260,8 +260,8 @@ async def test_the_runs_list_opens_a_run_and_esc_returns(db_url):
         second = await orch.create_run(wide_plan())
     app = LoopdeckApp(db_url, user="jo")
     async with app.run_test(size=SIZE) as pilot:
-        from tui.screens.run import RunScreen
-        from tui.screens.runs import RunsScreen
+        from tui.dashboard.screens.run import RunScreen
+        from tui.dashboard.screens.runs import RunsScreen
 
         await until(pilot, lambda: isinstance(app.screen, RunsScreen) and app.screen.query_one("DataTable").row_count == 2)
         table = app.screen.query_one("DataTable")
@@ -365,7 +365,7 @@ async def test_a_database_error_is_shown_and_the_dashboard_keeps_running(db_url)
 
 
 async def test_the_command_palette_offers_every_action(db_url):
-    from tui.actions import RUN_ACTIONS
+    from tui.dashboard.actions import RUN_ACTIONS
 
     async with await Orchestrator.open(db_url) as orch:
         run_id = await orch.create_run(gated_plan())

@@ -15,7 +15,7 @@ def test_an_error_outside_a_worker_ends_the_dashboard_with_one_line_and_no_local
     script = tmp_path / "boom.py"
     script.write_text(textwrap.dedent("""
         import sys
-        from tui.app import LoopdeckApp
+        from tui.dashboard.app import LoopdeckApp
 
         async def auto_pilot(pilot):
             await pilot.pause(0.5)
@@ -38,7 +38,7 @@ def test_an_error_outside_a_worker_ends_the_dashboard_with_one_line_and_no_local
 
 
 async def test_a_failed_worker_is_a_notification_and_the_dashboard_stays(db_url):
-    from tui.app import LoopdeckApp
+    from tui.dashboard.app import LoopdeckApp
 
     async with await Orchestrator.open(db_url) as orch:
         run_id = await orch.create_run(plan([{"key": "a"}]))

@@ -8,11 +8,11 @@ from pathlib import Path
 from core import validate_plan
 from tests.chat_server import ChatServer
 from tests.tui.test_dashboard import SIZE, screen_as_text, until
-from tui.app import LoopdeckApp
-from tui.screens.dialogs import PromptScreen
-from tui.screens.plan_review import PlanReviewScreen
-from tui.widgets.dag_tree import DagTree
-from tui.widgets.step_detail import StepDetail
+from tui.dashboard.app import LoopdeckApp
+from tui.dashboard.screens.dialogs import PromptScreen
+from tui.dashboard.screens.plan_review import PlanReviewScreen
+from tui.dashboard.widgets.dag_tree import DagTree
+from tui.dashboard.widgets.step_detail import StepDetail
 
 
 def reviewed_plan():

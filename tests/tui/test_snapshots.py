@@ -11,9 +11,9 @@ import copy
 
 from core import validate_plan
 from core.demo import DEMO
-from tui.app import LoopdeckApp
-from tui.screens.approval import ApprovalScreen
-from tui.screens.help import HelpScreen
+from tui.dashboard.app import LoopdeckApp
+from tui.dashboard.screens.approval import ApprovalScreen
+from tui.dashboard.screens.help import HelpScreen
 
 SIZE = (150, 44)
 FROZEN = 1_790_000_000.0  # 2026-09-21T14:13:20Z
@@ -68,7 +68,7 @@ async def wait_until(pilot, predicate, timeout: float = 20.0) -> None:
 
 
 async def settled(pilot) -> None:
-    from tui.widgets.step_detail import StepDetail
+    from tui.dashboard.widgets.step_detail import StepDetail
 
     await wait_until(pilot, lambda: getattr(pilot.app.screen, "view", None) is not None)
     await wait_until(pilot, lambda: pilot.app.screen.query_one(StepDetail).shown_key == "plan")

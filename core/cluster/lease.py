@@ -1,0 +1,73 @@
+"""Run leases: exactly one process drives a run.
+
+A lease names its holder (a random owner token, the host and the pid) and an
+expiry renewed by a heartbeat. On the same host we can ask the OS whether the
+holder lives, so a crashed driver is taken over at once and a live one is never
+displaced; for a holder on another host we wait for the lease to expire.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import socket
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any
+
+
+def default_ttl_s() -> float:
+    """Seconds a lease lasts unless renewed: ``LOOPDECK_LEASE_S``, else 15 (read when a process opens)."""
+    from core.settings import env_settings
+
+    return env_settings().lease_s
+
+
+class Holder(StrEnum):
+    FREE = "free"  # nobody holds it
+    DEAD = "dead"  # the holder ran on this host and its process is gone
+    EXPIRED = "expired"  # held elsewhere, but not renewed in time
+    ALIVE_HERE = "alive_here"  # a live process on this host holds it
+    ALIVE_ELSEWHERE = "alive_elsewhere"  # another host holds it and renews it
+
+
+@dataclass(frozen=True)
+class Identity:
+    """Who this process is, as written into the leases it takes."""
+
+    owner: str = field(default_factory=lambda: secrets.token_hex(8))
+    host: str = field(default_factory=socket.gethostname)
+    pid: int = field(default_factory=os.getpid)
+
+
+def pid_alive(pid: int) -> bool:
+    """Whether a process with this pid exists and is not a zombie."""
+    if pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    try:
+        with open(f"/proc/{pid}/stat", encoding="ascii", errors="replace") as fh:
+            state = fh.read().rsplit(")", 1)[1].split()[0]
+        return state not in ("Z", "X")
+    except (OSError, IndexError):
+        return True
+
+
+def holder_state(run: dict[str, Any], me: Identity, now: float, live_owners: set[str]) -> Holder:
+    """Classify the current holder of a run's lease, seen from process ``me``."""
+    owner = run.get("lock_owner")
+    if owner is None:
+        return Holder.FREE
+    if run.get("lock_host") == me.host:
+        pid = run.get("lock_pid") or 0
+        if pid == me.pid:  # an earlier driver in this very process
+            return Holder.ALIVE_HERE if owner in live_owners else Holder.DEAD
+        return Holder.ALIVE_HERE if pid_alive(pid) else Holder.DEAD
+    if (run.get("locked_until") or 0) < now:
+        return Holder.EXPIRED
+    return Holder.ALIVE_ELSEWHERE

@@ -1,0 +1,128 @@
+"""Schema migrations (Alembic), applied when a database is opened.
+
+An older database is upgraded in place; a database newer than this code is
+refused with a clear error instead of being misread.
+
+Every upgrade is one transaction, taken before anything is read, so it is
+atomic and serialised: processes opening a new database together take turns
+(a transaction-scoped advisory lock on PostgreSQL, ``BEGIN IMMEDIATE`` on
+SQLite), and a crash at any moment leaves the database at its old revision,
+which the next open upgrades. (Python's sqlite3 driver would otherwise run
+``CREATE TABLE`` outside any transaction, so a crash or a race left tables
+with no recorded revision.) A database that such a crash left with empty
+loopdeck tables and no revision is rebuilt; one that holds runs is refused.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+from typing import Any
+
+from alembic import command
+from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from sqlalchemy import create_engine, event, inspect, text
+from sqlalchemy.engine import Connection
+from sqlalchemy.pool import NullPool
+
+from core.errors import StoreError
+
+SCRIPT_LOCATION = Path(__file__).with_name("migrations")
+MIGRATION_LOCK_KEY = 0x6D696772  # "migr"
+
+
+def _config(connection: Connection | None = None) -> Config:
+    cfg = Config()
+    cfg.set_main_option("script_location", str(SCRIPT_LOCATION))
+    cfg.attributes["connection"] = connection
+    return cfg
+
+
+def head_revision() -> str:
+    return ScriptDirectory.from_config(_config()).get_current_head() or ""
+
+
+def current_revision(connection: Connection) -> str | None:
+    return MigrationContext.configure(connection).get_current_revision()
+
+
+def upgrade(connection: Connection, revision: str = "head") -> None:
+    """Bring the schema on ``connection`` to ``revision`` (default: the newest).
+
+    On PostgreSQL, workers starting together would migrate a new database at
+    once; a transaction-scoped advisory lock lets one migrate while the others
+    wait, then find it done.
+    """
+    if connection.dialect.name == "postgresql":
+        connection.exec_driver_sql(f"SELECT pg_advisory_xact_lock({MIGRATION_LOCK_KEY})")
+    script = ScriptDirectory.from_config(_config())
+    current = current_revision(connection)
+    if current is not None and current not in {rev.revision for rev in script.walk_revisions()}:
+        raise StoreError(
+            f"the database is at schema revision {current}, newer than this loopdeck knows "
+            f"(newest: {script.get_current_head()}); upgrade loopdeck to open it"
+        )
+    target = script.get_current_head() if revision == "head" else revision
+    if current == target:
+        return
+    if current is None:
+        _clear_unversioned(connection)
+    command.upgrade(_config(connection), revision)
+
+
+# tables an interrupted first open could leave behind (every table the migrations create, and theirs)
+LOOPDECK_TABLES = ("runs", "steps", "events", "commands", "spans", "feedback", "breakers", "workers",
+                   "agent_slots", "run_plans", "alembic_version")
+
+
+def _clear_unversioned(connection: Connection) -> None:
+    """No revision recorded, yet loopdeck tables exist: an older loopdeck crashed in its first open.
+
+    Empty, they are dropped and the schema is built afresh; with runs in them they are refused
+    (nothing is guessed about data).
+    """
+    present = [name for name in LOOPDECK_TABLES if inspect(connection).has_table(name)]
+    if not present:
+        return
+    if "runs" in present and connection.execute(text("SELECT COUNT(*) FROM runs")).scalar_one():
+        raise StoreError("the database has loopdeck tables with runs in them but no schema revision; "
+                         "it was not written by this loopdeck: point --db at another file")
+    for name in present:
+        connection.exec_driver_sql(f'DROP TABLE "{name}"')
+
+
+def sqlite_revision(path: Path, busy_timeout_ms: int) -> str | None:
+    """The revision recorded in a SQLite file, read without a write lock (None: none recorded)."""
+    conn = sqlite3.connect(path, timeout=busy_timeout_ms / 1000)
+    try:
+        row = conn.execute("SELECT version_num FROM alembic_version").fetchone()
+    except sqlite3.OperationalError:
+        return None  # no such table yet
+    finally:
+        conn.close()
+    return row[0] if row else None
+
+
+def upgrade_sqlite(url: str, on_connect: Any) -> None:
+    """Upgrade a SQLite database in one ``BEGIN IMMEDIATE`` transaction (see the module docstring).
+
+    ``url`` is a synchronous (pysqlite) URL; ``on_connect`` sets the connection's pragmas.
+    """
+    engine = create_engine(url, poolclass=NullPool)
+
+    @event.listens_for(engine, "connect")
+    def _connect(dbapi_conn: Any, record: Any) -> None:
+        on_connect(dbapi_conn, record)
+        dbapi_conn.isolation_level = None  # the driver's own transaction handling off: we BEGIN ourselves
+
+    @event.listens_for(engine, "begin")
+    def _begin(conn: Connection) -> None:
+        conn.exec_driver_sql("BEGIN IMMEDIATE")  # the write lock first: openers queue here, not mid-way
+
+    try:
+        with engine.begin() as conn:
+            upgrade(conn)
+    finally:
+        engine.dispose()

@@ -1,0 +1,115 @@
+"""Wake-ups across processes: PostgreSQL LISTEN/NOTIFY, as hints.
+
+One dedicated connection listens; a notification wakes whoever waits on its
+channel (and run). The tables stay the truth: a waiter always re-reads them,
+and waits with a timeout, so a lost notification costs latency, never
+correctness. On SQLite there is no listener and ``wait`` is a plain sleep.
+
+The listening connection can drop (a restarted server, a killed backend, a
+network blip). Then every waiter is woken at once, to catch up from the
+tables (notifications sent meanwhile are lost), and the next ``wait``
+connects again; while the server cannot be reached, waits are plain sleeps
+and a new connection is tried every ``RECONNECT_S``.
+
+Channels: ``loopdeck_events`` ("<run id> <last id>", after events commit),
+``loopdeck_commands`` ("<run id>", an action queued for the run's driver),
+``loopdeck_runs`` (a run became claimable: submitted, or handed back).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from typing import Any
+
+from core.store.writer import COMMANDS_CHANNEL, EVENTS_CHANNEL, RUNS_CHANNEL
+
+log = logging.getLogger("loopdeck.notify")
+CHANNELS = (EVENTS_CHANNEL, COMMANDS_CHANNEL, RUNS_CHANNEL)
+RECONNECT_S = 2.0
+
+
+class Notifier:
+    def __init__(self, url: str | None) -> None:
+        self.url = url  # a PostgreSQL URL, or None (SQLite: no notifications, waits are sleeps)
+        self._conn: Any = None
+        self._started: asyncio.Task[None] | None = None
+        self._retry_at = 0.0  # monotonic time before which no new connection is tried
+        self._waiters: list[tuple[str, str | None, asyncio.Event]] = []
+        self.connections = 0  # listening connections made (a reconnect adds one)
+
+    async def _start(self) -> None:
+        import asyncpg
+
+        dsn = self.url.replace("postgresql+asyncpg://", "postgresql://", 1)  # type: ignore[union-attr]
+        conn = await asyncpg.connect(dsn, timeout=10)
+        for channel in CHANNELS:
+            await conn.add_listener(channel, self._received)
+        conn.add_termination_listener(self._lost)
+        self._conn = conn
+        self.connections += 1
+
+    def _received(self, _conn: Any, _pid: int, channel: str, payload: str) -> None:
+        key = payload.split(" ", 1)[0]
+        for want_channel, want_key, event in self._waiters:
+            if want_channel == channel and (want_key is None or want_key == key):
+                event.set()
+
+    def _lost(self, conn: Any) -> None:
+        """The listening connection closed: wake everyone to re-read the tables; listen again at the next wait."""
+        if conn is not self._conn:
+            return
+        log.warning("the LISTEN connection dropped; catching up from the tables and reconnecting")
+        self._conn, self._started = None, None
+        for _channel, _key, event in self._waiters:
+            event.set()
+
+    async def _listening(self) -> bool:
+        """Whether a listening connection is up (connecting if it is time to try)."""
+        if self._started is None:
+            if time.monotonic() < self._retry_at:
+                return False
+            self._started = asyncio.ensure_future(self._start())
+        if not self._started.done():
+            try:
+                await asyncio.shield(self._started)
+            except Exception as exc:  # noqa: BLE001 - no listener now: poll, and try again later
+                log.warning("cannot LISTEN for notifications (%s); polling until it can", exc)
+                self._started, self._retry_at = None, time.monotonic() + RECONNECT_S
+                return False
+        if self._started.exception() is not None:
+            self._started, self._retry_at = None, time.monotonic() + RECONNECT_S
+            return False
+        return self._conn is not None and not self._conn.is_closed()
+
+    async def wait(self, channel: str, key: str | None, timeout: float) -> bool:
+        """Until a notification on ``channel`` (for ``key``) arrives or ``timeout`` passes; True if one arrived.
+
+        Also True when the listening connection dropped (notifications may have been lost: re-read).
+        """
+        if self.url is None:
+            await asyncio.sleep(timeout)
+            return False
+        if not await self._listening():
+            await asyncio.sleep(timeout)
+            return False
+        waiter = (channel, key, asyncio.Event())
+        self._waiters.append(waiter)
+        try:
+            await asyncio.wait_for(waiter[2].wait(), timeout)
+            return True
+        except TimeoutError:
+            return False
+        finally:
+            self._waiters.remove(waiter)
+
+    async def close(self) -> None:
+        if self._started is not None and not self._started.done():
+            self._started.cancel()
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            try:
+                await conn.close(timeout=2)
+            except Exception:  # noqa: BLE001 - closing anyway
+                pass

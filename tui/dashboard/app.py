@@ -1,0 +1,157 @@
+"""The loopdeck dashboard (Textual).
+
+It opens on a run that this process drives (``loopdeck run``/``demo``) or on
+one driven elsewhere (``loopdeck attach``); either way it reads events from
+the store and acts through the orchestrator's API only.
+
+Errors never end in a screen of traceback: workers run with
+``exit_on_error=False`` and one handler (``on_worker_state_changed``) shows a
+failed worker's error as a notification; an error outside a worker ends the
+app with one line (``_fatal_error``), the traceback only with ``LOOPDECK_DEBUG=1``
+and never with local variables (they would hold URLs and keys).
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+import traceback
+from collections.abc import AsyncIterator, Callable
+from functools import partial
+
+from rich.text import Text
+from textual.app import App
+from textual.command import DiscoveryHit, Hit, Hits, Provider
+from textual.worker import Worker, WorkerState
+
+from core import LoopdeckError, Orchestrator, Plan, RunStatus, mask_urls
+
+from tui.dashboard.actions import RUN_ACTIONS
+from tui.dashboard.screens.run import RunScreen
+from tui.dashboard.screens.runs import RunsScreen
+
+
+class ActionCommands(Provider):
+    """The command palette offers every action of the registry."""
+
+    def _specs(self):  # noqa: ANN202 - a generator of ActionSpec
+        screen = self.screen
+        for spec in RUN_ACTIONS:
+            if screen.check_action(spec.action.split("(")[0], ()) is not False:
+                yield spec
+
+    async def discover(self) -> Hits:
+        for spec in self._specs():
+            yield DiscoveryHit(spec.label if spec.label.isalpha() else spec.help, partial(self.screen.run_action, spec.action),
+                               help=spec.help)
+
+    async def search(self, query: str) -> AsyncIterator[Hit]:
+        matcher = self.matcher(query)
+        for spec in self._specs():
+            text = f"{spec.label} — {spec.help}"
+            score = matcher.match(text)
+            if score > 0:
+                yield Hit(score, matcher.highlight(text), partial(self.screen.run_action, spec.action), help=spec.help)
+
+
+class LoopdeckApp(App[int]):
+    CSS_PATH = "loopdeck.tcss"
+    TITLE = "loopdeck"
+    COMMANDS = App.COMMANDS | {ActionCommands}
+
+    def __init__(
+        self,
+        db: str | None = None,
+        *,
+        run_id: str | None = None,
+        plan: Plan | None = None,
+        proposed_by: str | None = None,
+        planning_tokens: tuple[int, int] = (0, 0),
+        drive: bool = False,
+        read_only: bool = False,
+        user: str | None = None,
+        orchestrator: Orchestrator | None = None,
+        clock: Callable[[], float] = time.time,
+        run_ids: Callable[[float], str] | None = None,
+    ) -> None:
+        super().__init__()
+        self.clock = clock  # what "now" is on screen (durations, elapsed); tests freeze it
+        self._run_ids = run_ids
+        self.db = db
+        self.run_id = run_id
+        self.plan = plan
+        self.proposed_by = proposed_by  # who wrote the plan (the planner), shown in the plan review
+        self.planning_tokens = planning_tokens  # what writing the plan cost: counted in the run's tokens
+        self.drive = drive
+        self.read_only = read_only
+        self._user = user
+        self._given = orchestrator
+        self.orch: Orchestrator = orchestrator  # type: ignore[assignment]
+        self.final_status: RunStatus | None = None
+
+    @property
+    def user(self) -> str:
+        return self.orch.user
+
+    async def on_mount(self) -> None:
+        try:
+            if self.orch is None:
+                self.orch = await Orchestrator.open(self.db, user=self._user, clock=self.clock, run_ids=self._run_ids)
+            if self.plan is not None:
+                self.run_id = await self.orch.create_run(self.plan, proposed_by=self.proposed_by, hold=self.drive,
+                                                         planning_tokens=self.planning_tokens)
+            if self.run_id is not None:
+                self.run_id = await self.orch.store.resolve_run_id(self.run_id)
+        except LoopdeckError as exc:
+            self.exit(2, message=Text(mask_urls(f"loopdeck: {exc}")))
+            return
+        if self.run_id is None:
+            await self.push_screen(RunsScreen())
+            return
+        if self.drive:
+            self.run_worker(self._drive(self.run_id), name="the run's driver", group="drive", exclusive=True,
+                            exit_on_error=False)
+        await self.push_screen(RunScreen(self.run_id))
+
+    def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
+        """The one place a failed worker is reported: a notification, and the dashboard stays up."""
+        if event.state == WorkerState.ERROR and event.worker.error is not None:
+            error = event.worker.error
+            self.notify(mask_urls(f"unexpected error in {event.worker.name or 'a background task'}: "
+                                  f"{type(error).__name__}: {error}"), severity="error", markup=False, timeout=30)
+
+    def _handle_exception(self, error: Exception) -> None:
+        self._unexpected = error  # for _fatal_error, which Textual calls without it
+        super()._handle_exception(error)
+
+    def _fatal_error(self) -> None:
+        """An error outside any worker ends the app: one line, no locals (Textual's own dump shows them all).
+
+        Overrides a private Textual method (textual is pinned exactly; tests/tui cover it).
+        """
+        error = getattr(self, "_unexpected", None) or sys.exc_info()[1]
+        self._return_code = 3  # the CLI's exit code for a bug
+        if os.environ.get("LOOPDECK_DEBUG", "").strip().lower() in ("1", "true", "yes", "on") and error is not None:
+            self._exit_renderables.append(Text(mask_urls("".join(traceback.format_exception(error)))))
+        what = f"{type(error).__name__}: {error}" if error is not None else "unknown error"
+        self._exit_renderables.append(Text(mask_urls(f"loopdeck: unexpected error in the dashboard: {what}; "
+                                                     "this is a bug (LOOPDECK_DEBUG=1 shows the traceback)")))
+        self._close_messages_no_wait()
+
+    async def _drive(self, run_id: str) -> None:
+        try:
+            self.final_status = await self.orch.drive(run_id)
+        except LoopdeckError as exc:
+            self.notify(f"the run stopped: {exc}", severity="error", markup=False, timeout=30)
+
+    async def on_unmount(self) -> None:
+        for worker in list(self.workers):
+            worker.cancel()
+            if worker.group == "drive":  # let the driver release the run's lease before the store closes
+                try:
+                    await worker.wait()
+                except Exception:  # noqa: BLE001 - cancelled or failed: either way it has stopped
+                    pass
+        if self._given is None and self.orch is not None:
+            await self.orch.close()

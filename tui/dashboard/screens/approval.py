@@ -1,0 +1,164 @@
+"""The approval modal: opens by itself when a step waits; queues several.
+
+`a` approves, `r` rejects (asking for an optional reason), `e` edits the input
+as JSON (refused in place while it does not parse; ctrl+s approves with the
+edit), `esc` defers: the gate stays open and `A` reopens the queue.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from rich.text import Text
+from textual import on
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Vertical, VerticalScroll
+from textual.message import Message
+from textual.message_pump import MessagePump
+from textual.screen import ModalScreen
+from textual.widgets import Static, TextArea
+
+from tui.text.literal import literal
+from tui.dashboard.widgets.step_detail import as_json
+from tui.dashboard.screens.dialogs import PromptScreen
+
+
+class ApprovalScreen(ModalScreen[None]):
+    BINDINGS = [
+        Binding("a", "approve", "Approve", id="approval-approve", tooltip="Approve: the step runs with this input"),
+        Binding("r", "reject", "Reject", id="approval-reject", tooltip="Reject: the step and what needs it are skipped"),
+        Binding("e", "edit", "Edit input", id="approval-edit", tooltip="Edit the input as JSON, then approve with ctrl+s"),
+        Binding("ctrl+s", "approve_edit", "Approve edit", id="approval-approve-edit", show=False),
+        Binding("escape", "defer", "Defer", id="approval-defer", tooltip="Close; the gate stays open (A reopens)"),
+    ]
+
+    @dataclass
+    class Answered(Message):
+        """The operator answered a gate; the run screen calls the core API."""
+
+        key: str
+        approve: bool
+        reason: str | None = None
+        input: Any = ...
+
+    def __init__(self, owner: MessagePump, run_id: str, queue: list[str], steps: dict[str, Any], read_only: bool = False,
+                 on_defer: Callable[[list[str]], None] | None = None) -> None:
+        super().__init__()
+        self.owner = owner  # the run screen: it answers through the core API
+        self.on_defer = on_defer  # called at once, so the dialog is not reopened before it hears
+        self.run_id = run_id
+        self.queue = list(queue)
+        self.steps = steps
+        self.read_only = read_only
+        self.editing = False
+
+    @property
+    def current(self) -> str:
+        return self.queue[0]
+
+    def compose(self) -> ComposeResult:
+        with Vertical(id="approval-dialog"):
+            yield Static(id="approval-title")
+            yield Static(id="approval-why")
+            with VerticalScroll(id="approval-input"):
+                yield Static(id="approval-input-view")
+            yield TextArea.code_editor("", language="json", id="approval-editor")
+            yield Static(id="approval-error")
+            yield Static(id="approval-keys")
+
+    def on_mount(self) -> None:
+        self.query_one("#approval-editor").display = False
+        self.show_current()
+
+    def show_current(self) -> None:
+        step = self.steps[self.current]
+        more = f"  (1 of {len(self.queue)} waiting)" if len(self.queue) > 1 else ""
+        self.query_one("#approval-title", Static).update(
+            Text.assemble("Approve step ", literal(step.key, "bold"), "?", more))
+        self.query_one("#approval-why", Static).update(Text.assemble(
+            literal(step.title), " · ", literal(step.type), " on ", literal(step.agent, "italic"),
+            "\nwhy: the plan marks it `approval: required`", style=""))
+        self.query_one("#approval-input-view", Static).update(as_json(step.input))
+        keys = "a approve   r reject   e edit input   esc defer"
+        if self.read_only:
+            keys = "read-only: esc closes"
+        self.query_one("#approval-keys", Static).update(Text(keys))
+        self.query_one("#approval-error", Static).update("")
+
+    def advance(self, key: str) -> None:
+        """A gate was answered (here or elsewhere): show the next one, or close."""
+        if key in self.queue:
+            self.queue.remove(key)
+        if not self.queue:
+            self.dismiss(None)
+            return
+        self._stop_editing()
+        self.show_current()
+
+    def add(self, keys: list[str]) -> None:
+        for key in keys:
+            if key not in self.queue:
+                self.queue.append(key)
+        self.show_current()
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        if self.read_only and action in ("approve", "reject", "edit", "approve_edit"):
+            return False
+        if self.editing and action in ("approve", "reject", "edit"):
+            return False  # the keys type into the editor
+        return True
+
+    def action_approve(self) -> None:
+        self.owner.post_message(self.Answered(self.current, True))
+
+    def action_reject(self) -> None:
+        key = self.current
+
+        def done(reason: str | None) -> None:
+            if reason is not None:
+                self.owner.post_message(self.Answered(key, False, reason or None))
+
+        self.app.push_screen(PromptScreen(f"Reject {key}? Reason (optional):", "why not"), done)
+
+    def action_edit(self) -> None:
+        editor = self.query_one("#approval-editor", TextArea)
+        editor.text = json.dumps(self.steps[self.current].input, indent=2)
+        editor.display = True
+        self.query_one("#approval-input").display = False
+        self.editing = True
+        self.query_one("#approval-keys", Static).update(Text("ctrl+s approve with this input   esc stop editing"))
+        editor.focus()
+
+    def action_approve_edit(self) -> None:
+        if not self.editing:
+            return
+        text = self.query_one("#approval-editor", TextArea).text
+        try:
+            value = json.loads(text)
+        except json.JSONDecodeError as exc:
+            self.query_one("#approval-error", Static).update(
+                Text(f"not valid JSON: {exc.msg} at line {exc.lineno}, column {exc.colno}; fix it or esc"))
+            return
+        self.owner.post_message(self.Answered(self.current, True, "input edited in the dashboard", value))
+
+    def action_defer(self) -> None:
+        if self.editing:
+            self._stop_editing()
+            self.show_current()
+            return
+        if self.on_defer is not None:
+            self.on_defer(list(self.queue))
+        self.dismiss(None)
+
+    def _stop_editing(self) -> None:
+        self.editing = False
+        self.query_one("#approval-editor").display = False
+        self.query_one("#approval-input").display = True
+
+    @on(TextArea.Changed)
+    def _clear_error(self) -> None:
+        self.query_one("#approval-error", Static).update("")

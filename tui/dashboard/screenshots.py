@@ -1,0 +1,81 @@
+"""Regenerate the SVG screenshots in ``screenshots/`` from a real demo run.
+
+    python -m tui.dashboard.screenshots [OUT_DIR]
+
+Drives the built-in demo plan in the real dashboard (at 160x48) on a
+throw-away database and saves the screen at the moments worth showing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+import tempfile
+from pathlib import Path
+
+from core import demo_plan
+
+from tui.dashboard.app import LoopdeckApp
+from tui.dashboard.screens.approval import ApprovalScreen
+from tui.dashboard.screens.help import HelpScreen
+from tui.dashboard.screens.plan_review import PlanReviewScreen
+
+SIZE = (160, 48)
+
+
+async def capture(out: Path) -> list[Path]:
+    out.mkdir(parents=True, exist_ok=True)
+    saved: list[Path] = []
+
+    def save(app: LoopdeckApp, name: str) -> None:
+        path = out / f"{name}.svg"
+        path.write_text(app.export_screenshot(title=f"loopdeck — {name}"), encoding="utf-8")
+        saved.append(path)
+        print(f"wrote {path}", file=sys.stderr)
+
+    with tempfile.TemporaryDirectory() as tmp:
+        app = LoopdeckApp(str(Path(tmp) / "shots.db"), plan=demo_plan(), drive=True, user="operator")
+        async with app.run_test(size=SIZE) as pilot:
+            async def wait_for(predicate, timeout: float = 60) -> None:  # noqa: ANN001
+                for _ in range(int(timeout / 0.1)):
+                    if predicate():
+                        return
+                    await pilot.pause(0.1)
+                raise TimeoutError("the demo did not reach the expected state")
+
+            await pilot.pause(6)
+            save(app, "dashboard")
+            await wait_for(lambda: isinstance(app.screen, ApprovalScreen))
+            await pilot.pause(0.3)
+            save(app, "approval")
+            await pilot.press("escape")
+            await pilot.press("question_mark")
+            await wait_for(lambda: isinstance(app.screen, HelpScreen))
+            save(app, "help")
+            await pilot.press("escape")
+            await pilot.press("A")
+            await wait_for(lambda: isinstance(app.screen, ApprovalScreen))
+            await pilot.press("a")
+            await wait_for(lambda: app.final_status is not None)
+            await pilot.pause(0.5)
+            save(app, "finished")
+        plan = demo_plan()
+        plan = plan.model_copy(update={"policy": plan.policy.model_copy(update={"plan_approval": "required"})})
+        app = LoopdeckApp(str(Path(tmp) / "shots.db"), plan=plan, drive=True, user="operator")
+        async with app.run_test(size=SIZE) as pilot:
+            for _ in range(100):
+                if isinstance(app.screen, PlanReviewScreen):
+                    break
+                await pilot.pause(0.1)
+            await pilot.pause(0.3)
+            save(app, "plan_review")
+    return saved
+
+
+def main() -> None:
+    out = Path(sys.argv[1]) if len(sys.argv) > 1 else Path(__file__).resolve().parents[1] / "screenshots"
+    asyncio.run(capture(out))
+
+
+if __name__ == "__main__":
+    main()

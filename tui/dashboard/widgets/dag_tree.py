@@ -1,0 +1,139 @@
+"""The live DAG tree: keyed nodes whose labels are updated in place.
+
+A step with several dependencies appears under each of them: in full under
+its first dependency, as a "join" leaf under the others, so it expands in
+one place. The tree is built once per plan; afterwards only the labels of
+changed steps are set, so the operator's cursor, scroll and collapsed
+branches never move.
+
+The build is a loop over a stack, never a recursion over the plan's depth,
+and nesting stops at ``MAX_NESTING`` levels: deeper steps continue at that
+level, marked ``↳`` (a 20,000-step chain would otherwise be 20,000 levels deep,
+off the screen's edge and too deep for the tree to draw).
+"""
+
+from __future__ import annotations
+
+from rich.text import Text
+from textual.widgets import Tree
+from textual.widgets.tree import TreeNode
+
+from tui.text.literal import literal
+from tui.dashboard.viewmodel import RunView, StepView
+
+MAX_NESTING = 24
+FULL, JOIN, THEN = "full", "join", "then"  # how a step's node shows it: in full, as a join leaf, as a continuation
+
+GLYPH = {
+    "pending": ("○", "dim"), "running": ("◐", "bold cyan"), "waiting_user": ("⏸", "bold yellow"),
+    "succeeded": ("●", "green"), "failed": ("✗", "bold red"), "skipped": ("⊘", "dim"), "rejected": ("⊗", "red"),
+}
+
+
+def duration_text(seconds: float | None) -> str:
+    if seconds is None:
+        return ""
+    return f"{seconds:.1f}s" if seconds < 60 else f"{int(seconds // 60)}m{int(seconds % 60):02d}s"
+
+
+def step_label(step: StepView, now: float, join: bool = False, then: bool = False) -> Text:
+    glyph, style = GLYPH.get(step.status, ("?", ""))
+    text = Text.assemble(("↳ " if then else "", "dim"), (glyph + " ", style),
+                         literal(step.key, "bold" if step.status == "running" else ""))
+    if join:
+        text.append(" ⤝ join", "dim italic")
+        return text
+    if step.attempts > 1:
+        text.append(f" #{step.attempts}", "yellow")
+    dur = duration_text(step.duration(now))
+    if dur:
+        text.append(f" {dur}", "dim")
+    if step.tokens:
+        text.append(f" {step.tokens:,}t", "dim")
+    text.append(" ")
+    text.append_text(literal(step.agent, "italic dim"))
+    if step.rating:
+        text.append(" 👍" if step.rating == "up" else " 👎")
+    if step.held and step.status == "pending":
+        text.append(" ⏳ ", "yellow")
+        text.append_text(literal(step.held, "yellow"))
+    return text
+
+
+class DagTree(Tree[str]):
+    """Tree of steps; node data is the step key."""
+
+    def __init__(self, **kwargs: object) -> None:
+        super().__init__(Text("steps"), **kwargs)  # type: ignore[arg-type]
+        self.show_root = False
+        self.guide_depth = 3
+        self._step_nodes: dict[str, list[tuple[TreeNode[str], str]]] = {}
+        self._stale: set[str] = set()  # changed while out of sight: relabelled when scrolled into view
+
+    def build(self, view: RunView, now: float, filter_text: str = "") -> None:
+        """(Re)build the tree for the run's plan; with a filter, a flat list of the matching steps."""
+        self.clear()
+        self._step_nodes.clear()
+        self._stale.clear()
+        if filter_text:
+            needle = filter_text.lower()
+            for step in view.steps.values():
+                if needle in step.key.lower() or needle in step.status.lower() or needle in step.agent.lower():
+                    self._add(self.root, step.key, step_label(step, now), FULL, leaf=True)
+            self.root.expand()
+            return
+        children: dict[str, list[str]] = {}
+        for step in view.steps.values():
+            for dep in step.depends_on:
+                if dep in view.steps:
+                    children.setdefault(dep, []).append(step.key)
+        home = {key: next((d for d in step.depends_on if d in view.steps), None) for key, step in view.steps.items()}
+        # (parent node, step key, nesting level, how to show it); each step is shown in full once, under its home
+        stack = [(self.root, key, 0, FULL) for key in reversed(list(view.steps)) if home[key] is None]
+        while stack:
+            parent, key, level, mode = stack.pop()
+            step = view.steps[key]
+            if mode == JOIN:
+                self._add(parent, key, step_label(step, now, join=True), JOIN, leaf=True)
+                continue
+            kids = children.get(key, [])
+            deeper = level + 1 < MAX_NESTING
+            node = self._add(parent, key, step_label(step, now, then=mode == THEN), mode, leaf=not (kids and deeper))
+            below, kid_level, kid_mode = (node, level + 1, FULL) if deeper else (parent, level, THEN)
+            for kid in reversed(kids):
+                stack.append((below, kid, kid_level, kid_mode if home[kid] == key else JOIN))
+        self.root.expand()
+
+    def _add(self, parent: TreeNode[str], key: str, label: Text, mode: str, leaf: bool) -> TreeNode[str]:
+        node = parent.add_leaf(label, data=key) if leaf else parent.add(label, data=key, expand=True)
+        self._step_nodes.setdefault(key, []).append((node, mode))
+        return node
+
+    def refresh_steps(self, view: RunView, keys: set[str], now: float) -> None:
+        """Relabel the given steps where they are visible; the rest when they come into view.
+
+        Setting a label costs a re-render of its line, so a 5,000-step run
+        relabels only the few dozen lines on screen, however many steps changed.
+        """
+        top = int(self.scroll_y)
+        bottom = top + self.size.height
+        pending = self._stale | keys
+        self._stale = set()
+        for key in pending:
+            step = view.steps.get(key)
+            if step is None:
+                continue
+            nodes = self._step_nodes.get(key, [])
+            if not any(top <= node.line < bottom for node, _ in nodes):
+                self._stale.add(key)
+                continue
+            for node, mode in nodes:
+                node.set_label(step_label(step, now, join=mode == JOIN, then=mode == THEN))
+
+    def running_keys(self, view: RunView) -> set[str]:
+        return {k for k, s in view.steps.items() if s.status == "running"}
+
+    @property
+    def highlighted_key(self) -> str | None:
+        node = self.cursor_node
+        return node.data if node is not None else None

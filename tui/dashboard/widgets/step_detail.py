@@ -1,0 +1,103 @@
+"""Tabs about the highlighted step: input, output, context, events, error."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from rich.console import RenderableType
+from rich.syntax import Syntax
+from rich.text import Text
+from textual.app import ComposeResult
+from textual.containers import Vertical, VerticalScroll
+from textual.widgets import Static, TabbedContent, TabPane
+
+from tui.text.literal import clean, literal
+from tui.dashboard.viewmodel import RunView, StepView
+
+
+def as_json(value: Any) -> RenderableType:
+    """Structured values as highlighted JSON; text shown literally."""
+    if value is None:
+        return Text("—", style="dim")
+    if isinstance(value, str):
+        return literal(value)
+    return Syntax(clean(json.dumps(value, indent=2, ensure_ascii=True)), "json", word_wrap=True, background_color="default")
+
+
+SPAN_STYLE = {"succeeded": "green", "failed": "red", "interrupted": "yellow", "canceled": "dim", "running": "cyan"}
+
+
+def timeline(spans: list[dict[str, Any]], running: list[tuple[str, int, float]], start: float, now: float, width: int) -> Text:
+    """A Gantt chart: one row per attempt, bars placed on the run's time axis."""
+    rows = [(s["step_key"], s["attempt"], s["started_at"], s["ended_at"], s["status"]) for s in spans]
+    rows += [(key, attempt, began, now, "running") for key, attempt, began in running]
+    if not rows:
+        return Text("no attempt has finished yet", style="dim")
+    rows.sort(key=lambda r: r[2])
+    end = max(now if running else 0, *(r[3] for r in rows))
+    total = max(end - start, 1e-6)
+    label_w = min(28, max(len(f"{k} #{a}") for k, a, *_ in rows))
+    bar_w = max(10, width - label_w - 12)
+    text = Text()
+    for key, attempt, began, ended, status in rows:
+        left = int((began - start) / total * bar_w)
+        length = max(1, int((ended - began) / total * bar_w))
+        text.append_text(literal(f"{key} #{attempt}"[:label_w].ljust(label_w)))
+        text.append(" " + " " * left)
+        text.append("█" * min(length, bar_w - left), SPAN_STYLE.get(status, ""))
+        text.append(f" {ended - began:.1f}s\n", "dim")
+    text.append(f"{'':>{label_w}} 0s{'':>{max(0, bar_w - 8)}}{total:.1f}s", "dim")
+    return text
+
+
+class StepDetail(Vertical):
+    def compose(self) -> ComposeResult:
+        with TabbedContent(id="detail-tabs"):
+            for pane_id, title in (("input", "Input"), ("output", "Output"), ("context", "Context"), ("events", "Events"),
+                                   ("error", "Error"), ("timeline", "Timeline")):
+                with TabPane(title, id=f"tab-{pane_id}"):
+                    with VerticalScroll():
+                        yield Static(id=f"detail-{pane_id}", classes="detail-body")
+
+    shown_key: str | None = None  # the step whose detail is fully shown (tests wait on it)
+
+    def show_context(self, entries: list[dict[str, Any]] | None) -> None:
+        """What the step receives from upstream (outputs of its dependencies, per the policy)."""
+        target = self.query_one("#detail-context", Static)
+        if not entries:
+            target.update(Text("no upstream output in its context" if entries is not None else "—", style="dim"))
+            return
+        parts: list[RenderableType] = []
+        for entry in entries:
+            parts.append(Text.assemble(literal(entry["key"], "bold"), " · ", literal(entry["type"], "dim")))
+            parts.append(literal(entry["output"]))
+        target.update(_stack(*parts))
+
+    def show_step(self, view: RunView, step: StepView | None) -> None:
+        if step is None:
+            for name in ("input", "output", "context", "events", "error"):
+                self.query_one(f"#detail-{name}", Static).update(Text("no step selected", style="dim"))
+            return
+        head = Text.assemble(literal(step.title, "bold"), "  ", literal(step.type, "dim"), "  on ", literal(step.agent, "italic"))
+        self.query_one("#detail-input", Static).update(_stack(head, as_json(step.input)))
+        if step.status == "running" and step.partial:
+            streamed = Text("streaming… ", style="italic dim")
+            streamed.append_text(literal(step.partial))
+            self.query_one("#detail-output", Static).update(streamed)
+        else:
+            self.query_one("#detail-output", Static).update(as_json(step.output))
+        lines = Text()
+        for event in view.events:
+            if event.step_key == step.key and event.type != "step_output_partial":
+                lines.append(f"#{event.id} {event.type} ", "bold")
+                lines.append_text(literal(json.dumps(event.payload, ensure_ascii=True)[:300], "dim"))
+                lines.append("\n")
+        self.query_one("#detail-events", Static).update(lines or Text("no events yet in this session", style="dim"))
+        self.query_one("#detail-error", Static).update(literal(step.error, "red") if step.error else Text("no error", style="dim"))
+
+
+def _stack(*parts: RenderableType) -> RenderableType:
+    from rich.console import Group
+
+    return Group(*parts)
