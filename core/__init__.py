@@ -7,6 +7,8 @@ This module is the public API; every other module in ``core`` is private.
         status = await orch.drive(run_id)
 """
 
+import logging
+
 from core import limits
 from core._version import __version__
 from core.engine.bus import EventBus, Subscription
@@ -34,9 +36,12 @@ from core.planner import PLANNER_ENV, PlanResult, default_agents_file, load_base
 from core.model.skills import Skill, available_skills
 from core.config import display_url, mask_urls, resolve_db_url
 from core.engine.budget import check_token_budget, parse_token_budget
-from core.values import load_document, parse_json
+from core.values import dumps, load_document, parse_json
 from core.model.states import RunStatus, StepStatus
 from core.worker import Worker, WorkerStats
+
+# a library logs; the front end decides where to (never Python's last-resort handler, which prints tracebacks)
+logging.getLogger("loopdeck").addHandler(logging.NullHandler())
 
 __all__ = [
     "__version__",
@@ -44,6 +49,7 @@ __all__ = [
     "limits",
     "mask_urls",
     "parse_json",
+    "dumps",
     "parse_token_budget",
     "check_token_budget",
     "load_document",

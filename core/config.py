@@ -24,7 +24,9 @@ SCHEMES = {
     "postgresql+asyncpg": "postgresql+asyncpg",
 }
 SUPPORTED = "sqlite:///PATH (or a plain file path) and postgresql://USER[:PASSWORD]@HOST[:PORT]/DATABASE"
-_PASSWORD = re.compile(r"(?P<head>[a-z][a-z0-9+.\-]*://[^:/@\s]*:)(?P<password>[^@\s]*)(?=@)", re.IGNORECASE)
+# user:PASSWORD@host; a password may even hold a raw "@": it runs to the last "@" before the host
+_PASSWORD = re.compile(r"(?P<head>[a-z][a-z0-9+.\-]*://[^:/@\s]*:)(?P<password>\S*?)(?=@[^@\s/]+(?:[/\s?#]|$))",
+                       re.IGNORECASE)
 
 
 def default_db_path() -> Path:

@@ -14,8 +14,11 @@ MAX_DEPTH = 64
 MAX_NODES = 1_000_000
 """Values in one document once YAML aliases are expanded (a 600-byte alias bomb expands to billions)."""
 
-MAX_CHARS = 64_000_000
+MAX_CHARS = 16_000_000
 """Characters of text in one document, aliases expanded."""
+
+MAX_EXPANSION = 10
+"""How many times YAML aliases may repeat a document's written values (beyond 10,000 values or 1 MB of text)."""
 
 MAX_DOCUMENT_BYTES = 32 * 1024 * 1024
 """Size of a plan, agents or steps file."""

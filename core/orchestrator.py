@@ -18,6 +18,7 @@ from enum import StrEnum
 from typing import Any
 
 from core.engine.breaker import BreakerBoard
+from core.values import checked_input
 from core.engine.budget import check_token_budget
 from core.config import default_token_budget
 from core.model.context import Upstream, build_context
@@ -92,6 +93,8 @@ class Orchestrator:
     @classmethod
     async def open(cls, db: str | None = None, *, create: bool = True, **kwargs: Any) -> "Orchestrator":
         """Open the database (``create=False``: refuse one that does not exist) and an orchestrator on it."""
+        if kwargs.get("lease_ttl_s") is None:
+            kwargs["lease_ttl_s"] = default_ttl_s()  # a bad LOOPDECK_LEASE_S is refused before the database is touched
         store = await Store.open(db, create=create)
         try:
             return cls(store, **kwargs)
@@ -278,7 +281,7 @@ class Orchestrator:
         """Approve a waiting step (optionally with edited input), wherever the run is driven."""
         payload: dict[str, Any] = {"step": key, "reason": reason}
         if input is not ...:
-            payload["input"] = input
+            payload["input"] = checked_input(input)
         return await self._act(run_id, "approve", payload, user, timeout_s)
 
     async def reject(self, run_id: str, key: str, *, user: str | None = None, reason: str | None = None,

@@ -26,7 +26,7 @@ class EnvSettings(BaseSettings):
     token_budget: int | None = Field(None, ge=0, le=MAX_TOKENS, description="budget of runs whose plan sets none")
     lease_s: float = Field(15.0, ge=0.5, le=3600, description="seconds a run's lease lasts unless renewed")
     agents: str | None = Field(None, description="the planner's agents file, when --agents is not given")
-    debug: bool = Field(False, description="print full tracebacks of unexpected errors (never with locals)")
+    # LOOPDECK_DEBUG is read by the front ends themselves: an error report must work even when a setting here is bad
 
 
 def env_settings() -> EnvSettings:

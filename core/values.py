@@ -23,7 +23,10 @@ from typing import Any
 
 import yaml
 
-from core.limits import MAX_CHARS, MAX_DEPTH, MAX_DOCUMENT_BYTES, MAX_INT, MAX_NODES
+from core.limits import MAX_CHARS, MAX_DEPTH, MAX_DOCUMENT_BYTES, MAX_EXPANSION, MAX_INT, MAX_NODES
+
+
+TOO_MANY_DIGITS = "a number has more digits than can be read (4,300)"
 
 
 class ValueProblem(ValueError):
@@ -71,6 +74,7 @@ def check_document(value: Any, root: str = "") -> None:
     size_of: dict[int, tuple[int, int]] = {}  # id -> (nodes, characters) expanded
     on_path: set[int] = set()
     keep_alive: list[Any] = []  # ids stay unique while this walk holds the objects
+    unique = [0, 0]  # values and characters as written (each shared node once)
     # each frame: (value, location, children left, depth so far, nodes so far, chars so far)
     stack: list[list[Any]] = []
 
@@ -88,6 +92,7 @@ def check_document(value: Any, root: str = "") -> None:
                         raise ValueProblem(location, f"mapping keys are text, not {type(key).__name__} ({key!r})")
             on_path.add(known)
             keep_alive.append(node)
+            unique[0] += 1
             if len(stack) >= MAX_DEPTH:
                 raise ValueProblem(location, f"nested deeper than {MAX_DEPTH} levels")
             stack.append([node, location, iter(_children(node)), 1, 1, 0])
@@ -96,6 +101,8 @@ def check_document(value: Any, root: str = "") -> None:
         if problem is not None:
             raise ValueProblem(location, problem)
         chars = len(node) if isinstance(node, str) else 0
+        unique[0] += 1
+        unique[1] += chars
         return 0, 1, chars  # a leaf adds no nesting
 
     def finish(measure: tuple[int, int, int], key_chars: int) -> None:
@@ -121,14 +128,24 @@ def check_document(value: Any, root: str = "") -> None:
             depth_of[node_id], size_of[node_id] = frame[3], (frame[4], frame[5])
             if stack:
                 finish((frame[3], frame[4], frame[5]), 0)
+            else:
+                _check_expansion(frame[4], frame[5], unique, root)
             continue
         key, child = item
+        unique[1] += len(key) if isinstance(key, str) else 0
         measure = enter(child, _child_location(frame[1], key))
         if measure is not None:
             finish(measure, len(key) if isinstance(key, str) else 0)
 
 
-def to_json_value(value: Any) -> Any:
+def _check_expansion(nodes: int, chars: int, unique: list[int], root: str) -> None:
+    """YAML aliases may repeat a part of a document, not multiply it: a few shared configs, not a bomb."""
+    if nodes > MAX_EXPANSION * unique[0] + 10_000 or chars > MAX_EXPANSION * unique[1] + 1_000_000:
+        raise ValueProblem(root, f"YAML aliases expand the document to {nodes:,} values and {chars:,} characters "
+                                 f"from {unique[0]:,} and {unique[1]:,} written; at most {MAX_EXPANSION}× is accepted")
+
+
+def to_json_value(value: Any, depth_limit: int = MAX_DEPTH) -> Any:
     """An agent's output as strict JSON data (see the module docstring); ``ValueProblem`` if too deep or large."""
     budget = [MAX_NODES]
 
@@ -136,8 +153,8 @@ def to_json_value(value: Any) -> Any:
         budget[0] -= 1
         if budget[0] < 0:
             raise ValueProblem("output", f"the output holds more than {MAX_NODES:,} values")
-        if depth > MAX_DEPTH:
-            raise ValueProblem("output", f"the output is nested deeper than {MAX_DEPTH} levels")
+        if depth > depth_limit:
+            raise ValueProblem("output", f"the output is nested deeper than {depth_limit} levels")
         if node is None or isinstance(node, (bool, str)):
             return node
         if isinstance(node, int):
@@ -155,9 +172,13 @@ def to_json_value(value: Any) -> Any:
     return convert(value, 0)
 
 
-def dumps(value: Any) -> str:
-    """Strict JSON text (never ``NaN``/``Infinity``); objects that are not JSON become their ``str()``."""
-    return json.dumps(value, allow_nan=False, default=str)
+def dumps(value: Any, indent: int | None = None) -> str:
+    """Strict JSON text (never ``NaN``/``Infinity``, which no JSON reader accepts): such numbers, stored
+    before loopdeck refused them, are written as strings; objects that are not JSON become their ``str()``."""
+    try:
+        return json.dumps(value, allow_nan=False, default=str, indent=indent)
+    except ValueError:
+        return json.dumps(to_json_value(value, depth_limit=4 * MAX_DEPTH), allow_nan=False, indent=indent)
 
 
 def load_document(path: str | Path, what: str = "file") -> Any:
@@ -168,6 +189,18 @@ def load_document(path: str | Path, what: str = "file") -> Any:
         return read_document(path)
     except ValueProblem as exc:
         raise BadInput(f"{what} {path}: {exc}") from None
+
+
+def checked_input(value: Any, what: str = "the edited input") -> Any:
+    """A value handed in through the API (an edited input): checked like a plan's, ``BadInput`` if refused."""
+    from core.errors import BadInput
+
+    try:
+        check_document(value)
+    except ValueProblem as exc:
+        where = f" at {exc.location}" if exc.location else ""
+        raise BadInput(f"{what} is refused{where}: {exc.message}") from None
+    return value
 
 
 def parse_json(text: str, what: str) -> Any:
@@ -191,6 +224,8 @@ def loads(text: str, what: str) -> Any:
         raise ValueProblem("", f"{what} is nested deeper than {MAX_DEPTH} levels") from None
     except json.JSONDecodeError as exc:
         raise ValueProblem("", f"{what} is not valid JSON: {exc.msg} at line {exc.lineno}, column {exc.colno}") from None
+    except ValueError:  # an integer past Python's 4,300-digit conversion limit
+        raise ValueProblem("", f"{what} is refused: {TOO_MANY_DIGITS}") from None
     try:
         check_document(value)
     except ValueProblem as exc:
@@ -233,6 +268,8 @@ def parse_document(text: str, json_only: bool = False) -> Any:
         where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else ""
         problem = getattr(exc, "problem", None) or str(exc)
         raise ValueProblem(where, f"not valid YAML: {problem}") from None
+    except ValueError:  # an integer past Python's 4,300-digit conversion limit
+        raise ValueProblem("", TOO_MANY_DIGITS) from None
     check_document(data)
     return data
 

@@ -112,6 +112,10 @@ class Worker:
         except LoopdeckError as exc:
             self.note(f"run {run_id} stopped here: {exc}")
             return
+        except Exception as exc:  # noqa: BLE001 - a bug: said, and the worker goes on with its other runs
+            log.error("run %s: unexpected error: %s: %s", run_id, type(exc).__name__, exc, exc_info=exc)
+            self.note(f"run {run_id} stopped here: unexpected error: {type(exc).__name__}: {exc}")
+            return
         except asyncio.CancelledError:
             self.stats.handed_back += 1
             self.note(f"run {run_id} handed back after the grace period")
@@ -130,7 +134,7 @@ class Worker:
             await asyncio.sleep(self.orch.lease_ttl_s / 3)
             try:
                 await self.orch.store.write(WriteBatch(extras=[self.orch.store.worker_heartbeat_extra(self.orch.identity.owner)]))
-            except LoopdeckError as exc:
+            except Exception as exc:  # noqa: BLE001 - the heartbeat goes on; runs keep their own leases
                 self.note(f"worker heartbeat failed: {exc}")
 
     async def _shutdown(self, heartbeat: asyncio.Task[None]) -> None:

@@ -7,6 +7,7 @@ the wheel in a fresh venv and starts the CLI, a demo and the dashboard from it.)
 
 from __future__ import annotations
 
+import shutil
 import subprocess
 import sys
 import zipfile
@@ -18,14 +19,21 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def test_the_wheel_holds_every_module_and_data_file(tmp_path):
-    subprocess.run([sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps", "-w", str(tmp_path),
-                    str(ROOT)], check=True, capture_output=True, timeout=300, cwd=tmp_path)
-    wheel = next(tmp_path.glob("loopdeck-*.whl"))
+    """Built from a clean copy of the tree (a stale build/ directory would hide a missing module)."""
+    files = subprocess.run(["git", "ls-files", "-co", "--exclude-standard"], cwd=ROOT, check=True,
+                           capture_output=True, text=True).stdout.split()
+    tree = tmp_path / "tree"
+    for name in files:
+        if (ROOT / name).is_file():
+            (tree / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(ROOT / name, tree / name)
+    subprocess.run([sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps", "--no-build-isolation",
+                    "-w", str(tmp_path / "dist"), str(tree)], check=True, capture_output=True, timeout=300)
+    wheel = next((tmp_path / "dist").glob("loopdeck-*.whl"))
     names = set(zipfile.ZipFile(wheel).namelist())
-    sources = {str(p.relative_to(ROOT)) for package in ("core", "tui") for p in (ROOT / package).rglob("*.py")
-               if "__pycache__" not in p.parts}
-    assert sources - names == set()
-    assert {"tui/loopdeck.tcss", "core/migrations/script.py.mako"} <= names
+    sources = {name for name in files if name.endswith(".py") and name.split("/")[0] in ("core", "tui")}
+    assert {n for n in names if n.endswith(".py")} == sources
+    assert {"tui/dashboard/loopdeck.tcss", "core/store/migrations/script.py.mako"} <= names
     dist = f"loopdeck-{__version__}.dist-info"
     assert any(n.startswith(dist) and n.endswith("LICENSE") for n in names)
     with zipfile.ZipFile(wheel) as zf:

@@ -240,7 +240,11 @@ class RunController:
     @classmethod
     async def load(cls, store: Store, bus: EventBus, run_id: str, **kwargs: Any) -> "RunController":
         run = await store.get_run(run_id)
-        plan = validate_plan(json.loads(run["plan_json"]), source=f"run {run_id}")
+        try:
+            plan = validate_plan(json.loads(run["plan_json"]), source=f"run {run_id}")
+        except PlanError as exc:  # stored by an older loopdeck, before a limit it breaks
+            raise PlanError(exc.issues, f"run {run_id}'s stored plan, which this loopdeck refuses; "
+                                        f"end it with `loopdeck cancel {run_id}`") from None
         rows = {row["key"]: row for row in await store.get_steps(run_id)}
         specs = {spec.key: spec for spec in plan.steps}
         steps = {key: StepState.from_row(specs[key], row) for key, row in rows.items()}
@@ -780,7 +784,12 @@ class RunController:
         if spare:
             task = asyncio.ensure_future(self.slots.release(spare))
             self._writes.add(task)
-            task.add_done_callback(self._writes.discard)
+            task.add_done_callback(self._slots_released)
+
+    def _slots_released(self, task: asyncio.Future[Any]) -> None:
+        self._writes.discard(task)
+        if not task.cancelled() and task.exception() is not None:  # they expire with the lease anyway
+            log.warning("run %s: could not give back agent slots: %s", self.run_id, task.exception())
 
     def drain(self) -> None:
         """Launch nothing more; once the running attempts end, ``drive`` returns and the run is left as it is."""
@@ -808,7 +817,7 @@ class RunController:
 
     def _note_held(self, state: StepState, breaker: Breaker) -> None:
         """Tell the operator (once per opening) that a step waits for a breaker, and when its probe is due."""
-        if self._held_noted.get(state.key) == breaker.opened_at:
+        if state.key in self._held_noted and self._held_noted[state.key] == breaker.opened_at:
             return
         self._held_noted[state.key] = breaker.opened_at
         probe_at, now = breaker.probe_at(), self.clock()
@@ -1195,8 +1204,14 @@ class RunController:
             self._crash(exc, what)
 
     def _crash(self, exc: BaseException, what: str) -> None:
-        """A bug in the controller: end the run failed with the error as its reason (or stop, if even that fails)."""
-        log.error("run %s: unexpected error in %s", self.run_id, what, exc_info=exc)
+        """A bug in the controller: end the run failed with the error as its reason (or stop, if even that fails).
+
+        A store or lease error is no bug: the run stops here and stays resumable (``_fatal``).
+        """
+        if isinstance(exc, LoopdeckError):
+            self._fatal(exc)
+            return
+        log.error("run %s: unexpected error in %s: %s: %s", self.run_id, what, type(exc).__name__, exc, exc_info=exc)
         if self._done is None or self._done.done() or self._stopped:
             return
         if not self._ending:

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from core.model.plan import AgentConfig, LlmAgent, PythonAgent, ShellAgent, SimAgent
+from core.limits import MAX_ATTEMPT_TOKENS
 from core.redaction import Redactor
 from core.values import ValueProblem, to_json_value
 
@@ -74,18 +75,33 @@ class Executor(Protocol):
 
 
 def safe_outcome(outcome: Result | AttemptFailed, redactor: Redactor) -> Result | AttemptFailed:
-    """An attempt's outcome as it may be stored and shown: secrets redacted, the output strict JSON.
+    """An attempt's outcome as it may be stored and shown: secrets redacted, the output strict JSON,
+    the usage a number of tokens loopdeck can count.
 
-    An output too deep or too large to store fails the attempt (retrying returns the same).
+    An output too deep or too large to store, or usage that is not a whole number
+    of tokens from 0 to ``MAX_ATTEMPT_TOKENS``, fails the attempt (retrying returns the same).
     """
+    bad_usage = _usage_problem(outcome.usage)
     if isinstance(outcome, AttemptFailed):
-        outcome.args = (redactor.text(str(outcome)),)
+        outcome.args = (redactor.text(str(outcome)) + (f" ({bad_usage})" if bad_usage else ""),)
+        if bad_usage:
+            outcome.usage = Usage()
         return outcome
+    if bad_usage:
+        return AttemptFailed(f"the agent's answer cannot be counted: {bad_usage}", retryable=False)
     try:
         output = to_json_value(outcome.output)
     except ValueProblem as exc:
         return AttemptFailed(f"the agent's output cannot be stored: {exc.message}", outcome.usage, retryable=False)
     return Result(redactor.value(output), outcome.usage)
+
+
+def _usage_problem(usage: Usage) -> str | None:
+    for name in ("prompt_tokens", "completion_tokens"):
+        value = getattr(usage, name)
+        if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= MAX_ATTEMPT_TOKENS:
+            return f"it reported {name} {value!r}, not a whole number from 0 to {MAX_ATTEMPT_TOKENS:,}"
+    return None
 
 
 def build_executor(name: str, config: AgentConfig) -> Executor:

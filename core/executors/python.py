@@ -4,11 +4,16 @@ The function may be sync or async. It returns the output, or ``(output,
 usage)`` where usage is ``{"prompt_tokens": n, "completion_tokens": m}`` or a
 pair. Any exception fails the attempt with its message.
 
-A sync function runs in a daemon thread of its own, not in asyncio's default
-executor: a thread cannot be stopped, and the default executor's threads are
-waited for when the event loop and the interpreter shut down, so a function
-that outlived its step's timeout kept ``loopdeck run`` alive until it returned
-(forever, for one that never does). A daemon thread is left behind instead.
+A sync function runs in a pool of daemon threads (``DaemonPool``), not in
+asyncio's default executor: a thread cannot be stopped, and the default
+executor's threads are waited for when the event loop and the interpreter
+shut down, so a function that outlived its step's timeout kept ``loopdeck
+run`` alive until it returned (forever, for one that never does). A daemon
+thread is left behind instead. The pool is bounded (``POOL_THREADS``): a
+process whose every pool thread is stuck in a function that never returns
+runs no more sync python steps (they time out), rather than growing threads
+without end. (concurrent.futures has no daemon pool since Python 3.9: ~30 lines
+here.)
 """
 
 from __future__ import annotations
@@ -17,9 +22,12 @@ import asyncio
 import contextvars
 import importlib
 import inspect
+import queue
 import threading
 from collections.abc import Callable
 from typing import Any
+
+POOL_THREADS = 64
 
 from core.executors import AttemptFailed, Result, StepCall, Usage
 
@@ -53,7 +61,7 @@ class PythonExecutor:
             if inspect.iscoroutinefunction(fn):
                 value = await fn(**kwargs)
             else:
-                value = await run_in_daemon_thread(fn, kwargs, f"loopdeck-step-{call.key}")
+                value = await run_in_daemon_thread(fn, kwargs)
         except AttemptFailed:
             raise
         except Exception as exc:  # noqa: BLE001 - the agent's failure is the step's failure
@@ -61,8 +69,43 @@ class PythonExecutor:
         return _to_result(value)
 
 
-async def run_in_daemon_thread(fn: Callable[..., Any], kwargs: dict[str, Any], name: str) -> Any:
-    """``fn(**kwargs)`` in a new daemon thread; the awaiting task may be cancelled and leave it behind."""
+class DaemonPool:
+    """At most ``size`` daemon threads, started as needed, running calls from one queue."""
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+        self._queue: queue.SimpleQueue[Callable[[], None]] = queue.SimpleQueue()
+        self._threads = 0
+        self._idle = 0
+        self._pending = 0  # submitted, not yet taken by a thread
+        self._lock = threading.Lock()
+
+    def submit(self, job: Callable[[], None]) -> None:
+        with self._lock:
+            self._pending += 1
+            start = self._pending > self._idle and self._threads < self.size
+            if start:
+                self._threads += 1
+        self._queue.put(job)
+        if start:
+            threading.Thread(target=self._serve, name=f"loopdeck-python-{self._threads}", daemon=True).start()
+
+    def _serve(self) -> None:
+        while True:
+            with self._lock:
+                self._idle += 1
+            job = self._queue.get()
+            with self._lock:
+                self._idle -= 1
+                self._pending -= 1
+            job()
+
+
+POOL = DaemonPool(POOL_THREADS)
+
+
+async def run_in_daemon_thread(fn: Callable[..., Any], kwargs: dict[str, Any]) -> Any:
+    """``fn(**kwargs)`` in the daemon pool; the awaiting task may be cancelled and leave the call behind."""
     loop = asyncio.get_running_loop()
     future: asyncio.Future[Any] = loop.create_future()
     context = contextvars.copy_context()
@@ -71,7 +114,7 @@ async def run_in_daemon_thread(fn: Callable[..., Any], kwargs: dict[str, Any], n
         if not future.done():
             (future.set_result if ok else future.set_exception)(value)
 
-    def target() -> None:
+    def job() -> None:
         try:
             result, ok = context.run(fn, **kwargs), True
         except BaseException as exc:  # noqa: BLE001 - handed to the awaiting task
@@ -81,7 +124,7 @@ async def run_in_daemon_thread(fn: Callable[..., Any], kwargs: dict[str, Any], n
         except RuntimeError:  # the loop is closed: nobody waits for this result any more
             pass
 
-    threading.Thread(target=target, name=name, daemon=True).start()
+    POOL.submit(job)
     return await future
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import re
+from urllib.parse import urlsplit
 from difflib import get_close_matches
 from pathlib import Path
 from typing import Annotated, Any, Literal, Union
@@ -188,7 +189,14 @@ class LlmAgent(_AgentBase):
         return self.reserve_tokens
 
     def breaker_target(self, name: str) -> str:
-        return f"llm {self.base_url.rstrip('/')} {self.model}"
+        """The endpoint and model; never a credential that a URL may carry, and never longer than 200 characters."""
+        parts = urlsplit(self.base_url)
+        host = parts.hostname or ""
+        where = f"{parts.scheme}://{host}{f':{parts.port}' if parts.port else ''}{parts.path.rstrip('/')}"
+        target = f"llm {where} {self.model}"
+        if len(target) > 200:
+            target = target[:180] + " #" + hashlib.sha256(target.encode()).hexdigest()[:12]
+        return target
 
 
 AgentConfig = Annotated[Union[SimAgent, ShellAgent, PythonAgent, LlmAgent], Field(discriminator="kind")]

@@ -9,8 +9,13 @@ atomic and serialised: processes opening a new database together take turns
 SQLite), and a crash at any moment leaves the database at its old revision,
 which the next open upgrades. (Python's sqlite3 driver would otherwise run
 ``CREATE TABLE`` outside any transaction, so a crash or a race left tables
-with no recorded revision.) A database that such a crash left with empty
-loopdeck tables and no revision is rebuilt; one that holds runs is refused.
+with no recorded revision.)
+
+A database with no recorded revision is only ever built on when it is empty,
+or when it holds nothing but empty loopdeck tables of the first schema (what
+such a crash left): those are rebuilt. Anything else is refused untouched
+("not a loopdeck database"), and so is every database without a schema when
+the command may not create one (``create=False``).
 """
 
 from __future__ import annotations
@@ -48,7 +53,7 @@ def current_revision(connection: Connection) -> str | None:
     return MigrationContext.configure(connection).get_current_revision()
 
 
-def upgrade(connection: Connection, revision: str = "head") -> None:
+def upgrade(connection: Connection, revision: str = "head", create: bool = True) -> None:
     """Bring the schema on ``connection`` to ``revision`` (default: the newest).
 
     On PostgreSQL, workers starting together would migrate a new database at
@@ -68,28 +73,36 @@ def upgrade(connection: Connection, revision: str = "head") -> None:
     if current == target:
         return
     if current is None:
-        _clear_unversioned(connection)
+        _prepare_unversioned(connection, create)
     command.upgrade(_config(connection), revision)
 
 
-# tables an interrupted first open could leave behind (every table the migrations create, and theirs)
-LOOPDECK_TABLES = ("runs", "steps", "events", "commands", "spans", "feedback", "breakers", "workers",
-                   "agent_slots", "run_plans", "alembic_version")
+# what an older loopdeck's interrupted first open could leave: the first migration's tables (and alembic's)
+FIRST_SCHEMA = {"runs": {"id", "goal", "status"}, "steps": {"run_id", "key", "status"}, "events": {"id", "run_id", "type"},
+                "alembic_version": {"version_num"}}
 
 
-def _clear_unversioned(connection: Connection) -> None:
-    """No revision recorded, yet loopdeck tables exist: an older loopdeck crashed in its first open.
-
-    Empty, they are dropped and the schema is built afresh; with runs in them they are refused
-    (nothing is guessed about data).
-    """
-    present = [name for name in LOOPDECK_TABLES if inspect(connection).has_table(name)]
-    if not present:
+def _prepare_unversioned(connection: Connection, create: bool) -> None:
+    """A database with no recorded revision: build on it only if it is empty or a first open's leftovers."""
+    inspector = inspect(connection)
+    tables = sorted(inspector.get_table_names())
+    if not tables:
+        if not create:
+            raise StoreError("the database has no loopdeck schema yet; `loopdeck run`, `demo`, `submit` or "
+                             "`worker` creates it")
         return
-    if "runs" in present and connection.execute(text("SELECT COUNT(*) FROM runs")).scalar_one():
-        raise StoreError("the database has loopdeck tables with runs in them but no schema revision; "
-                         "it was not written by this loopdeck: point --db at another file")
-    for name in present:
+    leftovers = set(tables) <= set(FIRST_SCHEMA) and "runs" in tables and all(
+        FIRST_SCHEMA[name] <= {c["name"] for c in inspector.get_columns(name)}
+        and not connection.execute(text(f'SELECT COUNT(*) FROM "{name}"')).scalar_one()
+        for name in tables)
+    if not leftovers:
+        shown = ", ".join(tables[:6]) + (", …" if len(tables) > 6 else "")
+        raise StoreError(f"not a loopdeck database: it holds tables ({shown}) but no loopdeck schema revision; "
+                         "point --db at another file (nothing was changed)")
+    if not create:
+        raise StoreError("the database was left half-created by an interrupted first open; `loopdeck run`, "
+                         "`demo`, `submit` or `worker` repairs it")
+    for name in tables:  # empty tables of an interrupted first open: rebuilt from scratch
         connection.exec_driver_sql(f'DROP TABLE "{name}"')
 
 
@@ -105,7 +118,17 @@ def sqlite_revision(path: Path, busy_timeout_ms: int) -> str | None:
     return row[0] if row else None
 
 
-def upgrade_sqlite(url: str, on_connect: Any) -> None:
+def refuse_unversioned_sqlite(path: Path) -> None:
+    """Say why a SQLite file with no revision cannot be used by a command that may not create, reading only."""
+    engine = create_engine(f"sqlite:///file:{path}?mode=ro&uri=true", poolclass=NullPool)
+    try:
+        with engine.connect() as conn:
+            _prepare_unversioned(conn, create=False)
+    finally:
+        engine.dispose()
+
+
+def upgrade_sqlite(url: str, on_connect: Any, create: bool = True) -> None:
     """Upgrade a SQLite database in one ``BEGIN IMMEDIATE`` transaction (see the module docstring).
 
     ``url`` is a synchronous (pysqlite) URL; ``on_connect`` sets the connection's pragmas.
@@ -123,6 +146,6 @@ def upgrade_sqlite(url: str, on_connect: Any) -> None:
 
     try:
         with engine.begin() as conn:
-            upgrade(conn)
+            upgrade(conn, create=create)
     finally:
         engine.dispose()

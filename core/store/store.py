@@ -94,18 +94,23 @@ class Store:
         store = cls(engine, url, sync_engine)
         try:
             if migrate_schema and is_sqlite:
-                if path is None or migrate.sqlite_revision(path, busy_timeout_ms) != migrate.head_revision():
+                revision = None if path is None else migrate.sqlite_revision(path, busy_timeout_ms)
+                if revision is None and path is not None and not create:  # refused without a single write
+                    await asyncio.to_thread(migrate.refuse_unversioned_sqlite, path)
+                if path is None or revision != migrate.head_revision():
                     sync_url = parsed.set(drivername="sqlite+pysqlite").render_as_string(hide_password=False)
-                    await asyncio.to_thread(migrate.upgrade_sqlite, sync_url, pragmas)
+                    await asyncio.to_thread(migrate.upgrade_sqlite, sync_url, pragmas, create)
             elif migrate_schema:
                 async with engine.begin() as conn:
-                    await conn.run_sync(migrate.upgrade)
+                    await conn.run_sync(lambda sync_conn: migrate.upgrade(sync_conn, create=create))
             await store.writer.start()
         except BaseException as exc:
             await store._dispose()
+            where = f"connect to {shown}" if path is None else f"open {path}"
             if isinstance(exc, (DBAPIError, OSError, sqlite3.Error)):
-                where = f"connect to {shown}" if path is None else f"open {path}"
                 raise StoreError(f"cannot {where}: {_connect_problem(exc)}") from None
+            if isinstance(exc, StoreError):
+                raise StoreError(f"cannot {where}: {exc}") from None
             raise
         return store
 

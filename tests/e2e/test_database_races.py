@@ -88,16 +88,20 @@ def _revision(db: Path) -> str | None:
 
 
 def _old_first_open_crash(db: Path, runs: int = 0) -> None:
-    """What an older loopdeck left when killed in its first open: tables, and no recorded revision."""
+    """What an older loopdeck left when killed in its first open: the first schema's tables, no revision."""
+    from sqlalchemy import create_engine
+
+    from core.store import migrate
+
+    engine = create_engine(f"sqlite:///{db}")
+    with engine.begin() as conn:
+        migrate.upgrade(conn, "0001")
+    engine.dispose()
     with sqlite3.connect(db) as conn:
-        conn.executescript("""
-            CREATE TABLE runs (id VARCHAR(32) PRIMARY KEY, goal TEXT NOT NULL, status VARCHAR(32) NOT NULL);
-            CREATE TABLE steps (run_id VARCHAR(32), key VARCHAR(128), PRIMARY KEY (run_id, key));
-            CREATE TABLE events (id INTEGER PRIMARY KEY AUTOINCREMENT, run_id VARCHAR(32) NOT NULL);
-            CREATE TABLE alembic_version (version_num VARCHAR(32) NOT NULL);
-        """)
+        conn.execute("DELETE FROM alembic_version")
         for i in range(runs):
-            conn.execute("INSERT INTO runs VALUES (?, 'g', 'running')", (f"r{i}",))
+            conn.execute("INSERT INTO runs (id, goal, status, plan_json, prompt_tokens, completion_tokens, created_at, "
+                         "updated_at) VALUES (?, 'g', 'running', '{}', 0, 0, 0, 0)", (f"r{i}",))
 
 
 def test_tables_without_a_revision_left_by_an_old_crash_are_rebuilt_when_empty(tmp_path):
@@ -119,7 +123,29 @@ def test_tables_without_a_revision_that_hold_runs_are_refused_not_guessed_at(tmp
     async def scenario() -> None:
         await Store.open(f"sqlite+aiosqlite:///{db}")
 
-    with pytest.raises(StoreError, match="loopdeck tables with runs in them but no schema revision"):
+    with pytest.raises(StoreError, match="not a loopdeck database: it holds tables .* but no loopdeck schema revision"):
         asyncio.run(scenario())
     with sqlite3.connect(db) as conn:
         assert conn.execute("SELECT COUNT(*) FROM runs").fetchone()[0] == 2  # untouched
+
+
+def test_a_database_that_is_not_loopdecks_is_refused_untouched_even_with_a_table_loopdeck_would_use(cli: Cli):
+    """An unversioned file's tables were dropped when their names were on loopdeck's list."""
+    db = cli.tmp / "theirs.db"
+    with sqlite3.connect(db) as conn:
+        conn.execute("CREATE TABLE events (id INTEGER PRIMARY KEY, what TEXT)")
+        conn.executemany("INSERT INTO events (what) VALUES (?)", [("a",), ("b",)])
+    for argv in (["runs"], ["submit", str(cli.write_plan(PLAN))]):
+        result = cli("--db", str(db), *argv)
+        assert result.returncode == 2 and "not a loopdeck database" in result.stderr, result.stderr
+    with sqlite3.connect(db) as conn:
+        assert conn.execute("SELECT COUNT(*) FROM events").fetchone()[0] == 2
+        assert [r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")] == ["events"]
+
+
+def test_a_read_only_command_never_builds_a_schema_in_an_empty_file(cli: Cli):
+    db = cli.tmp / "empty.db"
+    db.touch()
+    result = cli("--db", str(db), "runs")
+    assert result.returncode == 2 and "no loopdeck schema yet" in result.stderr
+    assert db.stat().st_size == 0

@@ -83,8 +83,8 @@ def test_generated_malformed_plans_through_the_cli_exit_2_without_a_traceback(tm
         return
     assert code in (1, 2), err.getvalue()
     assert "Traceback" not in err.getvalue()
-    if code == 2:
-        assert not db.exists()
+    if code == 2:  # a plan error: every problem listed under one heading, nothing written
+        assert err.getvalue().startswith(f"loopdeck: plan '{path}' is invalid") and not db.exists()
 
 
 # -- arguments ---------------------------------------------------------------------------------

@@ -55,3 +55,30 @@ async def test_a_failed_worker_is_a_notification_and_the_dashboard_stays(db_url)
             messages = [n.message for n in app._notifications]
             assert any("unexpected error in a test worker: ValueError: a worker broke" in m for m in messages)
             assert app.is_running
+
+
+async def test_a_failed_screen_worker_is_reported_too(db_url, monkeypatch):
+    """Worker.StateChanged does not bubble: a screen's worker error was neither shown nor fatal."""
+    from tui.dashboard.app import LoopdeckApp
+    from tui.dashboard.screens.run import RunScreen
+
+    async with await Orchestrator.open(db_url) as orch:
+        run_id = await orch.create_run(plan([{"key": "a"}, {"key": "b"}]))
+        await orch.drive(run_id)
+        app = LoopdeckApp(run_id=run_id, orchestrator=orch)
+        async with app.run_test(size=(100, 30)) as pilot:
+            for _ in range(50):
+                if isinstance(app.screen, RunScreen) and app.screen.view is not None:
+                    break
+                await pilot.pause(0.1)
+
+            async def broken(*args, **kwargs):
+                raise RuntimeError("the detail could not be read")
+
+            monkeypatch.setattr(orch, "step_context", broken)
+            await pilot.press("down")  # highlight another step: its detail is read in a worker
+            await pilot.pause(0.5)
+            messages = [n.message for n in app._notifications]
+            assert any("unexpected error in the step detail: RuntimeError: the detail could not be read" in m
+                       for m in messages), messages
+            assert app.is_running

@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import logging
 import os
 import signal
 import sys
@@ -56,7 +57,7 @@ from core import (
     plan_json_schema,
 )
 
-from core import __version__, limits, load_document, mask_urls, parse_json, parse_token_budget
+from core import __version__, dumps, limits, load_document, mask_urls, parse_json, parse_token_budget
 
 from tui.text.literal import literal
 from tui.cli.progress import Progress
@@ -82,7 +83,7 @@ out = _console(stderr=False)
 
 def print_json(data: Any) -> None:
     """Machine-readable, strict JSON on stdout (never NaN); ASCII-escaped, so no untrusted byte reaches the terminal raw."""
-    sys.stdout.write(json.dumps(data, indent=2, allow_nan=False) + "\n")
+    sys.stdout.write(dumps(data, indent=2) + "\n")
     sys.stdout.flush()
 
 
@@ -257,7 +258,33 @@ _count.__name__ = _repairs.__name__ = "number"  # what argparse calls a bad valu
 _seconds.__name__ = "seconds"
 
 
+def _debug() -> bool:
+    return os.environ.get("LOOPDECK_DEBUG", "").strip().lower() in ("1", "true", "yes", "on")
+
+
+class _OneLine(logging.Formatter):
+    """Engine log records on stderr as one masked line each; their traceback only with LOOPDECK_DEBUG."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        text = f"loopdeck: {record.levelname.lower()}: {record.getMessage()}"
+        if record.exc_info and _debug():
+            text += "\n" + self.formatException(record.exc_info)
+        return mask_urls(text)
+
+
+def _log_to_stderr() -> None:
+    """Warnings and errors of the engine on stderr (not while the dashboard owns the terminal)."""
+    logger = logging.getLogger("loopdeck")
+    if not any(getattr(h, "loopdeck_cli", False) for h in logger.handlers):
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(_OneLine())
+        handler.setLevel(logging.WARNING)
+        handler.loopdeck_cli = True  # type: ignore[attr-defined]
+        logger.addHandler(handler)
+
+
 def main(argv: list[str] | None = None) -> int:
+    _Driving.run_id = None
     parser = build_parser()
     parser.add_argument("--read-only", action="store_true", help="with no command: open the dashboard without actions")
     args = parser.parse_args(argv)
@@ -278,6 +305,7 @@ def main(argv: list[str] | None = None) -> int:
             return EXIT_BAD_INPUT
         return _run_guarded(lambda: dashboard(args))
     handler = COMMANDS[args.command]
+    _log_to_stderr()
     return _run_guarded(lambda: _with_orchestrator(args, handler))
 
 
@@ -313,7 +341,7 @@ def _run_guarded(make: Callable[[], Awaitable[int]]) -> int:
 
 def _unexpected(exc: BaseException) -> int:
     """A bug: one masked line, the traceback (without locals) only when LOOPDECK_DEBUG asks for it."""
-    if os.environ.get("LOOPDECK_DEBUG", "").strip().lower() in ("1", "true", "yes", "on"):
+    if _debug():
         sys.stderr.write(mask_urls("".join(traceback.format_exception(exc))))
     first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
     err.print(literal(mask_urls(f"loopdeck: unexpected error: {type(exc).__name__}: {first}"[:500])

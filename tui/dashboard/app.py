@@ -115,7 +115,10 @@ class LoopdeckApp(App[int]):
         await self.push_screen(RunScreen(self.run_id))
 
     def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
-        """The one place a failed worker is reported: a notification, and the dashboard stays up."""
+        self.report_worker(event)
+
+    def report_worker(self, event: Worker.StateChanged) -> None:
+        """The one place a failed worker is reported (screens forward theirs: the message does not bubble)."""
         if event.state == WorkerState.ERROR and event.worker.error is not None:
             error = event.worker.error
             self.notify(mask_urls(f"unexpected error in {event.worker.name or 'a background task'}: "
@@ -124,6 +127,7 @@ class LoopdeckApp(App[int]):
     def _handle_exception(self, error: Exception) -> None:
         self._unexpected = error  # for _fatal_error, which Textual calls without it
         super()._handle_exception(error)
+        self._return_code = 3  # a bug, also when Textual renders the error itself (errors with __rich__)
 
     def _fatal_error(self) -> None:
         """An error outside any worker ends the app: one line, no locals (Textual's own dump shows them all).

@@ -119,6 +119,11 @@ class RunView:
                 self.ended_at = event.created_at
         elif t == E.BREAKER_CHANGED:
             self.breakers[p.get("agent", "?")] = p.get("to", "?")
+            if p.get("to") != "open":  # the probe may go: nothing is held by this breaker any more
+                for step in self.steps.values():
+                    if step.held and step.agent == p.get("agent"):
+                        step.held = None
+                        self.dirty.add(step.key)
         elif t == E.BUDGET_CHANGED:
             self.budget = p.get("to")
         elif t == E.RUN_REPLANNED:

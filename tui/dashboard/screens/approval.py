@@ -13,6 +13,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from rich.text import Text
+
+from core import BadInput, parse_json
 from textual import on
 from textual.app import ComposeResult
 from textual.binding import Binding
@@ -138,10 +140,9 @@ class ApprovalScreen(ModalScreen[None]):
             return
         text = self.query_one("#approval-editor", TextArea).text
         try:
-            value = json.loads(text)
-        except json.JSONDecodeError as exc:
-            self.query_one("#approval-error", Static).update(
-                Text(f"not valid JSON: {exc.msg} at line {exc.lineno}, column {exc.colno}; fix it or esc"))
+            value = parse_json(text, "the input")
+        except BadInput as exc:  # not JSON, too deep, NaN...: refused in place, the same rule as `approve --input`
+            self.query_one("#approval-error", Static).update(Text(f"{exc}; fix it or esc"))
             return
         self.owner.post_message(self.Answered(self.current, True, "input edited in the dashboard", value))
 

@@ -17,6 +17,7 @@ from textual import on, work
 from textual.app import ComposeResult
 from textual.containers import Horizontal
 from textual.screen import Screen
+from textual.worker import Worker
 from textual.widgets import Footer, Static, TabbedContent, Tree
 
 from core import Event, LoopdeckError, StoreError
@@ -59,6 +60,9 @@ class RunScreen(Screen[None]):
         self.frozen = False
         self.filter_text = ""
 
+    def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
+        self.deck.report_worker(event)  # Worker.StateChanged does not bubble: the app reports it
+
     @property
     def deck(self) -> "LoopdeckApp":
         return self.app  # type: ignore[return-value]
@@ -97,7 +101,7 @@ class RunScreen(Screen[None]):
         if first:
             self.show_detail(first)
 
-    @work(exclusive=True, group="feed", exit_on_error=False)
+    @work(exclusive=True, group="feed", exit_on_error=False, name="the event feed")
     async def feed(self) -> None:
         """Fold new events from the store into the view model (never touches widgets)."""
         while True:
@@ -125,7 +129,7 @@ class RunScreen(Screen[None]):
             return
         if view.structure_changed:
             view.structure_changed = False
-            self.run_worker(self.reload(), exclusive=True, group="reload", exit_on_error=False)
+            self.run_worker(self.reload(), exclusive=True, group="reload", exit_on_error=False, name="reloading the run")
             return
         now = self.deck.clock()
         header = self.query_one(HeaderBar)
@@ -170,7 +174,7 @@ class RunScreen(Screen[None]):
         elif review is None and not self._plan_deferred and self.app.screen is self and not self._plan_review_opening:
             self.open_plan_review()
 
-    @work(group="plan-review", exit_on_error=False)
+    @work(group="plan-review", exit_on_error=False, name="the plan review")
     async def open_plan_review(self) -> None:
         self._plan_review_opening = True
         try:
@@ -198,7 +202,7 @@ class RunScreen(Screen[None]):
     def _plan_decided(self, message: PlanReviewScreen.Decided) -> None:
         self.decide_plan(message)
 
-    @work(group="actions", exit_on_error=False)
+    @work(group="actions", exit_on_error=False, name="an action")
     async def decide_plan(self, decision: PlanReviewScreen.Decided) -> None:
         orch, user = self.deck.orch, self.deck.user
         verb = "approved" if decision.approve else "rejected"
@@ -236,7 +240,7 @@ class RunScreen(Screen[None]):
         if event.pane.id == "tab-timeline":
             self.refresh_timeline()
 
-    @work(exclusive=True, group="timeline", exit_on_error=False)
+    @work(exclusive=True, group="timeline", exit_on_error=False, name="the timeline")
     async def refresh_timeline(self) -> None:
         """Redraw the Timeline tab while it is the one shown (spans come from the store)."""
         from tui.dashboard.widgets.step_detail import timeline
@@ -255,7 +259,7 @@ class RunScreen(Screen[None]):
         width = max(20, self.query_one("#detail-tabs", TabbedContent).size.width - 5)
         target.update(timeline(spans, running, view.created_at, self.deck.clock(), width))
 
-    @work(exclusive=True, group="detail", exit_on_error=False)
+    @work(exclusive=True, group="detail", exit_on_error=False, name="the step detail")
     async def show_detail(self, key: str) -> None:
         """Show a step's detail, reading its output and error from the store (only for what is visible)."""
         view = self.view
@@ -347,7 +351,7 @@ class RunScreen(Screen[None]):
 
         self.app.push_screen(ConfirmScreen(f"Skip step {key}? It will not run; steps that need it are skipped too."), answer)
 
-    @work(group="actions", exit_on_error=False)
+    @work(group="actions", exit_on_error=False, name="an action")
     async def skip_step(self, key: str) -> None:
         await self._act(self.deck.orch.skip(self.run_id, key, user=self.deck.user, reason="skipped from the dashboard"),
                         f"{key} skipped")
@@ -359,7 +363,7 @@ class RunScreen(Screen[None]):
             return
         self.retry_step(key)
 
-    @work(group="actions", exit_on_error=False)
+    @work(group="actions", exit_on_error=False, name="an action")
     async def retry_step(self, key: str) -> None:
         await self._act(self.deck.orch.retry(self.run_id, key, user=self.deck.user), f"{key} gets one more attempt")
 
@@ -384,7 +388,7 @@ class RunScreen(Screen[None]):
     def _answered(self, message: ApprovalScreen.Answered) -> None:
         self.answer_gate(message.key, message.approve, message.reason, message.input)
 
-    @work(group="actions", exit_on_error=False)
+    @work(group="actions", exit_on_error=False, name="an action")
     async def answer_gate(self, key: str, approve: bool, reason: str | None, input: Any) -> None:
         orch, user = self.deck.orch, self.deck.user
         if approve:
@@ -409,7 +413,7 @@ class RunScreen(Screen[None]):
         thumb = "👍" if rating == "up" else "👎"
         self.app.push_screen(PromptScreen(f"{thumb} for {key} — comment (optional):", "what was good or bad"), send)
 
-    @work(group="actions", exit_on_error=False)
+    @work(group="actions", exit_on_error=False, name="an action")
     async def send_feedback(self, key: str, rating: str, comment: str | None) -> None:
         await self._act(self.deck.orch.feedback(self.run_id, key, rating, comment=comment, user=self.deck.user),
                         f"{'👍' if rating == 'up' else '👎'} recorded for {key}")
@@ -421,7 +425,7 @@ class RunScreen(Screen[None]):
 
         self.app.push_screen(ConfirmScreen(f"Cancel run {self.run_id}? Running steps are stopped."), answer)
 
-    @work(group="actions", exit_on_error=False)
+    @work(group="actions", exit_on_error=False, name="an action")
     async def cancel_run(self) -> None:
         await self._act(self.deck.orch.cancel(self.run_id, user=self.deck.user, reason="canceled from the dashboard"),
                         f"run {self.run_id} canceled")
@@ -443,7 +447,7 @@ class RunScreen(Screen[None]):
         self.app.push_screen(PromptScreen("Token budget (a number, or 'none'):", "e.g. 100000",
                                           "" if current is None else str(current)), answer)
 
-    @work(group="actions", exit_on_error=False)
+    @work(group="actions", exit_on_error=False, name="an action")
     async def set_budget(self, limit: int | None) -> None:
         await self._act(self.deck.orch.set_budget(self.run_id, limit, user=self.deck.user),
                         f"token budget set to {'no limit' if limit is None else f'{limit:,}'}")

@@ -9,6 +9,7 @@ from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.screen import Screen
+from textual.worker import Worker
 from textual.widgets import DataTable, Footer, Static
 
 from core import LoopdeckError
@@ -41,6 +42,9 @@ class RunsScreen(Screen[None]):
         self._rows: dict[str, tuple[Any, ...]] = {}
         self._created: dict[str, str] = {}
 
+    def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
+        self.deck.report_worker(event)  # Worker.StateChanged does not bubble: the app reports it
+
     @property
     def deck(self) -> "LoopdeckApp":
         return self.app  # type: ignore[return-value]
@@ -59,7 +63,7 @@ class RunsScreen(Screen[None]):
         self.load()
         self.set_interval(1.0, self.load)
 
-    @work(exclusive=True, group="runs", exit_on_error=False)
+    @work(exclusive=True, group="runs", exit_on_error=False, name="the runs list")
     async def load(self) -> None:
         try:
             runs = await self.deck.orch.runs(200)
