@@ -36,7 +36,9 @@ from core.planner import PLANNER_ENV, PlanResult, default_agents_file, load_base
 from core.model.skills import Skill, available_skills
 from core.config import display_url, mask_urls, resolve_db_url
 from core.engine.budget import check_token_budget, parse_token_budget
+from core.store.records import RunRecord, SpanRecord, StepRecord
 from core.values import dumps, load_document, parse_json
+from core.views import worker_json
 from core.model.states import RunStatus, StepStatus
 from core.worker import Worker, WorkerStats
 
@@ -49,6 +51,10 @@ __all__ = [
     "limits",
     "mask_urls",
     "parse_json",
+    "RunRecord",
+    "SpanRecord",
+    "StepRecord",
+    "worker_json",
     "dumps",
     "parse_token_budget",
     "check_token_budget",

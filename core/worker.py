@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 
 from core.errors import LoopdeckError
 from core.orchestrator import Orchestrator
-from core.store.writer import RUNS_CHANNEL, WriteBatch
+from core.store import RUNS_CHANNEL, WriteBatch
 
 log = logging.getLogger("loopdeck.worker")
 

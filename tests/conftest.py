@@ -57,7 +57,7 @@ def pg_template() -> str:
     """A database migrated to the newest schema, copied for each test (CREATE DATABASE ... TEMPLATE)."""
     import asyncio
 
-    from core.store.store import Store
+    from core.store import Store
 
     server = _pg_server_url()
     template_url = server.rsplit("/", 1)[0] + f"/{PG_TEMPLATE}"

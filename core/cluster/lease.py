@@ -13,7 +13,7 @@ import secrets
 import socket
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import Any
+from core.store.records import Lease
 
 
 def default_ttl_s() -> float:
@@ -58,16 +58,15 @@ def pid_alive(pid: int) -> bool:
         return True
 
 
-def holder_state(run: dict[str, Any], me: Identity, now: float, live_owners: set[str]) -> Holder:
+def holder_state(lease: Lease | None, me: Identity, now: float, live_owners: set[str]) -> Holder:
     """Classify the current holder of a run's lease, seen from process ``me``."""
-    owner = run.get("lock_owner")
-    if owner is None:
+    if lease is None:
         return Holder.FREE
-    if run.get("lock_host") == me.host:
-        pid = run.get("lock_pid") or 0
+    if lease.host == me.host:
+        pid = lease.pid or 0
         if pid == me.pid:  # an earlier driver in this very process
-            return Holder.ALIVE_HERE if owner in live_owners else Holder.DEAD
+            return Holder.ALIVE_HERE if lease.owner in live_owners else Holder.DEAD
         return Holder.ALIVE_HERE if pid_alive(pid) else Holder.DEAD
-    if (run.get("locked_until") or 0) < now:
+    if (lease.until or 0) < now:
         return Holder.EXPIRED
     return Holder.ALIVE_ELSEWHERE

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import asyncio
 
-from core.store.store import Store
+from core.store import Store
 from core.store.writer import WriteBatch
 
 RETRY_FIRST_S = 0.02

@@ -21,7 +21,10 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from core.store.records import BreakerRecord
 
 
 class BreakerState(StrEnum):
@@ -141,20 +144,20 @@ class Breaker:
         self.changed_at = self._clock()
         return BreakerChange(self.target, old, new, reason, self.failures)
 
-    def adopt(self, row: dict[str, Any]) -> BreakerChange | None:
+    def adopt(self, row: BreakerRecord) -> BreakerChange | None:
         """Take over a newer state another process persisted: it opened (stop sending) or closed (go on).
 
         Half-open stays a local matter (each process lets its own probe go once the cooldown passes).
         """
-        state = BreakerState(row["state"])
-        if row["updated_at"] <= self.changed_at or state == self._state or state == BreakerState.HALF_OPEN:
+        state = BreakerState(row.state)
+        if row.updated_at <= self.changed_at or state == self._state or state == BreakerState.HALF_OPEN:
             return None
-        if state == BreakerState.OPEN and (row["opened_at"] or 0) <= (self.opened_at or 0) and self._state != BreakerState.CLOSED:
+        if state == BreakerState.OPEN and (row.opened_at or 0) <= (self.opened_at or 0) and self._state != BreakerState.CLOSED:
             return None  # an older opening than the one this process already went through
-        self.failures, self.opened_at = row["failures"], row["opened_at"]
+        self.failures, self.opened_at = row.failures, row.opened_at
         self._probe_in_flight = False
-        change = self._move(state, f"{state.value} in another process ({row['failures']} consecutive failures there)")
-        self.changed_at = row["updated_at"]
+        change = self._move(state, f"{state.value} in another process ({row.failures} consecutive failures there)")
+        self.changed_at = row.updated_at
         return change
 
     def probe_at(self) -> float | None:
@@ -191,13 +194,13 @@ class BreakerBoard:
         breaker.failure_threshold, breaker.cooldown_s = failure_threshold, cooldown_s
         return breaker
 
-    def restore(self, row: dict[str, Any]) -> None:
+    def restore(self, row: BreakerRecord) -> None:
         """Adopt persisted state for a target this process has not seen yet."""
-        if row["target"] in self._breakers:
+        if row.target in self._breakers:
             return
-        self._breakers[row["target"]] = Breaker(
-            row["target"], clock=self._clock, state=BreakerState(row["state"]),
-            failures=row["failures"], opened_at=row["opened_at"],
+        self._breakers[row.target] = Breaker(
+            row.target, clock=self._clock, state=BreakerState(row.state),
+            failures=row.failures, opened_at=row.opened_at,
         )
 
     def states(self) -> dict[str, str]:

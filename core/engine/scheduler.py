@@ -42,6 +42,10 @@ class Scheduler:
         self.running_by_agent: dict[str, int] = {}
         self.running = 0
 
+    def set_admits(self, admits: Callable[[str], bool] | None) -> None:
+        """What decides whether an agent may start an attempt now (its breaker, its shared slots)."""
+        self._admits = admits
+
     def add(self, key: str, idx: int, agent: str, deps: list[str], allow_skipped: bool = False) -> None:
         self._nodes[key] = _Node(idx, agent, tuple(deps), allow_skipped, len(deps))
 

@@ -20,13 +20,13 @@ _STEP_LOC = re.compile(r"^steps\[(\d+)\]")
 
 
 @dataclass(frozen=True)
-class Replan:
+class PlanChange:
     plan: Plan  # the whole new plan
     added: list[StepSpec]
     removed: list[str]
 
 
-def prepare_replan(plan: Plan, run_id: str, statuses: dict[str, tuple[str, int]], steps: Any, mode: str) -> Replan:
+def prepare_replan(plan: Plan, run_id: str, statuses: dict[str, tuple[str, int]], steps: Any, mode: str) -> PlanChange:
     """Validate a replan against the current plan and step states ``{key: (status, attempts)}``."""
     if mode not in MODES:
         raise PlanError([PlanIssue("mode", f"unknown mode {mode!r}; use append or replace_pending")])
@@ -46,7 +46,7 @@ def prepare_replan(plan: Plan, run_id: str, statuses: dict[str, tuple[str, int]]
     except PlanError as exc:
         raise PlanError([_relocate(issue, len(kept)) for issue in exc.issues], exc.source) from None
     added = new_plan.steps[len(kept):]
-    return Replan(new_plan, list(added), removed)
+    return PlanChange(new_plan, list(added), removed)
 
 
 def _relocate(issue: PlanIssue, offset: int) -> PlanIssue:

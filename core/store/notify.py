@@ -1,4 +1,4 @@
-"""Wake-ups across processes: PostgreSQL LISTEN/NOTIFY, as hints.
+"""Wake-ups across processes: PostgreSQL LISTEN/NOTIFY, as hints. Every channel and every NOTIFY is here.
 
 One dedicated connection listens; a notification wakes whoever waits on its
 channel (and run). The tables stay the truth: a waiter always re-reads them,
@@ -13,6 +13,7 @@ and a new connection is tried every ``RECONNECT_S``.
 
 Channels: ``loopdeck_events`` ("<run id> <last id>", after events commit),
 ``loopdeck_commands`` ("<run id>", an action queued for the run's driver),
+``loopdeck_answers`` ("<command id>", the driver answered a command),
 ``loopdeck_runs`` (a run became claimable: submitted, or handed back).
 """
 
@@ -23,10 +24,21 @@ import logging
 import time
 from typing import Any
 
-from core.store.writer import COMMANDS_CHANNEL, EVENTS_CHANNEL, RUNS_CHANNEL
+from sqlalchemy import Connection, text
 
 log = logging.getLogger("loopdeck.notify")
-CHANNELS = (EVENTS_CHANNEL, COMMANDS_CHANNEL, RUNS_CHANNEL)
+EVENTS_CHANNEL = "loopdeck_events"  # "<run id> <last event id>" after events commit
+COMMANDS_CHANNEL = "loopdeck_commands"  # "<run id>" when an action is queued for a run's driver
+ANSWERS_CHANNEL = "loopdeck_answers"  # "<command id>" when the driver answered it
+RUNS_CHANNEL = "loopdeck_runs"  # "<run id>" when a run becomes claimable (submitted, handed back)
+CHANNELS = (EVENTS_CHANNEL, COMMANDS_CHANNEL, ANSWERS_CHANNEL, RUNS_CHANNEL)
+_NOTIFY = text("SELECT pg_notify(:channel, :payload)")
+
+
+def notify(conn: Connection, channel: str, payload: str) -> None:
+    """NOTIFY on PostgreSQL (delivered when the transaction commits); nothing elsewhere."""
+    if conn.dialect.name == "postgresql":
+        conn.execute(_NOTIFY, {"channel": channel, "payload": payload})
 RECONNECT_S = 2.0
 
 

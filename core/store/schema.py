@@ -31,6 +31,8 @@ runs = Table(
     Column("locked_until", Float),
     # revision 0004: a replan an agent proposed, waiting for the operator's review
     Column("proposal_json", Text),
+    # revision 0008: what holds a live run until an operator acts ("budget"), remembered for offline actions
+    Column("hold", String(32)),
 )
 
 steps = Table(

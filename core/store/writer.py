@@ -31,13 +31,14 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from core.store import schema
 from core.errors import StaleWrite, StoreError
+from core.store.notify import EVENTS_CHANNEL, notify
 
 STEP_MUTABLE = (
     "agent", "status", "attempts", "input_json", "output_json", "error", "prompt_tokens",
     "completion_tokens", "not_before", "approved_by", "started_at", "ended_at",
 )
 RUN_MUTABLE = ("status", "reason", "token_budget", "prompt_tokens", "completion_tokens", "updated_at", "ended_at",
-               "proposal_json")
+               "proposal_json", "hold")
 
 _STEP_CAS = (
     schema.steps.update()
@@ -58,11 +59,7 @@ _EVENT_INSERT = insert(schema.events).returning(schema.events.c.id, sort_by_para
 _EVENT_INSERT_PLAIN = insert(schema.events)
 _SPAN_INSERT = insert(schema.spans)
 _EVENT_SEQ = text("SELECT seq FROM sqlite_sequence WHERE name = 'events'")
-_NOTIFY = text("SELECT pg_notify(:channel, :payload)")
 EVENTS_LOCK_KEY = 0x6C6F6F70  # "loop": the advisory lock that orders event ids (PostgreSQL)
-EVENTS_CHANNEL = "loopdeck_events"  # NOTIFY "<run id> <last event id>" after events commit
-COMMANDS_CHANNEL = "loopdeck_commands"  # NOTIFY "<run id>" when an action is queued for a run's driver
-RUNS_CHANNEL = "loopdeck_runs"  # NOTIFY "<run id>" when a run becomes claimable (submitted, handed back)
 
 Extra = Callable[[Connection], Any]
 """A rare write (insert a run, take a lease) run inside the group's transaction; may raise ``StaleWrite``."""
@@ -270,7 +267,7 @@ def _insert_events_postgresql(conn: Connection, event_rows: list[dict[str, Any]]
     conn.exec_driver_sql(f"SELECT pg_advisory_xact_lock({EVENTS_LOCK_KEY})")
     ids = [row[0] for row in conn.execute(_EVENT_INSERT, event_rows).all()]
     for run_id in sorted({row["run_id"] for row in event_rows}):
-        conn.execute(_NOTIFY, {"channel": EVENTS_CHANNEL, "payload": f"{run_id} {ids[-1]}"})
+        notify(conn, EVENTS_CHANNEL, f"{run_id} {ids[-1]}")
     return ids
 
 

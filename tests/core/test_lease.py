@@ -12,6 +12,7 @@ from sqlalchemy import update
 
 from core import LeaseHeld, Orchestrator, RunStatus
 from core.store import schema
+from core.store import Lease
 from core.cluster.lease import Holder, Identity, holder_state, pid_alive
 from tests.conftest import plan
 
@@ -26,13 +27,13 @@ async def _hold(orch: Orchestrator, run_id: str, *, host: str, pid: int, until: 
 
 def test_holder_states():
     me = Identity(owner="me", host="here", pid=1234)
-    assert holder_state({"lock_owner": None}, me, 0, set()) == Holder.FREE
+    assert holder_state(None, me, 0, set()) == Holder.FREE
     dead_pid = subprocess.Popen([sys.executable, "-c", "pass"])
     dead_pid.wait()
-    assert holder_state({"lock_owner": "x", "lock_host": "here", "lock_pid": dead_pid.pid, "locked_until": 1e12}, me, 0, set()) == Holder.DEAD
-    assert holder_state({"lock_owner": "x", "lock_host": "far", "lock_pid": 1, "locked_until": 10}, me, 20, set()) == Holder.EXPIRED
-    assert holder_state({"lock_owner": "x", "lock_host": "far", "lock_pid": 1, "locked_until": 30}, me, 20, set()) == Holder.ALIVE_ELSEWHERE
-    assert holder_state({"lock_owner": "me", "lock_host": "here", "lock_pid": 1234}, me, 0, {"me"}) == Holder.ALIVE_HERE
+    assert holder_state(Lease("x", "here", dead_pid.pid, 1e12), me, 0, set()) == Holder.DEAD
+    assert holder_state(Lease("x", "far", 1, 10), me, 20, set()) == Holder.EXPIRED
+    assert holder_state(Lease("x", "far", 1, 30), me, 20, set()) == Holder.ALIVE_ELSEWHERE
+    assert holder_state(Lease("me", "here", 1234, None), me, 0, {"me"}) == Holder.ALIVE_HERE
 
 
 def test_pid_alive_sees_zombies_as_dead():

@@ -16,7 +16,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from core import PlanError, parse_plan_text, validate_plan
-from core.engine.controller import backoff_delay
+from core.engine.transitions import backoff_delay
 from core.limits import MAX_DEPTH
 from core.model.plan import Backoff
 from core.values import ValueProblem, check_document, to_json_value

@@ -24,11 +24,11 @@ EXTRA = [{"key": "extra1", "agent": "sim", "depends_on": ["think"]}, {"key": "ex
 
 async def test_a_run_awaits_plan_approval_then_runs_when_approved(orch):
     run_id = await orch.create_run(plan([{"key": "a"}, {"key": "b", "depends_on": ["a"]}], plan_approval="required"))
-    assert (await orch.store.get_run(run_id))["status"] == "awaiting_plan_approval"
+    assert (await orch.store.get_run(run_id)).status == "awaiting_plan_approval"
     task = asyncio.create_task(orch.drive(run_id))
     await asyncio.sleep(0.3)
     assert not task.done()  # nothing runs before the plan is approved
-    assert all(s["status"] == "pending" for s in await orch.store.get_steps(run_id))
+    assert all(s.status == "pending" for s in await orch.store.get_steps(run_id))
     await orch.approve_plan(run_id, user="ana")  # in this process: queued for the waiting driver
     assert await asyncio.wait_for(task, 10) == RunStatus.SUCCEEDED
     types = [e["type"] for e in (await orch.snapshot(run_id))["events"]]
@@ -81,8 +81,8 @@ async def test_an_agent_proposed_replan_waits_for_review_when_plan_approval_is_r
     await wait_event(orch, run_id, "run_plan_proposed", "think")
     await asyncio.sleep(0.2)
     run = await orch.store.get_run(run_id)
-    assert run["status"] == "awaiting_plan_approval" and json.loads(run["proposal_json"])["by"] == "think"
-    assert (await orch.store.get_step(run_id, "side"))["status"] == "pending"  # nothing new launches meanwhile
+    assert run.status == "awaiting_plan_approval" and run.proposal["by"] == "think"
+    assert (await orch.store.get_step(run_id, "side")).status == "pending"  # nothing new launches meanwhile
     await orch.approve_plan(run_id, user="ana")
     assert await asyncio.wait_for(task, 10) == RunStatus.SUCCEEDED
     keys = [s["key"] for s in (await orch.snapshot(run_id))["steps"]]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 
-from core.store.store import Store
+from core.store import Store
 from core.store.writer import WriteBatch
 
 
@@ -52,7 +52,7 @@ async def test_a_dropped_listen_connection_wakes_its_waiters_and_listens_again(p
     import asyncpg
 
     from core.store.notify import Notifier
-    from core.store.writer import EVENTS_CHANNEL
+    from core.store import EVENTS_CHANNEL
 
     notifier = Notifier(pg_url)
     admin = await asyncpg.connect(pg_url.replace("postgresql+asyncpg://", "postgresql://"))

@@ -11,7 +11,8 @@ from sqlalchemy import create_engine, inspect, text
 
 from core import Orchestrator, StaleWrite, StoreError, validate_plan
 from core.store import migrate
-from core.store.store import Store
+from core.engine.run_state import new_step_row
+from core.store import Store
 from core.store.writer import WriteBatch
 from tests.conftest import plan
 
@@ -19,9 +20,9 @@ ON_POSTGRES = True  # every test here runs on SQLite and on PostgreSQL (tests/co
 
 
 async def _run_with_one_step(orch) -> tuple[str, dict]:
-    run_id = await orch.create_run(plan([{"key": "a"}]))
-    row = (await orch.store.get_steps(run_id))[0]
-    return run_id, row
+    p = plan([{"key": "a"}])
+    run_id = await orch.create_run(p)
+    return run_id, new_step_row(run_id, 0, p.steps[0], "sim")  # the row as stored: pending, no attempt
 
 
 async def test_a_compare_and_set_that_misses_writes_nothing(orch):
@@ -32,7 +33,7 @@ async def test_a_compare_and_set_that_misses_writes_nothing(orch):
     before = await orch.store.events_since(run_id)
     with pytest.raises(StaleWrite, match='step "a" changed in the database'):
         await orch.store.write(stale)
-    assert (await orch.store.get_steps(run_id))[0]["status"] == "pending"
+    assert (await orch.store.get_steps(run_id))[0].status == "pending"
     assert await orch.store.events_since(run_id) == before
 
 
@@ -45,7 +46,7 @@ async def test_in_a_group_only_the_stale_batch_fails_and_the_others_commit(orch)
     results = await asyncio.gather(orch.store.write(good), orch.store.write(stale), return_exceptions=True)
     assert isinstance(results[0], list) and len(results[0]) == 1
     assert isinstance(results[1], StaleWrite)
-    assert (await orch.store.get_steps(run_id))[0]["status"] == "running"
+    assert (await orch.store.get_steps(run_id))[0].status == "running"
 
 
 async def test_concurrent_writes_share_transactions_and_get_increasing_ids(orch):
@@ -94,8 +95,8 @@ async def test_an_older_database_is_upgraded_on_open(tmp_path):
     store = await Store.open(f"sqlite+aiosqlite:///{path}")
     try:
         run = await store.get_run("old-run")
-        assert run["goal"] == "old" and run["lock_owner"] is None
-        assert (await store.get_steps("old-run"))[0]["status"] == "succeeded"
+        assert run.goal == "old" and run.lease is None
+        assert (await store.get_steps("old-run"))[0].status == "succeeded"
     finally:
         await store.close()
     engine = create_engine(f"sqlite:///{path}")

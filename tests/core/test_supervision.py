@@ -15,7 +15,8 @@ import pytest
 
 from core import Orchestrator, RunStatus, validate_plan
 from core.engine import controller as controller_module
-from core.store.store import Store
+from core.engine import transitions
+from core.store import Store
 from tests.conftest import plan
 
 CHAIN = 20_000
@@ -71,7 +72,7 @@ async def test_an_error_in_an_attempts_bookkeeping_fails_the_run_with_that_error
     def broken(*args, **kwargs):
         raise ZeroDivisionError("boom in the backoff")
 
-    monkeypatch.setattr(controller_module, "backoff_delay", broken)
+    monkeypatch.setattr(transitions, "backoff_delay", broken)
     run_id = await orch.create_run(plan([{"key": "a", "agent": "flaky"}],
                                         agents={"flaky": {"kind": "sim", "latency_ms": 0, "fail_times": 1}}))
     assert await asyncio.wait_for(orch.drive(run_id), 10) == RunStatus.FAILED
@@ -159,7 +160,7 @@ def test_an_engine_error_in_a_headless_run_is_one_line_without_a_traceback(tmp_p
 
     plan_file = tmp_path / "plan.yaml"
     plan_file.write_text("agents: {flaky: {kind: sim, latency_ms: 0, fail_times: 1}}\nsteps: [{key: a}]\n")
-    script = ("import sys; import core.engine.controller as c\n"
+    script = ("import sys; import core.engine.transitions as c\n"
               "def boom(*a, **k): raise ZeroDivisionError('boom in the backoff')\n"
               "c.backoff_delay = boom\n"
               "from tui.cli import main\n"

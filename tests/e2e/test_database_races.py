@@ -17,7 +17,7 @@ import pytest
 
 from core import StoreError
 from core.store.migrate import head_revision
-from core.store.store import Store
+from core.store import Store
 from tests.e2e.conftest import ROOT, Cli
 
 PLAN = {"agents": {"sim": {"kind": "sim", "latency_ms": 0}}, "steps": [{"key": "a"}]}

@@ -83,7 +83,7 @@ async def test_three_workers_share_a_hundred_runs_and_survive_a_kill(pg_url, tmp
             pid = workers[0].pid
             for run_id in run_ids:
                 run = await orch.store.get_run(run_id)
-                if run["lock_pid"] == pid and any(s["status"] == "running" for s in await orch.store.get_steps(run_id)):
+                if run.lease and run.lease.pid == pid and any(s.status == "running" for s in await orch.store.get_steps(run_id)):
                     return True
             return False
 
@@ -109,11 +109,11 @@ async def test_three_workers_share_a_hundred_runs_and_survive_a_kill(pg_url, tmp
                 elif event.type == "step_started":
                     starts[(run_id, event.step_key, event.payload["attempt"])] += 1
             for span in await orch.store.spans_of(run_id):
-                if span["status"] == "interrupted":
+                if span.status == "interrupted":
                     interrupted += 1
-                if span["agent"] == "api":
-                    end = min(span["ended_at"], killed_at) if span["status"] == "interrupted" else span["ended_at"]
-                    intervals.append((span["started_at"], end))
+                if span.agent == "api":
+                    end = min(span.ended_at, killed_at) if span.status == "interrupted" else span.ended_at
+                    intervals.append((span.started_at, end))
         assert len(succeeded) == RUNS * 5 and set(succeeded.values()) == {1}  # no step succeeded twice
         assert set(starts.values()) == {1}  # every attempt number started once: one driver at a time
         assert interrupted >= 1  # the kill interrupted a running attempt, which was counted and retried
@@ -145,7 +145,7 @@ def two_step_plan(latency_ms: int):
 async def _running_under(orch: Orchestrator, run_id: str, pid: int) -> bool:
     run = await orch.store.get_run(run_id)
     step = await orch.store.get_step(run_id, "long")
-    return run["lock_pid"] == pid and step["status"] == "running"
+    return run.lease is not None and run.lease.pid == pid and step.status == "running"
 
 
 @pytest.mark.slow
@@ -159,19 +159,19 @@ async def test_sigterm_lets_the_running_step_finish_then_hands_the_run_to_anothe
         first.send_signal(signal.SIGTERM)
         assert first.wait(timeout=30) == 0
         run = await orch.store.get_run(run_id)
-        steps = {s["key"]: s for s in await orch.store.get_steps(run_id)}
-        assert steps["long"]["status"] == "succeeded" and steps["long"]["attempts"] == 1  # it finished its step
-        assert steps["after"]["status"] == "pending"  # ...and launched nothing new
-        assert run["status"] == "running" and run["lock_owner"] is None  # handed back at once, not left to expire
+        steps = {s.key: s for s in await orch.store.get_steps(run_id)}
+        assert steps["long"].status == "succeeded" and steps["long"].attempts == 1  # it finished its step
+        assert steps["after"].status == "pending"  # ...and launched nothing new
+        assert run.status == "running" and run.lease is None  # handed back at once, not left to expire
         log = (tmp_path / "first.log").read_text()
         assert "handed back" in log and "stopped" in log
         second = spawn_worker(pg_url, "second", tmp_path / "second.log")
 
         async def finished() -> bool:
-            return (await orch.store.get_run(run_id))["status"] == "succeeded"
+            return (await orch.store.get_run(run_id)).status == "succeeded"
 
         await wait_for(finished, 30, "the second worker to finish the run")
-        assert all(s["status"] != "interrupted" for s in await orch.store.spans_of(run_id))
+        assert all(s.status != "interrupted" for s in await orch.store.spans_of(run_id))
     finally:
         for proc in (first, second):
             if proc is not None and proc.poll() is None:
@@ -192,16 +192,16 @@ async def test_past_the_grace_period_a_running_step_is_handed_back_and_retried_w
         await wait_for(lambda: _running_under(orch, run_id, first.pid), 30, "the first worker to start the step")
         first.send_signal(signal.SIGTERM)
         assert first.wait(timeout=10) == 0
-        assert (await orch.store.get_run(run_id))["lock_owner"] is None
+        assert (await orch.store.get_run(run_id)).lease is None
         second = spawn_worker(pg_url, "second", tmp_path / "second.log")
 
         async def finished() -> bool:
-            return (await orch.store.get_run(run_id))["status"] == "succeeded"
+            return (await orch.store.get_run(run_id)).status == "succeeded"
 
         await wait_for(finished, 30, "the second worker to finish the run")
         long = await orch.store.get_step(run_id, "long")
-        assert long["attempts"] == 2  # the cut-off attempt counted
-        assert [s["status"] for s in await orch.store.spans_of(run_id) if s["step_key"] == "long"] == ["interrupted", "succeeded"]
+        assert long.attempts == 2  # the cut-off attempt counted
+        assert [s.status for s in await orch.store.spans_of(run_id) if s.step_key == "long"] == ["interrupted", "succeeded"]
     finally:
         for proc in (first, second):
             if proc is not None and proc.poll() is None:

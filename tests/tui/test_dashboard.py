@@ -48,7 +48,7 @@ def screen_as_text(app) -> str:
     return html.unescape("".join(re.findall(r">([^<]*)</text>", svg))).replace("\xa0", " ")
 
 
-async def step_row(orch: Orchestrator, run_id: str, key: str) -> dict:
+async def step_row(orch: Orchestrator, run_id: str, key: str):
     return await orch.store.get_step(run_id, key)
 
 
@@ -59,7 +59,7 @@ async def test_a_opens_by_itself_and_a_approves_as_the_named_user(db_url):
         await pilot.press("a")
         await until(pilot, lambda: app.final_status is not None)
         row = await step_row(app.orch, app.run_id, "publish")
-        assert row["approved_by"] == "alice" and row["status"] == "succeeded"
+        assert row.approved_by == "alice" and row.status == "succeeded"
         # the end of the run is said plainly
         await until(pilot, lambda: any(f"run {app.run_id} ended succeeded" in str(n.message) for n in app._notifications))
 
@@ -73,7 +73,7 @@ async def test_r_rejects_with_a_reason(db_url):
         await pilot.press(*"too risky", "enter")
         await until(pilot, lambda: app.final_status is not None)
         row = await step_row(app.orch, app.run_id, "publish")
-        assert row["status"] == "rejected" and row["error"] == "rejected by bob: too risky"
+        assert row.status == "rejected" and row.error == "rejected by bob: too risky"
         assert app.final_status.value == "rejected"
 
 
@@ -89,12 +89,12 @@ async def test_e_edits_the_input_refuses_invalid_json_in_place_then_approves_the
         await pilot.pause(0.1)
         error = str(modal.query_one("#approval-error").render())
         assert "not valid JSON" in error and app.screen is modal  # refused in place, nothing sent
-        assert (await step_row(app.orch, app.run_id, "publish"))["status"] == "waiting_user"
+        assert (await step_row(app.orch, app.run_id, "publish")).status == "waiting_user"
         editor.text = '{"to": "production"}'
         await pilot.press("ctrl+s")
         await until(pilot, lambda: app.final_status is not None)
         row = await step_row(app.orch, app.run_id, "publish")
-        assert row["approved_by"] == "carol" and row["input_json"] == '{"to": "production"}'
+        assert row.approved_by == "carol" and row.input == {"to": "production"}
 
 
 async def test_escape_defers_and_capital_a_reopens_the_queue(db_url):
@@ -104,7 +104,7 @@ async def test_escape_defers_and_capital_a_reopens_the_queue(db_url):
         await pilot.press("escape")
         await pilot.pause(0.5)
         assert not isinstance(app.screen, ApprovalScreen)  # deferred: it does not pop up again by itself
-        assert (await step_row(app.orch, app.run_id, "publish"))["status"] == "waiting_user"
+        assert (await step_row(app.orch, app.run_id, "publish")).status == "waiting_user"
         await pilot.press("A")
         await until(pilot, lambda: isinstance(app.screen, ApprovalScreen))
         await pilot.press("a")
@@ -128,7 +128,7 @@ async def test_plus_and_minus_give_feedback_on_the_highlighted_step(db_url):
             if feedback:
                 break
             await pilot.pause(0.05)
-        assert [(f["step_key"], f["rating"], f["comment"], f["created_by"]) for f in feedback] == [("draft", "up", "clear", "erin")]
+        assert [(f.step_key, f.rating, f.comment, f.created_by) for f in feedback] == [("draft", "up", "clear", "erin")]
         await until(pilot, lambda: "👍" in str(tree.root.children[0].label))  # the tree shows the rating
 
 
@@ -143,7 +143,7 @@ async def test_x_cancels_after_confirmation(db_url):
         await pilot.press("y")
         await until(pilot, lambda: app.final_status is not None)
         run = await app.orch.store.get_run(app.run_id)
-        assert run["status"] == "canceled" and run["reason"] == "canceled by fay: canceled from the dashboard"
+        assert run.status == "canceled" and run.reason == "canceled by fay: canceled from the dashboard"
 
 
 async def test_read_only_disables_every_action(db_url):
@@ -192,7 +192,7 @@ async def test_attach_acts_on_a_run_driven_by_another_process_through_the_store(
             status = await asyncio.wait_for(drive, 10)
             await until(pilot, lambda: app.screen.view is not None and app.screen.view.finished)
         assert status.value == "succeeded"
-        assert (await driver.store.get_step(run_id, "publish"))["approved_by"] == "remote-op"
+        assert (await driver.store.get_step(run_id, "publish")).approved_by == "remote-op"
     finally:
         await driver.close()
 
@@ -219,14 +219,14 @@ async def test_s_skips_the_highlighted_step_after_confirmation(db_url):
         await pilot.press("s")
         await until(pilot, lambda: isinstance(app.screen, ConfirmScreen))
         await pilot.press("y")
-        await until(pilot, lambda: app.orch.controller(app.run_id).steps["later"].status.value == "skipped")
+        await until(pilot, lambda: app.orch.controller(app.run_id).run.steps["later"].status.value == "skipped")
         row = await step_row(app.orch, app.run_id, "later")
-        assert row["status"] == "skipped" and row["error"] == "skipped by hal: skipped from the dashboard"
+        assert row.status == "skipped" and row.error == "skipped by hal: skipped from the dashboard"
         await pilot.press("s")  # "later" is still highlighted: skipping it again is refused, with the reason
         await until(pilot, lambda: isinstance(app.screen, ConfirmScreen))
         await pilot.press("y")
         await pilot.pause(0.3)
-        assert (await step_row(app.orch, app.run_id, "later"))["status"] == "skipped"
+        assert (await step_row(app.orch, app.run_id, "later")).status == "skipped"
 
 
 async def test_slash_filters_the_tree_and_space_freezes_updates(db_url):
@@ -312,7 +312,7 @@ async def test_t_retries_a_failed_step(db_url, tmp_path, monkeypatch):
         await pilot.press("t")
         await until(pilot, lambda: app.screen.view.steps["flaky"].status == "succeeded")
         row = await step_row(app.orch, app.run_id, "flaky")
-        assert row["status"] == "succeeded" and row["attempts"] == 2
+        assert row.status == "succeeded" and row.attempts == 2
 
 
 async def test_b_sets_the_budget_and_minus_gives_a_thumbs_down(db_url):
@@ -325,7 +325,7 @@ async def test_b_sets_the_budget_and_minus_gives_a_thumbs_down(db_url):
         app.screen.query_one("#prompt-input").value = "12,345"
         await pilot.press("enter")
         await until(pilot, lambda: app.screen.view is not None and app.screen.view.budget == 12345)
-        assert (await app.orch.store.get_run(app.run_id))["token_budget"] == 12345
+        assert (await app.orch.store.get_run(app.run_id)).token_budget == 12345
         tree = app.screen.query_one(DagTree)
         tree.move_cursor(tree.root.children[0])  # draft, finished
         await pilot.press("minus")
@@ -333,7 +333,7 @@ async def test_b_sets_the_budget_and_minus_gives_a_thumbs_down(db_url):
         await pilot.press("enter")
         await until(pilot, lambda: not isinstance(app.screen, PromptScreen))
         await pilot.pause(0.3)
-        assert [(f["step_key"], f["rating"]) for f in await app.orch.store.feedback_of(app.run_id)] == [("draft", "down")]
+        assert [(f.step_key, f.rating) for f in await app.orch.store.feedback_of(app.run_id)] == [("draft", "down")]
 
 
 async def test_a_database_error_is_shown_and_the_dashboard_keeps_running(db_url):

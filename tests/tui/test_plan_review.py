@@ -32,7 +32,7 @@ async def test_the_review_opens_by_itself_and_a_approves_the_plan(db_url):
         await until(pilot, lambda: "Review the plan of run" in screen_as_text(app))  # drawn, not just pushed
         text = screen_as_text(app)
         assert "gather" in text and "after gather" in text
-        assert (await app.orch.store.get_run(app.run_id))["status"] == "awaiting_plan_approval"
+        assert (await app.orch.store.get_run(app.run_id)).status == "awaiting_plan_approval"
         await pilot.press("a")
         await until(pilot, lambda: app.final_status is not None)
         assert app.final_status.value == "succeeded"
@@ -50,7 +50,7 @@ async def test_r_rejects_the_plan_and_the_run_ends_rejected(db_url):
         await pilot.press(*"wrong goal", "enter")
         await until(pilot, lambda: app.final_status is not None)
         run = await app.orch.store.get_run(app.run_id)
-        assert run["status"] == "rejected" and run["reason"] == "plan rejected by bob: wrong goal"
+        assert run.status == "rejected" and run.reason == "plan rejected by bob: wrong goal"
 
 
 def editor_script(tmp_path: Path, body: str) -> str:
@@ -86,8 +86,8 @@ else:
         await pilot.press("a")
         await until(pilot, lambda: app.final_status is not None)
         steps = await app.orch.store.get_steps(app.run_id)
-        assert [s["key"] for s in steps] == ["gather", "write", "extra"]
-        assert all(s["status"] == "succeeded" for s in steps)
+        assert [s.key for s in steps] == ["gather", "write", "extra"]
+        assert all(s.status == "succeeded" for s in steps)
 
 
 async def test_the_output_tab_fills_in_while_an_llm_agent_streams(db_url):
@@ -127,6 +127,6 @@ async def test_a_replan_an_agent_proposes_is_reviewed_in_the_same_screen(db_url)
         await pilot.press(*"not now", "enter")
         await until(pilot, lambda: app.final_status is not None)
         assert app.final_status.value == "succeeded"
-        assert [s["key"] for s in await app.orch.store.get_steps(app.run_id)] == ["think"]
+        assert [s.key for s in await app.orch.store.get_steps(app.run_id)] == ["think"]
         events = [e.type for e in await app.orch.store.events_since(app.run_id, 0)]
         assert events.count("run_plan_approved") == 1 and events.count("run_plan_rejected") == 1

@@ -102,7 +102,7 @@ class LoopdeckApp(App[int]):
                 self.run_id = await self.orch.create_run(self.plan, proposed_by=self.proposed_by, hold=self.drive,
                                                          planning_tokens=self.planning_tokens)
             if self.run_id is not None:
-                self.run_id = await self.orch.store.resolve_run_id(self.run_id)
+                self.run_id = await self.orch.resolve_run_id(self.run_id)
         except LoopdeckError as exc:
             self.exit(2, message=Text(mask_urls(f"loopdeck: {exc}")))
             return

@@ -8,7 +8,6 @@ operator action goes through the orchestrator's API and says how it went.
 from __future__ import annotations
 
 import asyncio
-import json
 import time
 from collections.abc import Awaitable
 from typing import TYPE_CHECKING, Any
@@ -110,7 +109,7 @@ class RunScreen(Screen[None]):
                 await asyncio.sleep(POLL_S)
                 continue
             try:
-                events = await self.deck.orch.store.events_since(self.run_id, view.last_event_id, limit=5000)
+                events = await self.deck.orch.events_since(self.run_id, view.last_event_id, limit=5000)
                 self._feed_error = None
             except Exception as exc:  # noqa: BLE001 - shown on screen; the feed keeps trying
                 self._feed_error = str(exc) if isinstance(exc, StoreError) else f"{type(exc).__name__}: {exc}"
@@ -249,7 +248,7 @@ class RunScreen(Screen[None]):
         if view is None or self.frozen or self.query_one("#detail-tabs", TabbedContent).active != "tab-timeline":
             return
         try:
-            spans = await self.deck.orch.store.spans_of(self.run_id)
+            spans = await self.deck.orch.spans(self.run_id)
         except LoopdeckError as exc:
             self.notify(f"cannot read spans: {exc}", severity="error", markup=False)
             return
@@ -267,15 +266,13 @@ class RunScreen(Screen[None]):
         if view is None or step is None:
             return
         try:
-            row = await self.deck.orch.store.get_step(self.run_id, key)
+            row = await self.deck.orch.step(self.run_id, key)
         except LoopdeckError as exc:
             self.notify(f"cannot read step {key}: {exc}", severity="error", markup=False)
             row = None
         context = None
         if row is not None:
-            step.output = json.loads(row["output_json"]) if row["output_json"] else None
-            step.input = json.loads(row["input_json"]) if row["input_json"] else None
-            step.error = row["error"]
+            step.output, step.input, step.error = row.output, row.input, row.error
             try:
                 context = await self.deck.orch.step_context(self.run_id, key)
             except LoopdeckError:

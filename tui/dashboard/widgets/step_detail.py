@@ -12,6 +12,7 @@ from textual.app import ComposeResult
 from textual.containers import Vertical, VerticalScroll
 from textual.widgets import Static, TabbedContent, TabPane
 
+from core import SpanRecord
 from tui.text.literal import clean, literal
 from tui.dashboard.viewmodel import RunView, StepView
 
@@ -28,9 +29,9 @@ def as_json(value: Any) -> RenderableType:
 SPAN_STYLE = {"succeeded": "green", "failed": "red", "interrupted": "yellow", "canceled": "dim", "running": "cyan"}
 
 
-def timeline(spans: list[dict[str, Any]], running: list[tuple[str, int, float]], start: float, now: float, width: int) -> Text:
+def timeline(spans: list[SpanRecord], running: list[tuple[str, int, float]], start: float, now: float, width: int) -> Text:
     """A Gantt chart: one row per attempt, bars placed on the run's time axis."""
-    rows = [(s["step_key"], s["attempt"], s["started_at"], s["ended_at"], s["status"]) for s in spans]
+    rows = [(s.step_key, s.attempt, s.started_at, s.ended_at, s.status) for s in spans]
     rows += [(key, attempt, began, now, "running") for key, attempt, began in running]
     if not rows:
         return Text("no attempt has finished yet", style="dim")

@@ -1,0 +1,203 @@
+"""Every change of a step's status, and of a run's: the one place they are made.
+
+Each function changes the ``RunState`` and records what it changed in
+``Effects``: the compare-and-set rows and the events to commit, the steps
+whose dependencies became met (``ready``) and those that must not start from
+a timer any more (``unqueued``). The transition table of ``model.states``
+says which moves are allowed (``check_step``); nothing here does I/O, so the
+live controller and an action on a run nobody drives share every word.
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass, field
+from typing import Any
+
+from core.engine.run_state import RunMode, RunState, StepState
+from core.executors import AttemptFailed, Result
+from core.model.events import EventType
+from core.model.plan import Backoff
+from core.model.states import RunStatus, StepStatus, check_step
+from core.store import WriteBatch
+
+E = EventType
+S = StepStatus
+MAX_RETRY_AFTER_S = 3600.0
+
+
+@dataclass
+class Effects:
+    """What a decision wrote, and what the driver of the run must do next."""
+
+    batch: WriteBatch = field(default_factory=WriteBatch)
+    ready: list[str] = field(default_factory=list)  # dependencies met: gate it, wait out its backoff, or queue it
+    unqueued: list[str] = field(default_factory=list)  # no longer to start (skipped, replaced): drop its timer
+    ended: list[str] | None = None  # the run ended: the keys of the steps whose attempts must be stopped
+
+
+def move(run: RunState, step: StepState, action: str, batch: WriteBatch, now: float,
+         event: tuple[str, dict[str, Any]] | None = None, **changes: Any) -> None:
+    """Move ``step`` by ``action`` (refused unless the table allows it), set ``changes``, record row and event."""
+    expect_status, expect_attempts = step.status, step.attempts
+    step.status = check_step(step.key, step.status, action)
+    for name, value in changes.items():
+        setattr(step, name, value)
+    batch.step(run.run_id, step.key, expect_status.value, expect_attempts, step.row())
+    if event is not None:
+        batch.event(run.run_id, event[0], step.key, event[1], now)
+
+
+def settle(run: RunState, step: StepState, effects: Effects, now: float) -> None:
+    """``step`` reached a final status: release its dependents, skip those that can never run.
+
+    A worklist, not recursion: a 20,000-step chain whose first step fails
+    skips the other 19,999 here without going one stack frame deeper.
+    """
+    settled = [step]
+    while settled:
+        done = settled.pop()
+        ready, doomed = run.index.settle(done.key, done.status.value)
+        run.waiting.discard(done.key)
+        for key in doomed:
+            child = run.steps[key]
+            if child.status.terminal:
+                continue
+            unqueue(run, key, effects)
+            reason = f'dependency "{done.key}" {done.status.value}'
+            move(run, child, "skip", effects.batch, now, (E.STEP_SKIPPED, {"reason": reason}), ended_at=now, error=reason)
+            settled.append(child)
+        effects.ready.extend(ready)
+
+
+def unqueue(run: RunState, key: str, effects: Effects) -> None:
+    run.index.unqueue(key)
+    run.waiting.discard(key)
+    effects.unqueued.append(key)
+
+
+def set_run_status(run: RunState, status: RunStatus, reason: str | None, batch: WriteBatch, now: float,
+                   kind: str, ended: bool = False) -> None:
+    run.status, run.reason = status, reason
+    if ended:
+        run.ended_at = now
+    batch.run(run.run_id, run.run_row(now))
+    payload: dict[str, Any] = {"status": status.value}
+    if reason:
+        payload["reason"] = reason
+    batch.event(run.run_id, kind, None, payload, now)
+
+
+def end_run(run: RunState, status: RunStatus, reason: str | None, effects: Effects, now: float) -> None:
+    """End the run: every unfinished step skipped with the run's verdict, the verdict written."""
+    run.set_mode(RunMode.ENDING)
+    effects.ended = []
+    why = f"run {status.value}" + (f": {reason}" if reason else "")
+    for step in sorted(run.steps.values(), key=lambda s: s.idx):
+        if step.status.terminal:
+            continue
+        if step.status == S.RUNNING:
+            effects.ended.append(step.key)
+        unqueue(run, step.key, effects)
+        move(run, step, "cancel", effects.batch, now, (E.STEP_SKIPPED, {"reason": why}), ended_at=now, error=why)
+    set_run_status(run, status, reason, effects.batch, now, E.RUN_ENDED, ended=True)
+
+
+def gate(run: RunState, step: StepState, batch: WriteBatch, now: float) -> None:
+    """A step marked ``approval: required`` reached its turn: it waits for an operator."""
+    run.waiting.add(step.key)
+    move(run, step, "gate", batch, now, (E.STEP_WAITING, {"reason": "approval: required", "input": step.input}))
+
+
+def requeue_interrupted(run: RunState, step: StepState, batch: WriteBatch, now: float) -> None:
+    """A step a dead driver left running: its attempt counted, retried if attempts remain, else failed."""
+    batch.span(run.run_id, step.key, step.attempts, step.agent, "interrupted", step.started_at or now, now,
+               error="the process driving the run stopped during this attempt")
+    if step.attempts >= run.max_attempts(step):
+        error = f"attempt {step.attempts} was interrupted when the driving process stopped, and no attempts are left"
+        move(run, step, "fail", batch, now, (E.STEP_FAILED, {"attempt": step.attempts, "error": error}),
+             error=error, ended_at=now)
+    else:
+        move(run, step, "requeue", batch, now, (E.STEP_REQUEUED, {
+            "attempt": step.attempts, "reason": "the process driving the run stopped during this attempt"}),
+            not_before=None)
+
+
+def attempt_ended(run: RunState, step: StepState, attempt: int, outcome: Result | AttemptFailed, effects: Effects,
+                  now: float, rng: random.Random) -> None:
+    """The transition an attempt's outcome makes: succeeded, retrying after a backoff, or failed."""
+    usage = outcome.usage
+    step.prompt_tokens += usage.prompt_tokens
+    step.completion_tokens += usage.completion_tokens
+    run.prompt_tokens += usage.prompt_tokens
+    run.completion_tokens += usage.completion_tokens
+    tokens: dict[str, Any] = {"prompt": usage.prompt_tokens, "completion": usage.completion_tokens}
+    if usage.estimated:
+        tokens["estimated"] = True
+    batch = effects.batch
+    if isinstance(outcome, Result):
+        move(run, step, "succeed", batch, now, (E.STEP_SUCCEEDED, {
+            "attempt": attempt, "tokens": tokens, "duration_s": round(now - (step.started_at or now), 6)}),
+            output=outcome.output, error=None, ended_at=now)
+        settle(run, step, effects, now)
+    elif outcome.retryable and attempt < run.max_attempts(step):
+        delay = backoff_delay(run.policy.backoff, attempt, rng)
+        if outcome.retry_after_s is not None:  # the target said when to come back
+            delay = max(delay, min(outcome.retry_after_s, MAX_RETRY_AFTER_S))
+        move(run, step, "retry", batch, now, (E.STEP_RETRYING, {
+            "attempt": attempt, "error": str(outcome), "delay_s": round(delay, 6), "tokens": tokens}),
+            error=str(outcome), not_before=now + delay)
+        effects.ready.append(step.key)
+    else:
+        move(run, step, "fail", batch, now, (E.STEP_FAILED, {
+            "attempt": attempt, "error": str(outcome), "tokens": tokens, "retryable": outcome.retryable}),
+            error=str(outcome), ended_at=now)
+        settle(run, step, effects, now)
+    batch.run(run.run_id, run.run_row(now))
+
+
+def backoff_delay(backoff: Backoff, retry_number: int, rng: random.Random) -> float:
+    """Seconds before retry ``retry_number`` (1-based); full jitter halves the mean, never the max."""
+    try:
+        raw = backoff.base_s * backoff.factor ** (retry_number - 1)
+    except OverflowError:  # factor ** n past a float's range: the cap applies
+        raw = backoff.max_s
+    delay = min(backoff.max_s, raw)
+    if backoff.jitter:
+        delay = delay / 2 + rng.uniform(0, delay / 2)
+    return delay
+
+
+def verdict(run: RunState) -> tuple[RunStatus, str | None]:
+    """Nothing runs, waits or is queued: the status the run's steps earned, and why."""
+    steps = sorted(run.steps.values(), key=lambda s: s.idx)
+    unfinished = [s.key for s in steps if not s.status.terminal]
+    failed = [s for s in steps if s.status == S.FAILED]
+    rejected = [s.key for s in steps if s.status == S.REJECTED]
+    if unfinished:
+        return RunStatus.FAILED, f"no step can run, yet {', '.join(unfinished[:5])} did not finish"
+    if failed:
+        first = failed[0]
+        more = f" (and {len(failed) - 1} more)" if len(failed) > 1 else ""
+        what = "verification" if first.spec.type == "verification" else "step"
+        return RunStatus.FAILED, f'{what} "{first.key}" failed{more}: {first.error}'
+    if rejected:
+        return RunStatus.REJECTED, f"rejected at {', '.join(rejected)}"
+    unverified = _unverified(run, steps)
+    if unverified is not None:
+        return RunStatus.FAILED, unverified
+    return RunStatus.SUCCEEDED, None
+
+
+def _unverified(run: RunState, steps: list[StepState]) -> str | None:
+    """With ``require_verification``: why the run cannot count as succeeded, or None."""
+    if not run.policy.require_verification:
+        return None
+    checks = [s for s in steps if s.spec.type == "verification"]
+    if not checks:
+        return "require_verification is set, but the plan has no verification step"
+    for check in checks:
+        if check.status != S.SUCCEEDED:
+            return (f'require_verification: verification "{check.key}" did not pass '
+                    f"(it is {check.status.value}: {check.error or 'no reason recorded'})")
+    return None

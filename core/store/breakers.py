@@ -1,0 +1,36 @@
+"""Circuit breakers as processes save them, for the others to adopt."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from sqlalchemy import Connection, select
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from core.store import schema
+from core.store.base import StoreBase
+from core.store.records import BreakerRecord
+
+
+class BreakerQueries(StoreBase):
+    async def load_breakers(self, targets: list[str]) -> list[BreakerRecord]:
+        async def q(conn: AsyncConnection) -> list[BreakerRecord]:
+            stmt = select(schema.breakers).where(schema.breakers.c.target.in_(targets))
+            return [BreakerRecord.from_row(r) for r in (await conn.execute(stmt)).mappings()]
+
+        return await self._read(q) if targets else []
+
+    @staticmethod
+    def save_breaker_extra(row: dict[str, Any]) -> Callable[[Connection], None]:
+        """An upsert: two processes saving a target's first state at once must not collide."""
+
+        def extra(conn: Connection) -> None:
+            values = {k: v for k, v in row.items() if k != "target"}
+            ins = (pg_insert if conn.dialect.name == "postgresql" else sqlite_insert)(schema.breakers)
+            conn.execute(ins.values(row).on_conflict_do_update(index_elements=["target"], set_=values))
+
+        return extra
+

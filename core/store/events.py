@@ -1,0 +1,40 @@
+"""Events: the log every reader can resume "since id N"."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from core.model.events import Event
+from core.store import schema
+from core.store.base import StoreBase
+
+
+class EventQueries(StoreBase):
+    async def events_since(self, run_id: str | None, after_id: int = 0, limit: int = 10_000) -> list[Event]:
+        """Events with id > ``after_id`` (of one run, or all runs), oldest first."""
+
+        async def q(conn: AsyncConnection) -> list[Event]:
+            stmt = select(schema.events).where(schema.events.c.id > after_id)
+            if run_id is not None:
+                stmt = stmt.where(schema.events.c.run_id == run_id)
+            stmt = stmt.order_by(schema.events.c.id).limit(limit)
+            return [row_to_event(r) for r in (await conn.execute(stmt)).mappings()]
+
+        return await self._read(q)
+
+
+def row_to_event(row: Any) -> Event:
+    return Event(
+        id=row["id"],
+        run_id=row["run_id"],
+        type=row["type"],
+        step_key=row["step_key"],
+        payload=json.loads(row["payload_json"] or "{}"),
+        created_at=row["created_at"],
+    )
+
+

@@ -1,0 +1,194 @@
+"""Typed records at the store boundary: what a read returns, its JSON columns decoded once.
+
+Callers never see database rows (procrastinate's ``Job.from_row`` is the
+model): a record is a frozen dataclass with the column values, statuses as
+enums and JSON columns as Python values. Writes still take plain rows
+(``WriteBatch``), built by the engine, which owns the values it writes.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from core.model.states import RunStatus, StepStatus
+
+
+def _json(text: str | None) -> Any:
+    return json.loads(text) if text else None
+
+
+@dataclass(frozen=True, slots=True)
+class Lease:
+    """Who drives a run: an owner token, where it runs, until when (wall clock) unless renewed."""
+
+    owner: str
+    host: str | None
+    pid: int | None
+    until: float | None
+
+
+@dataclass(frozen=True, slots=True)
+class RunRecord:
+    id: str
+    goal: str
+    status: RunStatus
+    reason: str | None
+    token_budget: int | None
+    prompt_tokens: int
+    completion_tokens: int
+    created_by: str | None
+    created_at: float
+    updated_at: float
+    ended_at: float | None
+    lease: Lease | None
+    proposal: dict[str, Any] | None  # a replan an agent proposed, waiting for the operator
+    plan: dict[str, Any] | None  # the stored plan (JSON); None when read without it
+    hold: str | None = None  # why a live run launches nothing until an operator acts ("budget"), if it does
+
+    @property
+    def tokens(self) -> int:
+        return self.prompt_tokens + self.completion_tokens
+
+    @classmethod
+    def from_row(cls, row: Mapping[str, Any]) -> RunRecord:
+        lease = Lease(row["lock_owner"], row["lock_host"], row["lock_pid"], row["locked_until"]) \
+            if row["lock_owner"] else None
+        return cls(
+            id=row["id"], goal=row["goal"], status=RunStatus(row["status"]), reason=row["reason"],
+            token_budget=row["token_budget"], prompt_tokens=row["prompt_tokens"],
+            completion_tokens=row["completion_tokens"], created_by=row["created_by"], created_at=row["created_at"],
+            updated_at=row["updated_at"], ended_at=row["ended_at"], lease=lease,
+            proposal=_json(row["proposal_json"]), plan=_json(row.get("plan_json")), hold=row.get("hold"),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class StepRecord:
+    run_id: str
+    key: str
+    idx: int
+    title: str
+    type: str
+    agent: str
+    status: StepStatus
+    attempts: int
+    input: Any
+    output: Any
+    error: str | None
+    prompt_tokens: int
+    completion_tokens: int
+    not_before: float | None
+    approved_by: str | None
+    started_at: float | None
+    ended_at: float | None
+
+    @property
+    def tokens(self) -> int:
+        return self.prompt_tokens + self.completion_tokens
+
+    @classmethod
+    def from_row(cls, row: Mapping[str, Any]) -> StepRecord:
+        return cls(
+            run_id=row["run_id"], key=row["key"], idx=row["idx"], title=row["title"], type=row["type"],
+            agent=row["agent"], status=StepStatus(row["status"]), attempts=row["attempts"],
+            input=_json(row["input_json"]), output=_json(row["output_json"]), error=row["error"],
+            prompt_tokens=row["prompt_tokens"], completion_tokens=row["completion_tokens"],
+            not_before=row["not_before"], approved_by=row["approved_by"], started_at=row["started_at"],
+            ended_at=row["ended_at"],
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class SpanRecord:
+    """One attempt of a step: when, on which agent, how it ended, what it spent."""
+
+    run_id: str
+    step_key: str
+    attempt: int
+    agent: str
+    status: str
+    started_at: float
+    ended_at: float
+    prompt_tokens: int
+    completion_tokens: int
+    error: str | None
+
+    @classmethod
+    def from_row(cls, row: Mapping[str, Any]) -> SpanRecord:
+        return cls(row["run_id"], row["step_key"], row["attempt"], row["agent"], row["status"], row["started_at"],
+                   row["ended_at"], row["prompt_tokens"], row["completion_tokens"], row["error"])
+
+
+@dataclass(frozen=True, slots=True)
+class FeedbackRecord:
+    run_id: str
+    step_key: str
+    agent: str
+    rating: str
+    comment: str | None
+    category: str | None
+    created_by: str | None
+    created_at: float
+
+    @classmethod
+    def from_row(cls, row: Mapping[str, Any]) -> FeedbackRecord:
+        return cls(row["run_id"], row["step_key"], row["agent"], row["rating"], row["comment"], row["category"],
+                   row["created_by"], row["created_at"])
+
+
+@dataclass(frozen=True, slots=True)
+class CommandRecord:
+    """An action queued for the process that drives a run, and its answer once it has one."""
+
+    id: int
+    run_id: str
+    kind: str
+    payload: dict[str, Any]
+    created_by: str | None
+    created_at: float
+    state: str  # queued, applied, refused
+    result: str | None
+
+    @classmethod
+    def from_row(cls, row: Mapping[str, Any]) -> CommandRecord:
+        try:
+            payload = json.loads(row["payload_json"] or "{}")
+        except ValueError:
+            payload = {"malformed": row["payload_json"]}  # refused when applied, never a crash here
+        return cls(row["id"], row["run_id"], row["kind"], payload if isinstance(payload, dict) else {},
+                   row["created_by"], row["created_at"], row["state"], row["result"])
+
+
+@dataclass(frozen=True, slots=True)
+class WorkerRecord:
+    owner: str
+    name: str
+    host: str
+    pid: int
+    started_at: float
+    heartbeat_at: float
+    stopped_at: float | None
+    runs_claimed: int
+
+    @classmethod
+    def from_row(cls, row: Mapping[str, Any]) -> WorkerRecord:
+        return cls(row["owner"], row["name"], row["host"], row["pid"], row["started_at"], row["heartbeat_at"],
+                   row["stopped_at"], row["runs_claimed"])
+
+
+@dataclass(frozen=True, slots=True)
+class BreakerRecord:
+    """A breaker's state as a process saved it, for the others to adopt."""
+
+    target: str
+    state: str
+    failures: int
+    opened_at: float | None
+    updated_at: float
+
+    @classmethod
+    def from_row(cls, row: Mapping[str, Any]) -> BreakerRecord:
+        return cls(row["target"], row["state"], row["failures"], row["opened_at"], row["updated_at"])

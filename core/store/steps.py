@@ -1,0 +1,43 @@
+"""Steps of runs: their rows as typed records, and counts by status."""
+
+from __future__ import annotations
+
+from sqlalchemy import func, select
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from core.store import schema
+from core.store.base import StoreBase
+from core.store.records import StepRecord
+
+
+class StepQueries(StoreBase):
+    async def step_counts(self, run_ids: list[str]) -> dict[str, dict[str, int]]:
+        """Per run, how many steps are in each status (for lists and progress)."""
+
+        async def q(conn: AsyncConnection) -> dict[str, dict[str, int]]:
+            stmt = (
+                select(schema.steps.c.run_id, schema.steps.c.status, func.count())
+                .where(schema.steps.c.run_id.in_(run_ids))
+                .group_by(schema.steps.c.run_id, schema.steps.c.status)
+            )
+            out: dict[str, dict[str, int]] = {}
+            for run_id, status, n in await conn.execute(stmt):
+                out.setdefault(run_id, {})[status] = n
+            return out
+
+        return await self._read(q) if run_ids else {}
+
+    async def get_steps(self, run_id: str) -> list[StepRecord]:
+        async def q(conn: AsyncConnection) -> list[StepRecord]:
+            stmt = select(schema.steps).where(schema.steps.c.run_id == run_id).order_by(schema.steps.c.idx)
+            return [StepRecord.from_row(r) for r in (await conn.execute(stmt)).mappings()]
+
+        return await self._read(q)
+
+    async def get_step(self, run_id: str, key: str) -> StepRecord | None:
+        async def q(conn: AsyncConnection) -> StepRecord | None:
+            stmt = select(schema.steps).where(schema.steps.c.run_id == run_id, schema.steps.c.key == key)
+            row = (await conn.execute(stmt)).mappings().first()
+            return StepRecord.from_row(row) if row else None
+
+        return await self._read(q)

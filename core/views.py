@@ -1,0 +1,103 @@
+"""JSON-ready views of runs: the objects ``show --json``, ``runs --json`` and the dashboard read.
+
+Pure functions from typed records to plain dicts: the keys here are a
+contract relied on by tools outside the repository (add keys freely, rename
+none). Timestamps are ISO 8601 UTC with microseconds.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from core.model.context import Upstream, build_context
+from core.model.events import Event, iso
+from core.model.plan import Policy
+from core.model.states import StepStatus
+from core.store.records import FeedbackRecord, RunRecord, SpanRecord, StepRecord, WorkerRecord
+
+
+def tokens(prompt: int, completion: int) -> dict[str, int]:
+    return {"prompt": prompt, "completion": completion, "total": prompt + completion}
+
+
+def run_json(run: RunRecord) -> dict[str, Any]:
+    plan = run.plan or {}
+    return {
+        "id": run.id, "goal": run.goal, "status": run.status.value, "reason": run.reason,
+        "tokens": tokens(run.prompt_tokens, run.completion_tokens), "token_budget": run.token_budget,
+        "created_at": iso(run.created_at), "ended_at": iso(run.ended_at), "created_by": run.created_by,
+        "max_concurrency": (plan.get("policy") or {}).get("max_concurrency"),
+        "lease": {"host": run.lease.host, "pid": run.lease.pid, "expires_at": iso(run.lease.until)}
+        if run.lease else None,
+    }
+
+
+def step_json(step: StepRecord, depends_on: list[str]) -> dict[str, Any]:
+    return {
+        "key": step.key, "title": step.title, "type": step.type, "agent": step.agent, "depends_on": depends_on,
+        "status": step.status.value, "attempts": step.attempts, "input": step.input, "output": step.output,
+        "error": step.error, "tokens": tokens(step.prompt_tokens, step.completion_tokens),
+        "approved_by": step.approved_by, "started_at": iso(step.started_at), "ended_at": iso(step.ended_at),
+    }
+
+
+def span_json(span: SpanRecord) -> dict[str, Any]:
+    return {"step": span.step_key, "attempt": span.attempt, "agent": span.agent, "status": span.status,
+            "started_at": iso(span.started_at), "ended_at": iso(span.ended_at),
+            "tokens": tokens(span.prompt_tokens, span.completion_tokens), "error": span.error}
+
+
+def feedback_json(feedback: FeedbackRecord) -> dict[str, Any]:
+    return {"step": feedback.step_key, "agent": feedback.agent, "rating": feedback.rating,
+            "comment": feedback.comment, "category": feedback.category, "user": feedback.created_by,
+            "created_at": iso(feedback.created_at)}
+
+
+def worker_json(worker: WorkerRecord) -> dict[str, Any]:
+    return {"name": worker.name, "host": worker.host, "pid": worker.pid, "started_at": iso(worker.started_at),
+            "heartbeat_at": iso(worker.heartbeat_at), "stopped_at": iso(worker.stopped_at),
+            "runs_claimed": worker.runs_claimed}
+
+
+def snapshot(run: RunRecord, steps: list[StepRecord], spans: list[SpanRecord], feedback: list[FeedbackRecord],
+             agents: dict[str, Any], events: list[Event] | None) -> dict[str, Any]:
+    """The ``show --json`` object: run, plan, steps, spans, feedback, agents (and events)."""
+    plan = run.plan or {}
+    depends_on = {s["key"]: s.get("depends_on", []) for s in plan.get("steps", [])}
+    out: dict[str, Any] = {
+        "run": run_json(run),
+        "plan": plan,
+        "proposal": run.proposal,
+        "steps": [step_json(s, depends_on.get(s.key, [])) for s in steps],
+        "spans": [span_json(s) for s in spans],
+        "feedback": [feedback_json(f) for f in feedback],
+        "agents": agents,
+    }
+    if events is not None:
+        out["events"] = [e.to_json() for e in events]
+    return out
+
+
+def listing(runs: list[RunRecord], counts: dict[str, dict[str, int]]) -> list[dict[str, Any]]:
+    """Runs, newest first, with step progress (``runs --json`` shows a subset of the keys)."""
+    out = []
+    for r in runs:
+        c = counts.get(r.id, {})
+        out.append({
+            "id": r.id, "goal": r.goal, "status": r.status.value, "created_at": iso(r.created_at),
+            "ended_at": iso(r.ended_at), "steps": sum(c.values()),
+            "done": sum(n for s, n in c.items() if StepStatus(s).terminal),
+            "tokens": r.tokens, "token_budget": r.token_budget,
+        })
+    return out
+
+
+def step_context(plan: dict[str, Any], key: str, steps: list[StepRecord]) -> list[dict[str, Any]] | None:
+    """The context a step gets (or got) from its dependencies' outputs; None if the plan has no such step."""
+    spec = next((s for s in plan.get("steps", []) if s["key"] == key), None)
+    if spec is None:
+        return None
+    deps = set(spec.get("depends_on") or ())
+    upstream = [Upstream(s.key, s.title, s.type, s.output, s.ended_at or 0.0)
+                for s in steps if s.key in deps and s.status == StepStatus.SUCCEEDED]
+    return build_context(Policy.model_validate(plan.get("policy") or {}), upstream)

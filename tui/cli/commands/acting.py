@@ -1,0 +1,111 @@
+"""Acting on runs: ``approve``, ``cancel``, ``budget``, ``replan``, ``feedback``.
+
+Each goes wherever the run is (this process, the driving one, or the store)
+and says so when nobody drives the run: an action in the store does not make it go on.
+"""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+from core import BadInput, Delivery, Orchestrator, RunStatus, load_document
+from tui.cli.commands import Command
+from tui.cli.output import EXIT_OK, err
+from tui.cli.parser import budget_value, json_input
+from tui.text.literal import literal
+
+
+def register(sub: Any, common: argparse.ArgumentParser) -> dict[str, Command]:
+    p = sub.add_parser("approve", parents=[common], help="approve (or --reject) a step waiting for approval")
+    p.add_argument("run_id")
+    p.add_argument("step_key")
+    p.add_argument("--reject", action="store_true", help="reject instead of approving")
+    p.add_argument("--input", metavar="JSON", type=json_input, help="approve with this input instead of the step's own")
+    p.add_argument("--reason", metavar="TEXT")
+    p = sub.add_parser("cancel", parents=[common], help="cancel a run")
+    p.add_argument("run_id")
+    p.add_argument("--reason", metavar="TEXT")
+    p = sub.add_parser("budget", parents=[common], help="set a run's token budget (a paused run continues)")
+    p.add_argument("run_id")
+    p.add_argument("--set", dest="limit", required=True, metavar="N", type=budget_value,
+                   help="tokens, or 'none' for no limit")
+    p = sub.add_parser("replan", parents=[common], help="append steps to a live run, or replace its pending steps")
+    p.add_argument("run_id")
+    p.add_argument("steps", help="YAML or JSON file: a list of steps, or a mapping with `steps:`")
+    p.add_argument("--mode", choices=["append", "replace_pending"], default="append")
+    p.add_argument("--reason", metavar="TEXT")
+    p = sub.add_parser("feedback", parents=[common], help="thumbs up or down on a finished step")
+    p.add_argument("run_id")
+    p.add_argument("step_key")
+    p.add_argument("rating", choices=["up", "down"])
+    p.add_argument("--comment", metavar="TEXT")
+    p.add_argument("--category", metavar="NAME")
+    return {"approve": Command(approve), "cancel": Command(cancel), "budget": Command(set_budget),
+            "replan": Command(replan, prepare=read_steps), "feedback": Command(feedback)}
+
+
+async def approve(orch: Orchestrator, args: argparse.Namespace, _: Any) -> int:
+    kwargs: dict[str, Any] = {}
+    if args.input is not None:
+        if args.reject:
+            raise BadInput("--input goes with approving; a rejected step does not run, so it takes no input")
+        kwargs["input"] = args.input.value
+    run_id = await orch.resolve_run_id(args.run_id)
+    if args.reject:
+        delivery = await orch.reject(run_id, args.step_key, user=orch.user, reason=args.reason)
+        err.print(literal(f"step {args.step_key} of run {run_id} rejected by {orch.user}"))
+    else:
+        delivery = await orch.approve(run_id, args.step_key, user=orch.user, reason=args.reason, **kwargs)
+        edited = " with edited input" if "input" in kwargs else ""
+        err.print(literal(f"step {args.step_key} of run {run_id} approved{edited} by {orch.user}"))
+    await say_who_continues(orch, run_id, delivery)
+    return EXIT_OK
+
+
+async def cancel(orch: Orchestrator, args: argparse.Namespace, _: Any) -> int:
+    run_id = await orch.resolve_run_id(args.run_id)
+    await orch.cancel(run_id, user=orch.user, reason=args.reason)
+    err.print(literal(f"run {run_id} canceled by {orch.user}"))
+    return EXIT_OK
+
+
+async def set_budget(orch: Orchestrator, args: argparse.Namespace, _: Any) -> int:
+    limit = args.limit.value
+    run_id = await orch.resolve_run_id(args.run_id)
+    delivery = await orch.set_budget(run_id, limit, user=orch.user)
+    err.print(literal(f"run {run_id}: token budget set to {'no limit' if limit is None else f'{limit:,}'} by {orch.user}"))
+    await say_who_continues(orch, run_id, delivery)
+    return EXIT_OK
+
+
+async def read_steps(args: argparse.Namespace) -> Any:
+    """A replan file: YAML or JSON, a list of steps or a mapping with ``steps`` (read before the database opens)."""
+    return load_document(args.steps, "steps file")
+
+
+async def replan(orch: Orchestrator, args: argparse.Namespace, steps: Any) -> int:
+    run_id = await orch.resolve_run_id(args.run_id)
+    delivery = await orch.replan(run_id, steps, mode=args.mode, user=orch.user, reason=args.reason)
+    count = len(steps["steps"] if isinstance(steps, dict) else steps)
+    err.print(literal(f"run {run_id} replanned ({args.mode}): {count} step(s) by {orch.user}"))
+    await say_who_continues(orch, run_id, delivery)
+    return EXIT_OK
+
+
+async def feedback(orch: Orchestrator, args: argparse.Namespace, _: Any) -> int:
+    run_id = await orch.resolve_run_id(args.run_id)
+    await orch.feedback(run_id, args.step_key, args.rating, comment=args.comment, category=args.category, user=orch.user)
+    thumb = "👍" if args.rating == "up" else "👎"
+    err.print(literal(f"{thumb} recorded for step {args.step_key} of run {run_id} by {orch.user}"))
+    return EXIT_OK
+
+
+async def say_who_continues(orch: Orchestrator, run_id: str, delivery: Delivery) -> None:
+    """After an action written to the store of a run nobody drives: say how it goes on (it does not by itself)."""
+    if delivery != Delivery.OFFLINE:
+        return
+    run = await orch.run(run_id, plan=False)
+    if not RunStatus(run.status).terminal:
+        err.print(literal(f"no process drives run {run_id} now; `loopdeck resume {run_id}` (or a `loopdeck worker` "
+                          "on this database) continues it"))

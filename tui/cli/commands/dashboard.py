@@ -1,0 +1,77 @@
+"""The dashboard from the command line: plain ``loopdeck`` (the runs list), ``attach RUN_ID``, and
+``run``/``demo``/``resume`` without ``--headless`` (driven here, shown live).
+
+The database is opened and the run created before the screen starts, so a
+start-up error is one line on a normal terminal, never a screen of traceback;
+without a terminal the dashboard refuses and says what to use instead.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import Any
+
+from core import Orchestrator, RunStatus, default_user, demo_plan
+from tui.cli.commands import Command
+from tui.cli.commands.driving import planned
+from tui.cli.output import EXIT_BAD_INPUT, EXIT_INTERRUPTED, EXIT_OK, EXIT_RUN_NOT_OK, Interrupted, err
+from tui.text.literal import literal
+
+DASHBOARD_COMMANDS = frozenset({None, "attach", "run", "demo", "resume"})
+DRIVING = frozenset({"run", "demo", "resume"})
+
+
+def register(sub: Any, common: argparse.ArgumentParser) -> dict[str, Command]:
+    p = sub.add_parser("attach", parents=[common], help="open the dashboard on a run driven by another process")
+    p.add_argument("run_id")
+    p.add_argument("--read-only", action="store_true", help="disable every action (for watching production)")
+    return {}
+
+
+def wanted(args: argparse.Namespace) -> bool:
+    """Whether this command line opens the dashboard."""
+    return args.command in DASHBOARD_COMMANDS and not getattr(args, "headless", False)
+
+
+def refuse_without_terminal(args: argparse.Namespace) -> int | None:
+    """Exit 2 with what to use instead, when stdin or stdout is not a terminal (never a flood of escape codes)."""
+    if sys.stdin.isatty() and sys.stdout.isatty():
+        return None
+    hint = "use --headless" if args.command in DRIVING else \
+        "use `loopdeck runs` or `loopdeck show RUN_ID` to read runs without a terminal"
+    err.print(f"loopdeck: not a terminal (the dashboard needs one on stdin and stdout); {hint}")
+    return EXIT_BAD_INPUT
+
+
+async def open_dashboard(args: argparse.Namespace) -> int:
+    """Open the Textual dashboard: drive a new or resumed run here, or watch one."""
+    from tui.dashboard.app import LoopdeckApp
+
+    plan = None
+    if args.command == "run":
+        plan = await planned(args)
+    drive = args.command in DRIVING
+    async with await Orchestrator.open(args.db, user=args.user or default_user(),
+                                       create=args.command in ("run", "demo")) as orch:
+        run_id = getattr(args, "run_id", None)
+        if plan is not None:
+            run_id = await orch.create_run(plan.plan, proposed_by=plan.proposed_by, hold=True,
+                                           planning_tokens=plan.tokens)
+        elif args.command == "demo":
+            run_id = await orch.create_run(demo_plan(), hold=True)
+        elif run_id is not None:
+            run_id = await orch.resolve_run_id(run_id)
+        Interrupted.run_id = run_id if drive else None
+        app = LoopdeckApp(run_id=run_id, drive=drive, read_only=args.read_only, orchestrator=orch)
+        code = await app.run_async()
+    if app.return_code:
+        return app.return_code
+    if drive:
+        status = app.final_status
+        if status is None:
+            err.print(literal(f"the run is not finished; `loopdeck resume {run_id}` continues it"))
+            return EXIT_INTERRUPTED
+        err.print(literal(f"run {run_id} ended {status.value}"))
+        return EXIT_OK if status == RunStatus.SUCCEEDED else EXIT_RUN_NOT_OK
+    return code or EXIT_OK

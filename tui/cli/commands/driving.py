@@ -1,0 +1,198 @@
+"""Driving runs without the dashboard: ``run --headless``, ``demo --headless``, ``resume --headless``,
+``submit`` (queue for a worker) and ``worker`` (drive what is queued).
+
+A headless run shows its progress on stderr (``tui.cli.progress``) and
+answers approval gates as ``--approve`` says: all, none, or ask (print the
+``loopdeck approve`` line to type in another terminal).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import signal
+from collections.abc import Awaitable
+from typing import Any
+
+from rich.text import Text
+
+from core import EventType, LoopdeckError, Orchestrator, RunStatus, Worker, demo_plan, load_plan, mask_urls
+from tui.cli.commands import Command
+from tui.cli.commands.planning import Planned, plan_from_goal, planning_options
+from tui.cli.output import EXIT_OK, EXIT_RUN_NOT_OK, Interrupted, err, print_json
+from tui.cli.parser import count, seconds
+from tui.cli.progress import Progress
+from tui.text.literal import literal
+
+
+def driving_options(p: argparse.ArgumentParser, approve_default: str) -> None:
+    p.add_argument("--headless", action="store_true", help="no dashboard: progress on stderr")
+    p.add_argument("--read-only", action="store_true", help="dashboard without actions (for watching)")
+    p.add_argument("--json", action="store_true", help="print the run (as `show --json`) when it ends")
+    p.add_argument("--approve", choices=["all", "none", "ask"], default=approve_default,
+                   help="answer approval gates: all (approve), none (reject), ask (wait for `loopdeck approve`)")
+
+
+def register(sub: Any, common: argparse.ArgumentParser) -> dict[str, Command]:
+    p = sub.add_parser("run", parents=[common], help="run a plan file (YAML or JSON), or plan one from --goal")
+    p.add_argument("plan", nargs="?", help="path to the plan file")
+    p.add_argument("--goal", metavar="TEXT", help="plan from this goal first (with --planner) instead of a plan file")
+    p.add_argument("--planner", metavar="AGENT", help="the llm agent (in the agents file) that plans from --goal")
+    planning_options(p)
+    driving_options(p, "ask")
+    p = sub.add_parser("demo", parents=[common], help="run the built-in demo plan of simulated agents")
+    driving_options(p, "all")
+    p = sub.add_parser("resume", parents=[common], help="continue a run whose process stopped")
+    p.add_argument("run_id")
+    driving_options(p, "ask")
+    p = sub.add_parser("submit", parents=[common], help="queue a run of a plan file for a worker (does not drive it)")
+    p.add_argument("plan", help="path to the plan file")
+    p.add_argument("--json", action="store_true", help="print {\"id\": RUN_ID} on stdout")
+    p = sub.add_parser("worker", parents=[common], help="claim queued or orphaned runs and drive them, until SIGTERM")
+    p.add_argument("--max-runs", type=count, default=4, metavar="N", help="runs driven at once (default 4)")
+    p.add_argument("--name", metavar="NAME", help="this worker's name in `loopdeck workers` (default: host-pid)")
+    p.add_argument("--grace", type=seconds, default=30.0, metavar="S",
+                   help="on SIGTERM, seconds running steps may take to finish before their runs are handed back")
+    p.add_argument("--poll", type=seconds, default=1.0, metavar="S", help="seconds between looks for work when "
+                   "nothing wakes the worker (PostgreSQL notifies it at once)")
+    return {"run": Command(run, prepare=planned, creates=True), "demo": Command(demo, creates=True),
+            "resume": Command(resume), "submit": Command(submit, prepare=planned, creates=True),
+            "worker": Command(worker, creates=True)}
+
+
+async def planned(args: argparse.Namespace) -> Planned:
+    """The plan to run, validated (or planned from --goal) before the database is touched: bad input writes nothing."""
+    if getattr(args, "goal", None) is not None:
+        return await plan_from_goal(args, args.planner)
+    return Planned(load_plan(args.plan))
+
+
+async def run(orch: Orchestrator, args: argparse.Namespace, plan: Planned) -> int:
+    run_id = await orch.create_run(plan.plan, proposed_by=plan.proposed_by, hold=True, planning_tokens=plan.tokens)
+    return await drive(orch, run_id, args)
+
+
+async def demo(orch: Orchestrator, args: argparse.Namespace, _: Any) -> int:
+    run_id = await orch.create_run(demo_plan(), hold=True)
+    if args.approve == "all":
+        err.print("demo: approval gates are approved automatically (--approve all); "
+                  "pass --approve ask to answer them with `loopdeck approve`")
+    return await drive(orch, run_id, args)
+
+
+async def resume(orch: Orchestrator, args: argparse.Namespace, _: Any) -> int:
+    record = await orch.run(args.run_id, plan=False)
+    if record.status.terminal:
+        err.print(literal(f"run {record.id} already ended {record.status.value}; nothing to resume"))
+        return exit_for(record.status, args, None)
+    return await drive(orch, record.id, args)
+
+
+async def submit(orch: Orchestrator, args: argparse.Namespace, plan: Planned) -> int:
+    run_id = await orch.create_run(plan.plan)
+    if args.json:
+        print_json({"id": run_id})
+    err.print(literal(f"run {run_id} queued ({len(plan.plan.steps)} steps); a `loopdeck worker` on this "
+                      f"database drives it — watch it with `loopdeck attach {run_id}`"))
+    return EXIT_OK
+
+
+async def worker(orch: Orchestrator, args: argparse.Namespace, _: Any) -> int:
+    pool = Worker(orch, name=args.name, max_runs=args.max_runs, poll_s=args.poll, grace_s=args.grace,
+                  on_note=lambda line: err.print(literal(line)))
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, pool.stop)
+    await pool.run()
+    return EXIT_OK
+
+
+async def drive(orch: Orchestrator, run_id: str, args: argparse.Namespace) -> int:
+    """Drive the run here, its progress on stderr, answering gates as ``--approve`` says."""
+    snapshot = await orch.snapshot(run_id, events=False)
+    err.print(literal(f"run {run_id}: {snapshot['run']['goal'] or '(no goal)'} — {len(snapshot['steps'])} steps"))
+    progress = Progress(err, run_id, snapshot)
+    sub = orch.subscribe(run_id)
+    Interrupted.run_id = run_id
+    helpers = _Helpers(progress)
+    watcher = helpers.start(_watch(orch, run_id, sub, progress, args.approve, helpers))
+    if snapshot["run"]["status"] == RunStatus.AWAITING_PLAN_APPROVAL.value:
+        progress.note(progress.plan_waits(None))
+        if args.approve in ("all", "none"):
+            helpers.start(_answer_plan(orch, run_id, args.approve, progress))
+    try:
+        with progress:
+            status = await orch.drive(run_id, on_wait=progress.note)
+            await asyncio.sleep(0)  # let the watcher see the final events
+    finally:
+        for task in list(helpers.tasks):
+            task.cancel()
+        sub.close()
+        await asyncio.gather(watcher, *helpers.tasks, return_exceptions=True)
+    return exit_for(status, args, await orch.snapshot(run_id, events=args.json))
+
+
+class _Helpers:
+    """The headless driver's side tasks, kept (so none is collected mid-way) and supervised (none fails silently)."""
+
+    def __init__(self, progress: Progress) -> None:
+        self.progress = progress
+        self.tasks: set[asyncio.Task[None]] = set()
+
+    def start(self, coro: Awaitable[None]) -> asyncio.Task[None]:
+        task = asyncio.ensure_future(coro)
+        self.tasks.add(task)
+        task.add_done_callback(self._done)
+        return task
+
+    def _done(self, task: asyncio.Task[None]) -> None:
+        self.tasks.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            exc = task.exception()
+            self.progress.note(literal(mask_urls(f"loopdeck: unexpected error in the progress display: "
+                                                 f"{type(exc).__name__}: {exc}")))
+
+
+async def _watch(orch: Orchestrator, run_id: str, sub: Any, progress: Progress, approve: str, helpers: _Helpers) -> None:
+    """Feed events to the progress display; answer gates when --approve says so."""
+    async for item in sub:
+        if not hasattr(item, "type"):
+            continue  # a Gap: the tally catches up on the next events; nothing is lost in the store
+        progress.on_event(item)
+        if item.type == EventType.STEP_WAITING and approve in ("all", "none"):
+            helpers.start(_answer_gate(orch, run_id, item.step_key, approve, progress))
+        if item.type == EventType.RUN_PLAN_PROPOSED and item.step_key and approve in ("all", "none"):
+            helpers.start(_answer_plan(orch, run_id, approve, progress))
+
+
+async def _answer_plan(orch: Orchestrator, run_id: str, approve: str, progress: Progress) -> None:
+    try:
+        await orch.approve_plan(run_id, approve=approve == "all", user=f"{orch.user} (--approve {approve})",
+                                reason=f"{'approved' if approve == 'all' else 'rejected'} automatically")
+    except LoopdeckError as exc:
+        progress.note(literal(f"could not answer the plan review: {exc}"))
+
+
+async def _answer_gate(orch: Orchestrator, run_id: str, key: str, approve: str, progress: Progress) -> None:
+    try:
+        if approve == "all":
+            await orch.approve(run_id, key, user=f"{orch.user} (--approve all)", reason="approved automatically")
+        else:
+            await orch.reject(run_id, key, user=f"{orch.user} (--approve none)", reason="rejected automatically")
+    except LoopdeckError as exc:
+        progress.note(literal(f"could not answer the gate of {key}: {exc}"))
+
+
+def exit_for(status: RunStatus, args: argparse.Namespace, final: dict[str, Any] | None) -> int:
+    if final is not None:
+        run = final["run"]
+        style = "green" if status == RunStatus.SUCCEEDED else "red"
+        line = Text.assemble(("run ", ""), (run["id"], "bold"), " ended ", (status.value, style))
+        if run["reason"]:
+            line.append(": ")
+            line.append_text(literal(run["reason"]))
+        line.append(f" · {run['tokens']['total']:,} tokens")
+        err.print(line)
+        if getattr(args, "json", False):
+            print_json(final)
+    return EXIT_OK if status == RunStatus.SUCCEEDED else EXIT_RUN_NOT_OK

@@ -1,0 +1,118 @@
+"""Plans: ``plan`` (ask a planner agent), ``approve-plan``, ``skills``, and the planning ``run --goal`` uses."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from dataclasses import dataclass
+from typing import Any
+
+from core import (
+    PLANNER_ENV,
+    BadInput,
+    Orchestrator,
+    Plan,
+    available_skills,
+    default_agents_file,
+    load_base,
+    load_document,
+    load_plan,
+    plan_goal,
+    plan_to_yaml,
+    planner_agent,
+)
+from tui.cli.commands import Command
+from tui.cli.commands.acting import say_who_continues
+from tui.cli.output import EXIT_OK, err, listing, write_text
+from tui.cli.parser import repairs
+from tui.text.literal import literal
+
+
+def planning_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--agents", metavar="FILE", help=f"agents file: agents, and optionally policy and skills "
+                   f"(default: ${PLANNER_ENV}, else ./agents.yaml)")
+    p.add_argument("--max-repairs", type=repairs, default=3, metavar="N",
+                   help="times the planner may fix an invalid plan (default 3)")
+
+
+def register(sub: Any, common: argparse.ArgumentParser) -> dict[str, Command]:
+    p = sub.add_parser("plan", parents=[common], help="ask an llm agent for a plan that reaches a goal")
+    p.add_argument("goal", help="what the plan should achieve")
+    p.add_argument("--agent", required=True, metavar="NAME", help="the llm agent (in the agents file) that plans")
+    p.add_argument("--out", metavar="FILE", help="write the plan here (YAML) instead of stdout")
+    planning_options(p)
+    p = sub.add_parser("approve-plan", parents=[common], help="approve (or --reject) the plan a run awaits approval of")
+    p.add_argument("run_id")
+    p.add_argument("--reject", action="store_true", help="reject: a run that has not started ends rejected; "
+                   "a proposed replan is dropped and the run goes on")
+    p.add_argument("--plan", dest="edited", metavar="FILE", help="approve this (edited) plan file instead; "
+                   "for a proposed replan, a file of steps")
+    p.add_argument("--reason", metavar="TEXT")
+    p = sub.add_parser("skills", parents=[common], help="list the skills a plan can call, and where they come from")
+    p.add_argument("--plan", dest="plan_file", metavar="FILE", help="include this plan's own skills map")
+    p.add_argument("--json", action="store_true")
+    return {"plan": Command(plan, database=False), "approve-plan": Command(approve_plan, prepare=read_edited),
+            "skills": Command(skills, database=False)}
+
+
+@dataclass(frozen=True)
+class Planned:
+    """A plan, with what writing it cost (its tokens count toward the run)."""
+
+    plan: Plan
+    tokens: tuple[int, int] = (0, 0)
+    proposed_by: str | None = None
+
+
+async def plan_from_goal(args: argparse.Namespace, planner: str) -> Planned:
+    """Plan from ``args.goal`` with the ``planner`` agent, showing each request and repair on stderr."""
+    path = args.agents or default_agents_file()
+    if path is None:
+        raise BadInput(f"the planner needs an agents file: pass --agents FILE, set ${PLANNER_ENV}, "
+                       "or put agents.yaml in this directory")
+    base = load_base(path)
+    agent = planner_agent(base, planner, str(path))
+    result = await plan_goal(args.goal, planner, agent, base, max_repairs=args.max_repairs,
+                             on_progress=lambda line: err.print(literal(f"planner: {line}")))
+    repaired = f" after {result.repairs} repair(s)" if result.repairs else ""
+    err.print(literal(f"planner: {len(result.plan.steps)} steps{repaired} · "
+                      f"{result.prompt_tokens + result.completion_tokens:,} tokens"))
+    return Planned(result.plan, (result.prompt_tokens, result.completion_tokens), f"planner {planner}")
+
+
+async def plan(args: argparse.Namespace, _: Any) -> int:
+    text = plan_to_yaml((await plan_from_goal(args, args.agent)).plan)
+    if args.out:
+        write_text(args.out, text)
+        err.print(literal(f"wrote {args.out}; run it with: loopdeck run {args.out}"))
+    else:
+        sys.stdout.write(text)
+    return EXIT_OK
+
+
+async def read_edited(args: argparse.Namespace) -> Any:
+    """The edited plan (or steps) file, read and checked before the database opens."""
+    if args.edited and args.reject:
+        raise BadInput("--plan goes with approving; a rejected plan does not run")
+    return load_document(args.edited, "plan file") if args.edited else None
+
+
+async def approve_plan(orch: Orchestrator, args: argparse.Namespace, edited: Any) -> int:
+    run_id = await orch.resolve_run_id(args.run_id)
+    kwargs: dict[str, Any] = {}
+    if edited is not None:  # a whole plan for a run that has not started; steps for a proposed replan
+        kwargs["steps" if (await orch.run(run_id, plan=False)).proposal else "plan"] = edited
+    delivery = await orch.approve_plan(run_id, approve=not args.reject, user=orch.user, reason=args.reason, **kwargs)
+    verb = "rejected" if args.reject else "approved" + (" (edited)" if kwargs else "")
+    err.print(literal(f"plan of run {run_id} {verb} by {orch.user}"))
+    await say_who_continues(orch, run_id, delivery)
+    return EXIT_OK
+
+
+async def skills(args: argparse.Namespace, _: Any) -> int:
+    plan_skills = load_plan(args.plan_file).skills if args.plan_file else {}
+    found = available_skills(plan_skills)
+    return listing(args.json, {name: {"target": s.target, "origin": s.origin} for name, s in found.items()},
+                   "no skills: map them in a plan's `skills:` or install a package that registers `loopdeck.skills`",
+                   ("SKILL", "CALLS", "FROM"),
+                   [(literal(name), literal(s.target), literal(s.origin)) for name, s in found.items()])
