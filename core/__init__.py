@@ -36,6 +36,7 @@ from core.planner import PLANNER_ENV, PlanResult, default_agents_file, load_base
 from core.model.skills import Skill, available_skills
 from core.config import display_url, mask_urls, resolve_db_url
 from core.engine.budget import check_token_budget, parse_token_budget
+from core.model.projection import RunProjection, StepProjection
 from core.store.records import RunRecord, SpanRecord, StepRecord
 from core.values import dumps, load_document, parse_json
 from core.views import worker_json
@@ -52,6 +53,8 @@ __all__ = [
     "mask_urls",
     "parse_json",
     "RunRecord",
+    "RunProjection",
+    "StepProjection",
     "SpanRecord",
     "StepRecord",
     "worker_json",

@@ -1,107 +1,24 @@
-"""Executors: one per agent kind. Given a step call, return a ``Result`` or raise.
+"""Executors: one per agent kind (``base`` holds the contract every one of them keeps).
 
-Executors never touch the store or the bus; the controller applies what they
-return. ``interruptible`` says whether cancelling the coroutine really stops
-the work: a sync Python function in a thread cannot be stopped, so on timeout
-the controller lets it run out and records its late result as stale.
+    base.py     StepCall, Result, Usage, AttemptFailed, the Executor protocol, safe_outcome
+    verdict.py  what a verification step's outcome means (passed, failed, could not run)
+    sim.py, shell.py, python.py, llm.py (over chat.py: an OpenAI-compatible chat-completions client)
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass, field
-from typing import Any, Protocol
-
+from core.executors.base import (
+    AttemptFailed,
+    Executor,
+    ExitStatus,
+    Result,
+    StepCall,
+    Usage,
+    safe_outcome,
+)
 from core.model.plan import AgentConfig, LlmAgent, PythonAgent, ShellAgent, SimAgent
-from core.limits import MAX_ATTEMPT_TOKENS
-from core.redaction import Redactor
-from core.values import ValueProblem, to_json_value
 
-
-@dataclass(frozen=True, slots=True)
-class StepCall:
-    run_id: str
-    key: str
-    title: str
-    type: str
-    agent: str
-    attempt: int
-    input: Any
-    context: list[dict[str, Any]] = field(default_factory=list)
-    timeout_s: float | None = None
-    # Partial output as it arrives (streaming agents call it with each new piece of text);
-    # the controller coalesces the pieces into at most ~10 events per second.
-    on_partial: Callable[[str], None] | None = field(default=None, compare=False)
-
-
-@dataclass(frozen=True, slots=True)
-class Usage:
-    prompt_tokens: int = 0
-    completion_tokens: int = 0
-    estimated: bool = False  # the agent reported no usage; these are estimates from the text
-
-    @property
-    def total(self) -> int:
-        return self.prompt_tokens + self.completion_tokens
-
-
-@dataclass(frozen=True, slots=True)
-class Result:
-    output: Any
-    usage: Usage = Usage()
-
-
-class AttemptFailed(Exception):
-    """An attempt failed; ``usage`` is what it spent anyway, ``retryable`` whether trying again can help.
-
-    ``retry_after_s`` is the wait the target asked for (HTTP ``Retry-After``); ``agent_fault``
-    False means the agent worked and the work itself was found wanting (a failed check), which
-    is not held against the agent's circuit breaker.
-    """
-
-    def __init__(self, message: str, usage: Usage | None = None, retryable: bool = True, *,
-                 retry_after_s: float | None = None, agent_fault: bool = True) -> None:
-        super().__init__(message)
-        self.usage = usage or Usage()
-        self.retryable = retryable
-        self.retry_after_s = retry_after_s
-        self.agent_fault = agent_fault
-
-
-class Executor(Protocol):
-    interruptible: bool
-
-    async def execute(self, call: StepCall) -> Result: ...
-
-
-def safe_outcome(outcome: Result | AttemptFailed, redactor: Redactor) -> Result | AttemptFailed:
-    """An attempt's outcome as it may be stored and shown: secrets redacted, the output strict JSON,
-    the usage a number of tokens loopdeck can count.
-
-    An output too deep or too large to store, or usage that is not a whole number
-    of tokens from 0 to ``MAX_ATTEMPT_TOKENS``, fails the attempt (retrying returns the same).
-    """
-    bad_usage = _usage_problem(outcome.usage)
-    if isinstance(outcome, AttemptFailed):
-        outcome.args = (redactor.text(str(outcome)) + (f" ({bad_usage})" if bad_usage else ""),)
-        if bad_usage:
-            outcome.usage = Usage()
-        return outcome
-    if bad_usage:
-        return AttemptFailed(f"the agent's answer cannot be counted: {bad_usage}", retryable=False)
-    try:
-        output = to_json_value(outcome.output)
-    except ValueProblem as exc:
-        return AttemptFailed(f"the agent's output cannot be stored: {exc.message}", outcome.usage, retryable=False)
-    return Result(redactor.value(output), outcome.usage)
-
-
-def _usage_problem(usage: Usage) -> str | None:
-    for name in ("prompt_tokens", "completion_tokens"):
-        value = getattr(usage, name)
-        if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= MAX_ATTEMPT_TOKENS:
-            return f"it reported {name} {value!r}, not a whole number from 0 to {MAX_ATTEMPT_TOKENS:,}"
-    return None
+__all__ = ["AttemptFailed", "Executor", "ExitStatus", "Result", "StepCall", "Usage", "build_executor", "safe_outcome"]
 
 
 def build_executor(name: str, config: AgentConfig) -> Executor:

@@ -17,7 +17,7 @@ from core.executors.chat import ChatClient, ChatError, Completion, schema_format
 from core.model.plan import LlmAgent
 from core.values import ValueProblem, loads
 from core.executors.verdict import VERDICT_SCHEMA
-from core.executors import AttemptFailed, Result, StepCall, Usage
+from core.executors.base import AttemptFailed, Result, StepCall, Usage
 
 _FENCE = re.compile(r"^```(?:json)?\s*(.*?)\s*```$", re.DOTALL)
 

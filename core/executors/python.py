@@ -29,7 +29,7 @@ from typing import Any
 
 POOL_THREADS = 64
 
-from core.executors import AttemptFailed, Result, StepCall, Usage
+from core.executors.base import AttemptFailed, Result, StepCall, Usage
 
 
 class PythonExecutor:

@@ -14,8 +14,7 @@ import signal
 from typing import Any
 
 from core.model.plan import ShellAgent
-from core.executors.verdict import ExitStatus
-from core.executors import AttemptFailed, Result, StepCall
+from core.executors.base import AttemptFailed, ExitStatus, Result, StepCall
 
 TAIL_CHARS = 2000
 

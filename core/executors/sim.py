@@ -11,7 +11,7 @@ import json
 import random
 
 from core.model.plan import SimAgent
-from core.executors import AttemptFailed, Result, StepCall, Usage
+from core.executors.base import AttemptFailed, Result, StepCall, Usage
 
 
 class SimExecutor:

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from core.executors import AttemptFailed, Result, Usage
+from core.executors.base import AttemptFailed, ExitStatus, Result, Usage
 
 VERDICT_SCHEMA: dict[str, Any] = {
     "type": "object",
@@ -31,15 +31,6 @@ class CheckFailed(AttemptFailed):
     def __init__(self, reason: str, usage: Usage | None = None) -> None:
         super().__init__(f"check failed: {reason}", usage, retryable=False, agent_fault=False)
         self.reason = reason
-
-
-class ExitStatus(AttemptFailed):
-    """A command ran and exited non-zero (raised by the shell executor)."""
-
-    def __init__(self, code: int, tail: str, usage: Usage | None = None) -> None:
-        super().__init__(f"exit code {code}" + (f": {tail}" if tail else ""), usage)
-        self.code = code
-        self.tail = tail
 
 
 def judge(kind: str, outcome: Result | AttemptFailed) -> Result | AttemptFailed:

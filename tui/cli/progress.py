@@ -1,8 +1,9 @@
 """Headless progress on stderr: steps done/total, running, waiting for approval, tokens.
 
-It folds the run's events into a small tally. On a terminal it redraws one
-live line; elsewhere (CI, a log file) it prints a line when something notable
-happens and a heartbeat line every few seconds, never a flood.
+It folds the run's events with the engine's projection (``core.RunProjection``,
+the same fold the dashboard uses). On a terminal it redraws one live line;
+elsewhere (CI, a log file) it prints a line when something notable happens
+and a heartbeat line every few seconds, never a flood.
 """
 
 from __future__ import annotations
@@ -14,52 +15,32 @@ from rich.console import Console
 from rich.live import Live
 from rich.text import Text
 
-from core import PLAN_REVIEW_EVENTS, RUN_STATUS_EVENTS, STEP_STATUS_AFTER, Event, EventType
+from core import Event, EventType, RunProjection, StepProjection
 
 from tui.text.literal import literal
 
 E = EventType
-TERMINAL = {"succeeded", "failed", "skipped", "rejected"}
 
 
-class Tally:
-    """Step statuses and token totals of one run, kept current from its events."""
+def tally(snapshot: dict[str, Any]) -> RunProjection:
+    """The run as the snapshot has it, ready to fold the events that follow."""
+    run = snapshot["run"]
+    projection = RunProjection(run_id=run["id"], status=run["status"], tokens=run["tokens"]["total"],
+                               budget=run["token_budget"])
+    for s in snapshot["steps"]:
+        projection.steps[s["key"]] = StepProjection(key=s["key"], agent=s["agent"], status=s["status"],
+                                                    attempts=s["attempts"])
+    return projection
 
-    def __init__(self, snapshot: dict[str, Any]) -> None:
-        self.status: dict[str, str] = {s["key"]: s["status"] for s in snapshot["steps"]}
-        self.tokens = snapshot["run"]["tokens"]["total"]
-        self.budget = snapshot["run"]["token_budget"]
-        self.run_status = snapshot["run"]["status"]
 
-    def apply(self, event: Event) -> None:
-        new = STEP_STATUS_AFTER.get(event.type)  # type: ignore[call-overload]
-        if new and event.step_key in self.status:
-            self.status[event.step_key] = new
-        tokens = event.payload.get("tokens") if isinstance(event.payload, dict) else None
-        if isinstance(tokens, dict):
-            self.tokens += int(tokens.get("prompt", 0)) + int(tokens.get("completion", 0))
-        if event.type in RUN_STATUS_EVENTS or event.type in PLAN_REVIEW_EVENTS:
-            self.run_status = event.payload.get("status", self.run_status)
-        elif event.type == E.BUDGET_CHANGED:
-            self.budget = event.payload.get("to")
-        elif event.type == E.RUN_REPLANNED:
-            for key in event.payload.get("removed", []):
-                self.status.pop(key, None)
-            for key in event.payload.get("added", []):
-                self.status.setdefault(key, "pending")
-
-    def count(self, *statuses: str) -> int:
-        return sum(1 for s in self.status.values() if s in statuses)
-
-    def line(self) -> Text:
-        done, total = self.count(*TERMINAL), len(self.status)
-        budget = f"/{self.budget:,}" if self.budget is not None else ""
-        text = Text()
-        text.append(f"{self.run_status:<12}", style="bold")
-        text.append(f" {done}/{total} done · {self.count('running')} running · "
-                    f"{self.count('waiting_user')} waiting for approval · "
-                    f"{self.count('failed')} failed · {self.tokens:,}{budget} tokens")
-        return text
+def line(run: RunProjection) -> Text:
+    budget = f"/{run.budget:,}" if run.budget is not None else ""
+    text = Text()
+    text.append(f"{run.status:<12}", style="bold")
+    text.append(f" {run.done}/{len(run.steps)} done · {run.count('running')} running · "
+                f"{run.count('waiting_user')} waiting for approval · "
+                f"{run.count('failed')} failed · {run.tokens:,}{budget} tokens")
+    return text
 
 
 class Progress:
@@ -70,14 +51,14 @@ class Progress:
     def __init__(self, console: Console, run_id: str, snapshot: dict[str, Any], quiet: bool = False) -> None:
         self.console = console
         self.run_id = run_id
-        self.tally = Tally(snapshot)
+        self.tally = tally(snapshot)
         self.quiet = quiet
         self._live: Live | None = None
         self._last_print = 0.0
 
     def __enter__(self) -> "Progress":
         if self.console.is_terminal and not self.quiet:
-            self._live = Live(self.tally.line(), console=self.console, refresh_per_second=8, transient=True)
+            self._live = Live(line(self.tally), console=self.console, refresh_per_second=8, transient=True)
             self._live.__enter__()
         return self
 
@@ -86,7 +67,7 @@ class Progress:
             self._live.__exit__(None, None, None)
             self._live = None
         if not self.quiet:
-            self.console.print(self.tally.line())
+            self.console.print(line(self.tally))
 
     def note(self, message: str | Text) -> None:
         """A line that stays (above the live line on a terminal)."""
@@ -99,10 +80,10 @@ class Progress:
         if notable is not None:
             self.note(notable)
         if self._live is not None:
-            self._live.update(self.tally.line())
+            self._live.update(line(self.tally))
         elif not self.quiet and time.monotonic() - self._last_print >= self.HEARTBEAT_S:
             self._last_print = time.monotonic()
-            self.console.print(self.tally.line())
+            self.console.print(line(self.tally))
 
     def plan_waits(self, by_step: str | None) -> Text:
         """The line telling the operator a plan waits for review, and how to answer it."""

@@ -2,10 +2,17 @@
 
 It opens on a run that this process drives (``loopdeck run``/``demo``) or on
 one driven elsewhere (``loopdeck attach``); either way it reads events from
-the store and acts through the orchestrator's API only.
+the store and acts through the orchestrator's API only. The app wires and
+navigates: screens get their services as one ``DashboardContext`` and ask to
+move (``messages.OpenRun``, ``ShowRuns``); they never import each other or the app.
+
+    app.py (wiring, navigation)   context.py   messages.py   actions.py (the one registry of keys)
+    viewmodel.py (events folded, with the engine's projection)   loopdeck.tcss
+    screens/  runs, run (+ run_gates, run_actions), approval, plan_review, dialogs, help
+    widgets/  header_bar, dag_tree, step_detail, event_log
 
 Errors never end in a screen of traceback: workers run with
-``exit_on_error=False`` and one handler (``on_worker_state_changed``) shows a
+``exit_on_error=False`` and one handler per screen (``screens.base``) shows a
 failed worker's error as a notification; an error outside a worker ends the
 app with one line (``_fatal_error``), the traceback only with ``LOOPDECK_DEBUG=1``
 and never with local variables (they would hold URLs and keys).
@@ -23,11 +30,13 @@ from functools import partial
 from rich.text import Text
 from textual.app import App
 from textual.command import DiscoveryHit, Hit, Hits, Provider
-from textual.worker import Worker, WorkerState
+from textual.worker import Worker
 
 from core import LoopdeckError, Orchestrator, Plan, RunStatus, mask_urls
-
 from tui.dashboard.actions import RUN_ACTIONS
+from tui.dashboard.context import DashboardContext
+from tui.dashboard.messages import OpenRun, ShowRuns
+from tui.dashboard.screens.base import report_worker
 from tui.dashboard.screens.run import RunScreen
 from tui.dashboard.screens.runs import RunsScreen
 
@@ -106,23 +115,27 @@ class LoopdeckApp(App[int]):
         except LoopdeckError as exc:
             self.exit(2, message=Text(mask_urls(f"loopdeck: {exc}")))
             return
+        self.ctx = DashboardContext(self.orch, self.clock, self.read_only)
         if self.run_id is None:
-            await self.push_screen(RunsScreen())
+            await self.push_screen(RunsScreen(self.ctx))
             return
         if self.drive:
             self.run_worker(self._drive(self.run_id), name="the run's driver", group="drive", exclusive=True,
                             exit_on_error=False)
-        await self.push_screen(RunScreen(self.run_id))
+        await self.push_screen(RunScreen(self.ctx, self.run_id))
 
     def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
-        self.report_worker(event)
+        report_worker(self, event)
 
-    def report_worker(self, event: Worker.StateChanged) -> None:
-        """The one place a failed worker is reported (screens forward theirs: the message does not bubble)."""
-        if event.state == WorkerState.ERROR and event.worker.error is not None:
-            error = event.worker.error
-            self.notify(mask_urls(f"unexpected error in {event.worker.name or 'a background task'}: "
-                                  f"{type(error).__name__}: {error}"), severity="error", markup=False, timeout=30)
+    def on_open_run(self, message: OpenRun) -> None:
+        self.push_screen(RunScreen(self.ctx, message.run_id))
+
+    def on_show_runs(self, message: ShowRuns) -> None:
+        """Back to the runs list: the one below, or a new one when the app started on a run."""
+        if any(isinstance(screen, RunsScreen) for screen in self.screen_stack):
+            self.pop_screen()
+        else:
+            self.switch_screen(RunsScreen(self.ctx))
 
     def _handle_exception(self, error: Exception) -> None:
         self._unexpected = error  # for _fatal_error, which Textual calls without it

@@ -2,23 +2,20 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from rich.text import Text
 from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding
-from textual.screen import Screen
-from textual.worker import Worker
 from textual.widgets import DataTable, Footer, Static
 
 from core import LoopdeckError
-
-from tui.text.literal import literal
+from tui.dashboard.context import DashboardContext
+from tui.dashboard.messages import OpenRun
+from tui.dashboard.screens.base import LoopdeckScreen
 from tui.dashboard.widgets.header_bar import STATUS_STYLE, elapsed_text
-
-if TYPE_CHECKING:
-    from tui.dashboard.app import LoopdeckApp
+from tui.text.literal import literal
 
 COLUMNS = (("status", 13), ("goal", 60), ("progress", 10), ("tokens", 22), ("age", 9), ("id", 24))
 
@@ -31,23 +28,16 @@ def age_text(created_iso: str | None, now: float) -> str:
     return elapsed_text(now - datetime.fromisoformat(created_iso).timestamp())
 
 
-class RunsScreen(Screen[None]):
+class RunsScreen(LoopdeckScreen):
     BINDINGS = [
         Binding("enter", "open_run", "Open", id="runs-open", tooltip="Open the highlighted run"),
         Binding("q", "app.quit", "Quit", id="runs-quit", tooltip="Quit the dashboard"),
     ]
 
-    def __init__(self) -> None:
-        super().__init__()
+    def __init__(self, ctx: DashboardContext) -> None:
+        super().__init__(ctx)
         self._rows: dict[str, tuple[Any, ...]] = {}
         self._created: dict[str, str] = {}
-
-    def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
-        self.deck.report_worker(event)  # Worker.StateChanged does not bubble: the app reports it
-
-    @property
-    def deck(self) -> "LoopdeckApp":
-        return self.app  # type: ignore[return-value]
 
     def compose(self) -> ComposeResult:
         yield Static(Text(" runs — newest first · enter opens one", style="bold"), id="header-bar")
@@ -66,7 +56,7 @@ class RunsScreen(Screen[None]):
     @work(exclusive=True, group="runs", exit_on_error=False, name="the runs list")
     async def load(self) -> None:
         try:
-            runs = await self.deck.orch.runs(200)
+            runs = await self.ctx.orch.runs(200)
         except LoopdeckError as exc:
             self.notify(f"cannot list runs: {exc}", severity="error", markup=False)
             return
@@ -75,7 +65,7 @@ class RunsScreen(Screen[None]):
     def show(self, runs: list[dict[str, Any]]) -> None:
         """Diff rows by run id: add new runs, update changed cells, leave the rest alone."""
         table = self.query_one(DataTable)
-        now = self.deck.clock()
+        now = self.ctx.clock()
         for run in reversed(runs):  # oldest first, so new rows can go on top
             budget = f"/{run['token_budget']:,}" if run["token_budget"] is not None else ""
             row = (
@@ -105,6 +95,4 @@ class RunsScreen(Screen[None]):
             self.open(str(key.value))
 
     def open(self, run_id: str) -> None:
-        from tui.dashboard.screens.run import RunScreen
-
-        self.app.push_screen(RunScreen(run_id))
+        self.post_message(OpenRun(run_id))

@@ -1,0 +1,117 @@
+"""The executor contract: what an attempt is given, what it returns, and how it fails.
+
+An executor gets a ``StepCall`` (the step, its resolved input, its context,
+a callback for streamed output) and returns a ``Result`` (output and
+``Usage``) or raises ``AttemptFailed`` (retryable or not, with what it spent
+anyway). Executors never touch the store or the bus: the controller applies
+what they return, after ``safe_outcome`` made it safe to store (secrets
+redacted, strict JSON, usage a countable number of tokens). ``interruptible``
+says whether cancelling the coroutine really stops the work.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from core.limits import MAX_ATTEMPT_TOKENS
+from core.redaction import Redactor
+from core.values import ValueProblem, to_json_value
+
+
+@dataclass(frozen=True, slots=True)
+class StepCall:
+    run_id: str
+    key: str
+    title: str
+    type: str
+    agent: str
+    attempt: int
+    input: Any
+    context: list[dict[str, Any]] = field(default_factory=list)
+    timeout_s: float | None = None
+    # Partial output as it arrives (streaming agents call it with each new piece of text);
+    # the controller coalesces the pieces into at most ~10 events per second.
+    on_partial: Callable[[str], None] | None = field(default=None, compare=False)
+
+
+@dataclass(frozen=True, slots=True)
+class Usage:
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    estimated: bool = False  # the agent reported no usage; these are estimates from the text
+
+    @property
+    def total(self) -> int:
+        return self.prompt_tokens + self.completion_tokens
+
+
+@dataclass(frozen=True, slots=True)
+class Result:
+    output: Any
+    usage: Usage = Usage()
+
+
+class AttemptFailed(Exception):
+    """An attempt failed; ``usage`` is what it spent anyway, ``retryable`` whether trying again can help.
+
+    ``retry_after_s`` is the wait the target asked for (HTTP ``Retry-After``); ``agent_fault``
+    False means the agent worked and the work itself was found wanting (a failed check), which
+    is not held against the agent's circuit breaker.
+    """
+
+    def __init__(self, message: str, usage: Usage | None = None, retryable: bool = True, *,
+                 retry_after_s: float | None = None, agent_fault: bool = True) -> None:
+        super().__init__(message)
+        self.usage = usage or Usage()
+        self.retryable = retryable
+        self.retry_after_s = retry_after_s
+        self.agent_fault = agent_fault
+
+
+class Executor(Protocol):
+    interruptible: bool
+
+    async def execute(self, call: StepCall) -> Result: ...
+
+
+class ExitStatus(AttemptFailed):
+    """A command ran and exited non-zero (raised by the shell executor)."""
+
+    def __init__(self, code: int, tail: str, usage: Usage | None = None) -> None:
+        super().__init__(f"exit code {code}" + (f": {tail}" if tail else ""), usage)
+        self.code = code
+        self.tail = tail
+
+
+def safe_outcome(outcome: Result | AttemptFailed, redactor: Redactor) -> Result | AttemptFailed:
+    """An attempt's outcome as it may be stored and shown: secrets redacted, the output strict JSON,
+    the usage a number of tokens loopdeck can count.
+
+    An output too deep or too large to store, or usage that is not a whole number
+    of tokens from 0 to ``MAX_ATTEMPT_TOKENS``, fails the attempt (retrying returns the same).
+    """
+    bad_usage = _usage_problem(outcome.usage)
+    if isinstance(outcome, AttemptFailed):
+        outcome.args = (redactor.text(str(outcome)) + (f" ({bad_usage})" if bad_usage else ""),)
+        if bad_usage:
+            outcome.usage = Usage()
+        return outcome
+    if bad_usage:
+        return AttemptFailed(f"the agent's answer cannot be counted: {bad_usage}", retryable=False)
+    try:
+        output = to_json_value(outcome.output)
+    except ValueProblem as exc:
+        return AttemptFailed(f"the agent's output cannot be stored: {exc.message}", outcome.usage, retryable=False)
+    return Result(redactor.value(output), outcome.usage)
+
+
+def _usage_problem(usage: Usage) -> str | None:
+    for name in ("prompt_tokens", "completion_tokens"):
+        value = getattr(usage, name)
+        if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= MAX_ATTEMPT_TOKENS:
+            return f"it reported {name} {value!r}, not a whole number from 0 to {MAX_ATTEMPT_TOKENS:,}"
+    return None
+
+

@@ -1,0 +1,138 @@
+"""Events folded into a run's state: what each event means for the run and its steps, written once.
+
+The dashboard's view model and the headless progress both keep a run's
+state by folding its events (they read the store's event log, whoever drives
+the run); this is the fold they share. It is plain data, no I/O: statuses,
+attempts, tokens, the gates waiting (in arrival order), breakers, why a step
+is held. Front ends extend it with what only they show (``StepProjection``
+and ``RunProjection`` are meant to be subclassed).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from core.model.events import PLAN_REVIEW_EVENTS, RUN_STATUS_EVENTS, STEP_STATUS_AFTER, Event, EventType
+
+E = EventType
+FINISHED = frozenset({"succeeded", "failed", "skipped", "rejected"})
+RUN_FINISHED = frozenset({"succeeded", "failed", "rejected", "canceled"})
+
+
+@dataclass
+class StepProjection:
+    key: str
+    agent: str = ""
+    status: str = "pending"
+    attempts: int = 0
+    tokens: int = 0
+    started_at: float | None = None
+    ended_at: float | None = None
+    error: str | None = None
+    held: str | None = None  # why a ready step does not start (an open breaker, until its probe)
+
+    def duration(self, now: float) -> float | None:
+        if self.started_at is None:
+            return None
+        end = self.ended_at if self.ended_at is not None and self.status in FINISHED | {"pending"} else now
+        return end - self.started_at
+
+
+@dataclass
+class RunProjection:
+    """A run as its events tell it."""
+
+    run_id: str
+    status: str = "planning"
+    reason: str | None = None
+    tokens: int = 0
+    budget: int | None = None
+    ended_at: float | None = None
+    steps: dict[str, StepProjection] = field(default_factory=dict)
+    waiting: list[str] = field(default_factory=list)  # steps waiting for approval, in arrival order
+    breakers: dict[str, str] = field(default_factory=dict)  # agent -> breaker state
+    last_event_id: int = 0
+    structure_changed: bool = False  # steps added or removed (a replan)
+
+    def new_step(self, key: str, agent: str = "") -> StepProjection:
+        """The projection of a step the run gained (a replan); front ends make their own kind."""
+        return StepProjection(key=key, agent=agent)
+
+    def count(self, *statuses: str) -> int:
+        return sum(1 for s in self.steps.values() if s.status in statuses)
+
+    @property
+    def done(self) -> int:
+        return self.count(*FINISHED)
+
+    @property
+    def finished(self) -> bool:
+        return self.status in RUN_FINISHED
+
+    def apply(self, event: Event) -> StepProjection | None:
+        """Fold one event in; returns the step it changed, if any. Events at or below ``last_event_id`` are ignored."""
+        if event.id <= self.last_event_id:
+            return None
+        self.last_event_id = event.id
+        payload = event.payload if isinstance(event.payload, dict) else {}
+        step = self.steps.get(event.step_key or "")
+        if step is not None:
+            self._apply_step(step, event.type, payload, event.created_at)
+        self._apply_run(event.type, payload, event.created_at)
+        return step
+
+    def _apply_step(self, step: StepProjection, t: str, p: dict[str, Any], at: float) -> None:
+        new = STEP_STATUS_AFTER.get(t)  # type: ignore[call-overload]
+        if new:
+            step.status = new
+            step.held = None
+        if t == E.STEP_HELD:
+            step.held = str(p.get("reason") or "held")
+        elif t == E.STEP_STARTED:
+            step.attempts = p.get("attempt", step.attempts + 1)
+            step.agent = p.get("agent", step.agent)
+            step.started_at, step.ended_at = at, None
+        elif t in (E.STEP_SUCCEEDED, E.STEP_FAILED, E.STEP_SKIPPED, E.STEP_REJECTED):
+            step.ended_at = at
+            step.error = p.get("error") or p.get("reason") if t != E.STEP_SUCCEEDED else None
+        elif t == E.STEP_RETRYING:
+            step.error, step.ended_at = p.get("error"), at
+        elif t in (E.STEP_REQUEUED, E.STEP_REOPENED):
+            step.error, step.ended_at = None, None
+        elif t == E.STEP_ROUTED:
+            step.agent, step.held = p.get("to", step.agent), None
+        tokens = p.get("tokens")
+        if isinstance(tokens, dict):
+            used = int(tokens.get("prompt", 0)) + int(tokens.get("completion", 0))
+            step.tokens += used
+            self.tokens += used
+        if t == E.STEP_WAITING and step.key not in self.waiting:
+            self.waiting.append(step.key)
+        elif step.status != "waiting_user" and step.key in self.waiting:
+            self.waiting.remove(step.key)
+
+    def _apply_run(self, t: str, p: dict[str, Any], at: float) -> None:
+        if t in RUN_STATUS_EVENTS:
+            self.status, self.reason = p.get("status", self.status), p.get("reason")
+            if t == E.RUN_ENDED:
+                self.ended_at = at
+        elif t in PLAN_REVIEW_EVENTS:
+            self.status = p.get("status", self.status)
+        elif t == E.BREAKER_CHANGED:
+            agent = p.get("agent", "?")
+            self.breakers[agent] = p.get("to", "?")
+            if p.get("to") != "open":  # the probe may go: nothing is held by this breaker any more
+                for step in self.steps.values():
+                    if step.held and step.agent == agent:
+                        step.held = None
+        elif t == E.BUDGET_CHANGED:
+            self.budget = p.get("to")
+        elif t == E.RUN_REPLANNED:
+            self.structure_changed = True
+            for key in p.get("removed", []):
+                self.steps.pop(key, None)
+            for key in p.get("added", []):
+                self.steps.setdefault(key, self.new_step(key))
+        elif t == E.RUN_CREATED and isinstance(p.get("tokens"), dict):  # what the planner spent
+            self.tokens += int(p["tokens"].get("prompt", 0)) + int(p["tokens"].get("completion", 0))

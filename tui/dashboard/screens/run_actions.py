@@ -1,0 +1,160 @@
+"""The run screen's operator actions: each through the engine's API, each saying how it went.
+
+A mixin of ``RunScreen``. Actions the run's state makes impossible are
+refused by the engine with a message that says why; nothing here writes the
+store, and read-only mode disables every action that would change the run.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable
+from typing import Any
+
+from textual import work
+
+from core import BadInput, LoopdeckError, parse_token_budget
+from tui.dashboard.actions import RUN_ACTIONS
+from tui.dashboard.messages import ShowRuns
+from tui.dashboard.screens.dialogs import ConfirmScreen, PromptScreen
+from tui.dashboard.screens.help import HelpScreen
+from tui.dashboard.viewmodel import RunView
+from tui.dashboard.widgets.dag_tree import DagTree
+from tui.dashboard.widgets.event_log import EventLog
+
+
+class ActionsMixin:
+    """Needs: ``view``, ``run_id``, ``ctx``, ``frozen``, ``filter_text``, ``render_view``."""
+
+    view: RunView | None
+    run_id: str
+    frozen: bool
+    filter_text: str
+
+    async def _act(self, call: Awaitable[Any], success: str) -> bool:
+        """Run one core API call and say how it went; the dashboard never crashes on an action."""
+        try:
+            await call
+        except LoopdeckError as exc:
+            self.notify(str(exc), severity="error", markup=False)
+            return False
+        except Exception as exc:  # noqa: BLE001 - shown, not raised: the operator keeps their screen
+            self.notify(f"unexpected error: {type(exc).__name__}: {exc}", severity="error", markup=False)
+            return False
+        self.notify(success, markup=False)
+        return True
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        spec = next((s for s in RUN_ACTIONS if s.action.split("(")[0] == action), None)
+        if spec is not None and spec.writes and self.ctx.read_only:
+            return False
+        return True
+
+    def action_runs(self) -> None:
+        """Back to the runs list (the app knows whether it is below this screen or must be opened)."""
+        self.post_message(ShowRuns())
+
+    def action_help(self) -> None:
+        self.app.push_screen(HelpScreen())
+
+    def action_freeze(self) -> None:
+        self.frozen = not self.frozen
+        self.notify("live updates frozen (space resumes)" if self.frozen else "live updates resumed", markup=False)
+        if not self.frozen:
+            self.render_view()
+
+    def action_filter(self) -> None:
+        def answer(value: str | None) -> None:
+            if value is None or self.view is None:
+                return
+            self.filter_text = value.strip()
+            tree = self.query_one(DagTree)
+            tree.build(self.view, self.ctx.clock(), self.filter_text)
+            tree.border_title = f"steps · filter: {self.filter_text}" if self.filter_text else "steps"
+            shown = len(tree.root.children)
+            if self.filter_text:
+                self.notify(f"{shown} step(s) match {self.filter_text!r}; / then enter on an empty line clears", markup=False)
+
+        self.app.push_screen(PromptScreen("Filter steps by key, status or agent (empty: all):", "e.g. failed, writer, review",
+                                          self.filter_text), answer)
+
+    def action_skip_step(self) -> None:
+        key = self.query_one(DagTree).highlighted_key
+        if key is None:
+            self.notify("highlight a step first", markup=False)
+            return
+
+        def answer(yes: bool | None) -> None:
+            if yes:
+                self.skip_step(key)
+
+        self.app.push_screen(ConfirmScreen(f"Skip step {key}? It will not run; steps that need it are skipped too."), answer)
+
+    @work(group="actions", exit_on_error=False, name="an action")
+    async def skip_step(self, key: str) -> None:
+        await self._act(self.ctx.orch.skip(self.run_id, key, user=self.ctx.user, reason="skipped from the dashboard"),
+                        f"{key} skipped")
+
+    def action_retry_step(self) -> None:
+        key = self.query_one(DagTree).highlighted_key
+        if key is None:
+            self.notify("highlight a step first", markup=False)
+            return
+        self.retry_step(key)
+
+    @work(group="actions", exit_on_error=False, name="an action")
+    async def retry_step(self, key: str) -> None:
+        await self._act(self.ctx.orch.retry(self.run_id, key, user=self.ctx.user), f"{key} gets one more attempt")
+
+    def action_follow_log(self) -> None:
+        self.query_one(EventLog).follow()
+
+    async def action_feedback(self, rating: str) -> None:
+        key = self.query_one(DagTree).highlighted_key
+        if key is None:
+            self.notify("highlight a step first", markup=False)
+            return
+
+        def send(comment: str | None) -> None:
+            if comment is not None:
+                self.send_feedback(key, rating, comment or None)
+
+        thumb = "👍" if rating == "up" else "👎"
+        self.app.push_screen(PromptScreen(f"{thumb} for {key} — comment (optional):", "what was good or bad"), send)
+
+    @work(group="actions", exit_on_error=False, name="an action")
+    async def send_feedback(self, key: str, rating: str, comment: str | None) -> None:
+        await self._act(self.ctx.orch.feedback(self.run_id, key, rating, comment=comment, user=self.ctx.user),
+                        f"{'👍' if rating == 'up' else '👎'} recorded for {key}")
+
+    def action_cancel_run(self) -> None:
+        def answer(yes: bool | None) -> None:
+            if yes:
+                self.cancel_run()
+
+        self.app.push_screen(ConfirmScreen(f"Cancel run {self.run_id}? Running steps are stopped."), answer)
+
+    @work(group="actions", exit_on_error=False, name="an action")
+    async def cancel_run(self) -> None:
+        await self._act(self.ctx.orch.cancel(self.run_id, user=self.ctx.user, reason="canceled from the dashboard"),
+                        f"run {self.run_id} canceled")
+
+    def action_raise_budget(self) -> None:
+        current = self.view.budget if self.view else None
+
+        def answer(value: str | None) -> None:
+            if value is None:
+                return
+            try:  # the command line's rule (`loopdeck budget --set`): a whole number of tokens, or none
+                limit = parse_token_budget(value, "a token budget")
+            except BadInput as exc:
+                self.notify(str(exc), severity="error", markup=False)
+                return
+            self.set_budget(limit)
+
+        self.app.push_screen(PromptScreen("Token budget (a number, or 'none'):", "e.g. 100000",
+                                          "" if current is None else str(current)), answer)
+
+    @work(group="actions", exit_on_error=False, name="an action")
+    async def set_budget(self, limit: int | None) -> None:
+        await self._act(self.ctx.orch.set_budget(self.run_id, limit, user=self.ctx.user),
+                        f"token budget set to {'no limit' if limit is None else f'{limit:,}'}")

@@ -1,0 +1,125 @@
+"""The run screen's gates: the approval dialog and the plan review, opened by themselves, answered through the engine.
+
+A mixin of ``RunScreen`` (its view, its run id, its context): approvals
+waiting open the dialog (queued, several at once), a plan awaiting review
+opens the review; an operator who defers one is not asked again until `A` or
+`P`; a gate answered elsewhere leaves the dialog.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from textual import work
+
+from core import LoopdeckError
+from tui.dashboard.screens.approval import ApprovalScreen
+from tui.dashboard.screens.plan_review import PlanReviewScreen
+from tui.dashboard.viewmodel import RunView
+
+
+class GatesMixin:
+    """Needs: ``view``, ``run_id``, ``ctx``, ``_act`` (and a Textual screen's ``app``, ``notify``)."""
+
+    view: RunView | None
+    run_id: str
+    _deferred: set[str]
+    _plan_deferred: bool
+    _plan_review_opening: bool
+
+    def _sync_plan_review(self, view: RunView) -> None:
+        """Open the plan review when the run awaits plan approval; close it once decided (here or elsewhere)."""
+        review = next((s for s in self.app.screen_stack if isinstance(s, PlanReviewScreen)), None)
+        awaiting = view.status == "awaiting_plan_approval"
+        if review is not None and not awaiting:
+            if self.app.screen is review:
+                review.dismiss(None)
+            return
+        if not awaiting:
+            self._plan_deferred = False
+        elif review is None and not self._plan_deferred and self.app.screen is self and not self._plan_review_opening:
+            self.open_plan_review()
+
+    @work(group="plan-review", exit_on_error=False, name="the plan review")
+    async def open_plan_review(self) -> None:
+        self._plan_review_opening = True
+        try:
+            snap = await self.ctx.orch.snapshot(self.run_id, events=False)
+        except LoopdeckError as exc:
+            self.notify(f"cannot read the plan: {exc}", severity="error", markup=False)
+            return
+        finally:
+            self._plan_review_opening = False
+        if snap["run"]["status"] != "awaiting_plan_approval":
+            self.notify("no plan is waiting for approval", markup=False)
+            return
+        await self.app.push_screen(PlanReviewScreen(self, self.run_id, snap, self.ctx.read_only, self._defer_plan))
+
+    def _defer_plan(self) -> None:
+        self._plan_deferred = True
+        self.notify("plan review deferred; press P to reopen", markup=False)
+
+    def action_open_plan_review(self) -> None:
+        self._plan_deferred = False
+        if not isinstance(self.app.screen, PlanReviewScreen):
+            self.open_plan_review()
+
+    def on_plan_review_screen_decided(self, message: PlanReviewScreen.Decided) -> None:
+        """A conventional handler name: Textual's ``@on`` is not collected from a mixin."""
+        self.decide_plan(message)
+
+    @work(group="actions", exit_on_error=False, name="an action")
+    async def decide_plan(self, decision: PlanReviewScreen.Decided) -> None:
+        orch, user = self.ctx.orch, self.ctx.user
+        verb = "approved" if decision.approve else "rejected"
+        edited = " (edited)" if decision.plan is not None or decision.steps is not None else ""
+        done = await self._act(orch.approve_plan(self.run_id, approve=decision.approve, user=user, reason=decision.reason,
+                                                 plan=decision.plan, steps=decision.steps),
+                               f"plan {verb}{edited} by {user}")
+        if done and isinstance(self.app.screen, PlanReviewScreen):
+            self.app.screen.dismiss(None)
+
+    def _sync_approvals(self, view: RunView) -> None:
+        self._sync_plan_review(view)
+        modal = self.app.screen if isinstance(self.app.screen, ApprovalScreen) else None
+        if modal is not None:
+            for key in list(modal.queue):
+                if key not in view.waiting:
+                    modal.advance(key)  # answered elsewhere
+            new = [k for k in view.waiting if k not in modal.queue and k not in self._deferred]
+            if new and modal.is_current:
+                modal.add(new)
+            return
+        fresh = [k for k in view.waiting if k not in self._deferred]
+        if fresh and self.app.screen is self:
+            self.app.push_screen(ApprovalScreen(self, self.run_id, fresh, view.steps, self.ctx.read_only, self.defer))
+
+    def action_open_approvals(self) -> None:
+        view = self.view
+        if view is None or not view.waiting:
+            self.notify("no step is waiting for approval", markup=False)
+            return
+        self._deferred.clear()
+        self.app.push_screen(ApprovalScreen(self, self.run_id, list(view.waiting), view.steps, self.ctx.read_only,
+                                            self.defer))
+
+    def defer(self, keys: list[str]) -> None:
+        """The operator closed the approval dialog: its gates stay open and it stays closed until `A`."""
+        self._deferred.update(keys)
+        self.notify(f"{len(keys)} approval(s) deferred; press A to reopen", markup=False)
+
+    def on_approval_screen_answered(self, message: ApprovalScreen.Answered) -> None:
+        self.answer_gate(message.key, message.approve, message.reason, message.input)
+
+    @work(group="actions", exit_on_error=False, name="an action")
+    async def answer_gate(self, key: str, approve: bool, reason: str | None, input: Any) -> None:
+        orch, user = self.ctx.orch, self.ctx.user
+        if approve:
+            extra = {} if input is ... else {"input": input}
+            await self._act(orch.approve(self.run_id, key, user=user, reason=reason, **extra),
+                            f"{key} approved by {user}" + (" with edited input" if extra else ""))
+        else:
+            await self._act(orch.reject(self.run_id, key, user=user, reason=reason), f"{key} rejected by {user}")
+        if isinstance(self.app.screen, ApprovalScreen):
+            self.app.screen.advance(key)
+
