@@ -9,9 +9,9 @@ import re
 from core import Orchestrator, validate_plan
 from tui.dashboard.app import LoopdeckApp
 from tui.text.literal import clean, literal
-from tui.dashboard.screens.approval import ApprovalScreen
-from tui.dashboard.screens.dialogs import ConfirmScreen, PromptScreen
-from tui.dashboard.screens.help import HelpScreen
+from tui.dashboard.dialogs.approval import ApprovalScreen
+from tui.dashboard.dialogs.prompts import ConfirmScreen, PromptScreen
+from tui.dashboard.dialogs.help import HelpScreen
 from tui.dashboard.widgets.dag_tree import DagTree
 
 SIZE = (140, 40)

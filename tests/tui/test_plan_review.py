@@ -9,8 +9,8 @@ from core import validate_plan
 from tests.chat_server import ChatServer
 from tests.tui.test_dashboard import SIZE, screen_as_text, until
 from tui.dashboard.app import LoopdeckApp
-from tui.dashboard.screens.dialogs import PromptScreen
-from tui.dashboard.screens.plan_review import PlanReviewScreen
+from tui.dashboard.dialogs.prompts import PromptScreen
+from tui.dashboard.dialogs.plan_review import PlanReviewScreen
 from tui.dashboard.widgets.dag_tree import DagTree
 from tui.dashboard.widgets.step_detail import StepDetail
 

@@ -12,8 +12,8 @@ import copy
 from core import validate_plan
 from core.demo import DEMO
 from tui.dashboard.app import LoopdeckApp
-from tui.dashboard.screens.approval import ApprovalScreen
-from tui.dashboard.screens.help import HelpScreen
+from tui.dashboard.dialogs.approval import ApprovalScreen
+from tui.dashboard.dialogs.help import HelpScreen
 
 SIZE = (150, 44)
 FROZEN = 1_790_000_000.0  # 2026-09-21T14:13:20Z

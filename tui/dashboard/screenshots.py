@@ -16,9 +16,9 @@ from pathlib import Path
 from core import demo_plan
 
 from tui.dashboard.app import LoopdeckApp
-from tui.dashboard.screens.approval import ApprovalScreen
-from tui.dashboard.screens.help import HelpScreen
-from tui.dashboard.screens.plan_review import PlanReviewScreen
+from tui.dashboard.dialogs.approval import ApprovalScreen
+from tui.dashboard.dialogs.help import HelpScreen
+from tui.dashboard.dialogs.plan_review import PlanReviewScreen
 
 SIZE = (160, 48)
 

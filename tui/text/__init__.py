@@ -1,0 +1,1 @@
+"""Untrusted text for the screen: shown literally, control characters made visible."""

@@ -15,8 +15,8 @@ from textual import work
 from core import BadInput, LoopdeckError, parse_token_budget
 from tui.dashboard.actions import RUN_ACTIONS
 from tui.dashboard.messages import ShowRuns
-from tui.dashboard.screens.dialogs import ConfirmScreen, PromptScreen
-from tui.dashboard.screens.help import HelpScreen
+from tui.dashboard.dialogs.prompts import ConfirmScreen, PromptScreen
+from tui.dashboard.dialogs.help import HelpScreen
 from tui.dashboard.viewmodel import RunView
 from tui.dashboard.widgets.dag_tree import DagTree
 from tui.dashboard.widgets.event_log import EventLog

@@ -13,8 +13,8 @@ from typing import Any
 from textual import work
 
 from core import LoopdeckError
-from tui.dashboard.screens.approval import ApprovalScreen
-from tui.dashboard.screens.plan_review import PlanReviewScreen
+from tui.dashboard.dialogs.approval import ApprovalScreen
+from tui.dashboard.dialogs.plan_review import PlanReviewScreen
 from tui.dashboard.viewmodel import RunView
 
 

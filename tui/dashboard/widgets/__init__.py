@@ -1,0 +1,1 @@
+"""The run screen's regions, each drawn from the view model and nothing else."""

@@ -32,7 +32,7 @@ from textual.widgets import Static
 from core import Plan, PlanError, readable, validate_plan
 
 from tui.text.literal import literal
-from tui.dashboard.screens.dialogs import PromptScreen
+from tui.dashboard.dialogs.prompts import PromptScreen
 
 
 def plan_outline(steps: list[dict[str, Any]], default_agent: str | None = None) -> Text:

@@ -26,7 +26,7 @@ from textual.widgets import Static, TextArea
 
 from tui.text.literal import literal
 from tui.dashboard.widgets.step_detail import as_json
-from tui.dashboard.screens.dialogs import PromptScreen
+from tui.dashboard.dialogs.prompts import PromptScreen
 
 
 class ApprovalScreen(ModalScreen[None]):
