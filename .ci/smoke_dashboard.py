@@ -16,9 +16,9 @@ import tui
 if "site-packages" not in tui.__file__ or "site-packages" not in core.__file__:
     raise SystemExit(f"smoke test imported the source tree, not the installed package: {tui.__file__}")
 
-from tui.dashboard.app import LoopdeckApp  # noqa: E402 - after the check above
-from tui.dashboard.dialogs.help import HelpScreen  # noqa: E402
-from tui.dashboard.screens.run import RunScreen  # noqa: E402
+from tui.dashboard.app import LoopdeckApp
+from tui.dashboard.dialogs.help import HelpScreen
+from tui.dashboard.screens.run import RunScreen
 
 
 async def main(db: str) -> None:

@@ -28,7 +28,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from core import Orchestrator, validate_plan  # noqa: E402
+from core import Orchestrator, validate_plan
 
 FAST_MS, SLOW_MS = 50, 500
 
@@ -136,7 +136,10 @@ def part1(sizes: list[int], concurrency: list[int]) -> None:
             per_step.append(wall / n)
             print(f"{n:>8} {c:>16} {wall:>8.2f} {wall / n * 1e6:>9.0f} {status:>10}")
         if len(per_step) > 1:  # a constant cost per step shows as a ratio near 1.0
-            print(f"{'':>8} {'':>16} per-step cost, {sizes[-1]:,} vs {sizes[0]:,} steps: {per_step[-1] / per_step[0]:.2f}x")
+            print(
+                f"{'':>8} {'':>16} per-step cost, {sizes[-1]:,} vs {sizes[0]:,} steps: "
+                f"{per_step[-1] / per_step[0]:.2f}x"
+            )
 
 
 def part2(n: int, concurrency: int) -> None:

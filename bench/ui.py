@@ -21,10 +21,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from core import Orchestrator, validate_plan  # noqa: E402
-from core.store.writer import WriteBatch  # noqa: E402
-from tui.dashboard.app import LoopdeckApp  # noqa: E402
-from tui.dashboard.screens.run import RunScreen  # noqa: E402
+from core import Orchestrator, validate_plan
+from core.store.writer import WriteBatch
+from tui.dashboard.app import LoopdeckApp
+from tui.dashboard.screens.run import RunScreen
 
 
 def big_plan(n: int) -> dict:
@@ -44,8 +44,13 @@ async def produce(orch: Orchestrator, run_id: str, n: int, rate: int, seconds: f
             batch.event(run_id, "step_started", f"s{cursor % n:05d}", {"attempt": 1 + cursor // n, "agent": "sim"}, now)
             if cursor >= 50:
                 done = cursor - 50
-                batch.event(run_id, "step_succeeded", f"s{done % n:05d}",
-                            {"attempt": 1 + done // n, "tokens": {"prompt": 3, "completion": 2}}, now)
+                batch.event(
+                    run_id,
+                    "step_succeeded",
+                    f"s{done % n:05d}",
+                    {"attempt": 1 + done // n, "tokens": {"prompt": 3, "completion": 2}},
+                    now,
+                )
             cursor += 1
         ids = await orch.store.write(batch)
         committed = time.perf_counter()
@@ -101,11 +106,15 @@ async def main(n: int, rate: int, seconds: float) -> None:
             shown = max(shown, last_id)
         lags.sort()
         print(f"{n:,} steps, {sent:,} events in {seconds:.0f} s ({sent / seconds:,.0f}/s), {len(renders)} refreshes")
-        print(f"screen lag behind the stream: median {statistics.median(lags) * 1000:.0f} ms, "
-              f"p95 {lags[int(len(lags) * 0.95)] * 1000:.0f} ms, max {lags[-1] * 1000:.0f} ms "
-              f"({len(lags):,} events shown)")
-        print(f"keypress (cursor down) while streaming: median {statistics.median(keys) * 1000:.1f} ms, "
-              f"max {max(keys) * 1000:.1f} ms over {len(keys)} presses")
+        print(
+            f"screen lag behind the stream: median {statistics.median(lags) * 1000:.0f} ms, "
+            f"p95 {lags[int(len(lags) * 0.95)] * 1000:.0f} ms, max {lags[-1] * 1000:.0f} ms "
+            f"({len(lags):,} events shown)"
+        )
+        print(
+            f"keypress (cursor down) while streaming: median {statistics.median(keys) * 1000:.1f} ms, "
+            f"max {max(keys) * 1000:.1f} ms over {len(keys)} presses"
+        )
 
 
 if __name__ == "__main__":

@@ -38,8 +38,11 @@ PLAN = {
     "goal": "bench",
     "agents": {"sim": {"kind": "sim", "latency_ms": 20}},
     "policy": {"max_concurrency": 4},
-    "steps": [{"key": "a"}, *({"key": f"b{i}", "depends_on": ["a"]} for i in range(4)),
-              {"key": "c", "depends_on": [f"b{i}" for i in range(4)]}],
+    "steps": [
+        {"key": "a"},
+        *({"key": f"b{i}", "depends_on": ["a"]} for i in range(4)),
+        {"key": "c", "depends_on": [f"b{i}" for i in range(4)]},
+    ],
 }
 STEPS_PER_RUN = len(PLAN["steps"])
 
@@ -64,9 +67,27 @@ async def drop_database(server: str, url: str) -> None:
 
 def start_workers(url: str, n: int, max_runs: int) -> list[subprocess.Popen[bytes]]:
     env = {**os.environ, "LOOPDECK_DB": url, "PYTHONPATH": str(ROOT)}
-    return [subprocess.Popen([sys.executable, "-m", "tui.cli", "worker", "--name", f"bench{i}", "--max-runs",
-                              str(max_runs), "--poll", "0.5"], env=env, stdout=subprocess.DEVNULL,
-                             stderr=subprocess.DEVNULL, cwd=ROOT) for i in range(n)]
+    return [
+        subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "tui.cli",
+                "worker",
+                "--name",
+                f"bench{i}",
+                "--max-runs",
+                str(max_runs),
+                "--poll",
+                "0.5",
+            ],
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            cwd=ROOT,
+        )
+        for i in range(n)
+    ]
 
 
 def stop(workers: list[subprocess.Popen[bytes]]) -> None:
@@ -139,15 +160,20 @@ async def main() -> None:
     if not server:
         raise SystemExit("set LOOPDECK_BENCH_PG to a PostgreSQL URL (bash .ci/postgres.sh prints one)")
     runs = 60 if args.quick else 300
-    print(f"{runs} runs of {STEPS_PER_RUN} steps (20 ms simulated agents), workers of 8 runs each, on {os.cpu_count()} cores")
+    print(
+        f"{runs} runs of {STEPS_PER_RUN} steps (20 ms simulated agents), workers of 8 runs each, "
+        f"on {os.cpu_count()} cores"
+    )
     for n in (1, 2, 4):
         runs_s, steps_s = await throughput(server, n, runs)
         print(f"  {n} worker(s): {runs_s:7.1f} runs/s  {steps_s:8.1f} steps/s")
     samples = await latency(server, 5 if args.quick else 20)
     samples.sort()
     p95 = samples[int(len(samples) * 0.95) - 1]
-    print(f"event latency, worker -> follower in another process ({len(samples)} events): "
-          f"median {statistics.median(samples) * 1000:.1f} ms, p95 {p95 * 1000:.1f} ms, max {samples[-1] * 1000:.1f} ms")
+    print(
+        f"event latency, worker -> follower in another process ({len(samples)} events): "
+        f"median {statistics.median(samples) * 1000:.1f} ms, p95 {p95 * 1000:.1f} ms, max {samples[-1] * 1000:.1f} ms"
+    )
 
 
 if __name__ == "__main__":

@@ -11,8 +11,10 @@ import logging
 
 from core import limits
 from core._version import __version__
-from core.engine.bus import EventBus, Subscription
+from core.config import display_url, mask_urls, resolve_db_url
 from core.demo import demo_plan
+from core.engine.budget import check_token_budget, parse_token_budget
+from core.engine.bus import EventBus, Subscription
 from core.errors import (
     AgentError,
     BadInput,
@@ -28,40 +30,32 @@ from core.errors import (
     StoreError,
     TransitionError,
 )
-from core.model.events import PLAN_REVIEW_EVENTS, RUN_STATUS_EVENTS, STEP_STATUS_AFTER, Event, EventType, Gap, iso
 from core.executors import AttemptFailed, Result, StepCall, Usage
-from core.orchestrator import Delivery, Orchestrator, default_user
-from core.model.plan import Plan, Policy, StepSpec, load_plan, parse_plan_text, plan_json_schema, readable, validate_plan
-from core.planner import PLANNER_ENV, PlanResult, default_agents_file, load_base, plan_goal, plan_to_yaml, planner_agent
-from core.model.skills import Skill, available_skills
-from core.config import display_url, mask_urls, resolve_db_url
-from core.engine.budget import check_token_budget, parse_token_budget
+from core.model.events import PLAN_REVIEW_EVENTS, RUN_STATUS_EVENTS, STEP_STATUS_AFTER, Event, EventType, Gap, iso
+from core.model.plan import (
+    Plan,
+    Policy,
+    StepSpec,
+    load_plan,
+    parse_plan_text,
+    plan_json_schema,
+    readable,
+    validate_plan,
+)
 from core.model.projection import RunProjection, StepProjection
+from core.model.skills import Skill, available_skills
+from core.model.states import RunStatus, StepStatus
+from core.orchestrator import Delivery, Orchestrator, default_user
+from core.planner import PLANNER_ENV, PlanResult, default_agents_file, load_base, plan_goal, plan_to_yaml, planner_agent
 from core.store.records import RunRecord, SpanRecord, StepRecord
 from core.values import dumps, load_document, parse_json
 from core.views import worker_json
-from core.model.states import RunStatus, StepStatus
 from core.worker import Worker, WorkerStats
 
 # a library logs; the front end decides where to (never Python's last-resort handler, which prints tracebacks)
 logging.getLogger("loopdeck").addHandler(logging.NullHandler())
 
 __all__ = [
-    "__version__",
-    "display_url",
-    "limits",
-    "mask_urls",
-    "parse_json",
-    "RunRecord",
-    "RunProjection",
-    "StepProjection",
-    "SpanRecord",
-    "StepRecord",
-    "worker_json",
-    "dumps",
-    "parse_token_budget",
-    "check_token_budget",
-    "load_document",
     "PLANNER_ENV",
     "PLAN_REVIEW_EVENTS",
     "RUN_STATUS_EVENTS",
@@ -86,11 +80,16 @@ __all__ = [
     "Policy",
     "Result",
     "RunNotFound",
+    "RunProjection",
+    "RunRecord",
     "RunStatus",
     "Skill",
+    "SpanRecord",
     "StaleWrite",
     "StepCall",
     "StepNotFound",
+    "StepProjection",
+    "StepRecord",
     "StepSpec",
     "StepStatus",
     "StoreError",
@@ -99,14 +98,23 @@ __all__ = [
     "Usage",
     "Worker",
     "WorkerStats",
+    "__version__",
     "available_skills",
+    "check_token_budget",
     "default_agents_file",
     "default_user",
     "demo_plan",
+    "display_url",
+    "dumps",
     "iso",
+    "limits",
     "load_base",
+    "load_document",
     "load_plan",
+    "mask_urls",
+    "parse_json",
     "parse_plan_text",
+    "parse_token_budget",
     "plan_goal",
     "plan_json_schema",
     "plan_to_yaml",
@@ -114,4 +122,5 @@ __all__ = [
     "readable",
     "resolve_db_url",
     "validate_plan",
+    "worker_json",
 ]

@@ -25,8 +25,9 @@ SCHEMES = {
 }
 SUPPORTED = "sqlite:///PATH (or a plain file path) and postgresql://USER[:PASSWORD]@HOST[:PORT]/DATABASE"
 # user:PASSWORD@host; a password may even hold a raw "@": it runs to the last "@" before the host
-_PASSWORD = re.compile(r"(?P<head>[a-z][a-z0-9+.\-]*://[^:/@\s]*:)(?P<password>\S*?)(?=@[^@\s/]+(?:[/\s?#]|$))",
-                       re.IGNORECASE)
+_PASSWORD = re.compile(
+    r"(?P<head>[a-z][a-z0-9+.\-]*://[^:/@\s]*:)(?P<password>\S*?)(?=@[^@\s/]+(?:[/\s?#]|$))", re.IGNORECASE
+)
 
 
 def default_db_path() -> Path:
@@ -46,7 +47,9 @@ def resolve_db_url(url: str | None = None) -> str:
     scheme, rest = url.split("://", 1)
     driver = SCHEMES.get(scheme.lower())
     if driver is None:
-        raise BadInput(f"unsupported database URL scheme {scheme!r} in {display_url(url)}; loopdeck supports {SUPPORTED}")
+        raise BadInput(
+            f"unsupported database URL scheme {scheme!r} in {display_url(url)}; loopdeck supports {SUPPORTED}"
+        )
     return f"{driver}://{rest}"
 
 

@@ -105,8 +105,11 @@ async def plan_goal(
     prompt = completion = 0
     try:
         for repair in range(max_repairs + 1):
-            say(f"asking {agent_name} ({agent.model}) for a plan" if repair == 0 else
-                f"asking {agent_name} to repair its plan ({repair} of {max_repairs})")
+            say(
+                f"asking {agent_name} ({agent.model}) for a plan"
+                if repair == 0
+                else f"asking {agent_name} to repair its plan ({repair} of {max_repairs})"
+            )
             answer = await _ask(client, messages, response_format, say)
             prompt, completion = prompt + answer.prompt_tokens, completion + answer.completion_tokens
             try:
@@ -114,11 +117,14 @@ async def plan_goal(
                 plan = validate_plan(merge_base(data, base, goal), source="the proposed plan")
             except PlanError as exc:
                 if repair == max_repairs:
-                    raise PlanError(exc.issues, f"the plan {agent_name} proposed (still invalid after "
-                                    f"{max_repairs} repairs)") from None
+                    raise PlanError(
+                        exc.issues, f"the plan {agent_name} proposed (still invalid after {max_repairs} repairs)"
+                    ) from None
                 say(f"the plan has {len(exc.issues)} problem(s); sending them back")
-                messages += [{"role": "assistant", "content": answer.text},
-                             {"role": "user", "content": _repair_request(exc)}]
+                messages += [
+                    {"role": "assistant", "content": answer.text},
+                    {"role": "user", "content": _repair_request(exc)},
+                ]
                 continue
             return PlanResult(plan, repair, prompt, completion)
     finally:
@@ -126,8 +132,9 @@ async def plan_goal(
     raise AssertionError("unreachable")
 
 
-async def _ask(client: ChatClient, messages: list[dict[str, str]], response_format: dict[str, Any],
-               say: Callable[[str], None]) -> Any:
+async def _ask(
+    client: ChatClient, messages: list[dict[str, str]], response_format: dict[str, Any], say: Callable[[str], None]
+) -> Any:
     """One answer, trying again (a few times, honouring Retry-After) when the failure is transient."""
     for attempt in range(1, TRANSPORT_RETRIES + 1):
         try:
@@ -135,7 +142,7 @@ async def _ask(client: ChatClient, messages: list[dict[str, str]], response_form
         except client.Error as exc:
             if not exc.retryable or attempt == TRANSPORT_RETRIES:
                 raise AgentError(f'planner agent "{client.name}": {exc}') from None
-            wait = min(exc.retry_after_s if exc.retry_after_s is not None else 2.0 ** attempt, 60.0)
+            wait = min(exc.retry_after_s if exc.retry_after_s is not None else 2.0**attempt, 60.0)
             say(f"{exc}; trying again in {wait:g}s")
             await asyncio.sleep(wait)
     raise AssertionError("unreachable")
@@ -149,8 +156,9 @@ def _parse(text: str) -> Any:
     try:
         return loads(body, "it")
     except ValueProblem as exc:
-        raise PlanError([PlanIssue("", f"the answer is not JSON loopdeck accepts ({exc}); "
-                                       "answer with one JSON object")]) from None
+        raise PlanError(
+            [PlanIssue("", f"the answer is not JSON loopdeck accepts ({exc}); answer with one JSON object")]
+        ) from None
 
 
 def _repair_request(exc: PlanError) -> str:
@@ -178,7 +186,9 @@ def load_base(path: str | Path) -> dict[str, Any]:
         message = exc.message.replace("file not found", "agents file not found")
         raise PlanError([PlanIssue(exc.location, message)], str(path)) from None
     if not isinstance(data, dict) or not isinstance(data.get("agents"), dict) or not data["agents"]:
-        raise PlanError([PlanIssue("agents", "an agents file maps agent names to their configs under `agents:`")], str(path))
+        raise PlanError(
+            [PlanIssue("agents", "an agents file maps agent names to their configs under `agents:`")], str(path)
+        )
     base = {key: data[key] for key in OPERATOR_KEYS if key in data}
     # validate the operator's part on its own, so its mistakes are not blamed on the model
     probe = {**base, "steps": [{"key": "probe", "agent": next(iter(base["agents"]))}]}
@@ -197,7 +207,9 @@ def planner_agent(base: dict[str, Any], name: str, source: str) -> LlmAgent:
         known = ", ".join(base.get("agents") or {}) or "none"
         raise PlanError([PlanIssue(f"agents.{name}", f'no agent "{name}" in {source} (it has: {known})')], source)
     if not isinstance(cfg, dict) or cfg.get("kind") != "llm":
-        raise PlanError([PlanIssue(f"agents.{name}", f'agent "{name}" is not an llm agent; the planner needs kind: llm')], source)
+        raise PlanError(
+            [PlanIssue(f"agents.{name}", f'agent "{name}" is not an llm agent; the planner needs kind: llm')], source
+        )
     return LlmAgent.model_validate(cfg)
 
 

@@ -25,7 +25,6 @@ import yaml
 
 from core.limits import MAX_CHARS, MAX_DEPTH, MAX_DOCUMENT_BYTES, MAX_EXPANSION, MAX_INT, MAX_NODES
 
-
 TOO_MANY_DIGITS = "a number has more digits than can be read (4,300)"
 
 
@@ -141,8 +140,11 @@ def check_document(value: Any, root: str = "") -> None:
 def _check_expansion(nodes: int, chars: int, unique: list[int], root: str) -> None:
     """YAML aliases may repeat a part of a document, not multiply it: a few shared configs, not a bomb."""
     if nodes > MAX_EXPANSION * unique[0] + 10_000 or chars > MAX_EXPANSION * unique[1] + 1_000_000:
-        raise ValueProblem(root, f"YAML aliases expand the document to {nodes:,} values and {chars:,} characters "
-                                 f"from {unique[0]:,} and {unique[1]:,} written; at most {MAX_EXPANSION}× is accepted")
+        raise ValueProblem(
+            root,
+            f"YAML aliases expand the document to {nodes:,} values and {chars:,} characters "
+            f"from {unique[0]:,} and {unique[1]:,} written; at most {MAX_EXPANSION}× is accepted",
+        )
 
 
 def to_json_value(value: Any, depth_limit: int = MAX_DEPTH) -> Any:
@@ -223,7 +225,9 @@ def loads(text: str, what: str) -> Any:
     except RecursionError:
         raise ValueProblem("", f"{what} is nested deeper than {MAX_DEPTH} levels") from None
     except json.JSONDecodeError as exc:
-        raise ValueProblem("", f"{what} is not valid JSON: {exc.msg} at line {exc.lineno}, column {exc.colno}") from None
+        raise ValueProblem(
+            "", f"{what} is not valid JSON: {exc.msg} at line {exc.lineno}, column {exc.colno}"
+        ) from None
     except ValueError:  # an integer past Python's 4,300-digit conversion limit
         raise ValueProblem("", f"{what} is refused: {TOO_MANY_DIGITS}") from None
     try:
@@ -258,7 +262,7 @@ def parse_document(text: str, json_only: bool = False) -> Any:
     if len(text) > MAX_DOCUMENT_BYTES:
         raise ValueProblem("", f"the document is {len(text):,} characters; up to {MAX_DOCUMENT_BYTES:,} are read")
     try:
-        data = json.loads(text) if json_only else yaml.load(text, Loader=_SafeLoader)  # noqa: S506 - a safe loader
+        data = json.loads(text) if json_only else yaml.load(text, Loader=_SafeLoader)
     except RecursionError:
         raise ValueProblem("", f"nested deeper than {MAX_DEPTH} levels") from None
     except json.JSONDecodeError as exc:

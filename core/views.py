@@ -23,44 +23,86 @@ def tokens(prompt: int, completion: int) -> dict[str, int]:
 def run_json(run: RunRecord) -> dict[str, Any]:
     plan = run.plan or {}
     return {
-        "id": run.id, "goal": run.goal, "status": run.status.value, "reason": run.reason,
-        "tokens": tokens(run.prompt_tokens, run.completion_tokens), "token_budget": run.token_budget,
-        "created_at": iso(run.created_at), "ended_at": iso(run.ended_at), "created_by": run.created_by,
+        "id": run.id,
+        "goal": run.goal,
+        "status": run.status.value,
+        "reason": run.reason,
+        "tokens": tokens(run.prompt_tokens, run.completion_tokens),
+        "token_budget": run.token_budget,
+        "created_at": iso(run.created_at),
+        "ended_at": iso(run.ended_at),
+        "created_by": run.created_by,
         "max_concurrency": (plan.get("policy") or {}).get("max_concurrency"),
         "lease": {"host": run.lease.host, "pid": run.lease.pid, "expires_at": iso(run.lease.until)}
-        if run.lease else None,
+        if run.lease
+        else None,
     }
 
 
 def step_json(step: StepRecord, depends_on: list[str]) -> dict[str, Any]:
     return {
-        "key": step.key, "title": step.title, "type": step.type, "agent": step.agent, "depends_on": depends_on,
-        "status": step.status.value, "attempts": step.attempts, "input": step.input, "output": step.output,
-        "error": step.error, "tokens": tokens(step.prompt_tokens, step.completion_tokens),
-        "approved_by": step.approved_by, "started_at": iso(step.started_at), "ended_at": iso(step.ended_at),
+        "key": step.key,
+        "title": step.title,
+        "type": step.type,
+        "agent": step.agent,
+        "depends_on": depends_on,
+        "status": step.status.value,
+        "attempts": step.attempts,
+        "input": step.input,
+        "output": step.output,
+        "error": step.error,
+        "tokens": tokens(step.prompt_tokens, step.completion_tokens),
+        "approved_by": step.approved_by,
+        "started_at": iso(step.started_at),
+        "ended_at": iso(step.ended_at),
     }
 
 
 def span_json(span: SpanRecord) -> dict[str, Any]:
-    return {"step": span.step_key, "attempt": span.attempt, "agent": span.agent, "status": span.status,
-            "started_at": iso(span.started_at), "ended_at": iso(span.ended_at),
-            "tokens": tokens(span.prompt_tokens, span.completion_tokens), "error": span.error}
+    return {
+        "step": span.step_key,
+        "attempt": span.attempt,
+        "agent": span.agent,
+        "status": span.status,
+        "started_at": iso(span.started_at),
+        "ended_at": iso(span.ended_at),
+        "tokens": tokens(span.prompt_tokens, span.completion_tokens),
+        "error": span.error,
+    }
 
 
 def feedback_json(feedback: FeedbackRecord) -> dict[str, Any]:
-    return {"step": feedback.step_key, "agent": feedback.agent, "rating": feedback.rating,
-            "comment": feedback.comment, "category": feedback.category, "user": feedback.created_by,
-            "created_at": iso(feedback.created_at)}
+    return {
+        "step": feedback.step_key,
+        "agent": feedback.agent,
+        "rating": feedback.rating,
+        "comment": feedback.comment,
+        "category": feedback.category,
+        "user": feedback.created_by,
+        "created_at": iso(feedback.created_at),
+    }
 
 
 def worker_json(worker: WorkerRecord) -> dict[str, Any]:
-    return {"name": worker.name, "host": worker.host, "pid": worker.pid, "started_at": iso(worker.started_at),
-            "heartbeat_at": iso(worker.heartbeat_at), "stopped_at": iso(worker.stopped_at),
-            "runs_claimed": worker.runs_claimed}
+    return {
+        "name": worker.name,
+        "host": worker.host,
+        "pid": worker.pid,
+        "started_at": iso(worker.started_at),
+        "heartbeat_at": iso(worker.heartbeat_at),
+        "stopped_at": iso(worker.stopped_at),
+        "runs_claimed": worker.runs_claimed,
+    }
 
 
-def snapshot(run: RunRecord, steps: list[StepRecord], spans: list[SpanRecord], feedback: list[FeedbackRecord],
-             agents: dict[str, Any], events: list[Event] | None) -> dict[str, Any]:
+def snapshot(
+    run: RunRecord,
+    steps: list[StepRecord],
+    spans: list[SpanRecord],
+    feedback: list[FeedbackRecord],
+    agents: dict[str, Any],
+    events: list[Event] | None,
+) -> dict[str, Any]:
     """The ``show --json`` object: run, plan, steps, spans, feedback, agents (and events)."""
     plan = run.plan or {}
     depends_on = {s["key"]: s.get("depends_on", []) for s in plan.get("steps", [])}
@@ -83,12 +125,19 @@ def listing(runs: list[RunRecord], counts: dict[str, dict[str, int]]) -> list[di
     out = []
     for r in runs:
         c = counts.get(r.id, {})
-        out.append({
-            "id": r.id, "goal": r.goal, "status": r.status.value, "created_at": iso(r.created_at),
-            "ended_at": iso(r.ended_at), "steps": sum(c.values()),
-            "done": sum(n for s, n in c.items() if StepStatus(s).terminal),
-            "tokens": r.tokens, "token_budget": r.token_budget,
-        })
+        out.append(
+            {
+                "id": r.id,
+                "goal": r.goal,
+                "status": r.status.value,
+                "created_at": iso(r.created_at),
+                "ended_at": iso(r.ended_at),
+                "steps": sum(c.values()),
+                "done": sum(n for s, n in c.items() if StepStatus(s).terminal),
+                "tokens": r.tokens,
+                "token_budget": r.token_budget,
+            }
+        )
     return out
 
 
@@ -98,6 +147,9 @@ def step_context(plan: dict[str, Any], key: str, steps: list[StepRecord]) -> lis
     if spec is None:
         return None
     deps = set(spec.get("depends_on") or ())
-    upstream = [Upstream(s.key, s.title, s.type, s.output, s.ended_at or 0.0)
-                for s in steps if s.key in deps and s.status == StepStatus.SUCCEEDED]
+    upstream = [
+        Upstream(s.key, s.title, s.type, s.output, s.ended_at or 0.0)
+        for s in steps
+        if s.key in deps and s.status == StepStatus.SUCCEEDED
+    ]
     return build_context(Policy.model_validate(plan.get("policy") or {}), upstream)

@@ -22,6 +22,7 @@ import logging
 import socket
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 from core.errors import LoopdeckError
 from core.orchestrator import Orchestrator
@@ -95,11 +96,14 @@ class Worker:
 
     async def _sleep(self) -> None:
         """Until a run is submitted or handed back (NOTIFY), a drive ends, a stop, or the poll interval."""
-        waits = [asyncio.ensure_future(self.orch.notifier.wait(RUNS_CHANNEL, None, self.poll_s)),
-                 asyncio.ensure_future(self._stopping.wait())]
+        waits: list[asyncio.Future[Any]] = [
+            asyncio.ensure_future(self.orch.notifier.wait(RUNS_CHANNEL, None, self.poll_s)),
+            asyncio.ensure_future(self._stopping.wait()),
+        ]
         if self._drives:
-            waits.append(asyncio.ensure_future(asyncio.wait(list(self._drives.values()),
-                                                            return_when=asyncio.FIRST_COMPLETED)))  # a slot frees
+            waits.append(
+                asyncio.ensure_future(asyncio.wait(list(self._drives.values()), return_when=asyncio.FIRST_COMPLETED))
+            )  # a slot frees
         try:
             await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
         finally:
@@ -112,7 +116,7 @@ class Worker:
         except LoopdeckError as exc:
             self.note(f"run {run_id} stopped here: {exc}")
             return
-        except Exception as exc:  # noqa: BLE001 - a bug: said, and the worker goes on with its other runs
+        except Exception as exc:
             log.error("run %s: unexpected error: %s: %s", run_id, type(exc).__name__, exc, exc_info=exc)
             self.note(f"run {run_id} stopped here: unexpected error: {type(exc).__name__}: {exc}")
             return
@@ -133,15 +137,19 @@ class Worker:
         while True:
             await asyncio.sleep(self.orch.lease_ttl_s / 3)
             try:
-                await self.orch.store.write(WriteBatch(extras=[self.orch.store.worker_heartbeat_extra(self.orch.identity.owner)]))
-            except Exception as exc:  # noqa: BLE001 - the heartbeat goes on; runs keep their own leases
+                await self.orch.store.write(
+                    WriteBatch(extras=[self.orch.store.worker_heartbeat_extra(self.orch.identity.owner)])
+                )
+            except Exception as exc:
                 self.note(f"worker heartbeat failed: {exc}")
 
     async def _shutdown(self, heartbeat: asyncio.Task[None]) -> None:
         drives = list(self._drives.values())
         if drives:
-            self.note(f"stopping: {len(drives)} run(s) finish their running steps (up to {self.grace_s:g}s), "
-                      "then are handed back")
+            self.note(
+                f"stopping: {len(drives)} run(s) finish their running steps (up to {self.grace_s:g}s), "
+                "then are handed back"
+            )
             self.orch.drain()
             _, late = await asyncio.wait(drives, timeout=self.grace_s)
             for task in late:
@@ -150,11 +158,12 @@ class Worker:
         heartbeat.cancel()
         await asyncio.gather(heartbeat, return_exceptions=True)
         try:
-            await self.orch.store.write(WriteBatch(extras=[
-                self.orch.store.worker_heartbeat_extra(self.orch.identity.owner, stopped=True)]))
+            await self.orch.store.write(
+                WriteBatch(extras=[self.orch.store.worker_heartbeat_extra(self.orch.identity.owner, stopped=True)])
+            )
         except LoopdeckError as exc:
             self.note(f"could not record the worker's stop: {exc}")
         done = ", ".join(f"{n} {s}" for s, n in sorted(self.stats.finished.items())) or "none finished"
-        self.note(f"worker {self.name} stopped: {self.stats.claimed} claimed, {done}, "
-                  f"{self.stats.handed_back} handed back")
-
+        self.note(
+            f"worker {self.name} stopped: {self.stats.claimed} claimed, {done}, {self.stats.handed_back} handed back"
+        )

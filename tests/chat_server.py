@@ -19,7 +19,9 @@ from typing import Any
 
 def completion(text: str, usage: tuple[int, int] | None = (11, 7)) -> dict[str, Any]:
     body: dict[str, Any] = {
-        "id": "chatcmpl-test", "object": "chat.completion", "model": "test-model",
+        "id": "chatcmpl-test",
+        "object": "chat.completion",
+        "model": "test-model",
         "choices": [{"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": "stop"}],
     }
     if usage is not None:
@@ -41,7 +43,9 @@ class Reply:
     chunk_delay_s: float = 0.0
     usage: tuple[int, int] | None = None  # for a stream: sent in the last chunk
     echo_auth: bool = False  # put the request's Authorization header into the error message
-    end: str = "done"  # how a stream ends: "done" ([DONE]), "break" (the connection closes mid-way), "error" (an error event)
+    end: str = (
+        "done"  # how a stream ends: "done" ([DONE]), "break" (the connection closes mid-way), "error" (an error event)
+    )
 
 
 @dataclass
@@ -64,7 +68,7 @@ class ChatServer:
     def url(self) -> str:
         return f"http://127.0.0.1:{self._server.server_address[1]}/v1"
 
-    def start(self) -> "ChatServer":
+    def start(self) -> ChatServer:
         self._thread.start()
         return self
 
@@ -78,8 +82,9 @@ class ChatServer:
     def answer(self, text: str, usage: tuple[int, int] | None = (11, 7)) -> None:
         self.reply(body=completion(text, usage))
 
-    def stream(self, chunks: list[str], chunk_delay_s: float = 0.0, usage: tuple[int, int] | None = (5, 9),
-               end: str = "done") -> None:
+    def stream(
+        self, chunks: list[str], chunk_delay_s: float = 0.0, usage: tuple[int, int] | None = (5, 9), end: str = "done"
+    ) -> None:
         self.replies.append(Reply(chunks=chunks, chunk_delay_s=chunk_delay_s, usage=usage, end=end))
 
     def _next(self) -> Reply:
@@ -97,7 +102,7 @@ class ChatServer:
             def log_message(self, *args: Any) -> None:  # quiet
                 pass
 
-            def do_POST(self) -> None:  # noqa: N802 - http.server's naming
+            def do_POST(self) -> None:
                 length = int(self.headers.get("Content-Length") or 0)
                 raw = self.rfile.read(length)
                 try:
@@ -148,7 +153,10 @@ class ChatServer:
                         self.wfile.flush()
                         return
                     if reply.usage is not None:
-                        last = {"choices": [], "usage": {"prompt_tokens": reply.usage[0], "completion_tokens": reply.usage[1]}}
+                        last = {
+                            "choices": [],
+                            "usage": {"prompt_tokens": reply.usage[0], "completion_tokens": reply.usage[1]},
+                        }
                         self.wfile.write(f"data: {json.dumps(last)}\n\n".encode())
                     self.wfile.write(b"data: [DONE]\n\n")
                     self.wfile.flush()

@@ -13,7 +13,6 @@ import pytest
 from core import Orchestrator, validate_plan
 from core.model.events import Event
 
-
 PG_ENV = "LOOPDECK_TEST_PG"  # e.g. postgresql+asyncpg://postgres@127.0.0.1:55432/postgres (.ci/postgres.sh prints it)
 PG_TEMPLATE = "loopdeck_test_template"
 
@@ -105,12 +104,14 @@ async def orch(db_url: str):
 
 def plan(steps: list[dict[str, Any]], agents: dict[str, Any] | None = None, **policy: Any):
     """A validated plan; agents default to one zero-latency sim agent."""
-    return validate_plan({
-        "goal": "test",
-        "agents": agents or {"sim": {"kind": "sim", "latency_ms": 0}},
-        "policy": {"backoff": {"base_s": 0.01, "factor": 1, "max_s": 0.01, "jitter": False}, **policy},
-        "steps": steps,
-    })
+    return validate_plan(
+        {
+            "goal": "test",
+            "agents": agents or {"sim": {"kind": "sim", "latency_ms": 0}},
+            "policy": {"backoff": {"base_s": 0.01, "factor": 1, "max_s": 0.01, "jitter": False}, **policy},
+            "steps": steps,
+        }
+    )
 
 
 async def events_of(orch: Orchestrator, run_id: str) -> list[Event]:

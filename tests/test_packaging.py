@@ -20,15 +20,31 @@ ROOT = Path(__file__).resolve().parents[1]
 
 def test_the_wheel_holds_every_module_and_data_file(tmp_path):
     """Built from a clean copy of the tree (a stale build/ directory would hide a missing module)."""
-    files = subprocess.run(["git", "ls-files", "-co", "--exclude-standard"], cwd=ROOT, check=True,
-                           capture_output=True, text=True).stdout.split()
+    files = subprocess.run(
+        ["git", "ls-files", "-co", "--exclude-standard"], cwd=ROOT, check=True, capture_output=True, text=True
+    ).stdout.split()
+    files = [name for name in files if (ROOT / name).is_file()]  # not a tracked file deleted in the working tree
     tree = tmp_path / "tree"
     for name in files:
-        if (ROOT / name).is_file():
-            (tree / name).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(ROOT / name, tree / name)
-    subprocess.run([sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps", "--no-build-isolation",
-                    "-w", str(tmp_path / "dist"), str(tree)], check=True, capture_output=True, timeout=300)
+        (tree / name).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(ROOT / name, tree / name)
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "wheel",
+            "--quiet",
+            "--no-deps",
+            "--no-build-isolation",
+            "-w",
+            str(tmp_path / "dist"),
+            str(tree),
+        ],
+        check=True,
+        capture_output=True,
+        timeout=300,
+    )
     wheel = next((tmp_path / "dist").glob("loopdeck-*.whl"))
     names = set(zipfile.ZipFile(wheel).namelist())
     sources = {name for name in files if name.endswith(".py") and name.split("/")[0] in ("core", "tui")}

@@ -29,8 +29,9 @@ class CommandChannel:
         self.store = store
         self.notifier = notifier
 
-    async def send(self, run_id: str, kind: str, payload: dict[str, Any], user: str, timeout_s: float,
-                   driver: str) -> None:
+    async def send(
+        self, run_id: str, kind: str, payload: dict[str, Any], user: str, timeout_s: float, driver: str
+    ) -> None:
         """Queue a command for the run's driver and wait for its answer; a refusal raises ``TransitionError``."""
         command_id = await self.store.enqueue_command(run_id, kind, payload, user)
         deadline = time.monotonic() + timeout_s
@@ -44,7 +45,8 @@ class CommandChannel:
             if left <= 0:
                 raise CommandTimeout(
                     f"run {run_id} is driven by {driver}, which did not answer within {timeout_s:g}s; the {kind} "
-                    f"stays queued (command {command_id}) and is applied when that process reads it")
+                    f"stays queued (command {command_id}) and is applied when that process reads it"
+                )
             await self.notifier.wait(ANSWERS_CHANNEL, str(command_id), min(left, SEND_POLL_S))
 
     async def serve(self, run_id: str, handler: Handler, poll_s: float) -> None:
@@ -69,7 +71,7 @@ class CommandChannel:
             await handler(command.kind, command.payload, command.created_by or "unknown")
         except LoopdeckError as exc:
             state, result = "refused", str(exc)
-        except Exception as exc:  # noqa: BLE001 - a malformed command is refused; the run goes on
+        except Exception as exc:
             log.error("command %s could not be applied: %s: %s", command.id, type(exc).__name__, exc, exc_info=exc)
             state, result = "refused", f"the command could not be applied ({type(exc).__name__}: {exc})"
         await self.store.write(WriteBatch(extras=[self.store.answer_command_extra(command.id, state, result)]))

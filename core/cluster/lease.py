@@ -13,6 +13,7 @@ import secrets
 import socket
 from dataclasses import dataclass, field
 from enum import StrEnum
+
 from core.store.records import Lease
 
 

@@ -38,5 +38,5 @@ class SlotBroker:
         if slots:
             await self.store.write(WriteBatch(extras=[self.store.release_slots_extra(self.holder, slots)]))
 
-    def renew_extra(self):  # noqa: ANN201 - a store extra
+    def renew_extra(self):
         return self.store.renew_slots_extra(self.holder, self.ttl_s)

@@ -99,7 +99,9 @@ class DecidePlan:
 
 
 Command = Approve | Reject | Skip | Retry | Cancel | SetBudget | Replan | DecidePlan
-KINDS: dict[str, type[Command]] = {c.kind: c for c in (Approve, Reject, Skip, Retry, Cancel, SetBudget, Replan, DecidePlan)}  # type: ignore[misc]
+KINDS: dict[str, type[Command]] = {
+    c.kind: c for c in (Approve, Reject, Skip, Retry, Cancel, SetBudget, Replan, DecidePlan)
+}
 
 
 def to_payload(command: Command) -> dict[str, Any]:
@@ -115,7 +117,7 @@ def from_payload(kind: str, payload: dict[str, Any]) -> Command:
     if cls is None:
         raise BadInput(f"unknown command {kind!r}")
     try:
-        return cls(**payload)  # type: ignore[arg-type]
+        return cls(**payload)
     except TypeError as exc:
         raise BadInput(f"malformed {kind} command: {exc}") from None
 
@@ -151,8 +153,16 @@ def _reject(run: RunState, cmd: Reject, user: str, now: float) -> Effects:
     step = run.step(cmd.step)
     effects = Effects()
     error = f"rejected by {user}" + (f": {cmd.reason}" if cmd.reason else "")
-    move(run, step, "reject", effects.batch, now, (E.STEP_REJECTED, {"user": user, "reason": cmd.reason}),
-         ended_at=now, error=error)
+    move(
+        run,
+        step,
+        "reject",
+        effects.batch,
+        now,
+        (E.STEP_REJECTED, {"user": user, "reason": cmd.reason}),
+        ended_at=now,
+        error=error,
+    )
     settle(run, step, effects, now)
     return effects
 
@@ -161,8 +171,16 @@ def _skip(run: RunState, cmd: Skip, user: str, now: float) -> Effects:
     step = run.step(cmd.step)
     effects = Effects()
     error = f"skipped by {user}" + (f": {cmd.reason}" if cmd.reason else "")
-    move(run, step, "skip", effects.batch, now, (E.STEP_SKIPPED, {"reason": error, "user": user}),
-         ended_at=now, error=error)
+    move(
+        run,
+        step,
+        "skip",
+        effects.batch,
+        now,
+        (E.STEP_SKIPPED, {"reason": error, "user": user}),
+        ended_at=now,
+        error=error,
+    )
     unqueue(run, step.key, effects)
     settle(run, step, effects, now)
     return effects
@@ -176,14 +194,32 @@ def _retry(run: RunState, cmd: Retry, user: str, now: float) -> Effects:
     for other in descendants(run, step.key) - skipped:
         child = run.steps[other]
         if child.attempts or child.status not in (S.PENDING, S.SKIPPED):
-            raise TransitionError(f'step "{step.key}" cannot be retried: "{other}", which depends on it, '
-                                  f"is {child.status.value} and has already run or been decided")
+            raise TransitionError(
+                f'step "{step.key}" cannot be retried: "{other}", which depends on it, '
+                f"is {child.status.value} and has already run or been decided"
+            )
     effects = Effects()
     for other in sorted(skipped, key=lambda k: run.steps[k].idx):
-        move(run, run.steps[other], "reopen", effects.batch, now, (E.STEP_REOPENED, {"because": step.key, "user": user}),
-             error=None, ended_at=None)
-    move(run, step, "rerun", effects.batch, now, (E.STEP_REQUEUED, {
-        "attempt": step.attempts, "reason": f"retried by {user}", "user": user}), ended_at=None, not_before=None)
+        move(
+            run,
+            run.steps[other],
+            "reopen",
+            effects.batch,
+            now,
+            (E.STEP_REOPENED, {"because": step.key, "user": user}),
+            error=None,
+            ended_at=None,
+        )
+    move(
+        run,
+        step,
+        "rerun",
+        effects.batch,
+        now,
+        (E.STEP_REQUEUED, {"attempt": step.attempts, "reason": f"retried by {user}", "user": user}),
+        ended_at=None,
+        not_before=None,
+    )
     run.index.reopen(skipped | {step.key})
     effects.ready.append(step.key)
     return effects
@@ -208,8 +244,11 @@ def skipped_because_of(run: RunState, key: str) -> set[str]:
     while stack:
         for child in run.index.dependents(stack.pop()):
             step = run.steps[child]
-            if child not in out and step.status == S.SKIPPED and step.attempts == 0 and any(
-                (step.error or "").startswith(f'dependency "{cause}"') for cause in causes
+            if (
+                child not in out
+                and step.status == S.SKIPPED
+                and step.attempts == 0
+                and any((step.error or "").startswith(f'dependency "{cause}"') for cause in causes)
             ):
                 out.add(child)
                 causes.add(child)
@@ -241,10 +280,21 @@ def pause_for_budget(run: RunState, reason: str, now: float) -> Effects:
     """The budget is spent and nothing running can free room: wait for the operator to raise it."""
     effects = Effects()
     run.set_mode(RunMode.PAUSED)
-    effects.batch.event(run.run_id, E.BUDGET_EXHAUSTED, None,
-                        {"reason": reason, "used": run.budget.used, "budget": run.budget.limit}, now)
-    set_run_status(run, RunStatus.WAITING_USER, f"{reason}; raise it with `loopdeck budget {run.run_id} --set N`",
-                   effects.batch, now, E.RUN_WAITING)
+    effects.batch.event(
+        run.run_id,
+        E.BUDGET_EXHAUSTED,
+        None,
+        {"reason": reason, "used": run.budget.used, "budget": run.budget.limit},
+        now,
+    )
+    set_run_status(
+        run,
+        RunStatus.WAITING_USER,
+        f"{reason}; raise it with `loopdeck budget {run.run_id} --set N`",
+        effects.batch,
+        now,
+        E.RUN_WAITING,
+    )
     return effects
 
 
@@ -253,8 +303,9 @@ def pause_for_budget(run: RunState, reason: str, now: float) -> Effects:
 
 def prepare(run: RunState, steps: Any, mode: str) -> PlanChange:
     """A replan of the run, validated like a plan against its steps as they are."""
-    return prepare_replan(run.plan, run.run_id, {k: (s.status.value, s.attempts) for k, s in run.steps.items()},
-                          steps, mode)
+    return prepare_replan(
+        run.plan, run.run_id, {k: (s.status.value, s.attempts) for k, s in run.steps.items()}, steps, mode
+    )
 
 
 def _replan(run: RunState, cmd: Replan, user: str, now: float) -> Effects:
@@ -263,8 +314,9 @@ def _replan(run: RunState, cmd: Replan, user: str, now: float) -> Effects:
     return effects
 
 
-def apply_replan(run: RunState, change: PlanChange, mode: str, user: str | None, reason: str | None,
-                 effects: Effects, now: float) -> None:
+def apply_replan(
+    run: RunState, change: PlanChange, mode: str, user: str | None, reason: str | None, effects: Effects, now: float
+) -> None:
     """Swap in a validated replan: remove the replaced steps, add the new ones (skipped at once if doomed)."""
     for key in change.removed:
         unqueue(run, key, effects)
@@ -272,17 +324,30 @@ def apply_replan(run: RunState, change: PlanChange, mode: str, user: str | None,
         del run.steps[key]
     run.plan = change.plan
     first_idx = max((s.idx for s in run.steps.values()), default=-1) + 1
-    added = [StepState(spec=spec, idx=first_idx + i, agent=change.plan.agent_of(spec), status=S.PENDING,
-                       input=spec.input) for i, spec in enumerate(change.added)]
+    added = [
+        StepState(spec=spec, idx=first_idx + i, agent=change.plan.agent_of(spec), status=S.PENDING, input=spec.input)
+        for i, spec in enumerate(change.added)
+    ]
     rows = [new_step_row(run.run_id, s.idx, s.spec, s.agent) for s in added]
     effects.batch.extras.append(Store.replan_extra(run.run_id, change.plan.model_dump_json(), change.removed, rows))
-    effects.batch.event(run.run_id, E.RUN_REPLANNED, None, {
-        "mode": mode, "user": user, "reason": reason, "added": [s.key for s in added], "removed": change.removed,
-    }, now)
+    effects.batch.event(
+        run.run_id,
+        E.RUN_REPLANNED,
+        None,
+        {
+            "mode": mode,
+            "user": user,
+            "reason": reason,
+            "added": [s.key for s in added],
+            "removed": change.removed,
+        },
+        now,
+    )
     for step in added:
         run.steps[step.key] = step
-        is_ready, doomed_by = run.index.add_live(step.key, step.idx, step.agent, step.spec.depends_on,
-                                                 step.spec.dependency_policy == "allow_skipped")
+        is_ready, doomed_by = run.index.add_live(
+            step.key, step.idx, step.agent, step.spec.depends_on, step.spec.dependency_policy == "allow_skipped"
+        )
         if doomed_by is not None:
             error = f'dependency "{doomed_by}" {run.steps[doomed_by].status.value}'
             move(run, step, "skip", effects.batch, now, (E.STEP_SKIPPED, {"reason": error}), ended_at=now, error=error)
@@ -309,24 +374,36 @@ def propose(run: RunState, by: StepState, proposal: Any, now: float) -> Effects:
         return effects
     run.proposal = {"mode": mode, "steps": proposal["steps"], "by": by.key, "agent": by.agent}
     run.set_mode(RunMode.REVIEWING)
-    effects.batch.event(run.run_id, E.RUN_PLAN_PROPOSED, by.key, {
-        "by": by.key, "agent": by.agent, "mode": mode, "steps": proposal["steps"],
-        "added": [s.key for s in change.added], "removed": change.removed,
-        "status": RunStatus.AWAITING_PLAN_APPROVAL.value}, now)
+    effects.batch.event(
+        run.run_id,
+        E.RUN_PLAN_PROPOSED,
+        by.key,
+        {
+            "by": by.key,
+            "agent": by.agent,
+            "mode": mode,
+            "steps": proposal["steps"],
+            "added": [s.key for s in change.added],
+            "removed": change.removed,
+            "status": RunStatus.AWAITING_PLAN_APPROVAL.value,
+        },
+        now,
+    )
     set_run_status(run, RunStatus.AWAITING_PLAN_APPROVAL, proposal_reason(run), effects.batch, now, E.RUN_WAITING)
     return effects
 
 
 def proposal_reason(run: RunState) -> str:
     assert run.proposal is not None
-    return (f'step "{run.proposal["by"]}" proposed a replan; approve or reject it '
-            f"(`loopdeck approve-plan {run.run_id}`)")
+    return f'step "{run.proposal["by"]}" proposed a replan; approve or reject it (`loopdeck approve-plan {run.run_id}`)'
 
 
 def _decide_plan(run: RunState, cmd: DecidePlan, user: str, now: float) -> Effects:
     if run.status != RunStatus.AWAITING_PLAN_APPROVAL:
-        raise TransitionError(f"run {run.run_id} is {run.status.value}; only a run awaiting plan approval can have "
-                              "its plan approved or rejected")
+        raise TransitionError(
+            f"run {run.run_id} is {run.status.value}; only a run awaiting plan approval can have "
+            "its plan approved or rejected"
+        )
     if run.proposal is not None:
         if cmd.plan is not None:
             raise BadInput(f"run {run.run_id} has started; an edited replan gives steps, not a whole plan")
@@ -338,14 +415,28 @@ def _decide_proposal(run: RunState, cmd: DecidePlan, user: str, now: float) -> E
     """A replan an agent proposed mid-run: applied (with any edited steps) or dropped; the run goes on."""
     proposal = run.proposal
     assert proposal is not None
-    change = prepare(run, cmd.steps if cmd.steps is not None else proposal["steps"], proposal["mode"]) \
-        if cmd.approve else None
+    change = (
+        prepare(run, cmd.steps if cmd.steps is not None else proposal["steps"], proposal["mode"])
+        if cmd.approve
+        else None
+    )
     effects = Effects()
     run.proposal = None
     run.set_mode(RunMode.ACTIVE)
     kind = E.RUN_PLAN_APPROVED if cmd.approve else E.RUN_PLAN_REJECTED
-    effects.batch.event(run.run_id, kind, None, {"user": user, "reason": cmd.reason, "proposed_by": proposal["by"],
-                                                 "edited": cmd.steps is not None, "status": RunStatus.RUNNING.value}, now)
+    effects.batch.event(
+        run.run_id,
+        kind,
+        None,
+        {
+            "user": user,
+            "reason": cmd.reason,
+            "proposed_by": proposal["by"],
+            "edited": cmd.steps is not None,
+            "status": RunStatus.RUNNING.value,
+        },
+        now,
+    )
     set_run_status(run, RunStatus.RUNNING, None, effects.batch, now, E.RUN_CONTINUED)
     if change is not None:
         why = f'proposed by step "{proposal["by"]}", approved by {user}'
@@ -360,8 +451,13 @@ def _decide_first_plan(run: RunState, cmd: DecidePlan, user: str, now: float) ->
     event = {"user": user, "reason": cmd.reason, "edited": cmd.plan is not None}
     if not cmd.approve:
         batch.event(run.run_id, E.RUN_PLAN_REJECTED, None, {**event, "status": RunStatus.REJECTED.value}, now)
-        end_run(run, RunStatus.REJECTED, f"plan rejected by {user}" + (f": {cmd.reason}" if cmd.reason else ""),
-                effects, now)
+        end_run(
+            run,
+            RunStatus.REJECTED,
+            f"plan rejected by {user}" + (f": {cmd.reason}" if cmd.reason else ""),
+            effects,
+            now,
+        )
         return effects
     if cmd.plan is not None:
         edited = validate_plan(cmd.plan, source="edited plan")
@@ -374,5 +470,13 @@ def _decide_first_plan(run: RunState, cmd: DecidePlan, user: str, now: float) ->
     return effects
 
 
-_HANDLERS = {Approve: _approve, Reject: _reject, Skip: _skip, Retry: _retry, Cancel: _cancel, SetBudget: _set_budget,
-             Replan: _replan, DecidePlan: _decide_plan}
+_HANDLERS = {
+    Approve: _approve,
+    Reject: _reject,
+    Skip: _skip,
+    Retry: _retry,
+    Cancel: _cancel,
+    SetBudget: _set_budget,
+    Replan: _replan,
+    DecidePlan: _decide_plan,
+}

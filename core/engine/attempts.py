@@ -34,11 +34,16 @@ Outcome = Result | AttemptFailed
 
 
 class AttemptRunner:
-    def __init__(self, run: RunState, spawn: Callable[[Any, str], asyncio.Task[Any]],
-                 guarded: Callable[..., None], on_outcome: Callable[[StepState, int, Outcome], None],
-                 on_stale: Callable[[StepState, int, bool, str], None],
-                 on_partial: Callable[[str, int, str], None],
-                 executors: dict[str, Executor] | None = None) -> None:
+    def __init__(
+        self,
+        run: RunState,
+        spawn: Callable[[Any, str], asyncio.Task[Any]],
+        guarded: Callable[..., None],
+        on_outcome: Callable[[StepState, int, Outcome], None],
+        on_stale: Callable[[StepState, int, bool, str], None],
+        on_partial: Callable[[str, int, str], None],
+        executors: dict[str, Executor] | None = None,
+    ) -> None:
         self.run = run
         self.spawn = spawn
         self.guarded = guarded
@@ -81,7 +86,7 @@ class AttemptRunner:
                 await asyncio.shield(committed)
             except asyncio.CancelledError:
                 raise
-            except Exception as exc:  # noqa: BLE001 - the commit failed: the controller already stops the run
+            except Exception as exc:
                 log.debug("attempt of %s stopped: %s", step.key, exc)
                 return
         except asyncio.CancelledError:
@@ -104,9 +109,16 @@ class AttemptRunner:
         partial = Coalescer(lambda text: self.on_partial(step.key, attempt, text), PARTIAL_INTERVAL_S)
         streamed = StreamRedactor(redactor, partial.add)
         call = StepCall(
-            run_id=self.run.run_id, key=step.key, title=step.spec.display_title, type=step.spec.type,
-            agent=step.agent, attempt=attempt, input=resolved, context=self._context_for(step),
-            timeout_s=step.spec.timeout_s, on_partial=streamed.add,
+            run_id=self.run.run_id,
+            key=step.key,
+            title=step.spec.display_title,
+            type=step.spec.type,
+            agent=step.agent,
+            attempt=attempt,
+            input=resolved,
+            context=self._context_for(step),
+            timeout_s=step.spec.timeout_s,
+            on_partial=streamed.add,
         )
         try:
             outcome = await self._execute(executor, call)
@@ -125,8 +137,11 @@ class AttemptRunner:
         if name not in self._skills:
             skill = available_skills(self.run.plan.skills).get(name)
             if skill is None:
-                raise AttemptFailed(f'skill "{name}" is not available (neither in the plan\'s skills nor installed); '
-                                    "see `loopdeck skills`", retryable=False)
+                raise AttemptFailed(
+                    f'skill "{name}" is not available (neither in the plan\'s skills nor installed); '
+                    "see `loopdeck skills`",
+                    retryable=False,
+                )
             self._skills[name] = PythonExecutor(skill.target)
         return self._skills[name]
 
@@ -138,7 +153,7 @@ class AttemptRunner:
             return await self._execute_with_timeout(executor, call)
         except AttemptFailed as exc:
             return exc
-        except Exception as exc:  # noqa: BLE001 - an executor bug fails the attempt, not the run
+        except Exception as exc:
             return AttemptFailed(f"{type(exc).__name__}: {exc}")
 
     async def _execute_with_timeout(self, executor: Executor, call: StepCall) -> Result:
@@ -154,16 +169,21 @@ class AttemptRunner:
             inner.cancel()
         else:
             self._abandoned.add(inner)
-            inner.add_done_callback(lambda fut: self.guarded(f'the late result of step "{call.key}"', self._late_result,
-                                                             call, fut))
+            inner.add_done_callback(
+                lambda fut: self.guarded(f'the late result of step "{call.key}"', self._late_result, call, fut)
+            )
         raise AttemptFailed(f"timed out after {call.timeout_s:g}s")
 
     def _late_result(self, call: StepCall, fut: asyncio.Future[Result]) -> None:
         """A result arrived for an attempt that had timed out: record it, never apply it."""
         self._abandoned.discard(fut)
         if not fut.cancelled() and not self.stopped:
-            self.on_stale(self.run.steps[call.key], call.attempt, fut.exception() is not None,
-                          "the attempt had timed out; its result was recorded and not applied")
+            self.on_stale(
+                self.run.steps[call.key],
+                call.attempt,
+                fut.exception() is not None,
+                "the attempt had timed out; its result was recorded and not applied",
+            )
 
     def _resolved_input(self, step: StepState) -> Any:
         """The step's input with its ``{{steps.KEY.output}}`` references filled in."""
@@ -175,7 +195,11 @@ class AttemptRunner:
 
     def _context_for(self, step: StepState) -> list[dict[str, Any]]:
         ups = [self.run.steps[k] for k in step.spec.depends_on]
-        return build_context(self.run.policy, [
-            Upstream(u.key, u.spec.display_title, u.spec.type, u.output, u.ended_at or 0.0)
-            for u in ups if u.status == StepStatus.SUCCEEDED
-        ])
+        return build_context(
+            self.run.policy,
+            [
+                Upstream(u.key, u.spec.display_title, u.spec.type, u.output, u.ended_at or 0.0)
+                for u in ups
+                if u.status == StepStatus.SUCCEEDED
+            ],
+        )

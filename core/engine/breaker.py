@@ -43,8 +43,14 @@ class BreakerChange:
 
     def payload(self, agent: str) -> dict[str, Any]:
         """The ``breaker_changed`` event of ``agent`` (a name in the run) whose target this is."""
-        return {"agent": agent, "target": self.target, "from": self.old.value, "to": self.new.value,
-                "reason": self.reason, "failures": self.failures}
+        return {
+            "agent": agent,
+            "target": self.target,
+            "from": self.old.value,
+            "to": self.new.value,
+            "reason": self.reason,
+            "failures": self.failures,
+        }
 
 
 class Breaker:
@@ -152,7 +158,11 @@ class Breaker:
         state = BreakerState(row.state)
         if row.updated_at <= self.changed_at or state == self._state or state == BreakerState.HALF_OPEN:
             return None
-        if state == BreakerState.OPEN and (row.opened_at or 0) <= (self.opened_at or 0) and self._state != BreakerState.CLOSED:
+        if (
+            state == BreakerState.OPEN
+            and (row.opened_at or 0) <= (self.opened_at or 0)
+            and self._state != BreakerState.CLOSED
+        ):
             return None  # an older opening than the one this process already went through
         self.failures, self.opened_at = row.failures, row.opened_at
         self._probe_in_flight = False
@@ -167,8 +177,13 @@ class Breaker:
         return self.opened_at + self.cooldown_s
 
     def row(self) -> dict[str, Any]:
-        return {"target": self.target, "state": self._state.value, "failures": self.failures,
-                "opened_at": self.opened_at, "updated_at": self._clock()}
+        return {
+            "target": self.target,
+            "state": self._state.value,
+            "failures": self.failures,
+            "opened_at": self.opened_at,
+            "updated_at": self._clock(),
+        }
 
 
 class BreakerBoard:
@@ -199,8 +214,11 @@ class BreakerBoard:
         if row.target in self._breakers:
             return
         self._breakers[row.target] = Breaker(
-            row.target, clock=self._clock, state=BreakerState(row.state),
-            failures=row.failures, opened_at=row.opened_at,
+            row.target,
+            clock=self._clock,
+            state=BreakerState(row.state),
+            failures=row.failures,
+            opened_at=row.opened_at,
         )
 
     def states(self) -> dict[str, str]:

@@ -56,5 +56,6 @@ class TokenBudget:
 
     def shortfall(self, key: str, estimate: int) -> str:
         """Why a step cannot launch, naming the budget and the usage."""
-        return (f"token budget {self.limit:,} exhausted: {self.used:,} tokens used, "
-                f'step "{key}" may need {estimate:,} more')
+        return (
+            f'token budget {self.limit:,} exhausted: {self.used:,} tokens used, step "{key}" may need {estimate:,} more'
+        )

@@ -18,7 +18,7 @@ from core.model.events import Event, Gap
 class Subscription:
     """A bounded mailbox of events for one subscriber; ``get`` yields ``Event`` or ``Gap``."""
 
-    def __init__(self, bus: "EventBus", run_id: str | None, maxsize: int) -> None:
+    def __init__(self, bus: EventBus, run_id: str | None, maxsize: int) -> None:
         self._bus = bus
         self.run_id = run_id
         self.maxsize = maxsize
@@ -67,7 +67,7 @@ class Subscription:
         self._bus._remove(self)
         self._wake()
 
-    def __aiter__(self) -> "Subscription":
+    def __aiter__(self) -> Subscription:
         return self
 
     async def __anext__(self) -> Event | Gap:

@@ -15,8 +15,9 @@ from collections.abc import Callable
 
 
 class Coalescer:
-    def __init__(self, flush: Callable[[str], None], interval_s: float = 0.1,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self, flush: Callable[[str], None], interval_s: float = 0.1, clock: Callable[[], float] = time.monotonic
+    ) -> None:
         self._flush = flush
         self.interval_s = interval_s
         self._clock = clock

@@ -14,9 +14,11 @@ waits on a timer while every other step goes on; an approval gate holds only
 its own step (and, with ``stop_on_approval_required``, new launches).
 
 Its parts, each in a module of its own: ``attempts`` (the executor call,
-timeouts, streamed output), ``routing`` (breakers and alternatives),
-``slot_pool`` (agent limits across processes), ``supervision`` (nothing dies
-unnoticed), ``transitions`` and ``actions`` (every change of status). A
+timeouts, streamed output), ``holdings`` (an attempt's slot, reservation and
+probe, taken and given back together), ``routing`` (breakers and
+alternatives), ``slot_pool`` (agent limits across processes), ``commits``
+(writes published once durable), ``supervision`` (nothing dies unnoticed),
+``transitions`` and ``actions`` (every change of status). A
 commit that fails (the store is gone, or a compare-and-set found the row
 changed: another process took the run over) stops the controller; the
 database stays the truth, and ``resume`` continues from it.
@@ -36,6 +38,8 @@ from core.engine import actions, transitions
 from core.engine.attempts import AttemptRunner, Outcome
 from core.engine.breaker import BreakerBoard
 from core.engine.bus import EventBus
+from core.engine.commits import Commits
+from core.engine.holdings import Holdings
 from core.engine.routing import Routing
 from core.engine.run_state import RunMode, RunState, StepState
 from core.engine.slot_pool import SlotPool
@@ -43,7 +47,7 @@ from core.engine.supervision import Supervisor
 from core.engine.transitions import Effects
 from core.errors import LoopdeckError, PlanError
 from core.executors import AttemptFailed, Executor, Result
-from core.model.events import Event, EventType
+from core.model.events import EventType
 from core.model.plan import validate_plan
 from core.model.states import RunStatus, StepStatus
 from core.store import Notifier, Store, WriteBatch
@@ -55,24 +59,42 @@ S = StepStatus
 class RunController:
     """Drives one run. Create it with ``load`` (the run must already be in the store)."""
 
-    def __init__(self, store: Store, bus: EventBus, run: RunState, *, owner: str, lease_ttl_s: float,
-                 poll_s: float = 0.25, clock: Callable[[], float] = time.time,
-                 executors: dict[str, Executor] | None = None, breakers: BreakerBoard | None = None,
-                 shared_slots: bool = False, notifier: Notifier | None = None) -> None:
+    def __init__(
+        self,
+        store: Store,
+        bus: EventBus,
+        run: RunState,
+        *,
+        owner: str,
+        lease_ttl_s: float,
+        poll_s: float = 0.25,
+        clock: Callable[[], float] = time.time,
+        executors: dict[str, Executor] | None = None,
+        breakers: BreakerBoard | None = None,
+        shared_slots: bool = False,
+        notifier: Notifier | None = None,
+    ) -> None:
         self.store, self.bus, self.run = store, bus, run
         self.run_id = run.run_id
         self.owner, self.lease_ttl_s, self.poll_s, self.clock = owner, lease_ttl_s, poll_s, clock
         self.notifier = notifier or Notifier(None)
         self.sup = Supervisor(run.run_id, self._stop_attempts, self._fail)
-        self.routing = Routing(run, breakers or BreakerBoard(clock), clock, self._emit, self.sup.schedule)
+        self.commits = Commits(store, bus, self.sup)
+        self.routing = Routing(run, breakers or BreakerBoard(clock), clock, self.commits.emit, self.sup.schedule)
         run.index.set_admits(self._admits)
         broker = SlotBroker(store, f"{owner}:{run.run_id}", lease_ttl_s) if shared_slots else None
         self.slots = SlotPool(run, broker, self.sup.spawn, self.sup.fatal, self._pump)
-        self.attempts = AttemptRunner(run, self.sup.spawn, self.sup.guarded, self._attempt_ended, self._record_stale,
-                                      self._partial_output, executors)
-        self._inflight: dict[str, tuple[bool, int]] = {}  # key -> (is breaker probe, tokens reserved)
+        self.attempts = AttemptRunner(
+            run,
+            self.sup.spawn,
+            self.sup.guarded,
+            self._attempt_ended,
+            self._record_stale,
+            self._partial_output,
+            executors,
+        )
+        self.holdings = Holdings(run, self.slots, self.routing)
         self._timers: dict[str, asyncio.TimerHandle] = {}
-        self._writes: set[asyncio.Future[Any]] = set()
         self._rng = random.Random(run.run_id)
 
     @property
@@ -85,8 +107,10 @@ class RunController:
         try:
             plan = validate_plan(record.plan, source=f"run {run_id}")
         except PlanError as exc:  # stored by an older loopdeck, before a limit it breaks
-            raise PlanError(exc.issues, f"run {run_id}'s stored plan, which this loopdeck refuses; "
-                                        f"end it with `loopdeck cancel {run_id}`") from None
+            raise PlanError(
+                exc.issues,
+                f"run {run_id}'s stored plan, which this loopdeck refuses; end it with `loopdeck cancel {run_id}`",
+            ) from None
         run = RunState.from_records(record, plan, await store.get_steps(run_id))
         board = kwargs.setdefault("breakers", BreakerBoard(kwargs.get("clock", time.time)))
         for row in await store.load_breakers(sorted({cfg.breaker_target(n) for n, cfg in plan.agents.items()})):
@@ -101,8 +125,10 @@ class RunController:
         if self.run.status.terminal:
             return self.run.status
         channel = CommandChannel(self.store, self.notifier)
-        side = [self.sup.spawn(self._heartbeat(), "the lease heartbeat"),
-                self.sup.spawn(channel.serve(self.run_id, self._serve, self.poll_s), "the commands inbox")]
+        side = [
+            self.sup.spawn(self._heartbeat(), "the lease heartbeat"),
+            self.sup.spawn(channel.serve(self.run_id, self._serve, self.poll_s), "the commands inbox"),
+        ]
         try:
             self._recover()
             self._pump()
@@ -116,7 +142,7 @@ class RunController:
                 handle.cancel()
             self.routing.cancel_timers()
             await self.attempts.close()  # timed-out attempts in threads are left behind: never kept alive for
-            await asyncio.gather(*list(self._writes), return_exceptions=True)
+            await self.commits.settle()
             await self.slots.close()
 
     def _recover(self) -> None:
@@ -133,11 +159,12 @@ class RunController:
             run.set_mode(RunMode.ACTIVE)  # the budget is looked at again at the next launch
         kind = E.RUN_STARTED if first_drive else E.RUN_RESUMED
         if run.proposal is not None:  # still waiting for the operator's review
-            transitions.set_run_status(run, RunStatus.AWAITING_PLAN_APPROVAL, actions.proposal_reason(run),
-                                       effects.batch, now, kind)
+            transitions.set_run_status(
+                run, RunStatus.AWAITING_PLAN_APPROVAL, actions.proposal_reason(run), effects.batch, now, kind
+            )
         else:
             transitions.set_run_status(run, RunStatus.RUNNING, None, effects.batch, now, kind)
-        self._emit(effects.batch)
+        self.commits.emit(effects.batch)
         for step in sorted(run.steps.values(), key=lambda s: s.idx):
             if step.status == S.PENDING and run.index.is_unblocked(step.key):
                 self._when_ready(step)
@@ -149,12 +176,13 @@ class RunController:
         if step.spec.approval == "required" and step.approved_by is None:
             batch = WriteBatch()
             transitions.gate(self.run, step, batch, self.clock())
-            self._emit(batch)
+            self.commits.emit(batch)
             return
         delay = (step.not_before or 0) - self.clock()
         if delay > 0:
-            self._timers[step.key] = self.sup.schedule(delay, f'the retry timer of step "{step.key}"',
-                                                       self._timer_fired, step.key)
+            self._timers[step.key] = self.sup.schedule(
+                delay, f'the retry timer of step "{step.key}"', self._timer_fired, step.key
+            )
             return
         self.routing.route(step)
         self.run.index.push_ready(step.key)
@@ -210,14 +238,20 @@ class RunController:
             if run.status != RunStatus.WAITING_USER:
                 batch = WriteBatch()
                 keys = sorted(run.waiting, key=lambda k: run.steps[k].idx)
-                transitions.set_run_status(run, RunStatus.WAITING_USER, f"waiting for approval of {', '.join(keys)}",
-                                           batch, self.clock(), E.RUN_WAITING)
-                self._emit(batch)
+                transitions.set_run_status(
+                    run,
+                    RunStatus.WAITING_USER,
+                    f"waiting for approval of {', '.join(keys)}",
+                    batch,
+                    self.clock(),
+                    E.RUN_WAITING,
+                )
+                self.commits.emit(batch)
             return
         if run.status == RunStatus.WAITING_USER and (running or not run.waiting or not blocked):
             batch = WriteBatch()
             transitions.set_run_status(run, RunStatus.RUNNING, None, batch, self.clock(), E.RUN_CONTINUED)
-            self._emit(batch)
+            self.commits.emit(batch)
         if running == 0 and blocked and not run.waiting and not self.attempts.tasks:
             self._end(*transitions.verdict(run))
 
@@ -240,7 +274,7 @@ class RunController:
         if self.run.policy.on_budget_exhausted == "fail":
             self._end(RunStatus.FAILED, reason)
         elif self.run.mode != RunMode.PAUSED:
-            self._emit(actions.pause_for_budget(self.run, reason, self.clock()).batch)
+            self.commits.emit(actions.pause_for_budget(self.run, reason, self.clock()).batch)
 
     def drain(self) -> None:
         """Launch nothing more; once the running attempts end, ``drive`` returns and the run is left as it is."""
@@ -256,31 +290,51 @@ class RunController:
 
     def _launch(self, step: StepState, estimate: int) -> None:
         run, now = self.run, self.clock()
-        self.slots.take(step.key, step.agent)
-        probe = self.routing.breaker(step.agent).admit()
-        run.budget.reserve(estimate)
-        self._inflight[step.key] = (probe, estimate)
+        probe = self.holdings.take(step, estimate)
         run.index.started(step.key)
         run.launches += 1
         batch = WriteBatch()
         started: dict[str, Any] = {"attempt": step.attempts + 1, "agent": step.agent}
         if probe:
             started["probe"] = True
-        transitions.move(run, step, "start", batch, now, (E.STEP_STARTED, started),
-                         attempts=step.attempts + 1, started_at=now, ended_at=None, not_before=None)
-        self.attempts.launch(step, step.attempts, self._emit(batch))
+        transitions.move(
+            run,
+            step,
+            "start",
+            batch,
+            now,
+            (E.STEP_STARTED, started),
+            attempts=step.attempts + 1,
+            started_at=now,
+            ended_at=None,
+            not_before=None,
+        )
+        self.attempts.launch(step, step.attempts, self.commits.emit(batch))
 
     def _attempt_ended(self, step: StepState, attempt: int, outcome: Outcome) -> None:
         if step.status != S.RUNNING or step.attempts != attempt or self.run.mode == RunMode.ENDING:
-            self._record_stale(step, attempt, isinstance(outcome, AttemptFailed),
-                               "the attempt is no longer current; its result was recorded and not applied")
+            self._record_stale(
+                step,
+                attempt,
+                isinstance(outcome, AttemptFailed),
+                "the attempt is no longer current; its result was recorded and not applied",
+            )
             return
         now, usage, effects = self.clock(), outcome.usage, Effects()
         self.run.index.stopped(step.key)
         error = None if isinstance(outcome, Result) else str(outcome)
         agent_ok = error is None or not outcome.agent_fault  # type: ignore[union-attr]
-        self._release(step, effects.batch, now, "succeeded" if error is None else "failed", usage.total,
-                      usage.prompt_tokens, usage.completion_tokens, error, agent_ok=agent_ok)
+        self.holdings.give_back(
+            step,
+            effects.batch,
+            now,
+            "succeeded" if error is None else "failed",
+            usage.total,
+            usage.prompt_tokens,
+            usage.completion_tokens,
+            error,
+            agent_ok=agent_ok,
+        )
         transitions.attempt_ended(self.run, step, attempt, outcome, effects, now, self._rng)
         if isinstance(outcome, Result) and isinstance(outcome.output, dict) and "replan" in outcome.output:
             # decided before anything launches: a proposal under review holds the steps it just released
@@ -288,37 +342,28 @@ class RunController:
         else:
             self._follow(effects)
 
-    def _release(self, step: StepState, batch: WriteBatch, now: float, status: str, actual: int | None,
-                 prompt: int = 0, completion: int = 0, error: str | None = None, *, agent_ok: bool | None = None) -> None:
-        """An attempt ended: settle its reservation and slot, tell its breaker, write its span."""
-        probe, reserved = self._inflight.pop(step.key, (False, 0))
-        self.slots.give_back(step.key)
-        breaker = self.routing.breaker(step.agent)
-        if actual is None:  # canceled: no outcome to judge the target by
-            self.run.budget.settle(reserved, 0)
-            if probe:
-                breaker.release_probe()
-        else:
-            self.run.budget.settle(reserved, actual)
-            change = breaker.record(status == "succeeded" if agent_ok is None else agent_ok, probe)
-            if change is not None:
-                self.routing.changed(change, batch, now)
-        batch.span(self.run_id, step.key, step.attempts, step.agent, status, step.started_at or now, now,
-                   prompt, completion, error)
-
     def _record_stale(self, step: StepState, attempt: int, failed: bool, reason: str) -> None:
         batch = WriteBatch()
-        batch.event(self.run_id, E.STEP_RESULT_STALE, step.key, {
-            "attempt": attempt, "current_attempt": step.attempts, "status": step.status.value,
-            "outcome": "failed" if failed else "succeeded", "reason": reason,
-        }, self.clock())
-        self._emit(batch)
+        batch.event(
+            self.run_id,
+            E.STEP_RESULT_STALE,
+            step.key,
+            {
+                "attempt": attempt,
+                "current_attempt": step.attempts,
+                "status": step.status.value,
+                "outcome": "failed" if failed else "succeeded",
+                "reason": reason,
+            },
+            self.clock(),
+        )
+        self.commits.emit(batch)
 
     def _partial_output(self, key: str, attempt: int, text: str) -> None:
         """Streamed output so far (a coalesced piece): an event, so every dashboard can fill in live."""
         batch = WriteBatch()
         batch.event(self.run_id, E.STEP_OUTPUT_PARTIAL, key, {"attempt": attempt, "text": text}, self.clock())
-        self._emit(batch)
+        self.commits.emit(batch)
 
     def _stop_attempts(self) -> None:
         self.attempts.cancel_all()
@@ -352,7 +397,7 @@ class RunController:
                     handle.cancel()
             if effects.ended is not None:
                 self._stop_ended(effects)
-            write = self._emit(effects.batch)
+            write = self.commits.emit(effects.batch)
         assert write is not None
         if self.run.mode == RunMode.ENDING:
             write.add_done_callback(lambda _: self.sup.finish(self.run.status))
@@ -371,34 +416,10 @@ class RunController:
         for key in effects.ended or []:
             step = self.run.steps[key]
             self.run.index.stopped(key)
-            self._release(step, effects.batch, now, "canceled", None)
+            self.holdings.give_back(step, effects.batch, now, "canceled", None)
         self.slots.return_spare(everything=True)
 
-    # -- writing and the side tasks -----------------------------------------------------------------
-
-    def _emit(self, batch: WriteBatch) -> asyncio.Future[list[int]]:
-        """Queue ``batch`` for commit; once committed its events are published, in commit order.
-
-        A failed commit stops the controller. Await the returned future through
-        ``asyncio.shield``: cancelling it would not undo the write, only hide it.
-        """
-        future = self.store.writer.enqueue(batch)
-        self._writes.add(future)
-        future.add_done_callback(lambda fut: self.sup.guarded("publishing a commit", self._committed, batch, fut))
-        return future
-
-    def _committed(self, batch: WriteBatch, future: asyncio.Future[list[int]]) -> None:
-        self._writes.discard(future)
-        if future.cancelled():
-            return
-        exc = future.exception()
-        if exc is not None:
-            self.sup.fatal(exc)
-            return
-        self.bus.publish(
-            Event(id_, row["run_id"], row["type"], row["step_key"], payload, row["created_at"])
-            for id_, row, payload in zip(future.result(), batch.events, batch.payloads, strict=True)
-        )
+    # -- the side tasks -------------------------------------------------------------------------------
 
     async def _heartbeat(self) -> None:
         while True:

@@ -24,9 +24,14 @@ BREAKER_RECHECK_S = 1.0  # an open breaker's timer re-checks at least this often
 
 
 class Routing:
-    def __init__(self, run: RunState, board: BreakerBoard, clock: Callable[[], float],
-                 emit: Callable[[WriteBatch], Any],
-                 schedule: Callable[..., asyncio.TimerHandle]) -> None:
+    def __init__(
+        self,
+        run: RunState,
+        board: BreakerBoard,
+        clock: Callable[[], float],
+        emit: Callable[[WriteBatch], Any],
+        schedule: Callable[..., asyncio.TimerHandle],
+    ) -> None:
         self.run = run
         self.board = board
         self.clock = clock
@@ -79,13 +84,28 @@ class Routing:
             return
         self._held_noted[step.key] = breaker.opened_at
         probe_at, now = breaker.probe_at(), self.clock()
-        due = "" if probe_at is None else (f"; its probe is due at {time.strftime('%H:%M:%S', time.gmtime(probe_at))} "
-                                          f"UTC (in {max(0.0, probe_at - now):.0f}s)")
+        due = (
+            ""
+            if probe_at is None
+            else (
+                f"; its probe is due at {time.strftime('%H:%M:%S', time.gmtime(probe_at))} "
+                f"UTC (in {max(0.0, probe_at - now):.0f}s)"
+            )
+        )
         batch = WriteBatch()
-        batch.event(self.run.run_id, E.STEP_HELD, step.key, {
-            "by": "breaker", "agent": step.agent, "target": breaker.target, "probe_at": iso(probe_at),
-            "reason": f'breaker of "{step.agent}" is open ({breaker.failures} consecutive failures){due}',
-        }, now)
+        batch.event(
+            self.run.run_id,
+            E.STEP_HELD,
+            step.key,
+            {
+                "by": "breaker",
+                "agent": step.agent,
+                "target": breaker.target,
+                "probe_at": iso(probe_at),
+                "reason": f'breaker of "{step.agent}" is open ({breaker.failures} consecutive failures){due}',
+            },
+            now,
+        )
         self.emit(batch)
 
     def changed(self, change: BreakerChange, batch: WriteBatch, now: float, save: bool = True) -> None:
@@ -109,7 +129,9 @@ class Routing:
             breaker = self.breaker(agent)
             if breaker.is_open and agent not in self._timers:
                 delay = min(breaker.retry_in() + 0.001, BREAKER_RECHECK_S)
-                self._timers[agent] = self.schedule(delay, f'the breaker timer of agent "{agent}"', self._fired, agent, wake)
+                self._timers[agent] = self.schedule(
+                    delay, f'the breaker timer of agent "{agent}"', self._fired, agent, wake
+                )
 
     def _fired(self, agent: str, wake: Callable[[], None]) -> None:
         self._timers.pop(agent, None)

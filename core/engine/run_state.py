@@ -79,31 +79,60 @@ class StepState:
 
     def row(self) -> dict[str, Any]:
         return {
-            "agent": self.agent, "status": self.status.value, "attempts": self.attempts,
-            "input_json": self.input_json, "output_json": None if self.output is None else dumps(self.output),
-            "error": self.error, "prompt_tokens": self.prompt_tokens, "completion_tokens": self.completion_tokens,
-            "not_before": self.not_before, "approved_by": self.approved_by, "started_at": self.started_at,
+            "agent": self.agent,
+            "status": self.status.value,
+            "attempts": self.attempts,
+            "input_json": self.input_json,
+            "output_json": None if self.output is None else dumps(self.output),
+            "error": self.error,
+            "prompt_tokens": self.prompt_tokens,
+            "completion_tokens": self.completion_tokens,
+            "not_before": self.not_before,
+            "approved_by": self.approved_by,
+            "started_at": self.started_at,
             "ended_at": self.ended_at,
         }
 
     @classmethod
     def from_record(cls, spec: StepSpec, record: StepRecord) -> StepState:
         return cls(
-            spec=spec, idx=record.idx, agent=record.agent, status=record.status, attempts=record.attempts,
-            input=record.input, output=record.output, error=record.error, prompt_tokens=record.prompt_tokens,
-            completion_tokens=record.completion_tokens, not_before=record.not_before, approved_by=record.approved_by,
-            started_at=record.started_at, ended_at=record.ended_at,
+            spec=spec,
+            idx=record.idx,
+            agent=record.agent,
+            status=record.status,
+            attempts=record.attempts,
+            input=record.input,
+            output=record.output,
+            error=record.error,
+            prompt_tokens=record.prompt_tokens,
+            completion_tokens=record.completion_tokens,
+            not_before=record.not_before,
+            approved_by=record.approved_by,
+            started_at=record.started_at,
+            ended_at=record.ended_at,
         )
 
 
 def new_step_row(run_id: str, idx: int, spec: StepSpec, agent: str) -> dict[str, Any]:
     """The stored row of a step that has not started yet."""
     return {
-        "run_id": run_id, "key": spec.key, "idx": idx, "title": spec.display_title, "type": spec.type,
-        "agent": agent, "status": StepStatus.PENDING.value, "attempts": 0,
-        "input_json": json.dumps(spec.input), "output_json": None, "error": None,
-        "prompt_tokens": 0, "completion_tokens": 0, "not_before": None, "approved_by": None,
-        "started_at": None, "ended_at": None,
+        "run_id": run_id,
+        "key": spec.key,
+        "idx": idx,
+        "title": spec.display_title,
+        "type": spec.type,
+        "agent": agent,
+        "status": StepStatus.PENDING.value,
+        "attempts": 0,
+        "input_json": json.dumps(spec.input),
+        "output_json": None,
+        "error": None,
+        "prompt_tokens": 0,
+        "completion_tokens": 0,
+        "not_before": None,
+        "approved_by": None,
+        "started_at": None,
+        "ended_at": None,
     }
 
 
@@ -128,7 +157,7 @@ class RunState:
     launches: int = 0  # attempts started, for max_iterations
 
     @property
-    def policy(self):  # noqa: ANN201 - the plan's Policy
+    def policy(self):
         return self.plan.policy
 
     @property
@@ -147,9 +176,14 @@ class RunState:
         """The run's mutable columns as written (``WriteBatch.run``)."""
         self.updated_at = now
         return {
-            "status": self.status.value, "reason": self.reason, "token_budget": self.budget.limit,
-            "prompt_tokens": self.prompt_tokens, "completion_tokens": self.completion_tokens, "updated_at": now,
-            "ended_at": self.ended_at, "proposal_json": None if self.proposal is None else json.dumps(self.proposal),
+            "status": self.status.value,
+            "reason": self.reason,
+            "token_budget": self.budget.limit,
+            "prompt_tokens": self.prompt_tokens,
+            "completion_tokens": self.completion_tokens,
+            "updated_at": now,
+            "ended_at": self.ended_at,
+            "proposal_json": None if self.proposal is None else json.dumps(self.proposal),
             "hold": HOLD_BUDGET if self.mode == RunMode.PAUSED else None,
         }
 
@@ -165,21 +199,36 @@ class RunState:
         return step.spec.max_attempts or self.policy.max_step_attempts
 
     def index_step(self, step: StepState) -> None:
-        self.index.add(step.key, step.idx, step.agent, step.spec.depends_on, step.spec.dependency_policy == "allow_skipped")
+        self.index.add(
+            step.key, step.idx, step.agent, step.spec.depends_on, step.spec.dependency_policy == "allow_skipped"
+        )
 
     @classmethod
     def from_records(cls, run: RunRecord, plan: Plan, steps: list[StepRecord], agent_limits: bool = True) -> RunState:
         """A run as the store has it, with its index built and every finished step settled in it."""
         specs = {spec.key: spec for spec in plan.steps}
         states = {r.key: StepState.from_record(specs[r.key], r) for r in steps if r.key in specs}
-        index = Scheduler(plan.policy.max_concurrency,
-                          {name: cfg.max_concurrency for name, cfg in plan.agents.items()} if agent_limits else None)
+        index = Scheduler(
+            plan.policy.max_concurrency,
+            {name: cfg.max_concurrency for name, cfg in plan.agents.items()} if agent_limits else None,
+        )
         state = cls(
-            run_id=run.id, plan=plan, status=run.status, reason=run.reason,
-            budget=TokenBudget(run.token_budget, run.tokens), prompt_tokens=run.prompt_tokens,
-            completion_tokens=run.completion_tokens, updated_at=run.updated_at, ended_at=run.ended_at,
-            proposal=run.proposal, steps=states, index=index,
-            mode=RunMode.REVIEWING if run.proposal is not None else RunMode.PAUSED if run.hold == HOLD_BUDGET
+            run_id=run.id,
+            plan=plan,
+            status=run.status,
+            reason=run.reason,
+            budget=TokenBudget(run.token_budget, run.tokens),
+            prompt_tokens=run.prompt_tokens,
+            completion_tokens=run.completion_tokens,
+            updated_at=run.updated_at,
+            ended_at=run.ended_at,
+            proposal=run.proposal,
+            steps=states,
+            index=index,
+            mode=RunMode.REVIEWING
+            if run.proposal is not None
+            else RunMode.PAUSED
+            if run.hold == HOLD_BUDGET
             else RunMode.ACTIVE,
             waiting={k for k, s in states.items() if s.status == StepStatus.WAITING_USER},
             launches=sum(s.attempts for s in states.values()),

@@ -59,7 +59,9 @@ class Scheduler:
                 roots.append(key)
         return roots
 
-    def add_live(self, key: str, idx: int, agent: str, deps: list[str], allow_skipped: bool = False) -> tuple[bool, str | None]:
+    def add_live(
+        self, key: str, idx: int, agent: str, deps: list[str], allow_skipped: bool = False
+    ) -> tuple[bool, str | None]:
         """Add a step to a running index (replan); return (ready now, or the dependency that dooms it)."""
         node = _Node(idx, agent, tuple(deps), allow_skipped, len(deps))
         self._nodes[key] = node
@@ -84,8 +86,11 @@ class Scheduler:
             node = self._nodes[key]
             if node.outcome is None:
                 node.unmet = sum(
-                    1 for dep in node.deps
-                    if not (self._nodes[dep].outcome == OK or (self._nodes[dep].outcome == "skipped" and node.allow_skipped))
+                    1
+                    for dep in node.deps
+                    if not (
+                        self._nodes[dep].outcome == OK or (self._nodes[dep].outcome == "skipped" and node.allow_skipped)
+                    )
                 )
 
     def remove(self, key: str) -> None:

@@ -24,8 +24,14 @@ log = logging.getLogger("loopdeck.controller")
 
 
 class SlotPool:
-    def __init__(self, run: RunState, broker: SlotBroker | None, spawn: Callable[[Any, str], asyncio.Task[Any]],
-                 fatal: Callable[[BaseException], None], wake: Callable[[], None]) -> None:
+    def __init__(
+        self,
+        run: RunState,
+        broker: SlotBroker | None,
+        spawn: Callable[[Any, str], asyncio.Task[Any]],
+        fatal: Callable[[BaseException], None],
+        wake: Callable[[], None],
+    ) -> None:
         self.run = run
         self.broker = broker
         self.spawn = spawn  # start a supervised task

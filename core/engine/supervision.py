@@ -44,7 +44,7 @@ class Supervisor:
         """Call a timer or done-callback; an unexpected error in it fails the run instead of vanishing."""
         try:
             fn(*args)
-        except Exception as exc:  # noqa: BLE001 - supervised: recorded as the run's failure
+        except Exception as exc:
             self.crash(exc, what)
 
     def schedule(self, delay: float, what: str, fn: Callable[..., None], *args: Any) -> asyncio.TimerHandle:
@@ -62,7 +62,7 @@ class Supervisor:
         try:
             if self._fail_run(f"internal error in {what}: {type(exc).__name__}: {exc}"):
                 return
-        except Exception as second:  # noqa: BLE001 - the state is too broken to record it
+        except Exception as second:
             exc = second
         self.fatal(exc)
 

@@ -36,8 +36,15 @@ class Effects:
     ended: list[str] | None = None  # the run ended: the keys of the steps whose attempts must be stopped
 
 
-def move(run: RunState, step: StepState, action: str, batch: WriteBatch, now: float,
-         event: tuple[str, dict[str, Any]] | None = None, **changes: Any) -> None:
+def move(
+    run: RunState,
+    step: StepState,
+    action: str,
+    batch: WriteBatch,
+    now: float,
+    event: tuple[str, dict[str, Any]] | None = None,
+    **changes: Any,
+) -> None:
     """Move ``step`` by ``action`` (refused unless the table allows it), set ``changes``, record row and event."""
     expect_status, expect_attempts = step.status, step.attempts
     step.status = check_step(step.key, step.status, action)
@@ -65,7 +72,9 @@ def settle(run: RunState, step: StepState, effects: Effects, now: float) -> None
                 continue
             unqueue(run, key, effects)
             reason = f'dependency "{done.key}" {done.status.value}'
-            move(run, child, "skip", effects.batch, now, (E.STEP_SKIPPED, {"reason": reason}), ended_at=now, error=reason)
+            move(
+                run, child, "skip", effects.batch, now, (E.STEP_SKIPPED, {"reason": reason}), ended_at=now, error=reason
+            )
             settled.append(child)
         effects.ready.extend(ready)
 
@@ -76,8 +85,9 @@ def unqueue(run: RunState, key: str, effects: Effects) -> None:
     effects.unqueued.append(key)
 
 
-def set_run_status(run: RunState, status: RunStatus, reason: str | None, batch: WriteBatch, now: float,
-                   kind: str, ended: bool = False) -> None:
+def set_run_status(
+    run: RunState, status: RunStatus, reason: str | None, batch: WriteBatch, now: float, kind: str, ended: bool = False
+) -> None:
     run.status, run.reason = status, reason
     if ended:
         run.ended_at = now
@@ -111,20 +121,52 @@ def gate(run: RunState, step: StepState, batch: WriteBatch, now: float) -> None:
 
 def requeue_interrupted(run: RunState, step: StepState, batch: WriteBatch, now: float) -> None:
     """A step a dead driver left running: its attempt counted, retried if attempts remain, else failed."""
-    batch.span(run.run_id, step.key, step.attempts, step.agent, "interrupted", step.started_at or now, now,
-               error="the process driving the run stopped during this attempt")
+    batch.span(
+        run.run_id,
+        step.key,
+        step.attempts,
+        step.agent,
+        "interrupted",
+        step.started_at or now,
+        now,
+        error="the process driving the run stopped during this attempt",
+    )
     if step.attempts >= run.max_attempts(step):
         error = f"attempt {step.attempts} was interrupted when the driving process stopped, and no attempts are left"
-        move(run, step, "fail", batch, now, (E.STEP_FAILED, {"attempt": step.attempts, "error": error}),
-             error=error, ended_at=now)
+        move(
+            run,
+            step,
+            "fail",
+            batch,
+            now,
+            (E.STEP_FAILED, {"attempt": step.attempts, "error": error}),
+            error=error,
+            ended_at=now,
+        )
     else:
-        move(run, step, "requeue", batch, now, (E.STEP_REQUEUED, {
-            "attempt": step.attempts, "reason": "the process driving the run stopped during this attempt"}),
-            not_before=None)
+        move(
+            run,
+            step,
+            "requeue",
+            batch,
+            now,
+            (
+                E.STEP_REQUEUED,
+                {"attempt": step.attempts, "reason": "the process driving the run stopped during this attempt"},
+            ),
+            not_before=None,
+        )
 
 
-def attempt_ended(run: RunState, step: StepState, attempt: int, outcome: Result | AttemptFailed, effects: Effects,
-                  now: float, rng: random.Random) -> None:
+def attempt_ended(
+    run: RunState,
+    step: StepState,
+    attempt: int,
+    outcome: Result | AttemptFailed,
+    effects: Effects,
+    now: float,
+    rng: random.Random,
+) -> None:
     """The transition an attempt's outcome makes: succeeded, retrying after a backoff, or failed."""
     usage = outcome.usage
     step.prompt_tokens += usage.prompt_tokens
@@ -136,22 +178,53 @@ def attempt_ended(run: RunState, step: StepState, attempt: int, outcome: Result 
         tokens["estimated"] = True
     batch = effects.batch
     if isinstance(outcome, Result):
-        move(run, step, "succeed", batch, now, (E.STEP_SUCCEEDED, {
-            "attempt": attempt, "tokens": tokens, "duration_s": round(now - (step.started_at or now), 6)}),
-            output=outcome.output, error=None, ended_at=now)
+        move(
+            run,
+            step,
+            "succeed",
+            batch,
+            now,
+            (
+                E.STEP_SUCCEEDED,
+                {"attempt": attempt, "tokens": tokens, "duration_s": round(now - (step.started_at or now), 6)},
+            ),
+            output=outcome.output,
+            error=None,
+            ended_at=now,
+        )
         settle(run, step, effects, now)
     elif outcome.retryable and attempt < run.max_attempts(step):
         delay = backoff_delay(run.policy.backoff, attempt, rng)
         if outcome.retry_after_s is not None:  # the target said when to come back
             delay = max(delay, min(outcome.retry_after_s, MAX_RETRY_AFTER_S))
-        move(run, step, "retry", batch, now, (E.STEP_RETRYING, {
-            "attempt": attempt, "error": str(outcome), "delay_s": round(delay, 6), "tokens": tokens}),
-            error=str(outcome), not_before=now + delay)
+        move(
+            run,
+            step,
+            "retry",
+            batch,
+            now,
+            (
+                E.STEP_RETRYING,
+                {"attempt": attempt, "error": str(outcome), "delay_s": round(delay, 6), "tokens": tokens},
+            ),
+            error=str(outcome),
+            not_before=now + delay,
+        )
         effects.ready.append(step.key)
     else:
-        move(run, step, "fail", batch, now, (E.STEP_FAILED, {
-            "attempt": attempt, "error": str(outcome), "tokens": tokens, "retryable": outcome.retryable}),
-            error=str(outcome), ended_at=now)
+        move(
+            run,
+            step,
+            "fail",
+            batch,
+            now,
+            (
+                E.STEP_FAILED,
+                {"attempt": attempt, "error": str(outcome), "tokens": tokens, "retryable": outcome.retryable},
+            ),
+            error=str(outcome),
+            ended_at=now,
+        )
         settle(run, step, effects, now)
     batch.run(run.run_id, run.run_row(now))
 
@@ -198,6 +271,8 @@ def _unverified(run: RunState, steps: list[StepState]) -> str | None:
         return "require_verification is set, but the plan has no verification step"
     for check in checks:
         if check.status != S.SUCCEEDED:
-            return (f'require_verification: verification "{check.key}" did not pass '
-                    f"(it is {check.status.value}: {check.error or 'no reason recorded'})")
+            return (
+                f'require_verification: verification "{check.key}" did not pass '
+                f"(it is {check.status.value}: {check.error or 'no reason recorded'})"
+            )
     return None

@@ -1,8 +1,8 @@
 """Executors: one per agent kind (``base`` holds the contract every one of them keeps).
 
-    base.py     StepCall, Result, Usage, AttemptFailed, the Executor protocol, safe_outcome
-    verdict.py  what a verification step's outcome means (passed, failed, could not run)
-    sim.py, shell.py, python.py, llm.py (over chat.py: an OpenAI-compatible chat-completions client)
+base.py     StepCall, Result, Usage, AttemptFailed, the Executor protocol, safe_outcome
+verdict.py  what a verification step's outcome means (passed, failed, could not run)
+sim.py, shell.py, python.py, llm.py (over chat.py: an OpenAI-compatible chat-completions client)
 """
 
 from __future__ import annotations

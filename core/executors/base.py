@@ -61,8 +61,15 @@ class AttemptFailed(Exception):
     is not held against the agent's circuit breaker.
     """
 
-    def __init__(self, message: str, usage: Usage | None = None, retryable: bool = True, *,
-                 retry_after_s: float | None = None, agent_fault: bool = True) -> None:
+    def __init__(
+        self,
+        message: str,
+        usage: Usage | None = None,
+        retryable: bool = True,
+        *,
+        retry_after_s: float | None = None,
+        agent_fault: bool = True,
+    ) -> None:
         super().__init__(message)
         self.usage = usage or Usage()
         self.retryable = retryable
@@ -71,7 +78,8 @@ class AttemptFailed(Exception):
 
 
 class Executor(Protocol):
-    interruptible: bool
+    @property
+    def interruptible(self) -> bool: ...
 
     async def execute(self, call: StepCall) -> Result: ...
 
@@ -113,5 +121,3 @@ def _usage_problem(usage: Usage) -> str | None:
         if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= MAX_ATTEMPT_TOKENS:
             return f"it reported {name} {value!r}, not a whole number from 0 to {MAX_ATTEMPT_TOKENS:,}"
     return None
-
-

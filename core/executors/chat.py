@@ -38,8 +38,9 @@ RETRYABLE_STATUS = frozenset({408, 409, 425, 429})
 class ChatError(Exception):
     """A request that did not produce an answer. ``retryable``: another attempt may succeed."""
 
-    def __init__(self, message: str, *, retryable: bool, retry_after_s: float | None = None,
-                 status: int | None = None) -> None:
+    def __init__(
+        self, message: str, *, retryable: bool, retry_after_s: float | None = None, status: int | None = None
+    ) -> None:
         super().__init__(message)
         self.retryable = retryable
         self.retry_after_s = retry_after_s
@@ -76,8 +77,10 @@ class ChatClient:
             return None
         key = os.environ.get(env)
         if not key:
-            raise ChatError(f'agent "{self.name}" reads its API key from ${env}, which is not set; '
-                            f"export {env}=... before running", retryable=False)
+            raise ChatError(
+                f'agent "{self.name}" reads its API key from ${env}, which is not set; export {env}=... before running',
+                retryable=False,
+            )
         return key
 
     def secrets(self) -> list[str]:
@@ -127,11 +130,16 @@ class ChatClient:
         try:
             return await self._complete(messages, response_format, on_delta)
         except ChatError as exc:
-            raise ChatError(self.redact(str(exc)), retryable=exc.retryable, retry_after_s=exc.retry_after_s,
-                            status=exc.status) from None
+            raise ChatError(
+                self.redact(str(exc)), retryable=exc.retryable, retry_after_s=exc.retry_after_s, status=exc.status
+            ) from None
 
-    async def _complete(self, messages: list[dict[str, str]], response_format: dict[str, Any] | None,
-                        on_delta: Callable[[str], None] | None) -> Completion:
+    async def _complete(
+        self,
+        messages: list[dict[str, str]],
+        response_format: dict[str, Any] | None,
+        on_delta: Callable[[str], None] | None,
+    ) -> Completion:
         body = self.body(messages, response_format)
         client = self._http()
         try:
@@ -145,8 +153,9 @@ class ChatClient:
                 await response.aread()
                 return self._read_json(response, messages)
         except httpx.TimeoutException as exc:
-            raise ChatError(f"no answer from {self.url} within {self.config.timeout_s:g}s ({type(exc).__name__})",
-                            retryable=True) from None
+            raise ChatError(
+                f"no answer from {self.url} within {self.config.timeout_s:g}s ({type(exc).__name__})", retryable=True
+            ) from None
         except httpx.TransportError as exc:
             raise ChatError(f"cannot reach {self.url}: {type(exc).__name__}: {exc}", retryable=True) from None
 
@@ -168,12 +177,16 @@ class ChatClient:
         message = f"{self.url} answered {status} {response.reason_phrase}" + (f": {detail}" if detail else "")
         retryable = status >= 500 or status in RETRYABLE_STATUS
         if status in (401, 403):
-            message += f' (check the key in ${self.config.api_key_env})' if self.config.api_key_env else \
-                " (the agent sends no key; set api_key_env)"
+            message += (
+                f" (check the key in ${self.config.api_key_env})"
+                if self.config.api_key_env
+                else " (the agent sends no key; set api_key_env)"
+            )
         elif status == 404:
             message += f' (check base_url "{self.config.base_url}" and model "{self.config.model}")'
-        return ChatError(message, retryable=retryable, retry_after_s=retry_after(response.headers.get("retry-after")),
-                         status=status)
+        return ChatError(
+            message, retryable=retryable, retry_after_s=retry_after(response.headers.get("retry-after")), status=status
+        )
 
     def _read_json(self, response: httpx.Response, messages: list[dict[str, str]]) -> Completion:
         try:
@@ -182,12 +195,14 @@ class ChatClient:
             if not isinstance(text, str):
                 raise TypeError(f"content is {type(text).__name__}")
         except (ValueError, KeyError, IndexError, TypeError, AttributeError) as exc:
-            raise ChatError(f"malformed answer from {self.url} ({_describe(exc)}): "
-                            f"{self.shown(response.text)!r}", retryable=True) from None
+            raise ChatError(
+                f"malformed answer from {self.url} ({_describe(exc)}): {self.shown(response.text)!r}", retryable=True
+            ) from None
         return _with_usage(text, data.get("usage"), messages)
 
-    async def _read_stream(self, response: httpx.Response, messages: list[dict[str, str]],
-                           on_delta: Callable[[str], None] | None) -> Completion:
+    async def _read_stream(
+        self, response: httpx.Response, messages: list[dict[str, str]], on_delta: Callable[[str], None] | None
+    ) -> Completion:
         """Server-sent events: chunks until ``data: [DONE]``; usage in the last chunk.
 
         The answer counts only if the stream says it is complete (``[DONE]`` or a
@@ -216,8 +231,11 @@ class ChatClient:
         except SSEError as exc:
             raise ChatError(f"malformed stream from {self.url}: {exc}", retryable=True) from None
         if not finished:
-            raise ChatError(f"the stream from {self.url} broke off after {len(''.join(parts)):,} characters "
-                            "(no [DONE] and no finish_reason)", retryable=True)
+            raise ChatError(
+                f"the stream from {self.url} broke off after {len(''.join(parts)):,} characters "
+                "(no [DONE] and no finish_reason)",
+                retryable=True,
+            )
         return _with_usage("".join(parts), usage, messages)
 
     def _chunk(self, event: str, data: str) -> dict[str, Any]:
@@ -225,11 +243,13 @@ class ChatClient:
         try:
             chunk = json.loads(data)
         except ValueError:
-            raise ChatError(f"malformed stream chunk from {self.url} (not JSON): {self.shown(data)!r}",
-                            retryable=True) from None
+            raise ChatError(
+                f"malformed stream chunk from {self.url} (not JSON): {self.shown(data)!r}", retryable=True
+            ) from None
         if not isinstance(chunk, dict):
-            raise ChatError(f"malformed stream chunk from {self.url} (not an object): {self.shown(data)!r}",
-                            retryable=True)
+            raise ChatError(
+                f"malformed stream chunk from {self.url} (not an object): {self.shown(data)!r}", retryable=True
+            )
         if event == "error" or chunk.get("error"):
             err = chunk.get("error")
             detail = err.get("message") if isinstance(err, dict) else err if isinstance(err, str) else data
@@ -245,8 +265,11 @@ def schema_format(config: LlmAgent, name: str, schema: dict[str, Any]) -> dict[s
 
 
 def _with_usage(text: str, usage: Any, messages: list[dict[str, str]]) -> Completion:
-    if isinstance(usage, dict) and isinstance(usage.get("prompt_tokens"), int) \
-            and isinstance(usage.get("completion_tokens"), int):
+    if (
+        isinstance(usage, dict)
+        and isinstance(usage.get("prompt_tokens"), int)
+        and isinstance(usage.get("completion_tokens"), int)
+    ):
         return Completion(text, usage["prompt_tokens"], usage["completion_tokens"], estimated=False)
     prompt = sum(estimate_tokens(m.get("content") or "") + 4 for m in messages)
     return Completion(text, prompt, estimate_tokens(text), estimated=True)

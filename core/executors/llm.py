@@ -13,11 +13,11 @@ import re
 from collections.abc import Callable
 from typing import Any
 
+from core.executors.base import AttemptFailed, Result, StepCall, Usage
 from core.executors.chat import ChatClient, ChatError, Completion, schema_format
+from core.executors.verdict import VERDICT_SCHEMA
 from core.model.plan import LlmAgent
 from core.values import ValueProblem, loads
-from core.executors.verdict import VERDICT_SCHEMA
-from core.executors.base import AttemptFailed, Result, StepCall, Usage
 
 _FENCE = re.compile(r"^```(?:json)?\s*(.*?)\s*```$", re.DOTALL)
 
@@ -37,8 +37,11 @@ class LlmExecutor:
 
     async def execute(self, call: StepCall) -> Result:
         verify = call.type == "verification"
-        messages = step_messages(self.config.system, call, VERIFY_INSTRUCTIONS if verify else
-                                 JSON_INSTRUCTIONS if self.config.json_output else None)
+        messages = step_messages(
+            self.config.system,
+            call,
+            VERIFY_INSTRUCTIONS if verify else JSON_INSTRUCTIONS if self.config.json_output else None,
+        )
         response_format = None
         if verify:
             response_format = schema_format(self.config, "verdict", VERDICT_SCHEMA)
@@ -66,7 +69,11 @@ def step_messages(system: str | None, call: StepCall, instructions: str | None) 
     parts = [instructions] if instructions else []
     parts.append(f"Step: {call.title}")
     if call.input not in (None, {}, [], ""):
-        shown = call.input if isinstance(call.input, str) else json.dumps(call.input, indent=2, ensure_ascii=False, default=str)
+        shown = (
+            call.input
+            if isinstance(call.input, str)
+            else json.dumps(call.input, indent=2, ensure_ascii=False, default=str)
+        )
         parts.append(f"Input:\n{shown}")
     if call.context:
         lines = ["Context from earlier steps:"]

@@ -19,6 +19,7 @@ here.)
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import contextvars
 import importlib
 import inspect
@@ -27,9 +28,9 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
-POOL_THREADS = 64
-
 from core.executors.base import AttemptFailed, Result, StepCall, Usage
+
+POOL_THREADS = 64
 
 
 class PythonExecutor:
@@ -64,7 +65,7 @@ class PythonExecutor:
                 value = await run_in_daemon_thread(fn, kwargs)
         except AttemptFailed:
             raise
-        except Exception as exc:  # noqa: BLE001 - the agent's failure is the step's failure
+        except Exception as exc:
             raise AttemptFailed(f"{type(exc).__name__}: {exc}") from exc
         return _to_result(value)
 
@@ -117,12 +118,10 @@ async def run_in_daemon_thread(fn: Callable[..., Any], kwargs: dict[str, Any]) -
     def job() -> None:
         try:
             result, ok = context.run(fn, **kwargs), True
-        except BaseException as exc:  # noqa: BLE001 - handed to the awaiting task
+        except BaseException as exc:
             result, ok = exc, False
-        try:
+        with contextlib.suppress(RuntimeError):  # the loop is closed: nobody waits for this result any more
             loop.call_soon_threadsafe(settle, ok, result)
-        except RuntimeError:  # the loop is closed: nobody waits for this result any more
-            pass
 
     POOL.submit(job)
     return await future

@@ -8,13 +8,14 @@ killed, so no grandchild outlives its step.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import shlex
 import signal
 from typing import Any
 
-from core.model.plan import ShellAgent
 from core.executors.base import AttemptFailed, ExitStatus, Result, StepCall
+from core.model.plan import ShellAgent
 
 TAIL_CHARS = 2000
 
@@ -29,18 +30,22 @@ class ShellExecutor:
         argv = _argv(call, self.config.shell)
         env = {**os.environ, **self.config.env} if self.config.env else None
         try:
-            if self.config.shell:
-                proc = await asyncio.create_subprocess_shell(
-                    argv, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
-                    stdin=asyncio.subprocess.DEVNULL, cwd=self.config.cwd, env=env, start_new_session=True,
-                )
+            pipes: dict[str, Any] = {
+                "stdout": asyncio.subprocess.PIPE,
+                "stderr": asyncio.subprocess.PIPE,
+                "stdin": asyncio.subprocess.DEVNULL,
+                "cwd": self.config.cwd,
+                "env": env,
+                "start_new_session": True,  # its own process group: a kill reaches its children too
+            }
+            if isinstance(argv, str):  # with shell: true
+                proc = await asyncio.create_subprocess_shell(argv, **pipes)
             else:
-                proc = await asyncio.create_subprocess_exec(
-                    *argv, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
-                    stdin=asyncio.subprocess.DEVNULL, cwd=self.config.cwd, env=env, start_new_session=True,
-                )
+                proc = await asyncio.create_subprocess_exec(*argv, **pipes)
         except (FileNotFoundError, PermissionError, NotADirectoryError) as exc:
-            raise AttemptFailed(f"cannot start {argv[0] if isinstance(argv, list) else argv!r}: {exc}", retryable=False) from exc
+            raise AttemptFailed(
+                f"cannot start {argv[0] if isinstance(argv, list) else argv!r}: {exc}", retryable=False
+            ) from exc
         try:
             stdout, stderr = await asyncio.wait_for(proc.communicate(), self.config.timeout_s)
         except (asyncio.CancelledError, TimeoutError):
@@ -50,9 +55,10 @@ class ShellExecutor:
                 raise AttemptFailed(f"timed out after {self.config.timeout_s:g}s; the process was killed") from None
             raise
         out = stdout.decode("utf-8", errors="replace")
-        if proc.returncode != 0:
+        code = await proc.wait()  # already exited (communicate returned); wait gives the code as an int
+        if code != 0:
             tail = stderr.decode("utf-8", errors="replace")[-TAIL_CHARS:].strip()
-            raise ExitStatus(proc.returncode, tail)
+            raise ExitStatus(code, tail)
         return Result(out)
 
 
@@ -69,7 +75,5 @@ def _argv(call: StepCall, shell: bool) -> list[str] | str:
 
 
 def _kill_group(proc: asyncio.subprocess.Process) -> None:
-    try:
+    with contextlib.suppress(ProcessLookupError):
         os.killpg(proc.pid, signal.SIGKILL)
-    except ProcessLookupError:
-        pass

@@ -10,8 +10,8 @@ import asyncio
 import json
 import random
 
-from core.model.plan import SimAgent
 from core.executors.base import AttemptFailed, Result, StepCall, Usage
+from core.model.plan import SimAgent
 
 
 class SimExecutor:
@@ -29,8 +29,14 @@ class SimExecutor:
         await asyncio.sleep(delay)
         usage = Usage(*cfg.tokens)
         if call.attempt <= cfg.fail_times:
-            raise AttemptFailed(f"simulated failure (attempt {call.attempt} of the first {cfg.fail_times} that fail)", usage)
+            raise AttemptFailed(
+                f"simulated failure (attempt {call.attempt} of the first {cfg.fail_times} that fail)", usage
+            )
         if fail_roll < cfg.fail_rate:
             raise AttemptFailed(f"simulated failure (fail_rate {cfg.fail_rate})", usage)
-        output = cfg.output if cfg.output is not None else f"{call.title}: done with input {json.dumps(call.input, sort_keys=True, default=str)}"
+        output = (
+            cfg.output
+            if cfg.output is not None
+            else f"{call.title}: done with input {json.dumps(call.input, sort_keys=True, default=str)}"
+        )
         return Result(output, usage)

@@ -56,6 +56,8 @@ def _verdict(value: Any) -> tuple[bool | None, str]:
         return value, "passed" if value else "the check returned false"
     if isinstance(value, dict) and isinstance(value.get("passed"), bool):
         reason = value.get("reason")
-        return value["passed"], reason if isinstance(reason, str) and reason else ("passed" if value["passed"] else "no reason given")
+        return value["passed"], reason if isinstance(reason, str) and reason else (
+            "passed" if value["passed"] else "no reason given"
+        )
     shown = repr(value)[:200]
     return None, f'a verifier answers true/false or {{"passed": bool, "reason": str}}, not {shown}'

@@ -35,13 +35,10 @@ def estimate_tokens(text: str) -> int:
 
 def build_context(policy: Policy, upstream: list[Upstream]) -> list[dict[str, Any]]:
     """Context entries ``{key, title, type, output}``, oldest first, within the token cap."""
-    chosen = [
-        u for u in upstream
-        if (policy.include_tool_results if u.type == "tool" else policy.include_step_outputs)
-    ]
+    chosen = [u for u in upstream if (policy.include_tool_results if u.type == "tool" else policy.include_step_outputs)]
     chosen.sort(key=lambda u: u.ended_at)
     if policy.context_summary_strategy == "last_n":
-        chosen = chosen[-policy.context_last_n:] if policy.context_last_n else []
+        chosen = chosen[-policy.context_last_n :] if policy.context_last_n else []
     budget = policy.max_context_tokens * CHARS_PER_TOKEN
     entries: list[dict[str, Any]] = []
     for u in reversed(chosen):  # newest first, so the oldest are the ones dropped

@@ -25,7 +25,7 @@ def find_cycle(depends_on: dict[str, list[str]]) -> list[str] | None:
                 continue
             state = colour.get(nxt, BLACK)
             if state == GREY:
-                return path[path.index(nxt):] + [nxt]
+                return [*path[path.index(nxt) :], nxt]
             if state == WHITE:
                 colour[nxt] = GREY
                 path.append(nxt)

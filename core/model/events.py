@@ -47,13 +47,23 @@ class EventType(StrEnum):
 
 
 # Run events whose payload says the run's status (and the reason) after them.
-RUN_STATUS_EVENTS: frozenset[str] = frozenset({
-    EventType.RUN_STARTED, EventType.RUN_RESUMED, EventType.RUN_WAITING, EventType.RUN_CONTINUED, EventType.RUN_ENDED,
-})
+RUN_STATUS_EVENTS: frozenset[str] = frozenset(
+    {
+        EventType.RUN_STARTED,
+        EventType.RUN_RESUMED,
+        EventType.RUN_WAITING,
+        EventType.RUN_CONTINUED,
+        EventType.RUN_ENDED,
+    }
+)
 # Plan-review events; their payload's "status" is the run's status after them ("reason" is the operator's).
-PLAN_REVIEW_EVENTS: frozenset[str] = frozenset({
-    EventType.RUN_PLAN_PROPOSED, EventType.RUN_PLAN_APPROVED, EventType.RUN_PLAN_REJECTED,
-})
+PLAN_REVIEW_EVENTS: frozenset[str] = frozenset(
+    {
+        EventType.RUN_PLAN_PROPOSED,
+        EventType.RUN_PLAN_APPROVED,
+        EventType.RUN_PLAN_REJECTED,
+    }
+)
 
 # The status a step is in after each step event (for readers that fold events into a view).
 STEP_STATUS_AFTER: dict[str, str] = {

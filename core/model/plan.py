@@ -10,19 +10,29 @@ from __future__ import annotations
 
 import hashlib
 import re
-from urllib.parse import urlsplit
 from difflib import get_close_matches
 from pathlib import Path
-from typing import Annotated, Any, Literal, Union
+from typing import Annotated, Any, Literal
+from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from core.model.dag import ancestors, find_cycle
 from core.errors import PlanError, PlanIssue
 from core.limits import (
-    MAX_AGENTS, MAX_ATTEMPT_TOKENS, MAX_ATTEMPTS, MAX_BACKOFF_FACTOR, MAX_CONCURRENCY, MAX_INT, MAX_ITERATIONS,
-    MAX_SECONDS, MAX_STEPS, MAX_TEXT, MAX_THRESHOLD, MAX_TOKENS,
+    MAX_AGENTS,
+    MAX_ATTEMPT_TOKENS,
+    MAX_ATTEMPTS,
+    MAX_BACKOFF_FACTOR,
+    MAX_CONCURRENCY,
+    MAX_INT,
+    MAX_ITERATIONS,
+    MAX_SECONDS,
+    MAX_STEPS,
+    MAX_TEXT,
+    MAX_THRESHOLD,
+    MAX_TOKENS,
 )
+from core.model.dag import ancestors, find_cycle
 from core.model.refs import find_refs
 from core.values import ValueProblem, check_document, parse_document, read_document
 
@@ -54,8 +64,9 @@ class Backoff(_Model):
 
 class Policy(_Model):
     max_concurrency: int = Field(5, ge=1, le=MAX_CONCURRENCY, description="steps running at once in this run")
-    max_step_attempts: int = Field(3, ge=1, le=MAX_ATTEMPTS,
-                                   description="attempts per step unless the step sets max_attempts")
+    max_step_attempts: int = Field(
+        3, ge=1, le=MAX_ATTEMPTS, description="attempts per step unless the step sets max_attempts"
+    )
     max_iterations: int | None = Field(
         None, ge=1, le=MAX_ITERATIONS, description="cap on launches (attempts) in the run; reaching it fails the run"
     )
@@ -85,9 +96,12 @@ class BreakerConfig(_Model):
 
 
 class _AgentBase(_Model):
-    max_concurrency: int | None = Field(None, ge=1, le=MAX_CONCURRENCY, description="steps of this agent running at once")
-    alternatives: list[str] = Field(default_factory=list, max_length=MAX_AGENTS,
-                                    description="agents to route to when this one's breaker is open")
+    max_concurrency: int | None = Field(
+        None, ge=1, le=MAX_CONCURRENCY, description="steps of this agent running at once"
+    )
+    alternatives: list[str] = Field(
+        default_factory=list, max_length=MAX_AGENTS, description="agents to route to when this one's breaker is open"
+    )
     breaker: BreakerConfig = Field(default_factory=BreakerConfig)
     reserve_tokens: AttemptTokens = Field(0, description="tokens reserved against the budget before each attempt")
 
@@ -120,7 +134,7 @@ class SimAgent(_AgentBase):
     seed: int = Field(0, ge=-MAX_INT, le=MAX_INT)
 
     @model_validator(mode="after")
-    def _latency_range(self) -> "SimAgent":
+    def _latency_range(self) -> SimAgent:
         low, high = self.latency_bounds()
         if low < 0 or high < low:
             raise ValueError("latency_ms must be >= 0, or [min, max] with 0 <= min <= max")
@@ -159,10 +173,13 @@ class LlmAgent(_AgentBase):
     """Any OpenAI-compatible chat-completions endpoint (OpenAI, vLLM, Ollama, LM Studio, llama.cpp server)."""
 
     kind: Literal["llm"]
-    base_url: str = Field(pattern=r"^https?://\S+$", description="e.g. http://localhost:11434/v1 (…/chat/completions is added)")
+    base_url: str = Field(
+        pattern=r"^https?://\S+$", description="e.g. http://localhost:11434/v1 (…/chat/completions is added)"
+    )
     model: str = Field(min_length=1)
     api_key_env: str | None = Field(
-        None, pattern=r"^[A-Za-z_][A-Za-z0-9_]*$",
+        None,
+        pattern=r"^[A-Za-z_][A-Za-z0-9_]*$",
         description="name of the environment variable holding the API key (the key itself is never stored)",
     )
     system: str | None = Field(None, description="system prompt")
@@ -181,8 +198,10 @@ class LlmAgent(_AgentBase):
     def _no_key_in_headers(cls, headers: dict[str, str]) -> dict[str, str]:
         for name in headers:
             if name.lower() in ("authorization", "api-key", "x-api-key"):
-                raise ValueError(f"header {name!r} would store a secret in the plan; "
-                                 "put the key in an environment variable and name it in api_key_env")
+                raise ValueError(
+                    f"header {name!r} would store a secret in the plan; "
+                    "put the key in an environment variable and name it in api_key_env"
+                )
         return headers
 
     def token_estimate(self) -> int:
@@ -199,7 +218,7 @@ class LlmAgent(_AgentBase):
         return target
 
 
-AgentConfig = Annotated[Union[SimAgent, ShellAgent, PythonAgent, LlmAgent], Field(discriminator="kind")]
+AgentConfig = Annotated[SimAgent | ShellAgent | PythonAgent | LlmAgent, Field(discriminator="kind")]
 
 
 class StepSpec(_Model):
@@ -222,11 +241,16 @@ class StepSpec(_Model):
         return self.title or self.key
 
 
+def _default_agents() -> dict[str, AgentConfig]:
+    """A plan that names no agents runs on one simulated agent."""
+    return {"sim": SimAgent()}
+
+
 class Plan(_Model):
     goal: Text = ""
     default_agent: str | None = Field(None, description="agent for steps that name none")
     policy: Policy = Field(default_factory=Policy)
-    agents: dict[str, AgentConfig] = Field(default_factory=lambda: {"sim": SimAgent()}, max_length=MAX_AGENTS)
+    agents: dict[str, AgentConfig] = Field(default_factory=_default_agents, max_length=MAX_AGENTS)
     skills: dict[str, str] = Field(default_factory=dict, description="skill name -> module:function")
     steps: list[StepSpec] = Field(min_length=1, max_length=MAX_STEPS)
 
@@ -280,7 +304,9 @@ def validate_plan(data: Any, source: str | None = None) -> Plan:
     text): a document that fails that check is refused before any other walk.
     """
     if not isinstance(data, dict):
-        raise PlanError([PlanIssue("", f"a plan is a mapping with goal, agents and steps, not {type(data).__name__}")], source)
+        raise PlanError(
+            [PlanIssue("", f"a plan is a mapping with goal, agents and steps, not {type(data).__name__}")], source
+        )
     try:
         check_document(data)
     except ValueProblem as exc:
@@ -333,7 +359,9 @@ def _graph_issues(data: dict[str, Any]) -> list[PlanIssue]:
         if isinstance(step, dict) and isinstance(step.get("key"), str):
             key = step["key"]
             if key in first_at:
-                issues.append(PlanIssue(f"steps[{i}].key", f'duplicate key "{key}" (first used at steps[{first_at[key]}])'))
+                issues.append(
+                    PlanIssue(f"steps[{i}].key", f'duplicate key "{key}" (first used at steps[{first_at[key]}])')
+                )
             else:
                 first_at[key] = i
     keys = list(first_at)
@@ -347,7 +375,9 @@ def _graph_issues(data: dict[str, Any]) -> list[PlanIssue]:
                 if isinstance(alt, str) and alt not in agents:
                     issues.append(PlanIssue(f"agents.{name}.alternatives[{j}]", _unknown("agent", alt, agents)))
                 elif alt == name:
-                    issues.append(PlanIssue(f"agents.{name}.alternatives[{j}]", "an agent cannot be its own alternative"))
+                    issues.append(
+                        PlanIssue(f"agents.{name}.alternatives[{j}]", "an agent cannot be its own alternative")
+                    )
     if isinstance(raw_agents, dict) and not raw_agents:
         issues.append(PlanIssue("agents", "the plan defines no agents; add at least one (e.g. `sim: {kind: sim}`)"))
     edges: dict[str, list[str]] = {}
@@ -358,7 +388,11 @@ def _graph_issues(data: dict[str, Any]) -> list[PlanIssue]:
         if isinstance(agent, str) and agents and agent not in agents:
             issues.append(PlanIssue(f"steps[{i}].agent", _unknown("agent", agent, agents)))
         if agent is None and default_agent is None and len(agents) > 1:
-            issues.append(PlanIssue(f"steps[{i}].agent", f"no agent named and no default_agent; choose one of {', '.join(agents)}"))
+            issues.append(
+                PlanIssue(
+                    f"steps[{i}].agent", f"no agent named and no default_agent; choose one of {', '.join(agents)}"
+                )
+            )
         deps = step.get("depends_on")
         key = step.get("key")
         if not isinstance(deps, list):
@@ -389,10 +423,19 @@ def _reference_issues(steps: list[Any], first_at: dict[str, int], edges: dict[st
         upstream = ancestors(edges, step["key"])
         for ref in refs:
             if ref.key not in first_at:
-                issues.append(PlanIssue(f"steps[{i}].input", f"{ref.text} references an " + _unknown("step", ref.key, list(first_at))))
+                issues.append(
+                    PlanIssue(
+                        f"steps[{i}].input", f"{ref.text} references an " + _unknown("step", ref.key, list(first_at))
+                    )
+                )
             elif ref.key not in upstream:
-                issues.append(PlanIssue(f"steps[{i}].input", f'{ref.text} references step "{ref.key}", which is not upstream '
-                                        f'of "{step["key"]}"; add it to depends_on'))
+                issues.append(
+                    PlanIssue(
+                        f"steps[{i}].input",
+                        f'{ref.text} references step "{ref.key}", which is not upstream '
+                        f'of "{step["key"]}"; add it to depends_on',
+                    )
+                )
     return issues
 
 
@@ -416,11 +459,20 @@ def _skill_issues(steps: list[Any], plan_skills: Any) -> list[PlanIssue]:
             if isinstance(skill, str) and skill not in declared:
                 known = known if known is not None else sorted({*declared, *available_skills({})})
                 if skill not in known:
-                    issues.append(PlanIssue(f"steps[{i}].skill", _unknown("skill", skill, known)
-                                            + "; map it under skills: or install the package that provides it"))
+                    issues.append(
+                        PlanIssue(
+                            f"steps[{i}].skill",
+                            _unknown("skill", skill, known)
+                            + "; map it under skills: or install the package that provides it",
+                        )
+                    )
         else:
-            issues.append(PlanIssue(f"steps[{i}].skill", f"only a step of type skill calls a skill (this one is "
-                                    f"{step.get('type', 'reasoning')})"))
+            issues.append(
+                PlanIssue(
+                    f"steps[{i}].skill",
+                    f"only a step of type skill calls a skill (this one is {step.get('type', 'reasoning')})",
+                )
+            )
     return issues
 
 

@@ -83,7 +83,7 @@ class RunProjection:
         return step
 
     def _apply_step(self, step: StepProjection, t: str, p: dict[str, Any], at: float) -> None:
-        new = STEP_STATUS_AFTER.get(t)  # type: ignore[call-overload]
+        new = STEP_STATUS_AFTER.get(t)
         if new:
             step.status = new
             step.held = None

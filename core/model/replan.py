@@ -36,8 +36,11 @@ def prepare_replan(plan: Plan, run_id: str, statuses: dict[str, tuple[str, int]]
         steps = steps["steps"]
     if not isinstance(steps, list) or not steps:
         raise PlanError([PlanIssue("replan", "give a non-empty list of steps (or a mapping with `steps:`)")])
-    removed = [key for key, (status, attempts) in statuses.items()
-               if mode == "replace_pending" and status == "pending" and attempts == 0]
+    removed = [
+        key
+        for key, (status, attempts) in statuses.items()
+        if mode == "replace_pending" and status == "pending" and attempts == 0
+    ]
     data = plan.model_dump(mode="json")
     kept = [spec for spec in data["steps"] if spec["key"] not in removed]
     data["steps"] = kept + steps
@@ -45,7 +48,7 @@ def prepare_replan(plan: Plan, run_id: str, statuses: dict[str, tuple[str, int]]
         new_plan = validate_plan(data, source=f"replan of run {run_id}")
     except PlanError as exc:
         raise PlanError([_relocate(issue, len(kept)) for issue in exc.issues], exc.source) from None
-    added = new_plan.steps[len(kept):]
+    added = new_plan.steps[len(kept) :]
     return PlanChange(new_plan, list(added), removed)
 
 
@@ -53,5 +56,5 @@ def _relocate(issue: PlanIssue, offset: int) -> PlanIssue:
     """``steps[7]`` of the combined plan is ``replan.steps[2]`` when 5 steps were kept."""
     m = _STEP_LOC.match(issue.location)
     if m and int(m.group(1)) >= offset:
-        return PlanIssue(f"replan.steps[{int(m.group(1)) - offset}]" + issue.location[m.end():], issue.message)
+        return PlanIssue(f"replan.steps[{int(m.group(1)) - offset}]" + issue.location[m.end() :], issue.message)
     return issue

@@ -66,7 +66,10 @@ STEP_ACTIONS: dict[str, tuple[frozenset[StepStatus], StepStatus]] = {
     "requeue": (frozenset({S.RUNNING}), S.PENDING),
     "cancel": (frozenset({S.PENDING, S.RUNNING, S.WAITING_USER}), S.SKIPPED),
     "reopen": (frozenset({S.SKIPPED}), S.PENDING),
-    "rerun": (frozenset({S.FAILED}), S.PENDING),  # an operator gives a failed step one more attempt  # a dependent skipped because of a step now retried
+    "rerun": (
+        frozenset({S.FAILED}),
+        S.PENDING,
+    ),  # an operator gives a failed step one more attempt  # a dependent skipped because of a step now retried
 }
 
 
@@ -75,9 +78,7 @@ def check_step(key: str, status: StepStatus, action: str) -> StepStatus:
     sources, target = STEP_ACTIONS[action]
     if status not in sources:
         allowed = " or ".join(sorted(s.value for s in sources))
-        raise TransitionError(
-            f'step "{key}" is {status.value}; only a {allowed} step can be {_past(action)}'
-        )
+        raise TransitionError(f'step "{key}" is {status.value}; only a {allowed} step can be {_past(action)}')
     return target
 
 

@@ -1,14 +1,14 @@
 """The store: where runs live. SQLAlchemy 2 async over SQLite or PostgreSQL.
 
-    store.py      the Store facade: open (migrating), close; its queries, split by aggregate:
-    runs.py       runs, plans, leases          steps.py     steps
-    events.py     the event log                commands.py  actions queued for a run's driver
-    cluster.py    workers, claims, agent slots history.py   spans, feedback, summaries
-    breakers.py   breaker states
-    records.py    typed records every read returns (JSON columns decoded once)
-    writer.py     group commit: WriteBatch and the one writer (compare-and-set step updates)
-    notify.py     LISTEN/NOTIFY: every channel, every NOTIFY, the listener
-    schema.py, migrate.py, migrations/   the tables and how a database reaches them
+store.py      the Store facade: open (migrating), close; its queries, split by aggregate:
+runs.py       runs, plans, leases          steps.py     steps
+events.py     the event log                commands.py  actions queued for a run's driver
+cluster.py    workers, claims, agent slots history.py   spans, feedback, summaries
+breakers.py   breaker states
+records.py    typed records every read returns (JSON columns decoded once)
+writer.py     group commit: WriteBatch and the one writer (compare-and-set step updates)
+notify.py     LISTEN/NOTIFY: every channel, every NOTIFY, the listener
+schema.py, migrate.py, migrations/   the tables and how a database reaches them
 """
 
 from core.store.notify import ANSWERS_CHANNEL, COMMANDS_CHANNEL, EVENTS_CHANNEL, RUNS_CHANNEL, Notifier, notify
@@ -26,7 +26,20 @@ from core.store.store import Store
 from core.store.writer import WriteBatch
 
 __all__ = [
-    "ANSWERS_CHANNEL", "COMMANDS_CHANNEL", "EVENTS_CHANNEL", "RUNS_CHANNEL", "BreakerRecord", "CommandRecord",
-    "FeedbackRecord", "Lease", "Notifier", "RunRecord", "SpanRecord", "Store", "StepRecord", "WorkerRecord",
-    "WriteBatch", "notify",
+    "ANSWERS_CHANNEL",
+    "COMMANDS_CHANNEL",
+    "EVENTS_CHANNEL",
+    "RUNS_CHANNEL",
+    "BreakerRecord",
+    "CommandRecord",
+    "FeedbackRecord",
+    "Lease",
+    "Notifier",
+    "RunRecord",
+    "SpanRecord",
+    "StepRecord",
+    "Store",
+    "WorkerRecord",
+    "WriteBatch",
+    "notify",
 ]

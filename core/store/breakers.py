@@ -33,4 +33,3 @@ class BreakerQueries(StoreBase):
             conn.execute(ins.values(row).on_conflict_do_update(index_elements=["target"], set_=values))
 
         return extra
-

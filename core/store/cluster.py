@@ -34,9 +34,12 @@ class ClusterQueries(StoreBase):
             runs = schema.runs
             candidates = (
                 select(runs.c.id)
-                .where(runs.c.status.in_(CLAIMABLE), or_(runs.c.lock_owner.is_(None), runs.c.locked_until < now),
-                       # a plan nobody approved yet would only hold a worker's slot: claim it once approved
-                       or_(runs.c.status != "awaiting_plan_approval", runs.c.proposal_json.is_not(None)))
+                .where(
+                    runs.c.status.in_(CLAIMABLE),
+                    or_(runs.c.lock_owner.is_(None), runs.c.locked_until < now),
+                    # a plan nobody approved yet would only hold a worker's slot: claim it once approved
+                    or_(runs.c.status != "awaiting_plan_approval", runs.c.proposal_json.is_not(None)),
+                )
                 .order_by(runs.c.created_at, runs.c.id)
                 .limit(limit)
                 .with_for_update(skip_locked=True)
@@ -50,8 +53,11 @@ class ClusterQueries(StoreBase):
             )
             claimed.extend(row[0] for row in conn.execute(stmt))
             if claimed:
-                conn.execute(update(schema.workers).where(schema.workers.c.owner == owner)
-                             .values(runs_claimed=schema.workers.c.runs_claimed + len(claimed)))
+                conn.execute(
+                    update(schema.workers)
+                    .where(schema.workers.c.owner == owner)
+                    .values(runs_claimed=schema.workers.c.runs_claimed + len(claimed))
+                )
 
         await self.write(WriteBatch(extras=[extra]))
         return claimed
@@ -60,8 +66,11 @@ class ClusterQueries(StoreBase):
         now = time.time()
 
         def extra(conn: Connection) -> None:
-            conn.execute(insert(schema.workers).values(owner=owner, name=name, host=host, pid=pid, started_at=now,
-                                                       heartbeat_at=now, runs_claimed=0))
+            conn.execute(
+                insert(schema.workers).values(
+                    owner=owner, name=name, host=host, pid=pid, started_at=now, heartbeat_at=now, runs_claimed=0
+                )
+            )
 
         await self.write(WriteBatch(extras=[extra]))
 
@@ -96,8 +105,11 @@ class ClusterQueries(StoreBase):
                 conn.execute(ins.values([{"agent": agent, "slot": i} for i in range(limit)]).on_conflict_do_nothing())
             free = (
                 select(slots.c.agent, slots.c.slot)
-                .where(slots.c.agent == agent, slots.c.slot < limit,
-                       or_(slots.c.holder.is_(None), slots.c.expires_at < now))
+                .where(
+                    slots.c.agent == agent,
+                    slots.c.slot < limit,
+                    or_(slots.c.holder.is_(None), slots.c.expires_at < now),
+                )
                 .order_by(slots.c.slot)
                 .limit(1)
                 .with_for_update(skip_locked=True)
@@ -119,17 +131,25 @@ class ClusterQueries(StoreBase):
     def release_slots_extra(holder: str, slots: list[tuple[str, int]]) -> Callable[[Connection], None]:
         def extra(conn: Connection) -> None:
             for agent, slot in slots:
-                conn.execute(update(schema.agent_slots)
-                             .where(schema.agent_slots.c.agent == agent, schema.agent_slots.c.slot == slot,
-                                    schema.agent_slots.c.holder == holder)
-                             .values(holder=None, run_id=None, expires_at=None))
+                conn.execute(
+                    update(schema.agent_slots)
+                    .where(
+                        schema.agent_slots.c.agent == agent,
+                        schema.agent_slots.c.slot == slot,
+                        schema.agent_slots.c.holder == holder,
+                    )
+                    .values(holder=None, run_id=None, expires_at=None)
+                )
 
         return extra
 
     @staticmethod
     def renew_slots_extra(holder: str, ttl_s: float) -> Callable[[Connection], None]:
         def extra(conn: Connection) -> None:
-            conn.execute(update(schema.agent_slots).where(schema.agent_slots.c.holder == holder)
-                         .values(expires_at=time.time() + ttl_s))
+            conn.execute(
+                update(schema.agent_slots)
+                .where(schema.agent_slots.c.holder == holder)
+                .values(expires_at=time.time() + ttl_s)
+            )
 
         return extra

@@ -24,8 +24,16 @@ class CommandQueries(StoreBase):
         def extra(conn: Connection) -> None:
             result = conn.execute(
                 insert(schema.commands).returning(schema.commands.c.id),
-                [{"run_id": run_id, "kind": kind, "payload_json": json.dumps(payload), "created_by": user,
-                  "created_at": time.time(), "state": "queued"}],
+                [
+                    {
+                        "run_id": run_id,
+                        "kind": kind,
+                        "payload_json": json.dumps(payload),
+                        "created_by": user,
+                        "created_at": time.time(),
+                        "state": "queued",
+                    }
+                ],
             )
             ids.append(result.scalar_one())
             notify(conn, COMMANDS_CHANNEL, run_id)  # wake the driving process now instead of at its next poll
@@ -46,7 +54,9 @@ class CommandQueries(StoreBase):
 
     async def get_command(self, command_id: int) -> CommandRecord:
         async def q(conn: AsyncConnection) -> CommandRecord:
-            row = (await conn.execute(select(schema.commands).where(schema.commands.c.id == command_id))).mappings().one()
+            row = (
+                (await conn.execute(select(schema.commands).where(schema.commands.c.id == command_id))).mappings().one()
+            )
             return CommandRecord.from_row(row)
 
         return await self._read(q)

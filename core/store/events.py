@@ -36,5 +36,3 @@ def row_to_event(row: Any) -> Event:
         payload=json.loads(row["payload_json"] or "{}"),
         created_at=row["created_at"],
     )
-
-

@@ -16,7 +16,11 @@ from core.store.records import FeedbackRecord, SpanRecord
 class HistoryQueries(StoreBase):
     async def spans_of(self, run_id: str) -> list[SpanRecord]:
         async def q(conn: AsyncConnection) -> list[SpanRecord]:
-            stmt = select(schema.spans).where(schema.spans.c.run_id == run_id).order_by(schema.spans.c.started_at, schema.spans.c.id)
+            stmt = (
+                select(schema.spans)
+                .where(schema.spans.c.run_id == run_id)
+                .order_by(schema.spans.c.started_at, schema.spans.c.id)
+            )
             return [SpanRecord.from_row(r) for r in (await conn.execute(stmt)).mappings()]
 
         return await self._read(q)
@@ -41,7 +45,9 @@ class HistoryQueries(StoreBase):
 
         async def q(conn: AsyncConnection) -> dict[str, dict[str, Any]]:
             failed = func.sum(case((sp.c.status == "failed", 1), else_=0))
-            spans_q = select(sp.c.agent, func.count(), failed, func.sum(sp.c.prompt_tokens), func.sum(sp.c.completion_tokens)).group_by(sp.c.agent)
+            spans_q = select(
+                sp.c.agent, func.count(), failed, func.sum(sp.c.prompt_tokens), func.sum(sp.c.completion_tokens)
+            ).group_by(sp.c.agent)
             up = func.sum(case((fb.c.rating == "up", 1), else_=0))
             down = func.sum(case((fb.c.rating == "down", 1), else_=0))
             fb_q = select(fb.c.agent, up, down).group_by(fb.c.agent)
@@ -54,17 +60,20 @@ class HistoryQueries(StoreBase):
             for agent, n_up, n_down in await conn.execute(fb_q):
                 entry = out.setdefault(agent, _agent_entry(0, 0, 0, 0))
                 total = (n_up or 0) + (n_down or 0)
-                entry["feedback"] = {"up": n_up or 0, "down": n_down or 0, "rate": round((n_up or 0) / total, 4) if total else None}
+                entry["feedback"] = {
+                    "up": n_up or 0,
+                    "down": n_down or 0,
+                    "rate": round((n_up or 0) / total, 4) if total else None,
+                }
             return dict(sorted(out.items()))
 
         return await self._read(q)
 
 
-
 def _agent_entry(attempts: int, failures: int, prompt: int, completion: int) -> dict[str, Any]:
     return {
-        "attempts": attempts, "failures": failures,
+        "attempts": attempts,
+        "failures": failures,
         "tokens": {"prompt": prompt, "completion": completion, "total": prompt + completion},
         "feedback": {"up": 0, "down": 0, "rate": None},
     }
-

@@ -78,8 +78,12 @@ def upgrade(connection: Connection, revision: str = "head", create: bool = True)
 
 
 # what an older loopdeck's interrupted first open could leave: the first migration's tables (and alembic's)
-FIRST_SCHEMA = {"runs": {"id", "goal", "status"}, "steps": {"run_id", "key", "status"}, "events": {"id", "run_id", "type"},
-                "alembic_version": {"version_num"}}
+FIRST_SCHEMA = {
+    "runs": {"id", "goal", "status"},
+    "steps": {"run_id", "key", "status"},
+    "events": {"id", "run_id", "type"},
+    "alembic_version": {"version_num"},
+}
 
 
 def _prepare_unversioned(connection: Connection, create: bool) -> None:
@@ -88,20 +92,30 @@ def _prepare_unversioned(connection: Connection, create: bool) -> None:
     tables = sorted(inspector.get_table_names())
     if not tables:
         if not create:
-            raise StoreError("the database has no loopdeck schema yet; `loopdeck run`, `demo`, `submit` or "
-                             "`worker` creates it")
+            raise StoreError(
+                "the database has no loopdeck schema yet; `loopdeck run`, `demo`, `submit` or `worker` creates it"
+            )
         return
-    leftovers = set(tables) <= set(FIRST_SCHEMA) and "runs" in tables and all(
-        FIRST_SCHEMA[name] <= {c["name"] for c in inspector.get_columns(name)}
-        and not connection.execute(text(f'SELECT COUNT(*) FROM "{name}"')).scalar_one()
-        for name in tables)
+    leftovers = (
+        set(tables) <= set(FIRST_SCHEMA)
+        and "runs" in tables
+        and all(
+            FIRST_SCHEMA[name] <= {c["name"] for c in inspector.get_columns(name)}
+            and not connection.execute(text(f'SELECT COUNT(*) FROM "{name}"')).scalar_one()
+            for name in tables
+        )
+    )
     if not leftovers:
         shown = ", ".join(tables[:6]) + (", …" if len(tables) > 6 else "")
-        raise StoreError(f"not a loopdeck database: it holds tables ({shown}) but no loopdeck schema revision; "
-                         "point --db at another file (nothing was changed)")
+        raise StoreError(
+            f"not a loopdeck database: it holds tables ({shown}) but no loopdeck schema revision; "
+            "point --db at another file (nothing was changed)"
+        )
     if not create:
-        raise StoreError("the database was left half-created by an interrupted first open; `loopdeck run`, "
-                         "`demo`, `submit` or `worker` repairs it")
+        raise StoreError(
+            "the database was left half-created by an interrupted first open; `loopdeck run`, "
+            "`demo`, `submit` or `worker` repairs it"
+        )
     for name in tables:  # empty tables of an interrupted first open: rebuilt from scratch
         connection.exec_driver_sql(f'DROP TABLE "{name}"')
 

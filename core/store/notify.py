@@ -20,6 +20,7 @@ Channels: ``loopdeck_events`` ("<run id> <last id>", after events commit),
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from typing import Any
@@ -39,6 +40,8 @@ def notify(conn: Connection, channel: str, payload: str) -> None:
     """NOTIFY on PostgreSQL (delivered when the transaction commits); nothing elsewhere."""
     if conn.dialect.name == "postgresql":
         conn.execute(_NOTIFY, {"channel": channel, "payload": payload})
+
+
 RECONNECT_S = 2.0
 
 
@@ -86,7 +89,7 @@ class Notifier:
         if not self._started.done():
             try:
                 await asyncio.shield(self._started)
-            except Exception as exc:  # noqa: BLE001 - no listener now: poll, and try again later
+            except Exception as exc:
                 log.warning("cannot LISTEN for notifications (%s); polling until it can", exc)
                 self._started, self._retry_at = None, time.monotonic() + RECONNECT_S
                 return False
@@ -121,7 +124,5 @@ class Notifier:
             self._started.cancel()
         conn, self._conn = self._conn, None
         if conn is not None:
-            try:
+            with contextlib.suppress(Exception):
                 await conn.close(timeout=2)
-            except Exception:  # noqa: BLE001 - closing anyway
-                pass

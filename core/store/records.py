@@ -53,15 +53,28 @@ class RunRecord:
         return self.prompt_tokens + self.completion_tokens
 
     @classmethod
-    def from_row(cls, row: Mapping[str, Any]) -> RunRecord:
-        lease = Lease(row["lock_owner"], row["lock_host"], row["lock_pid"], row["locked_until"]) \
-            if row["lock_owner"] else None
+    def from_row(cls, row: Mapping[Any, Any]) -> RunRecord:
+        lease = (
+            Lease(row["lock_owner"], row["lock_host"], row["lock_pid"], row["locked_until"])
+            if row["lock_owner"]
+            else None
+        )
         return cls(
-            id=row["id"], goal=row["goal"], status=RunStatus(row["status"]), reason=row["reason"],
-            token_budget=row["token_budget"], prompt_tokens=row["prompt_tokens"],
-            completion_tokens=row["completion_tokens"], created_by=row["created_by"], created_at=row["created_at"],
-            updated_at=row["updated_at"], ended_at=row["ended_at"], lease=lease,
-            proposal=_json(row["proposal_json"]), plan=_json(row.get("plan_json")), hold=row.get("hold"),
+            id=row["id"],
+            goal=row["goal"],
+            status=RunStatus(row["status"]),
+            reason=row["reason"],
+            token_budget=row["token_budget"],
+            prompt_tokens=row["prompt_tokens"],
+            completion_tokens=row["completion_tokens"],
+            created_by=row["created_by"],
+            created_at=row["created_at"],
+            updated_at=row["updated_at"],
+            ended_at=row["ended_at"],
+            lease=lease,
+            proposal=_json(row["proposal_json"]),
+            plan=_json(row.get("plan_json")),
+            hold=row.get("hold"),
         )
 
 
@@ -90,13 +103,24 @@ class StepRecord:
         return self.prompt_tokens + self.completion_tokens
 
     @classmethod
-    def from_row(cls, row: Mapping[str, Any]) -> StepRecord:
+    def from_row(cls, row: Mapping[Any, Any]) -> StepRecord:
         return cls(
-            run_id=row["run_id"], key=row["key"], idx=row["idx"], title=row["title"], type=row["type"],
-            agent=row["agent"], status=StepStatus(row["status"]), attempts=row["attempts"],
-            input=_json(row["input_json"]), output=_json(row["output_json"]), error=row["error"],
-            prompt_tokens=row["prompt_tokens"], completion_tokens=row["completion_tokens"],
-            not_before=row["not_before"], approved_by=row["approved_by"], started_at=row["started_at"],
+            run_id=row["run_id"],
+            key=row["key"],
+            idx=row["idx"],
+            title=row["title"],
+            type=row["type"],
+            agent=row["agent"],
+            status=StepStatus(row["status"]),
+            attempts=row["attempts"],
+            input=_json(row["input_json"]),
+            output=_json(row["output_json"]),
+            error=row["error"],
+            prompt_tokens=row["prompt_tokens"],
+            completion_tokens=row["completion_tokens"],
+            not_before=row["not_before"],
+            approved_by=row["approved_by"],
+            started_at=row["started_at"],
             ended_at=row["ended_at"],
         )
 
@@ -117,9 +141,19 @@ class SpanRecord:
     error: str | None
 
     @classmethod
-    def from_row(cls, row: Mapping[str, Any]) -> SpanRecord:
-        return cls(row["run_id"], row["step_key"], row["attempt"], row["agent"], row["status"], row["started_at"],
-                   row["ended_at"], row["prompt_tokens"], row["completion_tokens"], row["error"])
+    def from_row(cls, row: Mapping[Any, Any]) -> SpanRecord:
+        return cls(
+            row["run_id"],
+            row["step_key"],
+            row["attempt"],
+            row["agent"],
+            row["status"],
+            row["started_at"],
+            row["ended_at"],
+            row["prompt_tokens"],
+            row["completion_tokens"],
+            row["error"],
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -134,9 +168,17 @@ class FeedbackRecord:
     created_at: float
 
     @classmethod
-    def from_row(cls, row: Mapping[str, Any]) -> FeedbackRecord:
-        return cls(row["run_id"], row["step_key"], row["agent"], row["rating"], row["comment"], row["category"],
-                   row["created_by"], row["created_at"])
+    def from_row(cls, row: Mapping[Any, Any]) -> FeedbackRecord:
+        return cls(
+            row["run_id"],
+            row["step_key"],
+            row["agent"],
+            row["rating"],
+            row["comment"],
+            row["category"],
+            row["created_by"],
+            row["created_at"],
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -153,13 +195,21 @@ class CommandRecord:
     result: str | None
 
     @classmethod
-    def from_row(cls, row: Mapping[str, Any]) -> CommandRecord:
+    def from_row(cls, row: Mapping[Any, Any]) -> CommandRecord:
         try:
             payload = json.loads(row["payload_json"] or "{}")
         except ValueError:
             payload = {"malformed": row["payload_json"]}  # refused when applied, never a crash here
-        return cls(row["id"], row["run_id"], row["kind"], payload if isinstance(payload, dict) else {},
-                   row["created_by"], row["created_at"], row["state"], row["result"])
+        return cls(
+            row["id"],
+            row["run_id"],
+            row["kind"],
+            payload if isinstance(payload, dict) else {},
+            row["created_by"],
+            row["created_at"],
+            row["state"],
+            row["result"],
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -174,9 +224,17 @@ class WorkerRecord:
     runs_claimed: int
 
     @classmethod
-    def from_row(cls, row: Mapping[str, Any]) -> WorkerRecord:
-        return cls(row["owner"], row["name"], row["host"], row["pid"], row["started_at"], row["heartbeat_at"],
-                   row["stopped_at"], row["runs_claimed"])
+    def from_row(cls, row: Mapping[Any, Any]) -> WorkerRecord:
+        return cls(
+            row["owner"],
+            row["name"],
+            row["host"],
+            row["pid"],
+            row["started_at"],
+            row["heartbeat_at"],
+            row["stopped_at"],
+            row["runs_claimed"],
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -190,5 +248,5 @@ class BreakerRecord:
     updated_at: float
 
     @classmethod
-    def from_row(cls, row: Mapping[str, Any]) -> BreakerRecord:
+    def from_row(cls, row: Mapping[Any, Any]) -> BreakerRecord:
         return cls(row["target"], row["state"], row["failures"], row["opened_at"], row["updated_at"])

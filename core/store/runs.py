@@ -39,14 +39,18 @@ class RunQueries(StoreBase):
             if exact.first():
                 return [run_id]
             pattern = run_id.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
-            rows = await conn.execute(select(schema.runs.c.id).where(schema.runs.c.id.like(pattern, escape="\\")).limit(5))
+            rows = await conn.execute(
+                select(schema.runs.c.id).where(schema.runs.c.id.like(pattern, escape="\\")).limit(5)
+            )
             return [r[0] for r in rows]
 
         matches = await self._read(q) if run_id else []
         if not matches:
             raise RunNotFound(run_id)
         if len(matches) > 1:
-            raise BadInput(f"run id prefix {run_id!r} matches several runs ({', '.join(matches)}); give more characters")
+            raise BadInput(
+                f"run id prefix {run_id!r} matches several runs ({', '.join(matches)}); give more characters"
+            )
         return matches[0]
 
     async def get_run(self, run_id: str, *, plan: bool = True) -> RunRecord:
@@ -55,9 +59,11 @@ class RunQueries(StoreBase):
         async def q(conn: AsyncConnection) -> RunRecord | None:
             stmt = select(schema.runs).where(schema.runs.c.id == run_id)
             if plan:
-                stmt = (select(schema.runs, schema.run_plans.c.plan_json)
-                        .join(schema.run_plans, schema.run_plans.c.run_id == schema.runs.c.id)
-                        .where(schema.runs.c.id == run_id))
+                stmt = (
+                    select(schema.runs, schema.run_plans.c.plan_json)
+                    .join(schema.run_plans, schema.run_plans.c.run_id == schema.runs.c.id)
+                    .where(schema.runs.c.id == run_id)
+                )
             row = (await conn.execute(stmt)).mappings().first()
             return RunRecord.from_row(row) if row else None
 
@@ -73,11 +79,17 @@ class RunQueries(StoreBase):
 
         return await self._read(q)
 
-    async def take_lease(self, run_id: str, owner: str, host: str, pid: int, ttl_s: float, previous_owner: str | None) -> None:
+    async def take_lease(
+        self, run_id: str, owner: str, host: str, pid: int, ttl_s: float, previous_owner: str | None
+    ) -> None:
         """Take the run's lease, provided ``previous_owner`` still holds it (compare-and-set)."""
 
         def extra(conn: Connection) -> None:
-            cond = schema.runs.c.lock_owner.is_(None) if previous_owner is None else schema.runs.c.lock_owner == previous_owner
+            cond = (
+                schema.runs.c.lock_owner.is_(None)
+                if previous_owner is None
+                else schema.runs.c.lock_owner == previous_owner
+            )
             stmt = (
                 update(schema.runs)
                 .where(schema.runs.c.id == run_id, cond)
@@ -115,12 +127,22 @@ class RunQueries(StoreBase):
         return extra
 
     @staticmethod
-    def replan_extra(run_id: str, plan_json: str, removed: list[str], new_rows: list[dict[str, Any]]) -> Callable[[Connection], None]:
+    def replan_extra(
+        run_id: str, plan_json: str, removed: list[str], new_rows: list[dict[str, Any]]
+    ) -> Callable[[Connection], None]:
         def extra(conn: Connection) -> None:
-            conn.execute(update(schema.run_plans).where(schema.run_plans.c.run_id == run_id).values(plan_json=plan_json))
+            conn.execute(
+                update(schema.run_plans).where(schema.run_plans.c.run_id == run_id).values(plan_json=plan_json)
+            )
             if removed:
-                conn.execute(delete(schema.steps).where(schema.steps.c.run_id == run_id, schema.steps.c.key.in_(removed),
-                                                        schema.steps.c.status == "pending", schema.steps.c.attempts == 0))
+                conn.execute(
+                    delete(schema.steps).where(
+                        schema.steps.c.run_id == run_id,
+                        schema.steps.c.key.in_(removed),
+                        schema.steps.c.status == "pending",
+                        schema.steps.c.attempts == 0,
+                    )
+                )
             if new_rows:
                 conn.execute(insert(schema.steps), new_rows)
 

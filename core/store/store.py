@@ -53,8 +53,9 @@ class Store(RunQueries, StepQueries, EventQueries, CommandQueries, ClusterQuerie
     """One database, every query loopdeck makes of it."""
 
     @classmethod
-    async def open(cls, url: str | None = None, *, migrate_schema: bool = True, busy_timeout_ms: int = 5000,
-                   create: bool = True) -> "Store":
+    async def open(
+        cls, url: str | None = None, *, migrate_schema: bool = True, busy_timeout_ms: int = 5000, create: bool = True
+    ) -> Store:
         """Open (creating or upgrading) the database at ``url``; see ``config.resolve_db_url``.
 
         ``create=False`` (every command that only reads or acts on existing runs)
@@ -116,8 +117,10 @@ def _prepare_sqlite_file(path: Path, create: bool) -> None:
         raise StoreError(f"database path {path} is a directory; give a file path")
     if not path.exists():
         if not create:
-            raise StoreError(f"no loopdeck database at {path}; `loopdeck run`, `demo` or `submit` creates one "
-                             "(or point --db / LOOPDECK_DB at an existing one)")
+            raise StoreError(
+                f"no loopdeck database at {path}; `loopdeck run`, `demo` or `submit` creates one "
+                "(or point --db / LOOPDECK_DB at an existing one)"
+            )
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
         except OSError as exc:

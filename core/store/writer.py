@@ -19,6 +19,7 @@ stale batch fails (``StaleWrite``) and the others still commit.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -29,16 +30,35 @@ from sqlalchemy import Connection, Engine, bindparam, insert, text
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from core.store import schema
 from core.errors import StaleWrite, StoreError
+from core.store import schema
 from core.store.notify import EVENTS_CHANNEL, notify
 
 STEP_MUTABLE = (
-    "agent", "status", "attempts", "input_json", "output_json", "error", "prompt_tokens",
-    "completion_tokens", "not_before", "approved_by", "started_at", "ended_at",
+    "agent",
+    "status",
+    "attempts",
+    "input_json",
+    "output_json",
+    "error",
+    "prompt_tokens",
+    "completion_tokens",
+    "not_before",
+    "approved_by",
+    "started_at",
+    "ended_at",
 )
-RUN_MUTABLE = ("status", "reason", "token_budget", "prompt_tokens", "completion_tokens", "updated_at", "ended_at",
-               "proposal_json", "hold")
+RUN_MUTABLE = (
+    "status",
+    "reason",
+    "token_budget",
+    "prompt_tokens",
+    "completion_tokens",
+    "updated_at",
+    "ended_at",
+    "proposal_json",
+    "hold",
+)
 
 _STEP_CAS = (
     schema.steps.update()
@@ -88,15 +108,43 @@ class WriteBatch:
 
     def event(self, run_id: str, type_: str, step_key: str | None, payload: dict[str, Any], at: float) -> None:
         self.events.append(
-            {"run_id": run_id, "step_key": step_key, "type": str(type_), "payload_json": json.dumps(payload, default=str), "created_at": at}
+            {
+                "run_id": run_id,
+                "step_key": step_key,
+                "type": str(type_),
+                "payload_json": json.dumps(payload, default=str),
+                "created_at": at,
+            }
         )
         self.payloads.append(payload)
 
-    def span(self, run_id: str, key: str, attempt: int, agent: str, status: str, started: float, ended: float,
-             prompt_tokens: int = 0, completion_tokens: int = 0, error: str | None = None) -> None:
-        self.spans.append({"run_id": run_id, "step_key": key, "attempt": attempt, "agent": agent, "status": status,
-                           "started_at": started, "ended_at": ended, "prompt_tokens": prompt_tokens,
-                           "completion_tokens": completion_tokens, "error": error})
+    def span(
+        self,
+        run_id: str,
+        key: str,
+        attempt: int,
+        agent: str,
+        status: str,
+        started: float,
+        ended: float,
+        prompt_tokens: int = 0,
+        completion_tokens: int = 0,
+        error: str | None = None,
+    ) -> None:
+        self.spans.append(
+            {
+                "run_id": run_id,
+                "step_key": key,
+                "attempt": attempt,
+                "agent": agent,
+                "status": status,
+                "started_at": started,
+                "ended_at": ended,
+                "prompt_tokens": prompt_tokens,
+                "completion_tokens": completion_tokens,
+                "error": error,
+            }
+        )
 
     @property
     def size(self) -> int:
@@ -146,10 +194,8 @@ class GroupWriter:
         if self._task is not None:
             await self._queue.join()
             self._task.cancel()
-            try:
+            with contextlib.suppress(asyncio.CancelledError):
                 await self._task
-            except asyncio.CancelledError:
-                pass
             self._task = None
         if self._conn is not None:
             await self._conn.close()
@@ -194,7 +240,7 @@ class GroupWriter:
                 return
             await self._replay_one_by_one(group)
             return
-        except Exception as exc:  # noqa: BLE001 - every caller must hear of the failure
+        except Exception as exc:
             for _, future in group:
                 _fail(future, _translate(exc))
             return
@@ -202,14 +248,14 @@ class GroupWriter:
         for batch, future in group:
             n = len(batch.events)
             if not future.done():
-                future.set_result(ids[offset:offset + n])
+                future.set_result(ids[offset : offset + n])
             offset += n
 
     async def _replay_one_by_one(self, group: list[tuple[WriteBatch, asyncio.Future[list[int]]]]) -> None:
         for batch, future in group:
             try:
                 ids = await self._transaction([batch])
-            except Exception as exc:  # noqa: BLE001
+            except Exception as exc:
                 _fail(future, _translate(exc))
             else:
                 if not future.done():

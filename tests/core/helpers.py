@@ -14,7 +14,9 @@ async def start(orch: Orchestrator, plan: Any) -> tuple[str, asyncio.Task]:
     return run_id, asyncio.create_task(orch.drive(run_id))
 
 
-async def wait_event(orch: Orchestrator, run_id: str, type_: str, key: str | None = None, timeout: float = 10.0) -> Event:
+async def wait_event(
+    orch: Orchestrator, run_id: str, type_: str, key: str | None = None, timeout: float = 10.0
+) -> Event:
     """The first event of ``type_`` (for ``key``) in the run, waiting for it if need be."""
 
     async def find() -> Event:
@@ -35,7 +37,13 @@ def running_profile(events: list[Event]) -> tuple[int, dict[str, int]]:
         if e.type == "step_started":
             running[e.step_key] = e.payload["agent"]
             counts[e.payload["agent"]] = counts.get(e.payload["agent"], 0) + 1
-        elif e.step_key in running and e.type in ("step_succeeded", "step_failed", "step_retrying", "step_skipped", "step_requeued"):
+        elif e.step_key in running and e.type in (
+            "step_succeeded",
+            "step_failed",
+            "step_retrying",
+            "step_skipped",
+            "step_requeued",
+        ):
             counts[running.pop(e.step_key)] -= 1
         peak = max(peak, len(running))
         for agent, n in counts.items():

@@ -16,41 +16,83 @@ from typing import Any
 import pytest
 
 from core import Delivery, Orchestrator
-from core.engine.actions import Approve, Cancel, DecidePlan, Reject, Replan, Retry, SetBudget, Skip, from_payload, to_payload
+from core.engine.actions import (
+    Approve,
+    Cancel,
+    DecidePlan,
+    Reject,
+    Replan,
+    Retry,
+    SetBudget,
+    Skip,
+    from_payload,
+    to_payload,
+)
 from tests.conftest import events_of, plan
 from tests.core.helpers import wait_event
 
 ON_POSTGRES = False
 
-GATED = dict(steps=[{"key": "prep"}, {"key": "gate", "approval": "required", "depends_on": ["prep"]},
-                    {"key": "after", "depends_on": ["gate"]}, {"key": "tail", "depends_on": ["after"]}])
+GATED = dict(
+    steps=[
+        {"key": "prep"},
+        {"key": "gate", "approval": "required", "depends_on": ["prep"]},
+        {"key": "after", "depends_on": ["gate"]},
+        {"key": "tail", "depends_on": ["after"]},
+    ]
+)
 FAILED_AND_GATED = dict(
-    steps=[{"key": "bad", "agent": "bad", "max_attempts": 1}, {"key": "child", "agent": "sim", "depends_on": ["bad"]},
-           {"key": "gate", "agent": "sim", "approval": "required"}],
-    agents={"sim": {"kind": "sim", "latency_ms": 0}, "bad": {"kind": "sim", "latency_ms": 0, "fail_times": 1}})
-PAUSED = dict(steps=[{"key": f"s{i}"} for i in range(4)],
-              agents={"sim": {"kind": "sim", "latency_ms": 0, "tokens": [10, 10]}},
-              token_budget=40, on_budget_exhausted="pause", max_concurrency=1)
+    steps=[
+        {"key": "bad", "agent": "bad", "max_attempts": 1},
+        {"key": "child", "agent": "sim", "depends_on": ["bad"]},
+        {"key": "gate", "agent": "sim", "approval": "required"},
+    ],
+    agents={"sim": {"kind": "sim", "latency_ms": 0}, "bad": {"kind": "sim", "latency_ms": 0, "fail_times": 1}},
+)
+PAUSED = dict(
+    steps=[{"key": f"s{i}"} for i in range(4)],
+    agents={"sim": {"kind": "sim", "latency_ms": 0, "tokens": [10, 10]}},
+    token_budget=40,
+    on_budget_exhausted="pause",
+    max_concurrency=1,
+)
 PROPOSED = dict(
-    steps=[{"key": "think", "agent": "proposer", "input": {"steps": [{"key": "extra", "agent": "sim"}]}},
-           {"key": "gate", "agent": "sim", "approval": "required"}],
-    agents={"sim": {"kind": "sim", "latency_ms": 0},
-            "proposer": {"kind": "python", "call": "tests.fixtures.agents:propose_more"}},
-    plan_approval="required")
+    steps=[
+        {"key": "think", "agent": "proposer", "input": {"steps": [{"key": "extra", "agent": "sim"}]}},
+        {"key": "gate", "agent": "sim", "approval": "required"},
+    ],
+    agents={
+        "sim": {"kind": "sim", "latency_ms": 0},
+        "proposer": {"kind": "python", "call": "tests.fixtures.agents:propose_more"},
+    },
+    plan_approval="required",
+)
 OPTS = {"stop_on_approval_required": False}
 
 CASES: list[tuple[str, dict[str, Any], str, Callable[[Orchestrator, str], Awaitable[Delivery]]]] = [
-    ("approve with an edited input", GATED, "step_waiting",
-     lambda o, r: o.approve(r, "gate", user="ana", reason="ok", input={"edited": True})),
+    (
+        "approve with an edited input",
+        GATED,
+        "step_waiting",
+        lambda o, r: o.approve(r, "gate", user="ana", reason="ok", input={"edited": True}),
+    ),
     ("reject", GATED, "step_waiting", lambda o, r: o.reject(r, "gate", user="ana", reason="no")),
     ("skip a waiting step", GATED, "step_waiting", lambda o, r: o.skip(r, "gate", user="ana", reason="later")),
     ("cancel", GATED, "step_waiting", lambda o, r: o.cancel(r, user="ana", reason="enough")),
-    ("replan", GATED, "step_waiting",
-     lambda o, r: o.replan(r, [{"key": "more", "depends_on": ["prep"]}], user="ana", reason="one more")),
+    (
+        "replan",
+        GATED,
+        "step_waiting",
+        lambda o, r: o.replan(r, [{"key": "more", "depends_on": ["prep"]}], user="ana", reason="one more"),
+    ),
     ("retry a failed step", FAILED_AND_GATED, "step_waiting", lambda o, r: o.retry(r, "bad", user="ana")),
     ("raise the budget of a paused run", PAUSED, "budget_exhausted", lambda o, r: o.set_budget(r, 1000, user="ana")),
-    ("approve a proposed replan", PROPOSED, "run_plan_proposed",
-     lambda o, r: o.approve_plan(r, user="ana", reason="fine")),
+    (
+        "approve a proposed replan",
+        PROPOSED,
+        "run_plan_proposed",
+        lambda o, r: o.approve_plan(r, user="ana", reason="fine"),
+    ),
 ]
 
 
@@ -89,11 +131,20 @@ async def test_the_same_action_writes_the_same_events_live_and_offline(orch, nam
     written_live = comparable([e for e in await events_of(orch, live) if e.id > live_mark])
     written_offline = comparable([e for e in await events_of(orch, offline) if e.id > offline_mark])
     assert written_offline, name
-    assert written_live[:len(written_offline)] == written_offline
+    assert written_live[: len(written_offline)] == written_offline
 
 
 def test_commands_travel_as_kind_and_payload_and_come_back_the_same():
-    for command in (Approve("a", "r", {"x": 1}), Approve("a"), Reject("a", "no"), Skip("a"), Retry("a"),
-                    Cancel("why"), SetBudget(None), SetBudget(5), Replan([{"key": "z"}], "append", "r"),
-                    DecidePlan(True, "ok", steps=[{"key": "z"}])):
+    for command in (
+        Approve("a", "r", {"x": 1}),
+        Approve("a"),
+        Reject("a", "no"),
+        Skip("a"),
+        Retry("a"),
+        Cancel("why"),
+        SetBudget(None),
+        SetBudget(5),
+        Replan([{"key": "z"}], "append", "r"),
+        DecidePlan(True, "ok", steps=[{"key": "z"}]),
+    ):
         assert from_payload(command.kind, to_payload(command)) == command

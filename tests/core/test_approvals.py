@@ -16,7 +16,12 @@ ON_POSTGRES = True  # every test here runs on SQLite and on PostgreSQL (tests/co
 
 
 async def test_a_gated_step_waits_before_it_runs_then_runs_with_the_edited_input(orch):
-    p = plan([{"key": "draft"}, {"key": "publish", "approval": "required", "depends_on": ["draft"], "input": {"to": "staging"}}])
+    p = plan(
+        [
+            {"key": "draft"},
+            {"key": "publish", "approval": "required", "depends_on": ["draft"], "input": {"to": "staging"}},
+        ]
+    )
     run_id, task = await start(orch, p)
     await wait_event(orch, run_id, "step_waiting", "publish")
     snap = await orch.snapshot(run_id)
@@ -33,16 +38,23 @@ async def test_a_gated_step_waits_before_it_runs_then_runs_with_the_edited_input
     assert publish["input"] == {"to": "production"}
     assert '"to": "production"' in publish["output"]  # the sim agent echoes the input it ran with
     approved = next(e for e in snap["events"] if e["type"] == "step_approved")
-    assert approved["payload"] == {"user": "alice", "reason": "looks right", "input_edited": True, "input": {"to": "production"}}
+    assert approved["payload"] == {
+        "user": "alice",
+        "reason": "looks right",
+        "input_edited": True,
+        "input": {"to": "production"},
+    }
     assert types_for(await events_of(orch, run_id), "publish")[:3] == ["step_waiting", "step_approved", "step_started"]
 
 
 async def test_reject_ends_the_step_rejected_skips_dependents_and_the_run_ends_rejected(orch):
-    p = plan([
-        {"key": "gate", "approval": "required"},
-        {"key": "after", "depends_on": ["gate"]},
-        {"key": "independent"},
-    ])
+    p = plan(
+        [
+            {"key": "gate", "approval": "required"},
+            {"key": "after", "depends_on": ["gate"]},
+            {"key": "independent"},
+        ]
+    )
     run_id, task = await start(orch, p)
     await wait_event(orch, run_id, "step_waiting", "gate")
     await orch.reject(run_id, "gate", user="bob", reason="not today")
@@ -59,7 +71,9 @@ async def test_a_second_answer_to_the_same_gate_is_a_clear_error(orch):
     run_id, task = await start(orch, p)
     await wait_event(orch, run_id, "step_waiting", "gate")
     await orch.approve(run_id, "gate", user="alice")
-    with pytest.raises(TransitionError, match='step "gate" is (pending|running); only a waiting_user step can be approved'):
+    with pytest.raises(
+        TransitionError, match=r'step "gate" is (pending|running); only a waiting_user step can be approved'
+    ):
         await orch.approve(run_id, "gate", user="carol")
     with pytest.raises(TransitionError, match="only a waiting_user step can be rejected"):
         await orch.reject(run_id, "gate", user="carol")
@@ -70,12 +84,15 @@ async def test_a_second_answer_to_the_same_gate_is_a_clear_error(orch):
 
 async def test_while_a_gate_waits_nothing_new_launches_but_running_steps_finish(orch):
     agents = {"fast": {"kind": "sim", "latency_ms": 0}, "slow": {"kind": "sim", "latency_ms": 400}}
-    p = plan([
-        {"key": "slow", "agent": "slow"},
-        {"key": "quick", "agent": "fast"},
-        {"key": "gate", "agent": "fast", "approval": "required", "depends_on": ["quick"]},
-        {"key": "later", "agent": "fast", "depends_on": ["quick"]},
-    ], agents=agents)
+    p = plan(
+        [
+            {"key": "slow", "agent": "slow"},
+            {"key": "quick", "agent": "fast"},
+            {"key": "gate", "agent": "fast", "approval": "required", "depends_on": ["quick"]},
+            {"key": "later", "agent": "fast", "depends_on": ["quick"]},
+        ],
+        agents=agents,
+    )
     run_id, task = await start(orch, p)
     await wait_event(orch, run_id, "step_waiting", "gate")
     await wait_event(orch, run_id, "step_succeeded", "slow")  # already running: it finishes and is recorded
@@ -130,14 +147,20 @@ async def test_an_operator_retries_a_failed_step_and_its_skipped_dependents_wait
         "    seen.append(1)\n"
         "    if len(seen) == 1:\n"
         "        raise RuntimeError('first call fails')\n"
-        "    return 'ok'\n")
+        "    return 'ok'\n"
+    )
     monkeypatch.syspath_prepend(str(tmp_path))
     monkeypatch.delitem(sys.modules, "second_time", raising=False)  # a fresh `seen` for each database
     agents = {"py": {"kind": "python", "call": "second_time:work"}, "sim": {"kind": "sim", "latency_ms": 0}}
-    p = plan([{"key": "flaky", "agent": "py", "max_attempts": 1},
-              {"key": "after", "agent": "sim", "depends_on": ["flaky"]},
-              {"key": "gate", "agent": "sim", "approval": "required"}], agents=agents,
-             stop_on_approval_required=False)
+    p = plan(
+        [
+            {"key": "flaky", "agent": "py", "max_attempts": 1},
+            {"key": "after", "agent": "sim", "depends_on": ["flaky"]},
+            {"key": "gate", "agent": "sim", "approval": "required"},
+        ],
+        agents=agents,
+        stop_on_approval_required=False,
+    )
     run_id, task = await start(orch, p)
     await wait_event(orch, run_id, "step_skipped", "after")  # flaky failed for good; the gate keeps the run alive
     with pytest.raises(TransitionError, match='step "gate" is waiting_user; only a failed step can be retried'):
@@ -148,6 +171,9 @@ async def test_an_operator_retries_a_failed_step_and_its_skipped_dependents_wait
     assert await asyncio.wait_for(task, 5) == RunStatus.SUCCEEDED
     snap = await orch.snapshot(run_id)
     assert {s["key"]: (s["status"], s["attempts"]) for s in snap["steps"]} == {
-        "flaky": ("succeeded", 2), "after": ("succeeded", 1), "gate": ("succeeded", 1)}
+        "flaky": ("succeeded", 2),
+        "after": ("succeeded", 1),
+        "gate": ("succeeded", 1),
+    }
     types = [e["type"] for e in snap["events"] if e["step"] == "after"]
     assert types == ["step_skipped", "step_reopened", "step_started", "step_succeeded"]

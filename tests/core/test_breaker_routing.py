@@ -25,8 +25,11 @@ async def test_an_open_breaker_routes_steps_to_the_first_healthy_alternative(orc
     }
     agents["backup"]["breaker"] = {"failure_threshold": 1, "cooldown_s": 60}
     # one slot, plan order: c opens backup's breaker, a and b open primary's, then the s-steps are routed
-    steps = [{"key": "c", "agent": "backup", "max_attempts": 1},
-             {"key": "a", "agent": "primary", "max_attempts": 1}, {"key": "b", "agent": "primary", "max_attempts": 1}]
+    steps = [
+        {"key": "c", "agent": "backup", "max_attempts": 1},
+        {"key": "a", "agent": "primary", "max_attempts": 1},
+        {"key": "b", "agent": "primary", "max_attempts": 1},
+    ]
     steps += [{"key": f"s{i}", "agent": "primary"} for i in range(3)]
     run_id = await orch.create_run(plan(steps, agents=agents, max_concurrency=1))
     await orch.drive(run_id)
@@ -34,21 +37,30 @@ async def test_an_open_breaker_routes_steps_to_the_first_healthy_alternative(orc
     agent_of = {s["key"]: s["agent"] for s in snap["steps"]}
     events = await events_of(orch, run_id)
     opened = [e.payload for e in events if e.type == "breaker_changed" and e.payload["to"] == "open"]
-    assert [(o["agent"], o["reason"]) for o in opened] == [("backup", "1 consecutive failures"), ("primary", "2 consecutive failures")]
+    assert [(o["agent"], o["reason"]) for o in opened] == [
+        ("backup", "1 consecutive failures"),
+        ("primary", "2 consecutive failures"),
+    ]
     routed = [e.payload for e in events if e.type == "step_routed"]
-    assert routed == [{"from": "primary", "to": "spare", "reason": 'breaker of "primary" is open (2 consecutive failures)'}] * 3
+    assert (
+        routed
+        == [{"from": "primary", "to": "spare", "reason": 'breaker of "primary" is open (2 consecutive failures)'}] * 3
+    )
     assert all(agent_of[f"s{i}"] == "spare" for i in range(3))  # the step records its new agent
     assert all(s["status"] == "succeeded" for s in snap["steps"] if s["key"].startswith("s"))
 
 
-async def test_with_no_healthy_alternative_a_step_waits_for_the_probe_without_spending_attempts(db_url, tmp_path, monkeypatch):
+async def test_with_no_healthy_alternative_a_step_waits_for_the_probe_without_spending_attempts(
+    db_url, tmp_path, monkeypatch
+):
     (tmp_path / "once_down.py").write_text(
         "calls = []\n"
         "def work(input, context, step):\n"
         "    calls.append(step['key'])\n"
         "    if len(calls) == 1:\n"
         "        raise RuntimeError('target is down')\n"
-        "    return 'ok'\n")
+        "    return 'ok'\n"
+    )
     monkeypatch.syspath_prepend(str(tmp_path))
     clock_now = [1000.0]
     from core.engine.breaker import BreakerBoard
@@ -56,7 +68,9 @@ async def test_with_no_healthy_alternative_a_step_waits_for_the_probe_without_sp
     orch = await Orchestrator.open(db_url, lease_ttl_s=5, poll_s=0.05)
     orch.breakers = BreakerBoard(clock=lambda: clock_now[0])
     try:
-        agents = {"flaky": {"kind": "python", "call": "once_down:work", "breaker": {"failure_threshold": 1, "cooldown_s": 30}}}
+        agents = {
+            "flaky": {"kind": "python", "call": "once_down:work", "breaker": {"failure_threshold": 1, "cooldown_s": 30}}
+        }
         steps = [{"key": "first", "max_attempts": 1}] + [{"key": f"w{i}"} for i in range(3)]
         run_id = await orch.create_run(plan(steps, agents=agents, max_concurrency=1))
         task = asyncio.create_task(orch.drive(run_id))
@@ -94,33 +108,55 @@ async def test_breaker_state_survives_a_restart(db_url):
 
 
 async def test_breaker_changes_are_events_in_show_json(orch):
-    agents = {"down": {**DOWN, "breaker": {"failure_threshold": 1, "cooldown_s": 3600}}, "ok": {"kind": "sim", "latency_ms": 0}}
-    run_id = await orch.create_run(plan([{"key": "a", "agent": "down", "max_attempts": 1}, {"key": "b", "agent": "ok"}], agents=agents))
+    agents = {
+        "down": {**DOWN, "breaker": {"failure_threshold": 1, "cooldown_s": 3600}},
+        "ok": {"kind": "sim", "latency_ms": 0},
+    }
+    run_id = await orch.create_run(
+        plan([{"key": "a", "agent": "down", "max_attempts": 1}, {"key": "b", "agent": "ok"}], agents=agents)
+    )
     await orch.drive(run_id)
     events = (await orch.snapshot(run_id))["events"]
     change = next(e for e in events if e["type"] == "breaker_changed")
-    assert change["payload"] == {"agent": "down", "target": target(agents, "down"), "from": "closed", "to": "open",
-                                 "reason": "1 consecutive failures", "failures": 1}
-    peak, by_agent = running_profile(await events_of(orch, run_id))
+    assert change["payload"] == {
+        "agent": "down",
+        "target": target(agents, "down"),
+        "from": "closed",
+        "to": "open",
+        "reason": "1 consecutive failures",
+        "failures": 1,
+    }
+    peak, _by_agent = running_profile(await events_of(orch, run_id))
     assert peak >= 1
 
 
 async def test_a_breaker_opened_in_another_process_opens_here_too(db_url):
     """Two orchestrators (as two workers would be) on one database: when one finds an agent
     down, the other stops sending to it and routes its queued work, without failing itself."""
-    agents = {"api": {"kind": "sim", "latency_ms": 0, "fail_times": 9, "breaker": {"failure_threshold": 2, "cooldown_s": 60},
-                      "alternatives": ["backup"]},
-              "backup": {"kind": "sim", "latency_ms": 0}}
+    agents = {
+        "api": {
+            "kind": "sim",
+            "latency_ms": 0,
+            "fail_times": 9,
+            "breaker": {"failure_threshold": 2, "cooldown_s": 60},
+            "alternatives": ["backup"],
+        },
+        "backup": {"kind": "sim", "latency_ms": 0},
+    }
     here = await Orchestrator.open(db_url, user="a", lease_ttl_s=0.3, poll_s=0.05)
     there = await Orchestrator.open(db_url, user="b", lease_ttl_s=0.3, poll_s=0.05)
     try:
         slow = {"slow": {"kind": "sim", "latency_ms": 600}}
-        waiting = await there.create_run(plan([{"key": "first", "agent": "slow"},
-                                               {"key": "later", "agent": "api", "depends_on": ["first"]}],
-                                              agents={**agents, **slow}))
+        waiting = await there.create_run(
+            plan(
+                [{"key": "first", "agent": "slow"}, {"key": "later", "agent": "api", "depends_on": ["first"]}],
+                agents={**agents, **slow},
+            )
+        )
         task = asyncio.create_task(there.drive(waiting))
-        failing = await here.create_run(plan([{"key": f"f{i}", "agent": "api", "max_attempts": 1} for i in range(2)],
-                                             agents=agents))
+        failing = await here.create_run(
+            plan([{"key": f"f{i}", "agent": "api", "max_attempts": 1} for i in range(2)], agents=agents)
+        )
         await here.drive(failing)  # two failures: "api" opens here, and is saved
         assert here.breakers.get(target(agents, "api")).is_open
         assert await asyncio.wait_for(task, 10) == RunStatus.SUCCEEDED
@@ -152,7 +188,9 @@ async def test_a_breaker_guards_its_target_never_another_plans_agent_of_the_same
 
 async def test_a_step_held_by_an_open_breaker_says_which_breaker_and_when_its_probe_is_due(orch):
     agents = {"down": {**DOWN, "breaker": {"failure_threshold": 1, "cooldown_s": 3600}}}
-    run_id = await orch.create_run(plan([{"key": "a", "max_attempts": 1}, {"key": "b"}], agents=agents, max_concurrency=1))
+    run_id = await orch.create_run(
+        plan([{"key": "a", "max_attempts": 1}, {"key": "b"}], agents=agents, max_concurrency=1)
+    )
     task = asyncio.create_task(orch.drive(run_id))
     held = await wait_event(orch, run_id, "step_held", "b")
     opened = next(e for e in await events_of(orch, run_id) if e.type == "breaker_changed")

@@ -22,8 +22,9 @@ def test_reservations_count_against_the_budget():
 
 async def test_many_parallel_steps_never_overshoot_a_small_budget(orch):
     agents = {"sim": {"kind": "sim", "latency_ms": [5, 30], "tokens": [30, 20]}}  # 50 tokens an attempt
-    run_id = await orch.create_run(plan([{"key": f"s{i}"} for i in range(40)], agents=agents,
-                                        max_concurrency=40, token_budget=420))
+    run_id = await orch.create_run(
+        plan([{"key": f"s{i}"} for i in range(40)], agents=agents, max_concurrency=40, token_budget=420)
+    )
     assert await orch.drive(run_id) == RunStatus.FAILED
     snap = await orch.snapshot(run_id)
     assert snap["run"]["tokens"]["total"] == 400  # 8 attempts fit; checking usage alone would have let all 40 start
@@ -34,8 +35,13 @@ async def test_many_parallel_steps_never_overshoot_a_small_budget(orch):
 
 async def test_pause_waits_for_the_operator_to_raise_the_budget_then_continues(orch):
     agents = {"sim": {"kind": "sim", "latency_ms": 0, "tokens": [60, 40]}}
-    p = plan([{"key": f"s{i}"} for i in range(3)], agents=agents, max_concurrency=1, token_budget=150,
-             on_budget_exhausted="pause")
+    p = plan(
+        [{"key": f"s{i}"} for i in range(3)],
+        agents=agents,
+        max_concurrency=1,
+        token_budget=150,
+        on_budget_exhausted="pause",
+    )
     run_id = await orch.create_run(p)
     task = asyncio.create_task(orch.drive(run_id))
     await wait_event(orch, run_id, "budget_exhausted")

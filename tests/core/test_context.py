@@ -28,7 +28,10 @@ def test_last_n_keeps_the_most_recent():
 
 
 def test_inclusion_switches():
-    assert keys(build_context(Policy(context_summary_strategy="all", include_tool_results=False), ups())) == ["old", "new"]
+    assert keys(build_context(Policy(context_summary_strategy="all", include_tool_results=False), ups())) == [
+        "old",
+        "new",
+    ]
     assert keys(build_context(Policy(context_summary_strategy="all", include_step_outputs=False), ups())) == ["tool"]
 
 

@@ -18,7 +18,14 @@ ON_POSTGRES = True  # every test here runs on SQLite and on PostgreSQL (tests/co
 
 
 async def test_a_run_of_independent_and_chained_steps_succeeds(orch):
-    p = plan([{"key": "a"}, {"key": "b", "depends_on": ["a"]}, {"key": "c", "depends_on": ["a"]}, {"key": "d", "depends_on": ["b", "c"]}])
+    p = plan(
+        [
+            {"key": "a"},
+            {"key": "b", "depends_on": ["a"]},
+            {"key": "c", "depends_on": ["a"]},
+            {"key": "d", "depends_on": ["b", "c"]},
+        ]
+    )
     run_id = await orch.create_run(p)
     assert await orch.drive(run_id) == RunStatus.SUCCEEDED
     snap = await orch.snapshot(run_id)
@@ -33,12 +40,16 @@ async def test_a_run_of_independent_and_chained_steps_succeeds(orch):
 
 async def test_a_ready_step_never_waits_for_unrelated_slow_steps(orch):
     agents = {"slow": {"kind": "sim", "latency_ms": 600}, "fast": {"kind": "sim", "latency_ms": 10}}
-    p = plan([
-        {"key": "slow", "agent": "slow"},
-        {"key": "f1", "agent": "fast"},
-        {"key": "f2", "agent": "fast", "depends_on": ["f1"]},
-        {"key": "f3", "agent": "fast", "depends_on": ["f2"]},
-    ], agents=agents, max_concurrency=2)
+    p = plan(
+        [
+            {"key": "slow", "agent": "slow"},
+            {"key": "f1", "agent": "fast"},
+            {"key": "f2", "agent": "fast", "depends_on": ["f1"]},
+            {"key": "f3", "agent": "fast", "depends_on": ["f2"]},
+        ],
+        agents=agents,
+        max_concurrency=2,
+    )
     run_id = await orch.create_run(p)
     await orch.drive(run_id)
     done = [e.step_key for e in await events_of(orch, run_id) if e.type == "step_succeeded"]
@@ -48,11 +59,15 @@ async def test_a_ready_step_never_waits_for_unrelated_slow_steps(orch):
 
 async def test_a_retry_backoff_never_delays_other_steps(orch):
     agents = {"flaky": {"kind": "sim", "latency_ms": 0, "fail_times": 1}, "ok": {"kind": "sim", "latency_ms": 20}}
-    p = validate_with_backoff(agents, [
-        {"key": "flaky", "agent": "flaky"},
-        {"key": "o1", "agent": "ok"}, {"key": "o2", "agent": "ok", "depends_on": ["o1"]},
-        {"key": "o3", "agent": "ok", "depends_on": ["o2"]},
-    ])
+    p = validate_with_backoff(
+        agents,
+        [
+            {"key": "flaky", "agent": "flaky"},
+            {"key": "o1", "agent": "ok"},
+            {"key": "o2", "agent": "ok", "depends_on": ["o1"]},
+            {"key": "o3", "agent": "ok", "depends_on": ["o2"]},
+        ],
+    )
     run_id = await orch.create_run(p)
     assert await orch.drive(run_id) == RunStatus.SUCCEEDED
     events = await events_of(orch, run_id)
@@ -64,12 +79,20 @@ async def test_a_retry_backoff_never_delays_other_steps(orch):
 def validate_with_backoff(agents, steps):
     from core import validate_plan
 
-    return validate_plan({"agents": agents, "steps": steps,
-                          "policy": {"max_concurrency": 2, "backoff": {"base_s": 0.5, "jitter": False}}})
+    return validate_plan(
+        {
+            "agents": agents,
+            "steps": steps,
+            "policy": {"max_concurrency": 2, "backoff": {"base_s": 0.5, "jitter": False}},
+        }
+    )
 
 
 async def test_run_and_agent_concurrency_limits_are_never_exceeded(orch):
-    agents = {"a": {"kind": "sim", "latency_ms": [1, 15], "max_concurrency": 2}, "b": {"kind": "sim", "latency_ms": [1, 15]}}
+    agents = {
+        "a": {"kind": "sim", "latency_ms": [1, 15], "max_concurrency": 2},
+        "b": {"kind": "sim", "latency_ms": [1, 15]},
+    }
     steps = [{"key": f"s{i}", "agent": "a" if i % 2 else "b"} for i in range(40)]
     run_id = await orch.create_run(plan(steps, agents=agents, max_concurrency=3))
     await orch.drive(run_id)
@@ -80,12 +103,16 @@ async def test_run_and_agent_concurrency_limits_are_never_exceeded(orch):
 
 async def test_a_permanent_failure_skips_dependents_while_other_branches_finish(orch):
     agents = {"bad": {"kind": "sim", "latency_ms": 0, "fail_rate": 1.0}, "sim": {"kind": "sim", "latency_ms": 0}}
-    p = plan([
-        {"key": "bad", "agent": "bad"},
-        {"key": "after_bad", "agent": "sim", "depends_on": ["bad"]},
-        {"key": "lenient", "agent": "sim", "depends_on": ["after_bad"], "dependency_policy": "allow_skipped"},
-        {"key": "other", "agent": "sim"},
-    ], agents=agents, max_step_attempts=2)
+    p = plan(
+        [
+            {"key": "bad", "agent": "bad"},
+            {"key": "after_bad", "agent": "sim", "depends_on": ["bad"]},
+            {"key": "lenient", "agent": "sim", "depends_on": ["after_bad"], "dependency_policy": "allow_skipped"},
+            {"key": "other", "agent": "sim"},
+        ],
+        agents=agents,
+        max_step_attempts=2,
+    )
     run_id = await orch.create_run(p)
     assert await orch.drive(run_id) == RunStatus.FAILED
     snap = await orch.snapshot(run_id)
@@ -117,14 +144,16 @@ async def test_a_step_timeout_fails_the_attempt_and_retries(orch):
 
 
 async def test_a_late_result_of_a_timed_out_attempt_is_recorded_and_never_applied(orch, tmp_path, monkeypatch):
-    (tmp_path / "late_agent.py").write_text(textwrap.dedent("""
+    (tmp_path / "late_agent.py").write_text(
+        textwrap.dedent("""
         import time
         def work(input, context, step):
             if step["attempt"] == 1:
                 time.sleep(0.4)          # a sync function cannot be interrupted
                 return "stale output"
             return "fresh output"
-    """))
+    """)
+    )
     monkeypatch.syspath_prepend(str(tmp_path))
     # "other" keeps the run alive past the late result (a run that has ended waits for no late result)
     agents = {"py": {"kind": "python", "call": "late_agent:work"}, "sim": {"kind": "sim", "latency_ms": 1500}}
@@ -138,14 +167,18 @@ async def test_a_late_result_of_a_timed_out_attempt_is_recorded_and_never_applie
 
 
 async def test_a_timed_out_function_that_never_returns_does_not_keep_the_run_alive(orch, tmp_path, monkeypatch):
-    (tmp_path / "stuck_agent.py").write_text(textwrap.dedent("""
+    (tmp_path / "stuck_agent.py").write_text(
+        textwrap.dedent("""
         import threading
         def work(input, context, step):
             threading.Event().wait()     # never returns, and a thread cannot be stopped
-    """))
+    """)
+    )
     monkeypatch.syspath_prepend(str(tmp_path))
-    p = plan([{"key": "s", "agent": "py", "timeout_s": 0.2, "max_attempts": 1}],
-             agents={"py": {"kind": "python", "call": "stuck_agent:work"}})
+    p = plan(
+        [{"key": "s", "agent": "py", "timeout_s": 0.2, "max_attempts": 1}],
+        agents={"py": {"kind": "python", "call": "stuck_agent:work"}},
+    )
     run_id = await orch.create_run(p)
     started = time.monotonic()
     assert await asyncio.wait_for(orch.drive(run_id), 10) == RunStatus.FAILED
@@ -158,7 +191,9 @@ async def test_a_timed_out_function_that_never_returns_does_not_keep_the_run_ali
 
 async def test_cancel_stops_running_steps_and_ends_the_run_canceled(orch):
     agents = {"slow": {"kind": "sim", "latency_ms": 5000}}
-    run_id, task = await start(orch, plan([{"key": "a", "agent": "slow"}, {"key": "b", "agent": "slow", "depends_on": ["a"]}], agents=agents))
+    run_id, task = await start(
+        orch, plan([{"key": "a", "agent": "slow"}, {"key": "b", "agent": "slow", "depends_on": ["a"]}], agents=agents)
+    )
     await wait_event(orch, run_id, "step_started", "a")
     await orch.cancel(run_id, user="ops", reason="wrong plan")
     assert await asyncio.wait_for(task, 5) == RunStatus.CANCELED
@@ -181,10 +216,18 @@ async def test_usage_from_executors_is_totalled_per_step_and_run(orch):
 
 async def test_shell_agent_runs_argv_without_a_shell_and_fails_with_stderr_tail(orch):
     agents = {"sh": {"kind": "shell"}}
-    p = plan([
-        {"key": "echo", "agent": "sh", "input": {"argv": ["echo", "$HOME;", "ok"]}},
-        {"key": "bad", "agent": "sh", "input": {"argv": [sys.executable, "-c", "import sys; sys.stderr.write('boom'); sys.exit(3)"]}, "max_attempts": 1},
-    ], agents=agents)
+    p = plan(
+        [
+            {"key": "echo", "agent": "sh", "input": {"argv": ["echo", "$HOME;", "ok"]}},
+            {
+                "key": "bad",
+                "agent": "sh",
+                "input": {"argv": [sys.executable, "-c", "import sys; sys.stderr.write('boom'); sys.exit(3)"]},
+                "max_attempts": 1,
+            },
+        ],
+        agents=agents,
+    )
     run_id = await orch.create_run(p)
     await orch.drive(run_id)
     steps = {s["key"]: s for s in (await orch.snapshot(run_id))["steps"]}
@@ -196,7 +239,12 @@ async def test_shell_timeout_kills_the_process(orch, tmp_path):
     marker = tmp_path / "finished"
     agents = {"sh": {"kind": "shell", "timeout_s": 0.2}}
     code = f"import time, pathlib; time.sleep(3); pathlib.Path({str(marker)!r}).write_text('x')"
-    run_id = await orch.create_run(plan([{"key": "s", "agent": "sh", "input": {"argv": [sys.executable, "-c", code]}, "max_attempts": 1}], agents=agents))
+    run_id = await orch.create_run(
+        plan(
+            [{"key": "s", "agent": "sh", "input": {"argv": [sys.executable, "-c", code]}, "max_attempts": 1}],
+            agents=agents,
+        )
+    )
     await orch.drive(run_id)
     step = (await orch.snapshot(run_id))["steps"][0]
     assert step["error"] == "timed out after 0.2s; the process was killed"
@@ -205,15 +253,20 @@ async def test_shell_timeout_kills_the_process(orch, tmp_path):
 
 
 async def test_python_agent_receives_input_context_and_step_and_reports_usage(orch, tmp_path, monkeypatch):
-    (tmp_path / "my_agent.py").write_text(textwrap.dedent("""
+    (tmp_path / "my_agent.py").write_text(
+        textwrap.dedent("""
         async def first(input, context, step):
             return {"n": input["n"] * 2}, {"prompt_tokens": 7, "completion_tokens": 3}
         def second(input, context, step):
             return {"saw": [c["key"] for c in context], "attempt": step["attempt"], "upstream": context[0]["output"]}
-    """))
+    """)
+    )
     monkeypatch.syspath_prepend(str(tmp_path))
     agents = {"one": {"kind": "python", "call": "my_agent:first"}, "two": {"kind": "python", "call": "my_agent:second"}}
-    p = plan([{"key": "a", "agent": "one", "input": {"n": 21}}, {"key": "b", "agent": "two", "depends_on": ["a"]}], agents=agents)
+    p = plan(
+        [{"key": "a", "agent": "one", "input": {"n": 21}}, {"key": "b", "agent": "two", "depends_on": ["a"]}],
+        agents=agents,
+    )
     run_id = await orch.create_run(p)
     assert await orch.drive(run_id) == RunStatus.SUCCEEDED
     steps = {s["key"]: s for s in (await orch.snapshot(run_id))["steps"]}

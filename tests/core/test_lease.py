@@ -11,9 +11,8 @@ import pytest
 from sqlalchemy import update
 
 from core import LeaseHeld, Orchestrator, RunStatus
-from core.store import schema
-from core.store import Lease
 from core.cluster.lease import Holder, Identity, holder_state, pid_alive
+from core.store import Lease, schema
 from tests.conftest import plan
 
 ON_POSTGRES = True  # every test here runs on SQLite and on PostgreSQL (tests/conftest.py)
@@ -21,8 +20,11 @@ ON_POSTGRES = True  # every test here runs on SQLite and on PostgreSQL (tests/co
 
 async def _hold(orch: Orchestrator, run_id: str, *, host: str, pid: int, until: float) -> None:
     async with orch.store.engine.begin() as conn:
-        await conn.execute(update(schema.runs).where(schema.runs.c.id == run_id).values(
-            lock_owner="someone", lock_host=host, lock_pid=pid, locked_until=until))
+        await conn.execute(
+            update(schema.runs)
+            .where(schema.runs.c.id == run_id)
+            .values(lock_owner="someone", lock_host=host, lock_pid=pid, locked_until=until)
+        )
 
 
 def test_holder_states():
@@ -72,7 +74,9 @@ async def test_a_holder_elsewhere_is_waited_out_until_its_lease_expires(orch):
 
 async def test_a_driver_that_loses_its_lease_stops(orch):
     agents = {"slow": {"kind": "sim", "latency_ms": 300}}
-    run_id = await orch.create_run(plan([{"key": f"s{i}", "agent": "slow"} for i in range(20)], agents=agents, max_concurrency=1))
+    run_id = await orch.create_run(
+        plan([{"key": f"s{i}", "agent": "slow"} for i in range(20)], agents=agents, max_concurrency=1)
+    )
     orch.lease_ttl_s = 0.3
     task = asyncio.create_task(orch.drive(run_id))
     await asyncio.sleep(0.2)

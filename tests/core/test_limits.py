@@ -42,28 +42,79 @@ HOSTILE: list[tuple[str, str, bool, str | tuple[str, ...], str | tuple[str, ...]
     # (name, text, json_only, location expected, words expected)
     ("100,000-deep JSON", '{"steps": ' + deep(100_000) + "}", True, "", f"deeper than {MAX_DEPTH} levels"),
     ("5,000-deep YAML", "steps: " + deep(5_000, "x") + "\n", False, ("", "line 1, column *"), ("depth", "deeper")),
-    ("900-deep input", '{"steps": [{"key": "a", "input": ' + deep(900) + "}]}", True, "steps[0].input[0]*", "deeper than"),
+    (
+        "900-deep input",
+        '{"steps": [{"key": "a", "input": ' + deep(900) + "}]}",
+        True,
+        "steps[0].input[0]*",
+        "deeper than",
+    ),
     ("a lone surrogate in the goal", '{"goal": "\\ud800", "steps": [' + STEP + "]}", True, "goal", "lone surrogate"),
-    ("a lone surrogate in an input", '{"steps": [{"key": "a", "input": {"t": "x\\udfff"}}]}', True,
-     "steps[0].input.t", "not valid Unicode"),
+    (
+        "a lone surrogate in an input",
+        '{"steps": [{"key": "a", "input": {"t": "x\\udfff"}}]}',
+        True,
+        "steps[0].input.t",
+        "not valid Unicode",
+    ),
     ("an integer agent name", "agents: {1: {kind: sim}}\nsteps: [{key: a}]\n", False, "agents", "keys are text"),
-    ("token_budget 1e29", '{"policy": {"token_budget": 1e29}, "steps": [' + STEP + "]}", True,
-     "policy.token_budget", "too large"),
-    ("tokens [1e29, 1]", '{"agents": {"s": {"kind": "sim", "tokens": [1e29, 1]}}, "steps": [' + STEP + "]}", True,
-     "agents.s.tokens[0]", "too large"),
-    ("latency .nan", "agents: {s: {kind: sim, latency_ms: .nan}}\nsteps: [{key: a}]\n", False,
-     "agents.s.latency_ms", "not a finite number"),
-    ("latency .inf", "agents: {s: {kind: sim, latency_ms: .inf}}\nsteps: [{key: a}]\n", False,
-     "agents.s.latency_ms", "not a finite number"),
+    (
+        "token_budget 1e29",
+        '{"policy": {"token_budget": 1e29}, "steps": [' + STEP + "]}",
+        True,
+        "policy.token_budget",
+        "too large",
+    ),
+    (
+        "tokens [1e29, 1]",
+        '{"agents": {"s": {"kind": "sim", "tokens": [1e29, 1]}}, "steps": [' + STEP + "]}",
+        True,
+        "agents.s.tokens[0]",
+        "too large",
+    ),
+    (
+        "latency .nan",
+        "agents: {s: {kind: sim, latency_ms: .nan}}\nsteps: [{key: a}]\n",
+        False,
+        "agents.s.latency_ms",
+        "not a finite number",
+    ),
+    (
+        "latency .inf",
+        "agents: {s: {kind: sim, latency_ms: .inf}}\nsteps: [{key: a}]\n",
+        False,
+        "agents.s.latency_ms",
+        "not a finite number",
+    ),
     ("NaN in JSON", '{"steps": [{"key": "a", "input": {"v": NaN}}]}', True, "steps[0].input.v", "not a finite number"),
-    ("backoff factor 1e200", '{"policy": {"backoff": {"factor": 1e200}}, "steps": [' + STEP + "]}", True,
-     "policy.backoff.factor", "less than or equal to 1000"),
-    ("a 30-digit integer", '{"steps": [{"key": "a", "input": 123456789012345678901234567890}]}', True,
-     "steps[0].input", "larger than"),
-    ("max_concurrency 10**12", '{"policy": {"max_concurrency": 1000000000000}, "steps": [' + STEP + "]}", True,
-     "policy.max_concurrency", "less than or equal to 10000"),
-    ("a timeout of a year", '{"steps": [{"key": "a", "timeout_s": 31536000}]}', True, "steps[0].timeout_s",
-     "less than or equal to 604800"),
+    (
+        "backoff factor 1e200",
+        '{"policy": {"backoff": {"factor": 1e200}}, "steps": [' + STEP + "]}",
+        True,
+        "policy.backoff.factor",
+        "less than or equal to 1000",
+    ),
+    (
+        "a 30-digit integer",
+        '{"steps": [{"key": "a", "input": 123456789012345678901234567890}]}',
+        True,
+        "steps[0].input",
+        "larger than",
+    ),
+    (
+        "max_concurrency 10**12",
+        '{"policy": {"max_concurrency": 1000000000000}, "steps": [' + STEP + "]}",
+        True,
+        "policy.max_concurrency",
+        "less than or equal to 10000",
+    ),
+    (
+        "a timeout of a year",
+        '{"steps": [{"key": "a", "timeout_s": 31536000}]}',
+        True,
+        "steps[0].timeout_s",
+        "less than or equal to 604800",
+    ),
     ("a self-referring YAML alias", "steps: &s [{key: a, input: *s}]\n", False, "steps[0].input", "refers to itself"),
     ("a YAML alias bomb (9 levels)", alias_bomb(9), False, "", "more than 1,000,000 values"),
     ("a small bomb of long strings", alias_bomb(5, "y" * 400), False, "", "more than 16,000,000 characters"),
@@ -82,7 +133,9 @@ def test_a_hostile_plan_is_a_located_plan_error_in_well_under_a_second(name, tex
     issue = err.value.issues[0]
     locations = location if isinstance(location, tuple) else (location,)
     alternatives = words if isinstance(words, tuple) else (words,)
-    assert any(issue.location == loc or (loc.endswith("*") and issue.location.startswith(loc[:-1])) for loc in locations)
+    assert any(
+        issue.location == loc or (loc.endswith("*") and issue.location.startswith(loc[:-1])) for loc in locations
+    )
     assert any(w in issue.message for w in alternatives), str(err.value)
 
 
@@ -112,12 +165,38 @@ def test_outputs_become_strict_json():
 
 
 JSONISH = st.recursive(
-    st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=8)
+    st.none()
+    | st.booleans()
+    | st.integers()
+    | st.floats()
+    | st.text(max_size=8)
     | st.sampled_from(["\ud800", "{{steps.x.output}}", "a" * 200, "sim", "llm", "key"]),
-    lambda children: st.lists(children, max_size=4)
-    | st.dictionaries(st.sampled_from(["key", "steps", "agents", "policy", "kind", "input", "depends_on", "agent",
-                                       "goal", "latency_ms", "tokens", "backoff", "factor", "x"]) | st.text(max_size=4),
-                      children, max_size=4),
+    lambda children: (
+        st.lists(children, max_size=4)
+        | st.dictionaries(
+            st.sampled_from(
+                [
+                    "key",
+                    "steps",
+                    "agents",
+                    "policy",
+                    "kind",
+                    "input",
+                    "depends_on",
+                    "agent",
+                    "goal",
+                    "latency_ms",
+                    "tokens",
+                    "backoff",
+                    "factor",
+                    "x",
+                ]
+            )
+            | st.text(max_size=4),
+            children,
+            max_size=4,
+        )
+    ),
     max_leaves=20,
 )
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 import logging
 import socket
@@ -17,15 +18,25 @@ KEY = "sk-test-9f8e7d6c5b4a-SECRET"
 
 
 def llm_plan(server: ChatServer, steps: list[dict], attempts: int = 3, **agent: object):
-    cfg = {"kind": "llm", "base_url": server.url, "model": "test-model", "api_key_env": "LOOPDECK_TEST_KEY",
-           "timeout_s": 5, **agent}
-    return validate_plan({
-        "goal": "llm test",
-        "agents": {"writer": cfg},
-        "policy": {"max_step_attempts": attempts,
-                   "backoff": {"base_s": 0.01, "factor": 1, "max_s": 0.01, "jitter": False}},
-        "steps": steps,
-    })
+    cfg = {
+        "kind": "llm",
+        "base_url": server.url,
+        "model": "test-model",
+        "api_key_env": "LOOPDECK_TEST_KEY",
+        "timeout_s": 5,
+        **agent,
+    }
+    return validate_plan(
+        {
+            "goal": "llm test",
+            "agents": {"writer": cfg},
+            "policy": {
+                "max_step_attempts": attempts,
+                "backoff": {"base_s": 0.01, "factor": 1, "max_s": 0.01, "jitter": False},
+            },
+            "steps": steps,
+        }
+    )
 
 
 @pytest.fixture(autouse=True)
@@ -46,11 +57,18 @@ def step(snap: dict, key: str) -> dict:
 async def test_request_shape_prompt_and_usage(orch, server):
     server.answer("An outline in three parts.", usage=(120, 30))
     server.answer("The draft.", usage=(200, 80))
-    plan = llm_plan(server, [
-        {"key": "outline", "title": "Outline the essay", "input": {"topic": "tides"}},
-        {"key": "draft", "title": "Draft it", "depends_on": ["outline"], "input": "write 300 words"},
-    ], system="You are terse.", temperature=0.2, max_tokens=256, headers={"X-Team": "ops"})
-    run_id, snap = await run(orch, plan)
+    plan = llm_plan(
+        server,
+        [
+            {"key": "outline", "title": "Outline the essay", "input": {"topic": "tides"}},
+            {"key": "draft", "title": "Draft it", "depends_on": ["outline"], "input": "write 300 words"},
+        ],
+        system="You are terse.",
+        temperature=0.2,
+        max_tokens=256,
+        headers={"X-Team": "ops"},
+    )
+    _run_id, snap = await run(orch, plan)
 
     assert snap["run"]["status"] == "succeeded"
     assert [r.path for r in server.requests] == ["/v1/chat/completions"] * 2
@@ -73,7 +91,7 @@ async def test_request_shape_prompt_and_usage(orch, server):
 
 async def test_usage_is_estimated_and_marked_when_the_server_sends_none(orch, server):
     server.answer("x" * 400, usage=None)
-    run_id, snap = await run(orch, llm_plan(server, [{"key": "a", "input": "hello"}]))
+    _run_id, snap = await run(orch, llm_plan(server, [{"key": "a", "input": "hello"}]))
     assert snap["run"]["status"] == "succeeded"
     tokens = step(snap, "a")["tokens"]
     assert tokens["completion"] == 100 and tokens["prompt"] > 0
@@ -85,7 +103,7 @@ async def test_usage_is_estimated_and_marked_when_the_server_sends_none(orch, se
 async def test_client_errors_fail_at_once_with_the_servers_words(orch, server, status):
     server.reply(status, error_body(f"nope-{status}"))
     plan = llm_plan(server, [{"key": "a"}], attempts=3, breaker={"failure_threshold": 1, "cooldown_s": 60})
-    run_id, snap = await run(orch, plan)
+    _run_id, snap = await run(orch, plan)
     a = step(snap, "a")
     assert a["status"] == "failed" and a["attempts"] == 1  # no further attempts spent
     assert f"answered {status}" in a["error"] and f"nope-{status}" in a["error"]
@@ -97,7 +115,7 @@ async def test_client_errors_fail_at_once_with_the_servers_words(orch, server, s
 async def test_429_honours_retry_after_then_succeeds(orch, server):
     server.reply(429, error_body("slow down"), headers={"Retry-After": "1"})
     server.answer("finally")
-    run_id, snap = await run(orch, llm_plan(server, [{"key": "a"}]))
+    _run_id, snap = await run(orch, llm_plan(server, [{"key": "a"}]))
     assert step(snap, "a")["status"] == "succeeded" and step(snap, "a")["attempts"] == 2
     retrying = next(e for e in snap["events"] if e["type"] == "step_retrying")
     assert retrying["payload"]["delay_s"] >= 1.0  # backoff alone would be 0.01 s
@@ -109,7 +127,7 @@ async def test_5xx_and_malformed_answers_are_retried(orch, server):
     server.reply(200, b"this is not json")
     server.reply(200, {"choices": []})
     server.answer("good")
-    run_id, snap = await run(orch, llm_plan(server, [{"key": "a"}], attempts=4))
+    _run_id, snap = await run(orch, llm_plan(server, [{"key": "a"}], attempts=4))
     a = step(snap, "a")
     assert a["status"] == "succeeded" and a["attempts"] == 4 and a["output"] == "good"
     errors = [e["payload"]["error"] for e in snap["events"] if e["type"] == "step_retrying"]
@@ -122,14 +140,18 @@ async def test_connection_errors_and_timeouts_are_retryable(orch, server):
     with socket.socket() as s:  # a port nobody listens on
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    plan = validate_plan({
-        "agents": {"gone": {"kind": "llm", "base_url": f"http://127.0.0.1:{port}/v1", "model": "m"},
-                   "slow": {"kind": "llm", "base_url": server.url, "model": "m", "timeout_s": 0.3}},
-        "policy": {"max_step_attempts": 2, "backoff": {"base_s": 0.01, "jitter": False}},
-        "steps": [{"key": "a", "agent": "gone"}, {"key": "b", "agent": "slow"}],
-    })
+    plan = validate_plan(
+        {
+            "agents": {
+                "gone": {"kind": "llm", "base_url": f"http://127.0.0.1:{port}/v1", "model": "m"},
+                "slow": {"kind": "llm", "base_url": server.url, "model": "m", "timeout_s": 0.3},
+            },
+            "policy": {"max_step_attempts": 2, "backoff": {"base_s": 0.01, "jitter": False}},
+            "steps": [{"key": "a", "agent": "gone"}, {"key": "b", "agent": "slow"}],
+        }
+    )
     server.default.delay_s = 1.0
-    run_id, snap = await run(orch, plan)
+    _run_id, snap = await run(orch, plan)
     assert step(snap, "a")["attempts"] == 2 and "cannot reach" in step(snap, "a")["error"]
     assert step(snap, "b")["attempts"] == 2 and "no answer from" in step(snap, "b")["error"]
 
@@ -145,7 +167,7 @@ async def test_streaming_fills_in_partial_output_coalesced(orch, server):
     partial = [e for e in await events_of(orch, run_id) if e.type == "step_output_partial"]
     assert "".join(e.payload["text"] for e in partial) == "".join(pieces)
     assert 2 <= len(partial) < len(pieces)  # coalesced, not one event per piece (the gaps below bound the rate)
-    gaps = [b.created_at - a.created_at for a, b in zip(partial, partial[1:])]
+    gaps = [b.created_at - a.created_at for a, b in itertools.pairwise(partial)]
     assert min(gaps[:-1]) >= 0.09  # at most ~10 per second (the last one flushes the tail as the stream ends)
     kinds = [e.type for e in await events_of(orch, run_id) if e.step_key == "a"]
     assert kinds.index("step_output_partial") > kinds.index("step_started")
@@ -154,17 +176,20 @@ async def test_streaming_fills_in_partial_output_coalesced(orch, server):
 
 async def test_a_streaming_agent_accepts_a_server_that_answers_in_one_piece(orch, server):
     server.answer("whole answer", usage=(3, 2))  # plain JSON although the request asked for a stream
-    run_id, snap = await run(orch, llm_plan(server, [{"key": "a"}], stream=True))
+    _run_id, snap = await run(orch, llm_plan(server, [{"key": "a"}], stream=True))
     assert server.requests[0].json["stream"] is True
     assert step(snap, "a")["output"] == "whole answer" and step(snap, "a")["tokens"]["total"] == 5
 
 
 async def test_json_output_is_parsed(orch, server):
     server.answer('```json\n{"title": "Tides", "parts": 3}\n```')
-    plan = llm_plan(server, [{"key": "a"}, {"key": "b", "depends_on": ["a"], "input": {"n": "{{steps.a.output.parts}}"}}],
-                    json_output=True)
+    plan = llm_plan(
+        server,
+        [{"key": "a"}, {"key": "b", "depends_on": ["a"], "input": {"n": "{{steps.a.output.parts}}"}}],
+        json_output=True,
+    )
     server.answer('{"ok": true}')
-    run_id, snap = await run(orch, plan)
+    _run_id, snap = await run(orch, plan)
     assert step(snap, "a")["output"] == {"title": "Tides", "parts": 3}
     assert server.requests[0].json["response_format"] == {"type": "json_object"}
     assert '"n": 3' in server.requests[1].json["messages"][-1]["content"]
@@ -178,8 +203,13 @@ async def test_the_key_never_reaches_the_database_events_exports_or_logs(orch, s
     run_id, snap = await run(orch, plan)
     errors = [step(snap, "a")["error"], step(snap, "b")["error"]]  # a and b run at once: either gets the 401
     assert all("bad key: Bearer [redacted]" in e for e in errors)
-    texts = [json.dumps(snap), json.dumps(await orch.export_otlp(run_id)), caplog.text,
-             json.dumps(await orch.runs()), json.dumps(await orch.agents())]
+    texts = [
+        json.dumps(snap),
+        json.dumps(await orch.export_otlp(run_id)),
+        caplog.text,
+        json.dumps(await orch.runs()),
+        json.dumps(await orch.agents()),
+    ]
     await orch.close()
     db_file = Path(db_url.split("///", 1)[1])
     for path in db_file.parent.glob(db_file.name + "*"):  # the database, its WAL and shared memory
@@ -191,7 +221,7 @@ async def test_the_key_never_reaches_the_database_events_exports_or_logs(orch, s
 
 async def test_a_missing_key_variable_fails_without_calling(orch, server, monkeypatch):
     monkeypatch.delenv("LOOPDECK_TEST_KEY")
-    run_id, snap = await run(orch, llm_plan(server, [{"key": "a"}]))
+    _run_id, snap = await run(orch, llm_plan(server, [{"key": "a"}]))
     a = step(snap, "a")
     assert a["attempts"] == 1 and "$LOOPDECK_TEST_KEY, which is not set" in a["error"]
     assert server.requests == []
@@ -201,9 +231,19 @@ def test_a_key_in_the_headers_is_refused_at_plan_time():
     from core import PlanError
 
     with pytest.raises(PlanError) as err:
-        validate_plan({"agents": {"x": {"kind": "llm", "base_url": "http://h/v1", "model": "m",
-                                        "headers": {"Authorization": "Bearer sk-1"}}},
-                       "steps": [{"key": "a"}]})
+        validate_plan(
+            {
+                "agents": {
+                    "x": {
+                        "kind": "llm",
+                        "base_url": "http://h/v1",
+                        "model": "m",
+                        "headers": {"Authorization": "Bearer sk-1"},
+                    }
+                },
+                "steps": [{"key": "a"}],
+            }
+        )
     assert "api_key_env" in str(err.value) and "agents.x.headers" in str(err.value)
 
 
@@ -218,7 +258,7 @@ def test_retry_after_parses_seconds_and_dates():
 async def test_a_stream_that_breaks_off_fails_the_attempt_and_the_retry_succeeds(orch, server):
     server.stream(["The first half of an ans"], end="break")  # the connection closes without [DONE]
     server.stream(["A whole ", "answer."])
-    run_id, snap = await run(orch, llm_plan(server, [{"key": "a"}], stream=True))
+    _run_id, snap = await run(orch, llm_plan(server, [{"key": "a"}], stream=True))
     a = step(snap, "a")
     assert a["status"] == "succeeded" and a["output"] == "A whole answer." and a["attempts"] == 2
     retry = next(e for e in snap["events"] if e["type"] == "step_retrying")
@@ -227,7 +267,7 @@ async def test_a_stream_that_breaks_off_fails_the_attempt_and_the_retry_succeeds
 
 async def test_an_error_event_in_a_stream_fails_the_attempt_with_the_servers_words(orch, server):
     server.stream(["Partial"], end="error")
-    run_id, snap = await run(orch, llm_plan(server, [{"key": "a"}], attempts=1, stream=True))
+    _run_id, snap = await run(orch, llm_plan(server, [{"key": "a"}], attempts=1, stream=True))
     a = step(snap, "a")
     assert a["status"] == "failed" and a["output"] is None
     assert "sent an error in the stream: the model is overloaded" in a["error"]
@@ -238,7 +278,7 @@ async def test_a_key_cut_by_the_error_length_limit_is_redacted_before_the_cut(or
     for offset in (285, 290, 296):  # the key straddles the 300th character
         server.reply(400, body=error_body("x" * offset + KEY + " and more text after it"))
     plan = llm_plan(server, [{"key": f"s{i}", "max_attempts": 1} for i in range(3)], attempts=1)
-    run_id, snap = await run(orch, plan)
+    _run_id, snap = await run(orch, plan)
     assert all(s["status"] == "failed" and "more chars]" in s["error"] for s in snap["steps"])  # cut, visibly
     assert any("x[redacted] and" in s["error"] for s in snap["steps"])  # redacted whole where the cut allows
     assert_no_part_of_the_key(json.dumps(snap), db_url)
@@ -246,11 +286,11 @@ async def test_a_key_cut_by_the_error_length_limit_is_redacted_before_the_cut(or
 
 async def test_a_key_echoed_in_an_answer_or_a_stream_is_redacted_before_it_is_stored(orch, server, db_url):
     server.answer(f"your key is {KEY}, keep it safe")
-    run_id, snap = await run(orch, llm_plan(server, [{"key": "plain"}]))
+    _run_id, snap = await run(orch, llm_plan(server, [{"key": "plain"}]))
     assert step(snap, "plain")["output"] == "your key is [redacted], keep it safe"
     half = len(KEY) // 2  # streamed in two pieces: the key arrives split across chunks
     server.stream(["the key: ", KEY[:half], KEY[half:], " (again)"], chunk_delay_s=0.15)
-    run2, snap2 = await run(orch, llm_plan(server, [{"key": "streamed"}], stream=True))
+    _run2, snap2 = await run(orch, llm_plan(server, [{"key": "streamed"}], stream=True))
     assert step(snap2, "streamed")["output"] == "the key: [redacted] (again)"
     partials = [e["payload"]["text"] for e in snap2["events"] if e["type"] == "step_output_partial"]
     assert "".join(partials) == "the key: [redacted] (again)" and len(partials) >= 2
@@ -259,7 +299,7 @@ async def test_a_key_echoed_in_an_answer_or_a_stream_is_redacted_before_it_is_st
 
 def assert_no_part_of_the_key(text: str, db_url: str) -> None:
     """Neither the key nor any 12-character piece of it, in ``text`` or in the database files."""
-    pieces = {KEY[i:i + 12] for i in range(len(KEY) - 11)}
+    pieces = {KEY[i : i + 12] for i in range(len(KEY) - 11)}
     blobs = [text.encode()]
     db_file = Path(db_url.split("///", 1)[1]) if db_url.startswith("sqlite") else None
     if db_file is not None:

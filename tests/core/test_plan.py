@@ -17,11 +17,15 @@ def issues_of(data) -> list[str]:
 
 
 def test_a_cycle_is_named_in_order():
-    found = issues_of({"steps": [
-        {"key": "a", "depends_on": ["c"]},
-        {"key": "b", "depends_on": ["a"]},
-        {"key": "c", "depends_on": ["b"]},
-    ]})
+    found = issues_of(
+        {
+            "steps": [
+                {"key": "a", "depends_on": ["c"]},
+                {"key": "b", "depends_on": ["a"]},
+                {"key": "c", "depends_on": ["b"]},
+            ]
+        }
+    )
     assert len(found) == 1
     assert "dependency cycle: a -> c -> b -> a" in found[0]
     assert found[0].startswith("steps[0].depends_on")
@@ -33,15 +37,17 @@ def test_unknown_dependency_suggests_the_closest_key():
 
 
 def test_all_problems_are_reported_at_once_with_locations():
-    found = issues_of({
-        "agents": {"coder": {"kind": "sim"}},
-        "policy": {"max_concurrency": 0, "on_budget_exhausted": "explode"},
-        "steps": [
-            {"key": "a"},
-            {"key": "a"},
-            {"key": "b", "agent": "codr", "timeout_s": -1},
-        ],
-    })
+    found = issues_of(
+        {
+            "agents": {"coder": {"kind": "sim"}},
+            "policy": {"max_concurrency": 0, "on_budget_exhausted": "explode"},
+            "steps": [
+                {"key": "a"},
+                {"key": "a"},
+                {"key": "b", "agent": "codr", "timeout_s": -1},
+            ],
+        }
+    )
     text = "\n".join(found)
     assert "policy.max_concurrency: Input should be greater than or equal to 1" in text
     assert "policy.on_budget_exhausted:" in text
@@ -97,7 +103,18 @@ def test_schema_describes_steps_and_policy():
     schema = plan_json_schema()
     assert schema["title"] == "loopdeck plan"
     step = schema["$defs"]["StepSpec"]["properties"]
-    for field in ("key", "title", "type", "agent", "input", "depends_on", "dependency_policy", "approval", "max_attempts", "timeout_s"):
+    for field in (
+        "key",
+        "title",
+        "type",
+        "agent",
+        "input",
+        "depends_on",
+        "dependency_policy",
+        "approval",
+        "max_attempts",
+        "timeout_s",
+    ):
         assert field in step
     assert "max_concurrency" in schema["$defs"]["Policy"]["properties"]
 

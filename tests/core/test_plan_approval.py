@@ -17,9 +17,14 @@ from tests.core.helpers import wait_event
 
 ON_POSTGRES = True  # every test here runs on SQLite and on PostgreSQL (tests/conftest.py)
 
-PROPOSER = {"py": {"kind": "python", "call": "tests.fixtures.agents:propose_more"},
-            "sim": {"kind": "sim", "latency_ms": 0}}
-EXTRA = [{"key": "extra1", "agent": "sim", "depends_on": ["think"]}, {"key": "extra2", "agent": "sim", "depends_on": ["extra1"]}]
+PROPOSER = {
+    "py": {"kind": "python", "call": "tests.fixtures.agents:propose_more"},
+    "sim": {"kind": "sim", "latency_ms": 0},
+}
+EXTRA = [
+    {"key": "extra1", "agent": "sim", "depends_on": ["think"]},
+    {"key": "extra2", "agent": "sim", "depends_on": ["extra1"]},
+]
 
 
 async def test_a_run_awaits_plan_approval_then_runs_when_approved(orch):
@@ -73,8 +78,14 @@ async def test_an_agent_proposed_replan_applies_at_once_without_plan_approval(or
 
 
 async def test_an_agent_proposed_replan_waits_for_review_when_plan_approval_is_required(orch):
-    p = plan([{"key": "think", "agent": "py", "input": {"steps": EXTRA}},
-              {"key": "side", "agent": "sim", "depends_on": ["think"]}], PROPOSER, plan_approval="required")
+    p = plan(
+        [
+            {"key": "think", "agent": "py", "input": {"steps": EXTRA}},
+            {"key": "side", "agent": "sim", "depends_on": ["think"]},
+        ],
+        PROPOSER,
+        plan_approval="required",
+    )
     run_id = await orch.create_run(p)
     await orch.approve_plan(run_id)  # the initial plan (offline: nobody drives it yet)
     task = asyncio.create_task(orch.drive(run_id))
@@ -90,8 +101,14 @@ async def test_an_agent_proposed_replan_waits_for_review_when_plan_approval_is_r
 
 
 async def test_rejecting_a_proposed_replan_keeps_the_current_plan(orch):
-    p = plan([{"key": "think", "agent": "py", "input": {"steps": EXTRA}},
-              {"key": "side", "agent": "sim", "depends_on": ["think"]}], PROPOSER, plan_approval="required")
+    p = plan(
+        [
+            {"key": "think", "agent": "py", "input": {"steps": EXTRA}},
+            {"key": "side", "agent": "sim", "depends_on": ["think"]},
+        ],
+        PROPOSER,
+        plan_approval="required",
+    )
     run_id = await orch.create_run(p)
     await orch.approve_plan(run_id)
     task = asyncio.create_task(orch.drive(run_id))
@@ -115,8 +132,10 @@ async def test_an_invalid_proposed_replan_is_refused_and_recorded(orch):
 
 # -- the planner -----------------------------------------------------------------------------
 
-BASE = {"agents": {"writer": {"kind": "sim", "latency_ms": 0}, "reviewer": {"kind": "sim", "latency_ms": 0}},
-        "policy": {"plan_approval": "required", "max_concurrency": 2}}
+BASE = {
+    "agents": {"writer": {"kind": "sim", "latency_ms": 0}, "reviewer": {"kind": "sim", "latency_ms": 0}},
+    "policy": {"plan_approval": "required", "max_concurrency": 2},
+}
 
 
 def planner(server: ChatServer) -> LlmAgent:
@@ -124,11 +143,22 @@ def planner(server: ChatServer) -> LlmAgent:
 
 
 async def test_the_planner_repairs_an_invalid_plan(server):
-    invalid = {"goal": "g", "steps": [{"key": "draft", "agent": "writter"},
-                                      {"key": "review", "agent": "reviewer", "depends_on": ["drafts"]}],
-               "agents": {"evil": {"kind": "shell"}}, "policy": {"plan_approval": "auto"}}
-    valid = {"goal": "g", "steps": [{"key": "draft", "agent": "writer", "title": "Draft"},
-                                    {"key": "review", "agent": "reviewer", "depends_on": ["draft"]}]}
+    invalid = {
+        "goal": "g",
+        "steps": [
+            {"key": "draft", "agent": "writter"},
+            {"key": "review", "agent": "reviewer", "depends_on": ["drafts"]},
+        ],
+        "agents": {"evil": {"kind": "shell"}},
+        "policy": {"plan_approval": "auto"},
+    }
+    valid = {
+        "goal": "g",
+        "steps": [
+            {"key": "draft", "agent": "writer", "title": "Draft"},
+            {"key": "review", "agent": "reviewer", "depends_on": ["draft"]},
+        ],
+    }
     server.answer(json.dumps(invalid))
     server.answer(json.dumps(valid))
     progress: list[str] = []
@@ -163,5 +193,5 @@ async def test_the_planner_gives_up_after_its_repairs_with_the_problems(server):
 
 async def test_the_planner_reports_a_server_that_refuses(server):
     server.reply(401, {"error": {"message": "invalid key"}})
-    with pytest.raises(AgentError, match='planner agent "planner": .*answered 401.*invalid key'):
+    with pytest.raises(AgentError, match=r'planner agent "planner": .*answered 401.*invalid key'):
         await plan_goal("g", "planner", planner(server), BASE)

@@ -51,8 +51,8 @@ async def test_a_dropped_listen_connection_wakes_its_waiters_and_listens_again(p
     """The LISTEN connection was never reconnected: after a drop, dashboards and workers only polled."""
     import asyncpg
 
-    from core.store.notify import Notifier
     from core.store import EVENTS_CHANNEL
+    from core.store.notify import Notifier
 
     notifier = Notifier(pg_url)
     admin = await asyncpg.connect(pg_url.replace("postgresql+asyncpg://", "postgresql://"))
@@ -87,7 +87,9 @@ async def test_two_processes_saving_a_targets_first_breaker_state_at_once_never_
         for round_ in range(5):
             target = f"llm http://h/v1 model-{round_}"
             rows = [Breaker(target, failure_threshold=1).row() for _ in stores]
-            await asyncio.gather(*(s.write(WriteBatch(extras=[Store.save_breaker_extra(r)])) for s, r in zip(stores, rows)))
+            await asyncio.gather(
+                *(s.write(WriteBatch(extras=[Store.save_breaker_extra(r)])) for s, r in zip(stores, rows, strict=False))
+            )
             assert len(await stores[0].load_breakers([target])) == 1
     finally:
         for store in stores:

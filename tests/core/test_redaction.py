@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -27,7 +29,7 @@ def test_a_key_cut_at_either_edge_by_someone_elses_truncation_is_removed():
 def test_redact_then_cut_never_leaves_a_piece_of_the_key():
     text = "x" * 290 + KEY + " tail"
     shown = cut(Redactor([KEY]).text(text), 300)
-    assert not any(KEY[i:i + 8] in shown for i in range(len(KEY) - 7))
+    assert not any(KEY[i : i + 8] in shown for i in range(len(KEY) - 7))
     assert shown.endswith("more chars]")
 
 
@@ -36,7 +38,7 @@ def test_redact_then_cut_never_leaves_a_piece_of_the_key():
 def test_streamed_pieces_are_redacted_however_the_key_is_split(before, after, cuts):
     text = before + KEY + after + KEY
     points = sorted({min(c, len(text)) for c in cuts} | {0, len(text)})
-    pieces = [text[a:b] for a, b in zip(points, points[1:])]
+    pieces = [text[a:b] for a, b in itertools.pairwise(points)]
     out: list[str] = []
     stream = StreamRedactor(Redactor([KEY]), out.append)
     for piece in pieces:

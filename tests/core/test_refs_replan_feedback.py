@@ -26,32 +26,58 @@ def test_resolve_whole_values_text_and_json_paths():
 
 def test_an_unknown_or_non_upstream_reference_is_a_plan_error():
     with pytest.raises(PlanError) as info:
-        validate_plan({"steps": [{"key": "fetch"}, {"key": "use", "depends_on": ["fetch"],
-                                                     "input": {"q": "{{steps.fetc.output}}", "r": "{{steps.late.output}}"}},
-                                 {"key": "late"}]})
+        validate_plan(
+            {
+                "steps": [
+                    {"key": "fetch"},
+                    {
+                        "key": "use",
+                        "depends_on": ["fetch"],
+                        "input": {"q": "{{steps.fetc.output}}", "r": "{{steps.late.output}}"},
+                    },
+                    {"key": "late"},
+                ]
+            }
+        )
     text = str(info.value)
     assert 'references an unknown step "fetc"; did you mean "fetch"?' in text
     assert 'references step "late", which is not upstream of "use"; add it to depends_on' in text
 
 
 async def test_a_step_runs_with_its_references_resolved(orch, tmp_path, monkeypatch):
-    (tmp_path / "echo_agent.py").write_text(textwrap.dedent("""
+    (tmp_path / "echo_agent.py").write_text(
+        textwrap.dedent("""
         def produce(input, context, step):
             return {"items": [{"name": "alpha"}, {"name": "beta"}]}
         def echo(input, context, step):
             return input
-    """))
+    """)
+    )
     monkeypatch.syspath_prepend(str(tmp_path))
     agents = {"p": {"kind": "python", "call": "echo_agent:produce"}, "e": {"kind": "python", "call": "echo_agent:echo"}}
-    p = plan([{"key": "fetch", "agent": "p"},
-              {"key": "use", "agent": "e", "depends_on": ["fetch"],
-               "input": {"first": "{{steps.fetch.output.items[0].name}}", "line": "got {{steps.fetch.output.items[1]}}"}},
-              {"key": "bad", "agent": "e", "depends_on": ["fetch"], "input": "{{steps.fetch.output.items[9]}}"}], agents=agents)
+    p = plan(
+        [
+            {"key": "fetch", "agent": "p"},
+            {
+                "key": "use",
+                "agent": "e",
+                "depends_on": ["fetch"],
+                "input": {
+                    "first": "{{steps.fetch.output.items[0].name}}",
+                    "line": "got {{steps.fetch.output.items[1]}}",
+                },
+            },
+            {"key": "bad", "agent": "e", "depends_on": ["fetch"], "input": "{{steps.fetch.output.items[9]}}"},
+        ],
+        agents=agents,
+    )
     run_id = await orch.create_run(p)
     await orch.drive(run_id)
     steps = {s["key"]: s for s in (await orch.snapshot(run_id))["steps"]}
     assert steps["use"]["output"] == {"first": "alpha", "line": 'got {"name": "beta"}'}
-    assert steps["use"]["input"]["first"] == "{{steps.fetch.output.items[0].name}}"  # the plan's input is kept as written
+    assert (
+        steps["use"]["input"]["first"] == "{{steps.fetch.output.items[0].name}}"
+    )  # the plan's input is kept as written
     assert steps["bad"]["status"] == "failed" and steps["bad"]["attempts"] == 1  # not retryable
     assert "has 2 items, so [9] does not exist" in steps["bad"]["error"]
 
@@ -60,20 +86,35 @@ async def test_replan_append_adds_steps_that_run_after_existing_ones(orch):
     agents = {"sim": {"kind": "sim", "latency_ms": 200}}
     run_id, task = await start(orch, plan([{"key": "a"}, {"key": "b", "depends_on": ["a"]}], agents=agents))
     await wait_event(orch, run_id, "step_started", "a")
-    await orch.replan(run_id, [{"key": "c", "depends_on": ["a"]}, {"key": "d", "depends_on": ["c", "b"]}],
-                      mode="append", user="planner", reason="more coverage")
+    await orch.replan(
+        run_id,
+        [{"key": "c", "depends_on": ["a"]}, {"key": "d", "depends_on": ["c", "b"]}],
+        mode="append",
+        user="planner",
+        reason="more coverage",
+    )
     assert await asyncio.wait_for(task, 10) == RunStatus.SUCCEEDED
     snap = await orch.snapshot(run_id)
     assert [s["key"] for s in snap["steps"]] == ["a", "b", "c", "d"]
     assert all(s["status"] == "succeeded" for s in snap["steps"])
     event = next(e for e in snap["events"] if e["type"] == "run_replanned")
-    assert event["payload"] == {"mode": "append", "user": "planner", "reason": "more coverage", "added": ["c", "d"], "removed": []}
+    assert event["payload"] == {
+        "mode": "append",
+        "user": "planner",
+        "reason": "more coverage",
+        "added": ["c", "d"],
+        "removed": [],
+    }
 
 
 async def test_replan_replace_pending_swaps_steps_that_never_started(orch):
     agents = {"sim": {"kind": "sim", "latency_ms": 300}}
-    run_id, task = await start(orch, plan([{"key": "a"}, {"key": "old1", "depends_on": ["a"]},
-                                           {"key": "old2", "depends_on": ["old1"]}], agents=agents))
+    run_id, task = await start(
+        orch,
+        plan(
+            [{"key": "a"}, {"key": "old1", "depends_on": ["a"]}, {"key": "old2", "depends_on": ["old1"]}], agents=agents
+        ),
+    )
     await wait_event(orch, run_id, "step_started", "a")
     await orch.replan(run_id, {"steps": [{"key": "new", "depends_on": ["a"]}]}, mode="replace_pending", user="ops")
     assert await asyncio.wait_for(task, 10) == RunStatus.SUCCEEDED
@@ -105,10 +146,21 @@ async def test_replan_is_validated_like_a_plan_and_refused_when_not_allowed(orch
 
 
 async def test_feedback_on_finished_steps_is_stored_and_summarised_per_agent(orch):
-    agents = {"good": {"kind": "sim", "latency_ms": 0, "tokens": [5, 5]}, "bad": {"kind": "sim", "latency_ms": 0, "fail_rate": 1}}
-    run_id = await orch.create_run(plan([{"key": "a", "agent": "good"}, {"key": "b", "agent": "good"},
-                                         {"key": "c", "agent": "bad", "max_attempts": 1},
-                                         {"key": "d", "agent": "good", "depends_on": ["c"]}], agents=agents))
+    agents = {
+        "good": {"kind": "sim", "latency_ms": 0, "tokens": [5, 5]},
+        "bad": {"kind": "sim", "latency_ms": 0, "fail_rate": 1},
+    }
+    run_id = await orch.create_run(
+        plan(
+            [
+                {"key": "a", "agent": "good"},
+                {"key": "b", "agent": "good"},
+                {"key": "c", "agent": "bad", "max_attempts": 1},
+                {"key": "d", "agent": "good", "depends_on": ["c"]},
+            ],
+            agents=agents,
+        )
+    )
     await orch.drive(run_id)
     await orch.feedback(run_id, "a", "up", comment="crisp", category="quality", user="ann")
     await orch.feedback(run_id, "b", "down", user="ann")
@@ -117,11 +169,22 @@ async def test_feedback_on_finished_steps_is_stored_and_summarised_per_agent(orc
     with pytest.raises(TransitionError, match='step "d" is skipped; only a finished'):
         await orch.feedback(run_id, "d", "up")
     snap = await orch.snapshot(run_id)
-    assert snap["feedback"][0] == {"step": "a", "agent": "good", "rating": "up", "comment": "crisp", "category": "quality",
-                                   "user": "ann", "created_at": snap["feedback"][0]["created_at"]}
+    assert snap["feedback"][0] == {
+        "step": "a",
+        "agent": "good",
+        "rating": "up",
+        "comment": "crisp",
+        "category": "quality",
+        "user": "ann",
+        "created_at": snap["feedback"][0]["created_at"],
+    }
     assert snap["agents"]["good"]["feedback"] == {"up": 2, "down": 1, "rate": 0.6667}
-    assert snap["agents"]["bad"] == {"attempts": 1, "failures": 1, "tokens": {"prompt": 0, "completion": 0, "total": 0},
-                                     "feedback": {"up": 0, "down": 1, "rate": 0.0}}
+    assert snap["agents"]["bad"] == {
+        "attempts": 1,
+        "failures": 1,
+        "tokens": {"prompt": 0, "completion": 0, "total": 0},
+        "feedback": {"up": 0, "down": 1, "rate": 0.0},
+    }
     assert snap["agents"]["good"]["tokens"]["total"] == 20
     assert any(e["type"] == "step_feedback" for e in snap["events"])
 
@@ -131,7 +194,10 @@ async def test_one_span_per_attempt_and_otlp_export(orch):
     run_id = await orch.create_run(plan([{"key": "a"}], agents=agents))
     await orch.drive(run_id)
     spans = (await orch.snapshot(run_id))["spans"]
-    assert [(s["step"], s["attempt"], s["status"], s["tokens"]["total"]) for s in spans] == [("a", 1, "failed", 5), ("a", 2, "succeeded", 5)]
+    assert [(s["step"], s["attempt"], s["status"], s["tokens"]["total"]) for s in spans] == [
+        ("a", 1, "failed", 5),
+        ("a", 2, "succeeded", 5),
+    ]
     assert spans[0]["error"].startswith("simulated failure")
     otlp = await orch.export_otlp(run_id)
     out = otlp["resourceSpans"][0]["scopeSpans"][0]["spans"]

@@ -5,7 +5,9 @@ from __future__ import annotations
 from core.engine.scheduler import Scheduler
 
 
-def build(edges: dict[str, list[str]], agents: dict[str, str] | None = None, limit: int = 10, agent_limits=None) -> tuple[Scheduler, list[str]]:
+def build(
+    edges: dict[str, list[str]], agents: dict[str, str] | None = None, limit: int = 10, agent_limits=None
+) -> tuple[Scheduler, list[str]]:
     s = Scheduler(limit, agent_limits)
     for i, (key, deps) in enumerate(edges.items()):
         s.add(key, i, (agents or {}).get(key, "a"), deps)

@@ -26,27 +26,43 @@ def random_plans(draw):
     n = draw(st.integers(1, 25))
     breaker = {"failure_threshold": draw(st.integers(1, 6)), "cooldown_s": 0.005}
     agents = {
-        "a": {"kind": "sim", "latency_ms": [0, 3], "fail_rate": draw(st.sampled_from([0, 0.2, 0.5])),
-              "seed": draw(st.integers(0, 1000)), "max_concurrency": draw(st.integers(1, 3)), "breaker": breaker,
-              "alternatives": draw(st.sampled_from([[], ["b"]]))},
-        "b": {"kind": "sim", "latency_ms": [0, 3], "fail_rate": draw(st.sampled_from([0, 0.3])),
-              "seed": draw(st.integers(0, 1000)), "breaker": breaker},
+        "a": {
+            "kind": "sim",
+            "latency_ms": [0, 3],
+            "fail_rate": draw(st.sampled_from([0, 0.2, 0.5])),
+            "seed": draw(st.integers(0, 1000)),
+            "max_concurrency": draw(st.integers(1, 3)),
+            "breaker": breaker,
+            "alternatives": draw(st.sampled_from([[], ["b"]])),
+        },
+        "b": {
+            "kind": "sim",
+            "latency_ms": [0, 3],
+            "fail_rate": draw(st.sampled_from([0, 0.3])),
+            "seed": draw(st.integers(0, 1000)),
+            "breaker": breaker,
+        },
     }
     steps = []
     for i in range(n):
         deps = draw(st.lists(st.integers(0, i - 1), max_size=3, unique=True)) if i else []
-        steps.append({
-            "key": f"s{i}",
-            "agent": draw(st.sampled_from(["a", "b"])),
-            "depends_on": [f"s{d}" for d in deps],
-            "dependency_policy": draw(st.sampled_from(["all_succeeded", "allow_skipped"])),
-            "max_attempts": draw(st.one_of(st.none(), st.integers(1, 3))),
-        })
+        steps.append(
+            {
+                "key": f"s{i}",
+                "agent": draw(st.sampled_from(["a", "b"])),
+                "depends_on": [f"s{d}" for d in deps],
+                "dependency_policy": draw(st.sampled_from(["all_succeeded", "allow_skipped"])),
+                "max_attempts": draw(st.one_of(st.none(), st.integers(1, 3))),
+            }
+        )
     order = draw(st.permutations(range(n)))  # plan order need not be topological
     return {
         "agents": agents,
-        "policy": {"max_concurrency": draw(st.integers(1, 4)), "max_step_attempts": 2,
-                   "backoff": {"base_s": 0.001, "factor": 1, "max_s": 0.001, "jitter": False}},
+        "policy": {
+            "max_concurrency": draw(st.integers(1, 4)),
+            "max_step_attempts": 2,
+            "backoff": {"base_s": 0.001, "factor": 1, "max_s": 0.001, "jitter": False},
+        },
         "steps": [steps[i] for i in order],
     }
 

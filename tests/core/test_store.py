@@ -10,9 +10,8 @@ import pytest
 from sqlalchemy import create_engine, inspect, text
 
 from core import Orchestrator, StaleWrite, StoreError, validate_plan
-from core.store import migrate
 from core.engine.run_state import new_step_row
-from core.store import Store
+from core.store import Store, migrate
 from core.store.writer import WriteBatch
 from tests.conftest import plan
 
@@ -80,12 +79,21 @@ def _first_schema_db(path) -> None:
         migrate.upgrade(conn, "0001")
         now = time.time()
         plan_json = validate_plan({"goal": "old", "steps": [{"key": "a"}]}).model_dump_json()
-        conn.execute(text(
-            "INSERT INTO runs (id, goal, status, plan_json, prompt_tokens, completion_tokens, created_at, updated_at)"
-            " VALUES ('old-run', 'old', 'succeeded', :plan, 5, 6, :now, :now)"), {"plan": plan_json, "now": now})
-        conn.execute(text(
-            "INSERT INTO steps (run_id, key, idx, title, type, agent, status, attempts, prompt_tokens, completion_tokens)"
-            " VALUES ('old-run', 'a', 0, 'a', 'reasoning', 'sim', 'succeeded', 1, 5, 6)"))
+        conn.execute(
+            text(
+                "INSERT INTO runs (id, goal, status, plan_json, prompt_tokens, completion_tokens,"
+                " created_at, updated_at)"
+                " VALUES ('old-run', 'old', 'succeeded', :plan, 5, 6, :now, :now)"
+            ),
+            {"plan": plan_json, "now": now},
+        )
+        conn.execute(
+            text(
+                "INSERT INTO steps (run_id, key, idx, title, type, agent, status, attempts,"
+                " prompt_tokens, completion_tokens)"
+                " VALUES ('old-run', 'a', 0, 'a', 'reasoning', 'sim', 'succeeded', 1, 5, 6)"
+            )
+        )
     engine.dispose()
 
 

@@ -23,11 +23,13 @@ CHAIN = 20_000
 
 
 def chain_plan(n: int):
-    return validate_plan({
-        "agents": {"bad": {"kind": "sim", "latency_ms": 0, "fail_rate": 1.0}},
-        "policy": {"max_step_attempts": 1},
-        "steps": [{"key": "s0"}] + [{"key": f"s{i}", "depends_on": [f"s{i - 1}"]} for i in range(1, n)],
-    })
+    return validate_plan(
+        {
+            "agents": {"bad": {"kind": "sim", "latency_ms": 0, "fail_rate": 1.0}},
+            "policy": {"max_step_attempts": 1},
+            "steps": [{"key": "s0"}] + [{"key": f"s{i}", "depends_on": [f"s{i - 1}"]} for i in range(1, n)],
+        }
+    )
 
 
 async def test_a_20000_step_chain_that_fails_at_its_first_step_ends_at_once_and_opens_in_the_dashboard(orch):
@@ -73,11 +75,14 @@ async def test_an_error_in_an_attempts_bookkeeping_fails_the_run_with_that_error
         raise ZeroDivisionError("boom in the backoff")
 
     monkeypatch.setattr(transitions, "backoff_delay", broken)
-    run_id = await orch.create_run(plan([{"key": "a", "agent": "flaky"}],
-                                        agents={"flaky": {"kind": "sim", "latency_ms": 0, "fail_times": 1}}))
+    run_id = await orch.create_run(
+        plan([{"key": "a", "agent": "flaky"}], agents={"flaky": {"kind": "sim", "latency_ms": 0, "fail_times": 1}})
+    )
     assert await asyncio.wait_for(orch.drive(run_id), 10) == RunStatus.FAILED
     snap = await orch.snapshot(run_id)
-    assert snap["run"]["reason"] == ('internal error in the attempt of step "a": ZeroDivisionError: boom in the backoff')
+    assert snap["run"]["reason"] == (
+        'internal error in the attempt of step "a": ZeroDivisionError: boom in the backoff'
+    )
     assert snap["steps"][0]["status"] == "skipped"
     gc.collect()
     await asyncio.sleep(0)
@@ -137,12 +142,18 @@ def _plan_file(tmp_path):
 
 async def test_usage_an_agent_cannot_have_spent_fails_its_attempt_instead_of_the_database(orch, tmp_path, monkeypatch):
     """A python agent reporting 10**30 tokens crashed the writer (SQLite INTEGER) on every resume."""
-    (tmp_path / "greedy.py").write_text("def huge(input, context, step):\n    return 'ok', (10**30, 1)\n\n"
-                                        "def negative(input, context, step):\n    return 'ok', {'prompt_tokens': -50}\n")
+    (tmp_path / "greedy.py").write_text(
+        "def huge(input, context, step):\n    return 'ok', (10**30, 1)\n\n"
+        "def negative(input, context, step):\n    return 'ok', {'prompt_tokens': -50}\n"
+    )
     monkeypatch.syspath_prepend(str(tmp_path))
-    agents = {"huge": {"kind": "python", "call": "greedy:huge"}, "negative": {"kind": "python", "call": "greedy:negative"}}
-    run_id = await orch.create_run(plan([{"key": "a", "agent": "huge"}, {"key": "b", "agent": "negative"}],
-                                        agents=agents, token_budget=1000))
+    agents = {
+        "huge": {"kind": "python", "call": "greedy:huge"},
+        "negative": {"kind": "python", "call": "greedy:negative"},
+    }
+    run_id = await orch.create_run(
+        plan([{"key": "a", "agent": "huge"}, {"key": "b", "agent": "negative"}], agents=agents, token_budget=1000)
+    )
     assert await asyncio.wait_for(orch.drive(run_id), 10) == RunStatus.FAILED
     snap = await orch.snapshot(run_id)
     errors = {s["key"]: s["error"] for s in snap["steps"]}
@@ -160,13 +171,21 @@ def test_an_engine_error_in_a_headless_run_is_one_line_without_a_traceback(tmp_p
 
     plan_file = tmp_path / "plan.yaml"
     plan_file.write_text("agents: {flaky: {kind: sim, latency_ms: 0, fail_times: 1}}\nsteps: [{key: a}]\n")
-    script = ("import sys; import core.engine.transitions as c\n"
-              "def boom(*a, **k): raise ZeroDivisionError('boom in the backoff')\n"
-              "c.backoff_delay = boom\n"
-              "from tui.cli import main\n"
-              f"sys.exit(main(['--db', {str(tmp_path / 'x.db')!r}, 'run', {str(plan_file)!r}, '--headless']))\n")
-    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60, cwd=ROOT,
-                            env={"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin"})
+    script = (
+        "import sys; import core.engine.transitions as c\n"
+        "def boom(*a, **k): raise ZeroDivisionError('boom in the backoff')\n"
+        "c.backoff_delay = boom\n"
+        "from tui.cli import main\n"
+        f"sys.exit(main(['--db', {str(tmp_path / 'x.db')!r}, 'run', {str(plan_file)!r}, '--headless']))\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", script],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=ROOT,
+        env={"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin"},
+    )
     assert result.returncode == 1, result.stderr
     assert "Traceback" not in result.stderr
     assert "loopdeck: error: run " in result.stderr and "ZeroDivisionError: boom in the backoff" in result.stderr

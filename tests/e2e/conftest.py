@@ -21,8 +21,13 @@ class Cli:
     def __init__(self, tmp: Path) -> None:
         self.tmp = tmp
         self.db = tmp / "e2e.db"
-        self.env = {**os.environ, "LOOPDECK_DB": str(self.db), "LOOPDECK_LEASE_S": "3", "PYTHONPATH": str(ROOT),
-                    "COLUMNS": "200"}
+        self.env = {
+            **os.environ,
+            "LOOPDECK_DB": str(self.db),
+            "LOOPDECK_LEASE_S": "3",
+            "PYTHONPATH": str(ROOT),
+            "COLUMNS": "200",
+        }
 
     def argv(self, *args: str) -> list[str]:
         return [sys.executable, "-m", "tui.cli", *args]
@@ -31,8 +36,10 @@ class Cli:
         return subprocess.run(self.argv(*args), env=self.env, capture_output=True, text=True, timeout=timeout, cwd=ROOT)
 
     def spawn(self, *args: str) -> subprocess.Popen[str]:
-        log = open(self.tmp / f"spawn-{time.monotonic_ns()}.log", "w+")
-        return subprocess.Popen(self.argv(*args), env=self.env, stdout=subprocess.PIPE, stderr=log, text=True, cwd=ROOT)
+        with open(self.tmp / f"spawn-{time.monotonic_ns()}.log", "w+") as log:  # the child keeps its own copy
+            return subprocess.Popen(
+                self.argv(*args), env=self.env, stdout=subprocess.PIPE, stderr=log, text=True, cwd=ROOT
+            )
 
     def write_plan(self, data: dict[str, Any], name: str = "plan.yaml") -> Path:
         path = self.tmp / name

@@ -23,7 +23,19 @@ def test_run_headless_json_prints_the_run_and_exits_0(cli):
     assert run["status"] == "succeeded" and run["tokens"] == {"prompt": 20, "completion": 10, "total": 30}
     assert ISO.match(run["created_at"]) and ISO.match(run["ended_at"])
     step = data["steps"][0]
-    assert {"key", "title", "type", "agent", "status", "attempts", "output", "error", "tokens", "started_at", "ended_at"} <= set(step)
+    assert {
+        "key",
+        "title",
+        "type",
+        "agent",
+        "status",
+        "attempts",
+        "output",
+        "error",
+        "tokens",
+        "started_at",
+        "ended_at",
+    } <= set(step)
     event = data["events"][0]
     assert set(event) == {"id", "type", "step", "created_at", "payload"} and ISO.match(event["created_at"])
     assert "2/2 done" in result.stderr  # the progress display
@@ -38,9 +50,19 @@ def test_a_failed_run_exits_1(cli):
 
 
 def test_an_invalid_plan_exits_2_lists_every_problem_and_writes_nothing(cli):
-    path = cli.write_plan({"agents": SIM, "policy": {"max_concurrency": -1},
-                           "steps": [{"key": "a", "depends_on": ["c"]}, {"key": "b", "depends_on": ["a"]},
-                                     {"key": "c", "depends_on": ["b"]}, {"key": "c"}, {"key": "d", "agent": "simm"}]})
+    path = cli.write_plan(
+        {
+            "agents": SIM,
+            "policy": {"max_concurrency": -1},
+            "steps": [
+                {"key": "a", "depends_on": ["c"]},
+                {"key": "b", "depends_on": ["a"]},
+                {"key": "c", "depends_on": ["b"]},
+                {"key": "c"},
+                {"key": "d", "agent": "simm"},
+            ],
+        }
+    )
     result = cli("run", str(path), "--headless")
     assert result.returncode == 2
     assert "policy.max_concurrency" in result.stderr
@@ -79,14 +101,22 @@ def test_runs_and_schema(cli):
 
 
 def test_headless_run_waits_for_an_approval_from_another_terminal(cli):
-    path = cli.write_plan({"agents": SIM, "steps": [
-        {"key": "draft"},
-        {"key": "publish", "approval": "required", "depends_on": ["draft"], "input": {"to": "staging"}}]})
+    path = cli.write_plan(
+        {
+            "agents": SIM,
+            "steps": [
+                {"key": "draft"},
+                {"key": "publish", "approval": "required", "depends_on": ["draft"], "input": {"to": "staging"}},
+            ],
+        }
+    )
     proc = cli.spawn("run", str(path), "--headless")
     try:
         rows = cli.wait_until("SELECT run_id FROM steps WHERE key='publish' AND status='waiting_user'", bool)
         run_id = rows[0][0]
-        result = cli("approve", run_id, "publish", "--input", '{"to": "production"}', "--user", "alice", "--reason", "ship it")
+        result = cli(
+            "approve", run_id, "publish", "--input", '{"to": "production"}', "--user", "alice", "--reason", "ship it"
+        )
         assert result.returncode == 0, result.stderr
         assert "approved with edited input by alice" in result.stderr
         assert proc.wait(timeout=30) == 0

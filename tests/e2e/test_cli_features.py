@@ -7,8 +7,13 @@ import json
 
 def test_a_paused_run_continues_when_another_terminal_raises_its_budget(cli):
     agents = {"sim": {"kind": "sim", "latency_ms": 0, "tokens": [60, 40]}}
-    path = cli.write_plan({"agents": agents, "policy": {"max_concurrency": 1, "token_budget": 150, "on_budget_exhausted": "pause"},
-                           "steps": [{"key": f"s{i}"} for i in range(3)]})
+    path = cli.write_plan(
+        {
+            "agents": agents,
+            "policy": {"max_concurrency": 1, "token_budget": 150, "on_budget_exhausted": "pause"},
+            "steps": [{"key": f"s{i}"} for i in range(3)],
+        }
+    )
     proc = cli.spawn("run", str(path), "--headless")
     try:
         run_id = cli.wait_until("SELECT id FROM runs WHERE status='waiting_user'", bool)[0][0]

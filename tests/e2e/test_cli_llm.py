@@ -12,16 +12,24 @@ KEY = "sk-e2e-0123456789-TOPSECRET"
 
 
 def agents_file(cli, server: ChatServer, **policy) -> str:
-    path = cli.write_plan({
-        "agents": {"planner": {"kind": "llm", "base_url": server.url, "model": "plan-model", "api_key_env": "E2E_KEY"},
-                   "writer": {"kind": "sim", "latency_ms": 0}},
-        "policy": {"plan_approval": "required", **policy},
-    }, name="agents.yaml")
+    path = cli.write_plan(
+        {
+            "agents": {
+                "planner": {"kind": "llm", "base_url": server.url, "model": "plan-model", "api_key_env": "E2E_KEY"},
+                "writer": {"kind": "sim", "latency_ms": 0},
+            },
+            "policy": {"plan_approval": "required", **policy},
+        },
+        name="agents.yaml",
+    )
     cli.env["E2E_KEY"] = KEY
     return str(path)
 
 
-PLAN = {"goal": "post", "steps": [{"key": "draft", "agent": "writer"}, {"key": "edit", "agent": "writer", "depends_on": ["draft"]}]}
+PLAN = {
+    "goal": "post",
+    "steps": [{"key": "draft", "agent": "writer"}, {"key": "edit", "agent": "writer", "depends_on": ["draft"]}],
+}
 
 
 def test_plan_writes_a_readable_plan_file_after_a_repair(cli, server):
@@ -90,9 +98,13 @@ def test_the_key_never_reaches_the_database_or_any_output(cli, server):
     cli.env["E2E_KEY"] = KEY
     server.reply(500, echo_auth=True)
     server.reply(400, echo_auth=True)
-    path = cli.write_plan({"agents": {"llm": {"kind": "llm", "base_url": server.url, "model": "m", "api_key_env": "E2E_KEY"}},
-                           "policy": {"backoff": {"base_s": 0.01, "jitter": False}},
-                           "steps": [{"key": "a"}]})
+    path = cli.write_plan(
+        {
+            "agents": {"llm": {"kind": "llm", "base_url": server.url, "model": "m", "api_key_env": "E2E_KEY"}},
+            "policy": {"backoff": {"base_s": 0.01, "jitter": False}},
+            "steps": [{"key": "a"}],
+        }
+    )
     result = cli("run", str(path), "--headless", "--json")
     assert result.returncode == 1
     run_id = json.loads(result.stdout)["run"]["id"]
@@ -113,9 +125,15 @@ def test_skills_lists_plan_and_installed_skills(cli, tmp_path):
     (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: acme-skills\nVersion: 2.0\n")
     (dist / "entry_points.txt").write_text("[loopdeck.skills]\nwords = tests.fixtures.agents:word_count\n")
     cli.env["PYTHONPATH"] = f"{cli.env['PYTHONPATH']}:{dist.parent}"
-    plan = cli.write_plan({"skills": {"shout": "tests.fixtures.agents:shout"},
-                           "steps": [{"key": "w", "type": "skill", "skill": "words", "input": {"text": "a b c"}},
-                                     {"key": "s", "type": "skill", "skill": "shout", "input": {"text": "hi"}}]})
+    plan = cli.write_plan(
+        {
+            "skills": {"shout": "tests.fixtures.agents:shout"},
+            "steps": [
+                {"key": "w", "type": "skill", "skill": "words", "input": {"text": "a b c"}},
+                {"key": "s", "type": "skill", "skill": "shout", "input": {"text": "hi"}},
+            ],
+        }
+    )
     listed = json.loads(cli("skills", "--plan", str(plan), "--json").stdout)
     assert listed["words"] == {"target": "tests.fixtures.agents:word_count", "origin": "package acme-skills 2.0"}
     assert listed["shout"]["origin"] == "plan"

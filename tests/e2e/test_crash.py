@@ -34,7 +34,7 @@ def test_kill_9_mid_run_then_resume_loses_nothing_and_reruns_nothing_completed(c
     events = snap["events"]
 
     # no event lost: everything committed before the kill is still there, unchanged
-    assert [(e["id"], e["type"], e["step"]) for e in events[:len(events_before)]] == [tuple(e) for e in events_before]
+    assert [(e["id"], e["type"], e["step"]) for e in events[: len(events_before)]] == [tuple(e) for e in events_before]
     ids = [e["id"] for e in events]
     assert ids == sorted(ids) and len(set(ids)) == len(ids)
 
@@ -53,7 +53,9 @@ def test_kill_9_mid_run_then_resume_loses_nothing_and_reruns_nothing_completed(c
 
 def test_resume_refuses_while_the_driver_lives_and_takes_over_once_it_is_dead(cli):
     agents = {"sim": {"kind": "sim", "latency_ms": 300}}
-    path = cli.write_plan({"agents": agents, "steps": [{"key": f"s{i}", "depends_on": [f"s{i-1}"] if i else []} for i in range(6)]})
+    path = cli.write_plan(
+        {"agents": agents, "steps": [{"key": f"s{i}", "depends_on": [f"s{i - 1}"] if i else []} for i in range(6)]}
+    )
     proc = cli.spawn("run", str(path), "--headless")
     try:
         cli.wait_until("SELECT COUNT(*) FROM steps WHERE status='running'", lambda r: r and r[0][0] >= 1)

@@ -23,13 +23,22 @@ TRIALS = (11, 23, 37, 41)
 @pytest.mark.parametrize("seed", TRIALS)
 def test_kill_9_at_a_random_moment_then_resume_loses_nothing(cli: Cli, seed: int):
     rng = random.Random(seed)
-    agents = {"sim": {"kind": "sim", "latency_ms": [40, 160], "tokens": [5, 5], "seed": seed,
-                      "fail_rate": 0.15}}
-    steps = [{"key": f"s{i:02d}", "depends_on": [f"s{j:02d}" for j in (i - 1, i - 4) if j >= 0 and rng.random() < 0.7]}
-             for i in range(24)]
-    path = cli.write_plan({"agents": agents, "policy": {"max_concurrency": 4, "max_step_attempts": 6,
-                                                        "backoff": {"base_s": 0.05, "factor": 1, "max_s": 0.05}},
-                           "steps": steps})
+    agents = {"sim": {"kind": "sim", "latency_ms": [40, 160], "tokens": [5, 5], "seed": seed, "fail_rate": 0.15}}
+    steps = [
+        {"key": f"s{i:02d}", "depends_on": [f"s{j:02d}" for j in (i - 1, i - 4) if j >= 0 and rng.random() < 0.7]}
+        for i in range(24)
+    ]
+    path = cli.write_plan(
+        {
+            "agents": agents,
+            "policy": {
+                "max_concurrency": 4,
+                "max_step_attempts": 6,
+                "backoff": {"base_s": 0.05, "factor": 1, "max_s": 0.05},
+            },
+            "steps": steps,
+        }
+    )
     proc = cli.spawn("run", str(path), "--headless")
     kill_after = rng.randint(1, 18)
     try:
@@ -47,7 +56,7 @@ def test_kill_9_at_a_random_moment_then_resume_loses_nothing(cli: Cli, seed: int
     snap = json.loads(result.stdout)
     assert snap["run"]["status"] == "succeeded"
     events = snap["events"]
-    assert [(e["id"], e["type"], e["step"]) for e in events[:len(events_before)]] == [tuple(e) for e in events_before]
+    assert [(e["id"], e["type"], e["step"]) for e in events[: len(events_before)]] == [tuple(e) for e in events_before]
     succeeded = Counter(e["step"] for e in events if e["type"] == "step_succeeded")
     assert len(succeeded) == 24 and set(succeeded.values()) == {1}  # each step succeeded exactly once
     after = {s["key"]: s for s in snap["steps"]}

@@ -16,8 +16,8 @@ from pathlib import Path
 import pytest
 
 from core import StoreError
-from core.store.migrate import head_revision
 from core.store import Store
+from core.store.migrate import head_revision
 from tests.e2e.conftest import ROOT, Cli
 
 PLAN = {"agents": {"sim": {"kind": "sim", "latency_ms": 0}}, "steps": [{"key": "a"}]}
@@ -40,8 +40,17 @@ def test_processes_opening_a_new_database_at_once_all_succeed(cli: Cli):
     """They once failed often (`table runs already exists`, `database is locked`): all open at the same instant."""
     db, go = cli.tmp / "fresh" / "new.db", cli.tmp / "go"
     ready = [cli.tmp / f"ready{i}" for i in range(OPENERS)]
-    procs = [subprocess.Popen([sys.executable, "-c", OPENER, str(r), str(go), str(db)], env=cli.env, cwd=ROOT,
-                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True) for r in ready]
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-c", OPENER, str(r), str(go), str(db)],
+            env=cli.env,
+            cwd=ROOT,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for r in ready
+    ]
     deadline = time.monotonic() + 60
     while not all(r.exists() for r in ready) and time.monotonic() < deadline:
         time.sleep(0.01)
@@ -62,8 +71,13 @@ def test_a_kill_9_during_the_first_open_never_leaves_a_database_that_is_refused(
     outcomes = []
     for trial in range(6):
         db = cli.tmp / f"trial{trial}.db"
-        proc = subprocess.Popen(cli.argv("--db", str(db), "submit", str(path)), env=cli.env, cwd=ROOT,
-                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        proc = subprocess.Popen(
+            cli.argv("--db", str(db), "submit", str(path)),
+            env=cli.env,
+            cwd=ROOT,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
         deadline = time.monotonic() + 30
         while not db.exists() and proc.poll() is None and time.monotonic() < deadline:
             time.sleep(0.002)
@@ -100,8 +114,11 @@ def _old_first_open_crash(db: Path, runs: int = 0) -> None:
     with sqlite3.connect(db) as conn:
         conn.execute("DELETE FROM alembic_version")
         for i in range(runs):
-            conn.execute("INSERT INTO runs (id, goal, status, plan_json, prompt_tokens, completion_tokens, created_at, "
-                         "updated_at) VALUES (?, 'g', 'running', '{}', 0, 0, 0, 0)", (f"r{i}",))
+            conn.execute(
+                "INSERT INTO runs (id, goal, status, plan_json, prompt_tokens, completion_tokens, created_at, "
+                "updated_at) VALUES (?, 'g', 'running', '{}', 0, 0, 0, 0)",
+                (f"r{i}",),
+            )
 
 
 def test_tables_without_a_revision_left_by_an_old_crash_are_rebuilt_when_empty(tmp_path):
@@ -123,7 +140,9 @@ def test_tables_without_a_revision_that_hold_runs_are_refused_not_guessed_at(tmp
     async def scenario() -> None:
         await Store.open(f"sqlite+aiosqlite:///{db}")
 
-    with pytest.raises(StoreError, match="not a loopdeck database: it holds tables .* but no loopdeck schema revision"):
+    with pytest.raises(
+        StoreError, match=r"not a loopdeck database: it holds tables .* but no loopdeck schema revision"
+    ):
         asyncio.run(scenario())
     with sqlite3.connect(db) as conn:
         assert conn.execute("SELECT COUNT(*) FROM runs").fetchone()[0] == 2  # untouched

@@ -29,7 +29,7 @@ SIM = {"sim": {"kind": "sim", "latency_ms": 0}}
 
 def one_line(result: subprocess.CompletedProcess[str]) -> str:
     """The single stderr line of a refused command (asserting there is no traceback)."""
-    assert "Traceback" not in result.stderr and "File \"" not in result.stderr, result.stderr
+    assert "Traceback" not in result.stderr and 'File "' not in result.stderr, result.stderr
     lines = [line for line in result.stderr.splitlines() if line.strip()]
     assert len(lines) == 1, result.stderr
     return lines[0]
@@ -45,14 +45,18 @@ def strict_json(text: str) -> object:
 # -- plans -------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("name,text", [
-    ("deep.json", '{"steps": ' + deep(100_000) + "}"),
-    ("deep.yaml", "steps: " + deep(5_000, "x") + "\n"),
-    ("bomb.yaml", alias_bomb(9)),
-    ("surrogate.json", '{"goal": "\\ud800", "steps": [{"key": "a"}]}'),
-    ("huge.json", '{"policy": {"token_budget": 1e29}, "steps": [{"key": "a"}]}'),
-    ("nan.yaml", "agents: {s: {kind: sim, latency_ms: .nan}}\nsteps: [{key: a}]\n"),
-], ids=lambda value: value if len(value) < 20 else "")
+@pytest.mark.parametrize(
+    "name,text",
+    [
+        ("deep.json", '{"steps": ' + deep(100_000) + "}"),
+        ("deep.yaml", "steps: " + deep(5_000, "x") + "\n"),
+        ("bomb.yaml", alias_bomb(9)),
+        ("surrogate.json", '{"goal": "\\ud800", "steps": [{"key": "a"}]}'),
+        ("huge.json", '{"policy": {"token_budget": 1e29}, "steps": [{"key": "a"}]}'),
+        ("nan.yaml", "agents: {s: {kind: sim, latency_ms: .nan}}\nsteps: [{key: a}]\n"),
+    ],
+    ids=lambda value: value if len(value) < 20 else "",
+)
 def test_a_malformed_plan_file_is_exit_2_in_one_located_message_and_writes_nothing(cli: Cli, name, text):
     path = cli.tmp / name
     path.write_text(text)
@@ -63,7 +67,9 @@ def test_a_malformed_plan_file_is_exit_2_in_one_located_message_and_writes_nothi
     assert not cli.db.exists()  # validated before the database is touched
 
 
-@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
+@settings(
+    max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture]
+)
 @given(data=JSONISH, as_json=st.booleans())
 def test_generated_malformed_plans_through_the_cli_exit_2_without_a_traceback(tmp_path_factory, data, as_json):
     """Hypothesis writes plan files; the CLI's own entry point reads them (in this process, for speed)."""
@@ -116,7 +122,9 @@ def test_hostile_arguments_are_refused_with_exit_2(cli: Cli):
 
 
 def test_show_and_run_print_strict_json_whatever_the_agent_returns(cli: Cli, tmp_path):
-    (tmp_path / "nan_agent.py").write_text("def work(input, context, step):\n    return {'v': float('nan'), 'w': [1e308 * 10]}\n")
+    (tmp_path / "nan_agent.py").write_text(
+        "def work(input, context, step):\n    return {'v': float('nan'), 'w': [1e308 * 10]}\n"
+    )
     agents = {"py": {"kind": "python", "call": "nan_agent:work"}}
     path = cli.write_plan({"agents": agents, "steps": [{"key": "a"}]})
     cli.env["PYTHONPATH"] += os.pathsep + str(tmp_path)
@@ -133,7 +141,8 @@ def test_read_only_commands_never_create_a_database(cli: Cli):
         result = cli("--db", str(missing), *argv)
         assert result.returncode == 2 and one_line(result) == (
             f"loopdeck: no loopdeck database at {missing}; `loopdeck run`, `demo` or `submit` creates one "
-            "(or point --db / LOOPDECK_DB at an existing one)"), argv
+            "(or point --db / LOOPDECK_DB at an existing one)"
+        ), argv
     assert not missing.parent.exists()
 
 
@@ -155,8 +164,14 @@ def test_a_bad_environment_setting_names_the_variable_and_never_breaks_help(cli:
 
 def test_ctrl_c_on_a_headless_run_names_the_run_to_resume(cli: Cli):
     path = cli.write_plan({"agents": {"slow": {"kind": "sim", "latency_ms": 5000}}, "steps": [{"key": "a"}]})
-    proc = subprocess.Popen(cli.argv("run", str(path), "--headless"), env=cli.env, cwd=ROOT,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        cli.argv("run", str(path), "--headless"),
+        env=cli.env,
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     try:
         cli.wait_until("SELECT COUNT(*) FROM steps WHERE status='running'", lambda r: r and r[0][0] == 1)
         proc.send_signal(signal.SIGINT)
@@ -191,8 +206,15 @@ def test_the_dashboard_without_a_terminal_refuses_instead_of_writing_escape_code
 def in_a_terminal(cli: Cli, *args: str, timeout: float = 30) -> tuple[int, str]:
     """Run the CLI with a pseudo-terminal as stdin and stdout; return its exit code and everything it wrote."""
     leader, follower = pty.openpty()
-    proc = subprocess.Popen(cli.argv(*args), env={**cli.env, "TERM": "xterm-256color"}, cwd=ROOT,
-                            stdin=follower, stdout=follower, stderr=follower, close_fds=True)
+    proc = subprocess.Popen(
+        cli.argv(*args),
+        env={**cli.env, "TERM": "xterm-256color"},
+        cwd=ROOT,
+        stdin=follower,
+        stdout=follower,
+        stderr=follower,
+        close_fds=True,
+    )
     os.close(follower)
     output = b""
     deadline = time.monotonic() + timeout
@@ -226,8 +248,9 @@ def test_a_dashboard_that_cannot_open_its_database_says_so_in_one_line(cli: Cli)
 
 def test_a_python_step_that_never_returns_does_not_keep_loopdeck_run_alive(cli: Cli, tmp_path):
     """`loopdeck run` exited only when the timed-out function returned: never, for this one."""
-    (tmp_path / "stuck_cli_agent.py").write_text("import threading\n\ndef work(input, context, step):\n"
-                                                 "    threading.Event().wait()\n")
+    (tmp_path / "stuck_cli_agent.py").write_text(
+        "import threading\n\ndef work(input, context, step):\n    threading.Event().wait()\n"
+    )
     cli.env["PYTHONPATH"] += os.pathsep + str(tmp_path)
     agents = {"py": {"kind": "python", "call": "stuck_cli_agent:work"}}
     path = cli.write_plan({"agents": agents, "steps": [{"key": "a", "timeout_s": 0.5, "max_attempts": 1}]})

@@ -43,9 +43,27 @@ MIXED = {
 # a worker starved of CPU on a loaded 2-core machine is not taken for dead while it still runs.
 def spawn_worker(url: str, name: str, log: Path) -> subprocess.Popen[str]:
     env = {**os.environ, "LOOPDECK_DB": url, "LOOPDECK_LEASE_S": "4", "PYTHONPATH": str(ROOT)}
-    return subprocess.Popen([sys.executable, "-m", "tui.cli", "worker", "--name", name, "--max-runs", "4",
-                             "--poll", "0.5", "--grace", "10"],
-                            env=env, stdout=subprocess.DEVNULL, stderr=open(log, "w"), text=True, cwd=ROOT)
+    return subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "tui.cli",
+            "worker",
+            "--name",
+            name,
+            "--max-runs",
+            "4",
+            "--poll",
+            "0.5",
+            "--grace",
+            "10",
+        ],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=open(log, "w"),
+        text=True,
+        cwd=ROOT,
+    )
 
 
 async def wait_for(predicate, timeout: float, what: str):
@@ -83,7 +101,11 @@ async def test_three_workers_share_a_hundred_runs_and_survive_a_kill(pg_url, tmp
             pid = workers[0].pid
             for run_id in run_ids:
                 run = await orch.store.get_run(run_id)
-                if run.lease and run.lease.pid == pid and any(s.status == "running" for s in await orch.store.get_steps(run_id)):
+                if (
+                    run.lease
+                    and run.lease.pid == pid
+                    and any(s.status == "running" for s in await orch.store.get_steps(run_id))
+                ):
                     return True
             return False
 
@@ -119,9 +141,15 @@ async def test_three_workers_share_a_hundred_runs_and_survive_a_kill(pg_url, tmp
         assert interrupted >= 1  # the kill interrupted a running attempt, which was counted and retried
         assert peak_overlap(intervals) <= API_LIMIT  # the shared agent limit held across all workers
         assert peak_overlap(intervals) == API_LIMIT  # ...and was used (the test would notice a stricter bug)
-        claimed = json.loads(subprocess.run(
-            [sys.executable, "-m", "tui.cli", "workers", "--json"], capture_output=True, text=True, cwd=ROOT,
-            env={**os.environ, "LOOPDECK_DB": pg_url, "PYTHONPATH": str(ROOT)}).stdout)
+        claimed = json.loads(
+            subprocess.run(
+                [sys.executable, "-m", "tui.cli", "workers", "--json"],
+                capture_output=True,
+                text=True,
+                cwd=ROOT,
+                env={**os.environ, "LOOPDECK_DB": pg_url, "PYTHONPATH": str(ROOT)},
+            ).stdout
+        )
         assert sorted(w["name"] for w in claimed) == ["w0", "w1", "w2"]
         assert all(w["runs_claimed"] > 0 for w in claimed)  # the load was shared
     finally:
@@ -136,10 +164,12 @@ async def _at_least(count, n: int) -> bool:
 
 
 def two_step_plan(latency_ms: int):
-    return validate_plan({"agents": {"sim": {"kind": "sim", "latency_ms": latency_ms},
-                                     "quick": {"kind": "sim", "latency_ms": 5}},
-                          "steps": [{"key": "long", "agent": "sim"},
-                                    {"key": "after", "agent": "quick", "depends_on": ["long"]}]})
+    return validate_plan(
+        {
+            "agents": {"sim": {"kind": "sim", "latency_ms": latency_ms}, "quick": {"kind": "sim", "latency_ms": 5}},
+            "steps": [{"key": "long", "agent": "sim"}, {"key": "after", "agent": "quick", "depends_on": ["long"]}],
+        }
+    )
 
 
 async def _running_under(orch: Orchestrator, run_id: str, pid: int) -> bool:
@@ -180,12 +210,18 @@ async def test_sigterm_lets_the_running_step_finish_then_hands_the_run_to_anothe
 
 
 @pytest.mark.slow
-async def test_past_the_grace_period_a_running_step_is_handed_back_and_retried_with_its_attempt_counted(pg_url, tmp_path):
+async def test_past_the_grace_period_a_running_step_is_handed_back_and_retried_with_its_attempt_counted(
+    pg_url, tmp_path
+):
     orch = await Orchestrator.open(pg_url, user="tester")
-    first = subprocess.Popen(
-        [sys.executable, "-m", "tui.cli", "worker", "--name", "impatient", "--grace", "0.2", "--poll", "0.5"],
-        env={**os.environ, "LOOPDECK_DB": pg_url, "LOOPDECK_LEASE_S": "4", "PYTHONPATH": str(ROOT)},
-        stdout=subprocess.DEVNULL, stderr=open(tmp_path / "first.log", "w"), cwd=ROOT)
+    with open(tmp_path / "first.log", "w") as log:  # the child keeps its own copy
+        first = subprocess.Popen(
+            [sys.executable, "-m", "tui.cli", "worker", "--name", "impatient", "--grace", "0.2", "--poll", "0.5"],
+            env={**os.environ, "LOOPDECK_DB": pg_url, "LOOPDECK_LEASE_S": "4", "PYTHONPATH": str(ROOT)},
+            stdout=subprocess.DEVNULL,
+            stderr=log,
+            cwd=ROOT,
+        )
     second = None
     try:
         run_id = await orch.create_run(two_step_plan(2000))
@@ -201,7 +237,10 @@ async def test_past_the_grace_period_a_running_step_is_handed_back_and_retried_w
         await wait_for(finished, 30, "the second worker to finish the run")
         long = await orch.store.get_step(run_id, "long")
         assert long.attempts == 2  # the cut-off attempt counted
-        assert [s.status for s in await orch.store.spans_of(run_id) if s.step_key == "long"] == ["interrupted", "succeeded"]
+        assert [s.status for s in await orch.store.spans_of(run_id) if s.step_key == "long"] == [
+            "interrupted",
+            "succeeded",
+        ]
     finally:
         for proc in (first, second):
             if proc is not None and proc.poll() is None:

@@ -8,23 +8,27 @@ import re
 
 from core import Orchestrator, validate_plan
 from tui.dashboard.app import LoopdeckApp
-from tui.text.literal import clean, literal
 from tui.dashboard.dialogs.approval import ApprovalScreen
-from tui.dashboard.dialogs.prompts import ConfirmScreen, PromptScreen
 from tui.dashboard.dialogs.help import HelpScreen
+from tui.dashboard.dialogs.prompts import ConfirmScreen, PromptScreen
 from tui.dashboard.widgets.dag_tree import DagTree
+from tui.text.literal import clean, literal
 
 SIZE = (140, 40)
 
 
 def gated_plan(**policy):
-    return validate_plan({
-        "goal": "pilot",
-        "agents": {"sim": {"kind": "sim", "latency_ms": 0, "seed": 1}},
-        "policy": policy,
-        "steps": [{"key": "draft"}, {"key": "publish", "approval": "required", "depends_on": ["draft"],
-                                     "input": {"to": "staging"}}],
-    })
+    return validate_plan(
+        {
+            "goal": "pilot",
+            "agents": {"sim": {"kind": "sim", "latency_ms": 0, "seed": 1}},
+            "policy": policy,
+            "steps": [
+                {"key": "draft"},
+                {"key": "publish", "approval": "required", "depends_on": ["draft"], "input": {"to": "staging"}},
+            ],
+        }
+    )
 
 
 def _holds(predicate) -> bool:
@@ -61,7 +65,9 @@ async def test_a_opens_by_itself_and_a_approves_as_the_named_user(db_url):
         row = await step_row(app.orch, app.run_id, "publish")
         assert row.approved_by == "alice" and row.status == "succeeded"
         # the end of the run is said plainly
-        await until(pilot, lambda: any(f"run {app.run_id} ended succeeded" in str(n.message) for n in app._notifications))
+        await until(
+            pilot, lambda: any(f"run {app.run_id} ended succeeded" in str(n.message) for n in app._notifications)
+        )
 
 
 async def test_r_rejects_with_a_reason(db_url):
@@ -164,9 +170,13 @@ async def test_read_only_disables_every_action(db_url):
 
 async def test_untrusted_text_is_shown_literally(db_url):
     nasty = "[bold red]boom[/] \x1b[2J\x1b]0;pwned\x07"
-    plan = validate_plan({"agents": {"bad": {"kind": "sim", "latency_ms": 0, "fail_rate": 1, "output": nasty}},
-                          "policy": {"max_step_attempts": 1},
-                          "steps": [{"key": "s", "title": nasty, "input": {"x": nasty}}]})
+    plan = validate_plan(
+        {
+            "agents": {"bad": {"kind": "sim", "latency_ms": 0, "fail_rate": 1, "output": nasty}},
+            "policy": {"max_step_attempts": 1},
+            "steps": [{"key": "s", "title": nasty, "input": {"x": nasty}}],
+        }
+    )
     app = LoopdeckApp(db_url, plan=plan, drive=True, user="gus")
     async with app.run_test(size=SIZE) as pilot:
         await until(pilot, lambda: app.final_status is not None)
@@ -198,11 +208,16 @@ async def test_attach_acts_on_a_run_driven_by_another_process_through_the_store(
 
 
 def wide_plan():
-    return validate_plan({
-        "agents": {"sim": {"kind": "sim", "latency_ms": 0}, "slow": {"kind": "sim", "latency_ms": 20000}},
-        "steps": [{"key": "long", "agent": "slow"}, {"key": "later", "agent": "sim", "depends_on": ["long"]},
-                  {"key": "quick", "agent": "sim"}],
-    })
+    return validate_plan(
+        {
+            "agents": {"sim": {"kind": "sim", "latency_ms": 0}, "slow": {"kind": "sim", "latency_ms": 20000}},
+            "steps": [
+                {"key": "long", "agent": "slow"},
+                {"key": "later", "agent": "sim", "depends_on": ["long"]},
+                {"key": "quick", "agent": "sim"},
+            ],
+        }
+    )
 
 
 def tree_keys(app) -> list[str]:
@@ -263,9 +278,14 @@ async def test_the_runs_list_opens_a_run_and_esc_returns(db_url):
         from tui.dashboard.screens.run import RunScreen
         from tui.dashboard.screens.runs import RunsScreen
 
-        await until(pilot, lambda: isinstance(app.screen, RunsScreen) and app.screen.query_one("DataTable").row_count == 2)
+        await until(
+            pilot, lambda: isinstance(app.screen, RunsScreen) and app.screen.query_one("DataTable").row_count == 2
+        )
         table = app.screen.query_one("DataTable")
-        assert [str(table.coordinate_to_cell_key((i, 0)).row_key.value) for i in range(2)] == [second, first]  # newest first
+        assert [str(table.coordinate_to_cell_key((i, 0)).row_key.value) for i in range(2)] == [
+            second,
+            first,
+        ]  # newest first
         await pilot.press("enter")
         await until(pilot, lambda: isinstance(app.screen, RunScreen))
         assert app.screen.run_id == second
@@ -276,8 +296,12 @@ async def test_the_runs_list_opens_a_run_and_esc_returns(db_url):
 async def test_the_timeline_tab_draws_one_row_per_attempt(db_url):
     from textual.widgets import TabbedContent
 
-    plan = validate_plan({"agents": {"sim": {"kind": "sim", "latency_ms": 0, "fail_times": 1}},
-                          "steps": [{"key": "a"}, {"key": "b", "depends_on": ["a"]}]})
+    plan = validate_plan(
+        {
+            "agents": {"sim": {"kind": "sim", "latency_ms": 0, "fail_times": 1}},
+            "steps": [{"key": "a"}, {"key": "b", "depends_on": ["a"]}],
+        }
+    )
     app = LoopdeckApp(db_url, plan=plan, drive=True, user="kim")
     async with app.run_test(size=SIZE) as pilot:
         await until(pilot, lambda: app.final_status is not None)
@@ -285,7 +309,7 @@ async def test_the_timeline_tab_draws_one_row_per_attempt(db_url):
         await until(pilot, lambda: "a #1" in screen_as_text(app), timeout=5)
         text = screen_as_text(app)
         missing = [label for label in ("a #1", "a #2", "b #1", "b #2") if label not in text]
-        assert not missing, text[text.find("Timeline"):][:1500]
+        assert not missing, text[text.find("Timeline") :][:1500]
 
 
 async def test_t_retries_a_failed_step(db_url, tmp_path, monkeypatch):
@@ -295,13 +319,19 @@ async def test_t_retries_a_failed_step(db_url, tmp_path, monkeypatch):
         "    seen.append(1)\n"
         "    if len(seen) == 1:\n"
         "        raise RuntimeError('down')\n"
-        "    return 'ok'\n")
+        "    return 'ok'\n"
+    )
     monkeypatch.syspath_prepend(str(tmp_path))
-    plan = validate_plan({
-        "agents": {"py": {"kind": "python", "call": "flaky_once:work"}, "sim": {"kind": "sim", "latency_ms": 0}},
-        "policy": {"stop_on_approval_required": False},
-        "steps": [{"key": "flaky", "agent": "py", "max_attempts": 1}, {"key": "gate", "agent": "sim", "approval": "required"}],
-    })
+    plan = validate_plan(
+        {
+            "agents": {"py": {"kind": "python", "call": "flaky_once:work"}, "sim": {"kind": "sim", "latency_ms": 0}},
+            "policy": {"stop_on_approval_required": False},
+            "steps": [
+                {"key": "flaky", "agent": "py", "max_attempts": 1},
+                {"key": "gate", "agent": "sim", "approval": "required"},
+            ],
+        }
+    )
     app = LoopdeckApp(db_url, plan=plan, drive=True, user="lee")
     async with app.run_test(size=SIZE) as pilot:
         await until(pilot, lambda: isinstance(app.screen, ApprovalScreen))
@@ -377,15 +407,30 @@ async def test_the_command_palette_offers_every_action(db_url):
         await pilot.press(*"budget")
         await pilot.pause(0.5)
         assert "Set the run's token budget" in screen_as_text(app)
-        assert {spec.id for spec in RUN_ACTIONS} >= {"approvals", "feedback_up", "feedback_down", "skip", "retry", "cancel",
-                                                       "budget", "filter", "freeze", "help", "quit"}
+        assert {spec.id for spec in RUN_ACTIONS} >= {
+            "approvals",
+            "feedback_up",
+            "feedback_down",
+            "skip",
+            "retry",
+            "cancel",
+            "budget",
+            "filter",
+            "freeze",
+            "help",
+            "quit",
+        }
 
 
 async def test_the_context_tab_shows_what_the_step_received_and_q_quits(db_url):
     from textual.widgets import TabbedContent
 
-    plan = validate_plan({"agents": {"sim": {"kind": "sim", "latency_ms": 0, "output": "upstream says hi"}},
-                          "steps": [{"key": "a"}, {"key": "b", "depends_on": ["a"]}]})
+    plan = validate_plan(
+        {
+            "agents": {"sim": {"kind": "sim", "latency_ms": 0, "output": "upstream says hi"}},
+            "steps": [{"key": "a"}, {"key": "b", "depends_on": ["a"]}],
+        }
+    )
     app = LoopdeckApp(db_url, plan=plan, drive=True, user="pat")
     async with app.run_test(size=SIZE) as pilot:
         await until(pilot, lambda: app.final_status is not None)
@@ -401,8 +446,9 @@ async def test_the_context_tab_shows_what_the_step_received_and_q_quits(db_url):
 async def test_collapsed_branches_cursor_and_scroll_hold_still_while_updates_stream_in(db_url):
     steps = [{"key": "root"}] + [{"key": f"c{i:02d}", "depends_on": ["root"]} for i in range(30)]
     steps += [{"key": f"other{i:02d}"} for i in range(30)]
-    plan = validate_plan({"agents": {"sim": {"kind": "sim", "latency_ms": [20, 60]}}, "policy": {"max_concurrency": 3},
-                          "steps": steps})
+    plan = validate_plan(
+        {"agents": {"sim": {"kind": "sim", "latency_ms": [20, 60]}}, "policy": {"max_concurrency": 3}, "steps": steps}
+    )
     app = LoopdeckApp(db_url, plan=plan, drive=True, user="quin")
     async with app.run_test(size=(140, 30)) as pilot:
         await until(pilot, lambda: getattr(app.screen, "view", None) is not None)

@@ -13,7 +13,8 @@ from tests.e2e.conftest import ROOT
 
 def test_an_error_outside_a_worker_ends_the_dashboard_with_one_line_and_no_locals(tmp_path):
     script = tmp_path / "boom.py"
-    script.write_text(textwrap.dedent("""
+    script.write_text(
+        textwrap.dedent("""
         import sys
         from tui.dashboard.app import LoopdeckApp
 
@@ -28,13 +29,22 @@ def test_an_error_outside_a_worker_ends_the_dashboard_with_one_line_and_no_local
         app = LoopdeckApp(sys.argv[1])
         app.run(headless=True, auto_pilot=auto_pilot)
         sys.exit(app.return_code or 0)
-    """))
-    result = subprocess.run([sys.executable, str(script), str(tmp_path / "x.db")], capture_output=True, text=True,
-                            timeout=60, cwd=ROOT, env={"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin", "COLUMNS": "300"})
+    """)
+    )
+    result = subprocess.run(
+        [sys.executable, str(script), str(tmp_path / "x.db")],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=ROOT,
+        env={"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin", "COLUMNS": "300"},
+    )
     assert result.returncode == 3
     assert "hunter2" not in result.stderr + result.stdout and "Traceback" not in result.stderr
-    assert result.stderr.strip() == ("loopdeck: unexpected error in the dashboard: RuntimeError: cannot reach "
-                                     "postgresql://u:***@h/db; this is a bug (LOOPDECK_DEBUG=1 shows the traceback)")
+    assert result.stderr.strip() == (
+        "loopdeck: unexpected error in the dashboard: RuntimeError: cannot reach "
+        "postgresql://u:***@h/db; this is a bug (LOOPDECK_DEBUG=1 shows the traceback)"
+    )
 
 
 async def test_a_failed_worker_is_a_notification_and_the_dashboard_stays(db_url):
@@ -79,6 +89,7 @@ async def test_a_failed_screen_worker_is_reported_too(db_url, monkeypatch):
             await pilot.press("down")  # highlight another step: its detail is read in a worker
             await pilot.pause(0.5)
             messages = [n.message for n in app._notifications]
-            assert any("unexpected error in the step detail: RuntimeError: the detail could not be read" in m
-                       for m in messages), messages
+            assert any(
+                "unexpected error in the step detail: RuntimeError: the detail could not be read" in m for m in messages
+            ), messages
             assert app.is_running

@@ -9,19 +9,21 @@ from core import validate_plan
 from tests.chat_server import ChatServer
 from tests.tui.test_dashboard import SIZE, screen_as_text, until
 from tui.dashboard.app import LoopdeckApp
-from tui.dashboard.dialogs.prompts import PromptScreen
 from tui.dashboard.dialogs.plan_review import PlanReviewScreen
+from tui.dashboard.dialogs.prompts import PromptScreen
 from tui.dashboard.widgets.dag_tree import DagTree
 from tui.dashboard.widgets.step_detail import StepDetail
 
 
 def reviewed_plan():
-    return validate_plan({
-        "goal": "review me",
-        "agents": {"sim": {"kind": "sim", "latency_ms": 0}},
-        "policy": {"plan_approval": "required"},
-        "steps": [{"key": "gather", "title": "Gather sources"}, {"key": "write", "depends_on": ["gather"]}],
-    })
+    return validate_plan(
+        {
+            "goal": "review me",
+            "agents": {"sim": {"kind": "sim", "latency_ms": 0}},
+            "policy": {"plan_approval": "required"},
+            "steps": [{"key": "gather", "title": "Gather sources"}, {"key": "write", "depends_on": ["gather"]}],
+        }
+    )
 
 
 async def test_the_review_opens_by_itself_and_a_approves_the_plan(db_url):
@@ -64,7 +66,11 @@ async def test_e_edits_in_the_editor_refuses_an_invalid_save_then_approves_the_v
     counter = tmp_path / "count"
     counter.write_text("0")
     # first save: a dependency on a step that does not exist; second save: a valid extra step
-    monkeypatch.setenv("EDITOR", editor_script(tmp_path, f"""
+    monkeypatch.setenv(
+        "EDITOR",
+        editor_script(
+            tmp_path,
+            f"""
 p = pathlib.Path(sys.argv[1]); text = p.read_text(); n = int(pathlib.Path({str(counter)!r}).read_text())
 pathlib.Path({str(counter)!r}).write_text(str(n + 1))
 if n == 0:
@@ -72,7 +78,9 @@ if n == 0:
 else:
     assert text.startswith("# problem: "), text  # the problems are on top of the file for the fix
     p.write_text(text.replace("nowhere", "write"))
-"""))
+""",
+        ),
+    )
     monkeypatch.delenv("VISUAL", raising=False)
     app = LoopdeckApp(db_url, plan=reviewed_plan(), drive=True, user="carol")
     async with app.run_test(size=SIZE) as pilot:
@@ -94,27 +102,42 @@ async def test_the_output_tab_fills_in_while_an_llm_agent_streams(db_url):
     server = ChatServer().start()
     try:
         server.stream([f"line {i}\n" for i in range(40)], chunk_delay_s=0.05)
-        plan = validate_plan({"agents": {"llm": {"kind": "llm", "base_url": server.url, "model": "m", "stream": True}},
-                              "steps": [{"key": "essay"}]})
+        plan = validate_plan(
+            {
+                "agents": {"llm": {"kind": "llm", "base_url": server.url, "model": "m", "stream": True}},
+                "steps": [{"key": "essay"}],
+            }
+        )
         app = LoopdeckApp(db_url, plan=plan, drive=True)
         async with app.run_test(size=SIZE) as pilot:
             await until(pilot, lambda: app.screen.query_one(DagTree).highlighted_key == "essay")
             await until(pilot, lambda: "streaming… line 0" in str(app.screen.query_one("#detail-output").render()))
             assert app.final_status is None  # still running: this is live output, not the result
             await until(pilot, lambda: app.final_status is not None)
-            await until(pilot, lambda: "line 39" in str(app.screen.query_one(StepDetail).query_one("#detail-output").render()))
+            await until(
+                pilot, lambda: "line 39" in str(app.screen.query_one(StepDetail).query_one("#detail-output").render())
+            )
     finally:
         server.stop()
 
 
 async def test_a_replan_an_agent_proposes_is_reviewed_in_the_same_screen(db_url):
-    plan = validate_plan({
-        "agents": {"py": {"kind": "python", "call": "tests.fixtures.agents:propose_more"},
-                   "sim": {"kind": "sim", "latency_ms": 0}},
-        "policy": {"plan_approval": "required"},
-        "steps": [{"key": "think", "agent": "py",
-                   "input": {"steps": [{"key": "extra", "agent": "sim", "depends_on": ["think"]}]}}],
-    })
+    plan = validate_plan(
+        {
+            "agents": {
+                "py": {"kind": "python", "call": "tests.fixtures.agents:propose_more"},
+                "sim": {"kind": "sim", "latency_ms": 0},
+            },
+            "policy": {"plan_approval": "required"},
+            "steps": [
+                {
+                    "key": "think",
+                    "agent": "py",
+                    "input": {"steps": [{"key": "extra", "agent": "sim", "depends_on": ["think"]}]},
+                }
+            ],
+        }
+    )
     app = LoopdeckApp(db_url, plan=plan, drive=True, user="dana")
     async with app.run_test(size=SIZE) as pilot:
         await until(pilot, lambda: isinstance(app.screen, PlanReviewScreen))

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import copy
 
-
 from core import validate_plan
 from core.demo import DEMO
 from tui.dashboard.app import LoopdeckApp

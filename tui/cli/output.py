@@ -57,7 +57,10 @@ out = _console(stderr=False)
 
 
 def print_json(data: Any) -> None:
-    """Machine-readable, strict JSON on stdout (never NaN); ASCII-escaped, so no untrusted byte reaches the terminal raw."""
+    """Machine-readable, strict JSON on stdout (never NaN).
+
+    ASCII-escaped, so no untrusted byte reaches the terminal raw.
+    """
     sys.stdout.write(dumps(data, indent=2) + "\n")
     sys.stdout.flush()
 
@@ -108,7 +111,11 @@ def guarded(make: Callable[[], Awaitable[int]]) -> int:
     except KeyboardInterrupt:
         run_id = Interrupted.run_id
         if run_id:
-            err.print(literal(f"interrupted; run {run_id} keeps its state: `loopdeck resume {run_id} --headless` continues it"))
+            err.print(
+                literal(
+                    f"interrupted; run {run_id} keeps its state: `loopdeck resume {run_id} --headless` continues it"
+                )
+            )
         else:
             err.print("interrupted")
         return EXIT_INTERRUPTED
@@ -118,7 +125,7 @@ def guarded(make: Callable[[], Awaitable[int]]) -> int:
     except (*REFUSED_ERRORS, LoopdeckError) as exc:
         err.print(literal(mask_urls(f"loopdeck: {exc}")))
         return EXIT_RUN_NOT_OK
-    except Exception as exc:  # noqa: BLE001 - a bug: one line, never a traceback with locals
+    except Exception as exc:
         return unexpected(exc)
 
 
@@ -127,8 +134,12 @@ def unexpected(exc: BaseException) -> int:
     if debug():
         sys.stderr.write(mask_urls("".join(traceback.format_exception(exc))))
     first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
-    err.print(literal(mask_urls(f"loopdeck: unexpected error: {type(exc).__name__}: {first}"[:500])
-                      + "; this is a bug (LOOPDECK_DEBUG=1 shows the traceback)"))
+    err.print(
+        literal(
+            mask_urls(f"loopdeck: unexpected error: {type(exc).__name__}: {first}"[:500])
+            + "; this is a bug (LOOPDECK_DEBUG=1 shows the traceback)"
+        )
+    )
     return EXIT_BUG
 
 

@@ -39,7 +39,9 @@ def repairs(text: str) -> int:
 def seconds(text: str) -> float:
     value = float(text)
     if not 0 < value <= limits.MAX_SECONDS:
-        raise argparse.ArgumentTypeError(f"must be a number of seconds above 0 and at most {limits.MAX_SECONDS:g}, not {text}")
+        raise argparse.ArgumentTypeError(
+            f"must be a number of seconds above 0 and at most {limits.MAX_SECONDS:g}, not {text}"
+        )
     return value
 
 
@@ -67,14 +69,24 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict[str, Any]]:
 
     def options(default: Any) -> argparse.ArgumentParser:
         p = argparse.ArgumentParser(add_help=False)
-        p.add_argument("--db", metavar="URL", default=default,
-                       help="database URL or SQLite file path (default: $LOOPDECK_DB, else a file in the user data directory)")
-        p.add_argument("--user", metavar="NAME", default=default,
-                       help="operator name recorded with actions (default: the login name)")
+        p.add_argument(
+            "--db",
+            metavar="URL",
+            default=default,
+            help="database URL or SQLite file path (default: $LOOPDECK_DB, else a file in the user data directory)",
+        )
+        p.add_argument(
+            "--user",
+            metavar="NAME",
+            default=default,
+            help="operator name recorded with actions (default: the login name)",
+        )
         return p
 
     # before or after the command: `loopdeck --db X runs` and `loopdeck runs --db X` alike
-    parser = argparse.ArgumentParser(prog="loopdeck", description="A control room for AI agent runs.", parents=[options(None)])
+    parser = argparse.ArgumentParser(
+        prog="loopdeck", description="A control room for AI agent runs.", parents=[options(None)]
+    )
     parser.add_argument("--version", action="version", version=f"loopdeck {__version__}")
     parser.add_argument("--read-only", action="store_true", help="with no command: open the dashboard without actions")
     common = options(argparse.SUPPRESS)

@@ -16,7 +16,6 @@ from rich.live import Live
 from rich.text import Text
 
 from core import Event, EventType, RunProjection, StepProjection
-
 from tui.text.literal import literal
 
 E = EventType
@@ -25,11 +24,13 @@ E = EventType
 def tally(snapshot: dict[str, Any]) -> RunProjection:
     """The run as the snapshot has it, ready to fold the events that follow."""
     run = snapshot["run"]
-    projection = RunProjection(run_id=run["id"], status=run["status"], tokens=run["tokens"]["total"],
-                               budget=run["token_budget"])
+    projection = RunProjection(
+        run_id=run["id"], status=run["status"], tokens=run["tokens"]["total"], budget=run["token_budget"]
+    )
     for s in snapshot["steps"]:
-        projection.steps[s["key"]] = StepProjection(key=s["key"], agent=s["agent"], status=s["status"],
-                                                    attempts=s["attempts"])
+        projection.steps[s["key"]] = StepProjection(
+            key=s["key"], agent=s["agent"], status=s["status"], attempts=s["attempts"]
+        )
     return projection
 
 
@@ -37,9 +38,11 @@ def line(run: RunProjection) -> Text:
     budget = f"/{run.budget:,}" if run.budget is not None else ""
     text = Text()
     text.append(f"{run.status:<12}", style="bold")
-    text.append(f" {run.done}/{len(run.steps)} done · {run.count('running')} running · "
-                f"{run.count('waiting_user')} waiting for approval · "
-                f"{run.count('failed')} failed · {run.tokens:,}{budget} tokens")
+    text.append(
+        f" {run.done}/{len(run.steps)} done · {run.count('running')} running · "
+        f"{run.count('waiting_user')} waiting for approval · "
+        f"{run.count('failed')} failed · {run.tokens:,}{budget} tokens"
+    )
     return text
 
 
@@ -56,7 +59,7 @@ class Progress:
         self._live: Live | None = None
         self._last_print = 0.0
 
-    def __enter__(self) -> "Progress":
+    def __enter__(self) -> Progress:
         if self.console.is_terminal and not self.quiet:
             self._live = Live(line(self.tally), console=self.console, refresh_per_second=8, transient=True)
             self._live.__enter__()
@@ -88,52 +91,100 @@ class Progress:
     def plan_waits(self, by_step: str | None) -> Text:
         """The line telling the operator a plan waits for review, and how to answer it."""
         what = "the plan" if by_step is None else Text.assemble("a replan proposed by step ", literal(by_step, "bold"))
-        return Text.assemble(("⏸ ", "yellow"), what, " waits for approval: ",
-                             f"loopdeck approve-plan {self.run_id} [--reject] (see it: loopdeck show {self.run_id} --json)")
+        return Text.assemble(
+            ("⏸ ", "yellow"),
+            what,
+            " waits for approval: ",
+            f"loopdeck approve-plan {self.run_id} [--reject] (see it: loopdeck show {self.run_id} --json)",
+        )
 
     def _describe(self, event: Event) -> Text | None:
         key = event.step_key or ""
         p = event.payload
         if event.type == E.STEP_WAITING:
             return Text.assemble(
-                ("⏸ ", "yellow"), "step ", literal(key, "bold"), " waits for approval: ",
-                f"loopdeck approve {self.run_id} ", literal(key), " [--reject]",
+                ("⏸ ", "yellow"),
+                "step ",
+                literal(key, "bold"),
+                " waits for approval: ",
+                f"loopdeck approve {self.run_id} ",
+                literal(key),
+                " [--reject]",
             )
         if event.type == E.STEP_APPROVED:
-            return Text.assemble(("✓ ", "green"), "step ", literal(key, "bold"), " approved by ", literal(p.get("user")))
+            return Text.assemble(
+                ("✓ ", "green"), "step ", literal(key, "bold"), " approved by ", literal(p.get("user"))
+            )
         if event.type == E.STEP_REJECTED:
             return Text.assemble(("✗ ", "red"), "step ", literal(key, "bold"), " rejected by ", literal(p.get("user")))
         if event.type == E.STEP_RETRYING:
-            return Text.assemble(("↻ ", "yellow"), "step ", literal(key, "bold"), f" attempt {p.get('attempt')} failed (",
-                                 literal(p.get("error")), f"); retrying in {p.get('delay_s', 0):.1f}s")
+            return Text.assemble(
+                ("↻ ", "yellow"),
+                "step ",
+                literal(key, "bold"),
+                f" attempt {p.get('attempt')} failed (",
+                literal(p.get("error")),
+                f"); retrying in {p.get('delay_s', 0):.1f}s",
+            )
         if event.type == E.STEP_FAILED:
             return Text.assemble(("✗ ", "red"), "step ", literal(key, "bold"), " failed: ", literal(p.get("error")))
         if event.type == E.STEP_REQUEUED:
-            return Text.assemble(("↻ ", "yellow"), "step ", literal(key, "bold"), f" requeued (attempt {p.get('attempt')} was interrupted)")
+            return Text.assemble(
+                ("↻ ", "yellow"),
+                "step ",
+                literal(key, "bold"),
+                f" requeued (attempt {p.get('attempt')} was interrupted)",
+            )
         if event.type == E.RUN_RESUMED:
             return Text(f"run {self.run_id} resumed")
         if event.type == E.BREAKER_CHANGED:
             style = {"open": "red", "half_open": "yellow", "closed": "green"}.get(p.get("to"), "")
-            return Text.assemble(("⚡ ", style), "breaker of ", literal(p.get("agent"), "bold"), " ", (str(p.get("to")), style),
-                                 " (", literal(p.get("reason")), ")")
+            return Text.assemble(
+                ("⚡ ", style),
+                "breaker of ",
+                literal(p.get("agent"), "bold"),
+                " ",
+                (str(p.get("to")), style),
+                " (",
+                literal(p.get("reason")),
+                ")",
+            )
         if event.type == E.STEP_HELD:
             return Text.assemble(("⏳ ", "yellow"), "step ", literal(key, "bold"), " waits: ", literal(p.get("reason")))
         if event.type == E.STEP_ROUTED:
-            return Text.assemble(("↪ ", "cyan"), "step ", literal(key, "bold"), " routed from ", literal(p.get("from")),
-                                 " to ", literal(p.get("to")), " (", literal(p.get("reason")), ")")
+            return Text.assemble(
+                ("↪ ", "cyan"),
+                "step ",
+                literal(key, "bold"),
+                " routed from ",
+                literal(p.get("from")),
+                " to ",
+                literal(p.get("to")),
+                " (",
+                literal(p.get("reason")),
+                ")",
+            )
         if event.type == E.BUDGET_EXHAUSTED:
-            return Text.assemble(("⏸ ", "yellow"), literal(p.get("reason")), f"; raise it: loopdeck budget {self.run_id} --set N")
+            return Text.assemble(
+                ("⏸ ", "yellow"), literal(p.get("reason")), f"; raise it: loopdeck budget {self.run_id} --set N"
+            )
         if event.type == E.BUDGET_CHANGED:
             return Text.assemble("token budget set to ", str(p.get("to")), " by ", literal(p.get("user")))
         if event.type == E.RUN_PLAN_PROPOSED and key:
             return self.plan_waits(key)
         if event.type in (E.RUN_PLAN_APPROVED, E.RUN_PLAN_REJECTED):
             verb, style = ("approved", "green") if event.type == E.RUN_PLAN_APPROVED else ("rejected", "red")
-            return Text.assemble(("✓ " if style == "green" else "✗ ", style), f"plan {verb} by ", literal(p.get("user")))
+            return Text.assemble(
+                ("✓ " if style == "green" else "✗ ", style), f"plan {verb} by ", literal(p.get("user"))
+            )
         if event.type == E.REPLAN_REFUSED:
-            return Text.assemble(("✗ ", "red"), "replan proposed by step ", literal(key, "bold"), " refused: ",
-                                 literal(p.get("error")))
+            return Text.assemble(
+                ("✗ ", "red"), "replan proposed by step ", literal(key, "bold"), " refused: ", literal(p.get("error"))
+            )
         if event.type == E.RUN_REPLANNED:
-            return Text.assemble("run replanned by ", literal(p.get("user")), f" ({p.get('mode')}): +{len(p.get('added', []))}"
-                                 f" / -{len(p.get('removed', []))} steps")
+            return Text.assemble(
+                "run replanned by ",
+                literal(p.get("user")),
+                f" ({p.get('mode')}): +{len(p.get('added', []))} / -{len(p.get('removed', []))} steps",
+            )
         return None

@@ -23,16 +23,50 @@ class ActionSpec:
 
 
 RUN_ACTIONS: tuple[ActionSpec, ...] = (
-    ActionSpec("approvals", "A", "open_approvals", "Approvals", "Open the queue of steps waiting for approval", key_display="A"),
-    ActionSpec("plan_review", "P", "open_plan_review", "Plan", "Review the plan (or replan) waiting for approval", key_display="P"),
-    ActionSpec("feedback_up", "plus", "feedback('up')", "👍", "Thumbs up for the highlighted finished step", key_display="+"),
-    ActionSpec("feedback_down", "minus", "feedback('down')", "👎", "Thumbs down for the highlighted finished step", key_display="-"),
+    ActionSpec(
+        "approvals", "A", "open_approvals", "Approvals", "Open the queue of steps waiting for approval", key_display="A"
+    ),
+    ActionSpec(
+        "plan_review",
+        "P",
+        "open_plan_review",
+        "Plan",
+        "Review the plan (or replan) waiting for approval",
+        key_display="P",
+    ),
+    ActionSpec(
+        "feedback_up", "plus", "feedback('up')", "👍", "Thumbs up for the highlighted finished step", key_display="+"
+    ),
+    ActionSpec(
+        "feedback_down",
+        "minus",
+        "feedback('down')",
+        "👎",
+        "Thumbs down for the highlighted finished step",
+        key_display="-",
+    ),
     ActionSpec("budget", "b", "raise_budget", "Budget", "Set the run's token budget (a paused run continues)"),
     ActionSpec("skip", "s", "skip_step", "Skip", "Skip the highlighted step (pending or waiting): it will not run"),
     ActionSpec("retry", "t", "retry_step", "Retry", "Give the highlighted failed step one more attempt"),
-    ActionSpec("filter", "slash", "filter", "Filter", "Show only steps whose key, status or agent matches", writes=False, key_display="/"),
-    ActionSpec("freeze", "space", "freeze", "Freeze", "Freeze or resume live updates (nothing is lost meanwhile)", writes=False, key_display="space",
-               priority=True),
+    ActionSpec(
+        "filter",
+        "slash",
+        "filter",
+        "Filter",
+        "Show only steps whose key, status or agent matches",
+        writes=False,
+        key_display="/",
+    ),
+    ActionSpec(
+        "freeze",
+        "space",
+        "freeze",
+        "Freeze",
+        "Freeze or resume live updates (nothing is lost meanwhile)",
+        writes=False,
+        key_display="space",
+        priority=True,
+    ),
     ActionSpec("cancel", "x", "cancel_run", "Cancel", "Cancel the run (asks to confirm)"),
     ActionSpec("follow", "end", "follow_log", "Follow", "Follow the event log again", writes=False, show=False),
     ActionSpec("runs", "escape", "runs", "Runs", "Back to the list of runs", writes=False, key_display="esc"),
@@ -43,7 +77,15 @@ RUN_ACTIONS: tuple[ActionSpec, ...] = (
 
 def bindings(specs: tuple[ActionSpec, ...]) -> list[Binding]:
     return [
-        Binding(spec.key, spec.action, spec.label, show=spec.show, key_display=spec.key_display,
-                priority=spec.priority, tooltip=spec.help, id=spec.id)
+        Binding(
+            spec.key,
+            spec.action,
+            spec.label,
+            show=spec.show,
+            key_display=spec.key_display,
+            priority=spec.priority,
+            tooltip=spec.help,
+            id=spec.id,
+        )
         for spec in specs
     ]

@@ -20,6 +20,7 @@ and never with local variables (they would hold URLs and keys).
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
 import time
@@ -44,7 +45,7 @@ from tui.dashboard.screens.runs import RunsScreen
 class ActionCommands(Provider):
     """The command palette offers every action of the registry."""
 
-    def _specs(self):  # noqa: ANN202 - a generator of ActionSpec
+    def _specs(self):
         screen = self.screen
         for spec in RUN_ACTIONS:
             if screen.check_action(spec.action.split("(")[0], ()) is not False:
@@ -52,8 +53,11 @@ class ActionCommands(Provider):
 
     async def discover(self) -> Hits:
         for spec in self._specs():
-            yield DiscoveryHit(spec.label if spec.label.isalpha() else spec.help, partial(self.screen.run_action, spec.action),
-                               help=spec.help)
+            yield DiscoveryHit(
+                spec.label if spec.label.isalpha() else spec.help,
+                partial(self.screen.run_action, spec.action),
+                help=spec.help,
+            )
 
     async def search(self, query: str) -> AsyncIterator[Hit]:
         matcher = self.matcher(query)
@@ -108,8 +112,9 @@ class LoopdeckApp(App[int]):
             if self.orch is None:
                 self.orch = await Orchestrator.open(self.db, user=self._user, clock=self.clock, run_ids=self._run_ids)
             if self.plan is not None:
-                self.run_id = await self.orch.create_run(self.plan, proposed_by=self.proposed_by, hold=self.drive,
-                                                         planning_tokens=self.planning_tokens)
+                self.run_id = await self.orch.create_run(
+                    self.plan, proposed_by=self.proposed_by, hold=self.drive, planning_tokens=self.planning_tokens
+                )
             if self.run_id is not None:
                 self.run_id = await self.orch.resolve_run_id(self.run_id)
         except LoopdeckError as exc:
@@ -120,8 +125,9 @@ class LoopdeckApp(App[int]):
             await self.push_screen(RunsScreen(self.ctx))
             return
         if self.drive:
-            self.run_worker(self._drive(self.run_id), name="the run's driver", group="drive", exclusive=True,
-                            exit_on_error=False)
+            self.run_worker(
+                self._drive(self.run_id), name="the run's driver", group="drive", exclusive=True, exit_on_error=False
+            )
         await self.push_screen(RunScreen(self.ctx, self.run_id))
 
     def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
@@ -152,8 +158,14 @@ class LoopdeckApp(App[int]):
         if os.environ.get("LOOPDECK_DEBUG", "").strip().lower() in ("1", "true", "yes", "on") and error is not None:
             self._exit_renderables.append(Text(mask_urls("".join(traceback.format_exception(error)))))
         what = f"{type(error).__name__}: {error}" if error is not None else "unknown error"
-        self._exit_renderables.append(Text(mask_urls(f"loopdeck: unexpected error in the dashboard: {what}; "
-                                                     "this is a bug (LOOPDECK_DEBUG=1 shows the traceback)")))
+        self._exit_renderables.append(
+            Text(
+                mask_urls(
+                    f"loopdeck: unexpected error in the dashboard: {what}; "
+                    "this is a bug (LOOPDECK_DEBUG=1 shows the traceback)"
+                )
+            )
+        )
         self._close_messages_no_wait()
 
     async def _drive(self, run_id: str) -> None:
@@ -166,9 +178,7 @@ class LoopdeckApp(App[int]):
         for worker in list(self.workers):
             worker.cancel()
             if worker.group == "drive":  # let the driver release the run's lease before the store closes
-                try:
+                with contextlib.suppress(Exception):
                     await worker.wait()
-                except Exception:  # noqa: BLE001 - cancelled or failed: either way it has stopped
-                    pass
         if self._given is None and self.orch is not None:
             await self.orch.close()

@@ -14,7 +14,6 @@ import tempfile
 from pathlib import Path
 
 from core import demo_plan
-
 from tui.dashboard.app import LoopdeckApp
 from tui.dashboard.dialogs.approval import ApprovalScreen
 from tui.dashboard.dialogs.help import HelpScreen
@@ -36,7 +35,8 @@ async def capture(out: Path) -> list[Path]:
     with tempfile.TemporaryDirectory() as tmp:
         app = LoopdeckApp(str(Path(tmp) / "shots.db"), plan=demo_plan(), drive=True, user="operator")
         async with app.run_test(size=SIZE) as pilot:
-            async def wait_for(predicate, timeout: float = 60) -> None:  # noqa: ANN001
+
+            async def wait_for(predicate, timeout: float = 60) -> None:
                 for _ in range(int(timeout / 0.1)):
                     if predicate():
                         return

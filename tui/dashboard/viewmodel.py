@@ -58,13 +58,22 @@ class RunView(RunProjection):
         """
         run = snap["run"]
         view = cls(
-            run_id=run["id"], goal=run["goal"], status="planning", budget=run["token_budget"],
-            max_concurrency=run.get("max_concurrency") or 0, created_at=parse_iso(run["created_at"]) or time.time(),
+            run_id=run["id"],
+            goal=run["goal"],
+            status="planning",
+            budget=run["token_budget"],
+            max_concurrency=run.get("max_concurrency") or 0,
+            created_at=parse_iso(run["created_at"]) or time.time(),
         )
         for s in snap["steps"]:
             view.steps[s["key"]] = StepView(
-                key=s["key"], title=s["title"], type=s["type"], agent=s["agent"], depends_on=s.get("depends_on", []),
-                input=s["input"], output=s["output"],
+                key=s["key"],
+                title=s["title"],
+                type=s["type"],
+                agent=s["agent"],
+                depends_on=s.get("depends_on", []),
+                input=s["input"],
+                output=s["output"],
             )
         for e in snap.get("events", []):
             view.apply(Event(e["id"], run["id"], e["type"], e["step"], e["payload"], parse_iso(e["created_at"]) or 0.0))

@@ -1,9 +1,9 @@
 """The commands, one module per group; each registers its subcommands and what runs them.
 
-    driving    run, demo, resume, submit, worker     planning  plan, approve-plan, skills
-    acting     approve, cancel, budget, replan, feedback
-    reading    runs, show, agents, export, workers, schema
-    dashboard  the Textual dashboard (plain ``loopdeck``, attach, and run/demo/resume without --headless)
+driving    run, demo, resume, submit, worker     planning  plan, approve-plan, skills
+acting     approve, cancel, budget, replan, feedback
+reading    runs, show, agents, export, workers, schema
+dashboard  the Textual dashboard (plain ``loopdeck``, attach, and run/demo/resume without --headless)
 """
 
 from __future__ import annotations

@@ -28,8 +28,9 @@ def register(sub: Any, common: argparse.ArgumentParser) -> dict[str, Command]:
     p.add_argument("--reason", metavar="TEXT")
     p = sub.add_parser("budget", parents=[common], help="set a run's token budget (a paused run continues)")
     p.add_argument("run_id")
-    p.add_argument("--set", dest="limit", required=True, metavar="N", type=budget_value,
-                   help="tokens, or 'none' for no limit")
+    p.add_argument(
+        "--set", dest="limit", required=True, metavar="N", type=budget_value, help="tokens, or 'none' for no limit"
+    )
     p = sub.add_parser("replan", parents=[common], help="append steps to a live run, or replace its pending steps")
     p.add_argument("run_id")
     p.add_argument("steps", help="YAML or JSON file: a list of steps, or a mapping with `steps:`")
@@ -41,8 +42,13 @@ def register(sub: Any, common: argparse.ArgumentParser) -> dict[str, Command]:
     p.add_argument("rating", choices=["up", "down"])
     p.add_argument("--comment", metavar="TEXT")
     p.add_argument("--category", metavar="NAME")
-    return {"approve": Command(approve), "cancel": Command(cancel), "budget": Command(set_budget),
-            "replan": Command(replan, prepare=read_steps), "feedback": Command(feedback)}
+    return {
+        "approve": Command(approve),
+        "cancel": Command(cancel),
+        "budget": Command(set_budget),
+        "replan": Command(replan, prepare=read_steps),
+        "feedback": Command(feedback),
+    }
 
 
 async def approve(orch: Orchestrator, args: argparse.Namespace, _: Any) -> int:
@@ -74,7 +80,9 @@ async def set_budget(orch: Orchestrator, args: argparse.Namespace, _: Any) -> in
     limit = args.limit.value
     run_id = await orch.resolve_run_id(args.run_id)
     delivery = await orch.set_budget(run_id, limit, user=orch.user)
-    err.print(literal(f"run {run_id}: token budget set to {'no limit' if limit is None else f'{limit:,}'} by {orch.user}"))
+    err.print(
+        literal(f"run {run_id}: token budget set to {'no limit' if limit is None else f'{limit:,}'} by {orch.user}")
+    )
     await say_who_continues(orch, run_id, delivery)
     return EXIT_OK
 
@@ -95,7 +103,9 @@ async def replan(orch: Orchestrator, args: argparse.Namespace, steps: Any) -> in
 
 async def feedback(orch: Orchestrator, args: argparse.Namespace, _: Any) -> int:
     run_id = await orch.resolve_run_id(args.run_id)
-    await orch.feedback(run_id, args.step_key, args.rating, comment=args.comment, category=args.category, user=orch.user)
+    await orch.feedback(
+        run_id, args.step_key, args.rating, comment=args.comment, category=args.category, user=orch.user
+    )
     thumb = "👍" if args.rating == "up" else "👎"
     err.print(literal(f"{thumb} recorded for step {args.step_key} of run {run_id} by {orch.user}"))
     return EXIT_OK
@@ -107,5 +117,9 @@ async def say_who_continues(orch: Orchestrator, run_id: str, delivery: Delivery)
         return
     run = await orch.run(run_id, plan=False)
     if not RunStatus(run.status).terminal:
-        err.print(literal(f"no process drives run {run_id} now; `loopdeck resume {run_id}` (or a `loopdeck worker` "
-                          "on this database) continues it"))
+        err.print(
+            literal(
+                f"no process drives run {run_id} now; `loopdeck resume {run_id}` (or a `loopdeck worker` "
+                "on this database) continues it"
+            )
+        )

@@ -38,8 +38,11 @@ def refuse_without_terminal(args: argparse.Namespace) -> int | None:
     """Exit 2 with what to use instead, when stdin or stdout is not a terminal (never a flood of escape codes)."""
     if sys.stdin.isatty() and sys.stdout.isatty():
         return None
-    hint = "use --headless" if args.command in DRIVING else \
-        "use `loopdeck runs` or `loopdeck show RUN_ID` to read runs without a terminal"
+    hint = (
+        "use --headless"
+        if args.command in DRIVING
+        else "use `loopdeck runs` or `loopdeck show RUN_ID` to read runs without a terminal"
+    )
     err.print(f"loopdeck: not a terminal (the dashboard needs one on stdin and stdout); {hint}")
     return EXIT_BAD_INPUT
 
@@ -52,12 +55,14 @@ async def open_dashboard(args: argparse.Namespace) -> int:
     if args.command == "run":
         plan = await planned(args)
     drive = args.command in DRIVING
-    async with await Orchestrator.open(args.db, user=args.user or default_user(),
-                                       create=args.command in ("run", "demo")) as orch:
+    async with await Orchestrator.open(
+        args.db, user=args.user or default_user(), create=args.command in ("run", "demo")
+    ) as orch:
         run_id = getattr(args, "run_id", None)
         if plan is not None:
-            run_id = await orch.create_run(plan.plan, proposed_by=plan.proposed_by, hold=True,
-                                           planning_tokens=plan.tokens)
+            run_id = await orch.create_run(
+                plan.plan, proposed_by=plan.proposed_by, hold=True, planning_tokens=plan.tokens
+            )
         elif args.command == "demo":
             run_id = await orch.create_run(demo_plan(), hold=True)
         elif run_id is not None:

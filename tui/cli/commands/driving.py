@@ -29,8 +29,12 @@ def driving_options(p: argparse.ArgumentParser, approve_default: str) -> None:
     p.add_argument("--headless", action="store_true", help="no dashboard: progress on stderr")
     p.add_argument("--read-only", action="store_true", help="dashboard without actions (for watching)")
     p.add_argument("--json", action="store_true", help="print the run (as `show --json`) when it ends")
-    p.add_argument("--approve", choices=["all", "none", "ask"], default=approve_default,
-                   help="answer approval gates: all (approve), none (reject), ask (wait for `loopdeck approve`)")
+    p.add_argument(
+        "--approve",
+        choices=["all", "none", "ask"],
+        default=approve_default,
+        help="answer approval gates: all (approve), none (reject), ask (wait for `loopdeck approve`)",
+    )
 
 
 def register(sub: Any, common: argparse.ArgumentParser) -> dict[str, Command]:
@@ -47,17 +51,31 @@ def register(sub: Any, common: argparse.ArgumentParser) -> dict[str, Command]:
     driving_options(p, "ask")
     p = sub.add_parser("submit", parents=[common], help="queue a run of a plan file for a worker (does not drive it)")
     p.add_argument("plan", help="path to the plan file")
-    p.add_argument("--json", action="store_true", help="print {\"id\": RUN_ID} on stdout")
+    p.add_argument("--json", action="store_true", help='print {"id": RUN_ID} on stdout')
     p = sub.add_parser("worker", parents=[common], help="claim queued or orphaned runs and drive them, until SIGTERM")
     p.add_argument("--max-runs", type=count, default=4, metavar="N", help="runs driven at once (default 4)")
     p.add_argument("--name", metavar="NAME", help="this worker's name in `loopdeck workers` (default: host-pid)")
-    p.add_argument("--grace", type=seconds, default=30.0, metavar="S",
-                   help="on SIGTERM, seconds running steps may take to finish before their runs are handed back")
-    p.add_argument("--poll", type=seconds, default=1.0, metavar="S", help="seconds between looks for work when "
-                   "nothing wakes the worker (PostgreSQL notifies it at once)")
-    return {"run": Command(run, prepare=planned, creates=True), "demo": Command(demo, creates=True),
-            "resume": Command(resume), "submit": Command(submit, prepare=planned, creates=True),
-            "worker": Command(worker, creates=True)}
+    p.add_argument(
+        "--grace",
+        type=seconds,
+        default=30.0,
+        metavar="S",
+        help="on SIGTERM, seconds running steps may take to finish before their runs are handed back",
+    )
+    p.add_argument(
+        "--poll",
+        type=seconds,
+        default=1.0,
+        metavar="S",
+        help="seconds between looks for work when nothing wakes the worker (PostgreSQL notifies it at once)",
+    )
+    return {
+        "run": Command(run, prepare=planned, creates=True),
+        "demo": Command(demo, creates=True),
+        "resume": Command(resume),
+        "submit": Command(submit, prepare=planned, creates=True),
+        "worker": Command(worker, creates=True),
+    }
 
 
 async def planned(args: argparse.Namespace) -> Planned:
@@ -75,8 +93,10 @@ async def run(orch: Orchestrator, args: argparse.Namespace, plan: Planned) -> in
 async def demo(orch: Orchestrator, args: argparse.Namespace, _: Any) -> int:
     run_id = await orch.create_run(demo_plan(), hold=True)
     if args.approve == "all":
-        err.print("demo: approval gates are approved automatically (--approve all); "
-                  "pass --approve ask to answer them with `loopdeck approve`")
+        err.print(
+            "demo: approval gates are approved automatically (--approve all); "
+            "pass --approve ask to answer them with `loopdeck approve`"
+        )
     return await drive(orch, run_id, args)
 
 
@@ -92,14 +112,24 @@ async def submit(orch: Orchestrator, args: argparse.Namespace, plan: Planned) ->
     run_id = await orch.create_run(plan.plan)
     if args.json:
         print_json({"id": run_id})
-    err.print(literal(f"run {run_id} queued ({len(plan.plan.steps)} steps); a `loopdeck worker` on this "
-                      f"database drives it — watch it with `loopdeck attach {run_id}`"))
+    err.print(
+        literal(
+            f"run {run_id} queued ({len(plan.plan.steps)} steps); a `loopdeck worker` on this "
+            f"database drives it — watch it with `loopdeck attach {run_id}`"
+        )
+    )
     return EXIT_OK
 
 
 async def worker(orch: Orchestrator, args: argparse.Namespace, _: Any) -> int:
-    pool = Worker(orch, name=args.name, max_runs=args.max_runs, poll_s=args.poll, grace_s=args.grace,
-                  on_note=lambda line: err.print(literal(line)))
+    pool = Worker(
+        orch,
+        name=args.name,
+        max_runs=args.max_runs,
+        poll_s=args.poll,
+        grace_s=args.grace,
+        on_note=lambda line: err.print(literal(line)),
+    )
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, pool.stop)
@@ -149,11 +179,14 @@ class _Helpers:
         self.tasks.discard(task)
         if not task.cancelled() and task.exception() is not None:
             exc = task.exception()
-            self.progress.note(literal(mask_urls(f"loopdeck: unexpected error in the progress display: "
-                                                 f"{type(exc).__name__}: {exc}")))
+            self.progress.note(
+                literal(mask_urls(f"loopdeck: unexpected error in the progress display: {type(exc).__name__}: {exc}"))
+            )
 
 
-async def _watch(orch: Orchestrator, run_id: str, sub: Any, progress: Progress, approve: str, helpers: _Helpers) -> None:
+async def _watch(
+    orch: Orchestrator, run_id: str, sub: Any, progress: Progress, approve: str, helpers: _Helpers
+) -> None:
     """Feed events to the progress display; answer gates when --approve says so."""
     async for item in sub:
         if not hasattr(item, "type"):
@@ -167,8 +200,12 @@ async def _watch(orch: Orchestrator, run_id: str, sub: Any, progress: Progress, 
 
 async def _answer_plan(orch: Orchestrator, run_id: str, approve: str, progress: Progress) -> None:
     try:
-        await orch.approve_plan(run_id, approve=approve == "all", user=f"{orch.user} (--approve {approve})",
-                                reason=f"{'approved' if approve == 'all' else 'rejected'} automatically")
+        await orch.approve_plan(
+            run_id,
+            approve=approve == "all",
+            user=f"{orch.user} (--approve {approve})",
+            reason=f"{'approved' if approve == 'all' else 'rejected'} automatically",
+        )
     except LoopdeckError as exc:
         progress.note(literal(f"could not answer the plan review: {exc}"))
 

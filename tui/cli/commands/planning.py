@@ -29,10 +29,18 @@ from tui.text.literal import literal
 
 
 def planning_options(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--agents", metavar="FILE", help=f"agents file: agents, and optionally policy and skills "
-                   f"(default: ${PLANNER_ENV}, else ./agents.yaml)")
-    p.add_argument("--max-repairs", type=repairs, default=3, metavar="N",
-                   help="times the planner may fix an invalid plan (default 3)")
+    p.add_argument(
+        "--agents",
+        metavar="FILE",
+        help=f"agents file: agents, and optionally policy and skills (default: ${PLANNER_ENV}, else ./agents.yaml)",
+    )
+    p.add_argument(
+        "--max-repairs",
+        type=repairs,
+        default=3,
+        metavar="N",
+        help="times the planner may fix an invalid plan (default 3)",
+    )
 
 
 def register(sub: Any, common: argparse.ArgumentParser) -> dict[str, Command]:
@@ -43,16 +51,26 @@ def register(sub: Any, common: argparse.ArgumentParser) -> dict[str, Command]:
     planning_options(p)
     p = sub.add_parser("approve-plan", parents=[common], help="approve (or --reject) the plan a run awaits approval of")
     p.add_argument("run_id")
-    p.add_argument("--reject", action="store_true", help="reject: a run that has not started ends rejected; "
-                   "a proposed replan is dropped and the run goes on")
-    p.add_argument("--plan", dest="edited", metavar="FILE", help="approve this (edited) plan file instead; "
-                   "for a proposed replan, a file of steps")
+    p.add_argument(
+        "--reject",
+        action="store_true",
+        help="reject: a run that has not started ends rejected; a proposed replan is dropped and the run goes on",
+    )
+    p.add_argument(
+        "--plan",
+        dest="edited",
+        metavar="FILE",
+        help="approve this (edited) plan file instead; for a proposed replan, a file of steps",
+    )
     p.add_argument("--reason", metavar="TEXT")
     p = sub.add_parser("skills", parents=[common], help="list the skills a plan can call, and where they come from")
     p.add_argument("--plan", dest="plan_file", metavar="FILE", help="include this plan's own skills map")
     p.add_argument("--json", action="store_true")
-    return {"plan": Command(plan, database=False), "approve-plan": Command(approve_plan, prepare=read_edited),
-            "skills": Command(skills, database=False)}
+    return {
+        "plan": Command(plan, database=False),
+        "approve-plan": Command(approve_plan, prepare=read_edited),
+        "skills": Command(skills, database=False),
+    }
 
 
 @dataclass(frozen=True)
@@ -68,15 +86,27 @@ async def plan_from_goal(args: argparse.Namespace, planner: str) -> Planned:
     """Plan from ``args.goal`` with the ``planner`` agent, showing each request and repair on stderr."""
     path = args.agents or default_agents_file()
     if path is None:
-        raise BadInput(f"the planner needs an agents file: pass --agents FILE, set ${PLANNER_ENV}, "
-                       "or put agents.yaml in this directory")
+        raise BadInput(
+            f"the planner needs an agents file: pass --agents FILE, set ${PLANNER_ENV}, "
+            "or put agents.yaml in this directory"
+        )
     base = load_base(path)
     agent = planner_agent(base, planner, str(path))
-    result = await plan_goal(args.goal, planner, agent, base, max_repairs=args.max_repairs,
-                             on_progress=lambda line: err.print(literal(f"planner: {line}")))
+    result = await plan_goal(
+        args.goal,
+        planner,
+        agent,
+        base,
+        max_repairs=args.max_repairs,
+        on_progress=lambda line: err.print(literal(f"planner: {line}")),
+    )
     repaired = f" after {result.repairs} repair(s)" if result.repairs else ""
-    err.print(literal(f"planner: {len(result.plan.steps)} steps{repaired} · "
-                      f"{result.prompt_tokens + result.completion_tokens:,} tokens"))
+    err.print(
+        literal(
+            f"planner: {len(result.plan.steps)} steps{repaired} · "
+            f"{result.prompt_tokens + result.completion_tokens:,} tokens"
+        )
+    )
     return Planned(result.plan, (result.prompt_tokens, result.completion_tokens), f"planner {planner}")
 
 
@@ -112,7 +142,10 @@ async def approve_plan(orch: Orchestrator, args: argparse.Namespace, edited: Any
 async def skills(args: argparse.Namespace, _: Any) -> int:
     plan_skills = load_plan(args.plan_file).skills if args.plan_file else {}
     found = available_skills(plan_skills)
-    return listing(args.json, {name: {"target": s.target, "origin": s.origin} for name, s in found.items()},
-                   "no skills: map them in a plan's `skills:` or install a package that registers `loopdeck.skills`",
-                   ("SKILL", "CALLS", "FROM"),
-                   [(literal(name), literal(s.target), literal(s.origin)) for name, s in found.items()])
+    return listing(
+        args.json,
+        {name: {"target": s.target, "origin": s.origin} for name, s in found.items()},
+        "no skills: map them in a plan's `skills:` or install a package that registers `loopdeck.skills`",
+        ("SKILL", "CALLS", "FROM"),
+        [(literal(name), literal(s.target), literal(s.origin)) for name, s in found.items()],
+    )

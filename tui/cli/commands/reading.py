@@ -19,8 +19,13 @@ from tui.text.literal import literal
 def register(sub: Any, common: argparse.ArgumentParser) -> dict[str, Command]:
     p = sub.add_parser("runs", parents=[common], help="list runs, newest first")
     p.add_argument("--json", action="store_true")
-    p.add_argument("--limit", type=count, default=50, metavar="N",
-                   help=f"at most N runs (1 to {limits.MAX_LIST_LIMIT:,}; default 50)")
+    p.add_argument(
+        "--limit",
+        type=count,
+        default=50,
+        metavar="N",
+        help=f"at most N runs (1 to {limits.MAX_LIST_LIMIT:,}; default 50)",
+    )
     p = sub.add_parser("show", parents=[common], help="show one run: steps and events")
     p.add_argument("run_id")
     p.add_argument("--json", action="store_true")
@@ -33,15 +38,25 @@ def register(sub: Any, common: argparse.ArgumentParser) -> dict[str, Command]:
     p = sub.add_parser("workers", parents=[common], help="list workers: name, host, pid, heartbeat, runs claimed")
     p.add_argument("--json", action="store_true")
     sub.add_parser("schema", parents=[common], help="print the JSON Schema of plan files")
-    return {"runs": Command(runs), "show": Command(show), "agents": Command(agents), "export": Command(export),
-            "workers": Command(workers), "schema": Command(schema, database=False)}
+    return {
+        "runs": Command(runs),
+        "show": Command(show),
+        "agents": Command(agents),
+        "export": Command(export),
+        "workers": Command(workers),
+        "schema": Command(schema, database=False),
+    }
 
 
 async def runs(orch: Orchestrator, args: argparse.Namespace, _: Any) -> int:
     listed = await orch.runs(args.limit)
     if args.json:
-        print_json([{k: r[k] for k in ("id", "goal", "status", "created_at", "ended_at", "steps", "done", "tokens")}
-                    for r in listed])
+        print_json(
+            [
+                {k: r[k] for k in ("id", "goal", "status", "created_at", "ended_at", "steps", "done", "tokens")}
+                for r in listed
+            ]
+        )
         return EXIT_OK
     if not listed:
         err.print("no runs yet: `loopdeck demo --headless` starts one")
@@ -50,8 +65,14 @@ async def runs(orch: Orchestrator, args: argparse.Namespace, _: Any) -> int:
     for col in ("ID", "STATUS", "PROGRESS", "TOKENS", "CREATED", "GOAL"):
         table.add_column(col, no_wrap=True, overflow="ellipsis", max_width=60 if col == "GOAL" else None)
     for r in listed:
-        table.add_row(r["id"], literal(r["status"]), f"{r['done']}/{r['steps']}", f"{r['tokens']:,}",
-                      (r["created_at"] or "")[:19].replace("T", " "), literal(r["goal"]))
+        table.add_row(
+            r["id"],
+            literal(r["status"]),
+            f"{r['done']}/{r['steps']}",
+            f"{r['tokens']:,}",
+            (r["created_at"] or "")[:19].replace("T", " "),
+            literal(r["goal"]),
+        )
     out.print(table)
     return EXIT_OK
 
@@ -71,21 +92,42 @@ async def show(orch: Orchestrator, args: argparse.Namespace, _: Any) -> int:
     for col in ("STEP", "STATUS", "AGENT", "TRY", "TOKENS", "ERROR"):
         table.add_column(col, no_wrap=col != "ERROR")
     for s in snap["steps"]:
-        table.add_row(literal(s["key"]), literal(s["status"]), literal(s["agent"]), str(s["attempts"]),
-                      f"{s['tokens']['total']:,}", literal((s["error"] or "")[:200]))
+        table.add_row(
+            literal(s["key"]),
+            literal(s["status"]),
+            literal(s["agent"]),
+            str(s["attempts"]),
+            f"{s['tokens']['total']:,}",
+            literal((s["error"] or "")[:200]),
+        )
     out.print(table)
-    out.print(f"{len(snap['events'])} events; tokens {run['tokens']['total']:,}"
-              + (f" of {run['token_budget']:,}" if run["token_budget"] is not None else ""))
+    out.print(
+        f"{len(snap['events'])} events; tokens {run['tokens']['total']:,}"
+        + (f" of {run['token_budget']:,}" if run["token_budget"] is not None else "")
+    )
     return EXIT_OK
 
 
 async def agents(orch: Orchestrator, args: argparse.Namespace, _: Any) -> int:
     found = await orch.agents()
-    return listing(args.json, found, "no agent has run yet",
-                   ("AGENT", "ATTEMPTS", "FAILURES", "TOKENS", "👍", "👎", "RATE"),
-                   [(literal(name), str(a["attempts"]), str(a["failures"]), f"{a['tokens']['total']:,}",
-                     str(a["feedback"]["up"]), str(a["feedback"]["down"]),
-                     "-" if a["feedback"]["rate"] is None else f"{a['feedback']['rate']:.0%}") for name, a in found.items()])
+    return listing(
+        args.json,
+        found,
+        "no agent has run yet",
+        ("AGENT", "ATTEMPTS", "FAILURES", "TOKENS", "👍", "👎", "RATE"),
+        [
+            (
+                literal(name),
+                str(a["attempts"]),
+                str(a["failures"]),
+                f"{a['tokens']['total']:,}",
+                str(a["feedback"]["up"]),
+                str(a["feedback"]["down"]),
+                "-" if a["feedback"]["rate"] is None else f"{a['feedback']['rate']:.0%}",
+            )
+            for name, a in found.items()
+        ],
+    )
 
 
 async def export(orch: Orchestrator, args: argparse.Namespace, _: Any) -> int:
@@ -101,13 +143,25 @@ async def export(orch: Orchestrator, args: argparse.Namespace, _: Any) -> int:
 
 async def workers(orch: Orchestrator, args: argparse.Namespace, _: Any) -> int:
     data = [worker_json(w) for w in await orch.workers()]
-    return listing(args.json, data, "no worker has run on this database: `loopdeck worker` starts one",
-                   ("NAME", "HOST", "PID", "HEARTBEAT", "STOPPED", "CLAIMED"),
-                   [(literal(w["name"]), literal(w["host"]), str(w["pid"]), (w["heartbeat_at"] or "")[11:19],
-                     (w["stopped_at"] or "")[11:19] or "-", str(w["runs_claimed"])) for w in data])
+    return listing(
+        args.json,
+        data,
+        "no worker has run on this database: `loopdeck worker` starts one",
+        ("NAME", "HOST", "PID", "HEARTBEAT", "STOPPED", "CLAIMED"),
+        [
+            (
+                literal(w["name"]),
+                literal(w["host"]),
+                str(w["pid"]),
+                (w["heartbeat_at"] or "")[11:19],
+                (w["stopped_at"] or "")[11:19] or "-",
+                str(w["runs_claimed"]),
+            )
+            for w in data
+        ],
+    )
 
 
 async def schema(args: argparse.Namespace, _: Any) -> int:
     print_json(plan_json_schema())
     return EXIT_OK
-

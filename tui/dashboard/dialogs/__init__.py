@@ -1,1 +1,4 @@
-"""Modal dialogs: they check what the operator typed but act on nothing; their answer goes to the screen that opened them."""
+"""Modal dialogs: they check what the operator typed but act on nothing.
+
+Their answer goes, as a message, to the screen that opened them.
+"""

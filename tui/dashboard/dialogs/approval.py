@@ -10,30 +10,33 @@ from __future__ import annotations
 import json
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 from rich.text import Text
-
-from core import BadInput, parse_json
 from textual import on
 from textual.app import ComposeResult
-from textual.binding import Binding
+from textual.binding import Binding, BindingType
 from textual.containers import Vertical, VerticalScroll
 from textual.message import Message
 from textual.message_pump import MessagePump
 from textual.screen import ModalScreen
 from textual.widgets import Static, TextArea
 
-from tui.text.literal import literal
-from tui.dashboard.widgets.step_detail import as_json
+from core import BadInput, parse_json
 from tui.dashboard.dialogs.prompts import PromptScreen
+from tui.dashboard.widgets.step_detail import as_json
+from tui.text.literal import literal
 
 
 class ApprovalScreen(ModalScreen[None]):
-    BINDINGS = [
+    BINDINGS: ClassVar[list[BindingType]] = [
         Binding("a", "approve", "Approve", id="approval-approve", tooltip="Approve: the step runs with this input"),
-        Binding("r", "reject", "Reject", id="approval-reject", tooltip="Reject: the step and what needs it are skipped"),
-        Binding("e", "edit", "Edit input", id="approval-edit", tooltip="Edit the input as JSON, then approve with ctrl+s"),
+        Binding(
+            "r", "reject", "Reject", id="approval-reject", tooltip="Reject: the step and what needs it are skipped"
+        ),
+        Binding(
+            "e", "edit", "Edit input", id="approval-edit", tooltip="Edit the input as JSON, then approve with ctrl+s"
+        ),
         Binding("ctrl+s", "approve_edit", "Approve edit", id="approval-approve-edit", show=False),
         Binding("escape", "defer", "Defer", id="approval-defer", tooltip="Close; the gate stays open (A reopens)"),
     ]
@@ -47,8 +50,15 @@ class ApprovalScreen(ModalScreen[None]):
         reason: str | None = None
         input: Any = ...
 
-    def __init__(self, owner: MessagePump, run_id: str, queue: list[str], steps: dict[str, Any], read_only: bool = False,
-                 on_defer: Callable[[list[str]], None] | None = None) -> None:
+    def __init__(
+        self,
+        owner: MessagePump,
+        run_id: str,
+        queue: list[str],
+        steps: dict[str, Any],
+        read_only: bool = False,
+        on_defer: Callable[[list[str]], None] | None = None,
+    ) -> None:
         super().__init__()
         self.owner = owner  # the run screen: it answers through the core API
         self.on_defer = on_defer  # called at once, so the dialog is not reopened before it hears
@@ -80,10 +90,19 @@ class ApprovalScreen(ModalScreen[None]):
         step = self.steps[self.current]
         more = f"  (1 of {len(self.queue)} waiting)" if len(self.queue) > 1 else ""
         self.query_one("#approval-title", Static).update(
-            Text.assemble("Approve step ", literal(step.key, "bold"), "?", more))
-        self.query_one("#approval-why", Static).update(Text.assemble(
-            literal(step.title), " · ", literal(step.type), " on ", literal(step.agent, "italic"),
-            "\nwhy: the plan marks it `approval: required`", style=""))
+            Text.assemble("Approve step ", literal(step.key, "bold"), "?", more)
+        )
+        self.query_one("#approval-why", Static).update(
+            Text.assemble(
+                literal(step.title),
+                " · ",
+                literal(step.type),
+                " on ",
+                literal(step.agent, "italic"),
+                "\nwhy: the plan marks it `approval: required`",
+                style="",
+            )
+        )
         self.query_one("#approval-input-view", Static).update(as_json(step.input))
         keys = "a approve   r reject   e edit input   esc defer"
         if self.read_only:
@@ -110,9 +129,7 @@ class ApprovalScreen(ModalScreen[None]):
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
         if self.read_only and action in ("approve", "reject", "edit", "approve_edit"):
             return False
-        if self.editing and action in ("approve", "reject", "edit"):
-            return False  # the keys type into the editor
-        return True
+        return not (self.editing and action in ("approve", "reject", "edit"))  # the keys type into the editor
 
     def action_approve(self) -> None:
         self.owner.post_message(self.Answered(self.current, True))

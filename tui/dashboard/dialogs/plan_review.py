@@ -17,12 +17,12 @@ import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import yaml
 from rich.text import Text
 from textual.app import ComposeResult, SuspendNotSupported
-from textual.binding import Binding
+from textual.binding import Binding, BindingType
 from textual.containers import Vertical, VerticalScroll
 from textual.message import Message
 from textual.message_pump import MessagePump
@@ -30,9 +30,8 @@ from textual.screen import ModalScreen
 from textual.widgets import Static
 
 from core import Plan, PlanError, readable, validate_plan
-
-from tui.text.literal import literal
 from tui.dashboard.dialogs.prompts import PromptScreen
+from tui.text.literal import literal
 
 
 def plan_outline(steps: list[dict[str, Any]], default_agent: str | None = None) -> Text:
@@ -71,10 +70,15 @@ def editor_argv(path: str) -> list[str]:
 
 
 class PlanReviewScreen(ModalScreen[None]):
-    BINDINGS = [
+    BINDINGS: ClassVar[list[BindingType]] = [
         Binding("a", "approve", "Approve", id="plan-approve", tooltip="Approve the plan: it runs as shown"),
-        Binding("r", "reject", "Reject", id="plan-reject",
-                tooltip="Reject: a run that has not started ends rejected; a proposed replan is dropped"),
+        Binding(
+            "r",
+            "reject",
+            "Reject",
+            id="plan-reject",
+            tooltip="Reject: a run that has not started ends rejected; a proposed replan is dropped",
+        ),
         Binding("e", "edit", "Edit", id="plan-edit", tooltip="Open the plan in $EDITOR; it is re-validated on save"),
         Binding("escape", "defer", "Defer", id="plan-defer", tooltip="Close; the plan keeps waiting (P reopens)"),
     ]
@@ -88,8 +92,14 @@ class PlanReviewScreen(ModalScreen[None]):
         plan: Any = None  # an edited whole plan (a run that has not started)
         steps: Any = None  # edited steps (a proposed replan)
 
-    def __init__(self, owner: MessagePump, run_id: str, snapshot: dict[str, Any], read_only: bool = False,
-                 on_defer: Callable[[], None] | None = None) -> None:
+    def __init__(
+        self,
+        owner: MessagePump,
+        run_id: str,
+        snapshot: dict[str, Any],
+        read_only: bool = False,
+        on_defer: Callable[[], None] | None = None,
+    ) -> None:
         super().__init__()
         self.owner = owner
         self.run_id = run_id
@@ -98,7 +108,8 @@ class PlanReviewScreen(ModalScreen[None]):
         self.proposal: dict[str, Any] | None = snapshot.get("proposal")
         # what the operator reviews and may edit: the whole plan, or the proposed replan's steps
         self.document: dict[str, Any] = (
-            {"mode": self.proposal["mode"], "steps": self.proposal["steps"]} if self.proposal
+            {"mode": self.proposal["mode"], "steps": self.proposal["steps"]}
+            if self.proposal
             else readable(Plan.model_validate(snapshot["plan"]))  # stored validated; shown without the defaults
         )
         self.edited = False
@@ -117,27 +128,37 @@ class PlanReviewScreen(ModalScreen[None]):
 
     def show(self) -> None:
         if self.proposal:
-            title = Text.assemble("Step ", literal(self.proposal["by"], "bold"), " proposes a replan (",
-                                  literal(self.proposal["mode"]), ") of run ", self.run_id)
+            title = Text.assemble(
+                "Step ",
+                literal(self.proposal["by"], "bold"),
+                " proposes a replan (",
+                literal(self.proposal["mode"]),
+                ") of run ",
+                self.run_id,
+            )
         else:
-            title = Text.assemble("Review the plan of run ", (self.run_id, "bold"), ": ",
-                                  literal(str(self.document.get("goal") or "")))
+            title = Text.assemble(
+                "Review the plan of run ", (self.run_id, "bold"), ": ", literal(str(self.document.get("goal") or ""))
+            )
         if self.edited:
             title.append("  (edited)", "yellow")
         self.query_one("#plan-title", Static).update(title)
-        self.query_one("#plan-outline", Static).update(plan_outline(self.document.get("steps") or [], self._default_agent()))
+        self.query_one("#plan-outline", Static).update(
+            plan_outline(self.document.get("steps") or [], self._default_agent())
+        )
         keys = "a approve   r reject   e edit in $EDITOR   esc defer"
         self.query_one("#plan-keys", Static).update(Text("read-only: esc closes" if self.read_only else keys))
 
     def _default_agent(self) -> str | None:
-        """The agent a step naming none runs on (a whole plan only; a replan's steps name theirs or the run's default)."""
+        """The agent a step naming none runs on.
+
+        A whole plan only; a replan's steps name theirs or the run's default.
+        """
         agents = self.document.get("agents") or {}
         return self.document.get("default_agent") or (next(iter(agents)) if len(agents) == 1 else None)
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
-        if self.read_only and action in ("approve", "reject", "edit"):
-            return False
-        return True
+        return not (self.read_only and action in ("approve", "reject", "edit"))
 
     def action_approve(self) -> None:
         if not self.edited:
@@ -163,8 +184,9 @@ class PlanReviewScreen(ModalScreen[None]):
 
     def action_edit(self) -> None:
         text = self._draft or yaml.safe_dump(self.document, sort_keys=False, allow_unicode=True, width=100)
-        with tempfile.NamedTemporaryFile("w", suffix=".yaml", prefix=f"loopdeck-{self.run_id}-", delete=False,
-                                         encoding="utf-8") as fh:
+        with tempfile.NamedTemporaryFile(
+            "w", suffix=".yaml", prefix=f"loopdeck-{self.run_id}-", delete=False, encoding="utf-8"
+        ) as fh:
             fh.write(text)
             path = fh.name
         try:

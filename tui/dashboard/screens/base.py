@@ -14,8 +14,14 @@ def report_worker(app: App[object], event: Worker.StateChanged) -> None:
     """The one place a failed worker is reported: a notification, and the dashboard stays up."""
     if event.state == WorkerState.ERROR and event.worker.error is not None:
         error = event.worker.error
-        app.notify(mask_urls(f"unexpected error in {event.worker.name or 'a background task'}: "
-                             f"{type(error).__name__}: {error}"), severity="error", markup=False, timeout=30)
+        app.notify(
+            mask_urls(
+                f"unexpected error in {event.worker.name or 'a background task'}: {type(error).__name__}: {error}"
+            ),
+            severity="error",
+            markup=False,
+            timeout=30,
+        )
 
 
 class LoopdeckScreen(Screen[None]):

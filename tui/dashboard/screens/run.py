@@ -97,7 +97,7 @@ class RunScreen(GatesMixin, ActionsMixin, LoopdeckScreen):
             try:
                 events = await self.ctx.orch.events_since(self.run_id, view.last_event_id, limit=5000)
                 self._feed_error = None
-            except Exception as exc:  # noqa: BLE001 - shown on screen; the feed keeps trying
+            except Exception as exc:
                 self._feed_error = str(exc) if isinstance(exc, StoreError) else f"{type(exc).__name__}: {exc}"
                 await asyncio.sleep(1.0)
                 continue
@@ -114,7 +114,9 @@ class RunScreen(GatesMixin, ActionsMixin, LoopdeckScreen):
             return
         if view.structure_changed:
             view.structure_changed = False
-            self.run_worker(self.reload(), exclusive=True, group="reload", exit_on_error=False, name="reloading the run")
+            self.run_worker(
+                self.reload(), exclusive=True, group="reload", exit_on_error=False, name="reloading the run"
+            )
             return
         now = self.ctx.clock()
         header = self.query_one(HeaderBar)
@@ -169,7 +171,9 @@ class RunScreen(GatesMixin, ActionsMixin, LoopdeckScreen):
         except LoopdeckError as exc:
             self.notify(f"cannot read spans: {exc}", severity="error", markup=False)
             return
-        running = [(s.key, s.attempts, s.started_at) for s in view.steps.values() if s.status == "running" and s.started_at]
+        running = [
+            (s.key, s.attempts, s.started_at) for s in view.steps.values() if s.status == "running" and s.started_at
+        ]
         target = self.query_one("#detail-timeline", Static)
         # the tabs' width, less padding and a scrollbar's room: stable whether or not a scrollbar shows
         width = max(20, self.query_one("#detail-tabs", TabbedContent).size.width - 5)
@@ -198,4 +202,3 @@ class RunScreen(GatesMixin, ActionsMixin, LoopdeckScreen):
         detail.show_step(view, step)
         detail.show_context(context)
         detail.shown_key = key
-

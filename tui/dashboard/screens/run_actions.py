@@ -14,9 +14,9 @@ from textual import work
 
 from core import BadInput, LoopdeckError, parse_token_budget
 from tui.dashboard.actions import RUN_ACTIONS
-from tui.dashboard.messages import ShowRuns
-from tui.dashboard.dialogs.prompts import ConfirmScreen, PromptScreen
 from tui.dashboard.dialogs.help import HelpScreen
+from tui.dashboard.dialogs.prompts import ConfirmScreen, PromptScreen
+from tui.dashboard.messages import ShowRuns
 from tui.dashboard.viewmodel import RunView
 from tui.dashboard.widgets.dag_tree import DagTree
 from tui.dashboard.widgets.event_log import EventLog
@@ -37,7 +37,7 @@ class ActionsMixin:
         except LoopdeckError as exc:
             self.notify(str(exc), severity="error", markup=False)
             return False
-        except Exception as exc:  # noqa: BLE001 - shown, not raised: the operator keeps their screen
+        except Exception as exc:
             self.notify(f"unexpected error: {type(exc).__name__}: {exc}", severity="error", markup=False)
             return False
         self.notify(success, markup=False)
@@ -45,9 +45,7 @@ class ActionsMixin:
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
         spec = next((s for s in RUN_ACTIONS if s.action.split("(")[0] == action), None)
-        if spec is not None and spec.writes and self.ctx.read_only:
-            return False
-        return True
+        return not (spec is not None and spec.writes and self.ctx.read_only)
 
     def action_runs(self) -> None:
         """Back to the runs list (the app knows whether it is below this screen or must be opened)."""
@@ -72,10 +70,16 @@ class ActionsMixin:
             tree.border_title = f"steps · filter: {self.filter_text}" if self.filter_text else "steps"
             shown = len(tree.root.children)
             if self.filter_text:
-                self.notify(f"{shown} step(s) match {self.filter_text!r}; / then enter on an empty line clears", markup=False)
+                self.notify(
+                    f"{shown} step(s) match {self.filter_text!r}; / then enter on an empty line clears", markup=False
+                )
 
-        self.app.push_screen(PromptScreen("Filter steps by key, status or agent (empty: all):", "e.g. failed, writer, review",
-                                          self.filter_text), answer)
+        self.app.push_screen(
+            PromptScreen(
+                "Filter steps by key, status or agent (empty: all):", "e.g. failed, writer, review", self.filter_text
+            ),
+            answer,
+        )
 
     def action_skip_step(self) -> None:
         key = self.query_one(DagTree).highlighted_key
@@ -87,12 +91,16 @@ class ActionsMixin:
             if yes:
                 self.skip_step(key)
 
-        self.app.push_screen(ConfirmScreen(f"Skip step {key}? It will not run; steps that need it are skipped too."), answer)
+        self.app.push_screen(
+            ConfirmScreen(f"Skip step {key}? It will not run; steps that need it are skipped too."), answer
+        )
 
     @work(group="actions", exit_on_error=False, name="an action")
     async def skip_step(self, key: str) -> None:
-        await self._act(self.ctx.orch.skip(self.run_id, key, user=self.ctx.user, reason="skipped from the dashboard"),
-                        f"{key} skipped")
+        await self._act(
+            self.ctx.orch.skip(self.run_id, key, user=self.ctx.user, reason="skipped from the dashboard"),
+            f"{key} skipped",
+        )
 
     def action_retry_step(self) -> None:
         key = self.query_one(DagTree).highlighted_key
@@ -123,8 +131,10 @@ class ActionsMixin:
 
     @work(group="actions", exit_on_error=False, name="an action")
     async def send_feedback(self, key: str, rating: str, comment: str | None) -> None:
-        await self._act(self.ctx.orch.feedback(self.run_id, key, rating, comment=comment, user=self.ctx.user),
-                        f"{'👍' if rating == 'up' else '👎'} recorded for {key}")
+        await self._act(
+            self.ctx.orch.feedback(self.run_id, key, rating, comment=comment, user=self.ctx.user),
+            f"{'👍' if rating == 'up' else '👎'} recorded for {key}",
+        )
 
     def action_cancel_run(self) -> None:
         def answer(yes: bool | None) -> None:
@@ -135,8 +145,10 @@ class ActionsMixin:
 
     @work(group="actions", exit_on_error=False, name="an action")
     async def cancel_run(self) -> None:
-        await self._act(self.ctx.orch.cancel(self.run_id, user=self.ctx.user, reason="canceled from the dashboard"),
-                        f"run {self.run_id} canceled")
+        await self._act(
+            self.ctx.orch.cancel(self.run_id, user=self.ctx.user, reason="canceled from the dashboard"),
+            f"run {self.run_id} canceled",
+        )
 
     def action_raise_budget(self) -> None:
         current = self.view.budget if self.view else None
@@ -151,10 +163,14 @@ class ActionsMixin:
                 return
             self.set_budget(limit)
 
-        self.app.push_screen(PromptScreen("Token budget (a number, or 'none'):", "e.g. 100000",
-                                          "" if current is None else str(current)), answer)
+        self.app.push_screen(
+            PromptScreen("Token budget (a number, or 'none'):", "e.g. 100000", "" if current is None else str(current)),
+            answer,
+        )
 
     @work(group="actions", exit_on_error=False, name="an action")
     async def set_budget(self, limit: int | None) -> None:
-        await self._act(self.ctx.orch.set_budget(self.run_id, limit, user=self.ctx.user),
-                        f"token budget set to {'no limit' if limit is None else f'{limit:,}'}")
+        await self._act(
+            self.ctx.orch.set_budget(self.run_id, limit, user=self.ctx.user),
+            f"token budget set to {'no limit' if limit is None else f'{limit:,}'}",
+        )

@@ -73,9 +73,17 @@ class GatesMixin:
         orch, user = self.ctx.orch, self.ctx.user
         verb = "approved" if decision.approve else "rejected"
         edited = " (edited)" if decision.plan is not None or decision.steps is not None else ""
-        done = await self._act(orch.approve_plan(self.run_id, approve=decision.approve, user=user, reason=decision.reason,
-                                                 plan=decision.plan, steps=decision.steps),
-                               f"plan {verb}{edited} by {user}")
+        done = await self._act(
+            orch.approve_plan(
+                self.run_id,
+                approve=decision.approve,
+                user=user,
+                reason=decision.reason,
+                plan=decision.plan,
+                steps=decision.steps,
+            ),
+            f"plan {verb}{edited} by {user}",
+        )
         if done and isinstance(self.app.screen, PlanReviewScreen):
             self.app.screen.dismiss(None)
 
@@ -100,8 +108,9 @@ class GatesMixin:
             self.notify("no step is waiting for approval", markup=False)
             return
         self._deferred.clear()
-        self.app.push_screen(ApprovalScreen(self, self.run_id, list(view.waiting), view.steps, self.ctx.read_only,
-                                            self.defer))
+        self.app.push_screen(
+            ApprovalScreen(self, self.run_id, list(view.waiting), view.steps, self.ctx.read_only, self.defer)
+        )
 
     def defer(self, keys: list[str]) -> None:
         """The operator closed the approval dialog: its gates stay open and it stays closed until `A`."""
@@ -116,10 +125,11 @@ class GatesMixin:
         orch, user = self.ctx.orch, self.ctx.user
         if approve:
             extra = {} if input is ... else {"input": input}
-            await self._act(orch.approve(self.run_id, key, user=user, reason=reason, **extra),
-                            f"{key} approved by {user}" + (" with edited input" if extra else ""))
+            await self._act(
+                orch.approve(self.run_id, key, user=user, reason=reason, **extra),
+                f"{key} approved by {user}" + (" with edited input" if extra else ""),
+            )
         else:
             await self._act(orch.reject(self.run_id, key, user=user, reason=reason), f"{key} rejected by {user}")
         if isinstance(self.app.screen, ApprovalScreen):
             self.app.screen.advance(key)
-

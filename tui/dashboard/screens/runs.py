@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, ClassVar
 
 from rich.text import Text
 from textual import on, work
 from textual.app import ComposeResult
-from textual.binding import Binding
+from textual.binding import Binding, BindingType
 from textual.widgets import DataTable, Footer, Static
 
 from core import LoopdeckError
@@ -29,7 +29,7 @@ def age_text(created_iso: str | None, now: float) -> str:
 
 
 class RunsScreen(LoopdeckScreen):
-    BINDINGS = [
+    BINDINGS: ClassVar[list[BindingType]] = [
         Binding("enter", "open_run", "Open", id="runs-open", tooltip="Open the highlighted run"),
         Binding("q", "app.quit", "Quit", id="runs-quit", tooltip="Quit the dashboard"),
     ]
@@ -69,8 +69,12 @@ class RunsScreen(LoopdeckScreen):
         for run in reversed(runs):  # oldest first, so new rows can go on top
             budget = f"/{run['token_budget']:,}" if run["token_budget"] is not None else ""
             row = (
-                Text(run["status"], style=STATUS_STYLE.get(run["status"], "")), literal(run["goal"] or "—"),
-                f"{run['done']}/{run['steps']}", f"{run['tokens']:,}{budget}", age_text(run["created_at"], now), run["id"],
+                Text(run["status"], style=STATUS_STYLE.get(run["status"], "")),
+                literal(run["goal"] or "—"),
+                f"{run['done']}/{run['steps']}",
+                f"{run['tokens']:,}{budget}",
+                age_text(run["created_at"], now),
+                run["id"],
             )
             old = self._rows.get(run["id"])
             if old is None:

@@ -18,15 +18,20 @@ from rich.text import Text
 from textual.widgets import Tree
 from textual.widgets.tree import TreeNode
 
-from tui.text.literal import literal
 from tui.dashboard.viewmodel import RunView, StepView
+from tui.text.literal import literal
 
 MAX_NESTING = 24
 FULL, JOIN, THEN = "full", "join", "then"  # how a step's node shows it: in full, as a join leaf, as a continuation
 
 GLYPH = {
-    "pending": ("○", "dim"), "running": ("◐", "bold cyan"), "waiting_user": ("⏸", "bold yellow"),
-    "succeeded": ("●", "green"), "failed": ("✗", "bold red"), "skipped": ("⊘", "dim"), "rejected": ("⊗", "red"),
+    "pending": ("○", "dim"),
+    "running": ("◐", "bold cyan"),
+    "waiting_user": ("⏸", "bold yellow"),
+    "succeeded": ("●", "green"),
+    "failed": ("✗", "bold red"),
+    "skipped": ("⊘", "dim"),
+    "rejected": ("⊗", "red"),
 }
 
 
@@ -38,8 +43,11 @@ def duration_text(seconds: float | None) -> str:
 
 def step_label(step: StepView, now: float, join: bool = False, then: bool = False) -> Text:
     glyph, style = GLYPH.get(step.status, ("?", ""))
-    text = Text.assemble(("↳ " if then else "", "dim"), (glyph + " ", style),
-                         literal(step.key, "bold" if step.status == "running" else ""))
+    text = Text.assemble(
+        ("↳ " if then else "", "dim"),
+        (glyph + " ", style),
+        literal(step.key, "bold" if step.status == "running" else ""),
+    )
     if join:
         text.append(" ⤝ join", "dim italic")
         return text

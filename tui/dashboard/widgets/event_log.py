@@ -8,7 +8,6 @@ from rich.text import Text
 from textual.widgets import RichLog
 
 from core import Event, EventType, iso
-
 from tui.text.literal import literal
 
 
@@ -18,7 +17,11 @@ def event_line(event: Event) -> Text:
     if event.step_key:
         text.append_text(literal(event.step_key, "cyan"))
         text.append(" ")
-    payload = {k: v for k, v in event.payload.items() if k not in ("input",)} if isinstance(event.payload, dict) else event.payload
+    payload = (
+        {k: v for k, v in event.payload.items() if k not in ("input",)}
+        if isinstance(event.payload, dict)
+        else event.payload
+    )
     text.append_text(literal(json.dumps(payload, ensure_ascii=True)[:200], "dim"))
     return text
 
@@ -43,8 +46,13 @@ class EventLog(RichLog):
         room = room or max(8, self.size.height)
         if len(events) > room:
             skipped = len(events) - room
-            self.write(Text(f"… {skipped:,} more events (ids {events[0].id}–{events[skipped - 1].id}) not drawn",
-                            style="dim italic"), scroll_end=self.following)
+            self.write(
+                Text(
+                    f"… {skipped:,} more events (ids {events[0].id}–{events[skipped - 1].id}) not drawn",
+                    style="dim italic",
+                ),
+                scroll_end=self.following,
+            )
             events = events[skipped:]
         for event in events:
             self.write(event_line(event), scroll_end=self.following)

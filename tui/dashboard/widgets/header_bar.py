@@ -5,12 +5,17 @@ from __future__ import annotations
 from rich.text import Text
 from textual.widgets import Static
 
-from tui.text.literal import literal
 from tui.dashboard.viewmodel import RunView
+from tui.text.literal import literal
 
 STATUS_STYLE = {
-    "succeeded": "bold green", "failed": "bold red", "rejected": "bold red", "canceled": "bold yellow",
-    "waiting_user": "bold yellow", "running": "bold cyan", "planning": "bold",
+    "succeeded": "bold green",
+    "failed": "bold red",
+    "rejected": "bold red",
+    "canceled": "bold yellow",
+    "waiting_user": "bold yellow",
+    "running": "bold cyan",
+    "planning": "bold",
 }
 BREAKER_STYLE = {"closed": "green", "half_open": "yellow", "open": "bold red"}
 

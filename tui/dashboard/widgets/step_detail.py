@@ -13,8 +13,8 @@ from textual.containers import Vertical, VerticalScroll
 from textual.widgets import Static, TabbedContent, TabPane
 
 from core import SpanRecord
-from tui.text.literal import clean, literal
 from tui.dashboard.viewmodel import RunView, StepView
+from tui.text.literal import clean, literal
 
 
 def as_json(value: Any) -> RenderableType:
@@ -23,13 +23,17 @@ def as_json(value: Any) -> RenderableType:
         return Text("—", style="dim")
     if isinstance(value, str):
         return literal(value)
-    return Syntax(clean(json.dumps(value, indent=2, ensure_ascii=True)), "json", word_wrap=True, background_color="default")
+    return Syntax(
+        clean(json.dumps(value, indent=2, ensure_ascii=True)), "json", word_wrap=True, background_color="default"
+    )
 
 
 SPAN_STYLE = {"succeeded": "green", "failed": "red", "interrupted": "yellow", "canceled": "dim", "running": "cyan"}
 
 
-def timeline(spans: list[SpanRecord], running: list[tuple[str, int, float]], start: float, now: float, width: int) -> Text:
+def timeline(
+    spans: list[SpanRecord], running: list[tuple[str, int, float]], start: float, now: float, width: int
+) -> Text:
     """A Gantt chart: one row per attempt, bars placed on the run's time axis."""
     rows = [(s.step_key, s.attempt, s.started_at, s.ended_at, s.status) for s in spans]
     rows += [(key, attempt, began, now, "running") for key, attempt, began in running]
@@ -55,11 +59,16 @@ def timeline(spans: list[SpanRecord], running: list[tuple[str, int, float]], sta
 class StepDetail(Vertical):
     def compose(self) -> ComposeResult:
         with TabbedContent(id="detail-tabs"):
-            for pane_id, title in (("input", "Input"), ("output", "Output"), ("context", "Context"), ("events", "Events"),
-                                   ("error", "Error"), ("timeline", "Timeline")):
-                with TabPane(title, id=f"tab-{pane_id}"):
-                    with VerticalScroll():
-                        yield Static(id=f"detail-{pane_id}", classes="detail-body")
+            for pane_id, title in (
+                ("input", "Input"),
+                ("output", "Output"),
+                ("context", "Context"),
+                ("events", "Events"),
+                ("error", "Error"),
+                ("timeline", "Timeline"),
+            ):
+                with TabPane(title, id=f"tab-{pane_id}"), VerticalScroll():
+                    yield Static(id=f"detail-{pane_id}", classes="detail-body")
 
     shown_key: str | None = None  # the step whose detail is fully shown (tests wait on it)
 
@@ -80,7 +89,9 @@ class StepDetail(Vertical):
             for name in ("input", "output", "context", "events", "error"):
                 self.query_one(f"#detail-{name}", Static).update(Text("no step selected", style="dim"))
             return
-        head = Text.assemble(literal(step.title, "bold"), "  ", literal(step.type, "dim"), "  on ", literal(step.agent, "italic"))
+        head = Text.assemble(
+            literal(step.title, "bold"), "  ", literal(step.type, "dim"), "  on ", literal(step.agent, "italic")
+        )
         self.query_one("#detail-input", Static).update(_stack(head, as_json(step.input)))
         if step.status == "running" and step.partial:
             streamed = Text("streaming… ", style="italic dim")
@@ -95,7 +106,9 @@ class StepDetail(Vertical):
                 lines.append_text(literal(json.dumps(event.payload, ensure_ascii=True)[:300], "dim"))
                 lines.append("\n")
         self.query_one("#detail-events", Static).update(lines or Text("no events yet in this session", style="dim"))
-        self.query_one("#detail-error", Static).update(literal(step.error, "red") if step.error else Text("no error", style="dim"))
+        self.query_one("#detail-error", Static).update(
+            literal(step.error, "red") if step.error else Text("no error", style="dim")
+        )
 
 
 def _stack(*parts: RenderableType) -> RenderableType:

@@ -1,0 +1,175 @@
+"""Operator actions: each a typed command, carried out where the run is.
+
+By the controller that drives it in this process (LIVE), through the command
+channel to the process that drives it elsewhere (REMOTE), or, on a run nobody
+drives, decided on the run as the store has it and committed there (OFFLINE).
+The same decider (``engine.actions.decide``) decides all three.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from core.cluster.lease import Holder, holder_state
+from core.engine import actions
+from core.errors import BadInput, StaleWrite, TransitionError
+from core.model.events import EventType
+from core.orchestrator.base import Delivery, OrchestratorBase
+from core.store import (
+    Store,
+    WriteBatch,
+)
+from core.values import checked_input
+
+
+class Acting(OrchestratorBase):
+    """Operator actions, carried out where the run is (one decider: ``engine.actions``)."""
+
+    async def approve(
+        self,
+        run_id: str,
+        key: str,
+        *,
+        user: str | None = None,
+        reason: str | None = None,
+        input: Any = ...,
+        timeout_s: float = 10.0,
+    ) -> Delivery:
+        """Approve a waiting step (optionally with edited input), wherever the run is driven."""
+        edited = actions.KEEP if input is ... else checked_input(input)
+        return await self.act(run_id, actions.Approve(key, reason, edited), user=user, timeout_s=timeout_s)
+
+    async def reject(
+        self, run_id: str, key: str, *, user: str | None = None, reason: str | None = None, timeout_s: float = 10.0
+    ) -> Delivery:
+        return await self.act(run_id, actions.Reject(key, reason), user=user, timeout_s=timeout_s)
+
+    async def retry(self, run_id: str, key: str, *, user: str | None = None, timeout_s: float = 10.0) -> Delivery:
+        """Give a failed step one more attempt (its skipped dependents wait for it again)."""
+        return await self.act(run_id, actions.Retry(key), user=user, timeout_s=timeout_s)
+
+    async def skip(
+        self, run_id: str, key: str, *, user: str | None = None, reason: str | None = None, timeout_s: float = 10.0
+    ) -> Delivery:
+        """Skip a step that has not run yet (pending or waiting for approval)."""
+        return await self.act(run_id, actions.Skip(key, reason), user=user, timeout_s=timeout_s)
+
+    async def cancel(
+        self, run_id: str, *, user: str | None = None, reason: str | None = None, timeout_s: float = 10.0
+    ) -> Delivery:
+        return await self.act(run_id, actions.Cancel(reason), user=user, timeout_s=timeout_s)
+
+    async def set_budget(
+        self, run_id: str, limit: int | None, *, user: str | None = None, timeout_s: float = 10.0
+    ) -> Delivery:
+        """Set a run's token budget (``None``: no limit); a run paused on its budget continues."""
+        return await self.act(run_id, actions.SetBudget(limit), user=user, timeout_s=timeout_s)
+
+    async def replan(
+        self,
+        run_id: str,
+        steps: Any,
+        *,
+        mode: str = "append",
+        user: str | None = None,
+        reason: str | None = None,
+        timeout_s: float = 10.0,
+    ) -> Delivery:
+        """Append steps to a live run, or replace its steps that have not started (``replace_pending``)."""
+        return await self.act(run_id, actions.Replan(steps, mode, reason), user=user, timeout_s=timeout_s)
+
+    async def approve_plan(
+        self,
+        run_id: str,
+        *,
+        approve: bool = True,
+        user: str | None = None,
+        reason: str | None = None,
+        plan: Any = None,
+        steps: Any = None,
+        timeout_s: float = 10.0,
+    ) -> Delivery:
+        """Approve or reject the plan a run awaits review of, wherever the run is driven.
+
+        For a run that has not started, ``plan`` replaces the proposed plan (it is
+        validated first) and rejecting ends the run ``rejected``. For a replan an
+        agent proposed mid-run, ``steps`` replaces the proposed steps and rejecting
+        drops the proposal: the run goes on with its current plan.
+        """
+        if plan is not None and not isinstance(plan, dict):
+            plan = plan.model_dump(mode="json", exclude_unset=True)
+        return await self.act(run_id, actions.DecidePlan(approve, reason, steps, plan), user=user, timeout_s=timeout_s)
+
+    async def act(
+        self, run_id: str, command: actions.Command, *, user: str | None = None, timeout_s: float = 10.0
+    ) -> Delivery:
+        """Carry out an action where the run is: here, through the driving process, or in the store."""
+        user = user or self.user
+        run_id = await self.store.resolve_run_id(run_id)
+        controller = self._controllers.get(run_id)
+        if controller is not None:
+            await controller.perform(command, user)
+            return Delivery.LIVE
+        state, run = await self.run_state(run_id, lenient=isinstance(command, actions.Cancel))
+        effects = actions.decide(state, command, user, self.clock())  # refused here, before anything is queued
+        if holder_state(run.lease, self.identity, time.time(), set(self._live_owners())) in (
+            Holder.ALIVE_HERE,
+            Holder.ALIVE_ELSEWHERE,
+        ):
+            driver = f"pid {run.lease.pid} on {run.lease.host}" if run.lease else "another process"
+            await self.channel.send(run_id, command.kind, actions.to_payload(command), user, timeout_s, driver)
+            return Delivery.REMOTE
+        await self._commit_offline(run_id, command, effects)
+        return Delivery.OFFLINE
+
+    async def _commit_offline(self, run_id: str, command: actions.Command, effects: actions.Effects) -> None:
+        """Nobody drives the run: commit the decision made on it as the store has it; ``resume`` carries on."""
+        try:
+            await self._write_and_publish(effects.batch)
+        except StaleWrite as exc:
+            raise TransitionError(
+                f"run {run_id} changed while the {command.kind} was being applied; "
+                f"look again (`loopdeck show {run_id}`)"
+            ) from exc
+
+    async def feedback(
+        self,
+        run_id: str,
+        key: str,
+        rating: str,
+        *,
+        comment: str | None = None,
+        category: str | None = None,
+        user: str | None = None,
+    ) -> None:
+        """Thumbs up or down on a finished step, with an optional comment and category."""
+        if rating not in ("up", "down"):
+            raise BadInput(f"feedback is 'up' or 'down', not {rating!r}")
+        user = user or self.user
+        run_id = await self.store.resolve_run_id(run_id)
+        step = await self.step(run_id, key)
+        if step.status.value not in ("succeeded", "failed"):
+            raise TransitionError(
+                f'step "{key}" is {step.status.value}; only a finished (succeeded or failed) step can be rated'
+            )
+        now = self.clock()
+        payload = {"rating": rating, "comment": comment, "category": category, "user": user, "agent": step.agent}
+        batch = WriteBatch(
+            extras=[
+                Store.feedback_extra(
+                    {
+                        "run_id": run_id,
+                        "step_key": key,
+                        "agent": step.agent,
+                        "rating": rating,
+                        "comment": comment,
+                        "category": category,
+                        "created_by": user,
+                        "created_at": now,
+                    }
+                )
+            ]
+        )
+        batch.event(run_id, EventType.STEP_FEEDBACK, key, payload, now)
+        await self._write_and_publish(batch)

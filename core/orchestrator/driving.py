@@ -1,0 +1,218 @@
+"""Creating runs and driving them to their end, holding the run's lease."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import Callable
+from typing import Any
+
+from core.cluster.lease import Holder, holder_state
+from core.config import default_token_budget
+from core.engine import actions
+from core.engine.controller import RunController
+from core.engine.run_state import new_step_row
+from core.errors import LeaseHeld, LeaseLost, StaleWrite, TransitionError
+from core.model.events import EventType
+from core.model.plan import Plan
+from core.model.states import RunStatus
+from core.orchestrator.acting import Acting
+from core.store import (
+    COMMANDS_CHANNEL,
+    RunRecord,
+    Store,
+    WriteBatch,
+)
+
+
+class Driving(Acting):
+    """Creating runs and driving them: the lease first, a plan review waited out, then the controller."""
+
+    async def create_run(
+        self,
+        plan: Plan,
+        *,
+        user: str | None = None,
+        proposed_by: str | None = None,
+        hold: bool = False,
+        planning_tokens: tuple[int, int] = (0, 0),
+    ) -> str:
+        """Store a new run of ``plan`` and return its id.
+
+        ``hold``: this process will drive it, so the run is created holding its
+        lease (a worker on the same database must not claim it first).
+        ``planning_tokens``: (prompt, completion) the planner spent writing the
+        plan; they count toward the run's totals and its budget.
+
+        With ``plan_approval: required`` the run waits in ``awaiting_plan_approval``
+        until an operator approves its plan (``approve_plan``); otherwise it is
+        ``planning`` until a driver starts it.
+        """
+        now = self.clock()
+        run_id = self.run_ids(now)
+        review = plan.policy.plan_approval == "required"
+        status = RunStatus.AWAITING_PLAN_APPROVAL if review else RunStatus.PLANNING
+        run_row = {
+            "id": run_id,
+            "goal": plan.goal,
+            "status": status.value,
+            "reason": f"waiting for an operator to approve the plan (`loopdeck approve-plan {run_id}`)"
+            if review
+            else None,
+            "plan_json": plan.model_dump_json(),
+            "token_budget": plan.policy.token_budget
+            if plan.policy.token_budget is not None
+            else default_token_budget(),
+            "prompt_tokens": planning_tokens[0],
+            "completion_tokens": planning_tokens[1],
+            "created_by": user or self.user,
+            "created_at": now,
+            "updated_at": now,
+            "ended_at": None,
+            "proposal_json": None,
+            "hold": None,
+        }
+        if hold:
+            run_row.update(
+                lock_owner=self.identity.owner,
+                lock_host=self.identity.host,
+                lock_pid=self.identity.pid,
+                locked_until=time.time() + self.lease_ttl_s,
+            )
+        step_rows = [new_step_row(run_id, i, spec, plan.agent_of(spec)) for i, spec in enumerate(plan.steps)]
+        batch = WriteBatch(extras=[Store.insert_run_extra(run_row, step_rows)])
+        created: dict[str, Any] = {"goal": plan.goal, "steps": len(step_rows), "user": user or self.user}
+        if any(planning_tokens):
+            created["tokens"] = {"prompt": planning_tokens[0], "completion": planning_tokens[1], "planning": True}
+        batch.event(run_id, EventType.RUN_CREATED, None, created, now)
+        if review:
+            batch.event(
+                run_id,
+                EventType.RUN_PLAN_PROPOSED,
+                None,
+                {"by": proposed_by or user or self.user, "steps": [s.key for s in plan.steps], "status": status.value},
+                now,
+            )
+        await self._write_and_publish(batch)
+        return run_id
+
+    async def drive(
+        self,
+        run_id: str,
+        *,
+        wait_for_lease: bool = True,
+        on_wait: Callable[[str], None] | None = None,
+        claimed: bool = False,
+    ) -> RunStatus:
+        """Take the run's lease and drive it to its end; returns the final status.
+
+        A run held by a dead process on this host is taken over at once; a live
+        holder on this host is never displaced (``LeaseHeld``); a holder on another
+        host is waited out until its lease expires (or ``LeaseHeld`` if not waiting).
+        """
+        run_id = await self.store.resolve_run_id(run_id)
+        if claimed:  # a worker's claim took the lease already
+            run = await self.store.get_run(run_id, plan=False)
+            if run.lease is None or run.lease.owner != self.identity.owner:
+                raise LeaseLost(f"run {run_id} is no longer held by this worker")
+        else:
+            run = await self._take_lease(run_id, wait_for_lease, on_wait)
+        try:
+            if run.status == RunStatus.AWAITING_PLAN_APPROVAL and run.proposal is None:
+                run = await self._await_plan_review(run_id)
+            if run.status.terminal:
+                return run.status
+            controller = await RunController.load(
+                self.store,
+                self.bus,
+                run_id,
+                owner=self.identity.owner,
+                lease_ttl_s=self.lease_ttl_s,
+                poll_s=self.poll_s,
+                breakers=self.breakers,
+                clock=self.clock,
+                shared_slots=self.shared_slots,
+                notifier=self.notifier,
+            )
+            self._controllers[run_id] = controller
+            return await controller.drive()
+        finally:
+            self._controllers.pop(run_id, None)
+            with contextlib.suppress(Exception):
+                await self.store.write(WriteBatch(extras=[self.store.release_lease_extra(run_id, self.identity.owner)]))
+
+    async def _take_lease(self, run_id: str, wait: bool, on_wait: Callable[[str], None] | None) -> RunRecord:
+        while True:
+            run = await self.store.get_run(run_id, plan=False)
+            lease = run.lease
+            if (
+                lease is not None
+                and lease.owner == self.identity.owner
+                and run_id not in self._controllers
+                and run_id not in self._reviewing
+            ):
+                return run  # created holding its lease (``create_run(hold=True)``): ours already
+            state = holder_state(lease, self.identity, time.time(), set(self._live_owners()))
+            if state == Holder.ALIVE_HERE:
+                raise LeaseHeld(
+                    f"run {run_id} is being driven by pid {lease.pid if lease else '?'} on this machine; "
+                    f"stop that process first, or act on the run with `loopdeck approve`/`cancel`"
+                )
+            if state == Holder.ALIVE_ELSEWHERE and lease is not None:
+                wait_s = max(0.0, (lease.until or 0) - time.time())
+                message = (
+                    f"run {run_id} is driven by pid {lease.pid} on {lease.host}; its lease expires in {wait_s:.1f}s"
+                )
+                if not wait:
+                    raise LeaseHeld(message)
+                if on_wait:
+                    on_wait(message + "; waiting")
+                await asyncio.sleep(min(wait_s + 0.05, self.lease_ttl_s))
+                continue
+            try:
+                await self.store.take_lease(
+                    run_id,
+                    self.identity.owner,
+                    self.identity.host,
+                    self.identity.pid,
+                    self.lease_ttl_s,
+                    lease.owner if lease else None,
+                )
+            except StaleWrite:
+                continue  # someone else moved first: look again
+            return run
+
+    async def _await_plan_review(self, run_id: str) -> RunRecord:
+        """Hold the lease of a run whose plan awaits review, serving its decisions as they arrive."""
+        self._reviewing.add(run_id)
+        renew_every, renewed = self.lease_ttl_s / 3, time.monotonic()
+        try:
+            while True:
+                run = await self.store.get_run(run_id, plan=False)
+                if run.status != RunStatus.AWAITING_PLAN_APPROVAL:
+                    return run
+                await self.channel.answer_queued(
+                    run_id,
+                    lambda kind, payload, user: self._while_reviewing(
+                        run_id, actions.from_payload(kind, payload), user
+                    ),
+                )
+                if time.monotonic() - renewed >= renew_every:
+                    await self.store.write(
+                        WriteBatch(extras=[self.store.renew_lease_extra(run_id, self.identity.owner, self.lease_ttl_s)])
+                    )
+                    renewed = time.monotonic()
+                await self.notifier.wait(COMMANDS_CHANNEL, run_id, self.poll_s)  # decisions arrive as commands
+        finally:
+            self._reviewing.discard(run_id)
+
+    async def _while_reviewing(self, run_id: str, command: actions.Command, user: str) -> None:
+        """What a run whose plan awaits review accepts: the decision, or a cancel."""
+        if not isinstance(command, (actions.DecidePlan, actions.Cancel)):
+            raise TransitionError(
+                f"run {run_id} is awaiting plan approval; approve or reject its plan first "
+                f"(`loopdeck approve-plan {run_id}`)"
+            )
+        state, _ = await self.run_state(run_id)
+        await self._commit_offline(run_id, command, actions.decide(state, command, user, self.clock()))

@@ -1,0 +1,126 @@
+"""Reading runs back: typed records, the JSON views of ``views.py``, events followed live."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from typing import Any
+
+from core import views
+from core.engine.bus import Subscription
+from core.errors import StepNotFound
+from core.export import otlp_json
+from core.model.events import Event, Gap
+from core.orchestrator.base import OrchestratorBase
+from core.store import (
+    EVENTS_CHANNEL,
+    RunRecord,
+    SpanRecord,
+    StepRecord,
+    WorkerRecord,
+)
+
+FOLLOW_POLL_S = 0.5  # how often ``follow`` re-reads the store when nothing wakes it
+
+
+class Reading(OrchestratorBase):
+    """Reads for the front ends: typed records, JSON views, and events followed live without gaps."""
+
+    async def resolve_run_id(self, run_id: str) -> str:
+        return await self.store.resolve_run_id(run_id)
+
+    async def run(self, run_id: str, *, plan: bool = True) -> RunRecord:
+        return await self.store.get_run(await self.store.resolve_run_id(run_id), plan=plan)
+
+    async def steps(self, run_id: str) -> list[StepRecord]:
+        return await self.store.get_steps(run_id)
+
+    async def events_since(self, run_id: str | None, after_id: int = 0, limit: int = 10_000) -> list[Event]:
+        return await self.store.events_since(run_id, after_id, limit)
+
+    async def spans(self, run_id: str) -> list[SpanRecord]:
+        return await self.store.spans_of(run_id)
+
+    async def workers(self) -> list[WorkerRecord]:
+        return await self.store.list_workers()
+
+    async def runs(self, limit: int = 100) -> list[dict[str, Any]]:
+        """Runs, newest first, with step progress: JSON-ready."""
+        records = await self.store.list_runs(limit)
+        return views.listing(records, await self.store.step_counts([r.id for r in records]))
+
+    async def snapshot(self, run_id: str, *, events: bool = True) -> dict[str, Any]:
+        """The ``show --json`` object: run, steps and events."""
+        run_id = await self.store.resolve_run_id(run_id)
+        return views.snapshot(
+            await self.store.get_run(run_id),
+            await self.store.get_steps(run_id),
+            await self.store.spans_of(run_id),
+            await self.store.feedback_of(run_id),
+            await self.store.agent_summary(run_id),
+            await self.store.events_since(run_id, 0, limit=1_000_000) if events else None,
+        )
+
+    async def step_context(self, run_id: str, key: str) -> list[dict[str, Any]]:
+        """The context the step gets (or got) from its dependencies' outputs, per the run's policy."""
+        run_id = await self.store.resolve_run_id(run_id)
+        plan = (await self.store.get_run(run_id)).plan or {}
+        context = views.step_context(plan, key, await self.store.get_steps(run_id))
+        if context is None:
+            raise StepNotFound(run_id, key, [s["key"] for s in plan.get("steps", [])])
+        return context
+
+    async def agents(self) -> dict[str, dict[str, Any]]:
+        """Every agent that ran, across runs: attempts, failures, tokens, feedback."""
+        return await self.store.agent_summary(None)
+
+    async def export_otlp(self, run_id: str) -> dict[str, Any]:
+        run_id = await self.store.resolve_run_id(run_id)
+        return otlp_json(await self.store.get_run(run_id, plan=False), await self.store.spans_of(run_id))
+
+    # -- following ---------------------------------------------------------------------------
+
+    async def wait_for_events(self, run_id: str | None, timeout: float) -> bool:
+        """Until another process commits events of the run (PostgreSQL NOTIFY) or ``timeout``: a hint to re-read."""
+        return await self.notifier.wait(EVENTS_CHANNEL, run_id, timeout)
+
+    def subscribe(self, run_id: str | None = None, maxsize: int | None = None) -> Subscription:
+        """Live events of runs driven in this process (see ``follow`` for a gap-free stream)."""
+        return self.bus.subscribe(run_id, maxsize)
+
+    async def follow(self, run_id: str | None, since_id: int = 0, maxsize: int | None = None) -> AsyncIterator[Event]:
+        """Every event after ``since_id``, then live ones, in id order, with no gaps or repeats.
+
+        Reads the store first and whenever the subscription reports a ``Gap`` (or
+        another process may have written), so a slow reader catches up from the
+        database instead of slowing the run.
+        """
+        sub = self.bus.subscribe(run_id, maxsize)
+        last = since_id
+        try:
+            while True:
+                for event in await self.store.events_since(run_id, last):
+                    last = event.id
+                    yield event
+                while True:
+                    item = await self._next_live(sub, run_id)
+                    if item is None or isinstance(item, Gap):
+                        break  # read what the store has
+                    if item.id > last:
+                        last = item.id
+                        yield item
+        finally:
+            sub.close()
+
+    async def _next_live(self, sub: Subscription, run_id: str | None) -> Event | Gap | None:
+        """The next event published here, or None when another process may have written some."""
+        local = asyncio.ensure_future(sub.get())
+        remote = asyncio.ensure_future(self.notifier.wait(EVENTS_CHANNEL, run_id, FOLLOW_POLL_S))
+        try:
+            done, _ = await asyncio.wait({local, remote}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            remote.cancel()
+        if local in done:
+            return local.result()
+        local.cancel()
+        return None
