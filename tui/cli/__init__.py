@@ -1,6 +1,7 @@
 """The ``loopdeck`` command line, a package: ``main`` here, the parser, the output rules, one module per command group.
 
-    parser.py     global options, argument types, every subcommand
+    parser.py     global options, every subcommand
+    arguments.py  argument types (JSON input, budget, counts), checked before a database opens
     output.py     consoles, strict JSON, one-line errors, exit codes
     progress.py   a headless run's progress on stderr
     commands/     driving, planning, acting, reading, dashboard

@@ -10,9 +10,9 @@ import argparse
 from typing import Any
 
 from core import BadInput, Delivery, Orchestrator, RunStatus, load_document
+from tui.cli.arguments import budget_value, json_input
 from tui.cli.commands import Command
 from tui.cli.output import EXIT_OK, err
-from tui.cli.parser import budget_value, json_input
 from tui.text.literal import literal
 
 

@@ -17,10 +17,10 @@ from typing import Any
 from rich.text import Text
 
 from core import EventType, LoopdeckError, Orchestrator, RunStatus, Worker, demo_plan, load_plan, mask_urls
+from tui.cli.arguments import count, seconds
 from tui.cli.commands import Command
 from tui.cli.commands.planning import Planned, plan_from_goal, planning_options
 from tui.cli.output import EXIT_OK, EXIT_RUN_NOT_OK, Interrupted, err, print_json
-from tui.cli.parser import count, seconds
 from tui.cli.progress import Progress
 from tui.text.literal import literal
 

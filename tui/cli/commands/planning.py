@@ -21,10 +21,10 @@ from core import (
     plan_to_yaml,
     planner_agent,
 )
+from tui.cli.arguments import repairs
 from tui.cli.commands import Command
 from tui.cli.commands.acting import say_who_continues
 from tui.cli.output import EXIT_OK, err, listing, write_text
-from tui.cli.parser import repairs
 from tui.text.literal import literal
 
 

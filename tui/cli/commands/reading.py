@@ -10,9 +10,9 @@ from rich.table import Table
 from rich.text import Text
 
 from core import Orchestrator, limits, plan_json_schema, worker_json
+from tui.cli.arguments import count
 from tui.cli.commands import Command
 from tui.cli.output import EXIT_OK, err, listing, out, print_json, write_text
-from tui.cli.parser import count
 from tui.text.literal import literal
 
 
