@@ -43,12 +43,13 @@ from core.model.plan import (
     validate_plan,
 )
 from core.model.projection import RunProjection, StepProjection
+from core.model.result import RunResult
 from core.model.skills import Skill, available_skills
 from core.model.states import RunStatus, StepStatus
 from core.orchestrator import Delivery, Orchestrator, default_user
 from core.planner import PLANNER_ENV, PlanResult, default_agents_file, load_base, plan_goal, plan_to_yaml, planner_agent
 from core.store.records import RunRecord, SpanRecord, StepRecord
-from core.values import dumps, load_document, parse_json
+from core.values import dumps, load_document, load_text, parse_json
 from core.views import worker_json
 from core.worker import Worker, WorkerStats
 
@@ -82,6 +83,7 @@ __all__ = [
     "RunNotFound",
     "RunProjection",
     "RunRecord",
+    "RunResult",
     "RunStatus",
     "Skill",
     "SpanRecord",
@@ -111,6 +113,7 @@ __all__ = [
     "load_base",
     "load_document",
     "load_plan",
+    "load_text",
     "mask_urls",
     "parse_json",
     "parse_plan_text",

@@ -193,6 +193,16 @@ def load_document(path: str | Path, what: str = "file") -> Any:
         raise BadInput(f"{what} {path}: {exc}") from None
 
 
+def load_text(path: str | Path, what: str = "file") -> str:
+    """``read_text`` for the public API: a refused file is a ``BadInput`` naming it."""
+    from core.errors import BadInput
+
+    try:
+        return read_text(path)
+    except ValueProblem as exc:
+        raise BadInput(f"{what} {path}: {exc}") from None
+
+
 def checked_input(value: Any, what: str = "the edited input") -> Any:
     """A value handed in through the API (an edited input): checked like a plan's, ``BadInput`` if refused."""
     from core.errors import BadInput
@@ -241,11 +251,17 @@ def loads(text: str, what: str) -> Any:
 def read_document(path: str | Path, json_only: bool | None = None) -> Any:
     """Read a YAML or JSON file (JSON by its ``.json`` suffix) into checked data; ``ValueProblem`` says why not."""
     path = Path(path)
+    return parse_document(read_text(path), path.suffix.lower() == ".json" if json_only is None else json_only)
+
+
+def read_text(path: str | Path) -> str:
+    """A UTF-8 text file of at most ``MAX_DOCUMENT_BYTES``; ``ValueProblem`` says why not."""
+    path = Path(path)
     try:
         size = path.stat().st_size
         if size > MAX_DOCUMENT_BYTES:
             raise ValueProblem("", f"{path} is {size:,} bytes; files up to {MAX_DOCUMENT_BYTES:,} bytes are read")
-        text = path.read_text(encoding="utf-8")
+        return path.read_text(encoding="utf-8")
     except FileNotFoundError:
         raise ValueProblem("", f"file not found: {path}") from None
     except IsADirectoryError:
@@ -254,7 +270,6 @@ def read_document(path: str | Path, json_only: bool | None = None) -> Any:
         raise ValueProblem("", f"cannot read {path}: it is not UTF-8 text (byte {exc.start})") from None
     except OSError as exc:
         raise ValueProblem("", f"cannot read {path}: {exc.strerror or exc}") from None
-    return parse_document(text, path.suffix.lower() == ".json" if json_only is None else json_only)
 
 
 def parse_document(text: str, json_only: bool = False) -> Any:

@@ -12,6 +12,7 @@ from typing import Any
 from core.model.context import Upstream, build_context
 from core.model.events import Event, iso
 from core.model.plan import Policy
+from core.model.result import RunResult, conclude
 from core.model.states import StepStatus
 from core.store.records import FeedbackRecord, RunRecord, SpanRecord, StepRecord, WorkerRecord
 
@@ -20,8 +21,9 @@ def tokens(prompt: int, completion: int) -> dict[str, int]:
     return {"prompt": prompt, "completion": completion, "total": prompt + completion}
 
 
-def run_json(run: RunRecord) -> dict[str, Any]:
+def run_json(run: RunRecord, result: RunResult | None = None) -> dict[str, Any]:
     plan = run.plan or {}
+    result = result or run.result
     return {
         "id": run.id,
         "goal": run.goal,
@@ -36,6 +38,7 @@ def run_json(run: RunRecord) -> dict[str, Any]:
         "lease": {"host": run.lease.host, "pid": run.lease.pid, "expires_at": iso(run.lease.until)}
         if run.lease
         else None,
+        "result": None if result is None else result.to_json(),
     }
 
 
@@ -107,7 +110,7 @@ def snapshot(
     plan = run.plan or {}
     depends_on = {s["key"]: s.get("depends_on", []) for s in plan.get("steps", [])}
     out: dict[str, Any] = {
-        "run": run_json(run),
+        "run": run_json(run, result_of(run, steps)),
         "plan": plan,
         "proposal": run.proposal,
         "steps": [step_json(s, depends_on.get(s.key, [])) for s in steps],
@@ -118,6 +121,16 @@ def snapshot(
     if events is not None:
         out["events"] = [e.to_json() for e in events]
     return out
+
+
+def result_of(run: RunRecord, steps: list[StepRecord]) -> RunResult | None:
+    """The run's recorded result; for a run that ended before loopdeck recorded results, worked out now."""
+    if run.result is not None or not run.status.terminal:
+        return run.result
+    specs = (run.plan or {}).get("steps", [])
+    depends_on = {s["key"]: list(s.get("depends_on") or ()) for s in specs}
+    verifications = {s["key"] for s in specs if s.get("type") == "verification"}
+    return conclude(steps, depends_on, verifications, run.reason)
 
 
 def listing(runs: list[RunRecord], counts: dict[str, dict[str, int]]) -> list[dict[str, Any]]:

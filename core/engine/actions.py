@@ -23,6 +23,7 @@ from core.errors import BadInput, PlanError, PlanIssue, TransitionError
 from core.model.events import EventType
 from core.model.plan import validate_plan
 from core.model.replan import PlanChange, prepare_replan
+from core.model.result import Finished
 from core.model.states import RunStatus, StepStatus, check_step
 from core.store import RUNS_CHANNEL, Store, notify
 
@@ -71,6 +72,22 @@ class Cancel:
 
 
 @dataclass(frozen=True)
+class Finish:
+    """End the run now, with the operator's answer (or, without one, what its final steps produced)."""
+
+    kind: ClassVar[str] = "finish"
+    past: ClassVar[str] = "finished"
+    answer: Any = None
+    status: str = "succeeded"  # or "failed"
+    reason: str | None = None
+    has_answer: bool = False  # an answer of None given on purpose is still an answer
+
+
+FINISH_STATUSES = ("succeeded", "failed")
+ENDS_RUN = ("cancel", "finish")  # commands that end the run: the driver stops rather than answering at once
+
+
+@dataclass(frozen=True)
 class SetBudget:
     kind: ClassVar[str] = "budget"
     past: ClassVar[str] = "given a new budget"
@@ -98,9 +115,9 @@ class DecidePlan:
     plan: Any = None  # an edited plan, for a run that has not started
 
 
-Command = Approve | Reject | Skip | Retry | Cancel | SetBudget | Replan | DecidePlan
+Command = Approve | Reject | Skip | Retry | Cancel | Finish | SetBudget | Replan | DecidePlan
 KINDS: dict[str, type[Command]] = {
-    c.kind: c for c in (Approve, Reject, Skip, Retry, Cancel, SetBudget, Replan, DecidePlan)
+    c.kind: c for c in (Approve, Reject, Skip, Retry, Cancel, Finish, SetBudget, Replan, DecidePlan)
 }
 
 
@@ -259,6 +276,23 @@ def skipped_because_of(run: RunState, key: str) -> set[str]:
 def _cancel(run: RunState, cmd: Cancel, user: str, now: float) -> Effects:
     effects = Effects()
     end_run(run, RunStatus.CANCELED, f"canceled by {user}" + (f": {cmd.reason}" if cmd.reason else ""), effects, now)
+    return effects
+
+
+def _finish(run: RunState, cmd: Finish, user: str, now: float) -> Effects:
+    if cmd.status not in FINISH_STATUSES:
+        raise BadInput(f"a run is finished succeeded or failed, not {cmd.status!r}")
+    effects = Effects()
+    effects.batch.event(
+        run.run_id,
+        E.RUN_FINISHED,
+        None,
+        {"user": user, "reason": cmd.reason, "status": cmd.status, "answered": cmd.has_answer},
+        now,
+    )
+    why = f"finished by {user}" + (f": {cmd.reason}" if cmd.reason else "")
+    finished = Finished(user, cmd.reason, cmd.answer, cmd.has_answer)
+    end_run(run, RunStatus(cmd.status), why, effects, now, finished)
     return effects
 
 
@@ -476,6 +510,7 @@ _HANDLERS = {
     Skip: _skip,
     Retry: _retry,
     Cancel: _cancel,
+    Finish: _finish,
     SetBudget: _set_budget,
     Replan: _replan,
     DecidePlan: _decide_plan,

@@ -374,7 +374,7 @@ class RunController:
         """Carry out an operator action: the decider shared with offline actions, applied live."""
         effects = actions.decide(self.run, command, user, self.clock())
         write = self._follow(effects)
-        if isinstance(command, actions.Cancel):
+        if command.kind in actions.ENDS_RUN:  # the run ends: wait until its driver has stopped
             await asyncio.shield(self.sup.done) if self.sup.done is not None else None
         else:
             await asyncio.shield(write)
@@ -383,7 +383,7 @@ class RunController:
         """A command from another process (``loopdeck approve`` in another terminal); a cancel is not awaited."""
         effects = actions.decide(self.run, actions.from_payload(kind, payload), user, self.clock())
         write = self._follow(effects)
-        if kind != actions.Cancel.kind:
+        if kind not in actions.ENDS_RUN:
             await asyncio.shield(write)
 
     def _follow(self, *decisions: Effects) -> asyncio.Future[list[int]]:

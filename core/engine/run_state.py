@@ -20,6 +20,7 @@ from typing import Any
 from core.engine.budget import TokenBudget
 from core.engine.scheduler import Scheduler
 from core.model.plan import Plan, StepSpec
+from core.model.result import RunResult
 from core.model.states import RunStatus, StepStatus
 from core.store.records import RunRecord, StepRecord
 from core.values import dumps
@@ -155,6 +156,7 @@ class RunState:
     mode: RunMode = RunMode.ACTIVE
     waiting: set[str] = field(default_factory=set)  # steps waiting at their approval gate
     launches: int = 0  # attempts started, for max_iterations
+    result: RunResult | None = None  # once it ended
 
     @property
     def policy(self):
@@ -185,6 +187,7 @@ class RunState:
             "ended_at": self.ended_at,
             "proposal_json": None if self.proposal is None else json.dumps(self.proposal),
             "hold": HOLD_BUDGET if self.mode == RunMode.PAUSED else None,
+            "result_json": None if self.result is None else dumps(self.result.to_json()),
         }
 
     def step(self, key: str) -> StepState:
@@ -232,6 +235,7 @@ class RunState:
             else RunMode.ACTIVE,
             waiting={k for k, s in states.items() if s.status == StepStatus.WAITING_USER},
             launches=sum(s.attempts for s in states.values()),
+            result=run.result,
         )
         for step in sorted(states.values(), key=lambda s: s.idx):
             state.index_step(step)

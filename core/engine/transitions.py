@@ -18,6 +18,7 @@ from core.engine.run_state import RunMode, RunState, StepState
 from core.executors import AttemptFailed, Result
 from core.model.events import EventType
 from core.model.plan import Backoff
+from core.model.result import Finished, conclude, plan_shape
 from core.model.states import RunStatus, StepStatus, check_step
 from core.store import WriteBatch
 
@@ -86,7 +87,14 @@ def unqueue(run: RunState, key: str, effects: Effects) -> None:
 
 
 def set_run_status(
-    run: RunState, status: RunStatus, reason: str | None, batch: WriteBatch, now: float, kind: str, ended: bool = False
+    run: RunState,
+    status: RunStatus,
+    reason: str | None,
+    batch: WriteBatch,
+    now: float,
+    kind: str,
+    ended: bool = False,
+    summary: str | None = None,
 ) -> None:
     run.status, run.reason = status, reason
     if ended:
@@ -95,11 +103,18 @@ def set_run_status(
     payload: dict[str, Any] = {"status": status.value}
     if reason:
         payload["reason"] = reason
+    if summary:
+        payload["summary"] = summary
     batch.event(run.run_id, kind, None, payload, now)
 
 
-def end_run(run: RunState, status: RunStatus, reason: str | None, effects: Effects, now: float) -> None:
-    """End the run: every unfinished step skipped with the run's verdict, the verdict written."""
+def end_run(
+    run: RunState, status: RunStatus, reason: str | None, effects: Effects, now: float, finished: Finished | None = None
+) -> None:
+    """End the run: every unfinished step skipped with the run's verdict, the verdict and the result written.
+
+    ``finished``: an operator ended it early (``actions.Finish``), perhaps with an answer of their own.
+    """
     run.set_mode(RunMode.ENDING)
     effects.ended = []
     why = f"run {status.value}" + (f": {reason}" if reason else "")
@@ -110,7 +125,8 @@ def end_run(run: RunState, status: RunStatus, reason: str | None, effects: Effec
             effects.ended.append(step.key)
         unqueue(run, step.key, effects)
         move(run, step, "cancel", effects.batch, now, (E.STEP_SKIPPED, {"reason": why}), ended_at=now, error=why)
-    set_run_status(run, status, reason, effects.batch, now, E.RUN_ENDED, ended=True)
+    run.result = conclude(list(run.steps.values()), *plan_shape(s.spec for s in run.steps.values()), reason, finished)
+    set_run_status(run, status, reason, effects.batch, now, E.RUN_ENDED, ended=True, summary=run.result.summary)
 
 
 def gate(run: RunState, step: StepState, batch: WriteBatch, now: float) -> None:

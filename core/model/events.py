@@ -19,7 +19,8 @@ class EventType(StrEnum):
     RUN_RESUMED = "run_resumed"
     RUN_WAITING = "run_waiting"
     RUN_CONTINUED = "run_continued"
-    RUN_ENDED = "run_ended"
+    RUN_ENDED = "run_ended"  # payload: status, reason, summary (the result's sentence)
+    RUN_FINISHED = "run_finished"  # an operator ended the run early (`loopdeck finish`); run_ended follows
     STEP_WAITING = "step_waiting"
     STEP_APPROVED = "step_approved"
     STEP_REJECTED = "step_rejected"

@@ -49,6 +49,7 @@ class RunProjection:
     tokens: int = 0
     budget: int | None = None
     ended_at: float | None = None
+    summary: str | None = None  # the result's sentence, once the run ended
     steps: dict[str, StepProjection] = field(default_factory=dict)
     waiting: list[str] = field(default_factory=list)  # steps waiting for approval, in arrival order
     breakers: dict[str, str] = field(default_factory=dict)  # agent -> breaker state
@@ -116,7 +117,7 @@ class RunProjection:
         if t in RUN_STATUS_EVENTS:
             self.status, self.reason = p.get("status", self.status), p.get("reason")
             if t == E.RUN_ENDED:
-                self.ended_at = at
+                self.ended_at, self.summary = at, p.get("summary")
         elif t in PLAN_REVIEW_EVENTS:
             self.status = p.get("status", self.status)
         elif t == E.BREAKER_CHANGED:

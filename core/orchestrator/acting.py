@@ -60,6 +60,27 @@ class Acting(OrchestratorBase):
     ) -> Delivery:
         return await self.act(run_id, actions.Cancel(reason), user=user, timeout_s=timeout_s)
 
+    async def finish(
+        self,
+        run_id: str,
+        *,
+        answer: Any = ...,
+        status: str = "succeeded",
+        reason: str | None = None,
+        user: str | None = None,
+        timeout_s: float = 10.0,
+    ) -> Delivery:
+        """End the run now: running attempts canceled, what has not run skipped, the run ``status``.
+
+        ``answer`` (any JSON value) is the run's answer; left out, the answer is
+        what its final steps produced. Refused on a run that already ended.
+        """
+        if status not in actions.FINISH_STATUSES:
+            raise BadInput(f"--status is succeeded or failed, not {status!r}")
+        given = answer is not ...
+        command = actions.Finish(checked_input(answer) if given else None, status, reason, given)
+        return await self.act(run_id, command, user=user, timeout_s=timeout_s)
+
     async def set_budget(
         self, run_id: str, limit: int | None, *, user: str | None = None, timeout_s: float = 10.0
     ) -> Delivery:
@@ -111,7 +132,7 @@ class Acting(OrchestratorBase):
         if controller is not None:
             await controller.perform(command, user)
             return Delivery.LIVE
-        state, run = await self.run_state(run_id, lenient=isinstance(command, actions.Cancel))
+        state, run = await self.run_state(run_id, lenient=command.kind in actions.ENDS_RUN)
         effects = actions.decide(state, command, user, self.clock())  # refused here, before anything is queued
         if holder_state(run.lease, self.identity, time.time(), set(self._live_owners())) in (
             Holder.ALIVE_HERE,

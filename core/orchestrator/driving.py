@@ -208,8 +208,8 @@ class Driving(Acting):
             self._reviewing.discard(run_id)
 
     async def _while_reviewing(self, run_id: str, command: actions.Command, user: str) -> None:
-        """What a run whose plan awaits review accepts: the decision, or a cancel."""
-        if not isinstance(command, (actions.DecidePlan, actions.Cancel)):
+        """What a run whose plan awaits review accepts: the decision, or an end (cancel, finish)."""
+        if not isinstance(command, (actions.DecidePlan, actions.Cancel, actions.Finish)):
             raise TransitionError(
                 f"run {run_id} is awaiting plan approval; approve or reject its plan first "
                 f"(`loopdeck approve-plan {run_id}`)"

@@ -11,6 +11,7 @@ from core.engine.bus import Subscription
 from core.errors import StepNotFound
 from core.export import otlp_json
 from core.model.events import Event, Gap
+from core.model.result import RunResult
 from core.orchestrator.base import OrchestratorBase
 from core.store import (
     EVENTS_CHANNEL,
@@ -60,6 +61,12 @@ class Reading(OrchestratorBase):
             await self.store.agent_summary(run_id),
             await self.store.events_since(run_id, 0, limit=1_000_000) if events else None,
         )
+
+    async def result(self, run_id: str) -> RunResult | None:
+        """The run's result (answer, summary, evidence) once it ended; None while it is live."""
+        run_id = await self.store.resolve_run_id(run_id)
+        run = await self.store.get_run(run_id)
+        return views.result_of(run, await self.store.get_steps(run_id))
 
     async def step_context(self, run_id: str, key: str) -> list[dict[str, Any]]:
         """The context the step gets (or got) from its dependencies' outputs, per the run's policy."""

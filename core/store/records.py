@@ -13,6 +13,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from core.model.result import RunResult
 from core.model.states import RunStatus, StepStatus
 
 
@@ -47,6 +48,7 @@ class RunRecord:
     proposal: dict[str, Any] | None  # a replan an agent proposed, waiting for the operator
     plan: dict[str, Any] | None  # the stored plan (JSON); None when read without it
     hold: str | None = None  # why a live run launches nothing until an operator acts ("budget"), if it does
+    result: RunResult | None = None  # once it ended (None for a run that ended before loopdeck recorded results)
 
     @property
     def tokens(self) -> int:
@@ -75,6 +77,7 @@ class RunRecord:
             proposal=_json(row["proposal_json"]),
             plan=_json(row.get("plan_json")),
             hold=row.get("hold"),
+            result=_result(row.get("result_json")),
         )
 
 
@@ -250,3 +253,8 @@ class BreakerRecord:
     @classmethod
     def from_row(cls, row: Mapping[Any, Any]) -> BreakerRecord:
         return cls(row["target"], row["state"], row["failures"], row["opened_at"], row["updated_at"])
+
+
+def _result(text: str | None) -> RunResult | None:
+    data = _json(text)
+    return RunResult.from_json(data) if isinstance(data, dict) else None

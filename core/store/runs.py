@@ -74,7 +74,8 @@ class RunQueries(StoreBase):
 
     async def list_runs(self, limit: int = 100) -> list[RunRecord]:
         async def q(conn: AsyncConnection) -> list[RunRecord]:
-            stmt = select(schema.runs).order_by(schema.runs.c.created_at.desc(), schema.runs.c.id.desc()).limit(limit)
+            listed = [c for c in schema.runs.c if c.name != "result_json"]  # a listing needs no answers
+            stmt = select(*listed).order_by(schema.runs.c.created_at.desc(), schema.runs.c.id.desc()).limit(limit)
             return [RunRecord.from_row(r) for r in (await conn.execute(stmt)).mappings()]
 
         return await self._read(q)

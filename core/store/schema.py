@@ -33,6 +33,8 @@ runs = Table(
     Column("proposal_json", Text),
     # revision 0008: what holds a live run until an operator acts ("budget"), remembered for offline actions
     Column("hold", String(32)),
+    # revision 0009: the run's result once it ended (model.result.RunResult as JSON); NULL before
+    Column("result_json", Text),
 )
 
 steps = Table(

@@ -58,6 +58,7 @@ RUN_MUTABLE = (
     "ended_at",
     "proposal_json",
     "hold",
+    "result_json",
 )
 
 _STEP_CAS = (

@@ -66,3 +66,35 @@ def test_feedback_agents_and_export(cli):
     assert data["resourceSpans"][0]["scopeSpans"][0]["spans"][1]["name"] == "a #1"
     snap = cli.show(run_id)
     assert {"spans", "feedback", "agents"} <= set(snap)
+
+
+def test_finish_from_another_terminal_ends_the_headless_run_with_the_operators_answer(cli):
+    agents = {"fast": {"kind": "sim", "latency_ms": 0, "output": "notes"}, "slow": {"kind": "sim", "latency_ms": 30000}}
+    path = cli.write_plan(
+        {
+            "agents": agents,
+            "steps": [{"key": "notes", "agent": "fast"}, {"key": "long", "agent": "slow", "depends_on": ["notes"]}],
+        }
+    )
+    answer = cli.tmp / "answer.md"
+    answer.write_text("# The answer\n\nwritten by hand ✓\n")
+    assert cli("finish", "no-such-run", "--answer-file", str(cli.tmp / "missing.md")).returncode == 2
+    proc = cli.spawn("run", str(path), "--headless", "--json")
+    try:
+        run_id = cli.wait_until("SELECT run_id FROM steps WHERE key='long' AND status='running'", bool)[0][0]
+        result = cli("finish", run_id, "--answer-file", str(answer), "--reason", "good enough", "--json")
+        assert result.returncode == 0, result.stderr
+        assert "finished (succeeded) by" in result.stderr
+        assert json.loads(result.stdout)["answer"] == "# The answer\n\nwritten by hand ✓\n"
+        out, _ = proc.communicate(timeout=30)
+        assert proc.returncode == 0
+    finally:
+        proc.kill()
+    printed = json.loads(out)["run"]  # `run --headless --json` prints the run with its result
+    assert printed["status"] == "succeeded"
+    assert printed["result"]["answer"] == "# The answer\n\nwritten by hand ✓\n"
+    assert printed["result"]["finish_reason"] == "good enough"
+    shown = cli("show", run_id)
+    assert "result: finished by" in shown.stdout and "written by hand" in shown.stdout
+    again = cli("finish", run_id, "--answer", "late")
+    assert again.returncode == 1 and "an ended run can no longer be finished" in again.stderr

@@ -6,6 +6,8 @@ import asyncio
 import html
 import re
 
+from textual.widgets import TabbedContent
+
 from core import Orchestrator, validate_plan
 from tui.dashboard.app import LoopdeckApp
 from tui.dashboard.dialogs.approval import ApprovalScreen
@@ -150,6 +152,36 @@ async def test_x_cancels_after_confirmation(db_url):
         await until(pilot, lambda: app.final_status is not None)
         run = await app.orch.store.get_run(app.run_id)
         assert run.status == "canceled" and run.reason == "canceled by fay: canceled from the dashboard"
+
+
+async def test_f_finishes_the_run_with_a_typed_answer_and_the_result_tab_shows_it(db_url):
+    plan = validate_plan(
+        {
+            "agents": {"fast": {"kind": "sim", "latency_ms": 0}, "slow": {"kind": "sim", "latency_ms": 20000}},
+            "steps": [{"key": "notes", "agent": "fast"}, {"key": "long", "agent": "slow"}],
+        }
+    )
+    app = LoopdeckApp(db_url, plan=plan, drive=True, user="gus")
+    async with app.run_test(size=SIZE) as pilot:
+        await until(pilot, lambda: app.run_id is not None and app.screen.view.steps["long"].status == "running")
+        await pilot.press("f")
+        await until(pilot, lambda: isinstance(app.screen, ConfirmScreen))
+        await pilot.press("y")
+        await until(pilot, lambda: isinstance(app.screen, PromptScreen))
+        await pilot.press(*"ship it", "enter")
+        await until(pilot, lambda: app.final_status is not None)
+        run = await app.orch.run(app.run_id)
+        assert run.status == "succeeded" and run.reason == "finished by gus: finished from the dashboard"
+        assert run.result is not None and run.result.answer == "ship it" and run.result.finished_by == "gus"
+        await until(pilot, lambda: app.screen.view.result is not None)
+        app.screen.query_one("#detail-tabs", TabbedContent).active = "tab-result"
+        await pilot.pause(0.3)
+        shown = screen_as_text(app)
+        assert "finished by gus: finished from the dashboard; 1 of 2 steps succeeded" in shown
+        assert "ship it" in shown
+        await pilot.press("f")  # once ended, the key says so instead of asking
+        await pilot.pause(0.2)
+        assert not isinstance(app.screen, ConfirmScreen)
 
 
 async def test_read_only_disables_every_action(db_url):
@@ -414,6 +446,7 @@ async def test_the_command_palette_offers_every_action(db_url):
             "skip",
             "retry",
             "cancel",
+            "finish",
             "budget",
             "filter",
             "freeze",

@@ -164,6 +164,14 @@ class Progress:
                 literal(p.get("reason")),
                 ")",
             )
+        if event.type == E.RUN_FINISHED:
+            why = p.get("reason")
+            return Text.assemble(
+                ("■ ", "bold"),
+                f"run finished ({p.get('status')}) by ",
+                literal(p.get("user")),
+                *((": ", literal(why)) if why else ()),
+            )
         if event.type == E.BUDGET_EXHAUSTED:
             return Text.assemble(
                 ("⏸ ", "yellow"), literal(p.get("reason")), f"; raise it: loopdeck budget {self.run_id} --set N"

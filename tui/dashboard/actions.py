@@ -68,6 +68,9 @@ RUN_ACTIONS: tuple[ActionSpec, ...] = (
         priority=True,
     ),
     ActionSpec("cancel", "x", "cancel_run", "Cancel", "Cancel the run (asks to confirm)"),
+    ActionSpec(
+        "finish", "f", "finish_run", "Finish", "End the run now with a final answer (asks to confirm, then for it)"
+    ),
     ActionSpec("follow", "end", "follow_log", "Follow", "Follow the event log again", writes=False, show=False),
     ActionSpec("runs", "escape", "runs", "Runs", "Back to the list of runs", writes=False, key_display="esc"),
     ActionSpec("help", "question_mark", "help", "Help", "List every key binding", writes=False, key_display="?"),

@@ -13,6 +13,8 @@ import sys
 import tempfile
 from pathlib import Path
 
+from textual.widgets import TabbedContent
+
 from core import demo_plan
 from tui.dashboard.app import LoopdeckApp
 from tui.dashboard.dialogs.approval import ApprovalScreen
@@ -57,6 +59,8 @@ async def capture(out: Path) -> list[Path]:
             await wait_for(lambda: isinstance(app.screen, ApprovalScreen))
             await pilot.press("a")
             await wait_for(lambda: app.final_status is not None)
+            await wait_for(lambda: app.screen.view.result is not None)  # the run's result, in its tab
+            app.screen.query_one("#detail-tabs", TabbedContent).active = "tab-result"
             await pilot.pause(0.5)
             save(app, "finished")
         plan = demo_plan()
@@ -73,7 +77,7 @@ async def capture(out: Path) -> list[Path]:
 
 
 def main() -> None:
-    out = Path(sys.argv[1]) if len(sys.argv) > 1 else Path(__file__).resolve().parents[1] / "screenshots"
+    out = Path(sys.argv[1]) if len(sys.argv) > 1 else Path(__file__).resolve().parents[2] / "screenshots"
     asyncio.run(capture(out))
 
 

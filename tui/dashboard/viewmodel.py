@@ -46,6 +46,7 @@ class RunView(RunProjection):
     goal: str = ""
     max_concurrency: int = 0
     created_at: float = 0.0
+    result: dict[str, Any] | None = None  # answer, summary, evidence: read from the store once the run ended
     events: deque[Event] = field(default_factory=lambda: deque(maxlen=500))
     dirty: set[str] = field(default_factory=set)  # steps changed since the last refresh
 
@@ -79,6 +80,7 @@ class RunView(RunProjection):
             view.apply(Event(e["id"], run["id"], e["type"], e["step"], e["payload"], parse_iso(e["created_at"]) or 0.0))
         for agent in {s.agent for s in view.steps.values()}:
             view.breakers.setdefault(agent, "closed")
+        view.result = run.get("result")
         view.dirty.clear()
         return view
 

@@ -1,4 +1,4 @@
-"""Acting on runs: ``approve``, ``cancel``, ``budget``, ``replan``, ``feedback``.
+"""Acting on runs: ``approve``, ``cancel``, ``finish``, ``budget``, ``replan``, ``feedback``.
 
 Each goes wherever the run is (this process, the driving one, or the store)
 and says so when nobody drives the run: an action in the store does not make it go on.
@@ -7,12 +7,13 @@ and says so when nobody drives the run: an action in the store does not make it 
 from __future__ import annotations
 
 import argparse
+import time
 from typing import Any
 
-from core import BadInput, Delivery, Orchestrator, RunStatus, load_document
+from core import BadInput, Delivery, Orchestrator, RunResult, RunStatus, load_document, load_text
 from tui.cli.arguments import budget_value, json_input
 from tui.cli.commands import Command
-from tui.cli.output import EXIT_OK, err
+from tui.cli.output import EXIT_OK, err, print_json
 from tui.text.literal import literal
 
 
@@ -26,6 +27,18 @@ def register(sub: Any, common: argparse.ArgumentParser) -> dict[str, Command]:
     p = sub.add_parser("cancel", parents=[common], help="cancel a run")
     p.add_argument("run_id")
     p.add_argument("--reason", metavar="TEXT")
+    p = sub.add_parser(
+        "finish",
+        parents=[common],
+        help="end a run now with a final answer: running steps are canceled, the rest skipped",
+    )
+    p.add_argument("run_id")
+    given = p.add_mutually_exclusive_group()
+    given.add_argument("--answer", metavar="TEXT", help="the run's answer (default: what its final steps produced)")
+    given.add_argument("--answer-file", metavar="FILE", help="the run's answer: this UTF-8 text file")
+    p.add_argument("--status", choices=["succeeded", "failed"], default="succeeded", help="default: succeeded")
+    p.add_argument("--reason", metavar="TEXT")
+    p.add_argument("--json", action="store_true", help="print the run's result as JSON on stdout")
     p = sub.add_parser("budget", parents=[common], help="set a run's token budget (a paused run continues)")
     p.add_argument("run_id")
     p.add_argument(
@@ -45,6 +58,7 @@ def register(sub: Any, common: argparse.ArgumentParser) -> dict[str, Command]:
     return {
         "approve": Command(approve),
         "cancel": Command(cancel),
+        "finish": Command(finish, prepare=read_answer),
         "budget": Command(set_budget),
         "replan": Command(replan, prepare=read_steps),
         "feedback": Command(feedback),
@@ -74,6 +88,35 @@ async def cancel(orch: Orchestrator, args: argparse.Namespace, _: Any) -> int:
     await orch.cancel(run_id, user=orch.user, reason=args.reason)
     err.print(literal(f"run {run_id} canceled by {orch.user}"))
     return EXIT_OK
+
+
+async def read_answer(args: argparse.Namespace) -> Any:
+    """The answer given (``...`` for none), read before the database opens: a missing file writes nothing."""
+    if args.answer_file is not None:
+        return load_text(args.answer_file, "answer file")
+    return ... if args.answer is None else args.answer
+
+
+async def finish(orch: Orchestrator, args: argparse.Namespace, answer: Any) -> int:
+    run_id = await orch.resolve_run_id(args.run_id)
+    await orch.finish(run_id, answer=answer, status=args.status, reason=args.reason, user=orch.user)
+    result = await ended_result(orch, run_id)
+    err.print(literal(f"run {run_id} finished ({args.status}) by {orch.user}"))
+    if result is not None:
+        err.print(literal(result.summary))
+    if args.json:
+        print_json(None if result is None else result.to_json())
+    return EXIT_OK
+
+
+async def ended_result(orch: Orchestrator, run_id: str, timeout_s: float = 10.0) -> RunResult | None:
+    """The result of a run an action just ended (its driver elsewhere may take a moment to commit it)."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        result = await orch.result(run_id)
+        if result is not None or time.monotonic() >= deadline:
+            return result
+        await orch.wait_for_events(run_id, 0.1)
 
 
 async def set_budget(orch: Orchestrator, args: argparse.Namespace, _: Any) -> int:

@@ -225,9 +225,10 @@ def exit_for(status: RunStatus, args: argparse.Namespace, final: dict[str, Any] 
         run = final["run"]
         style = "green" if status == RunStatus.SUCCEEDED else "red"
         line = Text.assemble(("run ", ""), (run["id"], "bold"), " ended ", (status.value, style))
-        if run["reason"]:
+        said = (run.get("result") or {}).get("summary") or run["reason"]  # the summary holds the reason too
+        if said:
             line.append(": ")
-            line.append_text(literal(run["reason"]))
+            line.append_text(literal(said))
         line.append(f" · {run['tokens']['total']:,} tokens")
         err.print(line)
         if getattr(args, "json", False):

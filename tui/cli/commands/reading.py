@@ -9,7 +9,7 @@ from typing import Any
 from rich.table import Table
 from rich.text import Text
 
-from core import Orchestrator, limits, plan_json_schema, worker_json
+from core import Orchestrator, dumps, limits, plan_json_schema, worker_json
 from tui.cli.arguments import count
 from tui.cli.commands import Command
 from tui.cli.output import EXIT_OK, err, listing, out, print_json, write_text
@@ -105,7 +105,20 @@ async def show(orch: Orchestrator, args: argparse.Namespace, _: Any) -> int:
         f"{len(snap['events'])} events; tokens {run['tokens']['total']:,}"
         + (f" of {run['token_budget']:,}" if run["token_budget"] is not None else "")
     )
+    if run.get("result"):
+        print_result(run["result"])
     return EXIT_OK
+
+
+def print_result(result: dict[str, Any]) -> None:
+    """The run's result, for a person: the summary, who finished it, the answer (text as it is, else JSON)."""
+    out.print(Text.assemble(("result: ", "bold"), literal(result["summary"])))
+    if result.get("finished_by"):
+        why = result.get("finish_reason")
+        out.print(literal(f"finished by {result['finished_by']}" + (f": {why}" if why else "")))
+    answer = result.get("answer")
+    out.print(Text("answer:", style="bold"))
+    out.print(literal(answer if isinstance(answer, str) else dumps(answer, indent=2)))
 
 
 async def agents(orch: Orchestrator, args: argparse.Namespace, _: Any) -> int:

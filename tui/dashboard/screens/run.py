@@ -85,6 +85,7 @@ class RunScreen(GatesMixin, ActionsMixin, LoopdeckScreen):
         first = tree.highlighted_key or next(iter(view.steps), None)
         if first:
             self.show_detail(first)
+        self.query_one(StepDetail).show_result(view.status, view.result)
 
     @work(exclusive=True, group="feed", exit_on_error=False, name="the event feed")
     async def feed(self) -> None:
@@ -145,8 +146,27 @@ class RunScreen(GatesMixin, ActionsMixin, LoopdeckScreen):
         if view.finished and not self._announced_end:
             self._announced_end = True
             severity = "information" if view.status == "succeeded" else "warning"
-            reason = f": {view.reason}" if view.reason else ""
-            self.notify(f"run {view.run_id} ended {view.status}{reason}", severity=severity, markup=False, timeout=10)
+            said = view.summary or view.reason
+            self.notify(
+                f"run {view.run_id} ended {view.status}" + (f": {said}" if said else "") + " (its Result tab)",
+                severity=severity,
+                markup=False,
+                timeout=10,
+            )
+            if view.result is None:
+                self.load_result()
+
+    @work(exclusive=True, group="result", exit_on_error=False, name="the run's result")
+    async def load_result(self) -> None:
+        """The run ended while shown: read its result (the answer can be large: it is not in the events)."""
+        try:
+            result = await self.ctx.orch.result(self.run_id)
+        except LoopdeckError as exc:
+            self.notify(f"cannot read the run's result: {exc}", severity="error", markup=False)
+            return
+        if self.view is not None and result is not None:
+            self.view.result = result.to_json()
+            self.query_one(StepDetail).show_result(self.view.status, self.view.result)
 
     # -- tree and detail --------------------------------------------------------------------
 

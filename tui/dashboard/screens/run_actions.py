@@ -150,6 +150,38 @@ class ActionsMixin:
             f"run {self.run_id} canceled",
         )
 
+    def action_finish_run(self) -> None:
+        view = self.view
+        if view is not None and view.finished:
+            self.notify(f"run {self.run_id} is {view.status}; an ended run can no longer be finished", markup=False)
+            return
+
+        def answer(text: str | None) -> None:
+            if text is not None:  # Esc: not finished
+                self.finish_run(text)
+
+        def confirmed(yes: bool | None) -> None:
+            if yes:
+                self.app.push_screen(
+                    PromptScreen("Final answer (empty: what the run's final steps produced):", "the run's answer"),
+                    answer,
+                )
+
+        self.app.push_screen(
+            ConfirmScreen(
+                f"Finish run {self.run_id} now? Running steps are canceled, the rest skipped; it ends succeeded."
+            ),
+            confirmed,
+        )
+
+    @work(group="actions", exit_on_error=False, name="an action")
+    async def finish_run(self, text: str) -> None:
+        extra: dict[str, Any] = {"answer": text} if text.strip() else {}
+        await self._act(
+            self.ctx.orch.finish(self.run_id, user=self.ctx.user, reason="finished from the dashboard", **extra),
+            f"run {self.run_id} finished",
+        )
+
     def action_raise_budget(self) -> None:
         current = self.view.budget if self.view else None
 

@@ -66,6 +66,7 @@ class StepDetail(Vertical):
                 ("events", "Events"),
                 ("error", "Error"),
                 ("timeline", "Timeline"),
+                ("result", "Result"),
             ):
                 with TabPane(title, id=f"tab-{pane_id}"), VerticalScroll():
                     yield Static(id=f"detail-{pane_id}", classes="detail-body")
@@ -82,6 +83,22 @@ class StepDetail(Vertical):
         for entry in entries:
             parts.append(Text.assemble(literal(entry["key"], "bold"), " · ", literal(entry["type"], "dim")))
             parts.append(literal(entry["output"]))
+        target.update(_stack(*parts))
+
+    def show_result(self, status: str, result: dict[str, Any] | None) -> None:
+        """The run's result: its summary, the answer in full, the evidence (the run's, not the step's)."""
+        target = self.query_one("#detail-result", Static)
+        if result is None:
+            target.update(Text(f"the run is {status}; its result is recorded when it ends", style="dim"))
+            return
+        parts: list[RenderableType] = [literal(result.get("summary"), "bold")]
+        if result.get("finished_by"):
+            why = result.get("finish_reason")
+            parts.append(literal(f"finished by {result['finished_by']}" + (f": {why}" if why else ""), "italic"))
+        parts += [Text("answer", style="bold underline"), as_json(result.get("answer"))]
+        evidence = {k: v for k, v in (result.get("evidence") or {}).items() if v}
+        if evidence:
+            parts += [Text("evidence", style="bold underline"), as_json(evidence)]
         target.update(_stack(*parts))
 
     def show_step(self, view: RunView, step: StepView | None) -> None:
