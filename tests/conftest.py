@@ -14,7 +14,8 @@ from core import Orchestrator, validate_plan
 from core.model.events import Event
 
 PG_ENV = "LOOPDECK_TEST_PG"  # e.g. postgresql+asyncpg://postgres@127.0.0.1:55432/postgres (.ci/postgres.sh prints it)
-PG_TEMPLATE = "loopdeck_test_template"
+# one template per xdist worker: workers creating the same template at once would drop it under each other
+PG_TEMPLATE = "loopdeck_test_template_" + os.environ.get("PYTEST_XDIST_WORKER", "main")
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:

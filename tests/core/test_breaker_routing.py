@@ -146,11 +146,14 @@ async def test_a_breaker_opened_in_another_process_opens_here_too(db_url):
     here = await Orchestrator.open(db_url, user="a", lease_ttl_s=0.3, poll_s=0.05)
     there = await Orchestrator.open(db_url, user="b", lease_ttl_s=0.3, poll_s=0.05)
     try:
-        slow = {"slow": {"kind": "sim", "latency_ms": 600}}
-        waiting = await there.create_run(
+        waiting = await there.create_run(  # "later" is held behind a gate until "api" is known to be down
             plan(
-                [{"key": "first", "agent": "slow"}, {"key": "later", "agent": "api", "depends_on": ["first"]}],
-                agents={**agents, **slow},
+                [
+                    {"key": "first", "agent": "backup", "approval": "required"},
+                    {"key": "later", "agent": "api", "depends_on": ["first"]},
+                ],
+                agents=agents,
+                stop_on_approval_required=False,
             )
         )
         task = asyncio.create_task(there.drive(waiting))
@@ -159,6 +162,8 @@ async def test_a_breaker_opened_in_another_process_opens_here_too(db_url):
         )
         await here.drive(failing)  # two failures: "api" opens here, and is saved
         assert here.breakers.get(target(agents, "api")).is_open
+        await wait_event(there, waiting, "breaker_changed")  # the other process's heartbeat adopts it
+        await there.approve(waiting, "first", user="b")
         assert await asyncio.wait_for(task, 10) == RunStatus.SUCCEEDED
         assert there.breakers.get(target(agents, "api")).is_open  # adopted from the database
         events = [e for e in await events_of(there, waiting)]

@@ -114,6 +114,10 @@ async def test_an_older_database_is_upgraded_on_open(tmp_path):
     engine.dispose()
 
 
+def test_the_newest_revision_read_from_the_file_names_is_alembics_head():
+    assert migrate.head_revision() == migrate.alembic_head_revision()
+
+
 async def test_a_database_newer_than_the_code_is_refused(tmp_path):
     path = tmp_path / "new.db"
     store = await Store.open(str(path))

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import sys
 
-from tui.cli.commands import dashboard
+from tui.cli.command import wanted
 from tui.cli.output import Interrupted, guarded, log_to_stderr
 from tui.cli.parser import build_parser
 
@@ -27,7 +27,9 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("run takes a plan file or --goal (with --planner), not both or neither")
     if args.command == "run" and args.goal is not None and not args.planner:
         parser.error("--goal needs --planner AGENT: the llm agent that writes the plan")
-    if dashboard.wanted(args):
+    if wanted(args):
+        from tui.cli.commands import dashboard
+
         refused = dashboard.refuse_without_terminal(args)
         if refused is not None:
             return refused

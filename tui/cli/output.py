@@ -11,7 +11,6 @@ Never a traceback: every error is one line on stderr, with any URL's password ma
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import os
 import sys
@@ -106,6 +105,8 @@ def debug() -> bool:
 
 def guarded(make: Callable[[], Awaitable[int]]) -> int:
     """Run a command's coroutine; map every error to its exit code and one clear line (secrets masked)."""
+    import asyncio  # here, not at the top: `loopdeck --help` never needs it
+
     try:
         return asyncio.run(make())  # type: ignore[arg-type]
     except KeyboardInterrupt:

@@ -1,42 +1,234 @@
-"""The argument parser: global options, and every command group's subcommands (types in ``arguments``)."""
+"""The command line's syntax: global options and every subcommand's arguments, with what runs each.
+
+Nothing here imports the engine: a command's handler is named by
+``"group:function"`` (a module of ``tui.cli.commands``) and imported only
+when that command runs, so ``loopdeck --help`` or a typo is answered at
+once and each command loads only what it uses (a ``runs`` never imports the
+planner, the controller or Textual).
+"""
 
 from __future__ import annotations
 
 import argparse
-from typing import Any
 
-from core import __version__
-from tui.cli.commands import acting, dashboard, driving, planning, reading
+from core import __version__, limits
+from tui.cli.arguments import budget_value, count, json_input, repairs, seconds
+from tui.cli.command import Command
 
 
-def build_parser() -> tuple[argparse.ArgumentParser, dict[str, Any]]:
+def build_parser() -> tuple[argparse.ArgumentParser, dict[str, Command]]:
     """The parser, and each subcommand's ``Command`` by name."""
-
-    def options(default: Any) -> argparse.ArgumentParser:
-        p = argparse.ArgumentParser(add_help=False)
-        p.add_argument(
-            "--db",
-            metavar="URL",
-            default=default,
-            help="database URL or SQLite file path (default: $LOOPDECK_DB, else a file in the user data directory)",
-        )
-        p.add_argument(
-            "--user",
-            metavar="NAME",
-            default=default,
-            help="operator name recorded with actions (default: the login name)",
-        )
-        return p
-
     # before or after the command: `loopdeck --db X runs` and `loopdeck runs --db X` alike
     parser = argparse.ArgumentParser(
-        prog="loopdeck", description="A control room for AI agent runs.", parents=[options(None)]
+        prog="loopdeck", description="A control room for AI agent runs.", parents=[_options(None)]
     )
     parser.add_argument("--version", action="version", version=f"loopdeck {__version__}")
     parser.add_argument("--read-only", action="store_true", help="with no command: open the dashboard without actions")
-    common = options(argparse.SUPPRESS)
+    common = _options(argparse.SUPPRESS)
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    commands: dict[str, Any] = {}
-    for group in (driving, planning, dashboard, reading, acting):
-        commands.update(group.register(sub, common))
+    commands: dict[str, Command] = {}
+    for group in (_driving, _planning, _dashboard, _reading, _acting):
+        commands.update(group(sub, common))
     return parser, commands
+
+
+def _options(default: object) -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(add_help=False)
+    p.add_argument(
+        "--db",
+        metavar="URL",
+        default=default,
+        help="database URL or SQLite file path (default: $LOOPDECK_DB, else a file in the user data directory)",
+    )
+    p.add_argument(
+        "--user",
+        metavar="NAME",
+        default=default,
+        help="operator name recorded with actions (default: the login name)",
+    )
+    return p
+
+
+def _driving_options(p: argparse.ArgumentParser, approve_default: str) -> None:
+    p.add_argument("--headless", action="store_true", help="no dashboard: progress on stderr")
+    p.add_argument("--read-only", action="store_true", help="dashboard without actions (for watching)")
+    p.add_argument("--json", action="store_true", help="print the run (as `show --json`) when it ends")
+    p.add_argument(
+        "--approve",
+        choices=["all", "none", "ask"],
+        default=approve_default,
+        help="answer approval gates: all (approve), none (reject), ask (wait for `loopdeck approve`)",
+    )
+
+
+def _planning_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--agents",
+        metavar="FILE",
+        help="agents file: agents, and optionally policy and skills (default: $LOOPDECK_AGENTS, else ./agents.yaml)",
+    )
+    p.add_argument(
+        "--max-repairs",
+        type=repairs,
+        default=3,
+        metavar="N",
+        help="times the planner may fix an invalid plan (default 3)",
+    )
+
+
+def _driving(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -> dict[str, Command]:
+    p = sub.add_parser("run", parents=[common], help="run a plan file (YAML or JSON), or plan one from --goal")
+    p.add_argument("plan", nargs="?", help="path to the plan file")
+    p.add_argument("--goal", metavar="TEXT", help="plan from this goal first (with --planner) instead of a plan file")
+    p.add_argument("--planner", metavar="AGENT", help="the llm agent (in the agents file) that plans from --goal")
+    _planning_options(p)
+    _driving_options(p, "ask")
+    p = sub.add_parser("demo", parents=[common], help="run the built-in demo plan of simulated agents")
+    _driving_options(p, "all")
+    p = sub.add_parser("resume", parents=[common], help="continue a run whose process stopped")
+    p.add_argument("run_id")
+    _driving_options(p, "ask")
+    p = sub.add_parser("submit", parents=[common], help="queue a run of a plan file for a worker (does not drive it)")
+    p.add_argument("plan", help="path to the plan file")
+    p.add_argument("--json", action="store_true", help='print {"id": RUN_ID} on stdout')
+    p = sub.add_parser("worker", parents=[common], help="claim queued or orphaned runs and drive them, until SIGTERM")
+    p.add_argument("--max-runs", type=count, default=4, metavar="N", help="runs driven at once (default 4)")
+    p.add_argument("--name", metavar="NAME", help="this worker's name in `loopdeck workers` (default: host-pid)")
+    p.add_argument(
+        "--grace",
+        type=seconds,
+        default=30.0,
+        metavar="S",
+        help="on SIGTERM, seconds running steps may take to finish before their runs are handed back",
+    )
+    p.add_argument(
+        "--poll",
+        type=seconds,
+        default=1.0,
+        metavar="S",
+        help="seconds between looks for work when nothing wakes the worker (PostgreSQL notifies it at once)",
+    )
+    return {
+        "run": Command("driving:run", prepare="driving:planned", creates=True),
+        "demo": Command("driving:demo", creates=True),
+        "resume": Command("driving:resume"),
+        "submit": Command("driving:submit", prepare="driving:planned", creates=True),
+        "worker": Command("driving:worker", creates=True),
+    }
+
+
+def _planning(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -> dict[str, Command]:
+    p = sub.add_parser("plan", parents=[common], help="ask an llm agent for a plan that reaches a goal")
+    p.add_argument("goal", help="what the plan should achieve")
+    p.add_argument("--agent", required=True, metavar="NAME", help="the llm agent (in the agents file) that plans")
+    p.add_argument("--out", metavar="FILE", help="write the plan here (YAML) instead of stdout")
+    _planning_options(p)
+    p = sub.add_parser("approve-plan", parents=[common], help="approve (or --reject) the plan a run awaits approval of")
+    p.add_argument("run_id")
+    p.add_argument(
+        "--reject",
+        action="store_true",
+        help="reject: a run that has not started ends rejected; a proposed replan is dropped and the run goes on",
+    )
+    p.add_argument(
+        "--plan",
+        dest="edited",
+        metavar="FILE",
+        help="approve this (edited) plan file instead; for a proposed replan, a file of steps",
+    )
+    p.add_argument("--reason", metavar="TEXT")
+    p = sub.add_parser("skills", parents=[common], help="list the skills a plan can call, and where they come from")
+    p.add_argument("--plan", dest="plan_file", metavar="FILE", help="include this plan's own skills map")
+    p.add_argument("--json", action="store_true")
+    return {
+        "plan": Command("planning:plan", database=False),
+        "approve-plan": Command("planning:approve_plan", prepare="planning:read_edited"),
+        "skills": Command("planning:skills", database=False),
+    }
+
+
+def _dashboard(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -> dict[str, Command]:
+    p = sub.add_parser("attach", parents=[common], help="open the dashboard on a run driven by another process")
+    p.add_argument("run_id")
+    p.add_argument("--read-only", action="store_true", help="disable every action (for watching production)")
+    return {}
+
+
+def _reading(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -> dict[str, Command]:
+    p = sub.add_parser("runs", parents=[common], help="list runs, newest first")
+    p.add_argument("--json", action="store_true")
+    p.add_argument(
+        "--limit",
+        type=count,
+        default=50,
+        metavar="N",
+        help=f"at most N runs (1 to {limits.MAX_LIST_LIMIT:,}; default 50)",
+    )
+    p = sub.add_parser("show", parents=[common], help="show one run: steps and events")
+    p.add_argument("run_id")
+    p.add_argument("--json", action="store_true")
+    p = sub.add_parser("agents", parents=[common], help="agents across runs: attempts, failures, tokens, feedback")
+    p.add_argument("--json", action="store_true")
+    p = sub.add_parser("export", parents=[common], help="export a run's execution spans")
+    p.add_argument("run_id")
+    p.add_argument("--format", choices=["otlp-json"], default="otlp-json")
+    p.add_argument("--out", metavar="FILE", help="write here instead of stdout")
+    p = sub.add_parser("workers", parents=[common], help="list workers: name, host, pid, heartbeat, runs claimed")
+    p.add_argument("--json", action="store_true")
+    sub.add_parser("schema", parents=[common], help="print the JSON Schema of plan files")
+    return {
+        "runs": Command("reading:runs"),
+        "show": Command("reading:show"),
+        "agents": Command("reading:agents"),
+        "export": Command("reading:export"),
+        "workers": Command("reading:workers"),
+        "schema": Command("reading:schema", database=False),
+    }
+
+
+def _acting(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -> dict[str, Command]:
+    p = sub.add_parser("approve", parents=[common], help="approve (or --reject) a step waiting for approval")
+    p.add_argument("run_id")
+    p.add_argument("step_key")
+    p.add_argument("--reject", action="store_true", help="reject instead of approving")
+    p.add_argument("--input", metavar="JSON", type=json_input, help="approve with this input instead of the step's own")
+    p.add_argument("--reason", metavar="TEXT")
+    p = sub.add_parser("cancel", parents=[common], help="cancel a run")
+    p.add_argument("run_id")
+    p.add_argument("--reason", metavar="TEXT")
+    p = sub.add_parser(
+        "finish",
+        parents=[common],
+        help="end a run now with a final answer: running steps are canceled, the rest skipped",
+    )
+    p.add_argument("run_id")
+    given = p.add_mutually_exclusive_group()
+    given.add_argument("--answer", metavar="TEXT", help="the run's answer (default: what its final steps produced)")
+    given.add_argument("--answer-file", metavar="FILE", help="the run's answer: this UTF-8 text file")
+    p.add_argument("--status", choices=["succeeded", "failed"], default="succeeded", help="default: succeeded")
+    p.add_argument("--reason", metavar="TEXT")
+    p.add_argument("--json", action="store_true", help="print the run's result as JSON on stdout")
+    p = sub.add_parser("budget", parents=[common], help="set a run's token budget (a paused run continues)")
+    p.add_argument("run_id")
+    p.add_argument(
+        "--set", dest="limit", required=True, metavar="N", type=budget_value, help="tokens, or 'none' for no limit"
+    )
+    p = sub.add_parser("replan", parents=[common], help="append steps to a live run, or replace its pending steps")
+    p.add_argument("run_id")
+    p.add_argument("steps", help="YAML or JSON file: a list of steps, or a mapping with `steps:`")
+    p.add_argument("--mode", choices=["append", "replace_pending"], default="append")
+    p.add_argument("--reason", metavar="TEXT")
+    p = sub.add_parser("feedback", parents=[common], help="thumbs up or down on a finished step")
+    p.add_argument("run_id")
+    p.add_argument("step_key")
+    p.add_argument("rating", choices=["up", "down"])
+    p.add_argument("--comment", metavar="TEXT")
+    p.add_argument("--category", metavar="NAME")
+    return {
+        "approve": Command("acting:approve"),
+        "cancel": Command("acting:cancel"),
+        "finish": Command("acting:finish", prepare="acting:read_answer"),
+        "budget": Command("acting:set_budget"),
+        "replan": Command("acting:replan", prepare="acting:read_steps"),
+        "feedback": Command("acting:feedback"),
+    }

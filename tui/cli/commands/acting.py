@@ -11,58 +11,8 @@ import time
 from typing import Any
 
 from core import BadInput, Delivery, Orchestrator, RunResult, RunStatus, load_document, load_text
-from tui.cli.arguments import budget_value, json_input
-from tui.cli.commands import Command
 from tui.cli.output import EXIT_OK, err, print_json
 from tui.text.literal import literal
-
-
-def register(sub: Any, common: argparse.ArgumentParser) -> dict[str, Command]:
-    p = sub.add_parser("approve", parents=[common], help="approve (or --reject) a step waiting for approval")
-    p.add_argument("run_id")
-    p.add_argument("step_key")
-    p.add_argument("--reject", action="store_true", help="reject instead of approving")
-    p.add_argument("--input", metavar="JSON", type=json_input, help="approve with this input instead of the step's own")
-    p.add_argument("--reason", metavar="TEXT")
-    p = sub.add_parser("cancel", parents=[common], help="cancel a run")
-    p.add_argument("run_id")
-    p.add_argument("--reason", metavar="TEXT")
-    p = sub.add_parser(
-        "finish",
-        parents=[common],
-        help="end a run now with a final answer: running steps are canceled, the rest skipped",
-    )
-    p.add_argument("run_id")
-    given = p.add_mutually_exclusive_group()
-    given.add_argument("--answer", metavar="TEXT", help="the run's answer (default: what its final steps produced)")
-    given.add_argument("--answer-file", metavar="FILE", help="the run's answer: this UTF-8 text file")
-    p.add_argument("--status", choices=["succeeded", "failed"], default="succeeded", help="default: succeeded")
-    p.add_argument("--reason", metavar="TEXT")
-    p.add_argument("--json", action="store_true", help="print the run's result as JSON on stdout")
-    p = sub.add_parser("budget", parents=[common], help="set a run's token budget (a paused run continues)")
-    p.add_argument("run_id")
-    p.add_argument(
-        "--set", dest="limit", required=True, metavar="N", type=budget_value, help="tokens, or 'none' for no limit"
-    )
-    p = sub.add_parser("replan", parents=[common], help="append steps to a live run, or replace its pending steps")
-    p.add_argument("run_id")
-    p.add_argument("steps", help="YAML or JSON file: a list of steps, or a mapping with `steps:`")
-    p.add_argument("--mode", choices=["append", "replace_pending"], default="append")
-    p.add_argument("--reason", metavar="TEXT")
-    p = sub.add_parser("feedback", parents=[common], help="thumbs up or down on a finished step")
-    p.add_argument("run_id")
-    p.add_argument("step_key")
-    p.add_argument("rating", choices=["up", "down"])
-    p.add_argument("--comment", metavar="TEXT")
-    p.add_argument("--category", metavar="NAME")
-    return {
-        "approve": Command(approve),
-        "cancel": Command(cancel),
-        "finish": Command(finish, prepare=read_answer),
-        "budget": Command(set_budget),
-        "replan": Command(replan, prepare=read_steps),
-        "feedback": Command(feedback),
-    }
 
 
 async def approve(orch: Orchestrator, args: argparse.Namespace, _: Any) -> int:

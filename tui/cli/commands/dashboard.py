@@ -10,28 +10,12 @@ from __future__ import annotations
 
 import argparse
 import sys
-from typing import Any
 
 from core import Orchestrator, RunStatus, default_user, demo_plan
-from tui.cli.commands import Command
+from tui.cli.command import DRIVING
 from tui.cli.commands.driving import planned
 from tui.cli.output import EXIT_BAD_INPUT, EXIT_INTERRUPTED, EXIT_OK, EXIT_RUN_NOT_OK, Interrupted, err
 from tui.text.literal import literal
-
-DASHBOARD_COMMANDS = frozenset({None, "attach", "run", "demo", "resume"})
-DRIVING = frozenset({"run", "demo", "resume"})
-
-
-def register(sub: Any, common: argparse.ArgumentParser) -> dict[str, Command]:
-    p = sub.add_parser("attach", parents=[common], help="open the dashboard on a run driven by another process")
-    p.add_argument("run_id")
-    p.add_argument("--read-only", action="store_true", help="disable every action (for watching production)")
-    return {}
-
-
-def wanted(args: argparse.Namespace) -> bool:
-    """Whether this command line opens the dashboard."""
-    return args.command in DASHBOARD_COMMANDS and not getattr(args, "headless", False)
 
 
 def refuse_without_terminal(args: argparse.Namespace) -> int | None:

@@ -17,65 +17,10 @@ from typing import Any
 from rich.text import Text
 
 from core import EventType, LoopdeckError, Orchestrator, RunStatus, Worker, demo_plan, load_plan, mask_urls
-from tui.cli.arguments import count, seconds
-from tui.cli.commands import Command
-from tui.cli.commands.planning import Planned, plan_from_goal, planning_options
+from tui.cli.commands.planning import Planned, plan_from_goal
 from tui.cli.output import EXIT_OK, EXIT_RUN_NOT_OK, Interrupted, err, print_json
 from tui.cli.progress import Progress
 from tui.text.literal import literal
-
-
-def driving_options(p: argparse.ArgumentParser, approve_default: str) -> None:
-    p.add_argument("--headless", action="store_true", help="no dashboard: progress on stderr")
-    p.add_argument("--read-only", action="store_true", help="dashboard without actions (for watching)")
-    p.add_argument("--json", action="store_true", help="print the run (as `show --json`) when it ends")
-    p.add_argument(
-        "--approve",
-        choices=["all", "none", "ask"],
-        default=approve_default,
-        help="answer approval gates: all (approve), none (reject), ask (wait for `loopdeck approve`)",
-    )
-
-
-def register(sub: Any, common: argparse.ArgumentParser) -> dict[str, Command]:
-    p = sub.add_parser("run", parents=[common], help="run a plan file (YAML or JSON), or plan one from --goal")
-    p.add_argument("plan", nargs="?", help="path to the plan file")
-    p.add_argument("--goal", metavar="TEXT", help="plan from this goal first (with --planner) instead of a plan file")
-    p.add_argument("--planner", metavar="AGENT", help="the llm agent (in the agents file) that plans from --goal")
-    planning_options(p)
-    driving_options(p, "ask")
-    p = sub.add_parser("demo", parents=[common], help="run the built-in demo plan of simulated agents")
-    driving_options(p, "all")
-    p = sub.add_parser("resume", parents=[common], help="continue a run whose process stopped")
-    p.add_argument("run_id")
-    driving_options(p, "ask")
-    p = sub.add_parser("submit", parents=[common], help="queue a run of a plan file for a worker (does not drive it)")
-    p.add_argument("plan", help="path to the plan file")
-    p.add_argument("--json", action="store_true", help='print {"id": RUN_ID} on stdout')
-    p = sub.add_parser("worker", parents=[common], help="claim queued or orphaned runs and drive them, until SIGTERM")
-    p.add_argument("--max-runs", type=count, default=4, metavar="N", help="runs driven at once (default 4)")
-    p.add_argument("--name", metavar="NAME", help="this worker's name in `loopdeck workers` (default: host-pid)")
-    p.add_argument(
-        "--grace",
-        type=seconds,
-        default=30.0,
-        metavar="S",
-        help="on SIGTERM, seconds running steps may take to finish before their runs are handed back",
-    )
-    p.add_argument(
-        "--poll",
-        type=seconds,
-        default=1.0,
-        metavar="S",
-        help="seconds between looks for work when nothing wakes the worker (PostgreSQL notifies it at once)",
-    )
-    return {
-        "run": Command(run, prepare=planned, creates=True),
-        "demo": Command(demo, creates=True),
-        "resume": Command(resume),
-        "submit": Command(submit, prepare=planned, creates=True),
-        "worker": Command(worker, creates=True),
-    }
 
 
 async def planned(args: argparse.Namespace) -> Planned:

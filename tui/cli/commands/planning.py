@@ -21,56 +21,9 @@ from core import (
     plan_to_yaml,
     planner_agent,
 )
-from tui.cli.arguments import repairs
-from tui.cli.commands import Command
 from tui.cli.commands.acting import say_who_continues
 from tui.cli.output import EXIT_OK, err, listing, write_text
 from tui.text.literal import literal
-
-
-def planning_options(p: argparse.ArgumentParser) -> None:
-    p.add_argument(
-        "--agents",
-        metavar="FILE",
-        help=f"agents file: agents, and optionally policy and skills (default: ${PLANNER_ENV}, else ./agents.yaml)",
-    )
-    p.add_argument(
-        "--max-repairs",
-        type=repairs,
-        default=3,
-        metavar="N",
-        help="times the planner may fix an invalid plan (default 3)",
-    )
-
-
-def register(sub: Any, common: argparse.ArgumentParser) -> dict[str, Command]:
-    p = sub.add_parser("plan", parents=[common], help="ask an llm agent for a plan that reaches a goal")
-    p.add_argument("goal", help="what the plan should achieve")
-    p.add_argument("--agent", required=True, metavar="NAME", help="the llm agent (in the agents file) that plans")
-    p.add_argument("--out", metavar="FILE", help="write the plan here (YAML) instead of stdout")
-    planning_options(p)
-    p = sub.add_parser("approve-plan", parents=[common], help="approve (or --reject) the plan a run awaits approval of")
-    p.add_argument("run_id")
-    p.add_argument(
-        "--reject",
-        action="store_true",
-        help="reject: a run that has not started ends rejected; a proposed replan is dropped and the run goes on",
-    )
-    p.add_argument(
-        "--plan",
-        dest="edited",
-        metavar="FILE",
-        help="approve this (edited) plan file instead; for a proposed replan, a file of steps",
-    )
-    p.add_argument("--reason", metavar="TEXT")
-    p = sub.add_parser("skills", parents=[common], help="list the skills a plan can call, and where they come from")
-    p.add_argument("--plan", dest="plan_file", metavar="FILE", help="include this plan's own skills map")
-    p.add_argument("--json", action="store_true")
-    return {
-        "plan": Command(plan, database=False),
-        "approve-plan": Command(approve_plan, prepare=read_edited),
-        "skills": Command(skills, database=False),
-    }
 
 
 @dataclass(frozen=True)

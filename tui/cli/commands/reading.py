@@ -9,43 +9,9 @@ from typing import Any
 from rich.table import Table
 from rich.text import Text
 
-from core import Orchestrator, dumps, limits, plan_json_schema, worker_json
-from tui.cli.arguments import count
-from tui.cli.commands import Command
+from core import Orchestrator, dumps, plan_json_schema, worker_json
 from tui.cli.output import EXIT_OK, err, listing, out, print_json, write_text
 from tui.text.literal import literal
-
-
-def register(sub: Any, common: argparse.ArgumentParser) -> dict[str, Command]:
-    p = sub.add_parser("runs", parents=[common], help="list runs, newest first")
-    p.add_argument("--json", action="store_true")
-    p.add_argument(
-        "--limit",
-        type=count,
-        default=50,
-        metavar="N",
-        help=f"at most N runs (1 to {limits.MAX_LIST_LIMIT:,}; default 50)",
-    )
-    p = sub.add_parser("show", parents=[common], help="show one run: steps and events")
-    p.add_argument("run_id")
-    p.add_argument("--json", action="store_true")
-    p = sub.add_parser("agents", parents=[common], help="agents across runs: attempts, failures, tokens, feedback")
-    p.add_argument("--json", action="store_true")
-    p = sub.add_parser("export", parents=[common], help="export a run's execution spans")
-    p.add_argument("run_id")
-    p.add_argument("--format", choices=["otlp-json"], default="otlp-json")
-    p.add_argument("--out", metavar="FILE", help="write here instead of stdout")
-    p = sub.add_parser("workers", parents=[common], help="list workers: name, host, pid, heartbeat, runs claimed")
-    p.add_argument("--json", action="store_true")
-    sub.add_parser("schema", parents=[common], help="print the JSON Schema of plan files")
-    return {
-        "runs": Command(runs),
-        "show": Command(show),
-        "agents": Command(agents),
-        "export": Command(export),
-        "workers": Command(workers),
-        "schema": Command(schema, database=False),
-    }
 
 
 async def runs(orch: Orchestrator, args: argparse.Namespace, _: Any) -> int:

@@ -1,0 +1,77 @@
+"""Command start benchmark (not a test): how long a command takes as a whole process.
+
+    python bench/startup.py [--runs 7]
+
+Each command runs as its own process (`python -m tui.cli ...`, what the
+`loopdeck` script does), against an existing SQLite database holding a
+finished demo run and a run with gates waiting; prints the minimum and median
+wall time. `approve` answers a different gate each time (nobody drives that
+run, so the answer is decided and committed by the command itself).
+A bare `python -c pass` is the floor.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from core import Orchestrator, validate_plan  # noqa: E402
+
+
+async def prepare(db: Path, gates: int) -> tuple[str, str]:
+    """A finished demo run (its gate approved by --headless) and a run with ``gates`` steps waiting."""
+    env = {**os.environ, "LOOPDECK_DB": str(db), "PYTHONPATH": str(ROOT)}
+    subprocess.run(
+        [sys.executable, "-m", "tui.cli", "demo", "--headless"], env=env, cwd=ROOT, check=True, capture_output=True
+    )
+    async with await Orchestrator.open(str(db), user="bench") as orch:
+        demo = (await orch.runs(1))[0]["id"]
+        gated = await orch.create_run(
+            validate_plan({"steps": [{"key": f"g{i}", "approval": "required"} for i in range(gates)]})
+        )
+        return demo, gated
+
+
+def timed(argv: list[str], env: dict[str, str]) -> float:
+    start = time.perf_counter()
+    subprocess.run(argv, env=env, cwd=ROOT, capture_output=True, check=False)
+    return time.perf_counter() - start
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--runs", type=int, default=7, help="times each command runs (default 7)")
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory() as tmp:
+        db = Path(tmp) / "bench.db"
+        env = {**os.environ, "LOOPDECK_DB": str(db), "PYTHONPATH": str(ROOT)}
+        cli = [sys.executable, "-m", "tui.cli"]
+        demo, gated = asyncio.run(prepare(db, args.runs))
+        gate = iter(range(args.runs))
+        cases = {
+            "python -c pass (the floor)": lambda: [sys.executable, "-c", "pass"],
+            "loopdeck --help": lambda: [*cli, "--help"],
+            "loopdeck --version": lambda: [*cli, "--version"],
+            "loopdeck runs": lambda: [*cli, "runs"],
+            "loopdeck show RUN": lambda: [*cli, "show", demo],
+            "loopdeck show RUN --json": lambda: [*cli, "show", demo, "--json"],
+            "loopdeck approve RUN STEP": lambda: [*cli, "approve", gated, f"g{next(gate)}"],
+        }
+        print(f"{'command':<32} {'min ms':>8} {'median ms':>10}   ({args.runs} runs each, {os.cpu_count()} cores)")
+        for name, argv in cases.items():
+            times = [timed(argv(), env) for _ in range(args.runs)]
+            print(f"{name:<32} {min(times) * 1000:>8.0f} {statistics.median(times) * 1000:>10.0f}")
+
+
+if __name__ == "__main__":
+    main()
