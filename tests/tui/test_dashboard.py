@@ -109,7 +109,9 @@ async def test_escape_defers_and_capital_a_reopens_the_queue(db_url):
     app = LoopdeckApp(db_url, plan=gated_plan(), drive=True, user="dan")
     async with app.run_test(size=SIZE) as pilot:
         await until(pilot, lambda: isinstance(app.screen, ApprovalScreen))
+        await pilot.pause(0.2)  # the dialog is drawn and takes keys (a loaded machine is slow to get there)
         await pilot.press("escape")
+        await until(pilot, lambda: not isinstance(app.screen, ApprovalScreen))
         await pilot.pause(0.5)
         assert not isinstance(app.screen, ApprovalScreen)  # deferred: it does not pop up again by itself
         assert (await step_row(app.orch, app.run_id, "publish")).status == "waiting_user"

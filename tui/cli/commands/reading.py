@@ -77,11 +77,8 @@ async def show(orch: Orchestrator, args: argparse.Namespace, _: Any) -> int:
 
 
 def print_result(result: dict[str, Any]) -> None:
-    """The run's result, for a person: the summary, who finished it, the answer (text as it is, else JSON)."""
+    """The run's result, for a person: the summary (naming who finished it), the answer (text, or JSON)."""
     out.print(Text.assemble(("result: ", "bold"), literal(result["summary"])))
-    if result.get("finished_by"):
-        why = result.get("finish_reason")
-        out.print(literal(f"finished by {result['finished_by']}" + (f": {why}" if why else "")))
     answer = result.get("answer")
     out.print(Text("answer:", style="bold"))
     out.print(literal(answer if isinstance(answer, str) else dumps(answer, indent=2)))

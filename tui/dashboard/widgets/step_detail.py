@@ -86,15 +86,12 @@ class StepDetail(Vertical):
         target.update(_stack(*parts))
 
     def show_result(self, status: str, result: dict[str, Any] | None) -> None:
-        """The run's result: its summary, the answer in full, the evidence (the run's, not the step's)."""
+        """The run's result (not the step's): its summary (naming who finished it), the answer in full, the evidence."""
         target = self.query_one("#detail-result", Static)
         if result is None:
             target.update(Text(f"the run is {status}; its result is recorded when it ends", style="dim"))
             return
         parts: list[RenderableType] = [literal(result.get("summary"), "bold")]
-        if result.get("finished_by"):
-            why = result.get("finish_reason")
-            parts.append(literal(f"finished by {result['finished_by']}" + (f": {why}" if why else ""), "italic"))
         parts += [Text("answer", style="bold underline"), as_json(result.get("answer"))]
         evidence = {k: v for k, v in (result.get("evidence") or {}).items() if v}
         if evidence:
