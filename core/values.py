@@ -23,6 +23,7 @@ from typing import Any
 
 import yaml
 
+from core.errors import BadInput
 from core.limits import MAX_CHARS, MAX_DEPTH, MAX_DOCUMENT_BYTES, MAX_EXPANSION, MAX_INT, MAX_NODES
 
 TOO_MANY_DIGITS = "a number has more digits than can be read (4,300)"
@@ -185,8 +186,6 @@ def dumps(value: Any, indent: int | None = None) -> str:
 
 def load_document(path: str | Path, what: str = "file") -> Any:
     """``read_document`` for the public API: a refused file is a ``BadInput`` naming it."""
-    from core.errors import BadInput
-
     try:
         return read_document(path)
     except ValueProblem as exc:
@@ -195,8 +194,6 @@ def load_document(path: str | Path, what: str = "file") -> Any:
 
 def load_text(path: str | Path, what: str = "file") -> str:
     """``read_text`` for the public API: a refused file is a ``BadInput`` naming it."""
-    from core.errors import BadInput
-
     try:
         return read_text(path)
     except ValueProblem as exc:
@@ -205,8 +202,6 @@ def load_text(path: str | Path, what: str = "file") -> str:
 
 def checked_input(value: Any, what: str = "the edited input") -> Any:
     """A value handed in through the API (an edited input): checked like a plan's, ``BadInput`` if refused."""
-    from core.errors import BadInput
-
     try:
         check_document(value)
     except ValueProblem as exc:
@@ -217,8 +212,6 @@ def checked_input(value: Any, what: str = "the edited input") -> Any:
 
 def parse_json(text: str, what: str) -> Any:
     """``loads`` for the public API: a refused value is a ``BadInput`` (exit 2 on the command line)."""
-    from core.errors import BadInput
-
     try:
         return loads(text, what)
     except ValueProblem as exc:

@@ -19,6 +19,7 @@ from typing import Any
 
 from core.engine.budget import TokenBudget
 from core.engine.scheduler import Scheduler
+from core.errors import StepNotFound
 from core.model.plan import Plan, StepSpec
 from core.model.result import RunResult
 from core.model.states import RunStatus, StepStatus
@@ -191,8 +192,6 @@ class RunState:
         }
 
     def step(self, key: str) -> StepState:
-        from core.errors import StepNotFound
-
         try:
             return self.steps[key]
         except KeyError:
