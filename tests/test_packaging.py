@@ -49,7 +49,11 @@ def test_the_wheel_holds_every_module_and_data_file(tmp_path):
     names = set(zipfile.ZipFile(wheel).namelist())
     sources = {name for name in files if name.endswith(".py") and name.split("/")[0] in ("core", "tui")}
     assert {n for n in names if n.endswith(".py")} == sources
-    assert {"tui/dashboard/loopdeck.tcss", "core/store/migrations/script.py.mako"} <= names
+    assert {
+        "tui/dashboard/loopdeck.tcss",
+        "core/store/migrations/script.py.mako",
+        "tui/web/templates/index.html",
+    } <= names
     dist = f"loopdeck-{__version__}.dist-info"
     assert any(n.startswith(dist) and n.endswith("LICENSE") for n in names)
     with zipfile.ZipFile(wheel) as zf:

@@ -27,6 +27,14 @@ def count(text: str) -> int:
     return value
 
 
+def port(text: str) -> int:
+    """A TCP port, 0 (the system picks a free one) to 65535."""
+    value = int(text)
+    if not 0 <= value <= 65535:
+        raise argparse.ArgumentTypeError(f"must be 0 to 65535, not {text}")
+    return value
+
+
 def repairs(text: str) -> int:
     value = int(text)
     if not 0 <= value <= 100:

@@ -12,7 +12,7 @@ from __future__ import annotations
 import argparse
 
 from core import __version__, limits
-from tui.cli.arguments import budget_value, count, json_input, repairs, seconds
+from tui.cli.arguments import budget_value, count, json_input, port, repairs, seconds
 from tui.cli.command import Command
 
 
@@ -151,7 +151,28 @@ def _dashboard(sub: argparse._SubParsersAction, common: argparse.ArgumentParser)
     p = sub.add_parser("attach", parents=[common], help="open the dashboard on a run driven by another process")
     p.add_argument("run_id")
     p.add_argument("--read-only", action="store_true", help="disable every action (for watching production)")
-    return {}
+    p = sub.add_parser(
+        "serve",
+        parents=[common],
+        help="serve the dashboard in a browser (one dashboard per connection)",
+        description="Serve the dashboard in a browser: every connection gets its own dashboard process on the "
+        "same database. On loopback it works as is; any other address needs --tokens.",
+    )
+    p.add_argument("--host", default="127.0.0.1", help="address to listen on (default: 127.0.0.1)")
+    p.add_argument("--port", type=port, default=8765, help="port to listen on (default: 8765; 0 picks a free one)")
+    p.add_argument(
+        "--tokens",
+        metavar="FILE",
+        help="who may connect: `TOKEN NAME ROLE` lines, role operator or viewer "
+        "(default: $LOOPDECK_SERVE_TOKENS; required beyond loopback)",
+    )
+    p.add_argument(
+        "--public-url",
+        metavar="URL",
+        help="the address browsers use, when behind a reverse proxy (e.g. https://loopdeck.example.com)",
+    )
+    p.add_argument("--read-only", action="store_true", help="every dashboard read-only, whatever the token's role")
+    return {"serve": Command("serve:serve", prepare="serve:prepare", database=False)}
 
 
 def _reading(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -> dict[str, Command]:

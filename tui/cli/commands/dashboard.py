@@ -9,6 +9,7 @@ without a terminal the dashboard refuses and says what to use instead.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 
 from core import Orchestrator, RunStatus, default_user, demo_plan
@@ -17,11 +18,15 @@ from tui.cli.commands.driving import planned
 from tui.cli.output import EXIT_BAD_INPUT, EXIT_INTERRUPTED, EXIT_OK, EXIT_RUN_NOT_OK, Interrupted, err
 from tui.text.literal import literal
 
+WEB_DRIVER = "textual.drivers.web_driver:WebDriver"  # set by textual-serve for each dashboard it starts
+
 
 def refuse_without_terminal(args: argparse.Namespace) -> int | None:
     """Exit 2 with what to use instead, when stdin or stdout is not a terminal (never a flood of escape codes)."""
     if sys.stdin.isatty() and sys.stdout.isatty():
         return None
+    if os.environ.get("TEXTUAL_DRIVER") == WEB_DRIVER:
+        return None  # a dashboard of `loopdeck serve`: the browser is its terminal
     hint = (
         "use --headless"
         if args.command in DRIVING

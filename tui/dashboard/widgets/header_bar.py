@@ -37,6 +37,8 @@ def elapsed_text(seconds: float) -> str:
 
 
 class HeaderBar(Static):
+    _shown: Text | None = None
+
     def show_run(self, view: RunView, now: float, frozen: bool = False, read_only: bool = False) -> None:
         text = Text()
         text.append(f" {view.status.replace('_', ' ')} ", STATUS_STYLE.get(view.status, "bold"))
@@ -54,4 +56,6 @@ class HeaderBar(Static):
             text.append(" ❄ frozen (space) ", "bold reverse blue")
         if read_only:
             text.append(" read-only ", "reverse")
-        self.update(text)
+        if text != self._shown:  # ten ticks a second: an unchanged header is not redrawn (nor sent to a browser)
+            self._shown = text
+            self.update(text)
