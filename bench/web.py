@@ -88,9 +88,8 @@ def main() -> None:
             with sync_playwright() as playwright:
                 browser = playwright.chromium.launch(executable_path=chromium, args=CHROMIUM_ARGS, headless=True)
                 open_once(browser, *pages["runs list"])  # warm the server and the browser once
-                print(
-                    f"{'page':<12} {'load min':>9} {'load med':>9} {'drawn min':>10} {'drawn med':>10}  ({args.runs} opens)"
-                )
+                heading = f"{'page':<12} {'load min':>9} {'load med':>9} {'drawn min':>10} {'drawn med':>10}"
+                print(f"{heading}  ({args.runs} opens)")
                 for name, (page_url, drawn) in pages.items():
                     times = [open_once(browser, page_url, drawn) for _ in range(args.runs)]
                     loads, draws = [t[0] for t in times], [t[1] for t in times]
