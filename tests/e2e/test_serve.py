@@ -116,9 +116,21 @@ async def test_a_dashboard_that_dies_says_so_in_the_page(cli: Cli):
             await read_until(ws, lambda data: len(data) > DRAWN)
             (pid,) = served.dashboards()
             os.kill(pid, signal.SIGKILL)
-            screen = await read_until(ws, lambda data: b"ended unexpectedly" in data)
-            assert b"signal 9" in screen and b"Reload the page" in screen
+            screen = await read_until(ws, lambda data: b"Reload the page" in data)
+            assert b"ended unexpectedly (signal 9)" in screen
             await ws.close()
+
+
+async def test_a_dashboard_that_cannot_start_says_why_in_the_page(cli: Cli):
+    with serving(cli) as served:
+        async with aiohttp.ClientSession() as session:
+            url = f"{served.url}/runs/20990101-000000-abcdef/ws?width=120&height=40"
+            ws = await session.ws_connect(url, origin=served.url)
+            screen = await read_until(ws, lambda data: b"Reload the page" in data)
+            assert b"exit status 2" in screen and b"no run with id '20990101-000000-abcdef'" in screen
+            await ws.close()
+            async with session.get(f"{served.url}/runs/..%2F..%2Fetc") as page:
+                assert page.status == 404  # not a run id: no dashboard is started for it
 
 
 async def test_sigterm_stops_serve_and_every_dashboard_it_started(cli: Cli):

@@ -38,6 +38,7 @@ TEMPLATES = Path(__file__).parent / "templates"
 TOKENS_ENV = "LOOPDECK_SERVE_TOKENS"
 STOP_GRACE_S = 5.0  # a dashboard asked to quit is killed after this
 RUN_ID = re.compile(r"^[0-9A-Za-z][0-9A-Za-z_-]{0,63}$")
+CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 log = logging.getLogger("loopdeck.serve")
 
 
@@ -51,15 +52,38 @@ def dashboard_argv(identity: Identity, run_id: str | None) -> list[str]:
     return argv
 
 
-def ended_message(returncode: int | None) -> bytes:
-    """What the page shows when its dashboard process died: a reset terminal and a sentence."""
+def ended_message(returncode: int | None, error: str) -> bytes:
+    """What the page shows when its dashboard process died: a reset terminal, what happened, its last error line."""
     how = f"exit status {returncode}" if returncode is not None and returncode >= 0 else f"signal {-(returncode or 0)}"
-    text = (
-        f"loopdeck: this dashboard's process ended unexpectedly ({how}).\r\n"
-        "The run itself is not affected. Reload the page to open a new dashboard;\r\n"
-        "the error, if any, is in the output of `loopdeck serve`.\r\n"
-    )
-    return b"\x1bc" + text.encode()  # RIS: leave the dashboard's screen, mouse and colour modes
+    lines = [f"loopdeck: this dashboard's process ended unexpectedly ({how})."]
+    if error:
+        lines.append(f"Its last words: {error}")
+    lines.append("Runs are not affected. Reload the page to open a new dashboard.")
+    return b"\x1bc" + "\r\n".join(lines).encode() + b"\r\n"  # RIS: leave the dashboard's screen and modes
+
+
+def last_line(data: bytes) -> str:
+    """The last non-empty line of a dashboard's error output, as plain text (never a terminal escape)."""
+    text = re.sub(r"\x1b\[[0-9;?]*[ -/]*[@-~]", "", data.decode("utf-8", "replace"))
+    for line in reversed(text.splitlines()):
+        line = CONTROL.sub("", line).strip()
+        if line:
+            return line[:300]
+    return ""
+
+
+class _Tail:
+    """A stream reader that keeps the last 4 kB it read (textual-serve reads the child's stderr; we keep its end)."""
+
+    def __init__(self, reader: asyncio.StreamReader) -> None:
+        self.reader = reader
+        self.kept = bytearray()
+
+    async def read(self, n: int = -1) -> bytes:
+        data = await self.reader.read(n)
+        self.kept += data
+        del self.kept[:-4096]
+        return data
 
 
 class DashboardSession(AppService):
@@ -71,6 +95,7 @@ class DashboardSession(AppService):
         self.extra_env = env
         self._stopping = False
         self._ended_cleanly = False
+        self._stderr: _Tail | None = None
 
     @property
     def pid(self) -> int | None:
@@ -88,8 +113,10 @@ class DashboardSession(AppService):
             env=environment,
             start_new_session=True,  # ctrl+c on serve's terminal is serve's to handle, not each dashboard's
         )
-        assert process.stdin is not None
+        assert process.stdin is not None and process.stderr is not None
         self._stdin = process.stdin
+        self._stderr = _Tail(process.stderr)
+        process.stderr = self._stderr  # type: ignore[assignment]
         return process
 
     async def on_meta(self, data: bytes) -> None:
@@ -104,7 +131,8 @@ class DashboardSession(AppService):
         if not (self._ended_cleanly or self._stopping):
             log.warning("dashboard process %s ended unexpectedly (status %s)", self._process.pid, returncode)
             with contextlib.suppress(Exception):  # the browser went away too
-                await self.remote_write_bytes(ended_message(returncode))
+                error = last_line(bytes(self._stderr.kept)) if self._stderr is not None else ""
+                await self.remote_write_bytes(ended_message(returncode, error))
 
     async def stop(self) -> None:
         """Ask the dashboard to quit; kill it if it has not within the grace period."""
@@ -136,7 +164,7 @@ class DashboardServer(Server):
 
     async def _make_app(self) -> web.Application:
         app = web.Application(middlewares=[self.access.middleware])
-        aiohttp_jinja2.setup(app, loader=jinja2.FileSystemLoader(self.templates_path))
+        aiohttp_jinja2.setup(app, loader=jinja2.FileSystemLoader(self.templates_path), autoescape=True)
         app.add_routes(
             [
                 web.get("/", self.handle_index, name="index"),
