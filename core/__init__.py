@@ -57,8 +57,12 @@ _EXPORTS: dict[str, str] = {
     "StaleWrite": "core.errors",
     "StepCall": "core.executors",
     "StepNotFound": "core.errors",
+    "CallNotFound": "core.errors",
     "StepProjection": "core.model.projection",
     "StepRecord": "core.store.records",
+    "ToolCallRecord": "core.store.records",
+    "tool": "core.tools",
+    "call_json": "core.views",
     "StepSpec": "core.model.plan",
     "StepStatus": "core.model.states",
     "StoreError": "core.errors",
@@ -103,6 +107,7 @@ if TYPE_CHECKING:  # what type checkers and import-linter see: the same names, i
     from core.errors import (
         AgentError,
         BadInput,
+        CallNotFound,
         CommandTimeout,
         LeaseHeld,
         LeaseLost,
@@ -141,9 +146,10 @@ if TYPE_CHECKING:  # what type checkers and import-linter see: the same names, i
         plan_to_yaml,
         planner_agent,
     )
-    from core.store.records import RunRecord, SpanRecord, StepRecord
+    from core.store.records import RunRecord, SpanRecord, StepRecord, ToolCallRecord
+    from core.tools import tool
     from core.values import dumps, load_document, load_text, parse_json
-    from core.views import worker_json
+    from core.views import call_json, worker_json
     from core.worker import Worker, WorkerStats
 
 
@@ -170,6 +176,7 @@ __all__ = [
     "AgentError",
     "AttemptFailed",
     "BadInput",
+    "CallNotFound",
     "CommandTimeout",
     "Delivery",
     "Event",
@@ -202,12 +209,14 @@ __all__ = [
     "StepStatus",
     "StoreError",
     "Subscription",
+    "ToolCallRecord",
     "TransitionError",
     "Usage",
     "Worker",
     "WorkerStats",
     "__version__",
     "available_skills",
+    "call_json",
     "check_token_budget",
     "default_agents_file",
     "default_user",
@@ -230,6 +239,7 @@ __all__ = [
     "planner_agent",
     "readable",
     "resolve_db_url",
+    "tool",
     "validate_plan",
     "worker_json",
 ]

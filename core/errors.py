@@ -72,6 +72,15 @@ class StepNotFound(LoopdeckError):
         super().__init__(f"run {run_id} has no step {key!r}{hint}")
 
 
+class CallNotFound(LoopdeckError):
+    def __init__(self, run_id: str, call_id: str, known: list[str]) -> None:
+        from difflib import get_close_matches
+
+        close = get_close_matches(call_id, known, n=1)
+        hint = f"; did you mean {close[0]!r}?" if close else ""
+        super().__init__(f"run {run_id} has no tool call {call_id!r}{hint} (`loopdeck calls {run_id}` lists them)")
+
+
 class LeaseHeld(LoopdeckError):
     """Another live process holds the run's lease."""
 

@@ -14,7 +14,7 @@ from core.model.events import Event, iso
 from core.model.plan import Policy
 from core.model.result import RunResult, conclude
 from core.model.states import StepStatus
-from core.store.records import FeedbackRecord, RunRecord, SpanRecord, StepRecord, WorkerRecord
+from core.store.records import FeedbackRecord, RunRecord, SpanRecord, StepRecord, ToolCallRecord, WorkerRecord
 
 
 def tokens(prompt: int, completion: int) -> dict[str, int]:
@@ -74,6 +74,28 @@ def span_json(span: SpanRecord) -> dict[str, Any]:
     }
 
 
+def call_json(call: ToolCallRecord) -> dict[str, Any]:
+    """A tool call as ``show --json`` and ``calls --json`` print it."""
+    return {
+        "id": call.id,
+        "step": call.step_key,
+        "attempt": call.attempt,
+        "turn": call.turn,
+        "tool": call.tool,
+        "server": call.server,
+        "arguments": call.arguments,
+        "status": call.status.value,
+        "result": call.result,
+        "error": call.error,
+        "decided_by": call.decided_by,
+        "rule": call.rule,
+        "reason": call.reason,
+        "text": call.text,
+        "created_at": iso(call.created_at),
+        "updated_at": iso(call.updated_at),
+    }
+
+
 def feedback_json(feedback: FeedbackRecord) -> dict[str, Any]:
     return {
         "step": feedback.step_key,
@@ -105,6 +127,7 @@ def snapshot(
     feedback: list[FeedbackRecord],
     agents: dict[str, Any],
     events: list[Event] | None,
+    calls: list[ToolCallRecord] | None = None,
 ) -> dict[str, Any]:
     """The ``show --json`` object: run, plan, steps, spans, feedback, agents (and events)."""
     plan = run.plan or {}
@@ -117,6 +140,7 @@ def snapshot(
         "spans": [span_json(s) for s in spans],
         "feedback": [feedback_json(f) for f in feedback],
         "agents": agents,
+        "tool_calls": [call_json(c) for c in calls or ()],
     }
     if events is not None:
         out["events"] = [e.to_json() for e in events]

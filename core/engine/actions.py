@@ -18,7 +18,7 @@ from typing import Any, ClassVar
 
 from core.engine.budget import check_token_budget
 from core.engine.run_state import RunMode, RunState, StepState, new_step_row
-from core.engine.transitions import Effects, end_run, move, set_run_status, settle, unqueue
+from core.engine.transitions import Effects, end_run, move, move_call, set_run_status, settle, unqueue
 from core.errors import BadInput, PlanError, PlanIssue, TransitionError
 from core.model.events import EventType
 from core.model.plan import validate_plan
@@ -115,16 +115,29 @@ class DecidePlan:
     plan: Any = None  # an edited plan, for a run that has not started
 
 
-Command = Approve | Reject | Skip | Retry | Cancel | Finish | SetBudget | Replan | DecidePlan
+@dataclass(frozen=True)
+class DecideCall:
+    """Answer a tool call that waits for an operator: run it (with edited arguments) or refuse it."""
+
+    kind: ClassVar[str] = "call"
+    past: ClassVar[str] = "given a tool call decision"
+    call: str
+    approve: bool
+    reason: str | None = None
+    arguments: Any = KEEP
+
+
+Command = Approve | Reject | Skip | Retry | Cancel | Finish | SetBudget | Replan | DecidePlan | DecideCall
 KINDS: dict[str, type[Command]] = {
-    c.kind: c for c in (Approve, Reject, Skip, Retry, Cancel, Finish, SetBudget, Replan, DecidePlan)
+    c.kind: c for c in (Approve, Reject, Skip, Retry, Cancel, Finish, SetBudget, Replan, DecidePlan, DecideCall)
 }
 
 
 def to_payload(command: Command) -> dict[str, Any]:
     payload = asdict(command)
-    if payload.get("input", None) == KEEP:
-        del payload["input"]
+    for name in ("input", "arguments"):
+        if payload.get(name, None) == KEEP:
+            del payload[name]
     return payload
 
 
@@ -504,7 +517,22 @@ def _decide_first_plan(run: RunState, cmd: DecidePlan, user: str, now: float) ->
     return effects
 
 
+def _decide_call(run: RunState, cmd: DecideCall, user: str, now: float) -> Effects:
+    """The operator's answer to a waiting (or interrupted) tool call; its attempt goes on once this commits."""
+    call = run.call(cmd.call)
+    effects = Effects()
+    payload: dict[str, Any] = {"user": user, "reason": cmd.reason}
+    changes: dict[str, Any] = {"decided_by": user, "reason": cmd.reason}
+    if cmd.approve and cmd.arguments != KEEP:
+        payload["arguments"] = changes["arguments"] = cmd.arguments
+    action = "approve" if cmd.approve else "reject"
+    move_call(run, call, action, effects.batch, now, payload, **changes)
+    effects.calls.append(call.id)
+    return effects
+
+
 _HANDLERS = {
+    DecideCall: _decide_call,
     Approve: _approve,
     Reject: _reject,
     Skip: _skip,

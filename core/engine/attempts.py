@@ -18,7 +18,7 @@ from typing import Any
 
 from core.engine.coalesce import Coalescer
 from core.engine.run_state import RunState, StepState
-from core.executors import AttemptFailed, Executor, Result, StepCall, build_executor, safe_outcome
+from core.executors import AttemptFailed, Executor, Result, StepCall, ToolPort, build_executor, safe_outcome
 from core.executors.python import PythonExecutor
 from core.executors.verdict import judge
 from core.model.context import Upstream, build_context
@@ -43,6 +43,7 @@ class AttemptRunner:
         on_stale: Callable[[StepState, int, bool, str], None],
         on_partial: Callable[[str, int, str], None],
         executors: dict[str, Executor] | None = None,
+        tool_sessions: Callable[[StepState, int], ToolPort | None] = lambda step, attempt: None,
     ) -> None:
         self.run = run
         self.spawn = spawn
@@ -50,6 +51,7 @@ class AttemptRunner:
         self.on_outcome = on_outcome
         self.on_stale = on_stale
         self.on_partial = on_partial
+        self.tool_sessions = tool_sessions
         self.executors = executors or {name: build_executor(name, cfg) for name, cfg in run.plan.agents.items()}
         self._skills: dict[str, Executor] = {}
         self.tasks: dict[str, asyncio.Task[None]] = {}
@@ -119,6 +121,7 @@ class AttemptRunner:
             context=self._context_for(step),
             timeout_s=step.spec.timeout_s,
             on_partial=streamed.add,
+            tools=self.tool_sessions(step, attempt),
         )
         try:
             outcome = await self._execute(executor, call)

@@ -44,13 +44,16 @@ from core.engine.routing import Routing
 from core.engine.run_state import RunMode, RunState, StepState
 from core.engine.slot_pool import SlotPool
 from core.engine.supervision import Supervisor
+from core.engine.tool_calls import ToolCalls
 from core.engine.transitions import Effects
 from core.errors import LoopdeckError, PlanError
 from core.executors import AttemptFailed, Executor, Result
 from core.model.events import EventType
 from core.model.plan import validate_plan
 from core.model.states import RunStatus, StepStatus
+from core.model.tools import CallStatus
 from core.store import Notifier, Store, WriteBatch
+from core.tools import Toolbox
 
 E = EventType
 S = StepStatus
@@ -84,6 +87,7 @@ class RunController:
         run.index.set_admits(self._admits)
         broker = SlotBroker(store, f"{owner}:{run.run_id}", lease_ttl_s) if shared_slots else None
         self.slots = SlotPool(run, broker, self.sup.spawn, self.sup.fatal, self._pump)
+        self.tool_calls = ToolCalls(run, self.commits, clock, Toolbox(run.plan.skills))
         self.attempts = AttemptRunner(
             run,
             self.sup.spawn,
@@ -92,6 +96,7 @@ class RunController:
             self._record_stale,
             self._partial_output,
             executors,
+            self.tool_calls.session,
         )
         self.holdings = Holdings(run, self.slots, self.routing)
         self._timers: dict[str, asyncio.TimerHandle] = {}
@@ -111,7 +116,7 @@ class RunController:
                 exc.issues,
                 f"run {run_id}'s stored plan, which this loopdeck refuses; end it with `loopdeck cancel {run_id}`",
             ) from None
-        run = RunState.from_records(record, plan, await store.get_steps(run_id))
+        run = RunState.from_records(record, plan, await store.get_steps(run_id), calls=await store.calls_of(run_id))
         board = kwargs.setdefault("breakers", BreakerBoard(kwargs.get("clock", time.time)))
         for row in await store.load_breakers(sorted({cfg.breaker_target(n) for n, cfg in plan.agents.items()})):
             board.restore(row)
@@ -149,6 +154,9 @@ class RunController:
         """Requeue steps a dead driver left running, skip what their outcomes doom, start the run."""
         run, now, effects = self.run, self.clock(), Effects()
         first_drive = run.status == RunStatus.PLANNING
+        for call in run.calls.values():
+            if call.status == CallStatus.RUNNING:  # the tool may have run, or not: the operator says what now
+                transitions.interrupt_call(run, call, effects.batch, now)
         for step in run.steps.values():
             if step.status == S.RUNNING:
                 transitions.requeue_interrupted(run, step, effects.batch, now)
@@ -398,6 +406,9 @@ class RunController:
             if effects.ended is not None:
                 self._stop_ended(effects)
             write = self.commits.emit(effects.batch)
+            if effects.calls:
+                answered = list(effects.calls)
+                write.add_done_callback(lambda fut, ids=answered: fut.exception() or self.tool_calls.answered(ids))
         assert write is not None
         if self.run.mode == RunMode.ENDING:
             write.add_done_callback(lambda _: self.sup.finish(self.run.status))

@@ -18,12 +18,13 @@ from enum import StrEnum
 from typing import Any
 
 from core.engine.budget import TokenBudget
+from core.engine.call_state import CallState
 from core.engine.scheduler import Scheduler
-from core.errors import StepNotFound
+from core.errors import CallNotFound, StepNotFound
 from core.model.plan import Plan, StepSpec
 from core.model.result import RunResult
 from core.model.states import RunStatus, StepStatus
-from core.store.records import RunRecord, StepRecord
+from core.store.records import RunRecord, StepRecord, ToolCallRecord
 from core.values import dumps
 
 
@@ -158,6 +159,7 @@ class RunState:
     waiting: set[str] = field(default_factory=set)  # steps waiting at their approval gate
     launches: int = 0  # attempts started, for max_iterations
     result: RunResult | None = None  # once it ended
+    calls: dict[str, CallState] = field(default_factory=dict)  # every tool call of the run, by loopdeck's id
 
     @property
     def policy(self):
@@ -191,6 +193,12 @@ class RunState:
             "result_json": None if self.result is None else dumps(self.result.to_json()),
         }
 
+    def call(self, call_id: str) -> CallState:
+        found = self.calls.get(call_id)
+        if found is None:
+            raise CallNotFound(self.run_id, call_id, list(self.calls))
+        return found
+
     def step(self, key: str) -> StepState:
         try:
             return self.steps[key]
@@ -206,7 +214,14 @@ class RunState:
         )
 
     @classmethod
-    def from_records(cls, run: RunRecord, plan: Plan, steps: list[StepRecord], agent_limits: bool = True) -> RunState:
+    def from_records(
+        cls,
+        run: RunRecord,
+        plan: Plan,
+        steps: list[StepRecord],
+        agent_limits: bool = True,
+        calls: list[ToolCallRecord] | None = None,
+    ) -> RunState:
         """A run as the store has it, with its index built and every finished step settled in it."""
         specs = {spec.key: spec for spec in plan.steps}
         states = {r.key: StepState.from_record(specs[r.key], r) for r in steps if r.key in specs}
@@ -235,6 +250,7 @@ class RunState:
             waiting={k for k, s in states.items() if s.status == StepStatus.WAITING_USER},
             launches=sum(s.attempts for s in states.values()),
             result=run.result,
+            calls={c.id: CallState.from_record(c) for c in calls or ()},
         )
         for step in sorted(states.values(), key=lambda s: s.idx):
             state.index_step(step)

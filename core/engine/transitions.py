@@ -14,13 +14,15 @@ import random
 from dataclasses import dataclass, field
 from typing import Any
 
+from core.engine.call_state import CallState
 from core.engine.run_state import RunMode, RunState, StepState
 from core.executors import AttemptFailed, Result
 from core.model.events import EventType
 from core.model.plan import Backoff
 from core.model.result import Finished, conclude, plan_shape
 from core.model.states import RunStatus, StepStatus, check_step
-from core.store import WriteBatch
+from core.model.tools import check_call
+from core.store import Store, WriteBatch
 
 E = EventType
 S = StepStatus
@@ -35,6 +37,7 @@ class Effects:
     ready: list[str] = field(default_factory=list)  # dependencies met: gate it, wait out its backoff, or queue it
     unqueued: list[str] = field(default_factory=list)  # no longer to start (skipped, replaced): drop its timer
     ended: list[str] | None = None  # the run ended: the keys of the steps whose attempts must be stopped
+    calls: list[str] = field(default_factory=list)  # tool calls answered: their attempts go on once this commits
 
 
 def move(
@@ -54,6 +57,63 @@ def move(
     batch.step(run.run_id, step.key, expect_status.value, expect_attempts, step.row())
     if event is not None:
         batch.event(run.run_id, event[0], step.key, event[1], now)
+
+
+CALL_EVENTS = {
+    "ask": E.TOOL_CALL_WAITING,
+    "deny": E.TOOL_CALL_DENIED,
+    "approve": E.TOOL_CALL_APPROVED,
+    "reject": E.TOOL_CALL_REJECTED,
+    "start": E.TOOL_CALL_STARTED,
+    "succeed": E.TOOL_CALL_SUCCEEDED,
+    "fail": E.TOOL_CALL_FAILED,
+    "interrupt": E.TOOL_CALL_INTERRUPTED,
+}
+
+
+def request_call(run: RunState, call: CallState, batch: WriteBatch, now: float) -> None:
+    """A model asked for a tool call: its record is inserted (``requested``) with the event."""
+    run.calls[call.id] = call
+    batch.extras.append(Store.call_extra(call.row(run.run_id), None))
+    payload = {"call": call.id, "tool": call.tool, "attempt": call.attempt, "turn": call.turn}
+    batch.event(run.run_id, E.TOOL_CALL_REQUESTED, call.step, {**payload, "arguments": call.arguments}, now)
+
+
+def move_call(
+    run: RunState,
+    call: CallState,
+    action: str,
+    batch: WriteBatch,
+    now: float,
+    payload: dict[str, Any] | None = None,
+    **changes: Any,
+) -> None:
+    """Move a tool call by ``action`` (refused unless ``model.tools`` allows it), set ``changes``, record it."""
+    expect = call.status
+    call.status = check_call(call.id, call.status, action)
+    for name, value in changes.items():
+        setattr(call, name, value)
+    call.updated_at = now
+    batch.extras.append(Store.call_extra(call.row(run.run_id), expect.value))
+    batch.event(
+        run.run_id, CALL_EVENTS[action], call.step, {"call": call.id, "tool": call.tool, **(payload or {})}, now
+    )
+
+
+def interrupt_call(run: RunState, call: CallState, batch: WriteBatch, now: float) -> None:
+    """A call a dead driver left running: whether its tool ran is unknown; the operator decides (or it is safe)."""
+    why = "the process driving the run stopped while this call ran"
+    move_call(run, call, "interrupt", batch, now, {"reason": why}, reason=why)
+
+
+def carry_calls(run: RunState, step: StepState, batch: WriteBatch, now: float) -> None:
+    """An interrupted attempt's tool calls go to the next attempt: its conversation is rebuilt from them,
+    so a call that succeeded is never run again and one that waits waits again (a failed attempt's are not)."""
+    for call in run.calls.values():
+        if call.step == step.key and call.attempt == step.attempts:
+            expect = call.status.value
+            call.attempt, call.updated_at = step.attempts + 1, now
+            batch.extras.append(Store.call_extra(call.row(run.run_id), expect))
 
 
 def settle(run: RunState, step: StepState, effects: Effects, now: float) -> None:
@@ -160,6 +220,7 @@ def requeue_interrupted(run: RunState, step: StepState, batch: WriteBatch, now: 
             ended_at=now,
         )
     else:
+        carry_calls(run, step, batch, now)
         move(
             run,
             step,

@@ -11,14 +11,31 @@ from core.executors.base import (
     AttemptFailed,
     Executor,
     ExitStatus,
+    RecordedTurn,
     Result,
     StepCall,
+    ToolPort,
+    ToolReply,
+    ToolRequest,
     Usage,
     safe_outcome,
 )
 from core.model.plan import AgentConfig, LlmAgent, PythonAgent, ShellAgent, SimAgent
 
-__all__ = ["AttemptFailed", "Executor", "ExitStatus", "Result", "StepCall", "Usage", "build_executor", "safe_outcome"]
+__all__ = [
+    "AttemptFailed",
+    "Executor",
+    "ExitStatus",
+    "RecordedTurn",
+    "Result",
+    "StepCall",
+    "ToolPort",
+    "ToolReply",
+    "ToolRequest",
+    "Usage",
+    "build_executor",
+    "safe_outcome",
+]
 
 
 def build_executor(name: str, config: AgentConfig) -> Executor:

@@ -11,13 +11,59 @@ says whether cancelling the coroutine really stops the work.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from core.limits import MAX_ATTEMPT_TOKENS
+from core.model.tools import ToolSpec
 from core.redaction import Redactor
 from core.values import ValueProblem, to_json_value
+
+
+@dataclass(frozen=True, slots=True)
+class ToolRequest:
+    """One call a model asks for in a turn: a tool and its arguments (the model's id, to answer it)."""
+
+    tool: str
+    arguments: Any
+    model_call_id: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ToolReply:
+    """What the model is told about one call: the tool's result, or why there is none."""
+
+    call_id: str  # loopdeck's own
+    request: ToolRequest
+    ok: bool
+    content: Any  # the result (JSON) when ok, else a sentence: the error, the refusal and its reason
+
+    def text(self) -> str:
+        """The content as the model reads it (JSON for a result, the sentence otherwise)."""
+        if self.ok:
+            return self.content if isinstance(self.content, str) else json.dumps(self.content, ensure_ascii=False)
+        return str(self.content)
+
+
+@dataclass(frozen=True, slots=True)
+class RecordedTurn:
+    """A turn of the conversation that already happened (rebuilt from the records after a resume)."""
+
+    text: str | None
+    replies: list[ToolReply]
+
+
+class ToolPort(Protocol):
+    """How an executor's tool loop reaches tools: every call recorded, gated and run by the engine."""
+
+    @property
+    def specs(self) -> list[ToolSpec]: ...
+
+    def recorded(self) -> list[RecordedTurn]: ...
+
+    async def turn(self, turn: int, text: str | None, requests: list[ToolRequest]) -> list[ToolReply]: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -34,6 +80,8 @@ class StepCall:
     # Partial output as it arrives (streaming agents call it with each new piece of text);
     # the controller coalesces the pieces into at most ~10 events per second.
     on_partial: Callable[[str], None] | None = field(default=None, compare=False)
+    # The agent's tools (None: it has none): each call the model asks for goes through here.
+    tools: ToolPort | None = field(default=None, compare=False)
 
 
 @dataclass(frozen=True, slots=True)

@@ -45,6 +45,16 @@ class EventType(StrEnum):
     RUN_PLAN_REJECTED = "run_plan_rejected"
     REPLAN_REFUSED = "replan_refused"
     STEP_HELD = "step_held"  # a ready step waits (for a breaker's probe): payload says why and until when
+    # tool calls (model.tools): payload has "call" (loopdeck's id), "tool", and what the transition adds
+    TOOL_CALL_REQUESTED = "tool_call_requested"
+    TOOL_CALL_WAITING = "tool_call_waiting"
+    TOOL_CALL_APPROVED = "tool_call_approved"
+    TOOL_CALL_REJECTED = "tool_call_rejected"
+    TOOL_CALL_DENIED = "tool_call_denied"
+    TOOL_CALL_STARTED = "tool_call_started"
+    TOOL_CALL_SUCCEEDED = "tool_call_succeeded"
+    TOOL_CALL_FAILED = "tool_call_failed"
+    TOOL_CALL_INTERRUPTED = "tool_call_interrupted"
 
 
 # Run events whose payload says the run's status (and the reason) after them.

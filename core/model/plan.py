@@ -34,12 +34,16 @@ from core.limits import (
 )
 from core.model.dag import ancestors, find_cycle
 from core.model.refs import find_refs
+from core.model.tools import ApprovalRule
 from core.values import ValueProblem, check_document, parse_document, read_document
 
 StepType = Literal["reasoning", "skill", "tool", "sub_agent", "verification"]
 _CALL_PATTERN = r"^[A-Za-z_][\w.]*:[A-Za-z_]\w*$"
 _CALL = re.compile(_CALL_PATTERN)
 KEY_PATTERN = r"^[A-Za-z0-9_][A-Za-z0-9_.\-]{0,127}$"
+TOOL_PATTERN = r"^[A-Za-z0-9_][A-Za-z0-9_.\-]{0,63}(:([A-Za-z0-9_][A-Za-z0-9_.\-]{0,63}|\*))?$"  # SKILL, SERVER:TOOL
+MAX_TURNS = 100
+ToolName = Annotated[str, Field(pattern=TOOL_PATTERN)]
 
 
 class _Model(BaseModel):
@@ -86,6 +90,9 @@ class Policy(_Model):
     include_tool_results: bool = True
     include_step_outputs: bool = True
     token_budget: int | None = Field(None, ge=0, le=MAX_TOKENS, description="tokens the run may spend; null: no limit")
+    default_tool_approval: Literal["allow", "ask", "deny"] = Field(
+        "ask", description="a tool call no approval rule matches, neither destructive nor read-only"
+    )
     on_budget_exhausted: Literal["fail", "pause"] = "fail"
     backoff: Backoff = Field(default_factory=Backoff)
 
@@ -122,7 +129,21 @@ class _AgentBase(_Model):
         return f"{self.kind} {name} #{hashlib.sha256(what.encode()).hexdigest()[:12]}"  # type: ignore[attr-defined]
 
 
-class SimAgent(_AgentBase):
+class ScriptedCall(_Model):
+    """A tool call a sim agent makes before it answers."""
+
+    tool: ToolName
+    arguments: dict[str, Any] = Field(default_factory=dict)
+
+
+class _ToolUser(_Model):
+    """An agent that may call tools (``llm``, and ``sim`` by script)."""
+
+    tools: list[ToolName] = Field(default_factory=list, description="SKILL, SERVER:TOOL or SERVER:*")
+    max_turns: int = Field(10, ge=1, le=MAX_TURNS, description="model turns in one attempt's tool loop")
+
+
+class SimAgent(_AgentBase, _ToolUser):
     """A seeded simulated agent: latency, tokens and failures, deterministic per (seed, step, attempt)."""
 
     kind: Literal["sim"] = "sim"
@@ -132,13 +153,28 @@ class SimAgent(_AgentBase):
     fail_rate: float = Field(0.0, ge=0, le=1)
     output: Any = Field(None, description="output to return; default: a short text with the resolved input")
     seed: int = Field(0, ge=-MAX_INT, le=MAX_INT)
+    tool_calls: list[ScriptedCall | list[ScriptedCall]] = Field(
+        default_factory=list, description="tool calls before the answer; a list is one turn of parallel calls"
+    )
 
     @model_validator(mode="after")
     def _latency_range(self) -> SimAgent:
         low, high = self.latency_bounds()
         if low < 0 or high < low:
             raise ValueError("latency_ms must be >= 0, or [min, max] with 0 <= min <= max")
+        for turn in self.script():
+            for call in turn:
+                if not offers(self.tools, call.tool):
+                    raise ValueError(f"tool_calls names {call.tool!r}, which is not in this agent's tools")
+        if len(self.script()) >= self.max_turns:
+            raise ValueError(
+                f"tool_calls has {len(self.script())} turns; max_turns ({self.max_turns}) leaves no turn to answer"
+            )
         return self
+
+    def script(self) -> list[list[ScriptedCall]]:
+        """The scripted calls, one list per turn."""
+        return [turn if isinstance(turn, list) else [turn] for turn in self.tool_calls]
 
     def token_estimate(self) -> int:
         return max(self.reserve_tokens, sum(self.tokens))
@@ -169,7 +205,7 @@ class PythonAgent(_AgentBase):
         return f"python {self.call}"
 
 
-class LlmAgent(_AgentBase):
+class LlmAgent(_AgentBase, _ToolUser):
     """Any OpenAI-compatible chat-completions endpoint (OpenAI, vLLM, Ollama, LM Studio, llama.cpp server)."""
 
     kind: Literal["llm"]
@@ -252,6 +288,9 @@ class Plan(_Model):
     policy: Policy = Field(default_factory=Policy)
     agents: dict[str, AgentConfig] = Field(default_factory=_default_agents, max_length=MAX_AGENTS)
     skills: dict[str, str] = Field(default_factory=dict, description="skill name -> module:function")
+    approval_rules: list[ApprovalRule] = Field(
+        default_factory=list, max_length=1000, description="gate tool calls (and steps); the first match wins"
+    )
     steps: list[StepSpec] = Field(min_length=1, max_length=MAX_STEPS)
 
     def agent_of(self, step: StepSpec) -> str:
@@ -261,6 +300,12 @@ class Plan(_Model):
         if self.default_agent:
             return self.default_agent
         return next(iter(self.agents))
+
+
+def offers(tools: list[str], name: str) -> bool:
+    """Whether an agent's ``tools`` list offers ``name`` (``SERVER:*`` offers every tool of that server)."""
+    server, colon, _ = name.partition(":")
+    return name in tools or (bool(colon) and f"{server}:*" in tools)
 
 
 def readable(plan: Plan) -> dict[str, Any]:
@@ -318,6 +363,7 @@ def validate_plan(data: Any, source: str | None = None) -> Plan:
     except ValidationError as exc:
         issues.extend(_pydantic_issues(exc))
     issues.extend(_graph_issues(data))
+    issues.extend(_tool_issues(data))
     if issues:
         raise PlanError(_dedupe(issues), source)
     assert plan is not None
@@ -344,6 +390,25 @@ def _location(loc: tuple[Any, ...]) -> str:
         else:
             text += f".{part}" if text else str(part)
     return text
+
+
+def _tool_issues(data: dict[str, Any]) -> list[PlanIssue]:
+    """A ``SERVER:TOOL`` name needs its server declared (MCP servers are not declared in plans yet)."""
+    agents = data.get("agents")
+    issues: list[PlanIssue] = []
+    for name, cfg in (agents or {}).items() if isinstance(agents, dict) else ():
+        tools = cfg.get("tools") if isinstance(cfg, dict) else None
+        for j, tool in enumerate(tools if isinstance(tools, list) else []):
+            if isinstance(tool, str) and ":" in tool:
+                server = tool.split(":", 1)[0]
+                issues.append(
+                    PlanIssue(
+                        f"agents.{name}.tools[{j}]",
+                        f'"{tool}" names MCP server "{server}", and this version of loopdeck declares none: '
+                        "name a skill (loopdeck skills lists them)",
+                    )
+                )
+    return issues
 
 
 def _graph_issues(data: dict[str, Any]) -> list[PlanIssue]:

@@ -20,6 +20,7 @@ from core.store import (
     Store,
     WriteBatch,
 )
+from core.tools import Toolbox, ToolError
 from core.values import checked_input
 
 
@@ -121,6 +122,33 @@ class Acting(OrchestratorBase):
         if plan is not None and not isinstance(plan, dict):
             plan = plan.model_dump(mode="json", exclude_unset=True)
         return await self.act(run_id, actions.DecidePlan(approve, reason, steps, plan), user=user, timeout_s=timeout_s)
+
+    async def decide_call(
+        self,
+        run_id: str,
+        call_id: str,
+        *,
+        approve: bool = True,
+        arguments: Any = ...,
+        reason: str | None = None,
+        user: str | None = None,
+        timeout_s: float = 10.0,
+    ) -> Delivery:
+        """Answer a tool call that waits: run it (``arguments`` replace the model's) or refuse it (the model
+        gets ``reason``). Edited arguments must be valid for the tool's input schema (``BadInput`` lists why)."""
+        edited = actions.KEEP
+        if arguments is not ...:
+            if not approve:
+                raise BadInput("edited arguments go with an approval; a rejected call does not run")
+            edited = checked_input(arguments)
+            state, _ = await self.run_state(await self.store.resolve_run_id(run_id))
+            tool = state.call(call_id).tool
+            try:
+                Toolbox(state.plan.skills).check(tool, edited)
+            except ToolError as exc:
+                raise BadInput(str(exc)) from None
+        command = actions.DecideCall(call_id, approve, reason, edited)
+        return await self.act(run_id, command, user=user, timeout_s=timeout_s)
 
     async def act(
         self, run_id: str, command: actions.Command, *, user: str | None = None, timeout_s: float = 10.0

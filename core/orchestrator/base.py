@@ -142,7 +142,7 @@ class OrchestratorBase:
                     "steps": [{"key": s.key, "agent": s.agent} for s in steps],
                 }
             )
-        return RunState.from_records(record, plan, steps), record
+        return RunState.from_records(record, plan, steps, calls=await self.store.calls_of(run_id)), record
 
     async def step(self, run_id: str, key: str) -> StepRecord:
         """One step; an unknown key is refused naming the keys the run has."""

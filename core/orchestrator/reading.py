@@ -18,6 +18,7 @@ from core.store import (
     RunRecord,
     SpanRecord,
     StepRecord,
+    ToolCallRecord,
     WorkerRecord,
 )
 
@@ -60,7 +61,13 @@ class Reading(OrchestratorBase):
             await self.store.feedback_of(run_id),
             await self.store.agent_summary(run_id),
             await self.store.events_since(run_id, 0, limit=1_000_000) if events else None,
+            await self.store.calls_of(run_id),
         )
+
+    async def tool_calls(self, run_id: str) -> list[ToolCallRecord]:
+        """A run's tool calls, in the order they were asked for (``loopdeck calls``)."""
+        run_id = await self.store.resolve_run_id(run_id)
+        return await self.store.calls_of(run_id)
 
     async def result(self, run_id: str) -> RunResult | None:
         """The run's result (answer, summary, evidence) once it ended; None while it is live."""

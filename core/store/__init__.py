@@ -4,7 +4,7 @@ store.py      the Store facade: open (migrating), close; its queries, split by a
 runs.py       runs, plans, leases          steps.py     steps
 events.py     the event log                commands.py  actions queued for a run's driver
 cluster.py    workers, claims, agent slots history.py   spans, feedback, summaries
-breakers.py   breaker states
+breakers.py   breaker states               tool_calls.py  the tool calls agents ask for
 records.py    typed records every read returns (JSON columns decoded once)
 writer.py     group commit: WriteBatch and the one writer (compare-and-set step updates)
 notify.py     LISTEN/NOTIFY: every channel, every NOTIFY, the listener
@@ -20,6 +20,7 @@ from core.store.records import (
     RunRecord,
     SpanRecord,
     StepRecord,
+    ToolCallRecord,
     WorkerRecord,
 )
 from core.store.store import Store
@@ -39,6 +40,7 @@ __all__ = [
     "SpanRecord",
     "StepRecord",
     "Store",
+    "ToolCallRecord",
     "WorkerRecord",
     "WriteBatch",
     "notify",

@@ -15,6 +15,7 @@ from typing import Any
 
 from core.model.result import RunResult
 from core.model.states import RunStatus, StepStatus
+from core.model.tools import CallStatus
 
 
 def _json(text: str | None) -> Any:
@@ -125,6 +126,55 @@ class StepRecord:
             approved_by=row["approved_by"],
             started_at=row["started_at"],
             ended_at=row["ended_at"],
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class ToolCallRecord:
+    """One tool call an agent asked for, as the store has it (``model.tools`` has its state machine)."""
+
+    run_id: str
+    id: str
+    step_key: str
+    attempt: int
+    turn: int
+    idx: int
+    tool: str
+    server: str | None
+    model_call_id: str | None
+    text: str | None
+    arguments: Any
+    status: CallStatus
+    result: Any
+    error: str | None
+    decided_by: str | None
+    rule: str | None
+    reason: str | None
+    created_at: float
+    updated_at: float
+
+    @classmethod
+    def from_row(cls, row: Mapping[Any, Any]) -> ToolCallRecord:
+        return cls(
+            row["run_id"],
+            row["id"],
+            row["step_key"],
+            row["attempt"],
+            row["turn"],
+            row["idx"],
+            row["tool"],
+            row["server"],
+            row["model_call_id"],
+            row["text"],
+            _json(row["arguments_json"]),
+            CallStatus(row["status"]),
+            _json(row["result_json"]),
+            row["error"],
+            row["decided_by"],
+            row["rule"],
+            row["reason"],
+            row["created_at"],
+            row["updated_at"],
         )
 
 

@@ -108,6 +108,32 @@ spans = Table(
 Index("ix_spans_run_id", spans.c.run_id, spans.c.started_at)
 Index("ix_spans_agent", spans.c.agent)
 
+# revision 0010: one record per tool call an agent asks for (model.tools: the call's state machine)
+tool_calls = Table(
+    "tool_calls",
+    metadata,
+    Column("run_id", String(32), primary_key=True),
+    Column("id", String(200), primary_key=True),  # STEP.ATTEMPT.TURN.INDEX, loopdeck's own
+    Column("step_key", String(128), nullable=False),
+    Column("attempt", Integer, nullable=False),
+    Column("turn", Integer, nullable=False),
+    Column("idx", Integer, nullable=False),
+    Column("tool", String(200), nullable=False),
+    Column("server", String(64)),
+    Column("model_call_id", String(200)),  # the model's id for it, used only to answer the model
+    Column("text", Text),  # what the model said with the call
+    Column("arguments_json", Text, nullable=False),
+    Column("status", String(32), nullable=False),
+    Column("result_json", Text),
+    Column("error", Text),
+    Column("decided_by", String(128)),
+    Column("rule", Text),
+    Column("reason", Text),
+    Column("created_at", Float, nullable=False),
+    Column("updated_at", Float, nullable=False),
+)
+Index("ix_tool_calls_step", tool_calls.c.run_id, tool_calls.c.step_key, tool_calls.c.attempt)
+
 feedback = Table(
     "feedback",
     metadata,

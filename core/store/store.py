@@ -33,6 +33,7 @@ from core.store.events import EventQueries
 from core.store.history import HistoryQueries
 from core.store.runs import RunQueries
 from core.store.steps import StepQueries
+from core.store.tool_calls import ToolCallQueries
 from core.store.writer import describe_db_error
 
 CONNECT_TIMEOUT_S = 10.0
@@ -49,7 +50,16 @@ def _sqlite_pragmas(busy_timeout_ms: int) -> Callable[[Any, Any], None]:
     return on_connect
 
 
-class Store(RunQueries, StepQueries, EventQueries, CommandQueries, ClusterQueries, HistoryQueries, BreakerQueries):
+class Store(
+    RunQueries,
+    StepQueries,
+    EventQueries,
+    CommandQueries,
+    ClusterQueries,
+    HistoryQueries,
+    BreakerQueries,
+    ToolCallQueries,
+):
     """One database, every query loopdeck makes of it."""
 
     @classmethod

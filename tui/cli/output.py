@@ -24,6 +24,7 @@ from rich.table import Table
 from core import (
     AgentError,
     BadInput,
+    CallNotFound,
     CommandTimeout,
     LeaseHeld,
     LeaseLost,
@@ -39,7 +40,7 @@ from core import (
 from tui.text.literal import literal
 
 EXIT_OK, EXIT_RUN_NOT_OK, EXIT_BAD_INPUT, EXIT_BUG, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
-BAD_INPUT_ERRORS = (PlanError, BadInput, RunNotFound, StepNotFound, StoreError)
+BAD_INPUT_ERRORS = (PlanError, BadInput, RunNotFound, StepNotFound, CallNotFound, StoreError)
 REFUSED_ERRORS = (TransitionError, LeaseHeld, LeaseLost, CommandTimeout, AgentError)
 
 

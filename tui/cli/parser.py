@@ -197,7 +197,11 @@ def _reading(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -
     p = sub.add_parser("workers", parents=[common], help="list workers: name, host, pid, heartbeat, runs claimed")
     p.add_argument("--json", action="store_true")
     sub.add_parser("schema", parents=[common], help="print the JSON Schema of plan files")
+    p = sub.add_parser("calls", parents=[common], help="list a run's tool calls: tool, arguments, status, decision")
+    p.add_argument("run_id")
+    p.add_argument("--json", action="store_true")
     return {
+        "calls": Command("reading:calls"),
         "runs": Command("reading:runs"),
         "show": Command("reading:show"),
         "agents": Command("reading:agents"),
@@ -213,6 +217,23 @@ def _acting(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) ->
     p.add_argument("step_key")
     p.add_argument("--reject", action="store_true", help="reject instead of approving")
     p.add_argument("--input", metavar="JSON", type=json_input, help="approve with this input instead of the step's own")
+    p.add_argument("--reason", metavar="TEXT")
+    p = sub.add_parser(
+        "approve-call",
+        parents=[common],
+        help="approve (or --reject) a tool call waiting for approval",
+        description="Answer a tool call that waits for an operator (`loopdeck calls RUN_ID` lists them). "
+        "Approving runs it (with --args instead of the model's arguments); rejecting tells the model why.",
+    )
+    p.add_argument("run_id")
+    p.add_argument("call_id", help="loopdeck's id of the call, STEP.ATTEMPT.TURN.INDEX")
+    p.add_argument("--reject", action="store_true", help="refuse the call; the model receives --reason")
+    p.add_argument(
+        "--args",
+        metavar="JSON",
+        type=json_input,
+        help="run it with these arguments (checked against the tool's schema)",
+    )
     p.add_argument("--reason", metavar="TEXT")
     p = sub.add_parser("cancel", parents=[common], help="cancel a run")
     p.add_argument("run_id")
@@ -247,6 +268,7 @@ def _acting(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) ->
     p.add_argument("--category", metavar="NAME")
     return {
         "approve": Command("acting:approve"),
+        "approve-call": Command("acting:approve_call"),
         "cancel": Command("acting:cancel"),
         "finish": Command("acting:finish", prepare="acting:read_answer"),
         "budget": Command("acting:set_budget"),

@@ -111,6 +111,26 @@ class Progress:
                 literal(key),
                 " [--reject]",
             )
+        if event.type in (E.TOOL_CALL_WAITING, E.TOOL_CALL_INTERRUPTED):
+            why = "waits for approval" if event.type == E.TOOL_CALL_WAITING else "was interrupted and waits"
+            return Text.assemble(
+                ("⏸ ", "yellow"),
+                "tool call ",
+                literal(p.get("call"), "bold"),
+                " (",
+                literal(p.get("tool")),
+                f") {why}: loopdeck approve-call {self.run_id} ",
+                literal(p.get("call")),
+                " [--reject] [--args JSON]",
+            )
+        if event.type in (E.TOOL_CALL_APPROVED, E.TOOL_CALL_REJECTED, E.TOOL_CALL_DENIED):
+            mark, verb = {
+                E.TOOL_CALL_APPROVED: (("✓ ", "green"), " approved by "),
+                E.TOOL_CALL_REJECTED: (("✗ ", "red"), " rejected by "),
+                E.TOOL_CALL_DENIED: (("✗ ", "red"), " denied by "),
+            }[event.type]
+            who = p.get("user") or p.get("rule")
+            return Text.assemble(mark, "tool call ", literal(p.get("call"), "bold"), verb, literal(who))
         if event.type == E.STEP_APPROVED:
             return Text.assemble(
                 ("✓ ", "green"), "step ", literal(key, "bold"), " approved by ", literal(p.get("user"))

@@ -33,6 +33,23 @@ async def approve(orch: Orchestrator, args: argparse.Namespace, _: Any) -> int:
     return EXIT_OK
 
 
+async def approve_call(orch: Orchestrator, args: argparse.Namespace, _: Any) -> int:
+    """Answer a waiting tool call from any terminal (through the store to the driving process)."""
+    kwargs: dict[str, Any] = {}
+    if args.args is not None:
+        if args.reject:
+            raise BadInput("--args goes with approving; a rejected call does not run")
+        kwargs["arguments"] = args.args.value
+    run_id = await orch.resolve_run_id(args.run_id)
+    delivery = await orch.decide_call(
+        run_id, args.call_id, approve=not args.reject, reason=args.reason, user=orch.user, **kwargs
+    )
+    what = "rejected" if args.reject else "approved with edited arguments" if kwargs else "approved"
+    err.print(literal(f"tool call {args.call_id} of run {run_id} {what} by {orch.user}"))
+    await say_who_continues(orch, run_id, delivery)
+    return EXIT_OK
+
+
 async def cancel(orch: Orchestrator, args: argparse.Namespace, _: Any) -> int:
     run_id = await orch.resolve_run_id(args.run_id)
     await orch.cancel(run_id, user=orch.user, reason=args.reason)

@@ -1,4 +1,4 @@
-"""Reading runs: ``runs``, ``show``, ``agents``, ``export``, ``workers``, ``schema``."""
+"""Reading runs: ``runs``, ``show``, ``calls``, ``agents``, ``export``, ``workers``, ``schema``."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from typing import Any
 from rich.table import Table
 from rich.text import Text
 
-from core import Orchestrator, dumps, plan_json_schema, worker_json
+from core import Orchestrator, call_json, dumps, plan_json_schema, worker_json
 from tui.cli.output import EXIT_OK, err, listing, out, print_json, write_text
 from tui.text.literal import literal
 
@@ -38,6 +38,33 @@ async def runs(orch: Orchestrator, args: argparse.Namespace, _: Any) -> int:
             f"{r['tokens']:,}",
             (r["created_at"] or "")[:19].replace("T", " "),
             literal(r["goal"]),
+        )
+    out.print(table)
+    return EXIT_OK
+
+
+async def calls(orch: Orchestrator, args: argparse.Namespace, _: Any) -> int:
+    """A run's tool calls: one line each, or ``--json`` (the same objects as ``show --json``'s ``tool_calls``)."""
+    found = await orch.tool_calls(args.run_id)
+    if args.json:
+        print_json([call_json(c) for c in found])
+        return EXIT_OK
+    if not found:
+        out.print("no tool calls")
+        return EXIT_OK
+    table = Table(box=None, pad_edge=False)
+    for column in ("id", "status", "tool", "arguments", "decided", "rule / reason"):
+        table.add_column(column, overflow="fold")
+    for c in found:
+        decided = c.decided_by or ""
+        why = " · ".join(x for x in (c.rule, c.reason) if x)
+        table.add_row(
+            literal(c.id),
+            literal(c.status.value),
+            literal(c.tool),
+            literal(dumps(c.arguments)),
+            literal(decided),
+            literal(why),
         )
     out.print(table)
     return EXIT_OK

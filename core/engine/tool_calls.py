@@ -1,0 +1,220 @@
+"""Tool calls inside an attempt: each recorded, gated by the approval rules, run, and answered.
+
+An executor's tool loop hands each turn's calls to its ``ToolSession`` (the
+``ToolPort`` of ``executors.base``). The session records every call before
+anything happens to it (``requested``), decides by the plan's approval rules
+(allow, ask, deny), and commits that; a call that asks waits for the
+operator's ``DecideCall`` (live, from another terminal, or decided while
+nobody drove the run); an allowed or approved call is marked ``running``
+(durably, before the tool is touched), run, and its result committed before
+the model hears of it. Parallel calls of one turn are gated and run
+concurrently, each by its own id, so answering one never answers another.
+
+A call found already recorded (the same step, attempt, turn and position) is
+not recorded or run again: a succeeded call's result is what the model gets.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from typing import Any
+
+from core.engine import transitions
+from core.engine.call_state import CallState
+from core.engine.commits import Commits
+from core.engine.run_state import RunState, StepState
+from core.executors import RecordedTurn, ToolReply, ToolRequest
+from core.model.plan import offers
+from core.model.tools import CallStatus, Facts, RuleDecision, ToolSpec, call_id, decide_call
+from core.store import WriteBatch
+from core.tools import Toolbox, ToolError
+
+C = CallStatus
+
+
+class ToolCalls:
+    """The tool calls of the run one controller drives."""
+
+    def __init__(self, run: RunState, commits: Commits, clock: Callable[[], float], toolbox: Toolbox) -> None:
+        self.run, self.commits, self.clock, self.toolbox = run, commits, clock, toolbox
+        self._answers: dict[str, asyncio.Event] = {}
+
+    def session(self, step: StepState, attempt: int) -> ToolSession | None:
+        """The port an attempt's executor calls tools through; None for an agent without tools."""
+        tools = getattr(self.run.plan.agents[step.agent], "tools", None)
+        return ToolSession(self, step, attempt, list(tools)) if tools else None
+
+    def answered(self, call_ids: list[str]) -> None:
+        """An operator's decision on these calls is durable: their attempts go on."""
+        for cid in call_ids:
+            event = self._answers.get(cid)
+            if event is not None:
+                event.set()
+
+    async def commit(self, batch: WriteBatch) -> None:
+        await asyncio.shield(self.commits.emit(batch))
+
+    async def wait_for_answer(self, call: CallState) -> None:
+        event = self._answers.setdefault(call.id, asyncio.Event())
+        try:
+            await event.wait()
+        finally:
+            if self._answers.get(call.id) is event:
+                del self._answers[call.id]
+
+
+class ToolSession:
+    """One attempt's way to its agent's tools (``executors.base.ToolPort``)."""
+
+    def __init__(self, owner: ToolCalls, step: StepState, attempt: int, names: list[str]) -> None:
+        self.owner, self.step, self.attempt, self.names = owner, step, attempt, names
+
+    @property
+    def specs(self) -> list[ToolSpec]:
+        return self.owner.toolbox.specs(self.names)
+
+    def _calls(self) -> list[CallState]:
+        """The calls this attempt holds: its own, and those an interrupted attempt before it carried over."""
+        return sorted(
+            (c for c in self.owner.run.calls.values() if c.step == self.step.key and c.attempt == self.attempt),
+            key=lambda c: (c.turn, c.idx),
+        )
+
+    def recorded(self) -> list[RecordedTurn]:
+        """Turns already finished (every call final), in order: the conversation so far, after a resume."""
+        calls = self._calls()
+        turns: list[RecordedTurn] = []
+        for number in sorted({c.turn for c in calls}):
+            in_turn = [c for c in calls if c.turn == number]
+            if not all(c.status.final for c in in_turn):
+                break
+            turns.append(RecordedTurn(in_turn[0].text, [reply(c) for c in in_turn]))
+        return turns
+
+    async def turn(self, turn: int, text: str | None, requests: list[ToolRequest]) -> list[ToolReply]:
+        """Record, gate and run this turn's calls; their replies in the order asked."""
+        run, now, batch = self.owner.run, self.owner.clock(), WriteBatch()
+        calls = []
+        held = {(c.turn, c.idx): c for c in self._calls()}
+        for index, request in enumerate(requests):
+            cid = call_id(self.step.key, self.attempt, turn, index)
+            call = held.get((turn, index))
+            if call is None:
+                call = CallState(
+                    cid,
+                    self.step.key,
+                    self.attempt,
+                    turn,
+                    index,
+                    request.tool,
+                    None,
+                    request.model_call_id,
+                    text,
+                    request.arguments,
+                    C.REQUESTED,
+                    created_at=now,
+                    updated_at=now,
+                )
+                transitions.request_call(run, call, batch, now)
+                self._gate(call, batch, now)
+            calls.append(call)
+        if batch.size:
+            await self.owner.commit(batch)
+        return list(await asyncio.gather(*(self._settle(call) for call in calls)))
+
+    def _gate(self, call: CallState, batch: WriteBatch, now: float) -> None:
+        """Allow (it stays requested and runs), ask the operator, or deny with the reason the model gets."""
+        decision = self._decision(call)
+        run = self.owner.run
+        payload = {"rule": decision.rule, "reason": decision.reason}
+        if decision.action == "ask":
+            payload["arguments"] = call.arguments
+            transitions.move_call(run, call, "ask", batch, now, payload, rule=decision.rule)
+        elif decision.action == "deny":
+            why = decision.reason or "not allowed"
+            transitions.move_call(run, call, "deny", batch, now, payload, rule=decision.rule, reason=why)
+        else:
+            call.rule = decision.rule
+
+    def _decision(self, call: CallState) -> RuleDecision:
+        if not offers(self.names, call.tool):
+            return RuleDecision("deny", "not offered", f'"{call.tool}" is not one of this agent\'s tools')
+        toolbox = self.owner.toolbox
+        try:
+            spec = toolbox.spec(call.tool)
+            toolbox.check(call.tool, call.arguments)
+        except ToolError as exc:
+            return RuleDecision("deny", "arguments checked", str(exc))
+        run = self.owner.run
+        arguments = call.arguments if isinstance(call.arguments, dict) else {}
+        facts = Facts(
+            self.step.key,
+            self.step.spec.type,
+            self.step.agent,
+            call.tool,
+            spec.server,
+            spec.destructive,
+            spec.read_only,
+            arguments,
+        )
+        return decide_call(run.plan.approval_rules, facts, run.policy.default_tool_approval)
+
+    async def _settle(self, call: CallState) -> ToolReply:
+        """Wait for the operator if asked, run the call if allowed, until its answer is final."""
+        while not call.status.final:
+            if call.status == C.INTERRUPTED and self._safe_to_repeat(call):
+                batch = WriteBatch()
+                why = "safe to repeat: the tool is read-only or idempotent"
+                transitions.move_call(
+                    self.owner.run,
+                    call,
+                    "approve",
+                    batch,
+                    self.owner.clock(),
+                    {"reason": why},
+                    decided_by="loopdeck",
+                    reason=why,
+                )
+                await self.owner.commit(batch)
+            elif call.status.waiting:
+                await self.owner.wait_for_answer(call)
+            elif call.status in (C.REQUESTED, C.APPROVED):
+                await self._run(call)
+            else:  # running here means another attempt of this process runs it: never twice
+                raise RuntimeError(f'tool call "{call.id}" is {call.status.value} in an attempt that did not start it')
+        return reply(call)
+
+    def _safe_to_repeat(self, call: CallState) -> bool:
+        try:
+            return self.owner.toolbox.spec(call.tool).safe_to_repeat
+        except ToolError:
+            return False
+
+    async def _run(self, call: CallState) -> None:
+        run, owner = self.owner.run, self.owner
+        batch = WriteBatch()
+        transitions.move_call(run, call, "start", batch, owner.clock(), {"arguments": call.arguments})
+        await owner.commit(batch)  # durable before the tool is touched: a crash now leaves it interrupted
+        try:
+            result: Any = await owner.toolbox.invoke(call.tool, call.arguments)
+        except ToolError as exc:
+            batch = WriteBatch()
+            transitions.move_call(run, call, "fail", batch, owner.clock(), {"error": str(exc)}, error=str(exc))
+        else:
+            batch = WriteBatch()
+            transitions.move_call(run, call, "succeed", batch, owner.clock(), {"result": result}, result=result)
+        await owner.commit(batch)
+
+
+def reply(call: CallState) -> ToolReply:
+    """What the model is told about a final call."""
+    request = ToolRequest(call.tool, call.arguments, call.model_call_id)
+    if call.status == C.SUCCEEDED:
+        return ToolReply(call.id, request, True, call.result)
+    if call.status == C.FAILED:
+        return ToolReply(call.id, request, False, f"the tool failed: {call.error}")
+    if call.status == C.REJECTED:
+        why = f": {call.reason}" if call.reason else " (no reason given)"
+        return ToolReply(call.id, request, False, f"the operator {call.decided_by} refused this call{why}")
+    return ToolReply(call.id, request, False, f"this call is not allowed: {call.reason}")

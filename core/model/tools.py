@@ -1,0 +1,211 @@
+"""Tool calls: what a tool is, the state machine of one call, and the approval rules that gate calls.
+
+A call's life (``check_call`` refuses any other move, naming the call, its
+status and the action):
+
+    requested -> running                (allowed by a rule or the default)
+    requested -> waiting_user -> approved -> running | rejected
+    requested -> denied                 (a rule said no; its reason goes to the model)
+    running   -> succeeded | failed
+    running   -> interrupted            (the process died while it ran)
+    interrupted -> approved | rejected  (the operator says whether to run it again)
+
+Calls are identified by loopdeck's own id, ``STEP.ATTEMPT.TURN.INDEX``: the
+model's call ids collide across parallel calls and attempts, so they are
+kept only to answer the model. Everything here is pure.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from core.errors import TransitionError
+
+
+class CallStatus(StrEnum):
+    REQUESTED = "requested"
+    WAITING_USER = "waiting_user"
+    APPROVED = "approved"
+    REJECTED = "rejected"
+    DENIED = "denied"
+    RUNNING = "running"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    INTERRUPTED = "interrupted"
+
+    @property
+    def final(self) -> bool:
+        """The model has (or will get) this call's answer and it never changes again."""
+        return self in _CALL_FINAL
+
+    @property
+    def waiting(self) -> bool:
+        """An operator must answer it."""
+        return self in (CallStatus.WAITING_USER, CallStatus.INTERRUPTED)
+
+
+C = CallStatus
+_CALL_FINAL = frozenset({C.SUCCEEDED, C.FAILED, C.REJECTED, C.DENIED})
+CALL_ACTIONS: dict[str, tuple[frozenset[CallStatus], CallStatus]] = {
+    "ask": (frozenset({C.REQUESTED}), C.WAITING_USER),
+    "deny": (frozenset({C.REQUESTED}), C.DENIED),
+    "approve": (frozenset({C.WAITING_USER, C.INTERRUPTED}), C.APPROVED),
+    "reject": (frozenset({C.WAITING_USER, C.INTERRUPTED}), C.REJECTED),
+    "start": (frozenset({C.REQUESTED, C.APPROVED}), C.RUNNING),
+    "succeed": (frozenset({C.RUNNING}), C.SUCCEEDED),
+    "fail": (frozenset({C.RUNNING}), C.FAILED),
+    "interrupt": (frozenset({C.RUNNING}), C.INTERRUPTED),
+}
+
+
+def check_call(call_id: str, status: CallStatus, action: str) -> CallStatus:
+    """The status ``action`` leads to, or a ``TransitionError`` that says why not."""
+    sources, target = CALL_ACTIONS[action]
+    if status not in sources:
+        allowed = " or ".join(sorted(s.value for s in sources))
+        raise TransitionError(
+            f'tool call "{call_id}" is {status.value}; only a call that is {allowed} can be {_past(action)}'
+        )
+    return target
+
+
+def _past(action: str) -> str:
+    return {"ask": "held for approval", "deny": "denied", "start": "started", "succeed": "succeeded"}.get(
+        action, action + "d" if action.endswith("e") else action + "ed"
+    )
+
+
+def call_id(step: str, attempt: int, turn: int, index: int) -> str:
+    """``publish.1.2.0``: the first call of the second turn of attempt 1 of step "publish"."""
+    return f"{step}.{attempt}.{turn}.{index}"
+
+
+# -- what a tool is ----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ToolSpec:
+    """A tool as the model sees it, and the hints loopdeck gates it by (MCP annotations, or a skill's)."""
+
+    name: str  # SKILL, or SERVER:TOOL
+    description: str
+    input_schema: dict[str, Any]
+    server: str | None = None  # None: a skill
+    destructive: bool = False
+    read_only: bool = False
+    idempotent: bool = False
+
+    @property
+    def safe_to_repeat(self) -> bool:
+        """Run again after a crash without asking: it changes nothing, or doing it twice is doing it once."""
+        return self.read_only or self.idempotent
+
+    def annotations(self) -> dict[str, bool]:
+        return {"destructive": self.destructive, "read_only": self.read_only, "idempotent": self.idempotent}
+
+
+# -- approval rules ----------------------------------------------------------------------------------
+
+Action = Literal["allow", "ask", "deny"]
+
+
+class ApprovalRule(BaseModel):
+    """One rule of ``approval_rules``: every field given must match (globs for names); first match wins."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    tool: str | None = Field(None, description="tool name glob, e.g. fs:delete_*")
+    server: str | None = Field(None, description="MCP server name glob")
+    agent: str | None = Field(None, description="agent name glob")
+    step_type: str | None = None
+    step: str | None = Field(None, description="step key glob")
+    destructive: bool | None = None
+    read_only: bool | None = None
+    arguments: dict[str, str] | None = Field(None, description="argument name -> glob its value must match")
+    action: Action
+    reason: str | None = Field(None, max_length=2000, description="sent to the model when the rule denies")
+    applies_to: Literal["tools", "steps"] | None = Field(
+        None, description="default: tools when the rule names a tool, server, annotation or argument, else steps"
+    )
+
+    @property
+    def target(self) -> Literal["tools", "steps"]:
+        if self.applies_to is not None:
+            return self.applies_to
+        tool_fields = (self.tool, self.server, self.destructive, self.read_only, self.arguments)
+        return "tools" if any(f is not None for f in tool_fields) else "steps"
+
+    def describe(self, index: int) -> str:
+        """``rule 2 (tool=fs:delete_* -> ask)``: how a decision names the rule that made it."""
+        fields = self.model_dump(exclude_none=True, exclude={"action", "reason"})
+        shown = ", ".join(f"{k}={v}" for k, v in fields.items()) or "any"
+        return f"rule {index + 1} ({shown} -> {self.action})"
+
+
+@dataclass(frozen=True)
+class Facts:
+    """What a rule can look at: the call (tool facts may be None for a step gate)."""
+
+    step: str
+    step_type: str
+    agent: str
+    tool: str | None = None
+    server: str | None = None
+    destructive: bool = False
+    read_only: bool = False
+    arguments: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class RuleDecision:
+    action: Action
+    rule: str  # which rule made it, or which default
+    reason: str | None = None
+
+
+def _glob(pattern: str | None, value: str | None) -> bool:
+    return pattern is None or (value is not None and fnmatch.fnmatchcase(value, pattern))
+
+
+def matches(rule: ApprovalRule, facts: Facts) -> bool:
+    if rule.tool is not None and not _glob(rule.tool, facts.tool):
+        return False
+    if rule.server is not None and not _glob(rule.server, facts.server):
+        return False
+    if not (_glob(rule.agent, facts.agent) and _glob(rule.step_type, facts.step_type) and _glob(rule.step, facts.step)):
+        return False
+    if rule.destructive is not None and rule.destructive != facts.destructive:
+        return False
+    if rule.read_only is not None and rule.read_only != facts.read_only:
+        return False
+    for name, pattern in (rule.arguments or {}).items():
+        value = facts.arguments.get(name)
+        shown = value if isinstance(value, str) else None if value is None else str(value)
+        if not _glob(pattern, shown):
+            return False
+    return True
+
+
+def decide_call(rules: list[ApprovalRule], facts: Facts, default: Action) -> RuleDecision:
+    """The first matching tool rule's action; without one: ask if destructive, allow if read-only, else ``default``."""
+    for index, rule in enumerate(rules):
+        if rule.target == "tools" and matches(rule, facts):
+            return RuleDecision(rule.action, rule.describe(index), rule.reason)
+    if facts.destructive:
+        return RuleDecision("ask", "default for a destructive tool")
+    if facts.read_only:
+        return RuleDecision("allow", "default for a read-only tool")
+    return RuleDecision(default, f"policy.default_tool_approval ({default})")
+
+
+def step_rule(rules: list[ApprovalRule], facts: Facts) -> RuleDecision | None:
+    """The first rule about steps that matches this step, if any."""
+    for index, rule in enumerate(rules):
+        if rule.target == "steps" and matches(rule, facts):
+            return RuleDecision(rule.action, rule.describe(index), rule.reason)
+    return None

@@ -1,0 +1,160 @@
+"""Tool calls inside attempts: recorded before anything happens, gated by rules, answered by id, run once."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from core import Orchestrator, RunStatus, TransitionError, validate_plan
+from tests.conftest import events_of
+from tests.core.helpers import start, wait_event
+from tests.fixtures.tools import INVOKED, SKILLS
+
+ON_POSTGRES = True
+
+
+def tool_plan(script: list, *, rules: list | None = None, steps: list | None = None, **policy) -> object:
+    return validate_plan(
+        {
+            "goal": "tools",
+            "skills": SKILLS,
+            "agents": {
+                "bot": {
+                    "kind": "sim",
+                    "latency_ms": 0,
+                    "tools": ["read_file", "delete_file", "send", "broken"],
+                    "tool_calls": script,
+                }
+            },
+            "approval_rules": rules or [],
+            "policy": policy,
+            "steps": steps or [{"key": "clean", "agent": "bot"}],
+        }
+    )
+
+
+@pytest.fixture(autouse=True)
+def _fresh_log():
+    INVOKED.clear()
+
+
+async def wait_call(orch: Orchestrator, run_id: str, call_id: str, status: str = "waiting_user") -> None:
+    async def poll() -> None:
+        while (c := (await calls_by_id(orch, run_id)).get(call_id)) is None or c.status.value != status:
+            await asyncio.sleep(0.02)
+
+    await asyncio.wait_for(poll(), 10)
+
+
+async def calls_by_id(orch: Orchestrator, run_id: str) -> dict[str, object]:
+    return {c.id: c for c in await orch.tool_calls(run_id)}
+
+
+async def test_a_destructive_call_waits_and_runs_once_with_the_operators_edit(orch):
+    script = [{"tool": "read_file", "arguments": {"path": "a"}}, {"tool": "delete_file", "arguments": {"path": "a"}}]
+    run_id, task = await start(orch, tool_plan(script))
+    waiting = await wait_event(orch, run_id, "tool_call_waiting")
+    assert waiting.payload["call"] == "clean.1.2.0" and waiting.payload["rule"] == "default for a destructive tool"
+    assert INVOKED == [{"tool": "read_file", "path": "a"}]  # the read-only call ran at once; the delete waits
+
+    await orch.decide_call(run_id, "clean.1.2.0", arguments={"path": "b", "force": True}, user="alice")
+    assert await asyncio.wait_for(task, 10) == RunStatus.SUCCEEDED
+    assert INVOKED[1:] == [{"tool": "delete_file", "path": "b", "force": True}]
+    calls = await calls_by_id(orch, run_id)
+    delete = calls["clean.1.2.0"]
+    assert (delete.status.value, delete.decided_by, delete.arguments) == ("succeeded", "alice", {"path": "b", "force": True})
+    assert delete.result == {"deleted": "b"} and delete.rule == "default for a destructive tool"
+    types = [e.type for e in await events_of(orch, run_id) if e.type.startswith("tool_call")]
+    assert types == [
+        "tool_call_requested",
+        "tool_call_started",
+        "tool_call_succeeded",
+        "tool_call_requested",
+        "tool_call_waiting",
+        "tool_call_approved",
+        "tool_call_started",
+        "tool_call_succeeded",
+    ]
+    with pytest.raises(TransitionError, match="an ended run can no longer"):
+        await orch.decide_call(run_id, "clean.1.2.0", user="bob")
+
+
+async def test_a_denied_or_rejected_call_never_runs_and_the_model_gets_the_reason(orch):
+    script = [
+        [
+            {"tool": "delete_file", "arguments": {"path": "/etc/passwd"}},
+            {"tool": "delete_file", "arguments": {"path": "tmp/x"}},
+        ],
+        {"tool": "broken", "arguments": {"path": "p"}},
+    ]
+    rules = [
+        {"tool": "delete_file", "arguments": {"path": "/etc/*"}, "action": "deny", "reason": "never system files"},
+        {"tool": "broken", "action": "allow"},
+    ]
+    run_id, task = await start(orch, tool_plan(script, rules=rules))
+    await wait_event(orch, run_id, "tool_call_waiting")
+    await orch.decide_call(run_id, "clean.1.1.1", approve=False, reason="not today", user="alice")
+    assert await asyncio.wait_for(task, 10) == RunStatus.SUCCEEDED
+    assert INVOKED == []
+    output = (await orch.snapshot(run_id))["steps"][0]["output"]
+    assert "this call is not allowed: never system files" in output  # what the model was told
+    assert "the operator alice refused this call: not today" in output
+    assert "the tool failed: OSError: disk on fire at p" in output
+    calls = await calls_by_id(orch, run_id)
+    assert calls["clean.1.1.0"].rule.startswith("rule 1 (") and calls["clean.1.1.0"].status.value == "denied"
+    assert calls["clean.1.2.0"].status.value == "failed"
+
+
+async def test_parallel_steps_each_waiting_on_a_call_are_answered_by_id_only(orch):
+    script = [{"tool": "delete_file", "arguments": {"path": "x"}}]
+    steps = [{"key": "left", "agent": "bot"}, {"key": "right", "agent": "bot"}]
+    run_id, task = await start(orch, tool_plan(script, steps=steps))
+    await wait_event(orch, run_id, "tool_call_waiting", "left")
+    await wait_event(orch, run_id, "tool_call_waiting", "right")
+    await orch.decide_call(run_id, "right.1.1.0", user="alice")
+    await wait_event(orch, run_id, "step_succeeded", "right")
+    calls = await calls_by_id(orch, run_id)
+    assert calls["left.1.1.0"].status.value == "waiting_user"  # answering one never answered the other
+    assert len(INVOKED) == 1
+    await orch.decide_call(run_id, "left.1.1.0", user="bob")
+    assert await asyncio.wait_for(task, 10) == RunStatus.SUCCEEDED
+    assert len(INVOKED) == 2
+
+
+async def test_edited_arguments_are_checked_against_the_schema_and_a_second_answer_is_refused(orch):
+    script = [{"tool": "send", "arguments": {"message": {"to": "ops"}}}, {"tool": "delete_file", "arguments": {"path": "y"}}]
+    run_id, task = await start(orch, tool_plan(script))  # send is neither: the policy's default (ask) holds it
+    await wait_event(orch, run_id, "tool_call_waiting")
+    from core import BadInput
+
+    with pytest.raises(BadInput, match="priority: 'urgent' is not one of"):
+        await orch.decide_call(run_id, "clean.1.1.0", arguments={"message": {"to": "ops", "priority": "urgent"}})
+    await orch.decide_call(run_id, "clean.1.1.0", arguments={"message": {"to": "ops", "priority": "high"}})
+    await wait_call(orch, run_id, "clean.1.2.0")  # now the delete of the next turn waits
+    with pytest.raises(TransitionError, match='tool call "clean.1.1.0" is succeeded'):
+        await orch.decide_call(run_id, "clean.1.1.0", approve=False)
+    await orch.decide_call(run_id, "clean.1.2.0")
+    assert await asyncio.wait_for(task, 10) == RunStatus.SUCCEEDED
+    assert INVOKED[0] == {"tool": "send", "to": "ops", "priority": "high", "copies": 1}
+
+
+async def test_a_decision_taken_while_nobody_drives_the_run_is_kept_for_resume(db_url):
+    script = [{"tool": "delete_file", "arguments": {"path": "z"}}]
+    first = await Orchestrator.open(db_url, user="tester", lease_ttl_s=3.0, poll_s=0.05)
+    try:
+        run_id, task = await start(first, tool_plan(script))
+        await wait_event(first, run_id, "tool_call_waiting")
+        task.cancel()  # the driver stops (and hands the run back); the call stays waiting in the store
+        await asyncio.gather(task, return_exceptions=True)
+    finally:
+        await first.close()
+    second = await Orchestrator.open(db_url, user="tester", lease_ttl_s=3.0, poll_s=0.05)
+    try:
+        assert (await second.decide_call(run_id, "clean.1.1.0", user="carol")).value == "offline"
+        assert await asyncio.wait_for(second.drive(run_id), 10) == RunStatus.SUCCEEDED
+        calls = await calls_by_id(second, run_id)
+    finally:
+        await second.close()
+    assert calls["clean.1.1.0"].decided_by == "carol"
+    assert INVOKED == [{"tool": "delete_file", "path": "z", "force": False}]  # run once, after the resume
