@@ -63,7 +63,11 @@ async def test_a_destructive_call_waits_and_runs_once_with_the_operators_edit(or
     assert INVOKED[1:] == [{"tool": "delete_file", "path": "b", "force": True}]
     calls = await calls_by_id(orch, run_id)
     delete = calls["clean.1.2.0"]
-    assert (delete.status.value, delete.decided_by, delete.arguments) == ("succeeded", "alice", {"path": "b", "force": True})
+    assert (delete.status.value, delete.decided_by, delete.arguments) == (
+        "succeeded",
+        "alice",
+        {"path": "b", "force": True},
+    )
     assert delete.result == {"deleted": "b"} and delete.rule == "default for a destructive tool"
     types = [e.type for e in await events_of(orch, run_id) if e.type.startswith("tool_call")]
     assert types == [
@@ -123,7 +127,10 @@ async def test_parallel_steps_each_waiting_on_a_call_are_answered_by_id_only(orc
 
 
 async def test_edited_arguments_are_checked_against_the_schema_and_a_second_answer_is_refused(orch):
-    script = [{"tool": "send", "arguments": {"message": {"to": "ops"}}}, {"tool": "delete_file", "arguments": {"path": "y"}}]
+    script = [
+        {"tool": "send", "arguments": {"message": {"to": "ops"}}},
+        {"tool": "delete_file", "arguments": {"path": "y"}},
+    ]
     run_id, task = await start(orch, tool_plan(script))  # send is neither: the policy's default (ask) holds it
     await wait_event(orch, run_id, "tool_call_waiting")
     from core import BadInput

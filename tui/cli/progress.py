@@ -58,11 +58,19 @@ class Progress:
         self.quiet = quiet
         self._live: Live | None = None
         self._last_print = 0.0
+        # tool calls that already wait (a resumed run): their answer is one command away, said again
+        self._waiting = [
+            (c["id"], c["tool"], c["status"])
+            for c in snapshot.get("tool_calls", ())
+            if c["status"] in ("waiting_user", "interrupted")
+        ]
 
     def __enter__(self) -> Progress:
         if self.console.is_terminal and not self.quiet:
             self._live = Live(line(self.tally), console=self.console, refresh_per_second=8, transient=True)
             self._live.__enter__()
+        for call_id, tool, status in self._waiting:
+            self.note(self.call_waits(call_id, tool, status == "interrupted"))
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -98,6 +106,20 @@ class Progress:
             f"loopdeck approve-plan {self.run_id} [--reject] (see it: loopdeck show {self.run_id} --json)",
         )
 
+    def call_waits(self, call_id: Any, tool: Any, interrupted: bool) -> Text:
+        """The line telling the operator a tool call waits, and the exact command that answers it."""
+        why = "was interrupted while it ran, and waits" if interrupted else "waits for approval"
+        return Text.assemble(
+            ("⏸ ", "yellow"),
+            "tool call ",
+            literal(call_id, "bold"),
+            " (",
+            literal(tool),
+            f") {why}: loopdeck approve-call {self.run_id} ",
+            literal(call_id),
+            " [--reject] [--args JSON]",
+        )
+
     def _describe(self, event: Event) -> Text | None:
         key = event.step_key or ""
         p = event.payload
@@ -112,17 +134,7 @@ class Progress:
                 " [--reject]",
             )
         if event.type in (E.TOOL_CALL_WAITING, E.TOOL_CALL_INTERRUPTED):
-            why = "waits for approval" if event.type == E.TOOL_CALL_WAITING else "was interrupted and waits"
-            return Text.assemble(
-                ("⏸ ", "yellow"),
-                "tool call ",
-                literal(p.get("call"), "bold"),
-                " (",
-                literal(p.get("tool")),
-                f") {why}: loopdeck approve-call {self.run_id} ",
-                literal(p.get("call")),
-                " [--reject] [--args JSON]",
-            )
+            return self.call_waits(p.get("call"), p.get("tool"), event.type == E.TOOL_CALL_INTERRUPTED)
         if event.type in (E.TOOL_CALL_APPROVED, E.TOOL_CALL_REJECTED, E.TOOL_CALL_DENIED):
             mark, verb = {
                 E.TOOL_CALL_APPROVED: (("✓ ", "green"), " approved by "),

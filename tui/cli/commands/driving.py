@@ -139,6 +139,8 @@ async def _watch(
         progress.on_event(item)
         if item.type == EventType.STEP_WAITING and approve in ("all", "none"):
             helpers.start(_answer_gate(orch, run_id, item.step_key, approve, progress))
+        if item.type in (EventType.TOOL_CALL_WAITING, EventType.TOOL_CALL_INTERRUPTED) and approve in ("all", "none"):
+            helpers.start(_answer_call(orch, run_id, item.payload["call"], approve, progress))
         if item.type == EventType.RUN_PLAN_PROPOSED and item.step_key and approve in ("all", "none"):
             helpers.start(_answer_plan(orch, run_id, approve, progress))
 
@@ -163,6 +165,19 @@ async def _answer_gate(orch: Orchestrator, run_id: str, key: str, approve: str, 
             await orch.reject(run_id, key, user=f"{orch.user} (--approve none)", reason="rejected automatically")
     except LoopdeckError as exc:
         progress.note(literal(f"could not answer the gate of {key}: {exc}"))
+
+
+async def _answer_call(orch: Orchestrator, run_id: str, call_id: str, approve: str, progress: Progress) -> None:
+    try:
+        await orch.decide_call(
+            run_id,
+            call_id,
+            approve=approve == "all",
+            user=f"{orch.user} (--approve {approve})",
+            reason=f"{'approved' if approve == 'all' else 'rejected'} automatically",
+        )
+    except LoopdeckError as exc:
+        progress.note(literal(f"could not answer tool call {call_id}: {exc}"))
 
 
 def exit_for(status: RunStatus, args: argparse.Namespace, final: dict[str, Any] | None) -> int:

@@ -1,0 +1,107 @@
+"""Tool calls from the command line, across a kill -9: each call runs once, a waiting one waits again."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import time
+
+from tests.fixtures.tools import SKILLS
+
+TOOLS = ["read_file", "delete_file", "send", "broken"]
+
+
+def tool_plan(cli, script, rules=None, steps=None):
+    agents = {"bot": {"kind": "sim", "latency_ms": 5, "tools": TOOLS, "tool_calls": script}}
+    data = {"skills": SKILLS, "agents": agents, "approval_rules": rules or [], "steps": steps or [{"key": "clean"}]}
+    return cli.write_plan(data)
+
+
+def invoked(cli) -> list[dict]:
+    log = cli.tmp / "tools.log"
+    return [json.loads(line) for line in log.read_text().splitlines()] if log.exists() else []
+
+
+def wait_for_text(path, text: str, timeout: float = 30) -> str:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        content = path.read_text() if path.exists() else ""
+        if text in content:
+            return content
+        time.sleep(0.05)
+    raise AssertionError(f"{path.name} never said {text!r}: {content[-2000:]}")
+
+
+def test_kill_9_while_a_call_waits_then_resume_runs_every_call_exactly_once(cli):
+    cli.env["TOOL_LOG"] = str(cli.tmp / "tools.log")
+    script = [{"tool": "delete_file", "arguments": {"path": "a"}}, {"tool": "delete_file", "arguments": {"path": "b"}}]
+    rules = [{"tool": "delete_file", "arguments": {"path": "a"}, "action": "allow"}]
+    path = tool_plan(cli, script, rules)
+    proc = cli.spawn("run", str(path), "--headless")
+    try:
+        cli.wait_until("SELECT status FROM tool_calls WHERE id='clean.1.2.0'", lambda r: r == [("waiting_user",)])
+    finally:
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait()
+    assert invoked(cli) == [{"tool": "delete_file", "path": "a", "force": False}]
+    run_id = cli.query("SELECT id FROM runs")[0][0]
+
+    resumed = cli.spawn("resume", run_id, "--headless")
+    try:
+        log = max(cli.tmp.glob("spawn-*.log"), key=os.path.getmtime)
+        # the waiting call waits again, and the resumed run says how to answer it
+        wait_for_text(log, f"loopdeck approve-call {run_id} clean.1.2.0")
+        assert cli.query("SELECT status, attempt FROM tool_calls WHERE id='clean.1.2.0'") == [("waiting_user", 2)]
+        answer = cli("approve-call", run_id, "clean.1.2.0", "--user", "alice")
+        assert answer.returncode == 0, answer.stderr
+        assert "approved by alice" in answer.stderr
+        assert resumed.wait(timeout=30) == 0
+    finally:
+        resumed.kill()
+    # the call that succeeded before the kill never ran again; the waiting one ran once, after the approval
+    assert invoked(cli) == [
+        {"tool": "delete_file", "path": "a", "force": False},
+        {"tool": "delete_file", "path": "b", "force": False},
+    ]
+    snap = cli.show(run_id)
+    calls = {c["id"]: c for c in snap["tool_calls"]}
+    assert calls["clean.1.1.0"]["status"] == "succeeded" and calls["clean.1.1.0"]["rule"].startswith("rule 1")
+    assert calls["clean.1.2.0"]["decided_by"] == "alice"
+    assert set(calls["clean.1.2.0"]) >= {
+        "id", "step", "attempt", "turn", "tool", "server", "arguments", "status", "result", "error",
+        "decided_by", "rule", "reason",
+    }  # fmt: skip
+    assert '"deleted": "a"' in snap["steps"][0]["output"]  # the recorded result went to the model
+
+
+def test_calls_and_approve_call_answer_with_the_exit_codes_tools_rely_on(cli):
+    script = [
+        {"tool": "send", "arguments": {"message": {"to": "ops"}}},
+        {"tool": "delete_file", "arguments": {"path": "x"}},
+    ]
+    path = tool_plan(cli, script)
+    proc = cli.spawn("run", str(path), "--headless")
+    try:
+        cli.wait_until("SELECT status FROM tool_calls WHERE id='clean.1.1.0'", lambda r: r == [("waiting_user",)])
+        run_id = cli.query("SELECT id FROM runs")[0][0]
+        listed = cli("calls", run_id, "--json")
+        assert listed.returncode == 0 and json.loads(listed.stdout)[0]["status"] == "waiting_user"
+        assert "clean.1.1.0" in cli("calls", run_id).stdout
+        not_json = cli("approve-call", run_id, "clean.1.1.0", "--args", "{nope")
+        assert not_json.returncode == 2
+        invalid = cli("approve-call", run_id, "clean.1.1.0", "--args", '{"message": {"to": 5}}')
+        assert invalid.returncode == 2 and "message.to: 5 is not of type 'string'" in invalid.stderr
+        unknown = cli("approve-call", run_id, "clean.9.9.9")
+        assert unknown.returncode == 2 and "has no tool call 'clean.9.9.9'" in unknown.stderr
+        rejected = cli("approve-call", run_id, "clean.1.1.0", "--reject", "--reason", "wrong channel")
+        assert rejected.returncode == 0, rejected.stderr
+        cli.wait_until("SELECT status FROM tool_calls WHERE id='clean.1.2.0'", lambda r: r == [("waiting_user",)])
+        again = cli("approve-call", run_id, "clean.1.1.0")  # the run is live (the next call waits): refused
+        assert again.returncode == 1 and 'tool call "clean.1.1.0" is rejected' in again.stderr
+        assert cli("approve-call", run_id, "clean.1.2.0").returncode == 0
+        assert proc.wait(timeout=30) == 0
+    finally:
+        proc.kill()
+    output = cli.show(run_id)["steps"][0]["output"]
+    assert "refused this call: wrong channel" in output
