@@ -407,8 +407,7 @@ class RunController:
                 self._stop_ended(effects)
             write = self.commits.emit(effects.batch)
             if effects.calls:
-                answered = list(effects.calls)
-                write.add_done_callback(lambda fut, ids=answered: fut.exception() or self.tool_calls.answered(ids))
+                write.add_done_callback(self._calls_answered(list(effects.calls)))
         assert write is not None
         if self.run.mode == RunMode.ENDING:
             write.add_done_callback(lambda _: self.sup.finish(self.run.status))
@@ -419,6 +418,15 @@ class RunController:
                     self._when_ready(self.run.steps[key])
         self._pump()
         return write
+
+    def _calls_answered(self, ids: list[str]) -> Callable[[asyncio.Future[list[int]]], None]:
+        """Once the operator's answer to these tool calls is durable, their attempts go on."""
+
+        def done(write: asyncio.Future[list[int]]) -> None:
+            if not write.cancelled() and write.exception() is None:
+                self.tool_calls.answered(ids)
+
+        return done
 
     def _stop_ended(self, effects: Effects) -> None:
         """The run ended: its running attempts are stopped, their reservations and slots released."""

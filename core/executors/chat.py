@@ -48,11 +48,21 @@ class ChatError(Exception):
 
 
 @dataclass(frozen=True, slots=True)
+class ModelCall:
+    """A tool call the model asked for: its id (may be empty), the function's name, the arguments' JSON text."""
+
+    id: str
+    name: str
+    arguments: str
+
+
+@dataclass(frozen=True, slots=True)
 class Completion:
     text: str
     prompt_tokens: int
     completion_tokens: int
     estimated: bool  # the server sent no usage: tokens were estimated from the text
+    tool_calls: tuple[ModelCall, ...] = ()
 
 
 def estimate_tokens(text: str) -> int:
@@ -106,8 +116,15 @@ class ChatClient:
             headers["Authorization"] = f"Bearer {key}"
         return headers
 
-    def body(self, messages: list[dict[str, str]], response_format: dict[str, Any] | None) -> dict[str, Any]:
+    def body(
+        self,
+        messages: list[dict[str, Any]],
+        response_format: dict[str, Any] | None,
+        tools: list[dict[str, Any]] | None = None,
+    ) -> dict[str, Any]:
         body: dict[str, Any] = {"model": self.config.model, "messages": messages}
+        if tools:
+            body["tools"] = tools
         if self.config.temperature is not None:
             body["temperature"] = self.config.temperature
         if self.config.max_tokens is not None:
@@ -121,14 +138,15 @@ class ChatClient:
 
     async def complete(
         self,
-        messages: list[dict[str, str]],
+        messages: list[dict[str, Any]],
         *,
         response_format: dict[str, Any] | None = None,
         on_delta: Callable[[str], None] | None = None,
+        tools: list[dict[str, Any]] | None = None,
     ) -> Completion:
-        """Send one chat-completions request; stream it when the agent says ``stream: true``."""
+        """Send one chat-completions request (offering ``tools``); stream it when the agent says ``stream: true``."""
         try:
-            return await self._complete(messages, response_format, on_delta)
+            return await self._complete(messages, response_format, on_delta, tools)
         except ChatError as exc:
             raise ChatError(
                 self.redact(str(exc)), retryable=exc.retryable, retry_after_s=exc.retry_after_s, status=exc.status
@@ -136,11 +154,12 @@ class ChatClient:
 
     async def _complete(
         self,
-        messages: list[dict[str, str]],
+        messages: list[dict[str, Any]],
         response_format: dict[str, Any] | None,
         on_delta: Callable[[str], None] | None,
+        tools: list[dict[str, Any]] | None = None,
     ) -> Completion:
-        body = self.body(messages, response_format)
+        body = self.body(messages, response_format, tools)
         client = self._http()
         try:
             async with client.stream("POST", self.url, json=body, headers=self._headers()) as response:
@@ -188,20 +207,22 @@ class ChatClient:
             message, retryable=retryable, retry_after_s=retry_after(response.headers.get("retry-after")), status=status
         )
 
-    def _read_json(self, response: httpx.Response, messages: list[dict[str, str]]) -> Completion:
+    def _read_json(self, response: httpx.Response, messages: list[dict[str, Any]]) -> Completion:
         try:
             data = response.json()
-            text = data["choices"][0]["message"].get("content") or ""
+            message = data["choices"][0]["message"]
+            text = message.get("content") or ""
             if not isinstance(text, str):
                 raise TypeError(f"content is {type(text).__name__}")
+            calls = tuple(_model_call(c) for c in message.get("tool_calls") or ())
         except (ValueError, KeyError, IndexError, TypeError, AttributeError) as exc:
             raise ChatError(
                 f"malformed answer from {self.url} ({_describe(exc)}): {self.shown(response.text)!r}", retryable=True
             ) from None
-        return _with_usage(text, data.get("usage"), messages)
+        return _with_usage(text, data.get("usage"), messages, calls)
 
     async def _read_stream(
-        self, response: httpx.Response, messages: list[dict[str, str]], on_delta: Callable[[str], None] | None
+        self, response: httpx.Response, messages: list[dict[str, Any]], on_delta: Callable[[str], None] | None
     ) -> Completion:
         """Server-sent events: chunks until ``data: [DONE]``; usage in the last chunk.
 
@@ -209,6 +230,7 @@ class ChatClient:
         ``finish_reason``); one that breaks off, or an error event, fails the attempt.
         """
         parts: list[str] = []
+        calls: dict[int, dict[str, str]] = {}  # tool calls arrive in pieces, by index
         usage: Any = None
         finished = False
         try:
@@ -226,6 +248,8 @@ class ChatClient:
                     parts.append(delta)
                     if on_delta is not None:
                         on_delta(delta)
+                if isinstance(choice.get("delta"), dict):
+                    _merge_call_pieces(calls, choice["delta"].get("tool_calls"))
                 if choice.get("finish_reason"):
                     finished = True  # usage may still follow in a last chunk
         except SSEError as exc:
@@ -236,7 +260,8 @@ class ChatClient:
                 "(no [DONE] and no finish_reason)",
                 retryable=True,
             )
-        return _with_usage("".join(parts), usage, messages)
+        made = tuple(ModelCall(c["id"], c["name"], c["arguments"]) for _, c in sorted(calls.items()))
+        return _with_usage("".join(parts), usage, messages, made)
 
     def _chunk(self, event: str, data: str) -> dict[str, Any]:
         """One event's JSON; an error event (or an ``error`` in the data) is a retryable failure."""
@@ -264,15 +289,42 @@ def schema_format(config: LlmAgent, name: str, schema: dict[str, Any]) -> dict[s
     return {"type": "json_object"}
 
 
-def _with_usage(text: str, usage: Any, messages: list[dict[str, str]]) -> Completion:
+def _model_call(data: Any) -> ModelCall:
+    """One ``tool_calls`` entry of an answer (malformed: a TypeError or KeyError the caller reports)."""
+    function = data["function"]
+    arguments = function.get("arguments")
+    if not isinstance(arguments, str):  # some servers send the object itself
+        arguments = json.dumps(arguments if arguments is not None else {})
+    return ModelCall(str(data.get("id") or ""), str(function["name"]), arguments)
+
+
+def _merge_call_pieces(calls: dict[int, dict[str, str]], pieces: Any) -> None:
+    """Add a stream chunk's ``delta.tool_calls`` pieces: id and name come once, arguments in parts."""
+    for piece in pieces if isinstance(pieces, list) else ():
+        if not isinstance(piece, dict):
+            continue
+        index = piece.get("index", len(calls))
+        call = calls.setdefault(
+            index if isinstance(index, int) else len(calls), {"id": "", "name": "", "arguments": ""}
+        )
+        call["id"] = str(piece.get("id") or call["id"])
+        function = piece.get("function")
+        if not isinstance(function, dict):
+            function = {}
+        call["name"] += str(function.get("name") or "")
+        call["arguments"] += str(function.get("arguments") or "")
+
+
+def _with_usage(text: str, usage: Any, messages: list[dict[str, Any]], calls: tuple[ModelCall, ...] = ()) -> Completion:
     if (
         isinstance(usage, dict)
         and isinstance(usage.get("prompt_tokens"), int)
         and isinstance(usage.get("completion_tokens"), int)
     ):
-        return Completion(text, usage["prompt_tokens"], usage["completion_tokens"], estimated=False)
+        return Completion(text, usage["prompt_tokens"], usage["completion_tokens"], estimated=False, tool_calls=calls)
     prompt = sum(estimate_tokens(m.get("content") or "") + 4 for m in messages)
-    return Completion(text, prompt, estimate_tokens(text), estimated=True)
+    written = text + "".join(c.name + c.arguments for c in calls)
+    return Completion(text, prompt, estimate_tokens(written), estimated=True, tool_calls=calls)
 
 
 def retry_after(value: str | None, now: float | None = None) -> float | None:

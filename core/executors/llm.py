@@ -1,9 +1,16 @@
-"""The llm agent: one chat-completions request per attempt, to any OpenAI-compatible server.
+"""The llm agent: chat completions against any OpenAI-compatible server, with a tool loop when it has tools.
 
 The prompt is the step's title, its resolved input and the context aggregated
 from upstream outputs. The output is the assistant's text, or the parsed object
 with ``json_output: true``; a verification step asks for a verdict instead.
 Streaming agents pass each new piece of text to ``call.on_partial``.
+
+With ``tools``, each turn offers them (the OpenAI ``tools`` protocol); the
+calls the model asks for (several at once, too) go through ``call.tools``,
+which records, gates and runs them, and their answers go back as ``tool``
+messages, until the model answers without calls or ``max_turns`` is reached
+(the attempt then fails, saying so). After a resume the turns already done are
+rebuilt from the records instead of being asked again.
 """
 
 from __future__ import annotations
@@ -13,12 +20,14 @@ import re
 from collections.abc import Callable
 from typing import Any
 
-from core.executors.base import AttemptFailed, Result, StepCall, Usage
+from core.executors.base import AttemptFailed, Result, StepCall, ToolPort, ToolReply, ToolRequest, Usage
 from core.executors.chat import ChatClient, ChatError, Completion, schema_format
 from core.executors.verdict import VERDICT_SCHEMA
 from core.model.plan import LlmAgent
+from core.model.tools import ToolSpec
 from core.values import ValueProblem, loads
 
+WIRE_SEPARATOR = "__"  # function names allow [a-zA-Z0-9_-]: a server's tool is SERVER__TOOL on the wire
 _FENCE = re.compile(r"^```(?:json)?\s*(.*?)\s*```$", re.DOTALL)
 
 VERIFY_INSTRUCTIONS = (
@@ -36,6 +45,8 @@ class LlmExecutor:
         self.client = ChatClient(name, config)
 
     async def execute(self, call: StepCall) -> Result:
+        if call.tools is not None and call.type != "verification":
+            return await self._tool_loop(call, call.tools)
         verify = call.type == "verification"
         messages = step_messages(
             self.config.system,
@@ -55,6 +66,38 @@ class LlmExecutor:
         if verify or self.config.json_output:
             return Result(parse_json_answer(answer, usage, self.client.shown), usage)
         return Result(answer.text, usage)
+
+    async def _tool_loop(self, call: StepCall, tools: ToolPort) -> Result:
+        instructions = JSON_INSTRUCTIONS if self.config.json_output else None
+        messages: list[dict[str, Any]] = list(step_messages(self.config.system, call, instructions))
+        offered = [_function(spec) for spec in tools.specs]
+        recorded = tools.recorded()
+        for turn in recorded:
+            messages.extend(_turn_messages(turn.text, turn.replies))
+        spent = Usage()
+        for turn_number in range(len(recorded) + 1, self.config.max_turns + 1):
+            try:
+                answer = await self.client.complete(messages, tools=offered, on_delta=call.on_partial)
+            except ChatError as exc:
+                raise AttemptFailed(str(exc), spent, retryable=exc.retryable, retry_after_s=exc.retry_after_s) from None
+            spent = Usage(
+                spent.prompt_tokens + answer.prompt_tokens,
+                spent.completion_tokens + answer.completion_tokens,
+                spent.estimated or answer.estimated,
+            )
+            if not answer.tool_calls:
+                if self.config.json_output:
+                    return Result(parse_json_answer(answer, spent, self.client.shown), spent)
+                return Result(answer.text, spent)
+            requests = [
+                ToolRequest(_tool_name(c.name), _arguments(c.arguments), c.id or f"call_{turn_number}_{i}")
+                for i, c in enumerate(answer.tool_calls)
+            ]
+            replies = await tools.turn(turn_number, answer.text or None, requests)
+            messages.extend(_turn_messages(answer.text or None, replies))
+        raise AttemptFailed(
+            f"the model was still calling tools after max_turns ({self.config.max_turns}) turns", spent, retryable=False
+        )
 
     def secrets(self) -> list[str]:
         """The key this agent sends: the controller redacts it from everything the attempt returns."""
@@ -98,6 +141,50 @@ def parse_json_answer(answer: Completion, usage: Usage, shown: Callable[[str], s
         return loads(text, "the answer")
     except ValueProblem:
         raise AttemptFailed(f"the model was asked for JSON and answered: {shown(answer.text)!r}", usage) from None
+
+
+def _function(spec: ToolSpec) -> dict[str, Any]:
+    """A tool as the chat-completions ``tools`` list offers it (``SERVER:TOOL`` becomes ``SERVER__TOOL``)."""
+    name = spec.name.replace(":", WIRE_SEPARATOR)
+    return {
+        "type": "function",
+        "function": {"name": name, "description": spec.description, "parameters": spec.input_schema},
+    }
+
+
+def _tool_name(wire: str) -> str:
+    return wire.replace(WIRE_SEPARATOR, ":", 1)
+
+
+def _arguments(text: str) -> Any:
+    """The model's arguments: a JSON object, or the text itself (refused by the engine, the model told why)."""
+    try:
+        return json.loads(text) if text.strip() else {}
+    except ValueError:
+        return text
+
+
+def _turn_messages(text: str | None, replies: list[ToolReply]) -> list[dict[str, Any]]:
+    """The assistant's message asking for the calls, then one ``tool`` message answering each."""
+    asked = {
+        "role": "assistant",
+        "content": text,
+        "tool_calls": [
+            {
+                "id": r.request.model_call_id,
+                "type": "function",
+                "function": {
+                    "name": r.request.tool.replace(":", WIRE_SEPARATOR),
+                    "arguments": r.request.arguments
+                    if isinstance(r.request.arguments, str)
+                    else json.dumps(r.request.arguments, ensure_ascii=False),
+                },
+            }
+            for r in replies
+        ],
+    }
+    answers = [{"role": "tool", "tool_call_id": r.request.model_call_id, "content": r.text()} for r in replies]
+    return [asked, *answers]
 
 
 def _text(value: Any) -> str:

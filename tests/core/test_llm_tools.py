@@ -1,0 +1,85 @@
+"""The llm agent's tool loop against a real chat-completions server on loopback: parallel calls, answers, limits."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+
+from core import RunStatus, validate_plan
+from tests.chat_server import ChatServer, completion
+from tests.core.helpers import start, wait_event
+from tests.fixtures.tools import INVOKED, SKILLS
+
+
+def asks(*calls: tuple[str, str, dict], text: str | None = None, usage=(20, 5)) -> dict:
+    """A chat completion whose answer is tool calls: (model id, function name, arguments)."""
+    body = completion(text or "", usage)
+    message = body["choices"][0]["message"]
+    message["content"] = text
+    message["tool_calls"] = [
+        {"id": cid, "type": "function", "function": {"name": name, "arguments": json.dumps(args)}}
+        for cid, name, args in calls
+    ]
+    body["choices"][0]["finish_reason"] = "tool_calls"
+    return body
+
+
+def tool_plan(server: ChatServer, **agent) -> object:
+    cfg = {"kind": "llm", "base_url": server.url, "model": "m", "timeout_s": 5, "tools": ["read_file", "delete_file"]}
+    return validate_plan(
+        {
+            "skills": SKILLS,
+            "agents": {"writer": {**cfg, **agent}},
+            "policy": {"max_step_attempts": 1},
+            "steps": [{"key": "tidy", "title": "Tidy the folder"}],
+        }
+    )
+
+
+async def test_parallel_calls_are_gated_run_and_answered_then_the_model_answers(orch, server):
+    INVOKED.clear()
+    server.reply(body=asks(("m1", "read_file", {"path": "a"}), ("m1", "delete_file", {"path": "b"}), text="Let me look."))
+    server.reply(body=completion("All tidy.", (40, 6)))
+    run_id, task = await start(orch, tool_plan(server))
+    await wait_event(orch, run_id, "tool_call_waiting")
+    await orch.decide_call(run_id, "tidy.1.1.1", user="alice")
+    assert await asyncio.wait_for(task, 10) == RunStatus.SUCCEEDED
+
+    snap = await orch.snapshot(run_id)
+    step = snap["steps"][0]
+    assert step["output"] == "All tidy." and step["tokens"] == {"prompt": 60, "completion": 11, "total": 71}
+    first, second = (r.json for r in server.requests)
+    assert [t["function"]["name"] for t in first["tools"]] == ["read_file", "delete_file"]
+    assert first["tools"][1]["function"]["parameters"]["required"] == ["path"]
+    asked, *answers = second["messages"][-3:]
+    assert asked["role"] == "assistant" and asked["content"] == "Let me look."
+    ids = [c["id"] for c in asked["tool_calls"]]
+    assert ids == ["m1", "m1"]  # the model's ids collide; loopdeck's never do
+    assert [a["role"] for a in answers] == ["tool", "tool"]
+    assert answers[0]["content"] == "contents of a" and json.loads(answers[1]["content"]) == {"deleted": "b"}
+    assert {c["id"] for c in snap["tool_calls"]} == {"tidy.1.1.0", "tidy.1.1.1"}
+    assert snap["tool_calls"][0]["text"] == "Let me look."
+
+
+async def test_a_rejected_call_tells_the_model_why_and_bad_arguments_are_refused_to_it(orch, server):
+    server.reply(body=asks(("c1", "delete_file", {"path": "b"})))
+    server.reply(body=asks(("c2", "read_file", {"pathh": "x"}), ("c3", "nope", {})))
+    server.reply(body=completion("fine"))
+    run_id, task = await start(orch, tool_plan(server))
+    await wait_event(orch, run_id, "tool_call_waiting")
+    await orch.decide_call(run_id, "tidy.1.1.0", approve=False, reason="keep b", user="alice")
+    assert await asyncio.wait_for(task, 10) == RunStatus.SUCCEEDED
+    second, third = (r.json["messages"] for r in server.requests[1:])
+    assert second[-1] == {"role": "tool", "tool_call_id": "c1", "content": "the operator alice refused this call: keep b"}
+    assert "'path' is a required property" in third[-2]["content"]
+    assert third[-1]["content"] == 'this call is not allowed: "nope" is not one of this agent\'s tools'
+
+
+async def test_max_turns_fails_the_attempt_saying_so(orch, server):
+    for i in range(3):
+        server.reply(body=asks((f"c{i}", "read_file", {"path": str(i)})))
+    run_id, task = await start(orch, tool_plan(server, max_turns=2))
+    assert await asyncio.wait_for(task, 10) == RunStatus.FAILED
+    step = (await orch.snapshot(run_id))["steps"][0]
+    assert "still calling tools after max_turns (2) turns" in step["error"]
+    assert step["tokens"]["total"] == 50  # both turns counted
