@@ -49,6 +49,7 @@ _EXPORTS: dict[str, str] = {
     "Result": "core.executors",
     "RunNotFound": "core.errors",
     "RunProjection": "core.model.projection",
+    "CallProjection": "core.model.projection",
     "RunRecord": "core.store.records",
     "RunResult": "core.model.result",
     "RunStatus": "core.model.states",
@@ -132,7 +133,7 @@ if TYPE_CHECKING:  # what type checkers and import-linter see: the same names, i
         readable,
         validate_plan,
     )
-    from core.model.projection import RunProjection, StepProjection
+    from core.model.projection import CallProjection, RunProjection, StepProjection
     from core.model.result import RunResult
     from core.model.skills import Skill, available_skills
     from core.model.states import RunStatus, StepStatus
@@ -177,6 +178,7 @@ __all__ = [
     "AttemptFailed",
     "BadInput",
     "CallNotFound",
+    "CallProjection",
     "CommandTimeout",
     "Delivery",
     "Event",

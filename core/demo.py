@@ -2,7 +2,9 @@
 
 20 steps with parallel branches, joins, a flaky agent whose failures trip its
 circuit breaker (its work is routed to an alternative agent), an approval gate
-before publishing, and a verification step.
+before publishing, a verification step, and an agent that acts through tools:
+it lists the research notes (read-only: allowed) and deletes the drafts
+(destructive: the approval dialog asks). The tools below only pretend.
 Seeded, so every demo run behaves the same; about 15 seconds end to end.
 """
 
@@ -11,6 +13,20 @@ from __future__ import annotations
 from typing import Any
 
 from core.model.plan import Plan, validate_plan
+from core.tools import tool
+
+
+@tool(read_only=True)
+def list_notes(folder: str) -> list[str]:
+    """List the research notes in a folder."""
+    return [f"{folder}/history.md", f"{folder}/theory.md", f"{folder}/drafts/outline-v1.md"]
+
+
+@tool(destructive=True)
+def delete_notes(paths: list[str], reason: str = "") -> dict[str, Any]:
+    """Delete notes for good (the demo only pretends)."""
+    return {"deleted": paths, "reason": reason}
+
 
 DEMO: dict[str, Any] = {
     "goal": "Research, write, review and publish an article on work-conserving schedulers",
@@ -41,7 +57,22 @@ DEMO: dict[str, Any] = {
         },
         "writer": {"kind": "sim", "latency_ms": [900, 2200], "tokens": [1500, 900], "seed": 4},
         "checker": {"kind": "sim", "latency_ms": [300, 800], "tokens": [500, 120], "seed": 5},
+        "archivist": {
+            "kind": "sim",
+            "latency_ms": [300, 600],
+            "tokens": [300, 90],
+            "seed": 6,
+            "tools": ["list_notes", "delete_notes"],
+            "tool_calls": [
+                {"tool": "list_notes", "arguments": {"folder": "notes"}},
+                {
+                    "tool": "delete_notes",
+                    "arguments": {"paths": ["notes/drafts/outline-v1.md"], "reason": "superseded by the outline"},
+                },
+            ],
+        },
     },
+    "skills": {"list_notes": "core.demo:list_notes", "delete_notes": "core.demo:delete_notes"},
     "steps": [
         {
             "key": "plan",
@@ -145,7 +176,7 @@ DEMO: dict[str, Any] = {
             "key": "archive_notes",
             "title": "Archive research notes",
             "type": "tool",
-            "agent": "scraper",
+            "agent": "archivist",
             "depends_on": ["summarize_background"],
             "dependency_policy": "allow_skipped",
         },

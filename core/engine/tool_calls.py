@@ -125,11 +125,13 @@ class ToolSession:
 
     def _gate(self, call: CallState, batch: WriteBatch, now: float) -> None:
         """Allow (it stays requested and runs), ask the operator, or deny with the reason the model gets."""
-        decision = self._decision(call)
+        decision, spec = self._decision(call)
         run = self.owner.run
-        payload = {"rule": decision.rule, "reason": decision.reason}
+        payload: dict[str, Any] = {"rule": decision.rule, "reason": decision.reason}
         if decision.action == "ask":
             payload["arguments"] = call.arguments
+            if spec is not None:  # what the approval dialog shows with the call
+                payload.update(server=spec.server, annotations=spec.annotations(), schema=spec.input_schema)
             transitions.move_call(run, call, "ask", batch, now, payload, rule=decision.rule)
         elif decision.action == "deny":
             why = decision.reason or "not allowed"
@@ -137,15 +139,15 @@ class ToolSession:
         else:
             call.rule = decision.rule
 
-    def _decision(self, call: CallState) -> RuleDecision:
+    def _decision(self, call: CallState) -> tuple[RuleDecision, ToolSpec | None]:
         if not offers(self.names, call.tool):
-            return RuleDecision("deny", "not offered", f'"{call.tool}" is not one of this agent\'s tools')
+            return RuleDecision("deny", "not offered", f'"{call.tool}" is not one of this agent\'s tools'), None
         toolbox = self.owner.toolbox
         try:
             spec = toolbox.spec(call.tool)
             toolbox.check(call.tool, call.arguments)
         except ToolError as exc:
-            return RuleDecision("deny", "arguments checked", str(exc))
+            return RuleDecision("deny", "arguments checked", str(exc)), None
         run = self.owner.run
         arguments = call.arguments if isinstance(call.arguments, dict) else {}
         facts = Facts(
@@ -158,7 +160,7 @@ class ToolSession:
             spec.read_only,
             arguments,
         )
-        return decide_call(run.plan.approval_rules, facts, run.policy.default_tool_approval)
+        return decide_call(run.plan.approval_rules, facts, run.policy.default_tool_approval), spec
 
     async def _settle(self, call: CallState) -> ToolReply:
         """Wait for the operator if asked, run the call if allowed, until its answer is final."""

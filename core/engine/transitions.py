@@ -75,7 +75,7 @@ def request_call(run: RunState, call: CallState, batch: WriteBatch, now: float) 
     """A model asked for a tool call: its record is inserted (``requested``) with the event."""
     run.calls[call.id] = call
     batch.extras.append(Store.call_extra(call.row(run.run_id), None))
-    payload = {"call": call.id, "tool": call.tool, "attempt": call.attempt, "turn": call.turn}
+    payload = {"call": call.id, "tool": call.tool, "attempt": call.attempt, "turn": call.turn, "text": call.text}
     batch.event(run.run_id, E.TOOL_CALL_REQUESTED, call.step, {**payload, "arguments": call.arguments}, now)
 
 

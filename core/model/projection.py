@@ -39,6 +39,44 @@ class StepProjection:
         return end - self.started_at
 
 
+CALL_STATUS_AFTER = {
+    E.TOOL_CALL_REQUESTED: "requested",
+    E.TOOL_CALL_WAITING: "waiting_user",
+    E.TOOL_CALL_APPROVED: "approved",
+    E.TOOL_CALL_REJECTED: "rejected",
+    E.TOOL_CALL_DENIED: "denied",
+    E.TOOL_CALL_STARTED: "running",
+    E.TOOL_CALL_SUCCEEDED: "succeeded",
+    E.TOOL_CALL_FAILED: "failed",
+    E.TOOL_CALL_INTERRUPTED: "interrupted",
+}
+
+
+@dataclass
+class CallProjection:
+    """A tool call as its events tell it (``model.tools`` has the state machine)."""
+
+    id: str
+    step: str
+    tool: str
+    status: str = "requested"
+    arguments: Any = None
+    rule: str | None = None
+    reason: str | None = None
+    decided_by: str | None = None
+    result: Any = None
+    error: str | None = None
+    turn: int = 0
+    text: str | None = None  # what the model said with the call
+    server: str | None = None
+    annotations: dict[str, bool] = field(default_factory=dict)
+    schema: dict[str, Any] | None = None  # the tool's input schema (sent with a call that waits)
+
+    @property
+    def waiting(self) -> bool:
+        return self.status in ("waiting_user", "interrupted")
+
+
 @dataclass
 class RunProjection:
     """A run as its events tell it."""
@@ -52,6 +90,7 @@ class RunProjection:
     summary: str | None = None  # the result's sentence, once the run ended
     steps: dict[str, StepProjection] = field(default_factory=dict)
     waiting: list[str] = field(default_factory=list)  # steps waiting for approval, in arrival order
+    calls: dict[str, CallProjection] = field(default_factory=dict)  # tool calls, by loopdeck's id, in order
     breakers: dict[str, str] = field(default_factory=dict)  # agent -> breaker state
     last_event_id: int = 0
     structure_changed: bool = False  # steps added or removed (a replan)
@@ -80,8 +119,31 @@ class RunProjection:
         step = self.steps.get(event.step_key or "")
         if step is not None:
             self._apply_step(step, event.type, payload, event.created_at)
+        if event.type in CALL_STATUS_AFTER:
+            self._apply_call(event.type, event.step_key or "", payload)
         self._apply_run(event.type, payload, event.created_at)
         return step
+
+    @property
+    def waiting_calls(self) -> list[str]:
+        """Tool calls an operator must answer, in the order they were asked for."""
+        return [c.id for c in self.calls.values() if c.waiting]
+
+    def _apply_call(self, t: str, step: str, p: dict[str, Any]) -> None:
+        call_id = str(p.get("call", ""))
+        call = self.calls.get(call_id)
+        if call is None:
+            call = self.calls[call_id] = CallProjection(call_id, step, str(p.get("tool", "")))
+        call.status = CALL_STATUS_AFTER[t]
+        if "arguments" in p:
+            call.arguments = p["arguments"]
+        for name in ("rule", "reason", "result", "error", "text", "server", "annotations", "schema"):
+            if p.get(name) is not None:
+                setattr(call, name, p[name])
+        if p.get("user"):
+            call.decided_by = p["user"]
+        if isinstance(p.get("turn"), int):
+            call.turn = p["turn"]
 
     def _apply_step(self, step: StepProjection, t: str, p: dict[str, Any], at: float) -> None:
         new = STEP_STATUS_AFTER.get(t)

@@ -38,7 +38,9 @@ def tool_plan(server: ChatServer, **agent) -> object:
 
 async def test_parallel_calls_are_gated_run_and_answered_then_the_model_answers(orch, server):
     INVOKED.clear()
-    server.reply(body=asks(("m1", "read_file", {"path": "a"}), ("m1", "delete_file", {"path": "b"}), text="Let me look."))
+    server.reply(
+        body=asks(("m1", "read_file", {"path": "a"}), ("m1", "delete_file", {"path": "b"}), text="Let me look.")
+    )
     server.reply(body=completion("All tidy.", (40, 6)))
     run_id, task = await start(orch, tool_plan(server))
     await wait_event(orch, run_id, "tool_call_waiting")
@@ -70,7 +72,11 @@ async def test_a_rejected_call_tells_the_model_why_and_bad_arguments_are_refused
     await orch.decide_call(run_id, "tidy.1.1.0", approve=False, reason="keep b", user="alice")
     assert await asyncio.wait_for(task, 10) == RunStatus.SUCCEEDED
     second, third = (r.json["messages"] for r in server.requests[1:])
-    assert second[-1] == {"role": "tool", "tool_call_id": "c1", "content": "the operator alice refused this call: keep b"}
+    assert second[-1] == {
+        "role": "tool",
+        "tool_call_id": "c1",
+        "content": "the operator alice refused this call: keep b",
+    }
     assert "'path' is a required property" in third[-2]["content"]
     assert third[-1]["content"] == 'this call is not allowed: "nope" is not one of this agent\'s tools'
 

@@ -39,6 +39,8 @@ async def _prepare(db: str, finish: bool) -> None:
         run_id = await orch.create_run(instant_demo())
         drive = asyncio.create_task(orch.drive(run_id))
         async for event in orch.follow(run_id):
+            if event.type == "tool_call_waiting":  # the archivist's delete: approved, as an operator would
+                await orch.decide_call(run_id, event.payload["call"], user="operator")
             if event.type == "run_waiting":
                 break
         if finish:
@@ -87,6 +89,43 @@ def test_approval_modal(tmp_path, snap_compare):
         pilot.app.clear_notifications()
 
     assert snap_compare(attached(tmp_path, finish=False), terminal_size=SIZE, run_before=to_gate)
+
+
+def test_tool_call_dialog(tmp_path, snap_compare):
+    """The demo's archivist asks to delete notes: the dialog shows the call, its hints and its arguments."""
+    import asyncio
+
+    from core import Orchestrator
+
+    data = copy.deepcopy(DEMO)
+    data.update(
+        default_agent="archivist",
+        agents={"archivist": {**data["agents"]["archivist"], "latency_ms": 0}},
+        steps=[{"key": "archive_notes", "title": "Archive research notes", "agent": "archivist"}],
+    )
+    db = f"sqlite+aiosqlite:///{tmp_path / 'snap.db'}"
+
+    async def prepare() -> None:
+        async with await Orchestrator.open(
+            db, user="operator", clock=lambda: FROZEN, run_ids=lambda now: RUN_ID
+        ) as orch:
+            run_id = await orch.create_run(validate_plan(data))
+            drive = asyncio.create_task(orch.drive(run_id))
+            async for event in orch.follow(run_id):
+                if event.type == "tool_call_waiting":
+                    break
+            drive.cancel()
+            await asyncio.gather(drive, return_exceptions=True)
+
+    asyncio.run(prepare())
+
+    async def to_dialog(pilot) -> None:
+        await wait_until(pilot, lambda: isinstance(pilot.app.screen, ApprovalScreen))
+        await pilot.pause(0.3)
+        pilot.app.clear_notifications()
+
+    app = LoopdeckApp(db, run_id=RUN_ID, user="operator", clock=lambda: FROZEN)
+    assert snap_compare(app, terminal_size=SIZE, run_before=to_dialog)
 
 
 def test_help_screen(tmp_path, snap_compare):

@@ -17,7 +17,7 @@ from textual.widgets import TabbedContent
 
 from core import demo_plan
 from tui.dashboard.app import LoopdeckApp
-from tui.dashboard.dialogs.approval import ApprovalScreen
+from tui.dashboard.dialogs.approval import CALL, ApprovalScreen
 from tui.dashboard.dialogs.help import HelpScreen
 from tui.dashboard.dialogs.plan_review import PlanReviewScreen
 
@@ -49,6 +49,13 @@ async def capture(out: Path) -> list[Path]:
             save(app, "dashboard")
             await wait_for(lambda: isinstance(app.screen, ApprovalScreen))
             await pilot.pause(0.3)
+            if app.screen.current.startswith(CALL):  # the archivist's delete asks first
+                save(app, "tool_call")
+                await pilot.press("a")
+                await wait_for(
+                    lambda: isinstance(app.screen, ApprovalScreen) and not app.screen.current.startswith(CALL)
+                )
+                await pilot.pause(0.3)
             save(app, "approval")
             await pilot.press("escape")
             await pilot.press("question_mark")

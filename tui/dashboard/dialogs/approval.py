@@ -1,8 +1,11 @@
-"""The approval modal: opens by itself when a step waits; queues several.
+"""The approval modal: opens by itself when a step or a tool call waits; queues several.
 
-`a` approves, `r` rejects (asking for an optional reason), `e` edits the input
-as JSON (refused in place while it does not parse; ctrl+s approves with the
-edit), `esc` defers: the gate stays open and `A` reopens the queue.
+`a` approves, `r` rejects (asking for an optional reason; a tool call's goes to
+the model), `e` edits the input (a tool call's arguments) as JSON, refused in
+place while it does not parse or, for a call, while the tool's schema refuses
+it; ctrl+s approves with the edit; `esc` defers: the gate stays open and `A`
+reopens the queue. A tool call is queued as ``call:ID`` (its own id: two
+waiting calls of parallel steps never mix).
 """
 
 from __future__ import annotations
@@ -22,10 +25,12 @@ from textual.message_pump import MessagePump
 from textual.screen import ModalScreen
 from textual.widgets import Static, TextArea
 
-from core import BadInput, parse_json
+from core import BadInput, CallProjection, parse_json
 from tui.dashboard.dialogs.prompts import PromptScreen
 from tui.dashboard.widgets.step_detail import as_json
 from tui.text.literal import literal
+
+CALL = "call:"  # a queued tool call (step keys never hold a colon)
 
 
 class ApprovalScreen(ModalScreen[None]):
@@ -58,6 +63,7 @@ class ApprovalScreen(ModalScreen[None]):
         steps: dict[str, Any],
         read_only: bool = False,
         on_defer: Callable[[list[str]], None] | None = None,
+        calls: dict[str, CallProjection] | None = None,
     ) -> None:
         super().__init__()
         self.owner = owner  # the run screen: it answers through the core API
@@ -65,6 +71,7 @@ class ApprovalScreen(ModalScreen[None]):
         self.run_id = run_id
         self.queue = list(queue)
         self.steps = steps
+        self.calls = calls if calls is not None else {}
         self.read_only = read_only
         self.editing = False
 
@@ -87,6 +94,9 @@ class ApprovalScreen(ModalScreen[None]):
         self.show_current()
 
     def show_current(self) -> None:
+        if self.current.startswith(CALL):
+            self._show_call(self.calls[self.current.removeprefix(CALL)])
+            return
         step = self.steps[self.current]
         more = f"  (1 of {len(self.queue)} waiting)" if len(self.queue) > 1 else ""
         self.query_one("#approval-title", Static).update(
@@ -110,6 +120,39 @@ class ApprovalScreen(ModalScreen[None]):
         self.query_one("#approval-keys", Static).update(Text(keys))
         self.query_one("#approval-error", Static).update("")
 
+    def _show_call(self, call: CallProjection) -> None:
+        more = f"  (1 of {len(self.queue)} waiting)" if len(self.queue) > 1 else ""
+        self.query_one("#approval-title", Static).update(
+            Text.assemble("Run tool ", literal(call.tool, "bold"), "?", more)
+        )
+        step = self.steps.get(call.step)
+        hints = ", ".join(name.replace("_", "-") for name, on in sorted(call.annotations.items()) if on) or "none"
+        why = Text.assemble(
+            "call ",
+            literal(call.id, "bold"),
+            " of step ",
+            literal(call.step, "bold"),
+            " on ",
+            literal(step.agent if step else "?", "italic"),
+            f"\nserver: {call.server or '(a skill)'} · hints: {hints}",
+            "\nwhy: ",
+            literal(call.rule or "asked"),
+        )
+        if call.status == "interrupted":
+            why.append("\nit was running when the driving process stopped: did it run? approve runs it again")
+        if call.text:
+            why.append("\nthe model said: ")
+            why.append_text(literal(call.text, "italic"))
+        self.query_one("#approval-why", Static).update(why)
+        self.query_one("#approval-input-view", Static).update(as_json(call.arguments))
+        keys = "a run it   r refuse (the model is told why)   e edit arguments   esc defer"
+        self.query_one("#approval-keys", Static).update(Text("read-only: esc closes" if self.read_only else keys))
+        self.query_one("#approval-error", Static).update("")
+
+    def show_error(self, message: str) -> None:
+        """An answer refused (arguments the tool's schema does not accept): said here, the dialog stays."""
+        self.query_one("#approval-error", Static).update(Text(f"{message}; fix it or esc"))
+
     def advance(self, key: str) -> None:
         """A gate was answered (here or elsewhere): show the next one, or close."""
         if key in self.queue:
@@ -124,7 +167,8 @@ class ApprovalScreen(ModalScreen[None]):
         for key in keys:
             if key not in self.queue:
                 self.queue.append(key)
-        self.show_current()
+        if not self.editing:  # never under the operator's fingers: the count catches up when editing stops
+            self.show_current()
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
         if self.read_only and action in ("approve", "reject", "edit", "approve_edit"):
@@ -141,27 +185,37 @@ class ApprovalScreen(ModalScreen[None]):
             if reason is not None:
                 self.owner.post_message(self.Answered(key, False, reason or None))
 
-        self.app.push_screen(PromptScreen(f"Reject {key}? Reason (optional):", "why not"), done)
+        if key.startswith(CALL):
+            question = f"Refuse tool call {key.removeprefix(CALL)}? Reason (the model receives it):"
+        else:
+            question = f"Reject {key}? Reason (optional):"
+        self.app.push_screen(PromptScreen(question, "why not"), done)
 
     def action_edit(self) -> None:
         editor = self.query_one("#approval-editor", TextArea)
-        editor.text = json.dumps(self.steps[self.current].input, indent=2)
+        if self.current.startswith(CALL):
+            editor.text = json.dumps(self.calls[self.current.removeprefix(CALL)].arguments, indent=2)
+        else:
+            editor.text = json.dumps(self.steps[self.current].input, indent=2)
         editor.display = True
         self.query_one("#approval-input").display = False
         self.editing = True
-        self.query_one("#approval-keys", Static).update(Text("ctrl+s approve with this input   esc stop editing"))
+        what = "these arguments" if self.current.startswith(CALL) else "this input"
+        self.query_one("#approval-keys", Static).update(Text(f"ctrl+s approve with {what}   esc stop editing"))
         editor.focus()
 
     def action_approve_edit(self) -> None:
         if not self.editing:
             return
         text = self.query_one("#approval-editor", TextArea).text
+        call = self.current.startswith(CALL)
         try:
-            value = parse_json(text, "the input")
+            value = parse_json(text, "the arguments text" if call else "the input")
         except BadInput as exc:  # not JSON, too deep, NaN...: refused in place, the same rule as `approve --input`
-            self.query_one("#approval-error", Static).update(Text(f"{exc}; fix it or esc"))
+            self.show_error(str(exc))
             return
-        self.owner.post_message(self.Answered(self.current, True, "input edited in the dashboard", value))
+        why = "arguments edited in the dashboard" if call else "input edited in the dashboard"
+        self.owner.post_message(self.Answered(self.current, True, why, value))
 
     def action_defer(self) -> None:
         if self.editing:

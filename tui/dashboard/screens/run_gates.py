@@ -12,8 +12,8 @@ from typing import Any
 
 from textual import work
 
-from core import LoopdeckError
-from tui.dashboard.dialogs.approval import ApprovalScreen
+from core import BadInput, LoopdeckError
+from tui.dashboard.dialogs.approval import CALL, ApprovalScreen
 from tui.dashboard.dialogs.plan_review import PlanReviewScreen
 from tui.dashboard.viewmodel import RunView
 
@@ -89,28 +89,30 @@ class GatesMixin:
 
     def _sync_approvals(self, view: RunView) -> None:
         self._sync_plan_review(view)
+        waiting = pending(view)
         modal = self.app.screen if isinstance(self.app.screen, ApprovalScreen) else None
         if modal is not None:
             for key in list(modal.queue):
-                if key not in view.waiting:
+                if key not in waiting:
                     modal.advance(key)  # answered elsewhere
-            new = [k for k in view.waiting if k not in modal.queue and k not in self._deferred]
+            new = [k for k in waiting if k not in modal.queue and k not in self._deferred]
             if new and modal.is_current:
                 modal.add(new)
             return
-        fresh = [k for k in view.waiting if k not in self._deferred]
+        fresh = [k for k in waiting if k not in self._deferred]
         if fresh and self.app.screen is self:
-            self.app.push_screen(ApprovalScreen(self, self.run_id, fresh, view.steps, self.ctx.read_only, self.defer))
+            self.app.push_screen(self._approval_screen(view, fresh))
+
+    def _approval_screen(self, view: RunView, queue: list[str]) -> ApprovalScreen:
+        return ApprovalScreen(self, self.run_id, queue, view.steps, self.ctx.read_only, self.defer, view.calls)
 
     def action_open_approvals(self) -> None:
         view = self.view
-        if view is None or not view.waiting:
-            self.notify("no step is waiting for approval", markup=False)
+        if view is None or not pending(view):
+            self.notify("no step or tool call is waiting for approval", markup=False)
             return
         self._deferred.clear()
-        self.app.push_screen(
-            ApprovalScreen(self, self.run_id, list(view.waiting), view.steps, self.ctx.read_only, self.defer)
-        )
+        self.app.push_screen(self._approval_screen(view, pending(view)))
 
     def defer(self, keys: list[str]) -> None:
         """The operator closed the approval dialog: its gates stay open and it stays closed until `A`."""
@@ -123,6 +125,9 @@ class GatesMixin:
     @work(group="actions", exit_on_error=False, name="an action")
     async def answer_gate(self, key: str, approve: bool, reason: str | None, input: Any) -> None:
         orch, user = self.ctx.orch, self.ctx.user
+        if key.startswith(CALL):
+            await self.answer_call(key, approve, reason, input)
+            return
         if approve:
             extra = {} if input is ... else {"input": input}
             await self._act(
@@ -133,3 +138,28 @@ class GatesMixin:
             await self._act(orch.reject(self.run_id, key, user=user, reason=reason), f"{key} rejected by {user}")
         if isinstance(self.app.screen, ApprovalScreen):
             self.app.screen.advance(key)
+
+    async def answer_call(self, key: str, approve: bool, reason: str | None, arguments: Any) -> None:
+        """Answer a tool call; edited arguments the tool's schema refuses are shown in the dialog, not sent."""
+        orch, user, call_id = self.ctx.orch, self.ctx.user, key.removeprefix(CALL)
+        extra = {} if arguments is ... else {"arguments": arguments}
+        try:
+            await orch.decide_call(self.run_id, call_id, approve=approve, user=user, reason=reason, **extra)
+        except BadInput as exc:
+            if isinstance(self.app.screen, ApprovalScreen):
+                self.app.screen.show_error(str(exc))
+            else:
+                self.notify(str(exc), severity="error", markup=False)
+            return
+        except LoopdeckError as exc:
+            self.notify(str(exc), severity="error", markup=False)
+            return
+        verb = "approved" + (" with edited arguments" if extra else "") if approve else "rejected"
+        self.notify(f"tool call {call_id} {verb} by {user}", markup=False)
+        if isinstance(self.app.screen, ApprovalScreen):
+            self.app.screen.advance(key)
+
+
+def pending(view: RunView) -> list[str]:
+    """What the approval dialog queues: waiting steps, then waiting tool calls (``call:ID``)."""
+    return [*view.waiting, *(CALL + call_id for call_id in view.waiting_calls)]

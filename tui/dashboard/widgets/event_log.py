@@ -13,7 +13,7 @@ from tui.text.literal import literal
 
 def event_line(event: Event) -> Text:
     stamp = (iso(event.created_at) or "")[11:23]
-    text = Text.assemble((stamp + " ", "dim"), (f"{event.type:<18}", "bold"))
+    text = Text.assemble((stamp + " ", "dim"), (f"{event.type:<21}", "bold"))  # the longest type: tool_call_interrupted
     if event.step_key:
         text.append_text(literal(event.step_key, "cyan"))
         text.append(" ")

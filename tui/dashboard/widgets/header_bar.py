@@ -50,8 +50,9 @@ class HeaderBar(Static):
         for agent, state in sorted(view.breakers.items()):
             text.append_text(literal(agent, BREAKER_STYLE.get(state, "")))
             text.append(f":{state.replace('_', '-')} ", BREAKER_STYLE.get(state, ""))
-        if view.waiting:
-            text.append(f" ⏸ {len(view.waiting)} awaiting approval (A) ", "bold reverse yellow")
+        waiting = len(view.waiting) + len(view.waiting_calls)
+        if waiting:
+            text.append(f" ⏸ {waiting} awaiting approval (A) ", "bold reverse yellow")
         if frozen:
             text.append(" ❄ frozen (space) ", "bold reverse blue")
         if read_only:

@@ -1,0 +1,57 @@
+"""The approval dialog for tool calls (pilot tests): queued by id, edited as JSON, checked against the schema."""
+
+from __future__ import annotations
+
+from core import validate_plan
+from tests.fixtures.tools import INVOKED, SKILLS
+from tests.tui.test_dashboard import SIZE, until
+from tui.dashboard.app import LoopdeckApp
+from tui.dashboard.dialogs.approval import CALL, ApprovalScreen
+
+
+def calling_plan(*script: dict, steps: list[str] = ("clean",)):
+    agent = {"kind": "sim", "latency_ms": 0, "tools": ["delete_file", "send"], "tool_calls": list(script)}
+    return validate_plan(
+        {"skills": SKILLS, "agents": {"bot": agent}, "steps": [{"key": k, "agent": "bot"} for k in steps]}
+    )
+
+
+async def test_edited_arguments_the_schema_refuses_stay_in_the_dialog_then_the_edit_runs(db_url):
+    INVOKED.clear()
+    app = LoopdeckApp(db_url, plan=calling_plan({"tool": "send", "arguments": {"message": {"to": "ops"}}}), drive=True)
+    async with app.run_test(size=SIZE) as pilot:
+        await until(pilot, lambda: isinstance(app.screen, ApprovalScreen))
+        modal = app.screen
+        assert modal.current == CALL + "clean.1.1.0"
+        await pilot.pause(0.2)
+        await pilot.press("e")
+        editor = modal.query_one("#approval-editor")
+        editor.text = '{"message": {"to": "ops", "priority": "urgent"}}'
+        await pilot.press("ctrl+s")
+        await until(pilot, lambda: "is not one of" in str(modal.query_one("#approval-error").render()))
+        assert app.screen is modal and INVOKED == []  # refused in place: nothing ran
+        editor.text = '{"message": {"to": "ops", "priority": "high"}, "copies": 2}'
+        await pilot.press("ctrl+s")
+        await until(pilot, lambda: app.final_status is not None)
+    assert INVOKED == [{"tool": "send", "to": "ops", "priority": "high", "copies": 2}]
+
+
+async def test_two_waiting_calls_queue_and_each_answer_names_its_own(db_url):
+    INVOKED.clear()
+    plan = calling_plan({"tool": "delete_file", "arguments": {"path": "p"}}, steps=["left", "right"])
+    app = LoopdeckApp(db_url, plan=plan, drive=True)
+    async with app.run_test(size=SIZE) as pilot:
+        await until(pilot, lambda: isinstance(app.screen, ApprovalScreen) and len(app.screen.queue) == 2)
+        modal = app.screen
+        first = modal.current
+        await pilot.pause(0.2)
+        await pilot.press("r")
+        await pilot.pause(0.2)
+        await pilot.press(*"not this one", "enter")
+        await until(pilot, lambda: modal.current != first)
+        await pilot.press("a")
+        await until(pilot, lambda: app.final_status is not None)
+        calls = {c.id: c for c in await app.orch.tool_calls(app.run_id)}
+    refused, approved = calls[first.removeprefix(CALL)], next(c for k, c in calls.items() if CALL + k != first)
+    assert (refused.status.value, refused.reason) == ("rejected", "not this one")
+    assert approved.status.value == "succeeded" and len(INVOKED) == 1
