@@ -139,7 +139,7 @@ async def test_edited_arguments_are_checked_against_the_schema_and_a_second_answ
         await orch.decide_call(run_id, "clean.1.1.0", arguments={"message": {"to": "ops", "priority": "urgent"}})
     await orch.decide_call(run_id, "clean.1.1.0", arguments={"message": {"to": "ops", "priority": "high"}})
     await wait_call(orch, run_id, "clean.1.2.0")  # now the delete of the next turn waits
-    with pytest.raises(TransitionError, match='tool call "clean.1.1.0" is succeeded'):
+    with pytest.raises(TransitionError, match=r'tool call "clean\.1\.1\.0" is succeeded'):
         await orch.decide_call(run_id, "clean.1.1.0", approve=False)
     await orch.decide_call(run_id, "clean.1.2.0")
     assert await asyncio.wait_for(task, 10) == RunStatus.SUCCEEDED

@@ -25,7 +25,7 @@ def test_a_call_moves_only_as_the_table_allows():
     assert check_call("s.1.1.0", C.REQUESTED, "ask") == C.WAITING_USER
     assert check_call("s.1.1.0", C.INTERRUPTED, "approve") == C.APPROVED
     assert check_call("s.1.1.0", C.APPROVED, "start") == C.RUNNING
-    with pytest.raises(TransitionError, match='tool call "s.1.1.0" is succeeded; only a call that is '):
+    with pytest.raises(TransitionError, match=r'tool call "s\.1\.1\.0" is succeeded; only a call that is '):
         check_call("s.1.1.0", C.SUCCEEDED, "approve")
     with pytest.raises(TransitionError):
         check_call("s.1.1.0", C.WAITING_USER, "start")  # never run before someone said yes
