@@ -39,7 +39,7 @@ class StepProjection:
         return end - self.started_at
 
 
-CALL_STATUS_AFTER = {
+CALL_STATUS_AFTER: dict[str, str] = {
     E.TOOL_CALL_REQUESTED: "requested",
     E.TOOL_CALL_WAITING: "waiting_user",
     E.TOOL_CALL_APPROVED: "approved",
