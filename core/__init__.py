@@ -63,6 +63,8 @@ _EXPORTS: dict[str, str] = {
     "StepRecord": "core.store.records",
     "ToolCallRecord": "core.store.records",
     "tool": "core.tools",
+    "describe_tools": "core.tools",
+    "ToolError": "core.tools",
     "call_json": "core.views",
     "StepSpec": "core.model.plan",
     "StepStatus": "core.model.states",
@@ -148,7 +150,7 @@ if TYPE_CHECKING:  # what type checkers and import-linter see: the same names, i
         planner_agent,
     )
     from core.store.records import RunRecord, SpanRecord, StepRecord, ToolCallRecord
-    from core.tools import tool
+    from core.tools import ToolError, describe_tools, tool
     from core.values import dumps, load_document, load_text, parse_json
     from core.views import call_json, worker_json
     from core.worker import Worker, WorkerStats
@@ -212,6 +214,7 @@ __all__ = [
     "StoreError",
     "Subscription",
     "ToolCallRecord",
+    "ToolError",
     "TransitionError",
     "Usage",
     "Worker",
@@ -223,6 +226,7 @@ __all__ = [
     "default_agents_file",
     "default_user",
     "demo_plan",
+    "describe_tools",
     "display_url",
     "dumps",
     "iso",

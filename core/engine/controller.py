@@ -87,7 +87,7 @@ class RunController:
         run.index.set_admits(self._admits)
         broker = SlotBroker(store, f"{owner}:{run.run_id}", lease_ttl_s) if shared_slots else None
         self.slots = SlotPool(run, broker, self.sup.spawn, self.sup.fatal, self._pump)
-        self.tool_calls = ToolCalls(run, self.commits, clock, Toolbox(run.plan.skills))
+        self.tool_calls = ToolCalls(run, self.commits, clock, Toolbox(run.plan.skills, run.plan.mcp_servers))
         self.attempts = AttemptRunner(
             run,
             self.sup.spawn,
@@ -146,6 +146,7 @@ class RunController:
             for handle in self._timers.values():
                 handle.cancel()
             self.routing.cancel_timers()
+            await self.tool_calls.toolbox.aclose()  # the run's MCP servers stop with it
             await self.attempts.close()  # timed-out attempts in threads are left behind: never kept alive for
             await self.commits.settle()
             await self.slots.close()

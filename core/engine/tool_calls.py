@@ -24,7 +24,7 @@ from core.engine import transitions
 from core.engine.call_state import CallState
 from core.engine.commits import Commits
 from core.engine.run_state import RunState, StepState
-from core.executors import RecordedTurn, ToolReply, ToolRequest
+from core.executors import AttemptFailed, RecordedTurn, ToolReply, ToolRequest
 from core.model.plan import offers
 from core.model.tools import CallStatus, Facts, RuleDecision, ToolSpec, call_id, decide_call
 from core.store import WriteBatch
@@ -69,6 +69,12 @@ class ToolSession:
 
     def __init__(self, owner: ToolCalls, step: StepState, attempt: int, names: list[str]) -> None:
         self.owner, self.step, self.attempt, self.names = owner, step, attempt, names
+
+    async def ready(self) -> None:
+        try:
+            await self.owner.toolbox.ready(self.names)
+        except ToolError as exc:
+            raise AttemptFailed(str(exc)) from None
 
     @property
     def specs(self) -> list[ToolSpec]:

@@ -58,6 +58,9 @@ class RecordedTurn:
 class ToolPort(Protocol):
     """How an executor's tool loop reaches tools: every call recorded, gated and run by the engine."""
 
+    async def ready(self) -> None:
+        """Start what the tools need (MCP servers); raises ``AttemptFailed`` naming what cannot start."""
+
     @property
     def specs(self) -> list[ToolSpec]: ...
 

@@ -70,6 +70,7 @@ class LlmExecutor:
     async def _tool_loop(self, call: StepCall, tools: ToolPort) -> Result:
         instructions = JSON_INSTRUCTIONS if self.config.json_output else None
         messages: list[dict[str, Any]] = list(step_messages(self.config.system, call, instructions))
+        await tools.ready()
         offered = [_function(spec) for spec in tools.specs]
         recorded = tools.recorded()
         for turn in recorded:

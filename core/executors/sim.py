@@ -52,6 +52,7 @@ class SimExecutor:
             return []
         if call.tools is None:
             raise AttemptFailed("this sim agent scripts tool calls, but no tools were given to it", retryable=False)
+        await call.tools.ready()
         replies: list[ToolReply] = []
         recorded = call.tools.recorded()
         for turn, calls in enumerate(script, start=1):

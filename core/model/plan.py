@@ -129,6 +129,26 @@ class _AgentBase(_Model):
         return f"{self.kind} {name} #{hashlib.sha256(what.encode()).hexdigest()[:12]}"  # type: ignore[attr-defined]
 
 
+class McpServer(_Model):
+    """An MCP server a run's agents may call: a command started over stdio, or a streamable HTTP URL.
+
+    Values may name environment variables as ``${NAME}`` (read when the server
+    starts): the plan is stored, so a secret belongs in the environment.
+    """
+
+    command: list[Annotated[str, Field(min_length=1)]] | None = Field(None, min_length=1, description="argv")
+    env: dict[str, str] = Field(default_factory=dict)
+    cwd: str | None = None
+    url: str | None = Field(None, pattern=r"^https?://\S+$", description="streamable HTTP endpoint")
+    timeout_s: float = Field(30.0, gt=0, le=MAX_SECONDS, description="seconds to start, list tools, or answer")
+
+    @model_validator(mode="after")
+    def _one_transport(self) -> McpServer:
+        if (self.command is None) == (self.url is None):
+            raise ValueError("an MCP server has a command (stdio) or a url (streamable HTTP), not both or neither")
+        return self
+
+
 class ScriptedCall(_Model):
     """A tool call a sim agent makes before it answers."""
 
@@ -288,6 +308,9 @@ class Plan(_Model):
     policy: Policy = Field(default_factory=Policy)
     agents: dict[str, AgentConfig] = Field(default_factory=_default_agents, max_length=MAX_AGENTS)
     skills: dict[str, str] = Field(default_factory=dict, description="skill name -> module:function")
+    mcp_servers: dict[Annotated[str, Field(pattern=r"^[A-Za-z0-9_][A-Za-z0-9_.\-]{0,63}$")], McpServer] = Field(
+        default_factory=dict, max_length=100, description="name -> MCP server; its tools are named NAME:TOOL"
+    )
     approval_rules: list[ApprovalRule] = Field(
         default_factory=list, max_length=1000, description="gate tool calls (and steps); the first match wins"
     )
@@ -393,21 +416,15 @@ def _location(loc: tuple[Any, ...]) -> str:
 
 
 def _tool_issues(data: dict[str, Any]) -> list[PlanIssue]:
-    """A ``SERVER:TOOL`` name needs its server declared (MCP servers are not declared in plans yet)."""
-    agents = data.get("agents")
+    """A ``SERVER:TOOL`` name needs its server declared in ``mcp_servers``."""
+    agents, servers = data.get("agents"), data.get("mcp_servers")
+    known = list(servers) if isinstance(servers, dict) else []
     issues: list[PlanIssue] = []
     for name, cfg in (agents or {}).items() if isinstance(agents, dict) else ():
         tools = cfg.get("tools") if isinstance(cfg, dict) else None
         for j, tool in enumerate(tools if isinstance(tools, list) else []):
-            if isinstance(tool, str) and ":" in tool:
-                server = tool.split(":", 1)[0]
-                issues.append(
-                    PlanIssue(
-                        f"agents.{name}.tools[{j}]",
-                        f'"{tool}" names MCP server "{server}", and this version of loopdeck declares none: '
-                        "name a skill (loopdeck skills lists them)",
-                    )
-                )
+            if isinstance(tool, str) and ":" in tool and tool.split(":", 1)[0] not in known:
+                issues.append(PlanIssue(f"agents.{name}.tools[{j}]", _unknown("MCP server", tool.split(":")[0], known)))
     return issues
 
 

@@ -20,7 +20,7 @@ from core.store import (
     Store,
     WriteBatch,
 )
-from core.tools import Toolbox, ToolError
+from core.tools import Toolbox, ToolError, check_arguments
 from core.values import checked_input
 
 
@@ -141,14 +141,25 @@ class Acting(OrchestratorBase):
             if not approve:
                 raise BadInput("edited arguments go with an approval; a rejected call does not run")
             edited = checked_input(arguments)
-            state, _ = await self.run_state(await self.store.resolve_run_id(run_id))
+            run_id = await self.store.resolve_run_id(run_id)
+            state, _ = await self.run_state(run_id)
             tool = state.call(call_id).tool
             try:
-                Toolbox(state.plan.skills).check(tool, edited)
+                check_arguments(tool, await self._schema_of(run_id, call_id, tool, state.plan.skills), edited)
             except ToolError as exc:
                 raise BadInput(str(exc)) from None
         command = actions.DecideCall(call_id, approve, reason, edited)
         return await self.act(run_id, command, user=user, timeout_s=timeout_s)
+
+    async def _schema_of(self, run_id: str, call_id: str, tool: str, skills: dict[str, str]) -> dict[str, Any]:
+        """The input schema of a call's tool: a skill's from its signature; an MCP tool's as the call recorded it
+        when it began to wait (starting the server here only to read a schema would run its side effects)."""
+        if ":" not in tool:
+            return Toolbox(skills).spec(tool).input_schema
+        for event in reversed(await self.store.events_since(run_id, 0, limit=1_000_000)):
+            if event.type == EventType.TOOL_CALL_WAITING and event.payload.get("call") == call_id:
+                return event.payload.get("schema") or {"type": "object"}
+        return {"type": "object"}
 
     async def act(
         self, run_id: str, command: actions.Command, *, user: str | None = None, timeout_s: float = 10.0

@@ -105,3 +105,25 @@ def test_calls_and_approve_call_answer_with_the_exit_codes_tools_rely_on(cli):
         proc.kill()
     output = cli.show(run_id)["steps"][0]["output"]
     assert "refused this call: wrong channel" in output
+
+
+def test_tools_lists_skills_and_each_mcp_servers_tools_with_their_hints(cli):
+    import sys
+    from pathlib import Path
+
+    server = str(Path(__file__).resolve().parents[1] / "fixtures" / "mcp_server.py")
+    data = {
+        "skills": SKILLS,
+        "mcp_servers": {"notes": {"command": [sys.executable, server]}},
+        "agents": {"bot": {"kind": "sim", "tools": ["notes:*"]}},
+        "steps": [{"key": "s", "agent": "bot"}],
+    }
+    path = cli.write_plan(data)
+    listed = cli("tools", "--plan", str(path), "--json")
+    assert listed.returncode == 0, listed.stderr
+    tools = {t["name"]: t for t in json.loads(listed.stdout)}
+    assert tools["notes:delete_note"]["destructive"] and tools["notes:read_note"]["read_only"]
+    assert tools["delete_file"]["origin"] == "plan" and tools["notes:tag_note"]["origin"] == "MCP server notes"
+    data["mcp_servers"]["notes"]["command"] = [str(cli.tmp / "missing-server")]
+    broken = cli("tools", "--plan", str(cli.write_plan(data, "broken.yaml")))
+    assert broken.returncode == 2 and 'MCP server "notes" cannot start' in broken.stderr

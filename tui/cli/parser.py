@@ -140,7 +140,13 @@ def _planning(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) 
     p = sub.add_parser("skills", parents=[common], help="list the skills a plan can call, and where they come from")
     p.add_argument("--plan", dest="plan_file", metavar="FILE", help="include this plan's own skills map")
     p.add_argument("--json", action="store_true")
+    p = sub.add_parser(
+        "tools", parents=[common], help="list the tools agents can be given: skills and MCP servers' tools"
+    )
+    p.add_argument("--plan", dest="plan_file", metavar="FILE", help="include this plan's skills and MCP servers")
+    p.add_argument("--json", action="store_true")
     return {
+        "tools": Command("planning:tools", database=False),
         "plan": Command("planning:plan", database=False),
         "approve-plan": Command("planning:approve_plan", prepare="planning:read_edited"),
         "skills": Command("planning:skills", database=False),

@@ -12,8 +12,10 @@ from core import (
     BadInput,
     Orchestrator,
     Plan,
+    ToolError,
     available_skills,
     default_agents_file,
+    describe_tools,
     load_base,
     load_document,
     load_plan,
@@ -90,6 +92,31 @@ async def approve_plan(orch: Orchestrator, args: argparse.Namespace, edited: Any
     err.print(literal(f"plan of run {run_id} {verb} by {orch.user}"))
     await say_who_continues(orch, run_id, delivery)
     return EXIT_OK
+
+
+async def tools(args: argparse.Namespace, _: Any) -> int:
+    """Every tool a plan's agents can be given: skills, and each MCP server's tools (the servers are started)."""
+    plan = load_plan(args.plan_file) if args.plan_file else None
+    try:
+        found = await describe_tools(plan.skills if plan else {}, plan.mcp_servers if plan else {})
+    except ToolError as exc:
+        raise BadInput(str(exc)) from None
+    hints = ("destructive", "read_only", "idempotent")
+    return listing(
+        args.json,
+        found,
+        "no tools: map skills in a plan's `skills:`, declare `mcp_servers:`, or install a package of skills",
+        ("TOOL", "HINTS", "FROM", "DESCRIPTION"),
+        [
+            (
+                literal(t["name"]),
+                literal(", ".join(h.replace("_", "-") for h in hints if t.get(h)) or "-"),
+                literal(t["origin"]),
+                literal(t.get("error") or t.get("description") or ""),
+            )
+            for t in found
+        ],
+    )
 
 
 async def skills(args: argparse.Namespace, _: Any) -> int:
