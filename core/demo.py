@@ -10,6 +10,7 @@ Seeded, so every demo run behaves the same; about 15 seconds end to end.
 
 from __future__ import annotations
 
+import copy
 from typing import Any
 
 from core.model.plan import Plan, validate_plan
@@ -184,5 +185,16 @@ DEMO: dict[str, Any] = {
 }
 
 
-def demo_plan() -> Plan:
-    return validate_plan(DEMO, source="demo")
+def demo_plan(speed: float = 1.0) -> Plan:
+    """The demo; ``speed`` > 1 runs it that many times faster (every wait scaled: latencies, backoff, cooldown)."""
+    if speed == 1.0:
+        return validate_plan(DEMO, source="demo")
+    data = copy.deepcopy(DEMO)
+    for agent in data["agents"].values():
+        low_high = agent.get("latency_ms", 100)
+        agent["latency_ms"] = [x / speed for x in low_high] if isinstance(low_high, list) else low_high / speed
+        if "breaker" in agent:
+            agent["breaker"]["cooldown_s"] /= speed
+    backoff = data["policy"]["backoff"]
+    backoff["base_s"], backoff["max_s"] = backoff["base_s"] / speed, backoff["max_s"] / speed
+    return validate_plan(data, source="demo")

@@ -11,8 +11,6 @@ from __future__ import annotations
 
 from typing import Any
 
-import jsonschema
-
 from core.model.plan import McpServer
 from core.model.skills import available_skills
 from core.model.tools import ToolSpec
@@ -121,6 +119,8 @@ def _described(spec: ToolSpec) -> dict[str, Any]:
 
 def check_arguments(name: str, schema: dict[str, Any], arguments: Any) -> None:
     """Refuse arguments ``schema`` does not accept (``ToolError`` listing every problem)."""
+    import jsonschema  # here: ~70 ms to import, and only a run with tools needs it
+
     if not isinstance(arguments, dict):
         raise ToolError(f'arguments of "{name}" must be a JSON object, not {type(arguments).__name__}')
     validator = jsonschema.Draft202012Validator(schema)

@@ -153,7 +153,7 @@ def test_cancel_from_another_terminal(cli):
 
 
 def test_demo_runs_to_the_end_headless_and_says_it_auto_approves(cli):
-    result = cli("demo", "--headless", timeout=90)
+    result = cli("demo", "--headless", "--speed", "5", timeout=90)
     assert result.returncode == 0, result.stderr
     assert "approved automatically" in result.stderr
     assert "20/20 done" in result.stderr

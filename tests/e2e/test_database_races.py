@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import json
 import os
 import random
 import signal
@@ -87,8 +86,8 @@ def test_a_kill_9_during_the_first_open_never_leaves_a_database_that_is_refused(
         outcomes.append(_revision(db))
         again = cli("--db", str(db), "submit", str(path))  # the next open migrates what the crash left
         assert again.returncode == 0, (trial, again.stderr)
-        listed = cli("--db", str(db), "runs", "--json")
-        assert listed.returncode == 0 and len(json.loads(listed.stdout)) >= 1
+        with sqlite3.connect(db) as conn:  # the run it submitted is there, in a database at the newest schema
+            assert conn.execute("SELECT COUNT(*) FROM runs").fetchone()[0] >= 1
     assert any(o != head_revision() for o in outcomes), outcomes  # at least one kill landed before the end
 
 

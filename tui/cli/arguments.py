@@ -35,6 +35,14 @@ def port(text: str) -> int:
     return value
 
 
+def speed(text: str) -> float:
+    """How many times faster the demo runs: 1 to 100."""
+    value = float(text)
+    if not 1 <= value <= 100:
+        raise argparse.ArgumentTypeError(f"must be 1 to 100, not {text}")
+    return value
+
+
 def repairs(text: str) -> int:
     value = int(text)
     if not 0 <= value <= 100:

@@ -12,7 +12,7 @@ from __future__ import annotations
 import argparse
 
 from core import __version__, limits
-from tui.cli.arguments import budget_value, count, json_input, port, repairs, seconds
+from tui.cli.arguments import budget_value, count, json_input, port, repairs, seconds, speed
 from tui.cli.command import Command
 
 
@@ -85,6 +85,9 @@ def _driving(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -
     _driving_options(p, "ask")
     p = sub.add_parser("demo", parents=[common], help="run the built-in demo plan of simulated agents")
     _driving_options(p, "all")
+    p.add_argument(
+        "--speed", type=speed, default=1.0, metavar="N", help="run the demo N times faster (1 to 100; default 1)"
+    )
     p = sub.add_parser("resume", parents=[common], help="continue a run whose process stopped")
     p.add_argument("run_id")
     _driving_options(p, "ask")

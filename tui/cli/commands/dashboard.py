@@ -53,7 +53,7 @@ async def open_dashboard(args: argparse.Namespace) -> int:
                 plan.plan, proposed_by=plan.proposed_by, hold=True, planning_tokens=plan.tokens
             )
         elif args.command == "demo":
-            run_id = await orch.create_run(demo_plan(), hold=True)
+            run_id = await orch.create_run(demo_plan(args.speed), hold=True)
         elif run_id is not None:
             run_id = await orch.resolve_run_id(run_id)
         Interrupted.run_id = run_id if drive else None

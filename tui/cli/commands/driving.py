@@ -36,7 +36,7 @@ async def run(orch: Orchestrator, args: argparse.Namespace, plan: Planned) -> in
 
 
 async def demo(orch: Orchestrator, args: argparse.Namespace, _: Any) -> int:
-    run_id = await orch.create_run(demo_plan(), hold=True)
+    run_id = await orch.create_run(demo_plan(args.speed), hold=True)
     if args.approve == "all":
         err.print(
             "demo: approval gates are approved automatically (--approve all); "
