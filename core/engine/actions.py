@@ -25,6 +25,7 @@ from core.model.plan import validate_plan
 from core.model.replan import PlanChange, prepare_replan
 from core.model.result import Finished
 from core.model.states import RunStatus, StepStatus, check_step
+from core.model.tools import ApprovalRule
 from core.store import RUNS_CHANNEL, Store, notify
 
 E = EventType
@@ -125,6 +126,7 @@ class DecideCall:
     approve: bool
     reason: str | None = None
     arguments: Any = KEEP
+    always: bool = False  # and allow this tool for the rest of the run (a rule added to the run, audited)
 
 
 Command = Approve | Reject | Skip | Retry | Cancel | Finish | SetBudget | Replan | DecidePlan | DecideCall
@@ -520,6 +522,8 @@ def _decide_first_plan(run: RunState, cmd: DecidePlan, user: str, now: float) ->
 def _decide_call(run: RunState, cmd: DecideCall, user: str, now: float) -> Effects:
     """The operator's answer to a waiting (or interrupted) tool call; its attempt goes on once this commits."""
     call = run.call(cmd.call)
+    if cmd.always and not cmd.approve:
+        raise BadInput("always allowing a tool goes with approving its call")
     effects = Effects()
     payload: dict[str, Any] = {"user": user, "reason": cmd.reason}
     changes: dict[str, Any] = {"decided_by": user, "reason": cmd.reason}
@@ -528,7 +532,18 @@ def _decide_call(run: RunState, cmd: DecideCall, user: str, now: float) -> Effec
     action = "approve" if cmd.approve else "reject"
     move_call(run, call, action, effects.batch, now, payload, **changes)
     effects.calls.append(call.id)
+    if cmd.always:
+        allow_tool(run, call.tool, user, call.id, effects, now)
     return effects
+
+
+def allow_tool(run: RunState, tool: str, user: str, because: str, effects: Effects, now: float) -> None:
+    """ "Always allow this tool in this run": a rule put first in the run's rules, stored with its plan."""
+    rule = ApprovalRule(tool=tool, action="allow", reason=f"always allowed in this run by {user}")
+    run.plan = run.plan.model_copy(update={"approval_rules": [rule, *run.plan.approval_rules]})
+    effects.batch.extras.append(Store.replan_extra(run.run_id, run.plan.model_dump_json(), [], []))
+    payload = {"rule": rule.model_dump(exclude_none=True), "user": user, "because": because}
+    effects.batch.event(run.run_id, E.APPROVAL_RULE_ADDED, None, payload, now)
 
 
 _HANDLERS = {

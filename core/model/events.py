@@ -55,6 +55,7 @@ class EventType(StrEnum):
     TOOL_CALL_SUCCEEDED = "tool_call_succeeded"
     TOOL_CALL_FAILED = "tool_call_failed"
     TOOL_CALL_INTERRUPTED = "tool_call_interrupted"
+    APPROVAL_RULE_ADDED = "approval_rule_added"  # an operator added a rule to a live run (payload: rule, user)
 
 
 # Run events whose payload says the run's status (and the reason) after them.

@@ -131,11 +131,13 @@ class Acting(OrchestratorBase):
         approve: bool = True,
         arguments: Any = ...,
         reason: str | None = None,
+        always: bool = False,
         user: str | None = None,
         timeout_s: float = 10.0,
     ) -> Delivery:
         """Answer a tool call that waits: run it (``arguments`` replace the model's) or refuse it (the model
-        gets ``reason``). Edited arguments must be valid for the tool's input schema (``BadInput`` lists why)."""
+        gets ``reason``). Edited arguments must be valid for the tool's input schema (``BadInput`` lists why).
+        ``always``: also allow this tool for the rest of the run (a rule added to it, as an event)."""
         edited = actions.KEEP
         if arguments is not ...:
             if not approve:
@@ -148,7 +150,7 @@ class Acting(OrchestratorBase):
                 check_arguments(tool, await self._schema_of(run_id, call_id, tool, state.plan.skills), edited)
             except ToolError as exc:
                 raise BadInput(str(exc)) from None
-        command = actions.DecideCall(call_id, approve, reason, edited)
+        command = actions.DecideCall(call_id, approve, reason, edited, always)
         return await self.act(run_id, command, user=user, timeout_s=timeout_s)
 
     async def _schema_of(self, run_id: str, call_id: str, tool: str, skills: dict[str, str]) -> dict[str, Any]:

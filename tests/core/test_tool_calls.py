@@ -165,3 +165,26 @@ async def test_a_decision_taken_while_nobody_drives_the_run_is_kept_for_resume(d
         await second.close()
     assert calls["clean.1.1.0"].decided_by == "carol"
     assert INVOKED == [{"tool": "delete_file", "path": "z", "force": False}]  # run once, after the resume
+
+
+async def test_always_allowing_a_tool_adds_an_audited_rule_to_the_run_that_later_calls_follow(orch):
+    script = [{"tool": "delete_file", "arguments": {"path": "a"}}, {"tool": "delete_file", "arguments": {"path": "b"}}]
+    run_id, task = await start(orch, tool_plan(script))
+    await wait_event(orch, run_id, "tool_call_waiting")
+    from core import BadInput
+
+    with pytest.raises(BadInput, match="goes with approving"):
+        await orch.decide_call(run_id, "clean.1.1.0", approve=False, always=True)
+    await orch.decide_call(run_id, "clean.1.1.0", always=True, user="alice")
+    assert await asyncio.wait_for(task, 10) == RunStatus.SUCCEEDED  # the second delete did not wait
+    calls = await calls_by_id(orch, run_id)
+    assert calls["clean.1.2.0"].rule.startswith("rule 1 (tool=delete_file -> allow)")
+    added = [e for e in await events_of(orch, run_id) if e.type == "approval_rule_added"]
+    assert len(added) == 1 and added[0].payload["user"] == "alice" and added[0].payload["because"] == "clean.1.1.0"
+    stored = (await orch.snapshot(run_id))["plan"]["approval_rules"]
+    assert {k: v for k, v in stored[0].items() if v is not None} == {
+        "tool": "delete_file",
+        "action": "allow",
+        "reason": "always allowed in this run by alice",
+    }
+    assert len(INVOKED) == 2

@@ -55,3 +55,19 @@ async def test_two_waiting_calls_queue_and_each_answer_names_its_own(db_url):
     refused, approved = calls[first.removeprefix(CALL)], next(c for k, c in calls.items() if CALL + k != first)
     assert (refused.status.value, refused.reason) == ("rejected", "not this one")
     assert approved.status.value == "succeeded" and len(INVOKED) == 1
+
+
+async def test_w_runs_the_call_and_allows_its_tool_for_the_rest_of_the_run(db_url):
+    INVOKED.clear()
+    plan = calling_plan(
+        {"tool": "delete_file", "arguments": {"path": "a"}}, {"tool": "delete_file", "arguments": {"path": "b"}}
+    )
+    app = LoopdeckApp(db_url, plan=plan, drive=True, user="wendy")
+    async with app.run_test(size=SIZE) as pilot:
+        await until(pilot, lambda: isinstance(app.screen, ApprovalScreen))
+        await pilot.pause(0.2)
+        await pilot.press("w")
+        await until(pilot, lambda: app.final_status is not None)
+        calls = {c.id: c for c in await app.orch.tool_calls(app.run_id)}
+    assert calls["clean.1.1.0"].decided_by == "wendy" and calls["clean.1.2.0"].decided_by is None  # not asked again
+    assert [i["path"] for i in INVOKED] == ["a", "b"]

@@ -237,6 +237,7 @@ def _acting(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) ->
     p.add_argument("run_id")
     p.add_argument("call_id", help="loopdeck's id of the call, STEP.ATTEMPT.TURN.INDEX")
     p.add_argument("--reject", action="store_true", help="refuse the call; the model receives --reason")
+    p.add_argument("--always", action="store_true", help="and allow this tool for the rest of the run")
     p.add_argument(
         "--args",
         metavar="JSON",

@@ -143,6 +143,15 @@ class Progress:
             }[event.type]
             who = p.get("user") or p.get("rule")
             return Text.assemble(mark, "tool call ", literal(p.get("call"), "bold"), verb, literal(who))
+        if event.type == E.APPROVAL_RULE_ADDED:
+            rule = p.get("rule") or {}
+            return Text.assemble(
+                ("+ ", "green"),
+                "rule added by ",
+                literal(p.get("user")),
+                ": ",
+                literal(f"{rule.get('tool')} -> {rule.get('action')}"),
+            )
         if event.type == E.STEP_APPROVED:
             return Text.assemble(
                 ("✓ ", "green"), "step ", literal(key, "bold"), " approved by ", literal(p.get("user"))

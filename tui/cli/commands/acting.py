@@ -42,9 +42,11 @@ async def approve_call(orch: Orchestrator, args: argparse.Namespace, _: Any) -> 
         kwargs["arguments"] = args.args.value
     run_id = await orch.resolve_run_id(args.run_id)
     delivery = await orch.decide_call(
-        run_id, args.call_id, approve=not args.reject, reason=args.reason, user=orch.user, **kwargs
+        run_id, args.call_id, approve=not args.reject, reason=args.reason, always=args.always, user=orch.user, **kwargs
     )
     what = "rejected" if args.reject else "approved with edited arguments" if kwargs else "approved"
+    if args.always and not args.reject:
+        what += "; its tool is allowed for the rest of the run"
     err.print(literal(f"tool call {args.call_id} of run {run_id} {what} by {orch.user}"))
     await say_who_continues(orch, run_id, delivery)
     return EXIT_OK

@@ -43,6 +43,13 @@ class ApprovalScreen(ModalScreen[None]):
             "e", "edit", "Edit input", id="approval-edit", tooltip="Edit the input as JSON, then approve with ctrl+s"
         ),
         Binding("ctrl+s", "approve_edit", "Approve edit", id="approval-approve-edit", show=False),
+        Binding(
+            "w",
+            "always",
+            "Always allow",
+            id="approval-always",
+            tooltip="Run this call, and allow its tool for the rest of the run",
+        ),
         Binding("escape", "defer", "Defer", id="approval-defer", tooltip="Close; the gate stays open (A reopens)"),
     ]
 
@@ -54,6 +61,7 @@ class ApprovalScreen(ModalScreen[None]):
         approve: bool
         reason: str | None = None
         input: Any = ...
+        always: bool = False  # a tool call: allow its tool for the rest of the run
 
     def __init__(
         self,
@@ -145,7 +153,7 @@ class ApprovalScreen(ModalScreen[None]):
             why.append_text(literal(call.text, "italic"))
         self.query_one("#approval-why", Static).update(why)
         self.query_one("#approval-input-view", Static).update(as_json(call.arguments))
-        keys = "a run it   r refuse (the model is told why)   e edit arguments   esc defer"
+        keys = "a run it   w always allow this tool   r refuse (the model is told why)   e edit arguments   esc defer"
         self.query_one("#approval-keys", Static).update(Text("read-only: esc closes" if self.read_only else keys))
         self.query_one("#approval-error", Static).update("")
 
@@ -171,12 +179,18 @@ class ApprovalScreen(ModalScreen[None]):
             self.show_current()
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
-        if self.read_only and action in ("approve", "reject", "edit", "approve_edit"):
+        if self.read_only and action in ("approve", "reject", "edit", "approve_edit", "always"):
+            return False
+        if action == "always" and not self.current.startswith(CALL):
             return False
         return not (self.editing and action in ("approve", "reject", "edit"))  # the keys type into the editor
 
     def action_approve(self) -> None:
         self.owner.post_message(self.Answered(self.current, True))
+
+    def action_always(self) -> None:
+        if self.current.startswith(CALL):
+            self.owner.post_message(self.Answered(self.current, True, "always allowed in this run", always=True))
 
     def action_reject(self) -> None:
         key = self.current

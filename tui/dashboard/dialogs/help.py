@@ -16,7 +16,8 @@ from tui.dashboard.actions import RUN_ACTIONS
 MODAL_KEYS = (
     ("a", "approve the step in the approval dialog"),
     ("r", "reject it (asks for an optional reason)"),
-    ("e", "edit its input as JSON; ctrl+s approves with the edit"),
+    ("e", "edit its input (a tool call's arguments) as JSON; ctrl+s approves with the edit"),
+    ("w", "a tool call: run it, and allow its tool for the rest of the run"),
     ("esc", "defer: close the dialog, the gate stays open"),
 )
 

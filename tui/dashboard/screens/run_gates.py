@@ -120,13 +120,13 @@ class GatesMixin:
         self.notify(f"{len(keys)} approval(s) deferred; press A to reopen", markup=False)
 
     def on_approval_screen_answered(self, message: ApprovalScreen.Answered) -> None:
-        self.answer_gate(message.key, message.approve, message.reason, message.input)
+        self.answer_gate(message.key, message.approve, message.reason, message.input, message.always)
 
     @work(group="actions", exit_on_error=False, name="an action")
-    async def answer_gate(self, key: str, approve: bool, reason: str | None, input: Any) -> None:
+    async def answer_gate(self, key: str, approve: bool, reason: str | None, input: Any, always: bool = False) -> None:
         orch, user = self.ctx.orch, self.ctx.user
         if key.startswith(CALL):
-            await self.answer_call(key, approve, reason, input)
+            await self.answer_call(key, approve, reason, input, always)
             return
         if approve:
             extra = {} if input is ... else {"input": input}
@@ -139,12 +139,14 @@ class GatesMixin:
         if isinstance(self.app.screen, ApprovalScreen):
             self.app.screen.advance(key)
 
-    async def answer_call(self, key: str, approve: bool, reason: str | None, arguments: Any) -> None:
+    async def answer_call(self, key: str, approve: bool, reason: str | None, arguments: Any, always: bool) -> None:
         """Answer a tool call; edited arguments the tool's schema refuses are shown in the dialog, not sent."""
         orch, user, call_id = self.ctx.orch, self.ctx.user, key.removeprefix(CALL)
         extra = {} if arguments is ... else {"arguments": arguments}
         try:
-            await orch.decide_call(self.run_id, call_id, approve=approve, user=user, reason=reason, **extra)
+            await orch.decide_call(
+                self.run_id, call_id, approve=approve, user=user, reason=reason, always=always, **extra
+            )
         except BadInput as exc:
             if isinstance(self.app.screen, ApprovalScreen):
                 self.app.screen.show_error(str(exc))
@@ -155,6 +157,8 @@ class GatesMixin:
             self.notify(str(exc), severity="error", markup=False)
             return
         verb = "approved" + (" with edited arguments" if extra else "") if approve else "rejected"
+        if always:
+            verb += "; its tool is allowed for the rest of the run"
         self.notify(f"tool call {call_id} {verb} by {user}", markup=False)
         if isinstance(self.app.screen, ApprovalScreen):
             self.app.screen.advance(key)
