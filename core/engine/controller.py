@@ -182,9 +182,10 @@ class RunController:
         """A step's dependencies are met: gate it, wait out its backoff, or queue it."""
         if not self.run.live or step.status != S.PENDING:
             return
-        if step.spec.approval == "required" and step.approved_by is None:
+        why = transitions.gate_reason(self.run, step)
+        if why is not None:
             batch = WriteBatch()
-            transitions.gate(self.run, step, batch, self.clock())
+            transitions.gate(self.run, step, batch, self.clock(), why)
             self.commits.emit(batch)
             return
         delay = (step.not_before or 0) - self.clock()

@@ -21,7 +21,7 @@ from core.model.events import EventType
 from core.model.plan import Backoff
 from core.model.result import Finished, conclude, plan_shape
 from core.model.states import RunStatus, StepStatus, check_step
-from core.model.tools import check_call
+from core.model.tools import Facts, check_call, step_rule
 from core.store import Store, WriteBatch
 
 E = EventType
@@ -189,10 +189,20 @@ def end_run(
     set_run_status(run, status, reason, effects.batch, now, E.RUN_ENDED, ended=True, summary=run.result.summary)
 
 
-def gate(run: RunState, step: StepState, batch: WriteBatch, now: float) -> None:
-    """A step marked ``approval: required`` reached its turn: it waits for an operator."""
+def gate(run: RunState, step: StepState, batch: WriteBatch, now: float, why: str = "approval: required") -> None:
+    """A step marked ``approval: required`` (or that a step rule asks about) reached its turn: it waits."""
     run.waiting.add(step.key)
-    move(run, step, "gate", batch, now, (E.STEP_WAITING, {"reason": "approval: required", "input": step.input}))
+    move(run, step, "gate", batch, now, (E.STEP_WAITING, {"reason": why, "input": step.input}))
+
+
+def gate_reason(run: RunState, step: StepState) -> str | None:
+    """Why this step must wait for an operator before it runs: the plan says so, or a step rule asks; else None."""
+    if step.approved_by is not None:
+        return None
+    if step.spec.approval == "required":
+        return "approval: required"
+    decision = step_rule(run.plan.approval_rules, Facts(step.key, step.spec.type, step.agent))
+    return decision.rule if decision is not None and decision.action == "ask" else None
 
 
 def requeue_interrupted(run: RunState, step: StepState, batch: WriteBatch, now: float) -> None:

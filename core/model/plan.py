@@ -316,6 +316,16 @@ class Plan(_Model):
     )
     steps: list[StepSpec] = Field(min_length=1, max_length=MAX_STEPS)
 
+    @model_validator(mode="after")
+    def _step_rules_ask_or_allow(self) -> Plan:
+        for i, rule in enumerate(self.approval_rules):
+            if rule.target == "steps" and rule.action == "deny":
+                raise ValueError(
+                    f"approval_rules[{i}] is about steps (it names no tool, server, hint or argument) and denies: "
+                    "a step rule asks or allows (to stop a step, leave it out); deny is for tool calls"
+                )
+        return self
+
     def agent_of(self, step: StepSpec) -> str:
         """The agent a step runs on: its own, the plan's default, or the only agent there is."""
         if step.agent:

@@ -31,6 +31,7 @@ class StepProjection:
     ended_at: float | None = None
     error: str | None = None
     held: str | None = None  # why a ready step does not start (an open breaker, until its probe)
+    gated: str | None = None  # why it waits for an operator (approval: required, or the step rule that asks)
 
     def duration(self, now: float) -> float | None:
         if self.started_at is None:
@@ -170,6 +171,8 @@ class RunProjection:
             used = int(tokens.get("prompt", 0)) + int(tokens.get("completion", 0))
             step.tokens += used
             self.tokens += used
+        if t == E.STEP_WAITING:
+            step.gated = str(p.get("reason") or "approval: required")
         if t == E.STEP_WAITING and step.key not in self.waiting:
             self.waiting.append(step.key)
         elif step.status != "waiting_user" and step.key in self.waiting:

@@ -188,3 +188,21 @@ async def test_always_allowing_a_tool_adds_an_audited_rule_to_the_run_that_later
         "reason": "always allowed in this run by alice",
     }
     assert len(INVOKED) == 2
+
+
+async def test_a_step_rule_that_asks_gates_a_step_like_approval_required(orch):
+    steps = [{"key": "draft", "agent": "bot"}, {"key": "publish_blog", "agent": "bot", "depends_on": ["draft"]}]
+    rules = [{"step": "publish_*", "action": "ask"}]
+    run_id, task = await start(orch, tool_plan([], rules=rules, steps=steps))
+    waiting = await wait_event(orch, run_id, "step_waiting", "publish_blog")
+    assert waiting.payload["reason"] == "rule 1 (step=publish_* -> ask)"
+    assert (await orch.snapshot(run_id))["steps"][0]["approved_by"] is None  # draft was not gated
+    await orch.approve(run_id, "publish_blog", user="alice")
+    assert await asyncio.wait_for(task, 10) == RunStatus.SUCCEEDED
+
+
+def test_a_step_rule_cannot_deny():
+    from core import PlanError
+
+    with pytest.raises(PlanError, match=r"approval_rules\[0\] is about steps .* a step rule asks or allows"):
+        tool_plan([], rules=[{"step_type": "reasoning", "action": "deny"}])

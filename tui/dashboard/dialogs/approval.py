@@ -33,6 +33,12 @@ from tui.text.literal import literal
 CALL = "call:"  # a queued tool call (step keys never hold a colon)
 
 
+def _why(gated: str | None) -> str:
+    if gated is None or gated == "approval: required":
+        return "the plan marks it `approval: required`"
+    return f"approval_rules: {gated}"
+
+
 class ApprovalScreen(ModalScreen[None]):
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("a", "approve", "Approve", id="approval-approve", tooltip="Approve: the step runs with this input"),
@@ -117,7 +123,8 @@ class ApprovalScreen(ModalScreen[None]):
                 literal(step.type),
                 " on ",
                 literal(step.agent, "italic"),
-                "\nwhy: the plan marks it `approval: required`",
+                "\nwhy: ",
+                literal(_why(step.gated)),
                 style="",
             )
         )
