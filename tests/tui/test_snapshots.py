@@ -23,6 +23,9 @@ def instant_demo():
     data = copy.deepcopy(DEMO)
     for agent in data["agents"].values():
         agent["latency_ms"] = 0
+    # the archivist's delete is allowed here: whether it asked before or after the publish gate opened would
+    # change the dialog's queue from run to run (test_tool_call_dialog shows that dialog)
+    data["approval_rules"] = [{"tool": "delete_notes", "action": "allow"}]
     return validate_plan(data)
 
 
@@ -39,8 +42,6 @@ async def _prepare(db: str, finish: bool) -> None:
         run_id = await orch.create_run(instant_demo())
         drive = asyncio.create_task(orch.drive(run_id))
         async for event in orch.follow(run_id):
-            if event.type == "tool_call_waiting":  # the archivist's delete: approved, as an operator would
-                await orch.decide_call(run_id, event.payload["call"], user="operator")
             if event.type == "run_waiting":
                 break
         if finish:
