@@ -180,7 +180,7 @@ class ToolSession:
                     "approve",
                     batch,
                     self.owner.clock(),
-                    {"reason": why},
+                    {"user": "loopdeck", "reason": why},
                     decided_by="loopdeck",
                     reason=why,
                 )

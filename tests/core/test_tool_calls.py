@@ -23,7 +23,7 @@ def tool_plan(script: list, *, rules: list | None = None, steps: list | None = N
                 "bot": {
                     "kind": "sim",
                     "latency_ms": 0,
-                    "tools": ["read_file", "delete_file", "send", "broken"],
+                    "tools": ["read_file", "delete_file", "send", "broken", "slow_read"],
                     "tool_calls": script,
                 }
             },
@@ -206,3 +206,30 @@ def test_a_step_rule_cannot_deny():
 
     with pytest.raises(PlanError, match=r"approval_rules\[0\] is about steps .* a step rule asks or allows"):
         tool_plan([], rules=[{"step_type": "reasoning", "action": "deny"}])
+
+
+async def test_a_read_only_call_interrupted_by_a_stopped_driver_runs_again_by_itself(db_url):
+    script = [{"tool": "slow_read", "arguments": {"path": "p", "seconds": 30}}]
+    first = await Orchestrator.open(db_url, user="tester", lease_ttl_s=3.0, poll_s=0.05)
+    try:
+        run_id, task = await start(first, tool_plan(script))
+        await wait_call(first, run_id, "clean.1.1.0", "running")
+        task.cancel()  # the driver stops while the tool runs
+        await asyncio.gather(task, return_exceptions=True)
+    finally:
+        await first.close()
+    INVOKED.clear()
+    second = await Orchestrator.open(db_url, user="tester", lease_ttl_s=3.0, poll_s=0.05)
+    try:
+        resumed = asyncio.create_task(second.drive(run_id))
+        await wait_event(second, run_id, "tool_call_interrupted")
+        approved = await wait_event(second, run_id, "tool_call_approved")
+        assert approved.payload["user"] == "loopdeck" and "safe to repeat" in approved.payload["reason"]
+        await wait_call(second, run_id, "clean.1.1.0", "running")
+        assert INVOKED == [{"tool": "slow_read", "path": "p"}]  # run again, without asking anyone
+        resumed.cancel()
+        await asyncio.gather(resumed, return_exceptions=True)
+        call = (await calls_by_id(second, run_id))["clean.1.1.0"]
+    finally:
+        await second.close()
+    assert call.decided_by == "loopdeck"

@@ -9,7 +9,7 @@ import time
 
 from tests.fixtures.tools import SKILLS
 
-TOOLS = ["read_file", "delete_file", "send", "broken"]
+TOOLS = ["read_file", "delete_file", "send", "broken", "slow_write"]
 
 
 def tool_plan(cli, script, rules=None, steps=None):
@@ -73,6 +73,34 @@ def test_kill_9_while_a_call_waits_then_resume_runs_every_call_exactly_once(cli)
         "decided_by", "rule", "reason",
     }  # fmt: skip
     assert '"deleted": "a"' in snap["steps"][0]["output"]  # the recorded result went to the model
+
+
+def test_a_call_running_when_the_process_dies_is_interrupted_and_runs_again_only_when_approved(cli):
+    cli.env["TOOL_LOG"] = str(cli.tmp / "tools.log")
+    script = [{"tool": "slow_write", "arguments": {"path": "out.txt", "seconds": 30}}]
+    path = tool_plan(cli, script, rules=[{"tool": "slow_write", "action": "allow"}])
+    proc = cli.spawn("run", str(path), "--headless")
+    try:
+        cli.wait_until("SELECT status FROM tool_calls WHERE id='clean.1.1.0'", lambda r: r == [("running",)])
+        deadline = time.monotonic() + 30
+        while not invoked(cli) and time.monotonic() < deadline:
+            time.sleep(0.05)
+    finally:
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait()
+    assert invoked(cli) == [{"tool": "slow_write", "path": "out.txt", "phase": "start"}]
+    run_id = cli.query("SELECT id FROM runs")[0][0]
+    resumed = cli.spawn("resume", run_id, "--headless")
+    try:
+        log = max(cli.tmp.glob("spawn-*.log"), key=os.path.getmtime)
+        wait_for_text(log, "was interrupted while it ran, and waits")
+        assert cli.query("SELECT status FROM tool_calls WHERE id='clean.1.1.0'") == [("interrupted",)]
+        assert len(invoked(cli)) == 1  # not run again by itself: it is neither read-only nor idempotent
+        assert cli("approve-call", run_id, "clean.1.1.0", "--args", '{"path": "out.txt", "seconds": 0}').returncode == 0
+        assert resumed.wait(timeout=30) == 0
+    finally:
+        resumed.kill()
+    assert [e["phase"] for e in invoked(cli)] == ["start", "start", "done"]
 
 
 def test_calls_and_approve_call_answer_with_the_exit_codes_tools_rely_on(cli):
