@@ -71,3 +71,22 @@ async def test_w_runs_the_call_and_allows_its_tool_for_the_rest_of_the_run(db_ur
         calls = {c.id: c for c in await app.orch.tool_calls(app.run_id)}
     assert calls["clean.1.1.0"].decided_by == "wendy" and calls["clean.1.2.0"].decided_by is None  # not asked again
     assert [i["path"] for i in INVOKED] == ["a", "b"]
+
+
+async def test_the_calls_tab_shows_each_call_its_arguments_result_and_decision(db_url):
+    from textual.widgets import TabbedContent
+
+    from tests.tui.test_dashboard import screen_as_text
+
+    plan = calling_plan({"tool": "delete_file", "arguments": {"path": "gone.txt"}})
+    app = LoopdeckApp(db_url, plan=plan, drive=True, user="carol")
+    async with app.run_test(size=SIZE) as pilot:
+        await until(pilot, lambda: isinstance(app.screen, ApprovalScreen))
+        await pilot.pause(0.2)
+        await pilot.press("a")
+        await until(pilot, lambda: app.final_status is not None)
+        app.screen.query_one("#detail-tabs", TabbedContent).active = "tab-calls"
+        await until(pilot, lambda: "by carol" in screen_as_text(app))
+        shown = screen_as_text(app)
+    assert "clean.1.1.0" in shown and "succeeded" in shown and "gone.txt" in shown
+    assert "default for a destructive tool" in shown

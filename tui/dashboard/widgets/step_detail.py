@@ -65,6 +65,7 @@ class StepDetail(Vertical):
                 ("context", "Context"),
                 ("events", "Events"),
                 ("error", "Error"),
+                ("calls", "Calls"),
                 ("timeline", "Timeline"),
                 ("result", "Result"),
             ):
@@ -100,7 +101,7 @@ class StepDetail(Vertical):
 
     def show_step(self, view: RunView, step: StepView | None) -> None:
         if step is None:
-            for name in ("input", "output", "context", "events", "error"):
+            for name in ("input", "output", "context", "events", "error", "calls"):
                 self.query_one(f"#detail-{name}", Static).update(Text("no step selected", style="dim"))
             return
         head = Text.assemble(
@@ -123,6 +124,38 @@ class StepDetail(Vertical):
         self.query_one("#detail-error", Static).update(
             literal(step.error, "red") if step.error else Text("no error", style="dim")
         )
+        self.query_one("#detail-calls", Static).update(calls_of(view, step.key))
+
+
+CALL_STYLE = {"succeeded": "green", "failed": "red", "rejected": "red", "denied": "red", "waiting_user": "yellow"}
+
+
+def calls_of(view: RunView, key: str) -> RenderableType:
+    """The step's tool calls, turn by turn: tool, arguments, what came back, who or which rule decided."""
+    calls = [c for c in view.calls.values() if c.step == key]
+    if not calls:
+        return Text("no tool calls", style="dim")
+    parts: list[RenderableType] = []
+    for call in calls:
+        head = Text.assemble(
+            literal(call.id, "bold"),
+            "  ",
+            literal(call.status, CALL_STYLE.get(call.status, "")),
+            "  ",
+            literal(call.tool, "italic"),
+            f"  turn {call.turn}" if call.turn else "",
+        )
+        parts += [head, as_json(call.arguments)]
+        if call.error:
+            parts.append(literal(call.error, "red"))
+        elif call.result is not None:
+            parts.append(as_json(call.result))
+        decided = " · ".join(
+            x for x in (f"by {call.decided_by}" if call.decided_by else None, call.rule, call.reason) if x
+        )
+        if decided:
+            parts.append(literal(decided, "dim"))
+    return _stack(*parts)
 
 
 def _stack(*parts: RenderableType) -> RenderableType:
