@@ -61,6 +61,19 @@ def serving(cli: Cli, *args: str) -> Iterator[Served]:
                 proc.wait()
 
 
+def describe(pids: list[int]) -> str:
+    """Each process's pid, state and command line (for a failure message)."""
+    out = []
+    for pid in pids:
+        try:
+            cmd = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+            state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+        except OSError:
+            cmd, state = "(gone)", "?"
+        out.append(f"{pid} [{state}] {cmd.strip()}")
+    return "; ".join(out) or "none"
+
+
 def children(pid: int) -> list[int]:
     """Live child processes of ``pid`` (zombies excluded), read from /proc."""
     found = []

@@ -11,7 +11,7 @@ import aiohttp
 import pytest
 
 from tests.e2e.conftest import Cli
-from tests.e2e.serving import Served, children, make_tokens, serving
+from tests.e2e.serving import Served, children, describe, make_tokens, serving
 
 pytestmark = pytest.mark.slow
 DRAWN = 2_000  # bytes of screen: the dashboard has drawn (its first frame is ~10 kB)
@@ -39,7 +39,7 @@ async def read_until(ws: aiohttp.ClientWebSocketResponse, done, timeout: float =
 async def wait_for(predicate, timeout: float, what: str) -> None:
     deadline = time.monotonic() + timeout
     while not predicate():
-        assert time.monotonic() < deadline, f"timed out after {timeout}s waiting for {what}"
+        assert time.monotonic() < deadline, f"timed out after {timeout}s waiting for {what() if callable(what) else what}"
         await asyncio.sleep(0.1)
 
 
@@ -105,8 +105,25 @@ async def test_twenty_open_and_close_cycles_leave_no_dashboard_process(cli: Cli)
                     await read_until(ws, lambda data: len(data) > DRAWN)
                     assert served.dashboards(), f"cycle {cycle}: a dashboard drew, but serve has no child process"
                 await ws.close()
-            await wait_for(lambda: served.dashboards() == [], timeout=30, what="every dashboard process to end")
+            await wait_for(
+                lambda: served.dashboards() == [],
+                timeout=30,
+                what=lambda: f"every dashboard process to end; left: {describe(served.dashboards())}",
+            )
         assert served.proc.poll() is None
+
+
+async def test_a_dashboard_that_ignores_the_quit_is_killed_after_the_grace_period(cli: Cli):
+    with serving(cli) as served:
+        async with aiohttp.ClientSession() as session:
+            ws = await open_dashboard(session, served)
+            await read_until(ws, lambda data: len(data) > DRAWN)
+            (pid,) = served.dashboards()
+            os.kill(pid, signal.SIGSTOP)  # frozen: it cannot answer the quit the closed tab sends
+            await ws.close()
+            await wait_for(lambda: served.dashboards() == [], timeout=20, what="the frozen dashboard to be killed")
+        log = (cli.tmp / "serve.err").read_text()
+        assert f"dashboard process {pid} did not quit in 5.0s: killed" in log
 
 
 async def test_a_dashboard_that_dies_says_so_in_the_page(cli: Cli):

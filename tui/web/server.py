@@ -135,14 +135,26 @@ class DashboardSession(AppService):
                 await self.remote_write_bytes(ended_message(returncode, error))
 
     async def stop(self) -> None:
-        """Ask the dashboard to quit; kill it if it has not within the grace period."""
+        """Ask the dashboard to quit; kill it if it has not within the grace period.
+
+        Not ``wait_for(super().stop())``: textual-serve's reader swallows the
+        cancellation a timeout sends, so a dashboard that ignored the quit kept
+        that wait (and its process) alive until ``serve`` stopped.
+        """
         self._stopping = True
+        task, self._task = self._task, None
         try:
-            await asyncio.wait_for(super().stop(), STOP_GRACE_S)
-        except TimeoutError:
-            log.warning("dashboard process %s did not quit in %ss: killed", self.pid, STOP_GRACE_S)
+            if task is not None:
+                await self._download_manager.cancel_app_downloads(app_service_id=self.app_service_id)
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self.send_meta({"type": "quit"}), STOP_GRACE_S)
+                done, _ = await asyncio.wait({task}, timeout=STOP_GRACE_S)
+                if not done:
+                    log.warning("dashboard process %s did not quit in %ss: killed", self.pid, STOP_GRACE_S)
         finally:
             await self.kill()
+            if task is not None:
+                await asyncio.wait({task}, timeout=STOP_GRACE_S)  # its output ends with the process
 
     async def kill(self) -> None:
         process = self._process
