@@ -36,10 +36,12 @@ async def read_until(ws: aiohttp.ClientWebSocketResponse, done, timeout: float =
     return data
 
 
-async def wait_for(predicate, timeout: float, what: str) -> None:
+async def wait_for(predicate, timeout: float, what) -> None:
+    """Until ``predicate()``; ``what`` (a text, or a function giving one) says what failed to happen."""
     deadline = time.monotonic() + timeout
     while not predicate():
-        assert time.monotonic() < deadline, f"timed out after {timeout}s waiting for {what() if callable(what) else what}"
+        said = what() if callable(what) else what
+        assert time.monotonic() < deadline, f"timed out after {timeout}s waiting for {said}"
         await asyncio.sleep(0.1)
 
 
