@@ -64,6 +64,7 @@ _EXPORTS: dict[str, str] = {
     "ToolCallRecord": "core.store.records",
     "tool": "core.tools",
     "describe_tools": "core.tools",
+    "check_arguments": "core.tools",
     "ToolError": "core.tools",
     "call_json": "core.views",
     "StepSpec": "core.model.plan",
@@ -150,7 +151,7 @@ if TYPE_CHECKING:  # what type checkers and import-linter see: the same names, i
         planner_agent,
     )
     from core.store.records import RunRecord, SpanRecord, StepRecord, ToolCallRecord
-    from core.tools import ToolError, describe_tools, tool
+    from core.tools import ToolError, check_arguments, describe_tools, tool
     from core.values import dumps, load_document, load_text, parse_json
     from core.views import call_json, worker_json
     from core.worker import Worker, WorkerStats
@@ -222,6 +223,7 @@ __all__ = [
     "__version__",
     "available_skills",
     "call_json",
+    "check_arguments",
     "check_token_budget",
     "default_agents_file",
     "default_user",

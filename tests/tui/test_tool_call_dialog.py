@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 from core import validate_plan
 from tests.fixtures.tools import INVOKED, SKILLS
 from tests.tui.test_dashboard import SIZE, until
@@ -24,13 +26,19 @@ async def test_edited_arguments_the_schema_refuses_stay_in_the_dialog_then_the_e
         modal = app.screen
         assert modal.current == CALL + "clean.1.1.0"
         await pilot.pause(0.2)
-        await pilot.press("e")
-        editor = modal.query_one("#approval-editor")
-        editor.text = '{"message": {"to": "ops", "priority": "urgent"}}'
+        await pilot.press("e")  # a form from the tool's schema: message (an object: JSON), copies (a number)
+        await until(pilot, lambda: bool(modal.query("#approval-form #field-1")))
+        message, copies = modal.query_one("#approval-form #field-0"), modal.query_one("#approval-form #field-1")
+        assert json.loads(message.text) == {"to": "ops"} and copies.value == "1"
+        message.text = '{"to": "ops", "priority": "urgent"}'
         await pilot.press("ctrl+s")
         await until(pilot, lambda: "is not one of" in str(modal.query_one("#approval-error").render()))
         assert app.screen is modal and INVOKED == []  # refused in place: nothing ran
-        editor.text = '{"message": {"to": "ops", "priority": "high"}, "copies": 2}'
+        copies.value = "two"
+        await pilot.press("ctrl+s")
+        await until(pilot, lambda: "'two' is not a whole number" in str(modal.query_one("#approval-error").render()))
+        message.text = '{"to": "ops", "priority": "high"}'
+        copies.value = "2"
         await pilot.press("ctrl+s")
         await until(pilot, lambda: app.final_status is not None)
     assert INVOKED == [{"tool": "send", "to": "ops", "priority": "high", "copies": 2}]
@@ -90,3 +98,23 @@ async def test_the_calls_tab_shows_each_call_its_arguments_result_and_decision(d
         shown = screen_as_text(app)
     assert "clean.1.1.0" in shown and "succeeded" in shown and "gone.txt" in shown
     assert "default for a destructive tool" in shown
+
+
+async def test_the_form_edits_text_and_a_switch_and_the_tool_gets_the_edit(db_url):
+    from textual.widgets import Input, Switch
+
+    INVOKED.clear()
+    app = LoopdeckApp(db_url, plan=calling_plan({"tool": "delete_file", "arguments": {"path": "a.txt"}}), drive=True)
+    async with app.run_test(size=SIZE) as pilot:
+        await until(pilot, lambda: isinstance(app.screen, ApprovalScreen))
+        modal = app.screen
+        await pilot.pause(0.2)
+        await pilot.press("e")
+        await until(pilot, lambda: bool(modal.query("#approval-form #field-1")))
+        path, force = modal.query_one("#field-0", Input), modal.query_one("#field-1", Switch)
+        assert path.value == "a.txt" and force.value is False
+        path.value = "b.txt"
+        force.value = True
+        await pilot.press("ctrl+s")
+        await until(pilot, lambda: app.final_status is not None)
+    assert INVOKED == [{"tool": "delete_file", "path": "b.txt", "force": True}]

@@ -25,8 +25,9 @@ from textual.message_pump import MessagePump
 from textual.screen import ModalScreen
 from textual.widgets import Static, TextArea
 
-from core import BadInput, CallProjection, parse_json
+from core import BadInput, CallProjection, ToolError, check_arguments, parse_json
 from tui.dashboard.dialogs.prompts import PromptScreen
+from tui.dashboard.widgets.schema_form import FormError, SchemaForm
 from tui.dashboard.widgets.step_detail import as_json
 from tui.text.literal import literal
 
@@ -190,7 +191,7 @@ class ApprovalScreen(ModalScreen[None]):
             return False
         if action == "always" and not self.current.startswith(CALL):
             return False
-        return not (self.editing and action in ("approve", "reject", "edit"))  # the keys type into the editor
+        return not (self.editing and action in ("approve", "reject", "edit", "always"))  # they type into the editor
 
     def action_approve(self) -> None:
         self.owner.post_message(self.Answered(self.current, True))
@@ -215,7 +216,11 @@ class ApprovalScreen(ModalScreen[None]):
     def action_edit(self) -> None:
         editor = self.query_one("#approval-editor", TextArea)
         if self.current.startswith(CALL):
-            editor.text = json.dumps(self.calls[self.current.removeprefix(CALL)].arguments, indent=2)
+            call = self.calls[self.current.removeprefix(CALL)]
+            if call.schema and call.schema.get("properties"):
+                self._edit_in_form(call)
+                return
+            editor.text = json.dumps(call.arguments, indent=2)
         else:
             editor.text = json.dumps(self.steps[self.current].input, indent=2)
         editor.display = True
@@ -225,8 +230,35 @@ class ApprovalScreen(ModalScreen[None]):
         self.query_one("#approval-keys", Static).update(Text(f"ctrl+s approve with {what}   esc stop editing"))
         editor.focus()
 
+    def _edit_in_form(self, call: CallProjection) -> None:
+        """The arguments as a form generated from the tool's input schema (nested values as JSON)."""
+        arguments = call.arguments if isinstance(call.arguments, dict) else {}
+        form = SchemaForm(call.schema or {}, arguments, id="approval-form")
+        self.query_one("#approval-dialog").mount(form, before=self.query_one("#approval-error"))
+        self.query_one("#approval-input").display = False
+        self.editing = True
+        self.query_one("#approval-keys", Static).update(Text("ctrl+s run with these arguments   esc stop editing"))
+        self.call_after_refresh(form.focus_first)
+
+    def _form_value(self, form: SchemaForm) -> Any:
+        """The form's arguments, checked against the tool's schema; ``...`` (and the problem shown) if refused."""
+        call = self.calls[self.current.removeprefix(CALL)]
+        try:
+            value = form.value()
+            check_arguments(call.tool, call.schema or {}, value)
+        except (FormError, ToolError) as exc:
+            self.show_error(str(exc))
+            return ...
+        return value
+
     def action_approve_edit(self) -> None:
         if not self.editing:
+            return
+        forms = self.query(SchemaForm)
+        if forms:
+            value = self._form_value(forms.first())
+            if value is not ...:
+                self.owner.post_message(self.Answered(self.current, True, "arguments edited in the dashboard", value))
             return
         text = self.query_one("#approval-editor", TextArea).text
         call = self.current.startswith(CALL)
@@ -249,6 +281,7 @@ class ApprovalScreen(ModalScreen[None]):
 
     def _stop_editing(self) -> None:
         self.editing = False
+        self.query(SchemaForm).remove()
         self.query_one("#approval-editor").display = False
         self.query_one("#approval-input").display = True
 

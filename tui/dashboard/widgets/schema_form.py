@@ -94,6 +94,11 @@ class SchemaForm(VerticalScroll):
         editor.styles.height = 6
         return editor
 
+    def focus_first(self) -> None:
+        fields = self.query("#field-0")
+        if fields:
+            fields.first().focus()
+
     def value(self) -> dict[str, Any]:
         """The object the fields say; ``FormError`` listing each field that cannot be read."""
         out: dict[str, Any] = {}
