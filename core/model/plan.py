@@ -291,6 +291,21 @@ class StepSpec(_Model):
     skill: str | None = Field(
         None, description="for type: skill, the registered skill to call (without it the step runs on its agent)"
     )
+    input_schema: dict[str, Any] | None = Field(
+        None, description="JSON Schema of the input: an input edited at the approval gate must match it"
+    )
+
+    @field_validator("input_schema")
+    @classmethod
+    def _a_valid_schema(cls, schema: dict[str, Any] | None) -> dict[str, Any] | None:
+        if schema is not None:
+            import jsonschema  # here: only plans that declare a schema pay for its import
+
+            try:
+                jsonschema.Draft202012Validator.check_schema(schema)
+            except jsonschema.SchemaError as exc:
+                raise ValueError(f"not a valid JSON Schema: {exc.message}") from None
+        return schema
 
     @property
     def display_title(self) -> str:

@@ -39,6 +39,14 @@ class Acting(OrchestratorBase):
     ) -> Delivery:
         """Approve a waiting step (optionally with edited input), wherever the run is driven."""
         edited = actions.KEEP if input is ... else checked_input(input)
+        if edited is not actions.KEEP:
+            state, _ = await self.run_state(await self.store.resolve_run_id(run_id))
+            schema = state.step(key).spec.input_schema
+            if schema is not None:
+                try:
+                    check_arguments(key, schema, edited, what=f'the edited input of step "{key}"')
+                except ToolError as exc:
+                    raise BadInput(str(exc)) from None
         return await self.act(run_id, actions.Approve(key, reason, edited), user=user, timeout_s=timeout_s)
 
     async def reject(

@@ -117,16 +117,20 @@ def _described(spec: ToolSpec) -> dict[str, Any]:
     }
 
 
-def check_arguments(name: str, schema: dict[str, Any], arguments: Any) -> None:
-    """Refuse arguments ``schema`` does not accept (``ToolError`` listing every problem)."""
+def check_arguments(name: str, schema: dict[str, Any], arguments: Any, what: str | None = None) -> None:
+    """Refuse arguments ``schema`` does not accept (``ToolError`` listing every problem).
+
+    ``what`` names the value in the message (default: the arguments of tool ``name``).
+    """
     import jsonschema  # here: ~70 ms to import, and only a run with tools needs it
 
-    if not isinstance(arguments, dict):
-        raise ToolError(f'arguments of "{name}" must be a JSON object, not {type(arguments).__name__}')
+    what = what or f'arguments of "{name}"'
+    if what.startswith("arguments") and not isinstance(arguments, dict):
+        raise ToolError(f"{what} must be a JSON object, not {type(arguments).__name__}")
     validator = jsonschema.Draft202012Validator(schema)
     problems = sorted(validator.iter_errors(arguments), key=lambda e: list(e.absolute_path))
     if problems:
         raise ToolError(
-            f'arguments of "{name}" are not valid: '
-            + "; ".join(f"{'.'.join(map(str, p.absolute_path)) or '(arguments)'}: {p.message}" for p in problems)
+            f"{what} {'are' if what.startswith('arguments') else 'is'} not valid: "
+            + "; ".join(f"{'.'.join(map(str, p.absolute_path)) or '(the value)'}: {p.message}" for p in problems)
         )

@@ -233,3 +233,20 @@ async def test_a_read_only_call_interrupted_by_a_stopped_driver_runs_again_by_it
     finally:
         await second.close()
     assert call.decided_by == "loopdeck"
+
+
+async def test_an_input_edited_at_a_gate_must_match_the_steps_input_schema(orch):
+    from core import BadInput, PlanError
+
+    schema = {"type": "object", "properties": {"to": {"enum": ["staging", "production"]}}, "required": ["to"]}
+    steps = [
+        {"key": "publish", "agent": "bot", "approval": "required", "input": {"to": "staging"}, "input_schema": schema}
+    ]
+    run_id, task = await start(orch, tool_plan([], steps=steps))
+    await wait_event(orch, run_id, "step_waiting", "publish")
+    with pytest.raises(BadInput, match=r'the edited input of step "publish" is not valid: to: \'prod\' is not one of'):
+        await orch.approve(run_id, "publish", input={"to": "prod"})
+    await orch.approve(run_id, "publish", input={"to": "production"}, user="alice")
+    assert await asyncio.wait_for(task, 10) == RunStatus.SUCCEEDED
+    with pytest.raises(PlanError, match="not a valid JSON Schema"):
+        tool_plan([], steps=[{"key": "s", "agent": "bot", "input_schema": {"type": "nonsense"}}])

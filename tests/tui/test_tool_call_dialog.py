@@ -118,3 +118,28 @@ async def test_the_form_edits_text_and_a_switch_and_the_tool_gets_the_edit(db_ur
         await pilot.press("ctrl+s")
         await until(pilot, lambda: app.final_status is not None)
     assert INVOKED == [{"tool": "delete_file", "path": "b.txt", "force": True}]
+
+
+async def test_a_gated_steps_input_is_edited_in_a_form_from_its_input_schema(db_url):
+    from textual.widgets import Select
+
+    from tests.tui.test_dashboard import step_row
+
+    schema = {"type": "object", "properties": {"to": {"enum": ["staging", "production"]}}, "required": ["to"]}
+    plan = validate_plan(
+        {"steps": [{"key": "publish", "approval": "required", "input": {"to": "staging"}, "input_schema": schema}]}
+    )
+    app = LoopdeckApp(db_url, plan=plan, drive=True, user="carol")
+    async with app.run_test(size=SIZE) as pilot:
+        await until(pilot, lambda: isinstance(app.screen, ApprovalScreen))
+        modal = app.screen
+        await pilot.pause(0.2)
+        await pilot.press("e")
+        await until(pilot, lambda: bool(modal.query("#approval-form #field-0")))
+        choice = modal.query_one("#field-0", Select)
+        assert choice.value == "staging"
+        choice.value = "production"
+        await pilot.press("ctrl+s")
+        await until(pilot, lambda: app.final_status is not None)
+        row = await step_row(app.orch, app.run_id, "publish")
+    assert row.input == {"to": "production"} and row.approved_by == "carol"

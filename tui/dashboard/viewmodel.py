@@ -37,6 +37,7 @@ class StepView(StepProjection):
     input: Any = None
     output: Any = None
     partial: str = ""  # output streamed so far by the running attempt
+    input_schema: dict[str, Any] | None = None  # the plan's: an input edited at the gate must match it
 
 
 @dataclass
@@ -66,8 +67,10 @@ class RunView(RunProjection):
             max_concurrency=run.get("max_concurrency") or 0,
             created_at=parse_iso(run["created_at"]) or time.time(),
         )
+        schemas = {s.get("key"): s.get("input_schema") for s in (snap.get("plan") or {}).get("steps", [])}
         for s in snap["steps"]:
             view.steps[s["key"]] = StepView(
+                input_schema=schemas.get(s["key"]),
                 key=s["key"],
                 title=s["title"],
                 type=s["type"],

@@ -218,10 +218,15 @@ class ApprovalScreen(ModalScreen[None]):
         if self.current.startswith(CALL):
             call = self.calls[self.current.removeprefix(CALL)]
             if call.schema and call.schema.get("properties"):
-                self._edit_in_form(call)
+                self._edit_in_form(call.schema, call.arguments, "run with these arguments")
                 return
             editor.text = json.dumps(call.arguments, indent=2)
         else:
+            step = self.steps[self.current]
+            schema = step.input_schema
+            if schema and schema.get("properties") and isinstance(step.input, dict):
+                self._edit_in_form(schema, step.input, "approve with this input")
+                return
             editor.text = json.dumps(self.steps[self.current].input, indent=2)
         editor.display = True
         self.query_one("#approval-input").display = False
@@ -230,22 +235,25 @@ class ApprovalScreen(ModalScreen[None]):
         self.query_one("#approval-keys", Static).update(Text(f"ctrl+s approve with {what}   esc stop editing"))
         editor.focus()
 
-    def _edit_in_form(self, call: CallProjection) -> None:
-        """The arguments as a form generated from the tool's input schema (nested values as JSON)."""
-        arguments = call.arguments if isinstance(call.arguments, dict) else {}
-        form = SchemaForm(call.schema or {}, arguments, id="approval-form")
+    def _edit_in_form(self, schema: dict[str, Any], value: Any, verb: str) -> None:
+        """A tool call's arguments (a step's input) as a form generated from its schema (nested values as JSON)."""
+        form = SchemaForm(schema, value if isinstance(value, dict) else {}, id="approval-form")
         self.query_one("#approval-dialog").mount(form, before=self.query_one("#approval-error"))
         self.query_one("#approval-input").display = False
         self.editing = True
-        self.query_one("#approval-keys", Static).update(Text("ctrl+s run with these arguments   esc stop editing"))
+        self.query_one("#approval-keys", Static).update(Text(f"ctrl+s {verb}   esc stop editing"))
         self.call_after_refresh(form.focus_first)
 
     def _form_value(self, form: SchemaForm) -> Any:
-        """The form's arguments, checked against the tool's schema; ``...`` (and the problem shown) if refused."""
-        call = self.calls[self.current.removeprefix(CALL)]
+        """The form's object, checked against the whole schema; ``...`` (and the problem shown) if refused."""
+        key = self.current
         try:
             value = form.value()
-            check_arguments(call.tool, call.schema or {}, value)
+            if key.startswith(CALL):
+                call = self.calls[key.removeprefix(CALL)]
+                check_arguments(call.tool, call.schema or {}, value)
+            else:
+                check_arguments(key, form.schema, value, what=f'the input of step "{key}"')
         except (FormError, ToolError) as exc:
             self.show_error(str(exc))
             return ...
@@ -258,7 +266,8 @@ class ApprovalScreen(ModalScreen[None]):
         if forms:
             value = self._form_value(forms.first())
             if value is not ...:
-                self.owner.post_message(self.Answered(self.current, True, "arguments edited in the dashboard", value))
+                what = "arguments" if self.current.startswith(CALL) else "input"
+                self.owner.post_message(self.Answered(self.current, True, f"{what} edited in the dashboard", value))
             return
         text = self.query_one("#approval-editor", TextArea).text
         call = self.current.startswith(CALL)
