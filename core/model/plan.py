@@ -34,7 +34,7 @@ from core.limits import (
 )
 from core.model.dag import ancestors, find_cycle
 from core.model.refs import find_refs
-from core.model.tools import ApprovalRule
+from core.model.tools import ApprovalRule, McpServer
 from core.values import ValueProblem, check_document, parse_document, read_document
 
 StepType = Literal["reasoning", "skill", "tool", "sub_agent", "verification"]
@@ -127,26 +127,6 @@ class _AgentBase(_Model):
         """
         what = self.model_dump_json(exclude={"max_concurrency", "alternatives", "breaker", "reserve_tokens"})
         return f"{self.kind} {name} #{hashlib.sha256(what.encode()).hexdigest()[:12]}"  # type: ignore[attr-defined]
-
-
-class McpServer(_Model):
-    """An MCP server a run's agents may call: a command started over stdio, or a streamable HTTP URL.
-
-    Values may name environment variables as ``${NAME}`` (read when the server
-    starts): the plan is stored, so a secret belongs in the environment.
-    """
-
-    command: list[Annotated[str, Field(min_length=1)]] | None = Field(None, min_length=1, description="argv")
-    env: dict[str, str] = Field(default_factory=dict)
-    cwd: str | None = None
-    url: str | None = Field(None, pattern=r"^https?://\S+$", description="streamable HTTP endpoint")
-    timeout_s: float = Field(30.0, gt=0, le=MAX_SECONDS, description="seconds to start, list tools, or answer")
-
-    @model_validator(mode="after")
-    def _one_transport(self) -> McpServer:
-        if (self.command is None) == (self.url is None):
-            raise ValueError("an MCP server has a command (stdio) or a url (streamable HTTP), not both or neither")
-        return self
 
 
 class ScriptedCall(_Model):

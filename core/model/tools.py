@@ -20,11 +20,12 @@ from __future__ import annotations
 import fnmatch
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from core.errors import TransitionError
+from core.limits import MAX_SECONDS
 
 
 class CallStatus(StrEnum):
@@ -107,6 +108,28 @@ class ToolSpec:
 
     def annotations(self) -> dict[str, bool]:
         return {"destructive": self.destructive, "read_only": self.read_only, "idempotent": self.idempotent}
+
+
+class McpServer(BaseModel):
+    """An MCP server a run's agents may call: a command started over stdio, or a streamable HTTP URL.
+
+    Values may name environment variables as ``${NAME}`` (read when the server
+    starts): the plan is stored, so a secret belongs in the environment.
+    """
+
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
+
+    command: list[Annotated[str, Field(min_length=1)]] | None = Field(None, min_length=1, description="argv")
+    env: dict[str, str] = Field(default_factory=dict)
+    cwd: str | None = None
+    url: str | None = Field(None, pattern=r"^https?://\S+$", description="streamable HTTP endpoint")
+    timeout_s: float = Field(30.0, gt=0, le=MAX_SECONDS, description="seconds to start, list tools, or answer")
+
+    @model_validator(mode="after")
+    def _one_transport(self) -> McpServer:
+        if (self.command is None) == (self.url is None):
+            raise ValueError("an MCP server has a command (stdio) or a url (streamable HTTP), not both or neither")
+        return self
 
 
 # -- approval rules ----------------------------------------------------------------------------------

@@ -22,8 +22,7 @@ import re
 import tempfile
 from typing import Any
 
-from core.model.plan import McpServer
-from core.model.tools import ToolSpec
+from core.model.tools import McpServer, ToolSpec
 from core.tools.skills import ToolError
 from core.values import to_json_value
 

@@ -11,9 +11,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from core.model.plan import McpServer
 from core.model.skills import available_skills
-from core.model.tools import ToolSpec
+from core.model.tools import McpServer, ToolSpec
 from core.tools.mcp import McpConnection
 from core.tools.skills import SkillTool, ToolError, load_skill_tool
 

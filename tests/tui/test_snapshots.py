@@ -85,7 +85,11 @@ def test_main_screen(tmp_path, snap_compare):
 
 def test_approval_modal(tmp_path, snap_compare):
     async def to_gate(pilot) -> None:
+        from tui.dashboard.widgets.step_detail import StepDetail
+
         await wait_until(pilot, lambda: isinstance(pilot.app.screen, ApprovalScreen))
+        below = pilot.app.screen_stack[-2]  # the run screen: its detail pane loaded, or it varies under load
+        await wait_until(pilot, lambda: below.query_one(StepDetail).shown_key == "plan")
         await pilot.pause(0.3)
         pilot.app.clear_notifications()
 
