@@ -181,6 +181,13 @@ def _dashboard(sub: argparse._SubParsersAction, common: argparse.ArgumentParser)
         help="the address browsers use, when behind a reverse proxy (e.g. https://loopdeck.example.com)",
     )
     p.add_argument("--read-only", action="store_true", help="every dashboard read-only, whatever the token's role")
+    p.add_argument(
+        "--grace",
+        type=seconds,
+        default=5.0,
+        metavar="SECONDS",
+        help="how long a closed tab's dashboard gets to quit before it is killed (default 5)",
+    )
     return {"serve": Command("serve:serve", prepare="serve:prepare", database=False)}
 
 

@@ -36,7 +36,7 @@ from tui.web.tokens import Identity
 
 TEMPLATES = Path(__file__).parent / "templates"
 TOKENS_ENV = "LOOPDECK_SERVE_TOKENS"
-STOP_GRACE_S = 5.0  # a dashboard asked to quit is killed after this
+STOP_GRACE_S = 5.0  # a dashboard asked to quit is killed after this (serve --grace)
 RUN_ID = re.compile(r"^[0-9A-Za-z][0-9A-Za-z_-]{0,63}$")
 CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 log = logging.getLogger("loopdeck.serve")
@@ -89,8 +89,9 @@ class _Tail:
 class DashboardSession(AppService):
     """One browser connection's dashboard process."""
 
-    def __init__(self, argv: list[str], env: dict[str, str], **kwargs: Any) -> None:
+    def __init__(self, argv: list[str], env: dict[str, str], grace_s: float = STOP_GRACE_S, **kwargs: Any) -> None:
         super().__init__(" ".join(argv), **kwargs)
+        self.grace_s = grace_s
         self.argv = argv
         self.extra_env = env
         self._stopping = False
@@ -147,14 +148,14 @@ class DashboardSession(AppService):
             if task is not None:
                 await self._download_manager.cancel_app_downloads(app_service_id=self.app_service_id)
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self.send_meta({"type": "quit"}), STOP_GRACE_S)
-                done, _ = await asyncio.wait({task}, timeout=STOP_GRACE_S)
+                    await asyncio.wait_for(self.send_meta({"type": "quit"}), self.grace_s)
+                done, _ = await asyncio.wait({task}, timeout=self.grace_s)
                 if not done:
-                    log.warning("dashboard process %s did not quit in %ss: killed", self.pid, STOP_GRACE_S)
+                    log.warning("dashboard process %s did not quit in %gs: killed", self.pid, self.grace_s)
         finally:
             await self.kill()
             if task is not None:
-                await asyncio.wait({task}, timeout=STOP_GRACE_S)  # its output ends with the process
+                await asyncio.wait({task}, timeout=self.grace_s)  # its output ends with the process
 
     async def kill(self) -> None:
         process = self._process
@@ -167,12 +168,22 @@ class DashboardSession(AppService):
 class DashboardServer(Server):
     """textual-serve's server with loopdeck's access rule, sessions and routes."""
 
-    def __init__(self, *, host: str, port: int, db_url: str, access: Access, public_url: str | None = None) -> None:
+    def __init__(
+        self,
+        *,
+        host: str,
+        port: int,
+        db_url: str,
+        access: Access,
+        public_url: str | None = None,
+        grace_s: float = STOP_GRACE_S,
+    ) -> None:
         super().__init__("loopdeck", host=host, port=port, title="loopdeck", templates_path=TEMPLATES)
         self.given_public_url = public_url.rstrip("/") if public_url else None
         self.db_url = db_url
         self.access = access
         self.sessions: dict[DashboardSession, web.WebSocketResponse] = {}
+        self.grace_s = grace_s
 
     async def _make_app(self) -> web.Application:
         app = web.Application(middlewares=[self.access.middleware])
@@ -231,6 +242,7 @@ class DashboardServer(Server):
         session = DashboardSession(
             dashboard_argv(identity, _run_id(request)),
             {"LOOPDECK_DB": self.db_url},
+            self.grace_s,
             write_bytes=websocket.send_bytes,
             write_str=websocket.send_str,
             close=websocket.close,
@@ -253,7 +265,7 @@ class DashboardServer(Server):
 
     async def serve_until_stopped(self, stop: asyncio.Event, listening: Callable[[int], None]) -> None:
         """Listen until ``stop`` is set (``listening`` hears the port), then close every connection and dashboard."""
-        runner = web.AppRunner(await self._make_app(), access_log_class=AccessLog, shutdown_timeout=STOP_GRACE_S)
+        runner = web.AppRunner(await self._make_app(), access_log_class=AccessLog, shutdown_timeout=self.grace_s)
         await runner.setup()
         try:
             site = web.TCPSite(runner, self.host, self.port)

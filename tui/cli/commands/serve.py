@@ -60,7 +60,12 @@ async def serve(args: argparse.Namespace, prepared: Prepared) -> int:
         pass  # created and migrated once here, never raced by the dashboards that start at the same moment
     configure_logging()
     server = DashboardServer(
-        host=args.host, port=args.port, db_url=db_url, access=prepared.access, public_url=prepared.public_url
+        host=args.host,
+        port=args.port,
+        db_url=db_url,
+        access=prepared.access,
+        public_url=prepared.public_url,
+        grace_s=args.grace,
     )
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
