@@ -238,7 +238,7 @@ async def test_shell_agent_runs_argv_without_a_shell_and_fails_with_stderr_tail(
 async def test_shell_timeout_kills_the_process(orch, tmp_path):
     marker = tmp_path / "finished"
     agents = {"sh": {"kind": "shell", "timeout_s": 0.2}}
-    code = f"import time, pathlib; time.sleep(3); pathlib.Path({str(marker)!r}).write_text('x')"
+    code = f"import time, pathlib; time.sleep(1); pathlib.Path({str(marker)!r}).write_text('x')"
     run_id = await orch.create_run(
         plan(
             [{"key": "s", "agent": "sh", "input": {"argv": [sys.executable, "-c", code]}, "max_attempts": 1}],
@@ -248,7 +248,7 @@ async def test_shell_timeout_kills_the_process(orch, tmp_path):
     await orch.drive(run_id)
     step = (await orch.snapshot(run_id))["steps"][0]
     assert step["error"] == "timed out after 0.2s; the process was killed"
-    await asyncio.sleep(3.2)
+    await asyncio.sleep(1.3)  # past the moment it would have written, had it lived
     assert not marker.exists()
 
 

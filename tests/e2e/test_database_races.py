@@ -20,7 +20,7 @@ from core.store.migrate import head_revision
 from tests.e2e.conftest import ROOT, Cli
 
 PLAN = {"agents": {"sim": {"kind": "sim", "latency_ms": 0}}, "steps": [{"key": "a"}]}
-OPENERS = 16
+OPENERS = 10
 OPENER = """
 import asyncio, pathlib, sys, time
 from core import Orchestrator, validate_plan

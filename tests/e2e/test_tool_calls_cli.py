@@ -52,7 +52,10 @@ def test_kill_9_while_a_call_waits_then_resume_runs_every_call_exactly_once(cli)
         log = max(cli.tmp.glob("spawn-*.log"), key=os.path.getmtime)
         # the waiting call waits again, and the resumed run says how to answer it
         wait_for_text(log, f"loopdeck approve-call {run_id} clean.1.2.0")
-        assert cli.query("SELECT status, attempt FROM tool_calls WHERE id='clean.1.2.0'") == [("waiting_user", 2)]
+        # carried to the resumed attempt (committed with the recovery, which the progress line may precede)
+        cli.wait_until(
+            "SELECT status, attempt FROM tool_calls WHERE id='clean.1.2.0'", lambda r: r == [("waiting_user", 2)]
+        )
         answer = cli("approve-call", run_id, "clean.1.2.0", "--user", "alice")
         assert answer.returncode == 0, answer.stderr
         assert "approved by alice" in answer.stderr
