@@ -39,7 +39,7 @@ class Reply:
     body: Any = None  # a JSON-able object, or bytes sent as they are
     headers: dict[str, str] = field(default_factory=dict)
     delay_s: float = 0.0
-    chunks: list[str] | None = None  # stream these pieces of text as SSE
+    chunks: list[str | dict[str, Any]] | None = None  # stream these as SSE: text, or a raw delta (tool calls)
     chunk_delay_s: float = 0.0
     usage: tuple[int, int] | None = None  # for a stream: sent in the last chunk
     echo_auth: bool = False  # put the request's Authorization header into the error message
@@ -83,7 +83,11 @@ class ChatServer:
         self.reply(body=completion(text, usage))
 
     def stream(
-        self, chunks: list[str], chunk_delay_s: float = 0.0, usage: tuple[int, int] | None = (5, 9), end: str = "done"
+        self,
+        chunks: list[str | dict[str, Any]],
+        chunk_delay_s: float = 0.0,
+        usage: tuple[int, int] | None = (5, 9),
+        end: str = "done",
     ) -> None:
         self.replies.append(Reply(chunks=chunks, chunk_delay_s=chunk_delay_s, usage=usage, end=end))
 
@@ -139,7 +143,8 @@ class ChatServer:
                 self.close_connection = True
                 try:
                     for piece in reply.chunks or []:
-                        chunk = {"choices": [{"index": 0, "delta": {"content": piece}}]}
+                        delta = piece if isinstance(piece, dict) else {"content": piece}
+                        chunk = {"choices": [{"index": 0, "delta": delta}]}
                         self.wfile.write(f"data: {json.dumps(chunk)}\n\n".encode())
                         self.wfile.flush()
                         if reply.chunk_delay_s:

@@ -87,7 +87,8 @@ class RunController:
         run.index.set_admits(self._admits)
         broker = SlotBroker(store, f"{owner}:{run.run_id}", lease_ttl_s) if shared_slots else None
         self.slots = SlotPool(run, broker, self.sup.spawn, self.sup.fatal, self._pump)
-        self.tool_calls = ToolCalls(run, self.commits, clock, Toolbox(run.plan.skills, run.plan.mcp_servers))
+        toolbox = Toolbox(run.plan.skills, run.plan.mcp_servers)
+        self.tool_calls = ToolCalls(run, self.commits, clock, toolbox, self.routing.board)
         self.attempts = AttemptRunner(
             run,
             self.sup.spawn,
@@ -118,7 +119,9 @@ class RunController:
             ) from None
         run = RunState.from_records(record, plan, await store.get_steps(run_id), calls=await store.calls_of(run_id))
         board = kwargs.setdefault("breakers", BreakerBoard(kwargs.get("clock", time.time)))
-        for row in await store.load_breakers(sorted({cfg.breaker_target(n) for n, cfg in plan.agents.items()})):
+        targets = {cfg.breaker_target(n) for n, cfg in plan.agents.items()}
+        targets |= {cfg.breaker_target(n) for n, cfg in plan.mcp_servers.items()}  # each MCP server's breaker
+        for row in await store.load_breakers(sorted(targets)):
             board.restore(row)
         return cls(store, bus, run, **kwargs)
 

@@ -17,28 +17,81 @@ not recorded or run again: a succeeded call's result is what the model gets.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
-from typing import Any
+import functools
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
 
 from core.engine import transitions
+from core.engine.breaker import BreakerBoard, BreakerChange
 from core.engine.call_state import CallState
 from core.engine.commits import Commits
 from core.engine.run_state import RunState, StepState
 from core.executors import AttemptFailed, RecordedTurn, ToolReply, ToolRequest
+from core.model.events import EventType
 from core.model.plan import offers
 from core.model.tools import CallStatus, Facts, RuleDecision, ToolSpec, call_id, decide_call
-from core.store import WriteBatch
-from core.tools import Toolbox, ToolError
+from core.store import Store, WriteBatch
+from core.tools import ServerFailure, Toolbox, ToolError
 
 C = CallStatus
+E = EventType
+T = TypeVar("T")
 
 
 class ToolCalls:
     """The tool calls of the run one controller drives."""
 
-    def __init__(self, run: RunState, commits: Commits, clock: Callable[[], float], toolbox: Toolbox) -> None:
+    def __init__(
+        self,
+        run: RunState,
+        commits: Commits,
+        clock: Callable[[], float],
+        toolbox: Toolbox,
+        board: BreakerBoard | None = None,
+    ) -> None:
         self.run, self.commits, self.clock, self.toolbox = run, commits, clock, toolbox
+        self.board = board or BreakerBoard(clock)
         self._answers: dict[str, asyncio.Event] = {}
+
+    async def guarded(self, server: str, work: Callable[[], Awaitable[T]]) -> T:
+        """``work`` against an MCP server, through the server's circuit breaker: refused at once while it is
+        open; the server failing (not a tool answering with an error) counts against it."""
+        cfg = self.run.plan.mcp_servers[server]
+        breaker = self.board.configure(cfg.breaker_target(server), cfg.breaker_failures, cfg.breaker_cooldown_s)
+        batch = WriteBatch()
+        self._moved(server, breaker.poll(), batch)
+        if not breaker.can_admit():
+            if batch.size:
+                await self.commit(batch)
+            raise ServerFailure(
+                f'MCP server "{server}" is failing: its circuit breaker is open '
+                f"({breaker.failures} failures in a row); it is tried again in {breaker.retry_in():.0f}s"
+            )
+        probe = breaker.admit()
+        outcome: bool | None = None
+        try:
+            result = await work()
+            outcome = True
+            return result
+        except ServerFailure:
+            outcome = False
+            raise
+        except ToolError:
+            outcome = True  # the server answered: the tool said no
+            raise
+        finally:
+            if outcome is None:  # canceled: no outcome to hold for or against it
+                if probe:
+                    breaker.release_probe()
+            else:
+                self._moved(server, breaker.record(outcome, probe), batch)
+                if batch.size:
+                    await self.commit(batch)
+
+    def _moved(self, server: str, change: BreakerChange | None, batch: WriteBatch) -> None:
+        if change is not None:
+            batch.extras.append(Store.save_breaker_extra(self.board.get(change.target).row()))
+            batch.event(self.run.run_id, E.BREAKER_CHANGED, None, change.payload(f"mcp:{server}"), self.clock())
 
     def session(self, step: StepState, attempt: int) -> ToolSession | None:
         """The port an attempt's executor calls tools through; None for an agent without tools."""
@@ -71,10 +124,13 @@ class ToolSession:
         self.owner, self.step, self.attempt, self.names = owner, step, attempt, names
 
     async def ready(self) -> None:
-        try:
-            await self.owner.toolbox.ready(self.names)
-        except ToolError as exc:
-            raise AttemptFailed(str(exc)) from None
+        """Start the MCP servers this agent's tools need, each through its breaker."""
+        toolbox = self.owner.toolbox
+        for server in sorted({n.split(":", 1)[0] for n in self.names if ":" in n}):
+            try:
+                await self.owner.guarded(server, functools.partial(toolbox.start, server))
+            except ToolError as exc:
+                raise AttemptFailed(str(exc)) from None
 
     @property
     def specs(self) -> list[ToolSpec]:
@@ -205,7 +261,11 @@ class ToolSession:
         transitions.move_call(run, call, "start", batch, owner.clock(), {"arguments": call.arguments})
         await owner.commit(batch)  # durable before the tool is touched: a crash now leaves it interrupted
         try:
-            result: Any = await owner.toolbox.invoke(call.tool, call.arguments)
+            if ":" in call.tool:
+                server = call.tool.split(":", 1)[0]
+                result: Any = await owner.guarded(server, lambda: owner.toolbox.invoke(call.tool, call.arguments))
+            else:
+                result = await owner.toolbox.invoke(call.tool, call.arguments)
         except ToolError as exc:
             batch = WriteBatch()
             transitions.move_call(run, call, "fail", batch, owner.clock(), {"error": str(exc)}, error=str(exc))

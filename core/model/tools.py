@@ -18,6 +18,7 @@ kept only to answer the model. Everything here is pure.
 from __future__ import annotations
 
 import fnmatch
+import hashlib
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Annotated, Any, Literal
@@ -124,12 +125,21 @@ class McpServer(BaseModel):
     cwd: str | None = None
     url: str | None = Field(None, pattern=r"^https?://\S+$", description="streamable HTTP endpoint")
     timeout_s: float = Field(30.0, gt=0, le=MAX_SECONDS, description="seconds to start, list tools, or answer")
+    breaker_failures: int = Field(
+        3, ge=1, le=100, description="failures in a row (to start, or to answer) that open its breaker"
+    )
+    breaker_cooldown_s: float = Field(30.0, ge=0, le=MAX_SECONDS, description="seconds open before it is tried again")
 
     @model_validator(mode="after")
     def _one_transport(self) -> McpServer:
         if (self.command is None) == (self.url is None):
             raise ValueError("an MCP server has a command (stdio) or a url (streamable HTTP), not both or neither")
         return self
+
+    def breaker_target(self, name: str) -> str:
+        """What its circuit breaker guards: this server as configured (two plans' "fs" differ unless equal)."""
+        what = self.model_dump_json(include={"command", "url", "cwd", "env"})
+        return f"mcp {name} #{hashlib.sha256(what.encode()).hexdigest()[:12]}"
 
 
 # -- approval rules ----------------------------------------------------------------------------------

@@ -5,7 +5,8 @@ skills.py   a skill as a tool: its spec, its hints (``@tool(destructive=True)``)
 toolbox.py  the tools a run's agents use, by name; arguments checked against the schema
 """
 
+from core.tools.mcp import ServerFailure
 from core.tools.skills import ToolError, tool
 from core.tools.toolbox import Toolbox, check_arguments, describe_tools
 
-__all__ = ["ToolError", "Toolbox", "check_arguments", "describe_tools", "tool"]
+__all__ = ["ServerFailure", "ToolError", "Toolbox", "check_arguments", "describe_tools", "tool"]

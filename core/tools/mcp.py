@@ -26,6 +26,12 @@ from core.model.tools import McpServer, ToolSpec
 from core.tools.skills import ToolError
 from core.values import to_json_value
 
+
+class ServerFailure(ToolError):
+    """The server itself failed (it cannot start, or its connection broke): held against its circuit breaker.
+    A tool that answers with an error is a ``ToolError`` only: the server works."""
+
+
 _ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 
 
@@ -64,7 +70,7 @@ class McpConnection:
                 await asyncio.wait_for(asyncio.shield(ready), self.config.timeout_s)
             except TimeoutError:
                 await self.close()
-                raise ToolError(
+                raise ServerFailure(
                     f'MCP server "{self.name}" did not answer within {self.config.timeout_s:g}s{self._last_words()}'
                 ) from None
             except ToolError:
@@ -84,7 +90,7 @@ class McpConnection:
         except BaseException as exc:  # every way a server fails to start is said, naming it
             if not ready.done():
                 ready.set_exception(
-                    ToolError(f'MCP server "{self.name}" cannot start: {_why(exc)}{self._last_words()}')
+                    ServerFailure(f'MCP server "{self.name}" cannot start: {_why(exc)}{self._last_words()}')
                 )
             if isinstance(exc, asyncio.CancelledError):
                 raise
@@ -125,7 +131,7 @@ class McpConnection:
         try:
             result = await self._client.call_tool(tool, arguments)
         except Exception as exc:
-            raise ToolError(f'MCP server "{self.name}" failed on {tool}: {_why(exc)}') from exc
+            raise ServerFailure(f'MCP server "{self.name}" failed on {tool}: {_why(exc)}') from exc
         text = "\n".join(getattr(block, "text", f"[{getattr(block, 'type', 'content')}]") for block in result.content)
         if result.is_error:
             raise ToolError(text or "the tool reported an error")

@@ -28,6 +28,10 @@ class Toolbox:
         for server in sorted({n.split(":", 1)[0] for n in names if ":" in n}):
             await self._server(server).start()
 
+    async def start(self, server: str) -> None:
+        """Start one MCP server and list its tools (once per run)."""
+        await self._server(server).start()
+
     def expand(self, names: list[str]) -> list[str]:
         """``SERVER:*`` as the tools the (started) server lists; other names as they are."""
         out: list[str] = []

@@ -89,3 +89,30 @@ async def test_max_turns_fails_the_attempt_saying_so(orch, server):
     step = (await orch.snapshot(run_id))["steps"][0]
     assert "still calling tools after max_turns (2) turns" in step["error"]
     assert step["tokens"]["total"] == 50  # both turns counted
+
+
+async def test_streamed_tool_calls_arrive_in_pieces_and_are_put_together(orch, server):
+    INVOKED.clear()
+
+    def piece(index: int, **fields) -> dict:
+        return {"tool_calls": [{"index": index, **fields}]}
+
+    server.stream(
+        [
+            "Reading ",
+            piece(0, id="c1", type="function", function={"name": "read_file", "arguments": ""}),
+            piece(0, function={"arguments": '{"pa'}),
+            piece(0, function={"arguments": 'th": "a"}'}),
+            piece(1, id="c2", type="function", function={"name": "read_file", "arguments": '{"path": "b"}'}),
+        ]
+    )
+    server.stream(["both ", "read"])
+    run_id, task = await start(orch, tool_plan(server, stream=True))
+    assert await asyncio.wait_for(task, 10) == RunStatus.SUCCEEDED
+    assert sorted(i["path"] for i in INVOKED) == ["a", "b"]
+    calls = await orch.tool_calls(run_id)
+    assert [(c.arguments, c.model_call_id, c.text) for c in calls] == [
+        ({"path": "a"}, "c1", "Reading "),
+        ({"path": "b"}, "c2", "Reading "),
+    ]
+    assert (await orch.snapshot(run_id))["steps"][0]["output"] == "both read"

@@ -143,3 +143,34 @@ async def test_an_llm_agent_is_offered_a_servers_tools_and_calls_them_by_their_w
     assert server.requests[1].json["messages"][-1]["content"] == '{"result": "note a: remember the milk"}'
     assert [e["tool"] for e in logged(log)] == ["read_note"]
     assert (await orch.tool_calls(run_id))[0].tool == "notes:read_note"
+
+
+async def test_each_server_has_a_circuit_breaker_that_opens_after_it_fails_in_a_row(orch):
+    from tests.conftest import events_of
+
+    broken = {"command": [sys.executable, "-c", "import sys; sys.exit(3)"], "breaker_failures": 2}
+    plan = validate_plan(
+        {
+            "mcp_servers": {"notes": broken},
+            "agents": {
+                "bot": {
+                    "kind": "sim",
+                    "latency_ms": 0,
+                    "tools": ["notes:*"],
+                    "tool_calls": [{"tool": "notes:read_note", "arguments": {"name": "a"}}],
+                }
+            },
+            "policy": {
+                "max_step_attempts": 3,
+                "backoff": {"base_s": 0.01, "factor": 1, "max_s": 0.01, "jitter": False},
+            },
+            "steps": [{"key": "tidy", "agent": "bot"}],
+        }
+    )
+    run_id, task = await start(orch, plan)
+    assert await asyncio.wait_for(task, 60) == RunStatus.FAILED
+    step = (await orch.snapshot(run_id))["steps"][0]
+    assert step["attempts"] == 3 and "its circuit breaker is open (2 failures in a row)" in step["error"]
+    opened = [e.payload for e in await events_of(orch, run_id) if e.type == "breaker_changed"]
+    assert opened[0]["agent"] == "mcp:notes" and opened[0]["to"] == "open"
+    assert opened[0]["target"].startswith("mcp notes #")
