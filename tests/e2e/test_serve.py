@@ -128,7 +128,7 @@ async def test_a_dashboard_that_ignores_the_quit_is_killed_after_the_grace_perio
         assert f"dashboard process {pid} did not quit in 1s: killed" in log
 
 
-async def test_a_dashboard_that_dies_says_so_in_the_page(cli: Cli):
+async def test_a_dashboard_that_dies_or_cannot_start_says_so_in_the_page(cli: Cli):
     with serving(cli) as served:
         async with aiohttp.ClientSession() as session:
             ws = await open_dashboard(session, served)
@@ -139,10 +139,6 @@ async def test_a_dashboard_that_dies_says_so_in_the_page(cli: Cli):
             assert b"ended unexpectedly (signal 9)" in screen
             await ws.close()
 
-
-async def test_a_dashboard_that_cannot_start_says_why_in_the_page(cli: Cli):
-    with serving(cli) as served:
-        async with aiohttp.ClientSession() as session:
             url = f"{served.url}/runs/20990101-000000-abcdef/ws?width=120&height=40"
             ws = await session.ws_connect(url, origin=served.url)
             screen = await read_until(ws, lambda data: b"Reload the page" in data)

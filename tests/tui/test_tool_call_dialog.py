@@ -81,30 +81,14 @@ async def test_w_runs_the_call_and_allows_its_tool_for_the_rest_of_the_run(db_ur
     assert [i["path"] for i in INVOKED] == ["a", "b"]
 
 
-async def test_the_calls_tab_shows_each_call_its_arguments_result_and_decision(db_url):
-    from textual.widgets import TabbedContent
+async def test_the_form_edits_text_and_a_switch_the_tool_gets_the_edit_and_the_calls_tab_shows_it(db_url):
+    from textual.widgets import Input, Switch, TabbedContent
 
     from tests.tui.test_dashboard import screen_as_text
 
-    plan = calling_plan({"tool": "delete_file", "arguments": {"path": "gone.txt"}})
-    app = LoopdeckApp(db_url, plan=plan, drive=True, user="carol")
-    async with app.run_test(size=SIZE) as pilot:
-        await until(pilot, lambda: isinstance(app.screen, ApprovalScreen))
-        await pilot.pause(0.2)
-        await pilot.press("a")
-        await until(pilot, lambda: app.final_status is not None)
-        app.screen.query_one("#detail-tabs", TabbedContent).active = "tab-calls"
-        await until(pilot, lambda: "by carol" in screen_as_text(app))
-        shown = screen_as_text(app)
-    assert "clean.1.1.0" in shown and "succeeded" in shown and "gone.txt" in shown
-    assert "default for a destructive tool" in shown
-
-
-async def test_the_form_edits_text_and_a_switch_and_the_tool_gets_the_edit(db_url):
-    from textual.widgets import Input, Switch
-
     INVOKED.clear()
-    app = LoopdeckApp(db_url, plan=calling_plan({"tool": "delete_file", "arguments": {"path": "a.txt"}}), drive=True)
+    plan = calling_plan({"tool": "delete_file", "arguments": {"path": "a.txt"}})
+    app = LoopdeckApp(db_url, plan=plan, drive=True, user="carol")
     async with app.run_test(size=SIZE) as pilot:
         await until(pilot, lambda: isinstance(app.screen, ApprovalScreen))
         modal = app.screen
@@ -117,7 +101,12 @@ async def test_the_form_edits_text_and_a_switch_and_the_tool_gets_the_edit(db_ur
         force.value = True
         await pilot.press("ctrl+s")
         await until(pilot, lambda: app.final_status is not None)
+        app.screen.query_one("#detail-tabs", TabbedContent).active = "tab-calls"  # the call, as it went
+        await until(pilot, lambda: "by carol" in screen_as_text(app))
+        shown = screen_as_text(app)
     assert INVOKED == [{"tool": "delete_file", "path": "b.txt", "force": True}]
+    assert "clean.1.1.0" in shown and "succeeded" in shown and "b.txt" in shown
+    assert "default for a destructive tool" in shown
 
 
 async def test_a_gated_steps_input_is_edited_in_a_form_from_its_input_schema(db_url):
