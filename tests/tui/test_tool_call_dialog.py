@@ -100,7 +100,7 @@ async def test_the_form_edits_text_and_a_switch_the_tool_gets_the_edit_and_the_c
         path.value = "b.txt"
         force.value = True
         await pilot.press("ctrl+s")
-        await until(pilot, lambda: app.final_status is not None)
+        await until(pilot, lambda: app.final_status is not None and not isinstance(app.screen, ApprovalScreen))
         app.screen.query_one("#detail-tabs", TabbedContent).active = "tab-calls"  # the call, as it went
         await until(pilot, lambda: "by carol" in screen_as_text(app))
         shown = screen_as_text(app)
