@@ -201,6 +201,8 @@ def gate_reason(run: RunState, step: StepState) -> str | None:
         return None
     if step.spec.approval == "required":
         return "approval: required"
+    if not run.plan.approval_rules:  # the hot path: most plans have no rules, so no Facts per ready step
+        return None
     decision = step_rule(run.plan.approval_rules, Facts(step.key, step.spec.type, step.agent))
     return decision.rule if decision is not None and decision.action == "ask" else None
 
