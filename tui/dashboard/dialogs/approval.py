@@ -161,7 +161,7 @@ class ApprovalScreen(ModalScreen[None]):
             why.append_text(literal(call.text, "italic"))
         self.query_one("#approval-why", Static).update(why)
         self.query_one("#approval-input-view", Static).update(as_json(call.arguments))
-        keys = "a run it   w always allow   r refuse (the model is told why)   e edit arguments   esc defer"
+        keys = "a run it   w always allow   r refuse   e edit   esc defer"  # fits 80 columns
         self.query_one("#approval-keys", Static).update(Text("read-only: esc closes" if self.read_only else keys))
         self.query_one("#approval-error", Static).update("")
 
