@@ -214,7 +214,8 @@ async def test_untrusted_text_is_shown_literally(db_url):
     app = LoopdeckApp(db_url, plan=plan, drive=True, user="gus")
     async with app.run_test(size=SIZE) as pilot:
         await until(pilot, lambda: app.final_status is not None)
-        await pilot.pause(0.3)
+        # the step's detail is read from the store after the run ends: wait for it rather than a fixed pause
+        await until(pilot, lambda: "pwned" in screen_as_text(app))
         screen_text = screen_as_text(app)
         assert "[bold red]boom[/] \\x1b[2J\\x1b]0;pwned\\x07" in screen_text  # markup and escapes shown as text
         assert "\x1b" not in screen_text
