@@ -1,7 +1,10 @@
 """Execution spans as OpenTelemetry (OTLP/JSON), for any tracing backend.
 
-One trace per run: a root span for the run and a child span per step
-attempt, with token usage under the GenAI semantic-convention names.
+One trace per run: a root span for the run, a child span per step attempt,
+and under each attempt a span per model call (``chat``) and per tool call
+(``execute_tool``), with the GenAI semantic-convention names. Rejected and
+denied tool calls have spans too (status error, the reason as message): the
+attempt waited for that answer.
 """
 
 from __future__ import annotations
@@ -28,6 +31,8 @@ def _attr(key: str, value: Any) -> dict[str, Any]:
         return {"key": key, "value": {"boolValue": value}}
     if isinstance(value, int):
         return {"key": key, "value": {"intValue": str(value)}}
+    if isinstance(value, float):
+        return {"key": key, "value": {"doubleValue": value}}
     return {"key": key, "value": {"stringValue": str(value)}}
 
 
@@ -48,29 +53,26 @@ def otlp_json(run: RunRecord, spans: list[SpanRecord]) -> dict[str, Any]:
             "status": {"code": STATUS_OK if run.status == "succeeded" else STATUS_ERROR},
         }
     ]
-    for s in spans:
-        status: dict[str, Any] = {"code": STATUS_OK if s.status == "succeeded" else STATUS_ERROR}
-        if s.error:
-            status["message"] = s.error
+    attempts = {(s.step_key, s.attempt) for s in spans if s.kind == "attempt"}
+    for n, s in enumerate(spans):
+        if s.kind == "attempt":
+            span_id = _attempt_id(run.id, s.step_key, s.attempt)
+            parent = root_id
+        else:  # a chat turn or a tool call: a child of its attempt (of the run, if the attempt left no span)
+            span_id = _hex_id(f"{run.id}/{s.step_key}/{s.attempt}/{s.kind}/{s.turn}/{s.name}/{n}", 16)
+            known = (s.step_key, s.attempt) in attempts
+            parent = _attempt_id(run.id, s.step_key, s.attempt) if known else root_id
         out_spans.append(
             {
                 "traceId": trace_id,
-                "spanId": _hex_id(f"{run.id}/{s.step_key}/{s.attempt}", 16),
-                "parentSpanId": root_id,
-                "name": f"{s.step_key} #{s.attempt}",
+                "spanId": span_id,
+                "parentSpanId": parent,
+                "name": _span_name(s),
                 "kind": SPAN_KIND_INTERNAL,
                 "startTimeUnixNano": _nanos(s.started_at),
                 "endTimeUnixNano": _nanos(s.ended_at),
-                "attributes": [
-                    _attr("loopdeck.run_id", run.id),
-                    _attr("loopdeck.step_key", s.step_key),
-                    _attr("loopdeck.attempt", s.attempt),
-                    _attr("loopdeck.agent", s.agent),
-                    _attr("loopdeck.status", s.status),
-                    _attr("gen_ai.usage.input_tokens", s.prompt_tokens),
-                    _attr("gen_ai.usage.output_tokens", s.completion_tokens),
-                ],
-                "status": status,
+                "attributes": [_attr(k, v) for k, v in _attributes(run.id, s).items()],
+                "status": _status(s),
             }
         )
     return {
@@ -81,3 +83,45 @@ def otlp_json(run: RunRecord, spans: list[SpanRecord]) -> dict[str, Any]:
             }
         ]
     }
+
+
+def _attempt_id(run_id: str, key: str, attempt: int) -> str:
+    return _hex_id(f"{run_id}/{key}/{attempt}", 16)
+
+
+def _span_name(s: SpanRecord) -> str:
+    """GenAI span names (``chat MODEL``, ``execute_tool TOOL``); an attempt is ``STEP #N``."""
+    if s.kind == "chat":
+        return f"chat {s.name}"
+    if s.kind == "tool":
+        return f"execute_tool {s.name}"
+    return f"{s.step_key} #{s.attempt}"
+
+
+def _attributes(run_id: str, s: SpanRecord) -> dict[str, Any]:
+    attributes: dict[str, Any] = {
+        "loopdeck.run_id": run_id,
+        "loopdeck.step_key": s.step_key,
+        "loopdeck.attempt": s.attempt,
+        "loopdeck.agent": s.agent,
+        "loopdeck.status": s.status,
+    }
+    if s.turn is not None:
+        attributes["loopdeck.turn"] = s.turn
+    if s.kind == "attempt":
+        attributes["gen_ai.operation.name"] = "invoke_agent"
+        attributes["gen_ai.agent.name"] = s.agent
+    if s.kind != "tool":
+        attributes["gen_ai.usage.input_tokens"] = s.prompt_tokens
+        attributes["gen_ai.usage.output_tokens"] = s.completion_tokens
+    if s.kind == "tool":
+        attributes["gen_ai.operation.name"] = "execute_tool"
+    attributes.update(s.attributes)
+    return attributes
+
+
+def _status(s: SpanRecord) -> dict[str, Any]:
+    status: dict[str, Any] = {"code": STATUS_OK if s.status == "succeeded" else STATUS_ERROR}
+    if s.error:
+        status["message"] = s.error
+    return status

@@ -62,15 +62,20 @@ def step_json(step: StepRecord, depends_on: list[str]) -> dict[str, Any]:
 
 
 def span_json(span: SpanRecord) -> dict[str, Any]:
+    """A span as ``show --json`` prints it: an attempt's, or a chat turn's or tool call's inside one."""
     return {
+        "kind": span.kind,
         "step": span.step_key,
         "attempt": span.attempt,
+        "turn": span.turn,
+        "name": span.name,
         "agent": span.agent,
         "status": span.status,
         "started_at": iso(span.started_at),
         "ended_at": iso(span.ended_at),
         "tokens": tokens(span.prompt_tokens, span.completion_tokens),
         "error": span.error,
+        "attributes": span.attributes,
     }
 
 

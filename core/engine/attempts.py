@@ -18,7 +18,7 @@ from typing import Any
 
 from core.engine.coalesce import Coalescer
 from core.engine.run_state import RunState, StepState
-from core.executors import AttemptFailed, Executor, Result, StepCall, ToolPort, build_executor, safe_outcome
+from core.executors import AttemptFailed, Executor, Meter, Result, StepCall, ToolPort, build_executor, safe_outcome
 from core.executors.python import PythonExecutor
 from core.executors.verdict import judge
 from core.model.context import Upstream, build_context
@@ -44,6 +44,7 @@ class AttemptRunner:
         on_partial: Callable[[str, int, str], None],
         executors: dict[str, Executor] | None = None,
         tool_sessions: Callable[[StepState, int], ToolPort | None] = lambda step, attempt: None,
+        meters: Callable[[StepState, int], Meter | None] = lambda step, attempt: None,
     ) -> None:
         self.run = run
         self.spawn = spawn
@@ -52,6 +53,7 @@ class AttemptRunner:
         self.on_stale = on_stale
         self.on_partial = on_partial
         self.tool_sessions = tool_sessions
+        self.meters = meters
         self.executors = executors or {name: build_executor(name, cfg) for name, cfg in run.plan.agents.items()}
         self._skills: dict[str, Executor] = {}
         self.tasks: dict[str, asyncio.Task[None]] = {}
@@ -122,6 +124,7 @@ class AttemptRunner:
             timeout_s=step.spec.timeout_s,
             on_partial=streamed.add,
             tools=self.tool_sessions(step, attempt),
+            meter=self.meters(step, attempt),
         )
         try:
             outcome = await self._execute(executor, call)

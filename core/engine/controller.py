@@ -15,7 +15,8 @@ its own step (and, with ``stop_on_approval_required``, new launches).
 
 Its parts, each in a module of its own: ``attempts`` (the executor call,
 timeouts, streamed output), ``holdings`` (an attempt's slot, reservation and
-probe, taken and given back together), ``routing`` (breakers and
+probe, taken and given back together), ``metering`` (each model call's budget
+and span), ``tool_calls`` (each tool call recorded, gated and run), ``routing`` (breakers and
 alternatives), ``slot_pool`` (agent limits across processes), ``commits``
 (writes published once durable), ``supervision`` (nothing dies unnoticed),
 ``transitions`` and ``actions`` (every change of status). A
@@ -40,6 +41,7 @@ from core.engine.breaker import BreakerBoard
 from core.engine.bus import EventBus
 from core.engine.commits import Commits
 from core.engine.holdings import Holdings
+from core.engine.metering import Metering
 from core.engine.routing import Routing
 from core.engine.run_state import RunMode, RunState, StepState
 from core.engine.slot_pool import SlotPool
@@ -89,6 +91,8 @@ class RunController:
         self.slots = SlotPool(run, broker, self.sup.spawn, self.sup.fatal, self._pump)
         toolbox = Toolbox(run.plan.skills, run.plan.mcp_servers)
         self.tool_calls = ToolCalls(run, self.commits, clock, toolbox, self.routing.board)
+        self.holdings = Holdings(run, self.slots, self.routing)
+        self.metering = Metering(run, self.holdings, self.commits, clock, self._budget_exhausted)
         self.attempts = AttemptRunner(
             run,
             self.sup.spawn,
@@ -98,8 +102,8 @@ class RunController:
             self._partial_output,
             executors,
             self.tool_calls.session,
+            self.metering.meter,
         )
-        self.holdings = Holdings(run, self.slots, self.routing)
         self._timers: dict[str, asyncio.TimerHandle] = {}
         self._rng = random.Random(run.run_id)
 
@@ -217,6 +221,7 @@ class RunController:
         run = self.run
         if run.mode == RunMode.ENDING:
             return
+        self.metering.wake()  # model calls waiting for budget look again
         while not self._holds_launches():
             key = run.index.pop_launchable()
             if key is None:
@@ -337,7 +342,7 @@ class RunController:
         self.run.index.stopped(step.key)
         error = None if isinstance(outcome, Result) else str(outcome)
         agent_ok = error is None or not outcome.agent_fault  # type: ignore[union-attr]
-        self.holdings.give_back(
+        counted = self.holdings.give_back(
             step,
             effects.batch,
             now,
@@ -348,7 +353,7 @@ class RunController:
             error,
             agent_ok=agent_ok,
         )
-        transitions.attempt_ended(self.run, step, attempt, outcome, effects, now, self._rng)
+        transitions.attempt_ended(self.run, step, attempt, outcome, effects, now, self._rng, counted)
         if isinstance(outcome, Result) and isinstance(outcome.output, dict) and "replan" in outcome.output:
             # decided before anything launches: a proposal under review holds the steps it just released
             self._follow(effects, actions.propose(self.run, step, outcome.output["replan"], now))
@@ -357,19 +362,7 @@ class RunController:
 
     def _record_stale(self, step: StepState, attempt: int, failed: bool, reason: str) -> None:
         batch = WriteBatch()
-        batch.event(
-            self.run_id,
-            E.STEP_RESULT_STALE,
-            step.key,
-            {
-                "attempt": attempt,
-                "current_attempt": step.attempts,
-                "status": step.status.value,
-                "outcome": "failed" if failed else "succeeded",
-                "reason": reason,
-            },
-            self.clock(),
-        )
+        transitions.stale_result(self.run, step, attempt, failed, reason, batch, self.clock())
         self.commits.emit(batch)
 
     def _partial_output(self, key: str, attempt: int, text: str) -> None:

@@ -2,29 +2,61 @@
 
 Taken together when the attempt launches and given back together when it
 ends (succeeded, failed or canceled), so no path can return one and forget
-another; the attempt's span is written in the same breath.
+another; the attempt's span is written in the same breath. An attempt that
+makes several model calls (a tool loop) settles each call's reservation as
+it ends and reserves again before the next (``reserve_turn``, ``count_turn``),
+so what it holds between calls is only its slot.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from core.engine.routing import Routing
 from core.engine.run_state import RunState, StepState
 from core.engine.slot_pool import SlotPool
+from core.executors import Usage
 from core.store import WriteBatch
+
+
+@dataclass
+class _Held:
+    probe: bool  # the attempt is its breaker's probe
+    reserved: int  # tokens reserved for the model call under way (or the whole attempt)
+    prompt: int = 0  # tokens its ended model calls already counted
+    completion: int = 0
 
 
 class Holdings:
     def __init__(self, run: RunState, slots: SlotPool, routing: Routing) -> None:
         self.run, self.slots, self.routing = run, slots, routing
-        self._held: dict[str, tuple[bool, int]] = {}  # step key -> (is a breaker probe, tokens reserved)
+        self._held: dict[str, _Held] = {}  # by step key
 
     def take(self, step: StepState, estimate: int) -> bool:
         """Hold a slot, a reservation of ``estimate`` tokens and the breaker's admission; True for a probe."""
         self.slots.take(step.key, step.agent)
         probe = self.routing.breaker(step.agent).admit()
         self.run.budget.reserve(estimate)
-        self._held[step.key] = (probe, estimate)
+        self._held[step.key] = _Held(probe, estimate)
         return probe
+
+    def reserve_turn(self, step: StepState, estimate: int) -> bool:
+        """Reserve ``estimate`` tokens for the attempt's next model call, if the budget has room."""
+        held = self._held.get(step.key)
+        if held is None or not self.run.budget.fits(estimate):
+            return False
+        self.run.budget.reserve(estimate)
+        held.reserved += estimate
+        return True
+
+    def count_turn(self, step: StepState, usage: Usage) -> None:
+        """A model call ended: settle its reservation with what it spent."""
+        held = self._held.get(step.key)
+        if held is not None:
+            self.run.budget.settle(held.reserved, usage.total)
+            held.reserved = 0
+            held.prompt += usage.prompt_tokens
+            held.completion += usage.completion_tokens
 
     def give_back(
         self,
@@ -38,21 +70,23 @@ class Holdings:
         error: str | None = None,
         *,
         agent_ok: bool | None = None,
-    ) -> None:
+    ) -> Usage:
         """An attempt ended: settle its reservation and slot, tell its breaker, write its span.
 
-        ``actual`` None: canceled, so there is no outcome to judge the target by.
+        ``actual`` None: canceled, so there is no outcome to judge the target by. Returns the
+        tokens its model calls counted already (the rest of ``actual`` is counted now).
         """
-        probe, reserved = self._held.pop(step.key, (False, 0))
+        held = self._held.pop(step.key, None) or _Held(False, 0)
+        counted = Usage(held.prompt, held.completion)
         self.slots.give_back(step.key)
         breaker = self.routing.breaker(step.agent)
         if actual is None:
-            self.run.budget.settle(reserved, 0)
-            if probe:
+            self.run.budget.settle(held.reserved, 0)
+            if held.probe:
                 breaker.release_probe()
         else:
-            self.run.budget.settle(reserved, actual)
-            change = breaker.record(status == "succeeded" if agent_ok is None else agent_ok, probe)
+            self.run.budget.settle(held.reserved, max(0, actual - counted.total))
+            change = breaker.record(status == "succeeded" if agent_ok is None else agent_ok, held.probe)
             if change is not None:
                 self.routing.changed(change, batch, now)
         batch.span(
@@ -63,7 +97,8 @@ class Holdings:
             status,
             step.started_at or now,
             now,
-            prompt,
-            completion,
+            max(prompt, counted.prompt_tokens),
+            max(completion, counted.completion_tokens),
             error,
         )
+        return counted

@@ -16,12 +16,12 @@ from typing import Any
 
 from core.engine.call_state import CallState
 from core.engine.run_state import RunMode, RunState, StepState
-from core.executors import AttemptFailed, Result
+from core.executors import AttemptFailed, Result, Usage
 from core.model.events import EventType
 from core.model.plan import Backoff
 from core.model.result import Finished, conclude, plan_shape
 from core.model.states import RunStatus, StepStatus, check_step
-from core.model.tools import Facts, check_call, step_rule
+from core.model.tools import CallStatus, Facts, check_call, step_rule
 from core.store import Store, WriteBatch
 
 E = EventType
@@ -97,6 +97,34 @@ def move_call(
     batch.extras.append(Store.call_extra(call.row(run.run_id), expect.value))
     batch.event(
         run.run_id, CALL_EVENTS[action], call.step, {"call": call.id, "tool": call.tool, **(payload or {})}, now
+    )
+    if call.status.final:
+        call_span(run, call, batch, now)
+
+
+def call_span(run: RunState, call: CallState, batch: WriteBatch, now: float) -> None:
+    """A final tool call's span, a child of its attempt's: from the model's request to the answer it got
+    (an approval's wait included: that is what the attempt waited for)."""
+    attributes = {"gen_ai.tool.name": call.tool, "loopdeck.tool_call_id": call.id}
+    if call.model_call_id:
+        attributes["gen_ai.tool.call.id"] = call.model_call_id
+    for name in ("decided_by", "rule"):
+        value = getattr(call, name)
+        if value:
+            attributes[f"loopdeck.{name}"] = value
+    batch.span(
+        run.run_id,
+        call.step,
+        call.attempt,
+        run.steps[call.step].agent,
+        call.status.value,
+        call.created_at,
+        now,
+        error=call.error or (call.reason if call.status in (CallStatus.DENIED, CallStatus.REJECTED) else None),
+        kind="tool",
+        name=call.tool,
+        turn=call.turn,
+        attributes=attributes,
     )
 
 
@@ -247,6 +275,23 @@ def requeue_interrupted(run: RunState, step: StepState, batch: WriteBatch, now: 
         )
 
 
+def stale_result(
+    run: RunState, step: StepState, attempt: int, failed: bool, reason: str, batch: WriteBatch, now: float
+) -> None:
+    """An outcome that came too late (the attempt timed out, or is no longer current): recorded, never applied."""
+    payload = {
+        "attempt": attempt,
+        "current_attempt": step.attempts,
+        "status": step.status.value,
+        "outcome": "failed" if failed else "succeeded",
+        "reason": reason,
+    }
+    batch.event(run.run_id, E.STEP_RESULT_STALE, step.key, payload, now)
+
+
+NOTHING_COUNTED = Usage()
+
+
 def attempt_ended(
     run: RunState,
     step: StepState,
@@ -255,13 +300,19 @@ def attempt_ended(
     effects: Effects,
     now: float,
     rng: random.Random,
+    counted: Usage = NOTHING_COUNTED,
 ) -> None:
-    """The transition an attempt's outcome makes: succeeded, retrying after a backoff, or failed."""
+    """The transition an attempt's outcome makes: succeeded, retrying after a backoff, or failed.
+
+    ``counted`` is what the attempt's model calls already added to the step and the run, call by call.
+    """
     usage = outcome.usage
-    step.prompt_tokens += usage.prompt_tokens
-    step.completion_tokens += usage.completion_tokens
-    run.prompt_tokens += usage.prompt_tokens
-    run.completion_tokens += usage.completion_tokens
+    add_tokens(
+        run,
+        step,
+        max(0, usage.prompt_tokens - counted.prompt_tokens),
+        max(0, usage.completion_tokens - counted.completion_tokens),
+    )
     tokens: dict[str, Any] = {"prompt": usage.prompt_tokens, "completion": usage.completion_tokens}
     if usage.estimated:
         tokens["estimated"] = True
@@ -316,6 +367,14 @@ def attempt_ended(
         )
         settle(run, step, effects, now)
     batch.run(run.run_id, run.run_row(now))
+
+
+def add_tokens(run: RunState, step: StepState, prompt: int, completion: int) -> None:
+    """Tokens an attempt spent count toward its step and its run (the agent's come from its spans)."""
+    step.prompt_tokens += prompt
+    step.completion_tokens += completion
+    run.prompt_tokens += prompt
+    run.completion_tokens += completion
 
 
 def backoff_delay(backoff: Backoff, retry_number: int, rng: random.Random) -> float:

@@ -9,8 +9,10 @@ from __future__ import annotations
 
 from core.executors.base import (
     AttemptFailed,
+    ChatTurn,
     Executor,
     ExitStatus,
+    Meter,
     RecordedTurn,
     Result,
     StepCall,
@@ -24,8 +26,10 @@ from core.model.plan import AgentConfig, LlmAgent, PythonAgent, ShellAgent, SimA
 
 __all__ = [
     "AttemptFailed",
+    "ChatTurn",
     "Executor",
     "ExitStatus",
+    "Meter",
     "RecordedTurn",
     "Result",
     "StepCall",

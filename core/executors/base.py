@@ -70,6 +70,31 @@ class ToolPort(Protocol):
 
 
 @dataclass(frozen=True, slots=True)
+class ChatTurn:
+    """One model call of an attempt, as it ended: what the budget settles and the chat span records."""
+
+    turn: int  # 1-based, within the attempt's conversation
+    usage: Usage
+    model: str  # the model asked for
+    provider: str  # gen_ai.provider.name: "openai" for the OpenAI protocol, "sim" for a simulated agent
+    response_model: str | None = None  # the model that answered, when the server says
+    error: str | None = None  # the call failed (and the attempt with it)
+
+
+class Meter(Protocol):
+    """How an executor accounts for each model call: the budget reserves and settles per call, so a tool
+    loop cannot take a run past its budget, and each call becomes a chat span."""
+
+    async def admit(self, turn: int) -> None:
+        """A model call is about to start: wait until the run's budget has room for it (the attempt's
+        first call was reserved at launch). An exhausted budget pauses or ends the run (ending it cancels
+        the attempt); raising the budget lets the call go on."""
+
+    def spent(self, turn: ChatTurn) -> None:
+        """The model call ended: its tokens count now (step, run, agent) and its span is recorded."""
+
+
+@dataclass(frozen=True, slots=True)
 class StepCall:
     run_id: str
     key: str
@@ -85,6 +110,8 @@ class StepCall:
     on_partial: Callable[[str], None] | None = field(default=None, compare=False)
     # The agent's tools (None: it has none): each call the model asks for goes through here.
     tools: ToolPort | None = field(default=None, compare=False)
+    # Model calls are accounted for one by one (the llm agent, and a sim agent with scripted tool calls).
+    meter: Meter | None = field(default=None, compare=False)
 
 
 @dataclass(frozen=True, slots=True)

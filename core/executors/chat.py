@@ -63,6 +63,7 @@ class Completion:
     completion_tokens: int
     estimated: bool  # the server sent no usage: tokens were estimated from the text
     tool_calls: tuple[ModelCall, ...] = ()
+    model: str | None = None  # the model that answered, as the server names it
 
 
 def estimate_tokens(text: str) -> int:
@@ -219,7 +220,7 @@ class ChatClient:
             raise ChatError(
                 f"malformed answer from {self.url} ({_describe(exc)}): {self.shown(response.text)!r}", retryable=True
             ) from None
-        return _with_usage(text, data.get("usage"), messages, calls)
+        return _with_usage(text, data.get("usage"), messages, calls, _model_name(data))
 
     async def _read_stream(
         self, response: httpx.Response, messages: list[dict[str, Any]], on_delta: Callable[[str], None] | None
@@ -232,6 +233,7 @@ class ChatClient:
         parts: list[str] = []
         calls: dict[int, dict[str, str]] = {}  # tool calls arrive in pieces, by index
         usage: Any = None
+        model: str | None = None
         finished = False
         try:
             async for sse in EventSource(response).aiter_sse():
@@ -241,6 +243,7 @@ class ChatClient:
                 chunk = self._chunk(sse.event, sse.data)
                 if chunk.get("usage"):
                     usage = chunk["usage"]
+                model = model or _model_name(chunk)
                 choices = chunk.get("choices") or []
                 choice = choices[0] if choices and isinstance(choices[0], dict) else {}
                 delta = (choice.get("delta") or {}).get("content") if isinstance(choice.get("delta"), dict) else None
@@ -261,7 +264,7 @@ class ChatClient:
                 retryable=True,
             )
         made = tuple(ModelCall(c["id"], c["name"], c["arguments"]) for _, c in sorted(calls.items()))
-        return _with_usage("".join(parts), usage, messages, made)
+        return _with_usage("".join(parts), usage, messages, made, model)
 
     def _chunk(self, event: str, data: str) -> dict[str, Any]:
         """One event's JSON; an error event (or an ``error`` in the data) is a retryable failure."""
@@ -315,16 +318,28 @@ def _merge_call_pieces(calls: dict[int, dict[str, str]], pieces: Any) -> None:
         call["arguments"] += str(function.get("arguments") or "")
 
 
-def _with_usage(text: str, usage: Any, messages: list[dict[str, Any]], calls: tuple[ModelCall, ...] = ()) -> Completion:
+def _with_usage(
+    text: str,
+    usage: Any,
+    messages: list[dict[str, Any]],
+    calls: tuple[ModelCall, ...] = (),
+    model: str | None = None,
+) -> Completion:
     if (
         isinstance(usage, dict)
         and isinstance(usage.get("prompt_tokens"), int)
         and isinstance(usage.get("completion_tokens"), int)
     ):
-        return Completion(text, usage["prompt_tokens"], usage["completion_tokens"], estimated=False, tool_calls=calls)
+        return Completion(text, usage["prompt_tokens"], usage["completion_tokens"], False, calls, model)
     prompt = sum(estimate_tokens(m.get("content") or "") + 4 for m in messages)
     written = text + "".join(c.name + c.arguments for c in calls)
-    return Completion(text, prompt, estimate_tokens(written), estimated=True, tool_calls=calls)
+    return Completion(text, prompt, estimate_tokens(written), True, calls, model)
+
+
+def _model_name(data: dict[str, Any]) -> str | None:
+    """The ``model`` an answer names (cut to 200 characters), if it names one."""
+    name = data.get("model")
+    return name[:200] if isinstance(name, str) and name else None
 
 
 def retry_after(value: str | None, now: float | None = None) -> float | None:

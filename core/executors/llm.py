@@ -20,13 +20,14 @@ import re
 from collections.abc import Callable
 from typing import Any
 
-from core.executors.base import AttemptFailed, Result, StepCall, ToolPort, ToolReply, ToolRequest, Usage
+from core.executors.base import AttemptFailed, ChatTurn, Result, StepCall, ToolPort, ToolReply, ToolRequest, Usage
 from core.executors.chat import ChatClient, ChatError, Completion, schema_format
 from core.executors.verdict import VERDICT_SCHEMA
 from core.model.plan import LlmAgent
 from core.model.tools import ToolSpec
 from core.values import ValueProblem, loads
 
+PROVIDER = "openai"  # gen_ai.provider.name: every llm agent speaks the OpenAI chat-completions protocol
 WIRE_SEPARATOR = "__"  # function names allow [a-zA-Z0-9_-]: a server's tool is SERVER__TOOL on the wire
 _FENCE = re.compile(r"^```(?:json)?\s*(.*?)\s*```$", re.DOTALL)
 
@@ -58,10 +59,7 @@ class LlmExecutor:
             response_format = schema_format(self.config, "verdict", VERDICT_SCHEMA)
         elif self.config.json_output:
             response_format = {"type": "json_object"}
-        try:
-            answer = await self.client.complete(messages, response_format=response_format, on_delta=call.on_partial)
-        except ChatError as exc:
-            raise AttemptFailed(str(exc), retryable=exc.retryable, retry_after_s=exc.retry_after_s) from None
+        answer = await self._ask(call, 1, messages, Usage(), response_format=response_format)
         usage = Usage(answer.prompt_tokens, answer.completion_tokens, answer.estimated)
         if verify or self.config.json_output:
             return Result(parse_json_answer(answer, usage, self.client.shown), usage)
@@ -77,10 +75,7 @@ class LlmExecutor:
             messages.extend(_turn_messages(turn.text, turn.replies))
         spent = Usage()
         for turn_number in range(len(recorded) + 1, self.config.max_turns + 1):
-            try:
-                answer = await self.client.complete(messages, tools=offered, on_delta=call.on_partial)
-            except ChatError as exc:
-                raise AttemptFailed(str(exc), spent, retryable=exc.retryable, retry_after_s=exc.retry_after_s) from None
+            answer = await self._ask(call, turn_number, messages, spent, tools=offered)
             spent = Usage(
                 spent.prompt_tokens + answer.prompt_tokens,
                 spent.completion_tokens + answer.completion_tokens,
@@ -99,6 +94,24 @@ class LlmExecutor:
         raise AttemptFailed(
             f"the model was still calling tools after max_turns ({self.config.max_turns}) turns", spent, retryable=False
         )
+
+    async def _ask(self, call: StepCall, turn: int, messages: list[Any], spent: Usage, **options: Any) -> Completion:
+        """One model call, accounted for through ``call.meter``: admitted by the budget, then settled."""
+        if call.meter is not None:
+            await call.meter.admit(turn)
+        try:
+            answer = await self.client.complete(messages, on_delta=call.on_partial, **options)
+        except ChatError as exc:
+            self._spent(call, turn, Usage(), None, str(exc))
+            raise AttemptFailed(str(exc), spent, retryable=exc.retryable, retry_after_s=exc.retry_after_s) from None
+        self._spent(call, turn, Usage(answer.prompt_tokens, answer.completion_tokens, answer.estimated), answer.model)
+        return answer
+
+    def _spent(
+        self, call: StepCall, turn: int, usage: Usage, answered_by: str | None, error: str | None = None
+    ) -> None:
+        if call.meter is not None:
+            call.meter.spent(ChatTurn(turn, usage, self.config.model, PROVIDER, answered_by, error))
 
     def secrets(self) -> list[str]:
         """The key this agent sends: the controller redacts it from everything the attempt returns."""

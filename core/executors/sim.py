@@ -5,6 +5,8 @@ step's attempt behaves the same in every run and after a resume. A sim agent
 with ``tool_calls`` asks for them first, one turn per item (a list is one turn
 of parallel calls), through the engine like a model would; its default output
 then says what each call answered, so a test can read what "the model" got.
+Such an agent spends its ``tokens`` on every model turn (each call, and the
+answer after the last), accounted for through ``call.meter`` like a model's.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ import json
 import random
 from typing import Any
 
-from core.executors.base import AttemptFailed, Result, StepCall, ToolReply, ToolRequest, Usage
+from core.executors.base import AttemptFailed, ChatTurn, Result, StepCall, ToolReply, ToolRequest, Usage
 from core.model.plan import SimAgent
 
 
@@ -30,15 +32,22 @@ class SimExecutor:
         low, high = cfg.latency_bounds()
         delay = rng.uniform(low, high) / 1000.0 if high > low else low / 1000.0
         fail_roll = rng.random()
+        turns = _Turns(call, Usage(*cfg.tokens), len(call.tools.recorded()) + 1 if call.tools else 1)
+        scripted = bool(cfg.script())
+        if scripted:
+            await turns.admit(turns.first)
         await asyncio.sleep(delay)
-        usage = Usage(*cfg.tokens)
+        if scripted:
+            turns.spent(turns.first)
+        usage = turns.total
         if call.attempt <= cfg.fail_times:
             raise AttemptFailed(
                 f"simulated failure (attempt {call.attempt} of the first {cfg.fail_times} that fail)", usage
             )
         if fail_roll < cfg.fail_rate:
             raise AttemptFailed(f"simulated failure (fail_rate {cfg.fail_rate})", usage)
-        replies = await self._scripted_calls(call)
+        replies = await self._scripted_calls(call, turns)
+        usage = turns.total
         if cfg.output is not None:
             return Result(cfg.output, usage)
         output = f"{call.title}: done with input {json.dumps(call.input, sort_keys=True, default=str)}"
@@ -46,7 +55,7 @@ class SimExecutor:
             output += "; tool calls: " + json.dumps([_shown(r) for r in replies], sort_keys=True, default=str)
         return Result(output, usage)
 
-    async def _scripted_calls(self, call: StepCall) -> list[ToolReply]:
+    async def _scripted_calls(self, call: StepCall, turns: _Turns) -> list[ToolReply]:
         script = self.config.script()
         if not script:
             return []
@@ -59,9 +68,40 @@ class SimExecutor:
             if turn <= len(recorded):  # answered before a resume: never asked again
                 replies.extend(recorded[turn - 1].replies)
                 continue
+            await turns.take(turn)
             requests = [ToolRequest(c.tool, c.arguments, f"sim-{turn}-{i}") for i, c in enumerate(calls)]
             replies.extend(await call.tools.turn(turn, f"calling {', '.join(c.tool for c in calls)}", requests))
+        await turns.take(len(script) + 1)  # the turn that answers
         return replies
+
+
+class _Turns:
+    """The model turns a scripted sim agent takes in one attempt (from ``first``: after a resume, the turns
+    recorded are not taken again), each spending the agent's ``tokens`` through the call's meter."""
+
+    def __init__(self, call: StepCall, per_turn: Usage, first: int) -> None:
+        self.call, self.per_turn, self.first = call, per_turn, first
+        self.taken = 0
+
+    @property
+    def total(self) -> Usage:
+        n = max(1, self.taken)  # an agent without a script spends its tokens once
+        return Usage(self.per_turn.prompt_tokens * n, self.per_turn.completion_tokens * n)
+
+    async def take(self, turn: int) -> None:
+        """Model turn ``turn``, unless it is the first, already taken (before the latency)."""
+        if turn > self.first:
+            await self.admit(turn)
+            self.spent(turn)
+
+    async def admit(self, turn: int) -> None:
+        if self.call.meter is not None:
+            await self.call.meter.admit(turn)
+
+    def spent(self, turn: int) -> None:
+        self.taken += 1
+        if self.call.meter is not None:
+            self.call.meter.spent(ChatTurn(turn, self.per_turn, "sim", "sim", "sim"))
 
 
 def _shown(reply: ToolReply) -> dict[str, Any]:

@@ -110,7 +110,9 @@ class _AgentBase(_Model):
         default_factory=list, max_length=MAX_AGENTS, description="agents to route to when this one's breaker is open"
     )
     breaker: BreakerConfig = Field(default_factory=BreakerConfig)
-    reserve_tokens: AttemptTokens = Field(0, description="tokens reserved against the budget before each attempt")
+    reserve_tokens: AttemptTokens = Field(
+        0, description="tokens reserved against the budget before each attempt and each further model turn"
+    )
 
     def token_estimate(self) -> int:
         """Tokens an attempt may spend, reserved against the run's budget before it starts."""
@@ -148,7 +150,9 @@ class SimAgent(_AgentBase, _ToolUser):
 
     kind: Literal["sim"] = "sim"
     latency_ms: Millis | tuple[Millis, Millis] = Field(100, description="a number or [min, max]")
-    tokens: tuple[AttemptTokens, AttemptTokens] = Field((0, 0), description="[prompt, completion] per attempt")
+    tokens: tuple[AttemptTokens, AttemptTokens] = Field(
+        (0, 0), description="[prompt, completion] per attempt (per model turn, with tool_calls)"
+    )
     fail_times: int = Field(0, ge=0, le=MAX_ATTEMPTS, description="fail the first N attempts of each step")
     fail_rate: float = Field(0.0, ge=0, le=1)
     output: Any = Field(None, description="output to return; default: a short text with the resolved input")

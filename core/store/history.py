@@ -40,14 +40,16 @@ class HistoryQueries(StoreBase):
         return extra
 
     async def agent_summary(self, run_id: str | None = None) -> dict[str, dict[str, Any]]:
-        """Per agent: attempts, failures, tokens (from spans) and feedback (up, down, rate)."""
+        """Per agent: attempts, failures, tokens (from attempt spans) and feedback (up, down, rate)."""
         sp, fb = schema.spans, schema.feedback
 
         async def q(conn: AsyncConnection) -> dict[str, dict[str, Any]]:
             failed = func.sum(case((sp.c.status == "failed", 1), else_=0))
-            spans_q = select(
-                sp.c.agent, func.count(), failed, func.sum(sp.c.prompt_tokens), func.sum(sp.c.completion_tokens)
-            ).group_by(sp.c.agent)
+            spans_q = (
+                select(sp.c.agent, func.count(), failed, func.sum(sp.c.prompt_tokens), func.sum(sp.c.completion_tokens))
+                .where(sp.c.kind == "attempt")
+                .group_by(sp.c.agent)
+            )  # turns and tool calls are inside attempts
             up = func.sum(case((fb.c.rating == "up", 1), else_=0))
             down = func.sum(case((fb.c.rating == "down", 1), else_=0))
             fb_q = select(fb.c.agent, up, down).group_by(fb.c.agent)

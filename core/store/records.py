@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from core.model.result import RunResult
@@ -180,7 +180,8 @@ class ToolCallRecord:
 
 @dataclass(frozen=True, slots=True)
 class SpanRecord:
-    """One attempt of a step: when, on which agent, how it ended, what it spent."""
+    """One attempt of a step (``kind`` attempt), or a chat turn or tool call inside one: when, on which agent,
+    how it ended, what it spent."""
 
     run_id: str
     step_key: str
@@ -192,6 +193,10 @@ class SpanRecord:
     prompt_tokens: int
     completion_tokens: int
     error: str | None
+    kind: str = "attempt"  # attempt | chat | tool
+    name: str | None = None  # chat: the model asked; tool: the tool
+    turn: int | None = None
+    attributes: dict[str, Any] = field(default_factory=dict)
 
     @classmethod
     def from_row(cls, row: Mapping[Any, Any]) -> SpanRecord:
@@ -206,6 +211,10 @@ class SpanRecord:
             row["prompt_tokens"],
             row["completion_tokens"],
             row["error"],
+            row["kind"],
+            row["name"],
+            row["turn"],
+            json.loads(row["attributes_json"]) if row["attributes_json"] else {},
         )
 
 

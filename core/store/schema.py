@@ -104,6 +104,11 @@ spans = Table(
     Column("prompt_tokens", Integer, nullable=False, default=0),
     Column("completion_tokens", Integer, nullable=False, default=0),
     Column("error", Text),
+    # revision 0011: an attempt's span, or one of its children: a chat turn or a tool call
+    Column("kind", String(16), nullable=False, server_default="attempt"),
+    Column("name", String(200)),  # chat: the model asked; tool: the tool
+    Column("turn", Integer),
+    Column("attributes_json", Text),  # what else the span says (GenAI attributes), as JSON
 )
 Index("ix_spans_run_id", spans.c.run_id, spans.c.started_at)
 Index("ix_spans_agent", spans.c.agent)

@@ -131,7 +131,13 @@ class WriteBatch:
         prompt_tokens: int = 0,
         completion_tokens: int = 0,
         error: str | None = None,
+        *,
+        kind: str = "attempt",
+        name: str | None = None,
+        turn: int | None = None,
+        attributes: dict[str, Any] | None = None,
     ) -> None:
+        """A span: an attempt's (``kind`` attempt), or a chat turn's or a tool call's inside that attempt."""
         self.spans.append(
             {
                 "run_id": run_id,
@@ -144,6 +150,10 @@ class WriteBatch:
                 "prompt_tokens": prompt_tokens,
                 "completion_tokens": completion_tokens,
                 "error": error,
+                "kind": kind,
+                "name": name,
+                "turn": turn,
+                "attributes_json": json.dumps(attributes, default=str) if attributes else None,
             }
         )
 

@@ -116,3 +116,78 @@ async def test_streamed_tool_calls_arrive_in_pieces_and_are_put_together(orch, s
         ({"path": "b"}, "c2", "Reading "),
     ]
     assert (await orch.snapshot(run_id))["steps"][0]["output"] == "both read"
+
+
+def looping_plan(server: ChatServer, budget: int, on_exhausted: str) -> object:
+    """A model that reads a file every turn: 25 tokens a turn, 30 reserved before each."""
+    for i in range(6):
+        server.reply(body=asks((f"c{i}", "read_file", {"path": str(i)})))
+    server.reply(body=completion("read them all", (20, 5)))
+    plan = tool_plan(server, reserve_tokens=30)
+    plan.policy.token_budget = budget
+    plan.policy.on_budget_exhausted = on_exhausted
+    return plan
+
+
+async def test_a_tool_loop_reserves_every_turn_so_it_stops_inside_the_budget(orch, server):
+    run_id, task = await start(orch, looping_plan(server, 80, "fail"))
+    assert await asyncio.wait_for(task, 10) == RunStatus.FAILED
+    snap = await orch.snapshot(run_id)
+    # turns 1-3 fit (25 + 25 + 25, each with 30 reserved first); turn 4 would need 75 + 30 > 80
+    assert len(server.requests) == 3
+    assert snap["run"]["tokens"]["total"] == 75 <= 80
+    assert "token budget 80 exhausted: 75 tokens used" in snap["run"]["reason"]
+    assert "model turn 4" in snap["run"]["reason"]
+
+
+async def test_a_tool_loop_waits_for_a_raised_budget_and_goes_on_in_the_same_attempt(orch, server):
+    run_id, task = await start(orch, looping_plan(server, 80, "pause"))
+    await wait_event(orch, run_id, "budget_exhausted")
+    assert len(server.requests) == 3
+    run = (await orch.snapshot(run_id))["run"]
+    assert run["status"] == "waiting_user" and "model turn 4" in run["reason"]
+    assert run["tokens"]["total"] == 75  # counted turn by turn, durably
+    await orch.set_budget(run_id, 1000)
+    assert await asyncio.wait_for(task, 10) == RunStatus.SUCCEEDED
+    step = (await orch.snapshot(run_id))["steps"][0]
+    assert step["attempts"] == 1 and step["output"] == "read them all"
+    assert step["tokens"]["total"] == 7 * 25 and len(server.requests) == 7
+
+
+async def test_each_model_call_and_tool_call_is_a_span_under_its_attempt(orch, server):
+    server.reply(body=asks(("m1", "read_file", {"path": "a"}), ("m2", "delete_file", {"path": "b"})))
+    server.reply(body=completion("done", (40, 6)))
+    run_id, task = await start(orch, tool_plan(server))
+    await wait_event(orch, run_id, "tool_call_waiting")
+    run = (await orch.snapshot(run_id))["run"]
+    assert run["tokens"]["total"] == 25  # the first turn counts while its call waits
+    await orch.decide_call(run_id, "tidy.1.1.1", approve=False, reason="keep b", user="alice")
+    assert await asyncio.wait_for(task, 10) == RunStatus.SUCCEEDED
+
+    spans = (await orch.snapshot(run_id))["spans"]
+    assert [(s["kind"], s["name"], s["turn"], s["status"], s["tokens"]["total"]) for s in spans] == [
+        ("attempt", None, None, "succeeded", 71),
+        ("chat", "m", 1, "succeeded", 25),
+        ("tool", "read_file", 1, "succeeded", 0),
+        ("tool", "delete_file", 1, "rejected", 0),
+        ("chat", "m", 2, "succeeded", 46),
+    ]
+    assert spans[3]["error"] == "keep b"
+    otlp = await orch.export_otlp(run_id)
+    root, *out = otlp["resourceSpans"][0]["scopeSpans"][0]["spans"]
+    attempt, *children = out
+    assert attempt["name"] == "tidy #1" and attempt["parentSpanId"] == root["spanId"]
+    assert all(s["parentSpanId"] == attempt["spanId"] for s in children)
+    assert [s["name"] for s in children] == ["chat m", "execute_tool read_file", "execute_tool delete_file", "chat m"]
+    chat = {a["key"]: a["value"] for a in children[0]["attributes"]}
+    assert chat["gen_ai.operation.name"] == {"stringValue": "chat"}
+    assert chat["gen_ai.provider.name"] == {"stringValue": "openai"}
+    assert chat["gen_ai.request.model"] == {"stringValue": "m"}
+    assert chat["gen_ai.response.model"] == {"stringValue": "test-model"}
+    assert chat["gen_ai.usage.input_tokens"] == {"intValue": "20"}
+    tool = {a["key"]: a["value"] for a in children[2]["attributes"]}
+    assert tool["gen_ai.tool.name"] == {"stringValue": "delete_file"}
+    assert tool["gen_ai.tool.call.id"] == {"stringValue": "m2"}
+    assert tool["loopdeck.tool_call_id"] == {"stringValue": "tidy.1.1.1"}
+    assert children[2]["status"] == {"code": 2, "message": "keep b"}
+    assert (await orch.store.agent_summary(run_id))["writer"]["attempts"] == 1  # turns and calls are not attempts

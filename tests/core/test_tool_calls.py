@@ -250,3 +250,26 @@ async def test_an_input_edited_at_a_gate_must_match_the_steps_input_schema(orch)
     assert await asyncio.wait_for(task, 10) == RunStatus.SUCCEEDED
     with pytest.raises(PlanError, match="not a valid JSON Schema"):
         tool_plan([], steps=[{"key": "s", "agent": "bot", "input_schema": {"type": "nonsense"}}])
+
+
+async def test_a_scripted_sim_spends_its_tokens_on_every_model_turn_within_the_budget(orch):
+    script = [{"tool": "read_file", "arguments": {"path": "a"}}, {"tool": "read_file", "arguments": {"path": "b"}}]
+    plan = tool_plan(script, token_budget=40, on_budget_exhausted="fail")
+    plan.agents["bot"].tokens = (10, 5)  # 15 a turn; three turns: two that call, one that answers
+    run_id, task = await start(orch, plan)
+    assert await asyncio.wait_for(task, 10) == RunStatus.FAILED
+    snap = await orch.snapshot(run_id)
+    assert [c["arguments"]["path"] for c in snap["tool_calls"]] == ["a", "b"]
+    assert snap["run"]["tokens"]["total"] == 30 and "model turn 3" in snap["run"]["reason"]
+
+    plan.policy.token_budget = 45
+    run_id, task = await start(orch, plan)
+    assert await asyncio.wait_for(task, 10) == RunStatus.SUCCEEDED
+    snap = await orch.snapshot(run_id)
+    assert snap["steps"][0]["tokens"]["total"] == 45
+    chats = [s for s in snap["spans"] if s["kind"] == "chat"]
+    assert [(s["turn"], s["tokens"]["total"], s["attributes"]["gen_ai.provider.name"]) for s in chats] == [
+        (1, 15, "sim"),
+        (2, 15, "sim"),
+        (3, 15, "sim"),
+    ]

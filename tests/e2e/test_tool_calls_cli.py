@@ -12,8 +12,8 @@ from tests.fixtures.tools import SKILLS
 TOOLS = ["read_file", "delete_file", "send", "broken", "slow_write"]
 
 
-def tool_plan(cli, script, rules=None, steps=None):
-    agents = {"bot": {"kind": "sim", "latency_ms": 5, "tools": TOOLS, "tool_calls": script}}
+def tool_plan(cli, script, rules=None, steps=None, tokens=(0, 0)):
+    agents = {"bot": {"kind": "sim", "latency_ms": 5, "tools": TOOLS, "tool_calls": script, "tokens": tokens}}
     data = {"skills": SKILLS, "agents": agents, "approval_rules": rules or [], "steps": steps or [{"key": "clean"}]}
     return cli.write_plan(data)
 
@@ -37,10 +37,12 @@ def test_kill_9_while_a_call_waits_then_resume_runs_every_call_exactly_once(cli)
     cli.env["TOOL_LOG"] = str(cli.tmp / "tools.log")
     script = [{"tool": "delete_file", "arguments": {"path": "a"}}, {"tool": "delete_file", "arguments": {"path": "b"}}]
     rules = [{"tool": "delete_file", "arguments": {"path": "a"}, "action": "allow"}]
-    path = tool_plan(cli, script, rules)
+    path = tool_plan(cli, script, rules, tokens=(10, 5))
     proc = cli.spawn("run", str(path), "--headless")
     try:
         cli.wait_until("SELECT status FROM tool_calls WHERE id='clean.1.2.0'", lambda r: r == [("waiting_user",)])
+        # the two model turns taken so far count already, durably (15 tokens each)
+        cli.wait_until("SELECT prompt_tokens + completion_tokens FROM runs", lambda r: r == [(30,)])
     finally:
         os.kill(proc.pid, signal.SIGKILL)
         proc.wait()
@@ -76,6 +78,11 @@ def test_kill_9_while_a_call_waits_then_resume_runs_every_call_exactly_once(cli)
         "decided_by", "rule", "reason",
     }  # fmt: skip
     assert '"deleted": "a"' in snap["steps"][0]["output"]  # the recorded result went to the model
+    # the turns before the kill stay counted; the resumed attempt asks turn 2 again (its call was not
+    # answered), then turn 3: four model calls, each a chat span under its attempt
+    assert snap["run"]["tokens"]["total"] == 4 * 15
+    chats = [(s["attempt"], s["turn"]) for s in snap["spans"] if s["kind"] == "chat"]
+    assert chats == [(1, 1), (1, 2), (2, 2), (2, 3)]
 
 
 def test_a_call_running_when_the_process_dies_is_interrupted_and_runs_again_only_when_approved(cli):

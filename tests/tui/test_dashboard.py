@@ -328,13 +328,21 @@ async def test_the_runs_list_opens_a_run_and_esc_returns(db_url):
         await until(pilot, lambda: isinstance(app.screen, RunsScreen))
 
 
-async def test_the_timeline_tab_draws_one_row_per_attempt(db_url):
+async def test_the_timeline_tab_draws_a_row_per_attempt_and_per_model_and_tool_call_in_it(db_url):
     from textual.widgets import TabbedContent
 
+    from tests.fixtures.tools import SKILLS
+
+    reader = {"kind": "sim", "latency_ms": 0, "tools": ["read_file"]}
     plan = validate_plan(
         {
-            "agents": {"sim": {"kind": "sim", "latency_ms": 0, "fail_times": 1}},
-            "steps": [{"key": "a"}, {"key": "b", "depends_on": ["a"]}],
+            "skills": SKILLS,
+            "agents": {
+                "sim": {"kind": "sim", "latency_ms": 0, "fail_times": 1},
+                "reader": {**reader, "tool_calls": [{"tool": "read_file", "arguments": {"path": "x"}}]},
+            },
+            "default_agent": "sim",
+            "steps": [{"key": "a"}, {"key": "b", "depends_on": ["a"]}, {"key": "c", "agent": "reader"}],
         }
     )
     app = LoopdeckApp(db_url, plan=plan, drive=True, user="kim")
@@ -343,8 +351,10 @@ async def test_the_timeline_tab_draws_one_row_per_attempt(db_url):
         app.screen.query_one("#detail-tabs", TabbedContent).active = "tab-timeline"
         await until(pilot, lambda: "a #1" in screen_as_text(app), timeout=5)
         text = screen_as_text(app)
-        missing = [label for label in ("a #1", "a #2", "b #1", "b #2") if label not in text]
+        missing = [label for label in ("a #1", "a #2", "b #1", "b #2", "c #1") if label not in text]
         assert not missing, text[text.find("Timeline") :][:1500]
+        rows = text[text.find("c #1") :]
+        assert rows.find("└ chat 1") < rows.find("└ read_file") < rows.find("└ chat 2"), rows[:600]
 
 
 async def test_t_retries_a_failed_step(db_url, tmp_path, monkeypatch):

@@ -28,27 +28,55 @@ def as_json(value: Any) -> RenderableType:
     )
 
 
-SPAN_STYLE = {"succeeded": "green", "failed": "red", "interrupted": "yellow", "canceled": "dim", "running": "cyan"}
+SPAN_STYLE = {
+    "succeeded": "green",
+    "failed": "red",
+    "interrupted": "yellow",
+    "canceled": "dim",
+    "running": "cyan",
+    "rejected": "red",
+    "denied": "red",
+}
+
+_Row = tuple[str, float, float, str]  # label, began, ended, status
 
 
 def timeline(
     spans: list[SpanRecord], running: list[tuple[str, int, float]], start: float, now: float, width: int
 ) -> Text:
-    """A Gantt chart: one row per attempt, bars placed on the run's time axis."""
-    rows = [(s.step_key, s.attempt, s.started_at, s.ended_at, s.status) for s in spans]
-    rows += [(key, attempt, began, now, "running") for key, attempt, began in running]
+    """A Gantt chart: one row per attempt, bars placed on the run's time axis; under each attempt, a row
+    per model call (``chat N``) and per tool call."""
+    attempts: dict[tuple[str, int], _Row] = {
+        (s.step_key, s.attempt): (f"{s.step_key} #{s.attempt}", s.started_at, s.ended_at, s.status)
+        for s in spans
+        if s.kind == "attempt"
+    }
+    for key, attempt, began in running:
+        attempts[(key, attempt)] = (f"{key} #{attempt}", began, now, "running")
+    children: dict[tuple[str, int], list[_Row]] = {}
+    for s in spans:
+        if s.kind != "attempt":
+            label = f"chat {s.turn}" if s.kind == "chat" else str(s.name)
+            parent = (s.step_key, s.attempt)
+            if parent not in attempts:
+                label = f"{s.step_key} #{s.attempt} {label}"
+            children.setdefault(parent, []).append((label, s.started_at, s.ended_at, s.status))
+    rows: list[_Row] = []
+    for parent, row in sorted(attempts.items(), key=lambda item: item[1][1]):
+        rows.append(row)
+        rows += [(f" └ {label}", *rest) for label, *rest in sorted(children.pop(parent, []), key=lambda r: r[1])]
+    rows += sorted((r for orphans in children.values() for r in orphans), key=lambda r: r[1])
     if not rows:
         return Text("no attempt has finished yet", style="dim")
-    rows.sort(key=lambda r: r[2])
-    end = max(now if running else 0, *(r[3] for r in rows))
+    end = max(now if running else 0, *(r[2] for r in rows))
     total = max(end - start, 1e-6)
-    label_w = min(28, max(len(f"{k} #{a}") for k, a, *_ in rows))
+    label_w = min(28, max(len(r[0]) for r in rows))
     bar_w = max(10, width - label_w - 12)
     text = Text()
-    for key, attempt, began, ended, status in rows:
-        left = int((began - start) / total * bar_w)
+    for label, began, ended, status in rows:
+        left = min(bar_w - 1, max(0, int((began - start) / total * bar_w)))
         length = max(1, int((ended - began) / total * bar_w))
-        text.append_text(literal(f"{key} #{attempt}"[:label_w].ljust(label_w)))
+        text.append_text(literal(label[:label_w].ljust(label_w)))
         text.append(" " + " " * left)
         text.append("█" * min(length, bar_w - left), SPAN_STYLE.get(status, ""))
         text.append(f" {ended - began:.1f}s\n", "dim")
