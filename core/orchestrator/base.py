@@ -28,6 +28,7 @@ from core.store import (
     Store,
     WriteBatch,
 )
+from core.telemetry import LiveTraces
 
 
 class Delivery(StrEnum):
@@ -65,6 +66,7 @@ class OrchestratorBase:
         clock: Callable[[], float] = time.time,
         run_ids: Callable[[float], str] | None = None,
         shared_slots: bool | None = None,
+        traces: LiveTraces | bool | None = True,
     ) -> None:
         self.store = store
         self.clock = clock  # timestamps of runs, steps and events (tests freeze it)
@@ -81,6 +83,8 @@ class OrchestratorBase:
         self.notifier = Notifier(store.url if store.dialect == "postgresql" else None)
         self.channel = CommandChannel(store, self.notifier)
         self.breakers = BreakerBoard()
+        # spans sent to an OpenTelemetry collector as runs go (True: when OTEL_EXPORTER_OTLP_*ENDPOINT says where)
+        self.traces = LiveTraces.from_env() if traces is True else traces or None
 
     @classmethod
     async def open(cls, db: str | None = None, *, create: bool = True, **kwargs: Any) -> Self:
@@ -95,6 +99,8 @@ class OrchestratorBase:
             raise
 
     async def close(self) -> None:
+        if self.traces is not None:
+            await self.traces.aclose()
         await self.notifier.close()
         await self.store.close()
 

@@ -135,6 +135,8 @@ class Driving(Acting):
                 shared_slots=self.shared_slots,
                 notifier=self.notifier,
             )
+            if self.traces is not None:  # live traces: its spans go out as they become durable
+                controller.commits.observers.append(self.traces.observer(run_id, run.goal, run.created_at))
             self._controllers[run_id] = controller
             return await controller.drive()
         finally:
