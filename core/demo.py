@@ -5,7 +5,8 @@ circuit breaker (its work is routed to an alternative agent), an approval gate
 before publishing, a verification step, and an agent that acts through tools:
 it lists the research notes (read-only: allowed) and deletes the drafts
 (destructive: the approval dialog asks). The tools below only pretend.
-Seeded, so every demo run behaves the same; about 15 seconds end to end.
+Each agent has a price, so the run's cost shows in dollars. Seeded, so every
+demo run behaves the same; about 15 seconds end to end.
 """
 
 from __future__ import annotations
@@ -39,11 +40,18 @@ DEMO: dict[str, Any] = {
         "token_budget": 80000,
     },
     "agents": {
-        "planner": {"kind": "sim", "latency_ms": [400, 900], "tokens": [600, 250], "seed": 1},
+        "planner": {
+            "kind": "sim",
+            "latency_ms": [400, 900],
+            "tokens": [600, 250],
+            "seed": 1,
+            "price": {"input_per_mtok": 3, "output_per_mtok": 15},
+        },
         "researcher": {
             "kind": "sim",
             "latency_ms": [800, 2000],
             "tokens": [1200, 500],
+            "price": {"input_per_mtok": 1, "output_per_mtok": 4},
             "seed": 2,
             "max_concurrency": 2,
         },
@@ -51,17 +59,31 @@ DEMO: dict[str, Any] = {
             "kind": "sim",
             "latency_ms": [300, 700],
             "tokens": [200, 80],
+            "price": {"input_per_mtok": 0.15, "output_per_mtok": 0.6},
             "seed": 3,
             "fail_times": 2,
             "alternatives": ["researcher"],
             "breaker": {"failure_threshold": 2, "cooldown_s": 5},
         },
-        "writer": {"kind": "sim", "latency_ms": [900, 2200], "tokens": [1500, 900], "seed": 4},
-        "checker": {"kind": "sim", "latency_ms": [300, 800], "tokens": [500, 120], "seed": 5},
+        "writer": {
+            "kind": "sim",
+            "latency_ms": [900, 2200],
+            "tokens": [1500, 900],
+            "seed": 4,
+            "price": {"input_per_mtok": 3, "output_per_mtok": 15},
+        },
+        "checker": {
+            "kind": "sim",
+            "latency_ms": [300, 800],
+            "tokens": [500, 120],
+            "seed": 5,
+            "price": {"input_per_mtok": 0.15, "output_per_mtok": 0.6},
+        },
         "archivist": {
             "kind": "sim",
             "latency_ms": [300, 600],
             "tokens": [300, 90],
+            "price": {"input_per_mtok": 1, "output_per_mtok": 4},
             "seed": 6,
             "tools": ["list_notes", "delete_notes"],
             "tool_calls": [

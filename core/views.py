@@ -21,7 +21,8 @@ def tokens(prompt: int, completion: int) -> dict[str, int]:
     return {"prompt": prompt, "completion": completion, "total": prompt + completion}
 
 
-def run_json(run: RunRecord, result: RunResult | None = None) -> dict[str, Any]:
+def run_json(run: RunRecord, result: RunResult | None = None, unpriced: int = 0) -> dict[str, Any]:
+    """The run; ``unpriced``: how many of its steps spent tokens whose price is not known."""
     plan = run.plan or {}
     result = result or run.result
     return {
@@ -31,6 +32,8 @@ def run_json(run: RunRecord, result: RunResult | None = None) -> dict[str, Any]:
         "reason": run.reason,
         "tokens": tokens(run.prompt_tokens, run.completion_tokens),
         "token_budget": run.token_budget,
+        "cost_usd": run_cost(run.cost_usd, unpriced),
+        "unpriced_steps": unpriced,
         "created_at": iso(run.created_at),
         "ended_at": iso(run.ended_at),
         "created_by": run.created_by,
@@ -40,6 +43,17 @@ def run_json(run: RunRecord, result: RunResult | None = None) -> dict[str, Any]:
         else None,
         "result": None if result is None else result.to_json(),
     }
+
+
+def run_cost(known: float | None, unpriced: int) -> float | None:
+    """A run's cost: what its priced steps cost; unknown (None) when none of its spending could be priced
+    (or it was recorded before loopdeck priced anything)."""
+    return None if known is None or (unpriced and not known) else usd(known)
+
+
+def usd(value: float | None) -> float | None:
+    """Dollars to a hundred-millionth: enough for one token of the cheapest model, without float dust."""
+    return None if value is None else round(value, 8)
 
 
 def step_json(step: StepRecord, depends_on: list[str]) -> dict[str, Any]:
@@ -55,6 +69,7 @@ def step_json(step: StepRecord, depends_on: list[str]) -> dict[str, Any]:
         "output": step.output,
         "error": step.error,
         "tokens": tokens(step.prompt_tokens, step.completion_tokens),
+        "cost_usd": usd(step.cost_usd),
         "approved_by": step.approved_by,
         "started_at": iso(step.started_at),
         "ended_at": iso(step.ended_at),
@@ -74,6 +89,7 @@ def span_json(span: SpanRecord) -> dict[str, Any]:
         "started_at": iso(span.started_at),
         "ended_at": iso(span.ended_at),
         "tokens": tokens(span.prompt_tokens, span.completion_tokens),
+        "cost_usd": usd(span.cost_usd),
         "error": span.error,
         "attributes": span.attributes,
     }
@@ -138,7 +154,7 @@ def snapshot(
     plan = run.plan or {}
     depends_on = {s["key"]: s.get("depends_on", []) for s in plan.get("steps", [])}
     out: dict[str, Any] = {
-        "run": run_json(run, result_of(run, steps)),
+        "run": run_json(run, result_of(run, steps), sum(1 for s in steps if s.cost_usd is None and s.tokens)),
         "plan": plan,
         "proposal": run.proposal,
         "steps": [step_json(s, depends_on.get(s.key, [])) for s in steps],
@@ -178,6 +194,7 @@ def listing(runs: list[RunRecord], counts: dict[str, dict[str, int]]) -> list[di
                 "done": sum(n for s, n in c.items() if StepStatus(s).terminal),
                 "tokens": r.tokens,
                 "token_budget": r.token_budget,
+                "cost_usd": r.cost_usd,
             }
         )
     return out

@@ -342,7 +342,7 @@ class RunController:
         self.run.index.stopped(step.key)
         error = None if isinstance(outcome, Result) else str(outcome)
         agent_ok = error is None or not outcome.agent_fault  # type: ignore[union-attr]
-        counted = self.holdings.give_back(
+        spent = self.holdings.give_back(
             step,
             effects.batch,
             now,
@@ -353,7 +353,7 @@ class RunController:
             error,
             agent_ok=agent_ok,
         )
-        transitions.attempt_ended(self.run, step, attempt, outcome, effects, now, self._rng, counted)
+        transitions.attempt_ended(self.run, step, attempt, outcome, effects, now, self._rng, spent)
         if isinstance(outcome, Result) and isinstance(outcome.output, dict) and "replan" in outcome.output:
             # decided before anything launches: a proposal under review holds the steps it just released
             self._follow(effects, actions.propose(self.run, step, outcome.output["replan"], now))

@@ -15,7 +15,9 @@ from dataclasses import dataclass
 from core.engine.routing import Routing
 from core.engine.run_state import RunState, StepState
 from core.engine.slot_pool import SlotPool
+from core.engine.transitions import Spent, plus
 from core.executors import Usage
+from core.model.pricing import cost_of
 from core.store import WriteBatch
 
 
@@ -25,6 +27,7 @@ class _Held:
     reserved: int  # tokens reserved for the model call under way (or the whole attempt)
     prompt: int = 0  # tokens its ended model calls already counted
     completion: int = 0
+    cost_usd: float | None = 0.0  # what they cost (None: not known)
 
 
 class Holdings:
@@ -49,7 +52,7 @@ class Holdings:
         held.reserved += estimate
         return True
 
-    def count_turn(self, step: StepState, usage: Usage) -> None:
+    def count_turn(self, step: StepState, usage: Usage, cost_usd: float | None) -> None:
         """A model call ended: settle its reservation with what it spent."""
         held = self._held.get(step.key)
         if held is not None:
@@ -57,6 +60,7 @@ class Holdings:
             held.reserved = 0
             held.prompt += usage.prompt_tokens
             held.completion += usage.completion_tokens
+            held.cost_usd = plus(held.cost_usd, cost_usd)
 
     def give_back(
         self,
@@ -70,14 +74,17 @@ class Holdings:
         error: str | None = None,
         *,
         agent_ok: bool | None = None,
-    ) -> Usage:
+    ) -> Spent:
         """An attempt ended: settle its reservation and slot, tell its breaker, write its span.
 
-        ``actual`` None: canceled, so there is no outcome to judge the target by. Returns the
-        tokens its model calls counted already (the rest of ``actual`` is counted now).
+        ``actual`` None: canceled, so there is no outcome to judge the target by. Returns what the
+        attempt adds to its step and run now: what its model calls did not count yet, priced.
         """
         held = self._held.pop(step.key, None) or _Held(False, 0)
         counted = Usage(held.prompt, held.completion)
+        rest = (max(0, prompt - held.prompt), max(0, completion - held.completion)) if actual is not None else (0, 0)
+        rest_cost = cost_of(self.run.plan.agents[step.agent], *rest)
+        cost = plus(held.cost_usd, rest_cost)
         self.slots.give_back(step.key)
         breaker = self.routing.breaker(step.agent)
         if actual is None:
@@ -100,5 +107,6 @@ class Holdings:
             max(prompt, counted.prompt_tokens),
             max(completion, counted.completion_tokens),
             error,
+            cost_usd=cost,
         )
-        return counted
+        return Spent(*rest, rest_cost, cost)

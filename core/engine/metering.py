@@ -26,6 +26,7 @@ from core.engine.run_state import RunState, StepState
 from core.executors import ChatTurn, Usage
 from core.limits import MAX_ATTEMPT_TOKENS
 from core.model.plan import LlmAgent, SimAgent
+from core.model.pricing import cost_of
 from core.model.states import StepStatus
 from core.store import WriteBatch
 
@@ -86,10 +87,11 @@ class AttemptMeter:
     def spent(self, turn: ChatTurn) -> None:
         owner, run, step = self.owner, self.owner.run, self.step
         now, usage = owner.clock(), _countable(turn.usage)
+        cost = cost_of(run.plan.agents[step.agent], usage.prompt_tokens, usage.completion_tokens)
         batch = WriteBatch()
         if step.status == StepStatus.RUNNING and step.attempts == self.attempt:
-            owner.holdings.count_turn(step, usage)
-            transitions.add_tokens(run, step, usage.prompt_tokens, usage.completion_tokens)
+            owner.holdings.count_turn(step, usage, cost)
+            transitions.add_spending(run, step, usage.prompt_tokens, usage.completion_tokens, cost)
             batch.step(run.run_id, step.key, step.status.value, step.attempts, step.row())
             batch.run(run.run_id, run.run_row(now))
         batch.span(
@@ -103,10 +105,11 @@ class AttemptMeter:
             usage.prompt_tokens,
             usage.completion_tokens,
             turn.error,
+            cost_usd=cost,
             kind="chat",
             name=turn.model,
             turn=turn.turn,
-            attributes=_attributes(turn, usage),
+            attributes=_attributes(turn, usage, cost),
         )
         owner.commits.emit(batch)
         owner.wake()  # the settled reservation may make room for another call
@@ -121,7 +124,7 @@ def _countable(usage: Usage) -> Usage:
     return usage if ok else Usage(estimated=True)
 
 
-def _attributes(turn: ChatTurn, usage: Usage) -> dict[str, Any]:
+def _attributes(turn: ChatTurn, usage: Usage, cost: float | None) -> dict[str, Any]:
     """The chat span's GenAI semantic-convention attributes (never prompt or answer text)."""
     attributes: dict[str, Any] = {
         "gen_ai.operation.name": "chat",
@@ -132,4 +135,6 @@ def _attributes(turn: ChatTurn, usage: Usage) -> dict[str, Any]:
         attributes["gen_ai.response.model"] = turn.response_model
     if usage.estimated:
         attributes["loopdeck.tokens_estimated"] = True
+    if cost is not None:
+        attributes["loopdeck.cost_usd"] = cost
     return attributes

@@ -66,6 +66,7 @@ class StepState:
     approved_by: str | None = None
     started_at: float | None = None
     ended_at: float | None = None
+    cost_usd: float | None = 0.0  # None once it spent tokens whose price is not known
 
     @property
     def key(self) -> str:
@@ -94,6 +95,7 @@ class StepState:
             "approved_by": self.approved_by,
             "started_at": self.started_at,
             "ended_at": self.ended_at,
+            "cost_usd": self.cost_usd,
         }
 
     @classmethod
@@ -113,6 +115,7 @@ class StepState:
             approved_by=record.approved_by,
             started_at=record.started_at,
             ended_at=record.ended_at,
+            cost_usd=record.cost_usd,
         )
 
 
@@ -136,6 +139,7 @@ def new_step_row(run_id: str, idx: int, spec: StepSpec, agent: str) -> dict[str,
         "approved_by": None,
         "started_at": None,
         "ended_at": None,
+        "cost_usd": 0.0,
     }
 
 
@@ -160,6 +164,7 @@ class RunState:
     launches: int = 0  # attempts started, for max_iterations
     result: RunResult | None = None  # once it ended
     calls: dict[str, CallState] = field(default_factory=dict)  # every tool call of the run, by loopdeck's id
+    cost_usd: float = 0.0  # dollars its priced spending cost (the unpriced steps say so themselves)
 
     @property
     def policy(self):
@@ -191,6 +196,7 @@ class RunState:
             "proposal_json": None if self.proposal is None else json.dumps(self.proposal),
             "hold": HOLD_BUDGET if self.mode == RunMode.PAUSED else None,
             "result_json": None if self.result is None else dumps(self.result.to_json()),
+            "cost_usd": self.cost_usd,
         }
 
     def call(self, call_id: str) -> CallState:
@@ -237,6 +243,7 @@ class RunState:
             budget=TokenBudget(run.token_budget, run.tokens),
             prompt_tokens=run.prompt_tokens,
             completion_tokens=run.completion_tokens,
+            cost_usd=run.cost_usd or 0.0,
             updated_at=run.updated_at,
             ended_at=run.ended_at,
             proposal=run.proposal,

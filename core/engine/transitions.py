@@ -16,7 +16,7 @@ from typing import Any
 
 from core.engine.call_state import CallState
 from core.engine.run_state import RunMode, RunState, StepState
-from core.executors import AttemptFailed, Result, Usage
+from core.executors import AttemptFailed, Result
 from core.model.events import EventType
 from core.model.plan import Backoff
 from core.model.result import Finished, conclude, plan_shape
@@ -289,7 +289,18 @@ def stale_result(
     batch.event(run.run_id, E.STEP_RESULT_STALE, step.key, payload, now)
 
 
-NOTHING_COUNTED = Usage()
+@dataclass(frozen=True, slots=True)
+class Spent:
+    """What an ended attempt adds to its step and run: the tokens its model calls did not count already
+    (all of them, for an agent that reports once) with their cost, and the whole attempt's cost."""
+
+    prompt: int = 0
+    completion: int = 0
+    cost_usd: float | None = 0.0
+    attempt_cost_usd: float | None = 0.0
+
+
+NOTHING_MORE = Spent()
 
 
 def attempt_ended(
@@ -300,22 +311,18 @@ def attempt_ended(
     effects: Effects,
     now: float,
     rng: random.Random,
-    counted: Usage = NOTHING_COUNTED,
+    spent: Spent = NOTHING_MORE,
 ) -> None:
     """The transition an attempt's outcome makes: succeeded, retrying after a backoff, or failed.
 
-    ``counted`` is what the attempt's model calls already added to the step and the run, call by call.
+    ``spent``: what the attempt adds now (its model calls counted the rest call by call).
     """
     usage = outcome.usage
-    add_tokens(
-        run,
-        step,
-        max(0, usage.prompt_tokens - counted.prompt_tokens),
-        max(0, usage.completion_tokens - counted.completion_tokens),
-    )
+    add_spending(run, step, spent.prompt, spent.completion, spent.cost_usd)
     tokens: dict[str, Any] = {"prompt": usage.prompt_tokens, "completion": usage.completion_tokens}
     if usage.estimated:
         tokens["estimated"] = True
+    tokens["cost_usd"] = None if spent.attempt_cost_usd is None else round(spent.attempt_cost_usd, 8)
     batch = effects.batch
     if isinstance(outcome, Result):
         move(
@@ -369,12 +376,20 @@ def attempt_ended(
     batch.run(run.run_id, run.run_row(now))
 
 
-def add_tokens(run: RunState, step: StepState, prompt: int, completion: int) -> None:
-    """Tokens an attempt spent count toward its step and its run (the agent's come from its spans)."""
+def add_spending(run: RunState, step: StepState, prompt: int, completion: int, cost_usd: float | None) -> None:
+    """Tokens an attempt spent, and what they cost, count toward its step and its run (the agent's come
+    from its spans). A cost that is not known makes the step's unknown; the run counts what is known."""
     step.prompt_tokens += prompt
     step.completion_tokens += completion
     run.prompt_tokens += prompt
     run.completion_tokens += completion
+    step.cost_usd = plus(step.cost_usd, cost_usd)
+    run.cost_usd += cost_usd or 0.0
+
+
+def plus(a: float | None, b: float | None) -> float | None:
+    """Two costs added; unknown (None) if either is."""
+    return None if a is None or b is None else a + b
 
 
 def backoff_delay(backoff: Backoff, retry_number: int, rng: random.Random) -> float:

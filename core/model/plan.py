@@ -33,6 +33,7 @@ from core.limits import (
     MAX_TOKENS,
 )
 from core.model.dag import ancestors, find_cycle
+from core.model.pricing import Price
 from core.model.refs import find_refs
 from core.model.tools import ApprovalRule, McpServer
 from core.values import ValueProblem, check_document, parse_document, read_document
@@ -113,6 +114,9 @@ class _AgentBase(_Model):
     reserve_tokens: AttemptTokens = Field(
         0, description="tokens reserved against the budget before each attempt and each further model turn"
     )
+    price: Price | None = Field(
+        None, description="dollars per million tokens (wins over genai-prices' data; for self-hosted models)"
+    )
 
     def token_estimate(self) -> int:
         """Tokens an attempt may spend, reserved against the run's budget before it starts."""
@@ -127,7 +131,7 @@ class _AgentBase(_Model):
         breaker settings: the same name in another plan with another setup is
         another target.
         """
-        what = self.model_dump_json(exclude={"max_concurrency", "alternatives", "breaker", "reserve_tokens"})
+        what = self.model_dump_json(exclude={"max_concurrency", "alternatives", "breaker", "reserve_tokens", "price"})
         return f"{self.kind} {name} #{hashlib.sha256(what.encode()).hexdigest()[:12]}"  # type: ignore[attr-defined]
 
 

@@ -27,6 +27,7 @@ class StepProjection:
     status: str = "pending"
     attempts: int = 0
     tokens: int = 0
+    cost_usd: float | None = 0.0  # None: it spent tokens whose price is not known
     started_at: float | None = None
     ended_at: float | None = None
     error: str | None = None
@@ -87,6 +88,8 @@ class RunProjection:
     reason: str | None = None
     tokens: int = 0
     budget: int | None = None
+    cost_usd: float = 0.0  # what its priced steps cost
+    unpriced: set[str] = field(default_factory=set)  # steps that spent tokens whose price is not known
     ended_at: float | None = None
     summary: str | None = None  # the result's sentence, once the run ended
     steps: dict[str, StepProjection] = field(default_factory=dict)
@@ -102,6 +105,16 @@ class RunProjection:
 
     def count(self, *statuses: str) -> int:
         return sum(1 for s in self.steps.values() if s.status in statuses)
+
+    def _cost(self, step: StepProjection, used: int, cost: object) -> None:
+        """An attempt's cost (``None`` or absent where tokens were spent: unknown, never zero)."""
+        if isinstance(cost, int | float) and not isinstance(cost, bool):
+            if step.cost_usd is not None:
+                step.cost_usd += cost
+            self.cost_usd += cost
+        elif used:
+            step.cost_usd = None
+            self.unpriced.add(step.key)
 
     @property
     def done(self) -> int:
@@ -171,6 +184,7 @@ class RunProjection:
             used = int(tokens.get("prompt", 0)) + int(tokens.get("completion", 0))
             step.tokens += used
             self.tokens += used
+            self._cost(step, used, tokens.get("cost_usd"))
         if t == E.STEP_WAITING:
             step.gated = str(p.get("reason") or "approval: required")
         if t == E.STEP_WAITING and step.key not in self.waiting:

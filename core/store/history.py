@@ -45,8 +45,19 @@ class HistoryQueries(StoreBase):
 
         async def q(conn: AsyncConnection) -> dict[str, dict[str, Any]]:
             failed = func.sum(case((sp.c.status == "failed", 1), else_=0))
+            unpriced = func.sum(
+                case(((sp.c.cost_usd.is_(None)) & (sp.c.prompt_tokens + sp.c.completion_tokens > 0), 1), else_=0)
+            )
             spans_q = (
-                select(sp.c.agent, func.count(), failed, func.sum(sp.c.prompt_tokens), func.sum(sp.c.completion_tokens))
+                select(
+                    sp.c.agent,
+                    func.count(),
+                    failed,
+                    func.sum(sp.c.prompt_tokens),
+                    func.sum(sp.c.completion_tokens),
+                    func.sum(sp.c.cost_usd),
+                    unpriced,
+                )
                 .where(sp.c.kind == "attempt")
                 .group_by(sp.c.agent)
             )  # turns and tool calls are inside attempts
@@ -57,8 +68,10 @@ class HistoryQueries(StoreBase):
                 spans_q = spans_q.where(sp.c.run_id == run_id)
                 fb_q = fb_q.where(fb.c.run_id == run_id)
             out: dict[str, dict[str, Any]] = {}
-            for agent, attempts, failures, prompt, completion in await conn.execute(spans_q):
+            for agent, attempts, failures, prompt, completion, cost, n_unpriced in await conn.execute(spans_q):
                 out[agent] = _agent_entry(attempts, failures, prompt or 0, completion or 0)
+                out[agent]["cost_usd"] = None if cost is None else round(cost, 8)  # of its priced attempts
+                out[agent]["unpriced_attempts"] = n_unpriced or 0
             for agent, n_up, n_down in await conn.execute(fb_q):
                 entry = out.setdefault(agent, _agent_entry(0, 0, 0, 0))
                 total = (n_up or 0) + (n_down or 0)
@@ -77,5 +90,7 @@ def _agent_entry(attempts: int, failures: int, prompt: int, completion: int) -> 
         "attempts": attempts,
         "failures": failures,
         "tokens": {"prompt": prompt, "completion": completion, "total": prompt + completion},
+        "cost_usd": 0.0,
+        "unpriced_attempts": 0,
         "feedback": {"up": 0, "down": 0, "rate": None},
     }

@@ -50,6 +50,7 @@ class RunRecord:
     plan: dict[str, Any] | None  # the stored plan (JSON); None when read without it
     hold: str | None = None  # why a live run launches nothing until an operator acts ("budget"), if it does
     result: RunResult | None = None  # once it ended (None for a run that ended before loopdeck recorded results)
+    cost_usd: float | None = None  # dollars its priced spending cost (None: recorded before costs were)
 
     @property
     def tokens(self) -> int:
@@ -79,6 +80,7 @@ class RunRecord:
             plan=_json(row.get("plan_json")),
             hold=row.get("hold"),
             result=_result(row.get("result_json")),
+            cost_usd=row.get("cost_usd"),
         )
 
 
@@ -101,6 +103,7 @@ class StepRecord:
     approved_by: str | None
     started_at: float | None
     ended_at: float | None
+    cost_usd: float | None = 0.0  # dollars; None: it spent tokens whose price is not known
 
     @property
     def tokens(self) -> int:
@@ -126,6 +129,7 @@ class StepRecord:
             approved_by=row["approved_by"],
             started_at=row["started_at"],
             ended_at=row["ended_at"],
+            cost_usd=row["cost_usd"],
         )
 
 
@@ -197,6 +201,7 @@ class SpanRecord:
     name: str | None = None  # chat: the model asked; tool: the tool
     turn: int | None = None
     attributes: dict[str, Any] = field(default_factory=dict)
+    cost_usd: float | None = None
 
     @classmethod
     def from_row(cls, row: Mapping[Any, Any]) -> SpanRecord:
@@ -215,6 +220,7 @@ class SpanRecord:
             row["name"],
             row["turn"],
             json.loads(row["attributes_json"]) if row["attributes_json"] else {},
+            row["cost_usd"],
         )
 
 

@@ -35,6 +35,8 @@ runs = Table(
     Column("hold", String(32)),
     # revision 0009: the run's result once it ended (model.result.RunResult as JSON); NULL before
     Column("result_json", Text),
+    # revision 0012: dollars its priced spending cost (the unpriced steps have cost_usd NULL)
+    Column("cost_usd", Float, default=0.0),
 )
 
 steps = Table(
@@ -57,6 +59,8 @@ steps = Table(
     Column("approved_by", String(128)),
     Column("started_at", Float),
     Column("ended_at", Float),
+    # revision 0012: dollars it cost; NULL: it spent tokens no price is known for
+    Column("cost_usd", Float, default=0.0),
 )
 
 events = Table(
@@ -109,6 +113,8 @@ spans = Table(
     Column("name", String(200)),  # chat: the model asked; tool: the tool
     Column("turn", Integer),
     Column("attributes_json", Text),  # what else the span says (GenAI attributes), as JSON
+    # revision 0012: dollars (NULL: unknown)
+    Column("cost_usd", Float),
 )
 Index("ix_spans_run_id", spans.c.run_id, spans.c.started_at)
 Index("ix_spans_agent", spans.c.agent)

@@ -47,6 +47,7 @@ STEP_MUTABLE = (
     "approved_by",
     "started_at",
     "ended_at",
+    "cost_usd",
 )
 RUN_MUTABLE = (
     "status",
@@ -59,6 +60,7 @@ RUN_MUTABLE = (
     "proposal_json",
     "hold",
     "result_json",
+    "cost_usd",
 )
 
 _STEP_CAS = (
@@ -132,6 +134,7 @@ class WriteBatch:
         completion_tokens: int = 0,
         error: str | None = None,
         *,
+        cost_usd: float | None = None,
         kind: str = "attempt",
         name: str | None = None,
         turn: int | None = None,
@@ -154,6 +157,7 @@ class WriteBatch:
                 "name": name,
                 "turn": turn,
                 "attributes_json": json.dumps(attributes, default=str) if attributes else None,
+                "cost_usd": cost_usd,
             }
         )
 

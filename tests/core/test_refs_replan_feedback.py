@@ -183,6 +183,8 @@ async def test_feedback_on_finished_steps_is_stored_and_summarised_per_agent(orc
         "attempts": 1,
         "failures": 1,
         "tokens": {"prompt": 0, "completion": 0, "total": 0},
+        "cost_usd": 0.0,
+        "unpriced_attempts": 0,
         "feedback": {"up": 0, "down": 1, "rate": 0.0},
     }
     assert snap["agents"]["good"]["tokens"]["total"] == 20

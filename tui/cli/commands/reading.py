@@ -12,6 +12,7 @@ from rich.text import Text
 from core import Orchestrator, call_json, dumps, plan_json_schema, worker_json
 from tui.cli.output import EXIT_OK, err, listing, out, print_json, write_text
 from tui.text.literal import literal
+from tui.text.money import dollars
 
 
 async def runs(orch: Orchestrator, args: argparse.Namespace, _: Any) -> int:
@@ -19,7 +20,10 @@ async def runs(orch: Orchestrator, args: argparse.Namespace, _: Any) -> int:
     if args.json:
         print_json(
             [
-                {k: r[k] for k in ("id", "goal", "status", "created_at", "ended_at", "steps", "done", "tokens")}
+                {
+                    k: r[k]
+                    for k in ("id", "goal", "status", "created_at", "ended_at", "steps", "done", "tokens", "cost_usd")
+                }
                 for r in listed
             ]
         )
@@ -28,7 +32,7 @@ async def runs(orch: Orchestrator, args: argparse.Namespace, _: Any) -> int:
         err.print("no runs yet: `loopdeck demo --headless` starts one")
         return EXIT_OK
     table = Table(box=None, pad_edge=False)
-    for col in ("ID", "STATUS", "PROGRESS", "TOKENS", "CREATED", "GOAL"):
+    for col in ("ID", "STATUS", "PROGRESS", "TOKENS", "COST", "CREATED", "GOAL"):
         table.add_column(col, no_wrap=True, overflow="ellipsis", max_width=60 if col == "GOAL" else None)
     for r in listed:
         table.add_row(
@@ -36,6 +40,7 @@ async def runs(orch: Orchestrator, args: argparse.Namespace, _: Any) -> int:
             literal(r["status"]),
             f"{r['done']}/{r['steps']}",
             f"{r['tokens']:,}",
+            dollars(r["cost_usd"]),
             (r["created_at"] or "")[:19].replace("T", " "),
             literal(r["goal"]),
         )
@@ -82,7 +87,7 @@ async def show(orch: Orchestrator, args: argparse.Namespace, _: Any) -> int:
         head.append_text(literal(run["reason"]))
     out.print(head)
     table = Table(box=None, pad_edge=False)
-    for col in ("STEP", "STATUS", "AGENT", "TRY", "TOKENS", "ERROR"):
+    for col in ("STEP", "STATUS", "AGENT", "TRY", "TOKENS", "COST", "ERROR"):
         table.add_column(col, no_wrap=col != "ERROR")
     for s in snap["steps"]:
         table.add_row(
@@ -91,12 +96,16 @@ async def show(orch: Orchestrator, args: argparse.Namespace, _: Any) -> int:
             literal(s["agent"]),
             str(s["attempts"]),
             f"{s['tokens']['total']:,}",
+            dollars(s["cost_usd"]),
             literal((s["error"] or "")[:200]),
         )
     out.print(table)
+    unpriced = run["unpriced_steps"]
     out.print(
         f"{len(snap['events'])} events; tokens {run['tokens']['total']:,}"
         + (f" of {run['token_budget']:,}" if run["token_budget"] is not None else "")
+        + f"; cost {dollars(run['cost_usd'], unpriced)}"
+        + (f" ({unpriced} step{'s' if unpriced != 1 else ''} unpriced)" if unpriced else "")
     )
     if run.get("result"):
         print_result(run["result"])
@@ -117,13 +126,14 @@ async def agents(orch: Orchestrator, args: argparse.Namespace, _: Any) -> int:
         args.json,
         found,
         "no agent has run yet",
-        ("AGENT", "ATTEMPTS", "FAILURES", "TOKENS", "👍", "👎", "RATE"),
+        ("AGENT", "ATTEMPTS", "FAILURES", "TOKENS", "COST", "👍", "👎", "RATE"),
         [
             (
                 literal(name),
                 str(a["attempts"]),
                 str(a["failures"]),
                 f"{a['tokens']['total']:,}",
+                dollars(a["cost_usd"], a["unpriced_attempts"]),
                 str(a["feedback"]["up"]),
                 str(a["feedback"]["down"]),
                 "-" if a["feedback"]["rate"] is None else f"{a['feedback']['rate']:.0%}",

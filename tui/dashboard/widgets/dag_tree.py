@@ -20,6 +20,7 @@ from textual.widgets.tree import TreeNode
 
 from tui.dashboard.viewmodel import RunView, StepView
 from tui.text.literal import literal
+from tui.text.money import dollars
 
 MAX_NESTING = 24
 FULL, JOIN, THEN = "full", "join", "then"  # how a step's node shows it: in full, as a join leaf, as a continuation
@@ -58,6 +59,8 @@ def step_label(step: StepView, now: float, join: bool = False, then: bool = Fals
         text.append(f" {dur}", "dim")
     if step.tokens:
         text.append(f" {step.tokens:,}t", "dim")
+    if step.cost_usd or (step.cost_usd is None and step.tokens):
+        text.append(f" {dollars(step.cost_usd)}", "dim")
     text.append(" ")
     text.append_text(literal(step.agent, "italic dim"))
     if step.rating:

@@ -7,6 +7,7 @@ from textual.widgets import Static
 
 from tui.dashboard.viewmodel import RunView
 from tui.text.literal import literal
+from tui.text.money import dollars
 
 STATUS_STYLE = {
     "succeeded": "bold green",
@@ -44,6 +45,8 @@ class HeaderBar(Static):
         text.append(f" {view.status.replace('_', ' ')} ", STATUS_STYLE.get(view.status, "bold"))
         text.append(f" {elapsed_text(view.elapsed(now))}  ")
         text.append_text(gauge(view.tokens, view.budget))
+        if view.cost_usd or view.unpriced:
+            text.append(f" · {dollars(view.cost_usd or None, len(view.unpriced))}")
         running = view.count("running")
         text.append(f"  slots {running}/{view.max_concurrency or '?'}  ")
         text.append(f"{view.done}/{len(view.steps)} done  ")
