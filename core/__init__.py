@@ -89,6 +89,7 @@ _EXPORTS: dict[str, str] = {
     "load_plan": "core.model.plan",
     "load_text": "core.values",
     "mask_urls": "core.config",
+    "parse_cost_budget": "core.engine.budget",
     "parse_json": "core.values",
     "parse_plan_text": "core.model.plan",
     "parse_token_budget": "core.engine.budget",
@@ -106,7 +107,7 @@ if TYPE_CHECKING:  # what type checkers and import-linter see: the same names, i
     from core import limits
     from core.config import display_url, mask_urls, resolve_db_url
     from core.demo import demo_plan
-    from core.engine.budget import check_token_budget, parse_token_budget
+    from core.engine.budget import check_token_budget, parse_cost_budget, parse_token_budget
     from core.engine.bus import EventBus, Subscription
     from core.errors import (
         AgentError,
@@ -238,6 +239,7 @@ __all__ = [
     "load_plan",
     "load_text",
     "mask_urls",
+    "parse_cost_budget",
     "parse_json",
     "parse_plan_text",
     "parse_token_budget",

@@ -47,3 +47,4 @@ MAX_BACKOFF_FACTOR = 1_000.0
 MAX_THRESHOLD = 1_000_000
 MAX_LIST_LIMIT = 100_000
 """Rows a listing command (``runs --limit``) may ask for."""
+MAX_USD = 10.0**9  # a cost budget: a billion dollars is past any run's

@@ -33,6 +33,7 @@ def run_json(run: RunRecord, result: RunResult | None = None, unpriced: int = 0)
         "tokens": tokens(run.prompt_tokens, run.completion_tokens),
         "token_budget": run.token_budget,
         "cost_usd": run_cost(run.cost_usd, unpriced),
+        "cost_budget_usd": run.cost_budget_usd,
         "unpriced_steps": unpriced,
         "created_at": iso(run.created_at),
         "ended_at": iso(run.ended_at),

@@ -16,7 +16,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from typing import Any, ClassVar
 
-from core.engine.budget import check_token_budget
+from core.engine.budget import check_cost_budget, check_token_budget
 from core.engine.run_state import RunMode, RunState, StepState, new_step_row
 from core.engine.transitions import Effects, end_run, move, move_call, set_run_status, settle, unqueue
 from core.errors import BadInput, PlanError, PlanIssue, TransitionError
@@ -92,7 +92,8 @@ ENDS_RUN = ("cancel", "finish")  # commands that end the run: the driver stops r
 class SetBudget:
     kind: ClassVar[str] = "budget"
     past: ClassVar[str] = "given a new budget"
-    limit: int | None
+    limit: float | None  # tokens (a whole number), or dollars with ``usd``
+    usd: bool = False
 
 
 @dataclass(frozen=True)
@@ -312,17 +313,29 @@ def _finish(run: RunState, cmd: Finish, user: str, now: float) -> Effects:
 
 
 def _set_budget(run: RunState, cmd: SetBudget, user: str, now: float) -> Effects:
-    """A new token budget; a run paused on its budget continues."""
-    limit = check_token_budget(cmd.limit)
+    """A new token budget, or dollar budget (``usd``); a run paused on its budget continues."""
     effects = Effects()
-    old, run.budget.limit = run.budget.limit, limit
+    payload: dict[str, Any] = {"user": user}
+    if cmd.usd:
+        payload.update({"from": run.dollars.limit, "to": check_cost_budget(cmd.limit), "unit": "usd"})
+        run.dollars.limit = payload["to"]
+    else:
+        limit = check_token_budget(None if cmd.limit is None else _whole(cmd.limit))
+        payload.update({"from": run.budget.limit, "to": limit, "unit": "tokens"})
+        run.budget.limit = limit
     batch = effects.batch
     batch.run(run.run_id, run.run_row(now))
-    batch.event(run.run_id, E.BUDGET_CHANGED, None, {"from": old, "to": limit, "user": user}, now)
+    batch.event(run.run_id, E.BUDGET_CHANGED, None, payload, now)
     if run.mode == RunMode.PAUSED:
         run.set_mode(RunMode.ACTIVE)
         set_run_status(run, RunStatus.RUNNING, None, batch, now, E.RUN_CONTINUED)
     return effects
+
+
+def _whole(limit: float) -> int:
+    if isinstance(limit, bool) or limit != int(limit):
+        raise BadInput(f"a token budget is a whole number of tokens, not {limit!r}")
+    return int(limit)
 
 
 def pause_for_budget(run: RunState, reason: str, now: float) -> Effects:
@@ -336,10 +349,11 @@ def pause_for_budget(run: RunState, reason: str, now: float) -> Effects:
         {"reason": reason, "used": run.budget.used, "budget": run.budget.limit},
         now,
     )
+    flag = "--usd DOLLARS" if reason.startswith("cost budget") else "--set N"
     set_run_status(
         run,
         RunStatus.WAITING_USER,
-        f"{reason}; raise it with `loopdeck budget {run.run_id} --set N`",
+        f"{reason}; raise it with `loopdeck budget {run.run_id} {flag}`",
         effects.batch,
         now,
         E.RUN_WAITING,

@@ -232,13 +232,13 @@ class RunController:
                 self._end(RunStatus.FAILED, f"max_iterations ({cap}) reached: the run launched {run.launches} attempts")
                 return
             step = run.steps[key]
-            estimate = run.plan.agents[step.agent].token_estimate()
-            if not run.budget.fits(estimate):
+            lacking = self.holdings.lacking(key, step.agent)
+            if lacking is not None:
                 run.index.push_ready(key)
                 if run.index.running == 0:  # nothing in flight can free room: the budget is spent
-                    self._budget_exhausted(run.budget.shortfall(key, estimate))
+                    self._budget_exhausted(lacking[1])
                 return  # otherwise wait for running steps to settle their reservations
-            self._launch(step, estimate)
+            self._launch(step)
         self.routing.arm_timers(self._pump)
         self.slots.return_spare(everything=run.mode in (RunMode.DRAINING, RunMode.ENDING))
         self._check_idle()
@@ -306,9 +306,9 @@ class RunController:
         """Whether the agent's breaker, and its slots shared with other processes, let an attempt start now."""
         return self.routing.polled(agent).can_admit() and self.slots.admits(agent)
 
-    def _launch(self, step: StepState, estimate: int) -> None:
+    def _launch(self, step: StepState) -> None:
         run, now = self.run, self.clock()
-        probe = self.holdings.take(step, estimate)
+        probe = self.holdings.take(step)
         run.index.started(step.key)
         run.launches += 1
         batch = WriteBatch()

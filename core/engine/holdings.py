@@ -12,12 +12,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from core.engine.budget import Budget
 from core.engine.routing import Routing
 from core.engine.run_state import RunState, StepState
 from core.engine.slot_pool import SlotPool
 from core.engine.transitions import Spent, plus
 from core.executors import Usage
-from core.model.pricing import cost_of
+from core.model.pricing import cost_estimate, cost_of
 from core.store import WriteBatch
 
 
@@ -25,6 +26,7 @@ from core.store import WriteBatch
 class _Held:
     probe: bool  # the attempt is its breaker's probe
     reserved: int  # tokens reserved for the model call under way (or the whole attempt)
+    reserved_usd: float = 0.0  # dollars reserved with them (a cost budget)
     prompt: int = 0  # tokens its ended model calls already counted
     completion: int = 0
     cost_usd: float | None = 0.0  # what they cost (None: not known)
@@ -35,21 +37,39 @@ class Holdings:
         self.run, self.slots, self.routing = run, slots, routing
         self._held: dict[str, _Held] = {}  # by step key
 
-    def take(self, step: StepState, estimate: int) -> bool:
-        """Hold a slot, a reservation of ``estimate`` tokens and the breaker's admission; True for a probe."""
+    def estimates(self, agent: str) -> tuple[int, float]:
+        """What an attempt (or a further model call) of ``agent`` reserves: tokens, and dollars."""
+        cfg = self.run.plan.agents[agent]
+        return cfg.token_estimate(), cost_estimate(cfg)
+
+    def lacking(self, key: str, agent: str) -> tuple[Budget, str] | None:
+        """The budget (tokens or dollars) without room for an attempt of ``agent``, and why; None if both have it."""
+        tokens, usd = self.estimates(agent)
+        if not self.run.budget.fits(tokens):
+            return self.run.budget, self.run.budget.shortfall(key, tokens)
+        if not self.run.dollars.fits(usd):
+            return self.run.dollars, self.run.dollars.shortfall(key, usd)
+        return None
+
+    def take(self, step: StepState) -> bool:
+        """Hold a slot, the attempt's reservations and the breaker's admission; True for a probe."""
         self.slots.take(step.key, step.agent)
         probe = self.routing.breaker(step.agent).admit()
-        self.run.budget.reserve(estimate)
-        self._held[step.key] = _Held(probe, estimate)
+        tokens, usd = self.estimates(step.agent)
+        self.run.budget.reserve(tokens)
+        self.run.dollars.reserve(usd)
+        self._held[step.key] = _Held(probe, tokens, usd)
         return probe
 
-    def reserve_turn(self, step: StepState, estimate: int) -> bool:
-        """Reserve ``estimate`` tokens for the attempt's next model call, if the budget has room."""
+    def reserve_turn(self, step: StepState) -> bool:
+        """Reserve the attempt's next model call, if both budgets have room for it."""
         held = self._held.get(step.key)
-        if held is None or not self.run.budget.fits(estimate):
+        if held is None or self.lacking(step.key, step.agent) is not None:
             return False
-        self.run.budget.reserve(estimate)
-        held.reserved += estimate
+        tokens, usd = self.estimates(step.agent)
+        self.run.budget.reserve(tokens)
+        self.run.dollars.reserve(usd)
+        held.reserved, held.reserved_usd = held.reserved + tokens, held.reserved_usd + usd
         return True
 
     def count_turn(self, step: StepState, usage: Usage, cost_usd: float | None) -> None:
@@ -57,7 +77,8 @@ class Holdings:
         held = self._held.get(step.key)
         if held is not None:
             self.run.budget.settle(held.reserved, usage.total)
-            held.reserved = 0
+            self.run.dollars.settle(held.reserved_usd, cost_usd or 0.0)
+            held.reserved, held.reserved_usd = 0, 0.0
             held.prompt += usage.prompt_tokens
             held.completion += usage.completion_tokens
             held.cost_usd = plus(held.cost_usd, cost_usd)
@@ -87,6 +108,7 @@ class Holdings:
         cost = plus(held.cost_usd, rest_cost)
         self.slots.give_back(step.key)
         breaker = self.routing.breaker(step.agent)
+        self.run.dollars.settle(held.reserved_usd, rest_cost or 0.0)
         if actual is None:
             self.run.budget.settle(held.reserved, 0)
             if held.probe:

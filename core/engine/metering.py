@@ -73,14 +73,14 @@ class AttemptMeter:
         self._began = owner.clock()
 
     async def admit(self, turn: int) -> None:
-        owner, run = self.owner, self.owner.run
+        owner = self.owner
         if self._launched:
             self._launched = False
         else:
-            estimate = run.plan.agents[self.step.agent].token_estimate()
-            while not owner.holdings.reserve_turn(self.step, estimate):
-                if run.budget.reserved == 0:  # nothing in flight can free room: the budget is spent
-                    owner.exhausted(f"{run.budget.shortfall(self.step.key, estimate)} for its model turn {turn}")
+            while not owner.holdings.reserve_turn(self.step):
+                lacking = owner.holdings.lacking(self.step.key, self.step.agent)
+                if lacking is not None and lacking[0].reserved < 1e-9:  # nothing in flight can free room
+                    owner.exhausted(f"{lacking[1]} for its model turn {turn}")
                 await owner.room()
         self._began = owner.clock()
 

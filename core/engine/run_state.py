@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
-from core.engine.budget import TokenBudget
+from core.engine.budget import CostBudget, TokenBudget
 from core.engine.call_state import CallState
 from core.engine.scheduler import Scheduler
 from core.errors import CallNotFound, StepNotFound
@@ -165,6 +165,7 @@ class RunState:
     result: RunResult | None = None  # once it ended
     calls: dict[str, CallState] = field(default_factory=dict)  # every tool call of the run, by loopdeck's id
     cost_usd: float = 0.0  # dollars its priced spending cost (the unpriced steps say so themselves)
+    dollars: CostBudget = field(default_factory=lambda: CostBudget(None))  # policy.cost_budget_usd
 
     @property
     def policy(self):
@@ -197,6 +198,7 @@ class RunState:
             "hold": HOLD_BUDGET if self.mode == RunMode.PAUSED else None,
             "result_json": None if self.result is None else dumps(self.result.to_json()),
             "cost_usd": self.cost_usd,
+            "cost_budget_usd": self.dollars.limit,
         }
 
     def call(self, call_id: str) -> CallState:
@@ -244,6 +246,7 @@ class RunState:
             prompt_tokens=run.prompt_tokens,
             completion_tokens=run.completion_tokens,
             cost_usd=run.cost_usd or 0.0,
+            dollars=CostBudget(run.cost_budget_usd, run.cost_usd or 0.0),
             updated_at=run.updated_at,
             ended_at=run.ended_at,
             proposal=run.proposal,

@@ -31,6 +31,7 @@ from core.limits import (
     MAX_TEXT,
     MAX_THRESHOLD,
     MAX_TOKENS,
+    MAX_USD,
 )
 from core.model.dag import ancestors, find_cycle
 from core.model.pricing import Price
@@ -93,6 +94,9 @@ class Policy(_Model):
     token_budget: int | None = Field(None, ge=0, le=MAX_TOKENS, description="tokens the run may spend; null: no limit")
     default_tool_approval: Literal["allow", "ask", "deny"] = Field(
         "ask", description="a tool call no approval rule matches, neither destructive nor read-only"
+    )
+    cost_budget_usd: float | None = Field(
+        None, ge=0, le=MAX_USD, description="US dollars the run may spend (priced model calls); null: no limit"
     )
     on_budget_exhausted: Literal["fail", "pause"] = "fail"
     backoff: Backoff = Field(default_factory=Backoff)

@@ -39,6 +39,20 @@ def cost_of(agent: Any, prompt: int, completion: int) -> float | None:
     return None if price is None else price.cost(prompt, completion)
 
 
+def cost_estimate(agent: Any) -> float:
+    """Dollars an attempt (or a further model call) of ``agent`` may cost, reserved against a cost budget:
+    a sim agent's configured tokens at its price, else its token estimate all at the dearer of its input and
+    output prices. 0 when its price is unknown: such spending is neither reserved nor counted."""
+    tokens = agent.token_estimate()
+    price = agent_price(agent) if tokens else None
+    if price is None:
+        return 0.0
+    configured = getattr(agent, "tokens", None)
+    if configured is not None and sum(configured) >= tokens:
+        return price.cost(*configured)
+    return tokens * max(price.input_per_mtok, price.output_per_mtok) / 1e6
+
+
 def agent_price(agent: Any) -> Price | None:
     """The agent's own price, else (an ``llm`` agent) its model's in genai-prices; None if neither is known."""
     own: Price | None = getattr(agent, "price", None)

@@ -89,6 +89,7 @@ class RunProjection:
     tokens: int = 0
     budget: int | None = None
     cost_usd: float = 0.0  # what its priced steps cost
+    cost_budget: float | None = None  # dollars it may spend (known from budget changes)
     unpriced: set[str] = field(default_factory=set)  # steps that spent tokens whose price is not known
     ended_at: float | None = None
     summary: str | None = None  # the result's sentence, once the run ended
@@ -206,6 +207,8 @@ class RunProjection:
                 for step in self.steps.values():
                     if step.held and step.agent == agent:
                         step.held = None
+        elif t == E.BUDGET_CHANGED and p.get("unit") == "usd":
+            self.cost_budget = p.get("to")
         elif t == E.BUDGET_CHANGED:
             self.budget = p.get("to")
         elif t == E.RUN_REPLANNED:

@@ -91,10 +91,17 @@ class Acting(OrchestratorBase):
         return await self.act(run_id, command, user=user, timeout_s=timeout_s)
 
     async def set_budget(
-        self, run_id: str, limit: int | None, *, user: str | None = None, timeout_s: float = 10.0
+        self,
+        run_id: str,
+        limit: float | None,
+        *,
+        usd: bool = False,
+        user: str | None = None,
+        timeout_s: float = 10.0,
     ) -> Delivery:
-        """Set a run's token budget (``None``: no limit); a run paused on its budget continues."""
-        return await self.act(run_id, actions.SetBudget(limit), user=user, timeout_s=timeout_s)
+        """Set a run's token budget, or with ``usd`` its budget in dollars (``None``: no limit); a run paused
+        on its budget continues."""
+        return await self.act(run_id, actions.SetBudget(limit, usd), user=user, timeout_s=timeout_s)
 
     async def replan(
         self,

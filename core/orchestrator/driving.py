@@ -64,6 +64,7 @@ class Driving(Acting):
             "token_budget": plan.policy.token_budget
             if plan.policy.token_budget is not None
             else default_token_budget(),
+            "cost_budget_usd": plan.policy.cost_budget_usd,
             "prompt_tokens": planning_tokens[0],
             "completion_tokens": planning_tokens[1],
             "created_by": user or self.user,

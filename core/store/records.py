@@ -51,6 +51,7 @@ class RunRecord:
     hold: str | None = None  # why a live run launches nothing until an operator acts ("budget"), if it does
     result: RunResult | None = None  # once it ended (None for a run that ended before loopdeck recorded results)
     cost_usd: float | None = None  # dollars its priced spending cost (None: recorded before costs were)
+    cost_budget_usd: float | None = None  # dollars it may spend (None: no limit)
 
     @property
     def tokens(self) -> int:
@@ -81,6 +82,7 @@ class RunRecord:
             hold=row.get("hold"),
             result=_result(row.get("result_json")),
             cost_usd=row.get("cost_usd"),
+            cost_budget_usd=row.get("cost_budget_usd"),
         )
 
 

@@ -37,6 +37,7 @@ runs = Table(
     Column("result_json", Text),
     # revision 0012: dollars its priced spending cost (the unpriced steps have cost_usd NULL)
     Column("cost_usd", Float, default=0.0),
+    Column("cost_budget_usd", Float),  # policy.cost_budget_usd, raised by `loopdeck budget --usd`
 )
 
 steps = Table(

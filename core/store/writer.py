@@ -61,6 +61,7 @@ RUN_MUTABLE = (
     "hold",
     "result_json",
     "cost_usd",
+    "cost_budget_usd",
 )
 
 _STEP_CAS = (

@@ -53,7 +53,7 @@ async def test_pause_waits_for_the_operator_to_raise_the_budget_then_continues(o
     snap = await orch.snapshot(run_id)
     assert snap["run"]["token_budget"] == 300 and snap["run"]["tokens"]["total"] == 300
     change = next(e for e in snap["events"] if e["type"] == "budget_changed")
-    assert change["payload"] == {"from": 150, "to": 300, "user": "ops"}
+    assert change["payload"] == {"from": 150, "to": 300, "unit": "tokens", "user": "ops"}
 
 
 async def test_default_budget_comes_from_the_environment(orch, monkeypatch):

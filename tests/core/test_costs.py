@@ -10,7 +10,7 @@ from core import RunStatus, validate_plan
 from core.model.plan import LlmAgent
 from core.model.pricing import cost_of, listed_price
 from tests.chat_server import completion
-from tests.core.helpers import start
+from tests.core.helpers import start, wait_event
 from tests.core.test_llm_tools import asks
 from tests.fixtures.tools import SKILLS
 
@@ -78,3 +78,43 @@ def test_genai_prices_prices_a_listed_model_by_its_endpoints_provider_and_never_
     assert cost_of(local, 10, 10) is None and cost_of(local, 0, 0) == 0.0
     own = LlmAgent.model_validate({**local.model_dump(), "price": {"input_per_mtok": 1, "output_per_mtok": 1}})
     assert cost_of(own, 500_000, 500_000) == pytest.approx(1.0)  # the agent's own price wins
+
+
+def dollar_plan(budget: float, on_exhausted: str) -> object:
+    """Four parallel steps of $0.0105 each (1,000 + 500 tokens at $3 / $15 per million)."""
+    sim = {
+        "kind": "sim",
+        "latency_ms": 20,
+        "tokens": [1000, 500],
+        "price": {"input_per_mtok": 3, "output_per_mtok": 15},
+    }
+    return validate_plan(
+        {
+            "agents": {"sim": sim},
+            "policy": {"cost_budget_usd": budget, "on_budget_exhausted": on_exhausted, "max_concurrency": 4},
+            "steps": [{"key": k} for k in "abcd"],
+        }
+    )
+
+
+async def test_parallel_steps_reserve_dollars_so_the_run_stops_inside_its_cost_budget(orch):
+    run_id, task = await start(orch, dollar_plan(0.03, "fail"))
+    assert await asyncio.wait_for(task, 10) == RunStatus.FAILED
+    snap = await orch.snapshot(run_id)
+    # all four were ready at once; only two fit ($0.021), a third would need $0.0315
+    assert sorted(s["status"] for s in snap["steps"]) == ["skipped", "skipped", "succeeded", "succeeded"]
+    assert snap["run"]["cost_usd"] == pytest.approx(0.021) and snap["run"]["cost_budget_usd"] == 0.03
+    assert "cost budget $0.03 exhausted: $0.0210 spent" in snap["run"]["reason"]
+
+
+async def test_a_run_paused_on_its_cost_budget_continues_when_it_is_raised(orch):
+    run_id, task = await start(orch, dollar_plan(0.03, "pause"))
+    await wait_event(orch, run_id, "budget_exhausted")
+    run = (await orch.snapshot(run_id))["run"]
+    assert run["status"] == "waiting_user" and f"loopdeck budget {run_id} --usd DOLLARS" in run["reason"]
+    await orch.set_budget(run_id, 1.0, usd=True, user="ann")
+    assert await asyncio.wait_for(task, 10) == RunStatus.SUCCEEDED
+    snap = await orch.snapshot(run_id)
+    assert snap["run"]["cost_usd"] == pytest.approx(0.042) and snap["run"]["cost_budget_usd"] == 1.0
+    changed = next(e for e in snap["events"] if e["type"] == "budget_changed")
+    assert changed["payload"] == {"from": 0.03, "to": 1.0, "unit": "usd", "user": "ann"}

@@ -27,6 +27,37 @@ def test_a_paused_run_continues_when_another_terminal_raises_its_budget(cli):
     assert cli.show(run_id)["run"]["tokens"]["total"] == 300
 
 
+def test_a_run_paused_on_its_cost_budget_continues_when_raised_in_dollars(cli):
+    agents = {
+        "sim": {
+            "kind": "sim",
+            "latency_ms": 0,
+            "tokens": [600, 400],
+            "price": {"input_per_mtok": 10, "output_per_mtok": 10},
+        }
+    }
+    path = cli.write_plan(
+        {
+            "agents": agents,
+            "policy": {"max_concurrency": 1, "cost_budget_usd": 0.025, "on_budget_exhausted": "pause"},
+            "steps": [{"key": f"s{i}"} for i in range(3)],
+        }
+    )
+    proc = cli.spawn("run", str(path), "--headless")
+    try:
+        run_id = cli.wait_until("SELECT id FROM runs WHERE status='waiting_user'", bool)[0][0]
+        result = cli("budget", run_id, "--usd", "$1")
+        assert result.returncode == 0, result.stderr
+        assert "cost budget set to $1.00" in result.stderr
+        assert proc.wait(timeout=30) == 0
+    finally:
+        proc.kill()
+    run = cli.show(run_id)["run"]
+    assert run["cost_usd"] == 0.03 and run["cost_budget_usd"] == 1.0  # three steps of $0.01
+    listed = cli("runs")
+    assert "$0.03" in listed.stdout and "COST" in listed.stdout
+
+
 def test_replan_from_the_command_line(cli):
     agents = {"sim": {"kind": "sim", "latency_ms": 0}}
     path = cli.write_plan({"agents": agents, "steps": [{"key": "gate", "approval": "required"}]})

@@ -9,7 +9,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from core import BadInput, limits, parse_json, parse_token_budget
+from core import BadInput, limits, parse_cost_budget, parse_json, parse_token_budget
 
 
 class Given:
@@ -69,6 +69,13 @@ def json_input(text: str) -> Given:
 def budget_value(text: str) -> Given:
     try:
         return Given(parse_token_budget(text, "--set"))
+    except BadInput as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def dollars_value(text: str) -> Given:
+    try:
+        return Given(parse_cost_budget(text, "--usd"))
     except BadInput as exc:
         raise argparse.ArgumentTypeError(str(exc)) from None
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 import argparse
 
 from core import __version__, limits
-from tui.cli.arguments import budget_value, count, json_input, port, repairs, seconds, speed
+from tui.cli.arguments import budget_value, count, dollars_value, json_input, port, repairs, seconds, speed
 from tui.cli.command import Command
 
 
@@ -267,11 +267,12 @@ def _acting(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) ->
     p.add_argument("--status", choices=["succeeded", "failed"], default="succeeded", help="default: succeeded")
     p.add_argument("--reason", metavar="TEXT")
     p.add_argument("--json", action="store_true", help="print the run's result as JSON on stdout")
-    p = sub.add_parser("budget", parents=[common], help="set a run's token budget (a paused run continues)")
-    p.add_argument("run_id")
-    p.add_argument(
-        "--set", dest="limit", required=True, metavar="N", type=budget_value, help="tokens, or 'none' for no limit"
+    p = sub.add_parser(
+        "budget", parents=[common], help="set a run's token or dollar budget (a run paused on it continues)"
     )
+    p.add_argument("run_id")
+    p.add_argument("--set", dest="limit", metavar="N", type=budget_value, help="tokens, or 'none' for no limit")
+    p.add_argument("--usd", metavar="DOLLARS", type=dollars_value, help="US dollars, or 'none' for no limit")
     p = sub.add_parser("replan", parents=[common], help="append steps to a live run, or replace its pending steps")
     p.add_argument("run_id")
     p.add_argument("steps", help="YAML or JSON file: a list of steps, or a mapping with `steps:`")

@@ -17,6 +17,7 @@ from rich.text import Text
 
 from core import Event, EventType, RunProjection, StepProjection
 from tui.text.literal import literal
+from tui.text.money import dollars
 
 E = EventType
 
@@ -214,11 +215,15 @@ class Progress:
                 *((": ", literal(why)) if why else ()),
             )
         if event.type == E.BUDGET_EXHAUSTED:
+            flag = "--usd DOLLARS" if str(p.get("reason")).startswith("cost budget") else "--set N"
             return Text.assemble(
-                ("⏸ ", "yellow"), literal(p.get("reason")), f"; raise it: loopdeck budget {self.run_id} --set N"
+                ("⏸ ", "yellow"), literal(p.get("reason")), f"; raise it: loopdeck budget {self.run_id} {flag}"
             )
         if event.type == E.BUDGET_CHANGED:
-            return Text.assemble("token budget set to ", str(p.get("to")), " by ", literal(p.get("user")))
+            to = p.get("to")
+            shown = "no limit" if to is None else dollars(to) if p.get("unit") == "usd" else f"{to:,}"
+            what = "cost budget" if p.get("unit") == "usd" else "token budget"
+            return Text.assemble(f"{what} set to {shown} by ", literal(p.get("user")))
         if event.type == E.RUN_PLAN_PROPOSED and key:
             return self.plan_waits(key)
         if event.type in (E.RUN_PLAN_APPROVED, E.RUN_PLAN_REJECTED):

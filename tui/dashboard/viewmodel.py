@@ -64,6 +64,7 @@ class RunView(RunProjection):
             goal=run["goal"],
             status="planning",
             budget=run["token_budget"],
+            cost_budget=run.get("cost_budget_usd"),
             max_concurrency=run.get("max_concurrency") or 0,
             created_at=parse_iso(run["created_at"]) or time.time(),
         )

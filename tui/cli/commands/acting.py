@@ -13,6 +13,7 @@ from typing import Any
 from core import BadInput, Delivery, Orchestrator, RunResult, RunStatus, load_document, load_text
 from tui.cli.output import EXIT_OK, err, print_json
 from tui.text.literal import literal
+from tui.text.money import dollars
 
 
 async def approve(orch: Orchestrator, args: argparse.Namespace, _: Any) -> int:
@@ -89,12 +90,16 @@ async def ended_result(orch: Orchestrator, run_id: str, timeout_s: float = 10.0)
 
 
 async def set_budget(orch: Orchestrator, args: argparse.Namespace, _: Any) -> int:
-    limit = args.limit.value
+    if args.limit is None and args.usd is None:
+        raise BadInput("say which budget: --set N (tokens), --usd DOLLARS, or both")
     run_id = await orch.resolve_run_id(args.run_id)
-    delivery = await orch.set_budget(run_id, limit, user=orch.user)
-    err.print(
-        literal(f"run {run_id}: token budget set to {'no limit' if limit is None else f'{limit:,}'} by {orch.user}")
-    )
+    for given, usd in ((args.limit, False), (args.usd, True)):
+        if given is None:
+            continue
+        limit = given.value
+        delivery = await orch.set_budget(run_id, limit, usd=usd, user=orch.user)
+        shown = "no limit" if limit is None else dollars(limit) if usd else f"{limit:,}"
+        err.print(literal(f"run {run_id}: {'cost' if usd else 'token'} budget set to {shown} by {orch.user}"))
     await say_who_continues(orch, run_id, delivery)
     return EXIT_OK
 

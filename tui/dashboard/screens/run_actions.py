@@ -12,7 +12,7 @@ from typing import Any
 
 from textual import work
 
-from core import BadInput, LoopdeckError, parse_token_budget
+from core import BadInput, LoopdeckError, parse_cost_budget, parse_token_budget
 from tui.dashboard.actions import RUN_ACTIONS
 from tui.dashboard.dialogs.help import HelpScreen
 from tui.dashboard.dialogs.prompts import ConfirmScreen, PromptScreen
@@ -188,21 +188,27 @@ class ActionsMixin:
         def answer(value: str | None) -> None:
             if value is None:
                 return
-            try:  # the command line's rule (`loopdeck budget --set`): a whole number of tokens, or none
-                limit = parse_token_budget(value, "a token budget")
+            usd = value.strip().startswith("$")
+            try:  # the command line's rules (`loopdeck budget --set N`, `--usd DOLLARS`)
+                limit = parse_cost_budget(value) if usd else parse_token_budget(value, "a token budget")
             except BadInput as exc:
                 self.notify(str(exc), severity="error", markup=False)
                 return
-            self.set_budget(limit)
+            self.set_budget(limit, usd)
 
         self.app.push_screen(
-            PromptScreen("Token budget (a number, or 'none'):", "e.g. 100000", "" if current is None else str(current)),
+            PromptScreen(
+                "Token budget (a number or 'none'; $5 sets the cost budget):",
+                "e.g. 100000 or $5",
+                "" if current is None else str(current),
+            ),
             answer,
         )
 
     @work(group="actions", exit_on_error=False, name="an action")
-    async def set_budget(self, limit: int | None) -> None:
+    async def set_budget(self, limit: float | None, usd: bool = False) -> None:
+        shown = "no limit" if limit is None else f"${limit:,.2f}" if usd else f"{limit:,}"
         await self._act(
-            self.ctx.orch.set_budget(self.run_id, limit, user=self.ctx.user),
-            f"token budget set to {'no limit' if limit is None else f'{limit:,}'}",
+            self.ctx.orch.set_budget(self.run_id, limit, usd=usd, user=self.ctx.user),
+            f"{'cost' if usd else 'token'} budget set to {shown}",
         )

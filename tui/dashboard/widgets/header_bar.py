@@ -45,8 +45,11 @@ class HeaderBar(Static):
         text.append(f" {view.status.replace('_', ' ')} ", STATUS_STYLE.get(view.status, "bold"))
         text.append(f" {elapsed_text(view.elapsed(now))}  ")
         text.append_text(gauge(view.tokens, view.budget))
-        if view.cost_usd or view.unpriced:
-            text.append(f" · {dollars(view.cost_usd or None, len(view.unpriced))}")
+        if view.cost_usd or view.unpriced or view.cost_budget is not None:
+            spent = None if view.unpriced and not view.cost_usd else view.cost_usd  # only unpriced spending: unknown
+            text.append(f" · {dollars(spent, len(view.unpriced))}")
+            if view.cost_budget is not None:
+                text.append(f"/{dollars(view.cost_budget)}")
         running = view.count("running")
         text.append(f"  slots {running}/{view.max_concurrency or '?'}  ")
         text.append(f"{view.done}/{len(view.steps)} done  ")
