@@ -45,7 +45,7 @@ _EXPORTS: dict[str, str] = {
     "PlanError": "core.errors",
     "PlanIssue": "core.errors",
     "PlanResult": "core.planner",
-    "Policy": "core.model.plan",
+    "Policy": "core.model.policy",
     "Result": "core.executors",
     "RunNotFound": "core.errors",
     "RunProjection": "core.model.projection",
@@ -129,7 +129,6 @@ if TYPE_CHECKING:  # what type checkers and import-linter see: the same names, i
     from core.model.events import PLAN_REVIEW_EVENTS, RUN_STATUS_EVENTS, STEP_STATUS_AFTER, Event, EventType, Gap, iso
     from core.model.plan import (
         Plan,
-        Policy,
         StepSpec,
         load_plan,
         parse_plan_text,
@@ -137,6 +136,7 @@ if TYPE_CHECKING:  # what type checkers and import-linter see: the same names, i
         readable,
         validate_plan,
     )
+    from core.model.policy import Policy
     from core.model.projection import CallProjection, RunProjection, StepProjection
     from core.model.result import RunResult
     from core.model.skills import Skill, available_skills

@@ -11,7 +11,7 @@ from typing import Any
 
 from core.model.context import Upstream, build_context
 from core.model.events import Event, iso
-from core.model.plan import Policy
+from core.model.policy import Policy
 from core.model.result import RunResult, conclude
 from core.model.states import StepStatus
 from core.store.records import FeedbackRecord, RunRecord, SpanRecord, StepRecord, ToolCallRecord, WorkerRecord

@@ -13,7 +13,7 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
-from core.model.plan import Policy
+from core.model.policy import Policy
 
 CHARS_PER_TOKEN = 4
 TRUNCATION_MARKER = " …[truncated {n} chars]"

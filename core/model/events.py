@@ -56,6 +56,8 @@ class EventType(StrEnum):
     TOOL_CALL_FAILED = "tool_call_failed"
     TOOL_CALL_INTERRUPTED = "tool_call_interrupted"
     APPROVAL_RULE_ADDED = "approval_rule_added"  # an operator added a rule to a live run (payload: rule, user)
+    NOTIFICATION_SENT = "notification_sent"  # payload: event, target (scheme and host only), attempts
+    NOTIFICATION_FAILED = "notification_failed"  # payload: event, target, attempts, error
 
 
 # Run events whose payload says the run's status (and the reason) after them.

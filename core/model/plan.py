@@ -15,25 +15,23 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import Field, ValidationError, field_validator, model_validator
 
 from core.errors import PlanError, PlanIssue
 from core.limits import (
     MAX_AGENTS,
     MAX_ATTEMPT_TOKENS,
     MAX_ATTEMPTS,
-    MAX_BACKOFF_FACTOR,
     MAX_CONCURRENCY,
     MAX_INT,
-    MAX_ITERATIONS,
     MAX_SECONDS,
     MAX_STEPS,
     MAX_TEXT,
     MAX_THRESHOLD,
-    MAX_TOKENS,
-    MAX_USD,
 )
 from core.model.dag import ancestors, find_cycle
+from core.model.policy import Policy
+from core.model.policy import StrictModel as _Model
 from core.model.pricing import Price
 from core.model.refs import find_refs
 from core.model.tools import ApprovalRule, McpServer
@@ -48,58 +46,10 @@ MAX_TURNS = 100
 ToolName = Annotated[str, Field(pattern=TOOL_PATTERN)]
 
 
-class _Model(BaseModel):
-    # every number finite (a NaN latency was accepted, then refused when the run was read back)
-    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
-
-
 Seconds = Annotated[float, Field(ge=0, le=MAX_SECONDS)]
 AttemptTokens = Annotated[int, Field(ge=0, le=MAX_ATTEMPT_TOKENS)]
 Text = Annotated[str, Field(max_length=MAX_TEXT)]
 Millis = Annotated[float, Field(ge=0, le=MAX_SECONDS * 1000)]
-
-
-class Backoff(_Model):
-    """Delay before retry n (1-based): min(max_s, base_s * factor**(n-1)), optionally jittered."""
-
-    base_s: float = Field(1.0, ge=0, le=MAX_SECONDS)
-    factor: float = Field(2.0, ge=1, le=MAX_BACKOFF_FACTOR)
-    max_s: float = Field(60.0, ge=0, le=MAX_SECONDS)
-    jitter: bool = True
-
-
-class Policy(_Model):
-    max_concurrency: int = Field(5, ge=1, le=MAX_CONCURRENCY, description="steps running at once in this run")
-    max_step_attempts: int = Field(
-        3, ge=1, le=MAX_ATTEMPTS, description="attempts per step unless the step sets max_attempts"
-    )
-    max_iterations: int | None = Field(
-        None, ge=1, le=MAX_ITERATIONS, description="cap on launches (attempts) in the run; reaching it fails the run"
-    )
-    allow_replan: bool = True
-    require_verification: bool = Field(
-        False, description="the run succeeds only if it has verification steps and every one of them passed"
-    )
-    plan_approval: Literal["required", "auto"] = Field(
-        "auto", description="required: an operator approves the plan (and agent-proposed replans) before they run"
-    )
-    stop_on_approval_required: bool = Field(
-        True, description="while a gate waits, launch nothing new (running steps finish)"
-    )
-    max_context_tokens: int = Field(4000, ge=0, le=MAX_ATTEMPT_TOKENS)
-    context_summary_strategy: Literal["last_n", "all"] = "last_n"
-    context_last_n: int = Field(3, ge=0, le=MAX_STEPS, description="upstream outputs kept by the last_n strategy")
-    include_tool_results: bool = True
-    include_step_outputs: bool = True
-    token_budget: int | None = Field(None, ge=0, le=MAX_TOKENS, description="tokens the run may spend; null: no limit")
-    default_tool_approval: Literal["allow", "ask", "deny"] = Field(
-        "ask", description="a tool call no approval rule matches, neither destructive nor read-only"
-    )
-    cost_budget_usd: float | None = Field(
-        None, ge=0, le=MAX_USD, description="US dollars the run may spend (priced model calls); null: no limit"
-    )
-    on_budget_exhausted: Literal["fail", "pause"] = "fail"
-    backoff: Backoff = Field(default_factory=Backoff)
 
 
 class BreakerConfig(_Model):

@@ -21,6 +21,7 @@ from core.engine.run_state import RunState
 from core.errors import PlanError, StepNotFound
 from core.model.events import Event
 from core.model.plan import validate_plan
+from core.notifications import Notifications
 from core.store import (
     Notifier,
     RunRecord,
@@ -85,6 +86,7 @@ class OrchestratorBase:
         self.breakers = BreakerBoard()
         # spans sent to an OpenTelemetry collector as runs go (True: when OTEL_EXPORTER_OTLP_*ENDPOINT says where)
         self.traces = LiveTraces.from_env() if traces is True else traces or None
+        self.notifications = Notifications(self._write_and_publish, clock)  # sends only for runs with targets
 
     @classmethod
     async def open(cls, db: str | None = None, *, create: bool = True, **kwargs: Any) -> Self:
@@ -99,6 +101,7 @@ class OrchestratorBase:
             raise
 
     async def close(self) -> None:
+        await self.notifications.aclose()
         if self.traces is not None:
             await self.traces.aclose()
         await self.notifier.close()

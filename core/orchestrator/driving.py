@@ -138,6 +138,9 @@ class Driving(Acting):
             )
             if self.traces is not None:  # live traces: its spans go out as they become durable
                 controller.commits.observers.append(self.traces.observer(run_id, run.goal, run.created_at))
+            notify = self.notifications.observer(run_id, run.goal, controller.run.policy)
+            if notify is not None:  # people told when it waits for them or ends
+                controller.commits.observers.append(notify)
             self._controllers[run_id] = controller
             return await controller.drive()
         finally:

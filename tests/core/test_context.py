@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from core.model.context import TRUNCATION_MARKER, Upstream, build_context
-from core.model.plan import Policy
+from core.model.policy import Policy
 
 
 def ups() -> list[Upstream]:

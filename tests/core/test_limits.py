@@ -18,7 +18,7 @@ from hypothesis import strategies as st
 from core import PlanError, parse_plan_text, validate_plan
 from core.engine.transitions import backoff_delay
 from core.limits import MAX_DEPTH
-from core.model.plan import Backoff
+from core.model.policy import Backoff
 from core.values import ValueProblem, check_document, to_json_value
 
 STEP = '{"key": "a"}'
