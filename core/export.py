@@ -155,5 +155,7 @@ def _attributes(run_id: str, s: SpanRecord) -> dict[str, Any]:
     else:
         attributes["gen_ai.usage.input_tokens"] = s.prompt_tokens
         attributes["gen_ai.usage.output_tokens"] = s.completion_tokens
+    if s.cost_usd is not None:
+        attributes["loopdeck.cost_usd"] = s.cost_usd
     attributes.update(s.attributes)
     return attributes

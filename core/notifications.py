@@ -1,8 +1,9 @@
 """Notifications: people told, through Apprise, when a run needs them or ends.
 
 What is sent: ``gate_waiting`` (a step or a tool call waits for approval,
-with the exact command that answers it), ``run_ended``, ``budget_paused``
-(a run waits for a larger budget) and ``breaker_opened``; a target may ask
+with the exact command that answers it), ``approval_timed_out``,
+``run_ended``, ``budget_paused`` (a run waits for a larger budget) and
+``breaker_opened``; a target may ask
 for some of them only. Targets are the plan's ``policy.notify`` (each URL
 named by an environment variable, ``${NAME}``: the plan is stored, a URL may
 hold a secret) and, for every run, the URLs in ``LOOPDECK_NOTIFY``.
@@ -94,6 +95,10 @@ def message_for(run_id: str, goal: str, type_: str, key: str | None, p: dict[str
             f"refuse:  loopdeck approve-call {run_id} {call} --reject --reason TEXT"
         )
         return Message("gate_waiting", f'loopdeck: tool call "{call}" waits for approval', body)
+    if type_ == E.APPROVAL_TIMED_OUT:
+        what = f"tool call {p.get('call')}" if p.get("gate") == "call" else f"step {key}"
+        body = f"{about}\nnobody answered by {p.get('deadline')}: {p.get('action')}"
+        return Message("approval_timed_out", f"loopdeck: the approval of {what} timed out", body)
     if type_ == E.RUN_ENDED:
         summary = p.get("summary") or p.get("reason") or ""
         return Message("run_ended", f"loopdeck: run {run_id} {p.get('status')}", f"{about}\n{summary}".strip())

@@ -72,6 +72,7 @@ def step_json(step: StepRecord, depends_on: list[str]) -> dict[str, Any]:
         "tokens": tokens(step.prompt_tokens, step.completion_tokens),
         "cost_usd": usd(step.cost_usd),
         "approved_by": step.approved_by,
+        "deadline": iso(step.deadline) if step.status == StepStatus.WAITING_USER else None,
         "started_at": iso(step.started_at),
         "ended_at": iso(step.ended_at),
     }
@@ -115,6 +116,7 @@ def call_json(call: ToolCallRecord) -> dict[str, Any]:
         "text": call.text,
         "created_at": iso(call.created_at),
         "updated_at": iso(call.updated_at),
+        "deadline": iso(call.deadline) if call.status.value == "waiting_user" else None,
     }
 
 

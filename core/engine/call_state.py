@@ -30,6 +30,7 @@ class CallState:
     reason: str | None = None
     created_at: float = 0.0
     updated_at: float = 0.0
+    deadline: float | None = None  # when its approval times out, while it waits
 
     def row(self, run_id: str) -> dict[str, Any]:
         return {
@@ -52,6 +53,7 @@ class CallState:
             "reason": self.reason,
             "created_at": self.created_at,
             "updated_at": self.updated_at,
+            "deadline": self.deadline,
         }
 
     @classmethod
@@ -75,4 +77,5 @@ class CallState:
             r.reason,
             r.created_at,
             r.updated_at,
+            r.deadline,
         )

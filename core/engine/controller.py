@@ -40,6 +40,7 @@ from core.engine.attempts import AttemptRunner, Outcome
 from core.engine.breaker import BreakerBoard
 from core.engine.bus import EventBus
 from core.engine.commits import Commits
+from core.engine.deadlines import Deadlines
 from core.engine.holdings import Holdings
 from core.engine.metering import Metering
 from core.engine.routing import Routing
@@ -93,6 +94,8 @@ class RunController:
         self.tool_calls = ToolCalls(run, self.commits, clock, toolbox, self.routing.board)
         self.holdings = Holdings(run, self.slots, self.routing)
         self.metering = Metering(run, self.holdings, self.commits, clock, self._budget_exhausted)
+        self.deadlines = Deadlines(run, clock, self.sup.schedule, self._follow)
+        self.tool_calls.gated = self.deadlines.sync  # a call that asks may have a deadline
         self.attempts = AttemptRunner(
             run,
             self.sup.spawn,
@@ -153,6 +156,7 @@ class RunController:
             for handle in self._timers.values():
                 handle.cancel()
             self.routing.cancel_timers()
+            self.deadlines.cancel_all()
             await self.tool_calls.toolbox.aclose()  # the run's MCP servers stop with it
             await self.attempts.close()  # timed-out attempts in threads are left behind: never kept alive for
             await self.commits.settle()
@@ -222,6 +226,7 @@ class RunController:
         if run.mode == RunMode.ENDING:
             return
         self.metering.wake()  # model calls waiting for budget look again
+        self.deadlines.sync()  # gates that wait have their deadlines armed
         while not self._holds_launches():
             key = run.index.pop_launchable()
             if key is None:

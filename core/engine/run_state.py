@@ -67,6 +67,7 @@ class StepState:
     started_at: float | None = None
     ended_at: float | None = None
     cost_usd: float | None = 0.0  # None once it spent tokens whose price is not known
+    deadline: float | None = None  # when its approval gate times out, while it waits
 
     @property
     def key(self) -> str:
@@ -96,6 +97,7 @@ class StepState:
             "started_at": self.started_at,
             "ended_at": self.ended_at,
             "cost_usd": self.cost_usd,
+            "deadline": self.deadline,
         }
 
     @classmethod
@@ -116,6 +118,7 @@ class StepState:
             started_at=record.started_at,
             ended_at=record.ended_at,
             cost_usd=record.cost_usd,
+            deadline=record.deadline,
         )
 
 
@@ -140,6 +143,7 @@ def new_step_row(run_id: str, idx: int, spec: StepSpec, agent: str) -> dict[str,
         "started_at": None,
         "ended_at": None,
         "cost_usd": 0.0,
+        "deadline": None,
     }
 
 

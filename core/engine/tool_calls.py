@@ -27,9 +27,9 @@ from core.engine.call_state import CallState
 from core.engine.commits import Commits
 from core.engine.run_state import RunState, StepState
 from core.executors import AttemptFailed, RecordedTurn, ToolReply, ToolRequest
-from core.model.events import EventType
+from core.model.events import EventType, iso
 from core.model.plan import offers
-from core.model.tools import CallStatus, Facts, RuleDecision, ToolSpec, call_id, decide_call
+from core.model.tools import CallStatus, Facts, RuleDecision, ToolSpec, approval_timeout, call_id, decide_call
 from core.store import Store, WriteBatch
 from core.tools import ServerFailure, Toolbox, ToolError
 
@@ -52,6 +52,7 @@ class ToolCalls:
         self.run, self.commits, self.clock, self.toolbox = run, commits, clock, toolbox
         self.board = board or BreakerBoard(clock)
         self._answers: dict[str, asyncio.Event] = {}
+        self.gated: Callable[[], None] = lambda: None  # told when calls started to wait (their deadlines)
 
     async def guarded(self, server: str, work: Callable[[], Awaitable[T]]) -> T:
         """``work`` against an MCP server, through the server's circuit breaker: refused at once while it is
@@ -183,6 +184,7 @@ class ToolSession:
             calls.append(call)
         if batch.size:
             await self.owner.commit(batch)
+            self.owner.gated()
         return list(await asyncio.gather(*(self._settle(call) for call in calls)))
 
     def _gate(self, call: CallState, batch: WriteBatch, now: float) -> None:
@@ -194,7 +196,12 @@ class ToolSession:
             payload["arguments"] = call.arguments
             if spec is not None:  # what the approval dialog shows with the call
                 payload.update(server=spec.server, annotations=spec.annotations(), schema=spec.input_schema)
-            transitions.move_call(run, call, "ask", batch, now, payload, rule=decision.rule)
+            policy = run.policy
+            due = approval_timeout(None, None, decision, policy.approval_timeout_s, policy.on_approval_timeout)
+            deadline = None if due is None else now + due[0]
+            if deadline is not None:
+                payload["deadline"] = iso(deadline)
+            transitions.move_call(run, call, "ask", batch, now, payload, rule=decision.rule, deadline=deadline)
         elif decision.action == "deny":
             why = decision.reason or "not allowed"
             transitions.move_call(run, call, "deny", batch, now, payload, rule=decision.rule, reason=why)

@@ -17,11 +17,11 @@ from typing import Any
 from core.engine.call_state import CallState
 from core.engine.run_state import RunMode, RunState, StepState
 from core.executors import AttemptFailed, Result
-from core.model.events import EventType
+from core.model.events import EventType, iso
 from core.model.policy import Backoff
 from core.model.result import Finished, conclude, plan_shape
 from core.model.states import RunStatus, StepStatus, check_step
-from core.model.tools import CallStatus, Facts, check_call, step_rule
+from core.model.tools import CallStatus, Facts, OnTimeout, approval_timeout, check_call, step_rule
 from core.store import Store, WriteBatch
 
 E = EventType
@@ -218,9 +218,25 @@ def end_run(
 
 
 def gate(run: RunState, step: StepState, batch: WriteBatch, now: float, why: str = "approval: required") -> None:
-    """A step marked ``approval: required`` (or that a step rule asks about) reached its turn: it waits."""
+    """A step marked ``approval: required`` (or that a step rule asks about) reached its turn: it waits
+    (until its deadline, if it has one)."""
     run.waiting.add(step.key)
-    move(run, step, "gate", batch, now, (E.STEP_WAITING, {"reason": why, "input": step.input}))
+    due = step_timeout(run, step)
+    payload: dict[str, Any] = {"reason": why, "input": step.input}
+    if due is not None:
+        payload["deadline"] = iso(now + due[0])
+    move(run, step, "gate", batch, now, (E.STEP_WAITING, payload), deadline=None if due is None else now + due[0])
+
+
+def step_timeout(run: RunState, step: StepState) -> tuple[float, OnTimeout] | None:
+    """The seconds an operator has to answer the step's gate, and what happens then (None: no deadline)."""
+    rules = run.plan.approval_rules
+    rule = step_rule(rules, Facts(step.key, step.spec.type, step.agent)) if rules else None
+    policy = run.policy
+    spec = step.spec
+    return approval_timeout(
+        spec.approval_timeout_s, spec.on_approval_timeout, rule, policy.approval_timeout_s, policy.on_approval_timeout
+    )
 
 
 def gate_reason(run: RunState, step: StepState) -> str | None:

@@ -56,6 +56,7 @@ class EventType(StrEnum):
     TOOL_CALL_FAILED = "tool_call_failed"
     TOOL_CALL_INTERRUPTED = "tool_call_interrupted"
     APPROVAL_RULE_ADDED = "approval_rule_added"  # an operator added a rule to a live run (payload: rule, user)
+    APPROVAL_TIMED_OUT = "approval_timed_out"  # a gate's deadline passed: payload gate, step/call, action
     NOTIFICATION_SENT = "notification_sent"  # payload: event, target (scheme and host only), attempts
     NOTIFICATION_FAILED = "notification_failed"  # payload: event, target, attempts, error
 

@@ -34,7 +34,7 @@ from core.model.policy import Policy
 from core.model.policy import StrictModel as _Model
 from core.model.pricing import Price
 from core.model.refs import find_refs
-from core.model.tools import ApprovalRule, McpServer
+from core.model.tools import ApprovalRule, McpServer, OnTimeout
 from core.values import ValueProblem, check_document, parse_document, read_document
 
 StepType = Literal["reasoning", "skill", "tool", "sub_agent", "verification"]
@@ -228,6 +228,10 @@ class StepSpec(_Model):
     depends_on: list[str] = Field(default_factory=list)
     dependency_policy: Literal["all_succeeded", "allow_skipped"] = "all_succeeded"
     approval: Literal["required", "auto"] = "auto"
+    approval_timeout_s: float | None = Field(
+        None, gt=0, le=MAX_SECONDS, description="seconds an operator has to answer its gate (default: the policy's)"
+    )
+    on_approval_timeout: OnTimeout | None = Field(None, description="reject | approve | fail; default: the policy's")
     max_attempts: int | None = Field(None, ge=1, le=MAX_ATTEMPTS)
     timeout_s: float | None = Field(None, gt=0, le=MAX_SECONDS)
     skill: str | None = Field(

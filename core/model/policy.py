@@ -103,6 +103,12 @@ class Policy(StrictModel):
         None, ge=0, le=MAX_USD, description="US dollars the run may spend (priced model calls); null: no limit"
     )
     on_budget_exhausted: Literal["fail", "pause"] = "fail"
+    approval_timeout_s: float | None = Field(
+        None, gt=0, le=MAX_SECONDS, description="seconds an operator has to answer a gate; null: no deadline"
+    )
+    on_approval_timeout: Literal["reject", "approve", "fail"] = Field(
+        "reject", description="what a passed deadline does: reject the step or call, approve it, or fail the run"
+    )
     notify: list[NotifyTarget] = Field(
         default_factory=list, max_length=MAX_AGENTS, description="Apprise URLs (as ${NAME}) told about the run"
     )

@@ -33,6 +33,7 @@ class StepProjection:
     error: str | None = None
     held: str | None = None  # why a ready step does not start (an open breaker, until its probe)
     gated: str | None = None  # why it waits for an operator (approval: required, or the step rule that asks)
+    deadline: str | None = None  # when its gate times out (ISO 8601), while it waits
 
     def duration(self, now: float) -> float | None:
         if self.started_at is None:
@@ -72,6 +73,7 @@ class CallProjection:
     text: str | None = None  # what the model said with the call
     server: str | None = None
     annotations: dict[str, bool] = field(default_factory=dict)
+    deadline: str | None = None  # when its approval times out (ISO 8601), while it waits
     schema: dict[str, Any] | None = None  # the tool's input schema (sent with a call that waits)
 
     @property
@@ -152,7 +154,7 @@ class RunProjection:
         call.status = CALL_STATUS_AFTER[t]
         if "arguments" in p:
             call.arguments = p["arguments"]
-        for name in ("rule", "reason", "result", "error", "text", "server", "annotations", "schema"):
+        for name in ("rule", "reason", "result", "error", "text", "server", "annotations", "schema", "deadline"):
             if p.get(name) is not None:
                 setattr(call, name, p[name])
         if p.get("user"):
@@ -188,6 +190,7 @@ class RunProjection:
             self._cost(step, used, tokens.get("cost_usd"))
         if t == E.STEP_WAITING:
             step.gated = str(p.get("reason") or "approval: required")
+            step.deadline = p.get("deadline")
         if t == E.STEP_WAITING and step.key not in self.waiting:
             self.waiting.append(step.key)
         elif step.status != "waiting_user" and step.key in self.waiting:

@@ -147,6 +147,9 @@ class McpServer(BaseModel):
 Action = Literal["allow", "ask", "deny"]
 
 
+OnTimeout = Literal["reject", "approve", "fail"]  # what an approval deadline does when it passes
+
+
 class ApprovalRule(BaseModel):
     """One rule of ``approval_rules``: every field given must match (globs for names); first match wins."""
 
@@ -162,6 +165,10 @@ class ApprovalRule(BaseModel):
     arguments: dict[str, str] | None = Field(None, description="argument name -> glob its value must match")
     action: Action
     reason: str | None = Field(None, max_length=2000, description="sent to the model when the rule denies")
+    approval_timeout_s: float | None = Field(
+        None, gt=0, le=MAX_SECONDS, description="when it asks: seconds the operator has to answer"
+    )
+    on_approval_timeout: OnTimeout | None = Field(None, description="reject | approve | fail; default: the policy's")
     applies_to: Literal["tools", "steps"] | None = Field(
         None, description="default: tools when the rule names a tool, server, annotation or argument, else steps"
     )
@@ -173,9 +180,16 @@ class ApprovalRule(BaseModel):
         tool_fields = (self.tool, self.server, self.destructive, self.read_only, self.arguments)
         return "tools" if any(f is not None for f in tool_fields) else "steps"
 
+    def decision(self, index: int) -> RuleDecision:
+        return RuleDecision(
+            self.action, self.describe(index), self.reason, self.approval_timeout_s, self.on_approval_timeout
+        )
+
     def describe(self, index: int) -> str:
         """``rule 2 (tool=fs:delete_* -> ask)``: how a decision names the rule that made it."""
-        fields = self.model_dump(exclude_none=True, exclude={"action", "reason"})
+        fields = self.model_dump(
+            exclude_none=True, exclude={"action", "reason", "approval_timeout_s", "on_approval_timeout"}
+        )
         shown = ", ".join(f"{k}={v}" for k, v in fields.items()) or "any"
         return f"rule {index + 1} ({shown} -> {self.action})"
 
@@ -199,6 +213,8 @@ class RuleDecision:
     action: Action
     rule: str  # which rule made it, or which default
     reason: str | None = None
+    timeout_s: float | None = None  # the rule's approval deadline, if it sets one
+    on_timeout: OnTimeout | None = None
 
 
 def _glob(pattern: str | None, value: str | None) -> bool:
@@ -228,7 +244,7 @@ def decide_call(rules: list[ApprovalRule], facts: Facts, default: Action) -> Rul
     """The first matching tool rule's action; without one: ask if destructive, allow if read-only, else ``default``."""
     for index, rule in enumerate(rules):
         if rule.target == "tools" and matches(rule, facts):
-            return RuleDecision(rule.action, rule.describe(index), rule.reason)
+            return rule.decision(index)
     if facts.destructive:
         return RuleDecision("ask", "default for a destructive tool")
     if facts.read_only:
@@ -236,9 +252,24 @@ def decide_call(rules: list[ApprovalRule], facts: Facts, default: Action) -> Rul
     return RuleDecision(default, f"policy.default_tool_approval ({default})")
 
 
+def approval_timeout(
+    own_s: float | None,
+    own_action: OnTimeout | None,
+    rule: RuleDecision | None,
+    policy_s: float | None,
+    policy_action: OnTimeout,
+) -> tuple[float, OnTimeout] | None:
+    """A gate's deadline (seconds) and what it does when it passes: the step's own, else the rule that
+    asked, else the policy's; None when none sets one."""
+    timeout = own_s or (rule.timeout_s if rule else None) or policy_s
+    if timeout is None:
+        return None
+    return timeout, own_action or (rule.on_timeout if rule else None) or policy_action
+
+
 def step_rule(rules: list[ApprovalRule], facts: Facts) -> RuleDecision | None:
     """The first rule about steps that matches this step, if any."""
     for index, rule in enumerate(rules):
         if rule.target == "steps" and matches(rule, facts):
-            return RuleDecision(rule.action, rule.describe(index), rule.reason)
+            return rule.decision(index)
     return None

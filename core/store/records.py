@@ -106,6 +106,7 @@ class StepRecord:
     started_at: float | None
     ended_at: float | None
     cost_usd: float | None = 0.0  # dollars; None: it spent tokens whose price is not known
+    deadline: float | None = None  # when its approval gate times out, while it waits
 
     @property
     def tokens(self) -> int:
@@ -132,6 +133,7 @@ class StepRecord:
             started_at=row["started_at"],
             ended_at=row["ended_at"],
             cost_usd=row["cost_usd"],
+            deadline=row["deadline"],
         )
 
 
@@ -158,6 +160,7 @@ class ToolCallRecord:
     reason: str | None
     created_at: float
     updated_at: float
+    deadline: float | None = None  # when its approval times out, while it waits
 
     @classmethod
     def from_row(cls, row: Mapping[Any, Any]) -> ToolCallRecord:
@@ -181,6 +184,7 @@ class ToolCallRecord:
             row["reason"],
             row["created_at"],
             row["updated_at"],
+            row["deadline"],
         )
 
 

@@ -62,6 +62,8 @@ steps = Table(
     Column("ended_at", Float),
     # revision 0012: dollars it cost; NULL: it spent tokens no price is known for
     Column("cost_usd", Float, default=0.0),
+    # revision 0013: when its approval gate times out, while it waits (NULL: never)
+    Column("deadline", Float),
 )
 
 events = Table(
@@ -143,6 +145,8 @@ tool_calls = Table(
     Column("reason", Text),
     Column("created_at", Float, nullable=False),
     Column("updated_at", Float, nullable=False),
+    # revision 0013: when its approval times out, while it waits (NULL: never)
+    Column("deadline", Float),
 )
 Index("ix_tool_calls_step", tool_calls.c.run_id, tool_calls.c.step_key, tool_calls.c.attempt)
 

@@ -14,6 +14,7 @@ from core.store.base import StoreBase
 from core.store.records import ToolCallRecord
 
 CALL_MUTABLE = (
+    "deadline",
     "attempt",
     "arguments_json",
     "status",

@@ -48,6 +48,7 @@ STEP_MUTABLE = (
     "started_at",
     "ended_at",
     "cost_usd",
+    "deadline",
 )
 RUN_MUTABLE = (
     "status",

@@ -53,6 +53,9 @@ async def test_every_model_call_is_priced_with_the_agents_own_price(orch, server
     assert snap["agents"]["writer"]["cost_usd"] == pytest.approx(7.5)
     ended = next(e for e in snap["events"] if e["type"] == "step_succeeded" and e["step"] == "tidy")
     assert ended["payload"]["tokens"]["cost_usd"] == pytest.approx(7.5)
+    exported = (await orch.export_otlp(run_id))["resourceSpans"][0]["scopeSpans"][0]["spans"]
+    tidy = next(s for s in exported if s["name"] == "tidy #1")
+    assert {"key": "loopdeck.cost_usd", "value": {"doubleValue": pytest.approx(7.5)}} in tidy["attributes"]
     listed = next(r for r in await orch.runs() if r["id"] == run_id)
     assert listed["cost_usd"] == pytest.approx(7.5105)
 

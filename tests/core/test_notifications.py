@@ -134,3 +134,5 @@ def test_each_happening_has_its_message_and_the_rest_none():
     assert opened is not None and opened.kind == "breaker_opened" and "api: 5 failures" in opened.body
     assert message_for("R1", "g", "breaker_changed", None, {"agent": "api", "to": "closed"}) is None
     assert message_for("R1", "g", "step_succeeded", "a", {}) is None
+    late = message_for("R1", "g", "approval_timed_out", "pub", {"gate": "step", "deadline": "T", "action": "reject"})
+    assert late is not None and late.kind == "approval_timed_out" and "nobody answered by T: reject" in late.body

@@ -522,3 +522,13 @@ async def test_collapsed_branches_cursor_and_scroll_hold_still_while_updates_str
         assert tree.cursor_line == line and tree.cursor_node.data == "other09"
         assert tree.scroll_y == scroll
         await until(pilot, lambda: app.final_status is not None, timeout=30)
+
+
+async def test_a_gate_with_a_deadline_shows_its_time_left_in_the_dialog_and_the_header(db_url):
+    app = LoopdeckApp(db_url, plan=gated_plan(approval_timeout_s=600), drive=True, user="max")
+    async with app.run_test(size=SIZE) as pilot:
+        await until(pilot, lambda: isinstance(app.screen, ApprovalScreen))
+        await until(pilot, lambda: "times out in" in screen_as_text(app))
+        text = screen_as_text(app)
+        assert re.search(r"times out in (10:00|09:5\d) \(at \d\d:\d\d:\d\d UTC\)", text), text
+        assert re.search(r"⏱ 09:5\d left", text), text

@@ -11,6 +11,7 @@ waiting calls of parallel steps never mix).
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, ClassVar
@@ -27,11 +28,22 @@ from textual.widgets import Static, TextArea
 
 from core import BadInput, CallProjection, ToolError, check_arguments, parse_json
 from tui.dashboard.dialogs.prompts import PromptScreen
+from tui.dashboard.viewmodel import parse_iso
+from tui.dashboard.widgets.header_bar import elapsed_text
 from tui.dashboard.widgets.schema_form import FormError, SchemaForm
 from tui.dashboard.widgets.step_detail import as_json
 from tui.text.literal import literal
 
 CALL = "call:"  # a queued tool call (step keys never hold a colon)
+
+
+def _time_left(deadline: str | None) -> Text:
+    """``times out in 00:42 (at 16:12:05 UTC)``: what an approval deadline leaves the operator."""
+    at = parse_iso(deadline)
+    if at is None:
+        return Text()
+    clock = time.strftime("%H:%M:%S", time.gmtime(at))
+    return Text(f"\ntimes out in {elapsed_text(at - time.time())} (at {clock} UTC)", style="bold yellow")
 
 
 def _why(gated: str | None) -> str:
@@ -126,6 +138,7 @@ class ApprovalScreen(ModalScreen[None]):
                 literal(step.agent, "italic"),
                 "\nwhy: ",
                 literal(_why(step.gated)),
+                _time_left(step.deadline),
                 style="",
             )
         )
@@ -153,6 +166,7 @@ class ApprovalScreen(ModalScreen[None]):
             f"\nserver: {call.server or '(a skill)'} · hints: {hints}",
             "\nwhy: ",
             literal(call.rule or "asked"),
+            _time_left(call.deadline),
         )
         if call.status == "interrupted":
             why.append("\nit was running when the driving process stopped: did it run? approve runs it again")

@@ -5,7 +5,7 @@ from __future__ import annotations
 from rich.text import Text
 from textual.widgets import Static
 
-from tui.dashboard.viewmodel import RunView
+from tui.dashboard.viewmodel import RunView, parse_iso
 from tui.text.literal import literal
 from tui.text.money import dollars
 
@@ -56,9 +56,15 @@ class HeaderBar(Static):
         for agent, state in sorted(view.breakers.items()):
             text.append_text(literal(agent, BREAKER_STYLE.get(state, "")))
             text.append(f":{state.replace('_', '-')} ", BREAKER_STYLE.get(state, ""))
-        waiting = len(view.waiting) + len(view.waiting_calls)
+        calls = view.waiting_calls
+        waiting = len(view.waiting) + len(calls)
         if waiting:
             text.append(f" ⏸ {waiting} awaiting approval (A) ", "bold reverse yellow")
+            due = [view.steps[k].deadline for k in view.waiting if k in view.steps]
+            due += [view.calls[c].deadline for c in calls]
+            soonest = min((at for at in map(parse_iso, due) if at is not None), default=None)
+            if soonest is not None:
+                text.append(f" ⏱ {elapsed_text(soonest - now)} left ", "bold yellow")
         if frozen:
             text.append(" ❄ frozen (space) ", "bold reverse blue")
         if read_only:
