@@ -34,6 +34,7 @@ def run_json(run: RunRecord, result: RunResult | None = None, unpriced: int = 0)
         "token_budget": run.token_budget,
         "cost_usd": run_cost(run.cost_usd, unpriced),
         "cost_budget_usd": run.cost_budget_usd,
+        "deadline": iso(run.deadline) if run.status.value == "awaiting_plan_approval" else None,
         "unpriced_steps": unpriced,
         "created_at": iso(run.created_at),
         "ended_at": iso(run.ended_at),

@@ -12,9 +12,10 @@ from core.cluster.lease import Holder, holder_state
 from core.config import default_token_budget
 from core.engine import actions
 from core.engine.controller import RunController
+from core.engine.deadlines import TIMEOUT_USER
 from core.engine.run_state import new_step_row
 from core.errors import LeaseHeld, LeaseLost, StaleWrite, TransitionError
-from core.model.events import EventType
+from core.model.events import EventType, iso
 from core.model.plan import Plan
 from core.model.states import RunStatus
 from core.orchestrator.acting import Acting
@@ -65,6 +66,7 @@ class Driving(Acting):
             if plan.policy.token_budget is not None
             else default_token_budget(),
             "cost_budget_usd": plan.policy.cost_budget_usd,
+            "deadline": now + plan.policy.approval_timeout_s if review and plan.policy.approval_timeout_s else None,
             "prompt_tokens": planning_tokens[0],
             "completion_tokens": planning_tokens[1],
             "created_by": user or self.user,
@@ -198,6 +200,9 @@ class Driving(Acting):
                 run = await self.store.get_run(run_id, plan=False)
                 if run.status != RunStatus.AWAITING_PLAN_APPROVAL:
                     return run
+                if run.deadline is not None and self.clock() >= run.deadline:
+                    await self._plan_review_timed_out(run)
+                    continue
                 await self.channel.answer_queued(
                     run_id,
                     lambda kind, payload, user: self._while_reviewing(
@@ -209,9 +214,28 @@ class Driving(Acting):
                         WriteBatch(extras=[self.store.renew_lease_extra(run_id, self.identity.owner, self.lease_ttl_s)])
                     )
                     renewed = time.monotonic()
-                await self.notifier.wait(COMMANDS_CHANNEL, run_id, self.poll_s)  # decisions arrive as commands
+                wait = self.poll_s if run.deadline is None else max(0.0, min(self.poll_s, run.deadline - self.clock()))
+                await self.notifier.wait(COMMANDS_CHANNEL, run_id, wait)  # decisions arrive as commands
         finally:
             self._reviewing.discard(run_id)
+
+    async def _plan_review_timed_out(self, run: RunRecord) -> None:
+        """Nobody reviewed the plan in time: approve it, reject it, or fail the run (``on_approval_timeout``)."""
+        state, _ = await self.run_state(run.id)
+        policy, now = state.policy, self.clock()
+        action = policy.on_approval_timeout
+        reason = f"the plan's review timed out after {policy.approval_timeout_s:g}s"
+        command: actions.Command = (
+            actions.Finish(status="failed", reason=reason)
+            if action == "fail"
+            else actions.DecidePlan(approve=action == "approve", reason=reason)
+        )
+        effects = actions.decide(state, command, TIMEOUT_USER, now)
+        payload = {"gate": "plan", "deadline": iso(run.deadline), "action": action}
+        timed_out = WriteBatch()  # first in the log, then the decision
+        timed_out.event(run.id, EventType.APPROVAL_TIMED_OUT, None, payload, now)
+        await self._write_and_publish(timed_out)
+        await self._commit_offline(run.id, command, effects)
 
     async def _while_reviewing(self, run_id: str, command: actions.Command, user: str) -> None:
         """What a run whose plan awaits review accepts: the decision, or an end (cancel, finish)."""

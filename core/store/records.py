@@ -52,6 +52,7 @@ class RunRecord:
     result: RunResult | None = None  # once it ended (None for a run that ended before loopdeck recorded results)
     cost_usd: float | None = None  # dollars its priced spending cost (None: recorded before costs were)
     cost_budget_usd: float | None = None  # dollars it may spend (None: no limit)
+    deadline: float | None = None  # when the review of its plan times out, while it waits
 
     @property
     def tokens(self) -> int:
@@ -83,6 +84,7 @@ class RunRecord:
             result=_result(row.get("result_json")),
             cost_usd=row.get("cost_usd"),
             cost_budget_usd=row.get("cost_budget_usd"),
+            deadline=row.get("deadline"),
         )
 
 

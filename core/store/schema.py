@@ -38,6 +38,8 @@ runs = Table(
     # revision 0012: dollars its priced spending cost (the unpriced steps have cost_usd NULL)
     Column("cost_usd", Float, default=0.0),
     Column("cost_budget_usd", Float),  # policy.cost_budget_usd, raised by `loopdeck budget --usd`
+    # revision 0013: when the review of its plan times out, while it waits (NULL: never)
+    Column("deadline", Float),
 )
 
 steps = Table(

@@ -89,3 +89,23 @@ async def test_a_tool_call_that_waits_past_its_rules_deadline_is_refused_and_the
     assert call["status"] == "rejected" and call["decided_by"] == "timeout" and call["deadline"] is None
     assert "approval timed out after 0.2s" in snap["steps"][0]["output"]  # what the model was told
     assert INVOKED == []
+
+
+async def test_a_plan_nobody_reviews_in_time_is_approved_or_rejected_by_timeout(orch):
+    from tests.conftest import plan
+
+    steps = [{"key": "a"}]
+    run_id = await orch.create_run(
+        plan(steps, plan_approval="required", approval_timeout_s=0.3, on_approval_timeout="approve")
+    )
+    assert (await orch.snapshot(run_id))["run"]["deadline"] is not None
+    assert await asyncio.wait_for(orch.drive(run_id), 10) == RunStatus.SUCCEEDED
+    snap = await orch.snapshot(run_id)
+    types = [e["type"] for e in snap["events"]]
+    assert types.index("approval_timed_out") < types.index("run_plan_approved") < types.index("run_started")
+    approved = next(e for e in snap["events"] if e["type"] == "run_plan_approved")
+    assert approved["payload"]["user"] == "timeout" and snap["run"]["deadline"] is None
+
+    run_id = await orch.create_run(plan(steps, plan_approval="required", approval_timeout_s=0.2))
+    assert await asyncio.wait_for(orch.drive(run_id), 10) == RunStatus.REJECTED  # the default: reject
+    assert "the plan's review timed out after 0.2s" in (await orch.snapshot(run_id))["run"]["reason"]

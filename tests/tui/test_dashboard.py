@@ -407,7 +407,7 @@ async def test_b_sets_the_budget_and_minus_gives_a_thumbs_down(db_url):
         await pilot.press("enter")
         await until(pilot, lambda: app.screen.view is not None and app.screen.view.cost_budget == 2.5)
         assert (await app.orch.store.get_run(app.run_id)).cost_budget_usd == 2.5
-        assert "/$2.50" in screen_as_text(app)
+        await until(pilot, lambda: "/$2.50" in screen_as_text(app))  # the header, at its next tick
         tree = app.screen.query_one(DagTree)
         tree.move_cursor(tree.root.children[0])  # draft, finished
         await pilot.press("minus")

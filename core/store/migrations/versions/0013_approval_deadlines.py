@@ -1,4 +1,4 @@
-"""Approval deadlines: when a waiting step's or tool call's gate times out (NULL: never).
+"""Approval deadlines: when a waiting plan's, step's or tool call's gate times out (NULL: never).
 
 Revision ID: 0013
 Revises: 0012
@@ -14,12 +14,12 @@ depends_on = None
 
 
 def upgrade() -> None:
-    for table in ("steps", "tool_calls"):
+    for table in ("runs", "steps", "tool_calls"):
         with op.batch_alter_table(table) as batch:
             batch.add_column(sa.Column("deadline", sa.Float()))
 
 
 def downgrade() -> None:
-    for table in ("steps", "tool_calls"):
+    for table in ("runs", "steps", "tool_calls"):
         with op.batch_alter_table(table) as batch:
             batch.drop_column("deadline")
