@@ -137,4 +137,5 @@ def _attributes(turn: ChatTurn, usage: Usage, cost: float | None) -> dict[str, A
         attributes["loopdeck.tokens_estimated"] = True
     if cost is not None:
         attributes["loopdeck.cost_usd"] = cost
+    attributes.update(turn.content or {})  # only when the operator opted in to recording what was said
     return attributes

@@ -79,6 +79,9 @@ class ChatTurn:
     provider: str  # gen_ai.provider.name: "openai" for the OpenAI protocol, "sim" for a simulated agent
     response_model: str | None = None  # the model that answered, when the server says
     error: str | None = None  # the call failed (and the attempt with it)
+    # what was said (gen_ai.input.messages / gen_ai.output.messages, as JSON), only when the operator opted in
+    # (LOOPDECK_OTEL_CAPTURE_CONTENT=1): redacted of the agent's secrets, each cut to MAX_TEXT characters
+    content: dict[str, str] | None = None
 
 
 class Meter(Protocol):

@@ -16,6 +16,7 @@ rebuilt from the records instead of being asked again.
 from __future__ import annotations
 
 import json
+import os
 import re
 from collections.abc import Callable
 from typing import Any
@@ -23,8 +24,10 @@ from typing import Any
 from core.executors.base import AttemptFailed, ChatTurn, Result, StepCall, ToolPort, ToolReply, ToolRequest, Usage
 from core.executors.chat import ChatClient, ChatError, Completion, schema_format
 from core.executors.verdict import VERDICT_SCHEMA
+from core.limits import MAX_TEXT
 from core.model.plan import LlmAgent
 from core.model.tools import ToolSpec
+from core.redaction import cut
 from core.values import ValueProblem, loads
 
 PROVIDER = "openai"  # gen_ai.provider.name: every llm agent speaks the OpenAI chat-completions protocol
@@ -104,14 +107,33 @@ class LlmExecutor:
         except ChatError as exc:
             self._spent(call, turn, Usage(), None, str(exc))
             raise AttemptFailed(str(exc), spent, retryable=exc.retryable, retry_after_s=exc.retry_after_s) from None
-        self._spent(call, turn, Usage(answer.prompt_tokens, answer.completion_tokens, answer.estimated), answer.model)
+        usage = Usage(answer.prompt_tokens, answer.completion_tokens, answer.estimated)
+        self._spent(call, turn, usage, answer.model, content=self._content(messages, answer))
         return answer
 
     def _spent(
-        self, call: StepCall, turn: int, usage: Usage, answered_by: str | None, error: str | None = None
+        self,
+        call: StepCall,
+        turn: int,
+        usage: Usage,
+        answered_by: str | None,
+        error: str | None = None,
+        content: dict[str, str] | None = None,
     ) -> None:
         if call.meter is not None:
-            call.meter.spent(ChatTurn(turn, usage, self.config.model, PROVIDER, answered_by, error))
+            call.meter.spent(ChatTurn(turn, usage, self.config.model, PROVIDER, answered_by, error, content))
+
+    def _content(self, messages: list[Any], answer: Completion) -> dict[str, str] | None:
+        """What was said, for the chat span, only with ``LOOPDECK_OTEL_CAPTURE_CONTENT=1`` (redacted, cut)."""
+        if os.environ.get("LOOPDECK_OTEL_CAPTURE_CONTENT") != "1":
+            return None
+        said: dict[str, Any] = {"role": "assistant", "content": answer.text}
+        if answer.tool_calls:
+            said["tool_calls"] = [{"name": c.name, "arguments": c.arguments} for c in answer.tool_calls]
+        return {
+            "gen_ai.input.messages": cut(self.client.redact(json.dumps(messages, ensure_ascii=False)), MAX_TEXT),
+            "gen_ai.output.messages": cut(self.client.redact(json.dumps([said], ensure_ascii=False)), MAX_TEXT),
+        }
 
     def secrets(self) -> list[str]:
         """The key this agent sends: the controller redacts it from everything the attempt returns."""

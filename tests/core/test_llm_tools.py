@@ -191,3 +191,22 @@ async def test_each_model_call_and_tool_call_is_a_span_under_its_attempt(orch, s
     assert tool["loopdeck.tool_call_id"] == {"stringValue": "tidy.1.1.1"}
     assert children[2]["status"] == {"code": 2, "message": "keep b"}
     assert (await orch.store.agent_summary(run_id))["writer"]["attempts"] == 1  # turns and calls are not attempts
+
+
+async def test_what_was_said_reaches_the_chat_spans_only_when_the_operator_opts_in(orch, server, monkeypatch):
+    for opted_in in (False, True):
+        if opted_in:
+            monkeypatch.setenv("LOOPDECK_OTEL_CAPTURE_CONTENT", "1")
+        server.reply(body=asks(("c1", "read_file", {"path": "a"}), text="Looking."))
+        server.reply(body=completion("All tidy."))
+        run_id, task = await start(orch, tool_plan(server))
+        assert await asyncio.wait_for(task, 10) == RunStatus.SUCCEEDED
+        chats = [s["attributes"] for s in (await orch.snapshot(run_id))["spans"] if s["kind"] == "chat"]
+        if not opted_in:
+            assert not any("gen_ai.input.messages" in a or "gen_ai.output.messages" in a for a in chats)
+            continue
+        first, second = chats
+        assert "Tidy the folder" in json.loads(first["gen_ai.input.messages"])[0]["content"]
+        said = json.loads(first["gen_ai.output.messages"])[0]
+        assert said["content"] == "Looking." and said["tool_calls"][0]["name"] == "read_file"
+        assert json.loads(second["gen_ai.output.messages"])[0]["content"] == "All tidy."
