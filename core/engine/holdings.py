@@ -38,9 +38,10 @@ class Holdings:
         self._held: dict[str, _Held] = {}  # by step key
 
     def estimates(self, agent: str) -> tuple[int, float]:
-        """What an attempt (or a further model call) of ``agent`` reserves: tokens, and dollars."""
+        """What an attempt (or a further model call) of ``agent`` reserves: tokens, and dollars (nothing
+        without a cost budget: a budget set later counts what is spent from then on, settled in full)."""
         cfg = self.run.plan.agents[agent]
-        return cfg.token_estimate(), cost_estimate(cfg)
+        return cfg.token_estimate(), cost_estimate(cfg) if self.run.dollars.limit is not None else 0.0
 
     def lacking(self, key: str, agent: str) -> tuple[Budget, str] | None:
         """The budget (tokens or dollars) without room for an attempt of ``agent``, and why; None if both have it."""

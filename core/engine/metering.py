@@ -125,7 +125,7 @@ def _countable(usage: Usage) -> Usage:
 
 
 def _attributes(turn: ChatTurn, usage: Usage, cost: float | None) -> dict[str, Any]:
-    """The chat span's GenAI semantic-convention attributes (never prompt or answer text)."""
+    """The chat span's GenAI semantic-convention attributes (what was said only if the operator opted in)."""
     attributes: dict[str, Any] = {
         "gen_ai.operation.name": "chat",
         "gen_ai.provider.name": turn.provider,
