@@ -129,12 +129,13 @@ def _otlp(t: TraceSpan) -> dict[str, Any]:
 
 
 def _span_name(s: SpanRecord) -> str:
-    """GenAI span names (``chat MODEL``, ``execute_tool TOOL``); an attempt is ``STEP #N``."""
+    """GenAI span names: ``invoke_agent AGENT`` (an attempt: its step and number are attributes),
+    ``chat MODEL``, ``execute_tool TOOL``."""
     if s.kind == "chat":
         return f"chat {s.name}"
     if s.kind == "tool":
         return f"execute_tool {s.name}"
-    return f"{s.step_key} #{s.attempt}"
+    return f"invoke_agent {s.agent}"
 
 
 def _attributes(run_id: str, s: SpanRecord) -> dict[str, Any]:

@@ -20,7 +20,7 @@ from core.engine.budget import check_cost_budget, check_token_budget
 from core.engine.run_state import RunMode, RunState, StepState, new_step_row
 from core.engine.transitions import Effects, end_run, move, move_call, set_run_status, settle, unqueue
 from core.errors import BadInput, PlanError, PlanIssue, TransitionError
-from core.model.events import EventType
+from core.model.events import EventType, iso
 from core.model.plan import validate_plan
 from core.model.replan import PlanChange, prepare_replan
 from core.model.result import Finished
@@ -437,6 +437,8 @@ def propose(run: RunState, by: StepState, proposal: Any, now: float) -> Effects:
         return effects
     run.proposal = {"mode": mode, "steps": proposal["steps"], "by": by.key, "agent": by.agent}
     run.set_mode(RunMode.REVIEWING)
+    timeout = run.policy.approval_timeout_s
+    run.deadline = None if timeout is None else now + timeout
     effects.batch.event(
         run.run_id,
         E.RUN_PLAN_PROPOSED,
@@ -449,6 +451,7 @@ def propose(run: RunState, by: StepState, proposal: Any, now: float) -> Effects:
             "added": [s.key for s in change.added],
             "removed": change.removed,
             "status": RunStatus.AWAITING_PLAN_APPROVAL.value,
+            "deadline": iso(run.deadline),
         },
         now,
     )

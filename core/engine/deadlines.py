@@ -59,6 +59,8 @@ class Deadlines:
         for call in run.calls.values():
             if call.deadline is not None and call.status == CallStatus.WAITING_USER:
                 due[f"call:{call.id}"] = call.deadline
+        if run.proposal is not None and run.deadline is not None:  # a replan an agent proposed, under review
+            due["plan:proposed"] = run.deadline
         return due  # type: ignore[return-value]
 
     def _passed(self, gate: str) -> None:
@@ -67,13 +69,17 @@ class Deadlines:
             return
         kind, name = gate.split(":", 1)
         now = self.clock()
-        if kind == "step":
+        if kind == "plan":
+            policy = self.run.policy
+            action, seconds = policy.on_approval_timeout, policy.approval_timeout_s or 0.0
+            reason = f"the review of the proposed replan timed out after {seconds:g}s"
+            command: actions.Command = actions.DecidePlan(approve=action == "approve", reason=reason)
+            subject = {"gate": "plan", "step": (self.run.proposal or {}).get("by"), "deadline": iso(self.run.deadline)}
+        elif kind == "step":
             step = self.run.steps[name]
             action, seconds = self._step_action(name)
             reason = f"approval timed out after {seconds:g}s"
-            command: actions.Command = (
-                actions.Approve(name, reason) if action == "approve" else actions.Reject(name, reason)
-            )
+            command = actions.Approve(name, reason) if action == "approve" else actions.Reject(name, reason)
             subject = {"gate": "step", "step": name, "deadline": iso(step.deadline)}
         else:
             call = self.run.call(name)

@@ -87,7 +87,7 @@ class AttemptMeter:
     def spent(self, turn: ChatTurn) -> None:
         owner, run, step = self.owner, self.owner.run, self.step
         now, usage = owner.clock(), _countable(turn.usage)
-        cost = cost_of(run.plan.agents[step.agent], usage.prompt_tokens, usage.completion_tokens)
+        cost = cost_of(run.plan.agents[step.agent], usage.prompt_tokens, usage.completion_tokens, usage.cached_tokens)
         batch = WriteBatch()
         if step.status == StepStatus.RUNNING and step.attempts == self.attempt:
             owner.holdings.count_turn(step, usage, cost)

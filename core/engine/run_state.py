@@ -170,6 +170,7 @@ class RunState:
     calls: dict[str, CallState] = field(default_factory=dict)  # every tool call of the run, by loopdeck's id
     cost_usd: float = 0.0  # dollars its priced spending cost (the unpriced steps say so themselves)
     dollars: CostBudget = field(default_factory=lambda: CostBudget(None))  # policy.cost_budget_usd
+    deadline: float | None = None  # when the review of a proposed plan times out, while it waits
 
     @property
     def policy(self):
@@ -203,6 +204,7 @@ class RunState:
             "result_json": None if self.result is None else dumps(self.result.to_json()),
             "cost_usd": self.cost_usd,
             "cost_budget_usd": self.dollars.limit,
+            "deadline": self.deadline,
         }
 
     def call(self, call_id: str) -> CallState:
@@ -251,6 +253,7 @@ class RunState:
             completion_tokens=run.completion_tokens,
             cost_usd=run.cost_usd or 0.0,
             dollars=CostBudget(run.cost_budget_usd, run.cost_usd or 0.0),
+            deadline=run.deadline,
             updated_at=run.updated_at,
             ended_at=run.ended_at,
             proposal=run.proposal,

@@ -122,6 +122,7 @@ class Usage:
     prompt_tokens: int = 0
     completion_tokens: int = 0
     estimated: bool = False  # the agent reported no usage; these are estimates from the text
+    cached_tokens: int = 0  # of the prompt tokens, those the server read from its cache (priced apart)
 
     @property
     def total(self) -> int:

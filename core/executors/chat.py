@@ -64,6 +64,7 @@ class Completion:
     estimated: bool  # the server sent no usage: tokens were estimated from the text
     tool_calls: tuple[ModelCall, ...] = ()
     model: str | None = None  # the model that answered, as the server names it
+    cached_tokens: int = 0  # of the prompt tokens, those read from the server's cache (usage.prompt_tokens_details)
 
 
 def estimate_tokens(text: str) -> int:
@@ -330,7 +331,10 @@ def _with_usage(
         and isinstance(usage.get("prompt_tokens"), int)
         and isinstance(usage.get("completion_tokens"), int)
     ):
-        return Completion(text, usage["prompt_tokens"], usage["completion_tokens"], False, calls, model)
+        details = usage.get("prompt_tokens_details")
+        cached = details.get("cached_tokens") if isinstance(details, dict) else None
+        cached = cached if isinstance(cached, int) and 0 <= cached <= usage["prompt_tokens"] else 0
+        return Completion(text, usage["prompt_tokens"], usage["completion_tokens"], False, calls, model, cached)
     prompt = sum(estimate_tokens(m.get("content") or "") + 4 for m in messages)
     written = text + "".join(c.name + c.arguments for c in calls)
     return Completion(text, prompt, estimate_tokens(written), True, calls, model)

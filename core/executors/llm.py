@@ -107,7 +107,7 @@ class LlmExecutor:
         except ChatError as exc:
             self._spent(call, turn, Usage(), None, str(exc))
             raise AttemptFailed(str(exc), spent, retryable=exc.retryable, retry_after_s=exc.retry_after_s) from None
-        usage = Usage(answer.prompt_tokens, answer.completion_tokens, answer.estimated)
+        usage = Usage(answer.prompt_tokens, answer.completion_tokens, answer.estimated, answer.cached_tokens)
         self._spent(call, turn, usage, answer.model, content=self._content(messages, answer))
         return answer
 

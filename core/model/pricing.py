@@ -26,17 +26,25 @@ class Price(BaseModel):
 
     input_per_mtok: float = Field(ge=0, le=MAX_PRICE, description="dollars per million input (prompt) tokens")
     output_per_mtok: float = Field(ge=0, le=MAX_PRICE, description="dollars per million output (completion) tokens")
+    cached_input_per_mtok: float | None = Field(
+        None, ge=0, le=MAX_PRICE, description="dollars per million prompt tokens read from the cache (default: input)"
+    )
 
-    def cost(self, prompt: int, completion: int) -> float:
-        return (prompt * self.input_per_mtok + completion * self.output_per_mtok) / 1e6
+    def cost(self, prompt: int, completion: int, cached: int = 0) -> float:
+        """``cached``: of the ``prompt`` tokens, those the server read from its cache."""
+        cached = min(cached, prompt)
+        cache_price = self.input_per_mtok if self.cached_input_per_mtok is None else self.cached_input_per_mtok
+        fresh = prompt - cached
+        return (fresh * self.input_per_mtok + cached * cache_price + completion * self.output_per_mtok) / 1e6
 
 
-def cost_of(agent: Any, prompt: int, completion: int) -> float | None:
-    """The dollars ``prompt`` and ``completion`` tokens of ``agent`` cost; None when its price is unknown."""
+def cost_of(agent: Any, prompt: int, completion: int, cached: int = 0) -> float | None:
+    """The dollars ``prompt`` (``cached`` of them from the server's cache) and ``completion`` tokens of
+    ``agent`` cost; None when its price is unknown."""
     if prompt == 0 and completion == 0:
         return 0.0
     price = agent_price(agent)
-    return None if price is None else price.cost(prompt, completion)
+    return None if price is None else price.cost(prompt, completion, cached)
 
 
 def cost_estimate(agent: Any) -> float:
@@ -72,6 +80,11 @@ def listed_price(model: str, base_url: str) -> Price | None:
     try:  # by the endpoint's provider only: a self-hosted model never gets a cloud provider's price
         inp = calc_price(Usage(input_tokens=million, output_tokens=0), model, provider_api_url=base_url)
         out = calc_price(Usage(input_tokens=0, output_tokens=million), model, provider_api_url=base_url)
+        cache = calc_price(Usage(input_tokens=million, cache_read_tokens=million), model, provider_api_url=base_url)
     except LookupError:
         return None
-    return Price(input_per_mtok=float(inp.total_price), output_per_mtok=float(out.total_price))
+    return Price(
+        input_per_mtok=float(inp.total_price),
+        output_per_mtok=float(out.total_price),
+        cached_input_per_mtok=float(cache.total_price),
+    )

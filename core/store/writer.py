@@ -63,6 +63,7 @@ RUN_MUTABLE = (
     "result_json",
     "cost_usd",
     "cost_budget_usd",
+    "deadline",
 )
 
 _STEP_CAS = (

@@ -54,7 +54,7 @@ async def test_every_model_call_is_priced_with_the_agents_own_price(orch, server
     ended = next(e for e in snap["events"] if e["type"] == "step_succeeded" and e["step"] == "tidy")
     assert ended["payload"]["tokens"]["cost_usd"] == pytest.approx(7.5)
     exported = (await orch.export_otlp(run_id))["resourceSpans"][0]["scopeSpans"][0]["spans"]
-    tidy = next(s for s in exported if s["name"] == "tidy #1")
+    tidy = next(s for s in exported if s["name"] == "invoke_agent writer")
     assert {"key": "loopdeck.cost_usd", "value": {"doubleValue": pytest.approx(7.5)}} in tidy["attributes"]
     listed = next(r for r in await orch.runs() if r["id"] == run_id)
     assert listed["cost_usd"] == pytest.approx(7.5105)
@@ -121,3 +121,15 @@ async def test_a_run_paused_on_its_cost_budget_continues_when_it_is_raised(orch)
     assert snap["run"]["cost_usd"] == pytest.approx(0.042) and snap["run"]["cost_budget_usd"] == 1.0
     changed = next(e for e in snap["events"] if e["type"] == "budget_changed")
     assert changed["payload"] == {"from": 0.03, "to": 1.0, "unit": "usd", "user": "ann"}
+
+
+async def test_prompt_tokens_read_from_the_cache_are_priced_at_the_cached_input_price(orch, server):
+    body = completion("done", (1_000_000, 0))
+    body["usage"]["prompt_tokens_details"] = {"cached_tokens": 400_000}
+    server.reply(body=body)
+    plan = priced_plan(server, price={"input_per_mtok": 2, "output_per_mtok": 8, "cached_input_per_mtok": 0.5})
+    run_id, task = await start(orch, plan)
+    assert await asyncio.wait_for(task, 10) == RunStatus.SUCCEEDED
+    tidy = next(s for s in (await orch.snapshot(run_id))["steps"] if s["key"] == "tidy")
+    assert tidy["cost_usd"] == pytest.approx(0.6 * 2 + 0.4 * 0.5)  # 600k fresh, 400k from the cache
+    assert tidy["tokens"]["prompt"] == 1_000_000

@@ -176,7 +176,7 @@ async def test_each_model_call_and_tool_call_is_a_span_under_its_attempt(orch, s
     otlp = await orch.export_otlp(run_id)
     root, *out = otlp["resourceSpans"][0]["scopeSpans"][0]["spans"]
     attempt, *children = out
-    assert attempt["name"] == "tidy #1" and attempt["parentSpanId"] == root["spanId"]
+    assert attempt["name"] == "invoke_agent writer" and attempt["parentSpanId"] == root["spanId"]
     assert all(s["parentSpanId"] == attempt["spanId"] for s in children)
     assert [s["name"] for s in children] == ["chat m", "execute_tool read_file", "execute_tool delete_file", "chat m"]
     chat = {a["key"]: a["value"] for a in children[0]["attributes"]}

@@ -195,3 +195,25 @@ async def test_the_planner_reports_a_server_that_refuses(server):
     server.reply(401, {"error": {"message": "invalid key"}})
     with pytest.raises(AgentError, match=r'planner agent "planner": .*answered 401.*invalid key'):
         await plan_goal("g", "planner", planner(server), BASE)
+
+
+async def test_a_proposed_replan_nobody_reviews_in_time_is_answered_by_timeout(orch):
+    p = plan(
+        [{"key": "think", "agent": "py", "input": {"steps": EXTRA}}],
+        PROPOSER,
+        plan_approval="required",
+        approval_timeout_s=0.3,
+        on_approval_timeout="approve",
+    )
+    run_id = await orch.create_run(p)
+    await orch.approve_plan(run_id)  # the initial plan; the agent's replan then waits for review, until 0.3 s
+    task = asyncio.create_task(orch.drive(run_id))
+    proposed = await wait_event(orch, run_id, "run_plan_proposed", "think")
+    assert proposed.payload["deadline"] is not None
+    assert await asyncio.wait_for(task, 10) == RunStatus.SUCCEEDED
+    snap = await orch.snapshot(run_id)
+    assert [s["key"] for s in snap["steps"]] == ["think", "extra1", "extra2"]
+    timed_out = next(e for e in snap["events"] if e["type"] == "approval_timed_out")
+    assert timed_out["payload"]["gate"] == "plan" and timed_out["payload"]["action"] == "approve"
+    first, replan = (e for e in snap["events"] if e["type"] == "run_plan_approved")
+    assert first["payload"]["user"] == "tester" and replan["payload"]["user"] == "timeout"

@@ -48,7 +48,7 @@ async def test_spans_reach_the_collector_as_they_end_with_their_parents_and_type
         await asyncio.to_thread(
             receiver.wait_for, lambda spans: {"chat sim", "execute_tool read_file"} <= {s.name for s in spans}
         )
-        assert not receiver.named("tidy #1") and not receiver.named("run traced")
+        assert not receiver.named("invoke_agent bot") and not receiver.named("run traced")
         await orch.decide_call(run_id, "tidy.1.2.0", user="alice")
         assert await asyncio.wait_for(task, 10) == RunStatus.SUCCEEDED
         exported = {
@@ -63,7 +63,7 @@ async def test_spans_reach_the_collector_as_they_end_with_their_parents_and_type
     assert names == sorted(
         [
             "run traced",
-            "tidy #1",
+            "invoke_agent bot",
             "chat sim",
             "chat sim",
             "chat sim",
@@ -72,13 +72,14 @@ async def test_spans_reach_the_collector_as_they_end_with_their_parents_and_type
         ]
     )
     (root,) = receiver.named("run traced")
-    (attempt,) = receiver.named("tidy #1")
-    children = [s for s in receiver.spans if s.name not in ("run traced", "tidy #1")]
+    (attempt,) = receiver.named("invoke_agent bot")
+    children = [s for s in receiver.spans if s.name not in ("run traced", "invoke_agent bot")]
     assert root.parent_span_id == b"" and attempt.parent_span_id == root.span_id
     assert all(s.parent_span_id == attempt.span_id and s.trace_id == root.trace_id for s in children)
     # the same ids as `loopdeck export` writes from the store
     assert (
-        attempt.span_id.hex() == exported["tidy #1"]["spanId"] and root.trace_id.hex() == exported["tidy #1"]["traceId"]
+        attempt.span_id.hex() == exported["invoke_agent bot"]["spanId"]
+        and root.trace_id.hex() == exported["invoke_agent bot"]["traceId"]
     )
 
     chat = attributes(receiver.named("chat sim")[0])

@@ -94,7 +94,7 @@ def test_feedback_agents_and_export(cli):
     result = cli("export", run_id, "--format", "otlp-json", "--out", str(out))
     assert result.returncode == 0 and "wrote 3 spans" in result.stderr
     data = json.loads(out.read_text())
-    assert data["resourceSpans"][0]["scopeSpans"][0]["spans"][1]["name"] == "a #1"
+    assert data["resourceSpans"][0]["scopeSpans"][0]["spans"][1]["name"] == "invoke_agent writer"
     snap = cli.show(run_id)
     assert {"spans", "feedback", "agents"} <= set(snap)
 
