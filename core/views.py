@@ -12,6 +12,7 @@ from typing import Any
 from core.model.context import Upstream, build_context
 from core.model.events import Event, iso
 from core.model.policy import Policy
+from core.model.pricing import usd
 from core.model.result import RunResult, conclude
 from core.model.states import StepStatus
 from core.store.records import FeedbackRecord, RunRecord, SpanRecord, StepRecord, ToolCallRecord, WorkerRecord
@@ -51,11 +52,6 @@ def run_cost(known: float | None, unpriced: int) -> float | None:
     """A run's cost: what its priced steps cost; unknown (None) when none of its spending could be priced
     (or it was recorded before loopdeck priced anything)."""
     return None if known is None or (unpriced and not known) else usd(known)
-
-
-def usd(value: float | None) -> float | None:
-    """Dollars to a hundred-millionth: enough for one token of the cheapest model, without float dust."""
-    return None if value is None else round(value, 8)
 
 
 def step_json(step: StepRecord, depends_on: list[str]) -> dict[str, Any]:

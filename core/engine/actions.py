@@ -16,7 +16,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from typing import Any, ClassVar
 
-from core.engine.budget import check_cost_budget, check_token_budget
+from core.engine.budget import Budget, check_cost_budget, check_token_budget
 from core.engine.run_state import RunMode, RunState, StepState, new_step_row
 from core.engine.transitions import Effects, end_run, move, move_call, set_run_status, settle, unqueue
 from core.errors import BadInput, PlanError, PlanIssue, TransitionError
@@ -338,22 +338,22 @@ def _whole(limit: float) -> int:
     return int(limit)
 
 
-def pause_for_budget(run: RunState, reason: str, now: float) -> Effects:
-    """The budget is spent and nothing running can free room: wait for the operator to raise it."""
+def pause_for_budget(run: RunState, budget: Budget, reason: str, now: float) -> Effects:
+    """``budget`` (the run's tokens or dollars) is spent and nothing running can free room: wait for the
+    operator to raise it."""
     effects = Effects()
     run.set_mode(RunMode.PAUSED)
     effects.batch.event(
         run.run_id,
         E.BUDGET_EXHAUSTED,
         None,
-        {"reason": reason, "used": run.budget.used, "budget": run.budget.limit},
+        {"reason": reason, "used": budget.used, "budget": budget.limit, "unit": budget.unit},
         now,
     )
-    flag = "--usd DOLLARS" if reason.startswith("cost budget") else "--set N"
     set_run_status(
         run,
         RunStatus.WAITING_USER,
-        f"{reason}; raise it with `loopdeck budget {run.run_id} {flag}`",
+        f"{reason}; raise it with `loopdeck budget {run.run_id} {budget.flag}`",
         effects.batch,
         now,
         E.RUN_WAITING,

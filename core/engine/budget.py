@@ -37,6 +37,9 @@ def check_token_budget(limit: int | None, what: str = "a token budget") -> int |
 class Budget:
     """A limit with reservations (tokens, or dollars): ``used`` plus every open reservation stays within it."""
 
+    unit: str  # what it counts, as events say it
+    flag: str  # the `loopdeck budget` option that raises it
+
     def __init__(self, limit: float | None, used: float = 0) -> None:
         self.limit = limit
         self.used = used
@@ -61,6 +64,9 @@ class Budget:
 
 
 class TokenBudget(Budget):
+    unit = "tokens"  # the budget_exhausted event's unit; `loopdeck budget --set N` raises it
+    flag = "--set N"
+
     def shortfall(self, key: str, estimate: float) -> str:
         """Why a step cannot launch, naming the budget and the usage."""
         return (
@@ -74,6 +80,9 @@ class CostBudget(Budget):
     An attempt reserves what its agent's token estimate would cost at its price; spending whose
     price is unknown cannot be reserved or counted (the run says how many steps are unpriced).
     """
+
+    unit = "usd"
+    flag = "--usd DOLLARS"
 
     def fits(self, estimate: float) -> bool:
         return self.limit is None or self.used + self.reserved + estimate <= self.limit + 1e-9  # float dust

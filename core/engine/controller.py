@@ -38,6 +38,7 @@ from core.cluster.slots import SlotBroker
 from core.engine import actions, transitions
 from core.engine.attempts import AttemptRunner, Outcome
 from core.engine.breaker import BreakerBoard
+from core.engine.budget import Budget
 from core.engine.bus import EventBus
 from core.engine.commits import Commits
 from core.engine.deadlines import Deadlines
@@ -241,7 +242,7 @@ class RunController:
             if lacking is not None:
                 run.index.push_ready(key)
                 if run.index.running == 0:  # nothing in flight can free room: the budget is spent
-                    self._budget_exhausted(lacking[1])
+                    self._budget_exhausted(*lacking)
                 return  # otherwise wait for running steps to settle their reservations
             self._launch(step)
         self.routing.arm_timers(self._pump)
@@ -293,11 +294,11 @@ class RunController:
         self._end(RunStatus.FAILED, reason)
         return True
 
-    def _budget_exhausted(self, reason: str) -> None:
+    def _budget_exhausted(self, budget: Budget, reason: str) -> None:
         if self.run.policy.on_budget_exhausted == "fail":
             self._end(RunStatus.FAILED, reason)
         elif self.run.mode != RunMode.PAUSED:
-            self.commits.emit(actions.pause_for_budget(self.run, reason, self.clock()).batch)
+            self.commits.emit(actions.pause_for_budget(self.run, budget, reason, self.clock()).batch)
 
     def drain(self) -> None:
         """Launch nothing more; once the running attempts end, ``drive`` returns and the run is left as it is."""

@@ -102,10 +102,12 @@ class Deadlines:
         return (due[1], due[0]) if due is not None else (self.run.policy.on_approval_timeout, 0.0)
 
     def _call_action(self, rule: str | None) -> tuple[OnTimeout, float]:
-        """The action of the rule that asked (found by how the call records it), else the policy's."""
+        """The action of the rule that asked (found by what the call records of it, without its number: a
+        rule added to the live run since moves the others down), else the policy's."""
         policy = self.run.policy
+        said = rule.split(" ", 2)[-1] if rule else None
         for index, candidate in enumerate(self.run.plan.approval_rules):
-            if rule is not None and candidate.describe(index) == rule:
+            if said is not None and candidate.describe(index).split(" ", 2)[-1] == said:
                 due = approval_timeout(
                     None, None, candidate.decision(index), policy.approval_timeout_s, policy.on_approval_timeout
                 )

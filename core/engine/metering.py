@@ -20,6 +20,7 @@ from collections.abc import Callable
 from typing import Any
 
 from core.engine import transitions
+from core.engine.budget import Budget
 from core.engine.commits import Commits
 from core.engine.holdings import Holdings
 from core.engine.run_state import RunState, StepState
@@ -40,11 +41,12 @@ class Metering:
         holdings: Holdings,
         commits: Commits,
         clock: Callable[[], float],
-        exhausted: Callable[[str], None],
+        exhausted: Callable[[Budget, str], None],
     ) -> None:
         self.run, self.holdings, self.commits, self.clock = run, holdings, commits, clock
         self.exhausted = exhausted
         self._room = asyncio.Event()
+        self._waiting = 0  # model calls waiting for room
 
     def meter(self, step: StepState, attempt: int) -> AttemptMeter | None:
         """The meter of an attempt whose agent calls a model (an ``llm`` agent, a sim that scripts tool
@@ -57,11 +59,16 @@ class Metering:
     def wake(self) -> None:
         """Something changed (a reservation settled, the budget was raised, the run continued): every
         call waiting for room looks again."""
-        self._room.set()
-        self._room = asyncio.Event()
+        if self._waiting:  # every launch pumps: nothing to do unless a call waits
+            self._room.set()
+            self._room = asyncio.Event()
 
     async def room(self) -> None:
-        await self._room.wait()
+        self._waiting += 1
+        try:
+            await self._room.wait()
+        finally:
+            self._waiting -= 1
 
 
 class AttemptMeter:
@@ -80,7 +87,7 @@ class AttemptMeter:
             while not owner.holdings.reserve_turn(self.step):
                 lacking = owner.holdings.lacking(self.step.key, self.step.agent)
                 if lacking is not None and lacking[0].reserved < 1e-9:  # nothing in flight can free room
-                    owner.exhausted(f"{lacking[1]} for its model turn {turn}")
+                    owner.exhausted(lacking[0], f"{lacking[1]} for its model turn {turn}")
                 await owner.room()
         self._began = owner.clock()
 

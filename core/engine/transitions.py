@@ -19,6 +19,7 @@ from core.engine.run_state import RunMode, RunState, StepState
 from core.executors import AttemptFailed, Result
 from core.model.events import EventType, iso
 from core.model.policy import Backoff
+from core.model.pricing import usd
 from core.model.result import Finished, conclude, plan_shape
 from core.model.states import RunStatus, StepStatus, check_step
 from core.model.tools import CallStatus, Facts, OnTimeout, approval_timeout, check_call, step_rule
@@ -338,7 +339,7 @@ def attempt_ended(
     tokens: dict[str, Any] = {"prompt": usage.prompt_tokens, "completion": usage.completion_tokens}
     if usage.estimated:
         tokens["estimated"] = True
-    tokens["cost_usd"] = None if spent.attempt_cost_usd is None else round(spent.attempt_cost_usd, 8)
+    tokens["cost_usd"] = usd(spent.attempt_cost_usd)
     batch = effects.batch
     if isinstance(outcome, Result):
         move(

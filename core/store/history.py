@@ -8,6 +8,7 @@ from typing import Any
 from sqlalchemy import Connection, case, func, insert, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from core.model.pricing import usd
 from core.store import schema
 from core.store.base import StoreBase
 from core.store.records import FeedbackRecord, SpanRecord
@@ -70,7 +71,7 @@ class HistoryQueries(StoreBase):
             out: dict[str, dict[str, Any]] = {}
             for agent, attempts, failures, prompt, completion, cost, n_unpriced in await conn.execute(spans_q):
                 out[agent] = _agent_entry(attempts, failures, prompt or 0, completion or 0)
-                out[agent]["cost_usd"] = None if cost is None else round(cost, 8)  # of its priced attempts
+                out[agent]["cost_usd"] = usd(cost)  # of its priced attempts
                 out[agent]["unpriced_attempts"] = n_unpriced or 0
             for agent, n_up, n_down in await conn.execute(fb_q):
                 entry = out.setdefault(agent, _agent_entry(0, 0, 0, 0))

@@ -17,7 +17,7 @@ from rich.text import Text
 
 from core import Event, EventType, RunProjection, StepProjection
 from tui.text.literal import literal
-from tui.text.money import dollars
+from tui.text.money import budget_text
 
 E = EventType
 
@@ -215,15 +215,14 @@ class Progress:
                 *((": ", literal(why)) if why else ()),
             )
         if event.type == E.BUDGET_EXHAUSTED:
-            flag = "--usd DOLLARS" if str(p.get("reason")).startswith("cost budget") else "--set N"
+            flag = "--usd DOLLARS" if p.get("unit") == "usd" else "--set N"
             return Text.assemble(
                 ("⏸ ", "yellow"), literal(p.get("reason")), f"; raise it: loopdeck budget {self.run_id} {flag}"
             )
         if event.type == E.BUDGET_CHANGED:
-            to = p.get("to")
-            shown = "no limit" if to is None else dollars(to) if p.get("unit") == "usd" else f"{to:,}"
-            what = "cost budget" if p.get("unit") == "usd" else "token budget"
-            return Text.assemble(f"{what} set to {shown} by ", literal(p.get("user")))
+            usd = p.get("unit") == "usd"
+            shown = budget_text(p.get("to"), usd)
+            return Text.assemble(f"{'cost' if usd else 'token'} budget set to {shown} by ", literal(p.get("user")))
         if event.type == E.RUN_PLAN_PROPOSED and key:
             return self.plan_waits(key)
         if event.type in (E.RUN_PLAN_APPROVED, E.RUN_PLAN_REJECTED):

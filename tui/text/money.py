@@ -16,3 +16,10 @@ def dollars(value: float | None, unpriced: int = 0) -> str:
     else:
         text = f"${value:,.0f}"
     return text + ("+" if unpriced else "")
+
+
+def budget_text(limit: float | None, usd: bool) -> str:
+    """A budget as it was set: ``no limit``, ``$5.00`` (dollars) or ``12,345`` (tokens)."""
+    if limit is None:
+        return "no limit"
+    return dollars(limit) if usd else f"{limit:,}"

@@ -13,7 +13,7 @@ from typing import Any
 from core import BadInput, Delivery, Orchestrator, RunResult, RunStatus, load_document, load_text
 from tui.cli.output import EXIT_OK, err, print_json
 from tui.text.literal import literal
-from tui.text.money import dollars
+from tui.text.money import budget_text
 
 
 async def approve(orch: Orchestrator, args: argparse.Namespace, _: Any) -> int:
@@ -98,7 +98,7 @@ async def set_budget(orch: Orchestrator, args: argparse.Namespace, _: Any) -> in
             continue
         limit = given.value
         delivery = await orch.set_budget(run_id, limit, usd=usd, user=orch.user)
-        shown = "no limit" if limit is None else dollars(limit) if usd else f"{limit:,}"
+        shown = budget_text(limit, usd)
         err.print(literal(f"run {run_id}: {'cost' if usd else 'token'} budget set to {shown} by {orch.user}"))
     await say_who_continues(orch, run_id, delivery)
     return EXIT_OK

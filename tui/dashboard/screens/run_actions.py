@@ -20,6 +20,7 @@ from tui.dashboard.messages import ShowRuns
 from tui.dashboard.viewmodel import RunView
 from tui.dashboard.widgets.dag_tree import DagTree
 from tui.dashboard.widgets.event_log import EventLog
+from tui.text.money import budget_text
 
 
 class ActionsMixin:
@@ -207,8 +208,7 @@ class ActionsMixin:
 
     @work(group="actions", exit_on_error=False, name="an action")
     async def set_budget(self, limit: float | None, usd: bool = False) -> None:
-        shown = "no limit" if limit is None else f"${limit:,.2f}" if usd else f"{limit:,}"
         await self._act(
             self.ctx.orch.set_budget(self.run_id, limit, usd=usd, user=self.ctx.user),
-            f"{'cost' if usd else 'token'} budget set to {shown}",
+            f"{'cost' if usd else 'token'} budget set to {budget_text(limit, usd)}",
         )
