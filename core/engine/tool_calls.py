@@ -47,18 +47,21 @@ class ToolCalls:
         commits: Commits,
         clock: Callable[[], float],
         toolbox: Toolbox,
-        board: BreakerBoard | None = None,
+        board: BreakerBoard,
     ) -> None:
         self.run, self.commits, self.clock, self.toolbox = run, commits, clock, toolbox
-        self.board = board or BreakerBoard(clock)
+        self.board = board
+        self._targets: dict[str, str] = {}  # MCP server -> its breaker's target, configured once (as Routing does)
+        for name, cfg in run.plan.mcp_servers.items():
+            self._targets[name] = cfg.breaker_target(name)
+            board.configure(self._targets[name], cfg.breaker_failures, cfg.breaker_cooldown_s)
         self._answers: dict[str, asyncio.Event] = {}
         self.gated: Callable[[], None] = lambda: None  # told when calls started to wait (their deadlines)
 
     async def guarded(self, server: str, work: Callable[[], Awaitable[T]]) -> T:
         """``work`` against an MCP server, through the server's circuit breaker: refused at once while it is
         open; the server failing (not a tool answering with an error) counts against it."""
-        cfg = self.run.plan.mcp_servers[server]
-        breaker = self.board.configure(cfg.breaker_target(server), cfg.breaker_failures, cfg.breaker_cooldown_s)
+        breaker = self.board.get(self._targets[server])
         batch = WriteBatch()
         self._moved(server, breaker.poll(), batch)
         if not breaker.can_admit():

@@ -23,11 +23,6 @@ class Toolbox:
         self._tools: dict[str, SkillTool] = {}
         self._servers = {name: McpConnection(name, cfg) for name, cfg in (mcp_servers or {}).items()}
 
-    async def ready(self, names: list[str]) -> None:
-        """Start the MCP servers these names need (once per run); ``ToolError`` naming one that cannot."""
-        for server in sorted({n.split(":", 1)[0] for n in names if ":" in n}):
-            await self._server(server).start()
-
     async def start(self, server: str) -> None:
         """Start one MCP server and list its tools (once per run)."""
         await self._server(server).start()
@@ -101,7 +96,7 @@ async def describe_tools(plan_skills: dict[str, str], servers: dict[str, McpServ
                 continue
             described.append({**_described(spec), "origin": skill.origin})
         for server in servers:
-            await box.ready([f"{server}:*"])
+            await box.start(server)
             described.extend(
                 {**_described(spec), "origin": f"MCP server {server}"} for spec in box.specs([f"{server}:*"])
             )
@@ -127,13 +122,14 @@ def check_arguments(name: str, schema: dict[str, Any], arguments: Any, what: str
     """
     import jsonschema  # here: ~70 ms to import, and only a run with tools needs it
 
+    tool_arguments = what is None
     what = what or f'arguments of "{name}"'
-    if what.startswith("arguments") and not isinstance(arguments, dict):
+    if tool_arguments and not isinstance(arguments, dict):
         raise ToolError(f"{what} must be a JSON object, not {type(arguments).__name__}")
     validator = jsonschema.Draft202012Validator(schema)
     problems = sorted(validator.iter_errors(arguments), key=lambda e: list(e.absolute_path))
     if problems:
         raise ToolError(
-            f"{what} {'are' if what.startswith('arguments') else 'is'} not valid: "
+            f"{what} {'are' if tool_arguments else 'is'} not valid: "
             + "; ".join(f"{'.'.join(map(str, p.absolute_path)) or '(the value)'}: {p.message}" for p in problems)
         )

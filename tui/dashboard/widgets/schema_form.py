@@ -19,6 +19,7 @@ from textual.containers import VerticalScroll
 from textual.widget import Widget
 from textual.widgets import Input, Label, Select, Switch, TextArea
 
+from core import BadInput, parse_json
 from tui.text.literal import literal
 
 SCALARS = ("string", "number", "integer", "boolean")
@@ -128,9 +129,9 @@ def _read(widget: Widget, prop: dict[str, Any], kind: str) -> tuple[bool, Any]:
         if not text:
             return False, None
         try:
-            return True, json.loads(text)
-        except ValueError:
-            raise ValueError("is not valid JSON") from None
+            return True, parse_json(text, "the value")
+        except BadInput as exc:
+            raise ValueError(str(exc).removeprefix("the value ")) from None  # "is not valid JSON: …"
     assert isinstance(widget, Input)
     text = widget.value.strip()
     if kind == "string":
