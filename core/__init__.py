@@ -101,6 +101,16 @@ _EXPORTS: dict[str, str] = {
     "resolve_db_url": "core.config",
     "validate_plan": "core.model.plan",
     "worker_json": "core.views",
+    "Settings": "core.settings",
+    "load_settings": "core.settings",
+    "effective_settings": "core.provenance",
+    "resolve_plan": "core.settings",
+    "Profile": "core.model.profile",
+    "Template": "core.templates",
+    "available_templates": "core.templates",
+    "template": "core.templates",
+    "parse_plan_data": "core.model.plan",
+    "read_plan_data": "core.model.plan",
 }
 
 if TYPE_CHECKING:  # what type checkers and import-linter see: the same names, imported eagerly
@@ -131,12 +141,15 @@ if TYPE_CHECKING:  # what type checkers and import-linter see: the same names, i
         Plan,
         StepSpec,
         load_plan,
+        parse_plan_data,
         parse_plan_text,
         plan_json_schema,
+        read_plan_data,
         readable,
         validate_plan,
     )
     from core.model.policy import Policy
+    from core.model.profile import Profile
     from core.model.projection import CallProjection, RunProjection, StepProjection
     from core.model.result import RunResult
     from core.model.skills import Skill, available_skills
@@ -151,7 +164,10 @@ if TYPE_CHECKING:  # what type checkers and import-linter see: the same names, i
         plan_to_yaml,
         planner_agent,
     )
+    from core.provenance import effective_settings
+    from core.settings import Settings, load_settings, resolve_plan
     from core.store.records import RunRecord, SpanRecord, StepRecord, ToolCallRecord
+    from core.templates import Template, available_templates, template
     from core.tools import ToolError, check_arguments, describe_tools, tool
     from core.values import dumps, load_document, load_text, parse_json
     from core.views import call_json, worker_json
@@ -198,12 +214,14 @@ __all__ = [
     "PlanIssue",
     "PlanResult",
     "Policy",
+    "Profile",
     "Result",
     "RunNotFound",
     "RunProjection",
     "RunRecord",
     "RunResult",
     "RunStatus",
+    "Settings",
     "Skill",
     "SpanRecord",
     "StaleWrite",
@@ -215,6 +233,7 @@ __all__ = [
     "StepStatus",
     "StoreError",
     "Subscription",
+    "Template",
     "ToolCallRecord",
     "ToolError",
     "TransitionError",
@@ -223,6 +242,7 @@ __all__ = [
     "WorkerStats",
     "__version__",
     "available_skills",
+    "available_templates",
     "call_json",
     "check_arguments",
     "check_token_budget",
@@ -232,23 +252,29 @@ __all__ = [
     "describe_tools",
     "display_url",
     "dumps",
+    "effective_settings",
     "iso",
     "limits",
     "load_base",
     "load_document",
     "load_plan",
+    "load_settings",
     "load_text",
     "mask_urls",
     "parse_cost_budget",
     "parse_json",
+    "parse_plan_data",
     "parse_plan_text",
     "parse_token_budget",
     "plan_goal",
     "plan_json_schema",
     "plan_to_yaml",
     "planner_agent",
+    "read_plan_data",
     "readable",
     "resolve_db_url",
+    "resolve_plan",
+    "template",
     "tool",
     "validate_plan",
     "worker_json",

@@ -37,9 +37,9 @@ def default_db_path() -> Path:
 def resolve_db_url(url: str | None = None) -> str:
     """The database URL to use. A bare file path is accepted and means SQLite; other schemes are refused."""
     if not url:
-        from core.settings import env_settings
+        from core.settings import load_settings
 
-        url = env_settings().db or ""
+        url = load_settings().db or ""
     if not url:
         return sqlite_url(default_db_path())
     if "://" not in url:
@@ -78,7 +78,9 @@ def mask_urls(text: str) -> str:
 
 
 def default_token_budget() -> int | None:
-    """The budget of runs whose plan sets none: ``LOOPDECK_TOKEN_BUDGET``, else no limit."""
-    from core.settings import env_settings
+    """The budget of runs whose plan sets none: ``LOOPDECK_TOKEN_BUDGET`` (or the configuration's policy), else
+    no limit."""
+    from core.settings import load_settings
 
-    return env_settings().token_budget
+    budget = load_settings().policy_defaults().get("token_budget")
+    return int(budget) if budget is not None else None

@@ -22,7 +22,6 @@ import asyncio
 import contextlib
 import logging
 import os
-import re
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
@@ -31,6 +30,7 @@ from urllib.parse import urlsplit
 
 from core.model.events import EventType
 from core.model.policy import NOTIFY_EVENTS, Policy
+from core.redaction import url_origin
 from core.store import WriteBatch
 
 E = EventType
@@ -54,8 +54,13 @@ class Message:
     body: str
 
 
-def targets(policy: Policy, environ: Mapping[str, str] = os.environ) -> tuple[list[Target], list[str]]:
-    """The run's targets, and what is wrong with any (a variable that is not set): never a URL."""
+def targets(
+    policy: Policy, environ: Mapping[str, str] = os.environ, every_run: list[str] | None = None
+) -> tuple[list[Target], list[str]]:
+    """The run's targets, and what is wrong with any (a variable that is not set): never a URL.
+
+    ``every_run``: the URLs told about every run (``LOOPDECK_NOTIFY``, else the configuration's ``notify``);
+    read from the settings when not given. They live in this process only: never in the store."""
     found, problems = [], []
     for entry in policy.notify:
         url = environ.get(entry.variable, "").strip()
@@ -63,20 +68,18 @@ def targets(policy: Policy, environ: Mapping[str, str] = os.environ) -> tuple[li
             found.append(Target(url, shown(url), frozenset(entry.events)))
         else:
             problems.append(f"policy.notify names ${{{entry.variable}}}, which is not set: nothing is sent there")
-    for url in re.split(r"[\s,]+", environ.get(ENV_VAR, "").strip()):
-        if url:
-            found.append(Target(url, shown(url), frozenset(NOTIFY_EVENTS)))
+    if every_run is None:
+        from core.settings import load_settings
+
+        every_run = load_settings().notify
+    for url in every_run:
+        found.append(Target(url, shown(url), frozenset(NOTIFY_EVENTS)))
     return found, problems
 
 
 def shown(url: str) -> str:
     """A target as events and logs may name it: its scheme and host (never a user, password, path or token)."""
-    parts = urlsplit(url)
-    try:
-        host = parts.hostname or ""
-    except ValueError:
-        host = ""
-    return f"{parts.scheme}://{host}" if parts.scheme else "a notification URL"
+    return url_origin(url) if urlsplit(url).scheme else "a notification URL"
 
 
 def message_for(run_id: str, goal: str, type_: str, key: str | None, p: dict[str, Any]) -> Message | None:

@@ -168,9 +168,9 @@ def _repair_request(exc: PlanError) -> str:
 
 def default_agents_file() -> Path | None:
     """``$LOOPDECK_AGENTS``, else ``./agents.yaml`` if there is one."""
-    from core.settings import env_settings
+    from core.settings import load_settings
 
-    env = env_settings().agents
+    env = load_settings().agents_file
     if env:
         return Path(env)
     here = Path("agents.yaml")

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable
 from typing import Any
+from urllib.parse import urlsplit
 
 REDACTED = "[redacted]"
 MIN_SECRET = 4  # shorter values would redact ordinary words
@@ -97,3 +98,14 @@ class StreamRedactor:
         if self._pending:
             text, self._pending = self.redactor.text(self._pending), ""
             self.emit(text)
+
+
+def url_origin(url: str) -> str:
+    """A URL as events, logs and listings may name it: its scheme and host (never a user, password, path or
+    token: a notification URL often carries its secret in one of them)."""
+    parts = urlsplit(url)
+    try:
+        host = parts.hostname or ""
+    except ValueError:
+        host = ""
+    return f"{parts.scheme}://{host}" if parts.scheme else "a URL"

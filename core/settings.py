@@ -1,45 +1,278 @@
-"""loopdeck's settings from the environment: one validated model for every ``LOOPDECK_*`` variable.
+"""loopdeck's settings: the configuration file and the ``LOOPDECK_*`` environment, one validated model.
+
+The file is ``$LOOPDECK_CONFIG``, else ``$XDG_CONFIG_HOME/loopdeck/config.toml``
+(``~/.config/loopdeck/config.toml``). Highest first: a command-line flag, the
+environment, the file, the built-in defaults (for a plan's own fields, the
+plan and a profile come between the flags and the environment: see
+``core.model.layers``). pydantic-settings merges the sources; the file is
+parsed here so that a mistake is reported with its file, line and field.
 
 Read when a command needs them, never at import, so a bad value cannot stop
-``--help``; a bad value is a ``BadInput`` that names the variable, what it
-holds and what it must be. (pydantic-settings does the reading: one model,
-each field documented, instead of ``os.environ`` lookups scattered around.)
+``--help``; a bad value is a ``BadInput`` that names where it is and what it
+must be. Loaded once per process and state of the file and environment.
 """
 
 from __future__ import annotations
 
-from pydantic import Field, ValidationError
-from pydantic_settings import BaseSettings, SettingsConfigDict
+import os
+import re
+import tomllib
+from functools import lru_cache
+from pathlib import Path
+from typing import Annotated, Any, ClassVar
+
+from pydantic import Field, ValidationError, field_validator
+from pydantic.fields import FieldInfo
+from pydantic_settings import (
+    BaseSettings,
+    EnvSettingsSource,
+    InitSettingsSource,
+    NoDecode,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+)
 
 from core.errors import BadInput
-from core.limits import MAX_TOKENS
+from core.limits import MAX_AGENTS
+from core.model.layers import Defaults, layered
+from core.model.plan import AgentConfig, Plan, validate_plan
+from core.model.profile import NAME_PATTERN, PolicyPatch, Profile, patch_fields
+from core.model.tools import ApprovalRule, McpServer
 
 PREFIX = "LOOPDECK_"
+CONFIG_VAR = "LOOPDECK_CONFIG"
+FILE_ONLY = frozenset({"agents", "mcp_servers", "approval_rules", "profiles"})  # tables; no variable sets them
+Name = Annotated[str, Field(pattern=NAME_PATTERN)]
+_PART = r"(?:[A-Za-z0-9_\-]+|\"[^\"]*\"|'[^']*')"
+_KEY = re.compile(rf"^({_PART}(?:\s*\.\s*{_PART})*)\s*=")  # a TOML key (dotted, quoted parts allowed) and its =
 
 
-class EnvSettings(BaseSettings):
-    """Every ``LOOPDECK_*`` environment variable loopdeck reads."""
+class Settings(BaseSettings):
+    """Everything loopdeck reads from its configuration file and ``LOOPDECK_*`` variables."""
 
-    model_config = SettingsConfigDict(env_prefix=PREFIX, env_ignore_empty=True, extra="ignore")
+    model_config = SettingsConfigDict(
+        env_prefix=PREFIX, env_ignore_empty=True, env_nested_delimiter="__", extra="forbid", defer_build=True
+    )
 
-    db: str | None = Field(None, description="database URL or SQLite file path (``--db`` wins)")
-    token_budget: int | None = Field(None, ge=0, le=MAX_TOKENS, description="budget of runs whose plan sets none")
+    db: str | None = Field(None, description="database URL or SQLite file path (--db wins)")
+    user: str | None = Field(None, min_length=1, max_length=200, description="operator name (--user wins)")
     lease_s: float = Field(15.0, ge=0.5, le=3600, description="seconds a run's lease lasts unless renewed")
-    agents: str | None = Field(None, description="the planner's agents file, when --agents is not given")
-    # LOOPDECK_DEBUG is read by the front ends themselves: an error report must work even when a setting here is bad
+    agents_file: str | None = Field(None, description="the planner's agents file (variable: LOOPDECK_AGENTS)")
+    notify: Annotated[list[str], NoDecode] = Field(
+        default_factory=list, description="Apprise URLs told about every run (variable: space or comma separated)"
+    )
+    policy: PolicyPatch = Field(
+        default_factory=PolicyPatch,
+        description="policy defaults for every plan (variables: LOOPDECK_POLICY__FIELD; LOOPDECK_TOKEN_BUDGET)",
+    )
+    agents: dict[Name, AgentConfig] = Field(
+        default_factory=dict, max_length=MAX_AGENTS, description="an agent library: plans name agents they lack"
+    )
+    mcp_servers: dict[Name, McpServer] = Field(default_factory=dict, max_length=100)
+    approval_rules: list[ApprovalRule] = Field(default_factory=list, max_length=1000, description="after the plan's")
+    profiles: dict[Name, Profile] = Field(default_factory=dict, max_length=1000)
+
+    @field_validator("notify", mode="before")
+    @classmethod
+    def _split(cls, value: Any) -> Any:
+        return [url for url in re.split(r"[\s,]+", value.strip()) if url] if isinstance(value, str) else value
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        file = init_settings.init_kwargs.pop("_file", {}) if isinstance(init_settings, InitSettingsSource) else {}
+        return init_settings, Environment(settings_cls), FileSource(settings_cls, file)
+
+    def policy_defaults(self) -> dict[str, Any]:
+        """The policy fields the environment and the file set (what a plan that is silent on them gets)."""
+        return patch_fields(self.policy)
+
+    def defaults(self) -> Defaults:
+        """What lies under every plan (``core.model.layers``), in the plan's JSON form."""
+        return Defaults(
+            policy=self.policy_defaults(),
+            agents={
+                name: {"kind": a.kind, **a.model_dump(mode="json", exclude_unset=True)}
+                for name, a in self.agents.items()
+            },
+            mcp_servers={name: s.model_dump(mode="json", exclude_unset=True) for name, s in self.mcp_servers.items()},
+            approval_rules=[r.model_dump(mode="json", exclude_unset=True) for r in self.approval_rules],
+            profiles=dict(self.profiles),
+            source=f"config {config_path()}",
+        )
 
 
-def env_settings() -> EnvSettings:
-    """The environment's settings, validated now (they are cheap to read and tests change them)."""
+class Environment(EnvSettingsSource):
+    """The ``LOOPDECK_*`` variables. The file's tables have none; ``LOOPDECK_AGENTS`` names the planner's agents
+    file (it predates the file's ``[agents]`` table); ``LOOPDECK_TOKEN_BUDGET`` is the policy's ``token_budget``."""
+
+    RENAMED: ClassVar[dict[str, str]] = {"agents_file": "loopdeck_agents"}
+
+    def get_field_value(self, field: FieldInfo, field_name: str) -> tuple[Any, str, bool]:
+        if field_name in FILE_ONLY:
+            return None, field_name, False
+        if field_name in self.RENAMED:
+            name = self.RENAMED[field_name]
+            return self.env_vars.get(name), name, False
+        return super().get_field_value(field, field_name)
+
+    def __call__(self) -> dict[str, Any]:
+        data = super().__call__()
+        budget = self.env_vars.get("loopdeck_token_budget")
+        if budget not in (None, ""):
+            policy = data.setdefault("policy", {})
+            if isinstance(policy, dict):
+                policy.setdefault("token_budget", budget)
+        return data
+
+
+class FileSource(PydanticBaseSettingsSource):
+    """The configuration file's tables, parsed by ``load`` (which knows the lines, for errors)."""
+
+    def __init__(self, settings_cls: type[BaseSettings], data: dict[str, Any]) -> None:
+        super().__init__(settings_cls)
+        self.data = data
+
+    def get_field_value(self, field: FieldInfo, field_name: str) -> tuple[Any, str, bool]:
+        return self.data.get(field_name), field_name, False
+
+    def __call__(self) -> dict[str, Any]:
+        return dict(self.data)
+
+
+def resolve_plan(
+    data: Any, source: str | None = None, profile: str | None = None
+) -> tuple[Plan, dict[str, Any] | None]:
+    """A plan (raw data from a file or a template) with the configuration and ``profile`` under it, validated;
+    and the profile's record for the run (None without one). Raises ``PlanError`` naming every problem."""
+    if isinstance(data, dict):
+        data, record = layered(data, load_settings().defaults(), profile)
+    else:
+        record = None
+    return validate_plan(data, source), record
+
+
+# -- loading ----------------------------------------------------------------------------------------
+
+
+def config_path() -> Path:
+    """``$LOOPDECK_CONFIG``, else ``config.toml`` in the user's configuration directory."""
+    named = os.environ.get(CONFIG_VAR, "").strip()
+    if named:
+        return Path(named).expanduser()
+    from platformdirs import user_config_path
+
+    return user_config_path("loopdeck", appauthor=False) / "config.toml"
+
+
+def load_settings(**flags: Any) -> Settings:
+    """The settings now: ``flags`` (``db``, ``user``; None means not given) over the environment over the file."""
+    path = config_path()
     try:
-        return EnvSettings()
+        stamp = path.stat().st_mtime_ns
+    except OSError:
+        stamp = None
+    environ = tuple(sorted((k, v) for k, v in os.environ.items() if k.startswith(PREFIX)))
+    given = tuple(sorted((k, v) for k, v in flags.items() if v is not None))
+    return _load(str(path), stamp, environ, given)
+
+
+@lru_cache(maxsize=8)
+def _load(path: str, stamp: int | None, environ: tuple[tuple[str, str], ...], flags: tuple[Any, ...]) -> Settings:
+    text, data = read_file(Path(path), named=bool(os.environ.get(CONFIG_VAR, "").strip()))
+    try:
+        return Settings(**dict(flags), _file=data)  # type: ignore[call-arg]
     except ValidationError as exc:
-        raise BadInput(_describe(exc)) from None
+        raise BadInput(describe(exc, Path(path), text, data, dict(flags))) from None
 
 
-def _describe(exc: ValidationError) -> str:
+def read_file(path: Path, named: bool = False) -> tuple[str, dict[str, Any]]:
+    """The file's text and tables ({} when there is no file; a file ``LOOPDECK_CONFIG`` names must exist)."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        if named:
+            raise BadInput(f"{CONFIG_VAR} names {path}, which does not exist") from None
+        return "", {}
+    except (OSError, UnicodeDecodeError) as exc:
+        raise BadInput(f"cannot read the configuration file {path}: {exc}") from None
+    try:
+        return text, tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        found = re.search(r"\(at line (\d+), column (\d+)\)", str(exc))
+        where = f"{path}:{found.group(1)}" if found else str(path)
+        message = re.sub(r"\s*\(at line \d+, column \d+\)", "", str(exc))
+        raise BadInput(f"{where}: not valid TOML: {message}") from None
+
+
+def describe(exc: ValidationError, path: Path, text: str, data: dict[str, Any], flags: dict[str, Any]) -> str:
+    """Every problem, each where it is: ``FILE:LINE: policy.max_concurrency: …`` or ``LOOPDECK_LEASE_S=…``."""
     problems = []
     for err in exc.errors(include_url=False):
-        name = PREFIX + str(err["loc"][0]).upper() if err["loc"] else "a LOOPDECK_ variable"
-        problems.append(f"{name}={err.get('input')!r} is not valid: {err['msg'].removeprefix('Value error, ')}")
-    return "; ".join(problems)
+        loc = tuple(part for part in err["loc"] if part not in ("sim", "shell", "python", "llm"))
+        message = err["msg"].removeprefix("Value error, ")
+        field = ".".join(str(p) for p in loc)
+        if loc and loc[0] in flags:
+            problems.append(f"--{loc[0]} {flags[loc[0]]!r} is not valid: {message}")
+        elif _in(data, loc):
+            problems.append(f"{path}:{line_of(text, loc)}: {field}: {message}")
+        else:
+            variable = PREFIX + "__".join(str(p) for p in loc).upper() if loc else "a LOOPDECK_ variable"
+            variable = {"LOOPDECK_AGENTS_FILE": "LOOPDECK_AGENTS"}.get(variable, variable)
+            if variable == "LOOPDECK_POLICY__TOKEN_BUDGET" and variable not in os.environ:
+                variable = "LOOPDECK_TOKEN_BUDGET"
+            problems.append(f"{variable}={err.get('input')!r} is not valid: {message}")
+    return problems[0] if len(problems) == 1 else "the configuration has problems:\n  " + "\n  ".join(problems)
+
+
+def _in(data: Any, loc: tuple[Any, ...]) -> bool:
+    """Whether the file holds (the start of) ``loc``."""
+    return bool(loc) and isinstance(data, dict) and loc[0] in data
+
+
+def line_of(text: str, loc: tuple[Any, ...]) -> int:
+    """The line of ``loc`` in TOML ``text``: its key if written, else the nearest table or key above it.
+
+    A small reader of table headers and keys (tomllib keeps no positions):
+    enough to point at ``[profiles.careful.policy]`` / ``max_concurrency = 0``.
+    """
+    best_line, best_depth = 1, -1
+    table: tuple[Any, ...] = ()
+    counts: dict[tuple[Any, ...], int] = {}
+    for number, line in enumerate(text.splitlines(), start=1):
+        stripped = line.strip()
+        header = re.match(r"^\[\[\s*(.+?)\s*\]\]", stripped) or re.match(r"^\[\s*(.+?)\s*\]", stripped)
+        if header:
+            table = _dotted(header.group(1))
+            if stripped.startswith("[["):
+                counts[table] = counts.get(table, -1) + 1
+                table = (*table, counts[table])
+            path = table
+        else:
+            key = _KEY.match(stripped)
+            if not key:
+                continue
+            path = (*table, *_dotted(key.group(1)))
+        depth = _shared(path, loc)
+        if depth == len(path) and depth > best_depth:
+            best_line, best_depth = number, depth
+    return best_line
+
+
+def _dotted(text: str) -> tuple[str, ...]:
+    return tuple(part.strip().strip("\"'") for part in re.findall(r"\"[^\"]*\"|'[^']*'|[^.]+", text))
+
+
+def _shared(path: tuple[Any, ...], loc: tuple[Any, ...]) -> int:
+    n = 0
+    for a, b in zip(path, loc, strict=False):
+        if str(a) != str(b):
+            break
+        n += 1
+    return n

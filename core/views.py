@@ -37,6 +37,7 @@ def run_json(run: RunRecord, result: RunResult | None = None, unpriced: int = 0)
         "cost_budget_usd": run.cost_budget_usd,
         "deadline": iso(run.deadline) if run.status.value == "awaiting_plan_approval" else None,
         "unpriced_steps": unpriced,
+        "profile": run.profile,
         "created_at": iso(run.created_at),
         "ended_at": iso(run.ended_at),
         "created_by": run.created_by,
@@ -195,6 +196,7 @@ def listing(runs: list[RunRecord], counts: dict[str, dict[str, int]]) -> list[di
                 "tokens": r.tokens,
                 "token_budget": r.token_budget,
                 "cost_usd": r.cost_usd,
+                "profile": (r.profile or {}).get("name"),  # the harness profile it was created with
             }
         )
     return out

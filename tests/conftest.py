@@ -18,6 +18,14 @@ PG_ENV = "LOOPDECK_TEST_PG"  # e.g. postgresql+asyncpg://postgres@127.0.0.1:5543
 PG_TEMPLATE = "loopdeck_test_template_" + os.environ.get("PYTEST_XDIST_WORKER", "main")
 
 
+@pytest.fixture(autouse=True, scope="session")
+def no_personal_configuration(tmp_path_factory: pytest.TempPathFactory) -> None:
+    """The suite never reads the configuration of whoever runs it (~/.config/loopdeck/config.toml): every test,
+    and every CLI it starts (which inherits the environment), sees an empty configuration directory."""
+    os.environ["XDG_CONFIG_HOME"] = str(tmp_path_factory.mktemp("xdg-config"))
+    os.environ.pop("LOOPDECK_CONFIG", None)
+
+
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     """Modules that set ``ON_POSTGRES = True`` run every test that uses ``db_url`` on SQLite and on PostgreSQL."""
     if "db_url" in metafunc.fixturenames and getattr(metafunc.module, "ON_POSTGRES", False):

@@ -53,6 +53,9 @@ def test_the_wheel_holds_every_module_and_data_file(tmp_path):
         "tui/dashboard/loopdeck.tcss",
         "core/store/migrations/script.py.mako",
         "tui/web/templates/index.html",
+        "core/templates/plan-execute-verify.yaml",
+        "core/templates/research-draft-review.yaml",
+        "core/templates/fix-until-green.yaml",
     } <= names
     dist = f"loopdeck-{__version__}.dist-info"
     assert any(n.startswith(dist) and n.endswith("LICENSE") for n in names)

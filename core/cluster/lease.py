@@ -19,9 +19,9 @@ from core.store.records import Lease
 
 def default_ttl_s() -> float:
     """Seconds a lease lasts unless renewed: ``LOOPDECK_LEASE_S``, else 15 (read when a process opens)."""
-    from core.settings import env_settings
+    from core.settings import load_settings
 
-    return env_settings().lease_s
+    return load_settings().lease_s
 
 
 class Holder(StrEnum):

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from core.model.tools import CallStatus
+from core.model.states import CallStatus
 from core.store.records import ToolCallRecord
 from core.values import dumps
 

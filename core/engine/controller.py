@@ -54,8 +54,7 @@ from core.errors import LoopdeckError, PlanError
 from core.executors import AttemptFailed, Executor, Result
 from core.model.events import EventType
 from core.model.plan import validate_plan
-from core.model.states import RunStatus, StepStatus
-from core.model.tools import CallStatus
+from core.model.states import CallStatus, RunStatus, StepStatus
 from core.store import Notifier, Store, WriteBatch
 from core.tools import Toolbox
 

@@ -33,6 +33,7 @@ from core.model.dag import ancestors, find_cycle
 from core.model.policy import Policy
 from core.model.policy import StrictModel as _Model
 from core.model.pricing import Price
+from core.model.profile import NAME_PATTERN, Profile
 from core.model.refs import find_refs
 from core.model.tools import ApprovalRule, McpServer, OnTimeout
 from core.values import ValueProblem, check_document, parse_document, read_document
@@ -276,6 +277,9 @@ class Plan(_Model):
         default_factory=list, max_length=1000, description="gate tool calls (and steps); the first match wins"
     )
     steps: list[StepSpec] = Field(min_length=1, max_length=MAX_STEPS)
+    profiles: dict[Annotated[str, Field(pattern=NAME_PATTERN)], Profile] = Field(
+        default_factory=dict, max_length=1000, description="harness profiles (`--profile NAME`) this plan offers"
+    )
 
     @model_validator(mode="after")
     def _step_rules_ask_or_allow(self) -> Plan:
@@ -320,20 +324,29 @@ def plan_json_schema() -> dict[str, Any]:
 
 def load_plan(path: str | Path) -> Plan:
     """Read and validate a plan file (YAML or JSON). Raises ``PlanError``."""
-    try:
-        data = read_document(path)
-    except ValueProblem as exc:
-        raise PlanError([PlanIssue(exc.location, exc.message)], str(path)) from None
-    return validate_plan(data, str(path))
+    return validate_plan(read_plan_data(path), str(path))
 
 
 def parse_plan_text(text: str, source: str | None = None, json_only: bool = False) -> Plan:
     """Parse YAML (or strict JSON) text and validate it as a plan."""
+    return validate_plan(parse_plan_data(text, source, json_only), source)
+
+
+def read_plan_data(path: str | Path) -> Any:
+    """A plan file's data, not yet validated (the configuration's layers go under it first); ``PlanError``
+    when it is no document loopdeck reads."""
     try:
-        data = parse_document(text, json_only)
+        return read_document(path)
+    except ValueProblem as exc:
+        raise PlanError([PlanIssue(exc.location, exc.message)], str(path)) from None
+
+
+def parse_plan_data(text: str, source: str | None = None, json_only: bool = False) -> Any:
+    """Plan text's data, not yet validated; ``PlanError`` when it is no document loopdeck reads."""
+    try:
+        return parse_document(text, json_only)
     except ValueProblem as exc:
         raise PlanError([PlanIssue(exc.location, exc.message)], source) from None
-    return validate_plan(data, source)
 
 
 def validate_plan(data: Any, source: str | None = None) -> Plan:

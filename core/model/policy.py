@@ -32,7 +32,7 @@ class StrictModel(BaseModel):
     """The base of every plan model: unknown fields refused, every number finite (a NaN latency was
     accepted once, then refused when the run was read back)."""
 
-    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False, defer_build=True)
 
 
 class Backoff(StrictModel):

@@ -22,7 +22,7 @@ MAX_PRICE = 1_000_000.0  # dollars per million tokens: far above any model's
 class Price(BaseModel):
     """An agent's price: dollars per million tokens."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, defer_build=True)
 
     input_per_mtok: float = Field(ge=0, le=MAX_PRICE, description="dollars per million input (prompt) tokens")
     output_per_mtok: float = Field(ge=0, le=MAX_PRICE, description="dollars per million output (completion) tokens")

@@ -1,18 +1,8 @@
-"""Tool calls: what a tool is, the state machine of one call, and the approval rules that gate calls.
+"""Tool calls: what a tool is and the approval rules that gate calls.
 
-A call's life (``check_call`` refuses any other move, naming the call, its
-status and the action):
-
-    requested -> running                (allowed by a rule or the default)
-    requested -> waiting_user -> approved -> running | rejected
-    requested -> denied                 (a rule said no; its reason goes to the model)
-    running   -> succeeded | failed
-    running   -> interrupted            (the process died while it ran)
-    interrupted -> approved | rejected  (the operator says whether to run it again)
-
-Calls are identified by loopdeck's own id, ``STEP.ATTEMPT.TURN.INDEX``: the
-model's call ids collide across parallel calls and attempts, so they are
-kept only to answer the model. Everything here is pure.
+A call's state machine (``CallStatus``, ``check_call``) lives with the other
+state machines in ``core.model.states`` (the store reads it without building
+these pydantic models); it is re-exported here. Everything here is pure.
 """
 
 from __future__ import annotations
@@ -20,71 +10,14 @@ from __future__ import annotations
 import fnmatch
 import hashlib
 from dataclasses import dataclass, field
-from enum import StrEnum
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from core.errors import TransitionError
 from core.limits import MAX_SECONDS
+from core.model.states import CALL_ACTIONS, CallStatus, call_id, check_call
 
-
-class CallStatus(StrEnum):
-    REQUESTED = "requested"
-    WAITING_USER = "waiting_user"
-    APPROVED = "approved"
-    REJECTED = "rejected"
-    DENIED = "denied"
-    RUNNING = "running"
-    SUCCEEDED = "succeeded"
-    FAILED = "failed"
-    INTERRUPTED = "interrupted"
-
-    @property
-    def final(self) -> bool:
-        """The model has (or will get) this call's answer and it never changes again."""
-        return self in _CALL_FINAL
-
-    @property
-    def waiting(self) -> bool:
-        """An operator must answer it."""
-        return self in (CallStatus.WAITING_USER, CallStatus.INTERRUPTED)
-
-
-C = CallStatus
-_CALL_FINAL = frozenset({C.SUCCEEDED, C.FAILED, C.REJECTED, C.DENIED})
-CALL_ACTIONS: dict[str, tuple[frozenset[CallStatus], CallStatus]] = {
-    "ask": (frozenset({C.REQUESTED}), C.WAITING_USER),
-    "deny": (frozenset({C.REQUESTED}), C.DENIED),
-    "approve": (frozenset({C.WAITING_USER, C.INTERRUPTED}), C.APPROVED),
-    "reject": (frozenset({C.WAITING_USER, C.INTERRUPTED}), C.REJECTED),
-    "start": (frozenset({C.REQUESTED, C.APPROVED}), C.RUNNING),
-    "succeed": (frozenset({C.RUNNING}), C.SUCCEEDED),
-    "fail": (frozenset({C.RUNNING}), C.FAILED),
-    "interrupt": (frozenset({C.RUNNING}), C.INTERRUPTED),
-}
-
-
-def check_call(call_id: str, status: CallStatus, action: str) -> CallStatus:
-    """The status ``action`` leads to, or a ``TransitionError`` that says why not."""
-    sources, target = CALL_ACTIONS[action]
-    if status not in sources:
-        allowed = " or ".join(sorted(s.value for s in sources))
-        raise TransitionError(
-            f'tool call "{call_id}" is {status.value}; only a call that is {allowed} can be {_past(action)}'
-        )
-    return target
-
-
-def _past(action: str) -> str:
-    return {"ask": "held for approval", "deny": "denied", "start": "started", "succeed": "succeeded"}.get(
-        action, action + "d" if action.endswith("e") else action + "ed"
-    )
-
-
-def call_id(step: str, attempt: int, turn: int, index: int) -> str:
-    """``publish.1.2.0``: the first call of the second turn of attempt 1 of step "publish"."""
-    return f"{step}.{attempt}.{turn}.{index}"
+__all__ = ["CALL_ACTIONS", "CallStatus", "call_id", "check_call"]  # the call state machine lives in states
 
 
 # -- what a tool is ----------------------------------------------------------------------------------
@@ -118,7 +51,7 @@ class McpServer(BaseModel):
     starts): the plan is stored, so a secret belongs in the environment.
     """
 
-    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False, defer_build=True)
 
     command: list[Annotated[str, Field(min_length=1)]] | None = Field(None, min_length=1, description="argv")
     env: dict[str, str] = Field(default_factory=dict)
@@ -153,7 +86,7 @@ OnTimeout = Literal["reject", "approve", "fail"]  # what an approval deadline do
 class ApprovalRule(BaseModel):
     """One rule of ``approval_rules``: every field given must match (globs for names); first match wins."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, defer_build=True)
 
     tool: str | None = Field(None, description="tool name glob, e.g. fs:delete_*")
     server: str | None = Field(None, description="MCP server name glob")

@@ -10,17 +10,14 @@ import secrets
 import time
 from collections.abc import Callable
 from enum import StrEnum
-from typing import Any, Self
+from typing import TYPE_CHECKING, Any, Self
 
 from core.cluster.commands import CommandChannel
 from core.cluster.lease import Identity, default_ttl_s
 from core.engine.breaker import BreakerBoard
 from core.engine.bus import EventBus
-from core.engine.controller import RunController
-from core.engine.run_state import RunState
 from core.errors import PlanError, StepNotFound
 from core.model.events import Event
-from core.model.plan import validate_plan
 from core.notifications import Notifications
 from core.store import (
     Notifier,
@@ -30,6 +27,10 @@ from core.store import (
     WriteBatch,
 )
 from core.telemetry import LiveTraces
+
+if TYPE_CHECKING:  # the engine and the plan's models load when a run is driven or decided on, not for a listing
+    from core.engine.controller import RunController
+    from core.engine.run_state import RunState
 
 
 class Delivery(StrEnum):
@@ -41,6 +42,12 @@ class Delivery(StrEnum):
 
 
 def default_user() -> str:
+    """``LOOPDECK_USER``, else the configuration's ``user``, else the login name (``--user`` wins over all)."""
+    from core.settings import load_settings
+
+    configured = load_settings().user
+    if configured:
+        return configured
     try:
         return getpass.getuser()
     except Exception:
@@ -138,6 +145,9 @@ class OrchestratorBase:
         ``lenient``: a stored plan this loopdeck refuses (written by an older
         one) is replaced by the bare list of the run's steps, enough to end it.
         """
+        from core.engine.run_state import RunState
+        from core.model.plan import validate_plan
+
         record = await self.store.get_run(run_id)
         steps = await self.store.get_steps(run_id)
         try:

@@ -11,7 +11,6 @@ from typing import Any
 from core.cluster.lease import Holder, holder_state
 from core.config import default_token_budget
 from core.engine import actions
-from core.engine.controller import RunController
 from core.engine.deadlines import TIMEOUT_USER
 from core.engine.run_state import new_step_row
 from core.errors import LeaseHeld, LeaseLost, StaleWrite, TransitionError
@@ -25,6 +24,7 @@ from core.store import (
     Store,
     WriteBatch,
 )
+from core.values import dumps
 
 
 class Driving(Acting):
@@ -38,6 +38,7 @@ class Driving(Acting):
         proposed_by: str | None = None,
         hold: bool = False,
         planning_tokens: tuple[int, int] = (0, 0),
+        profile: dict[str, Any] | None = None,
     ) -> str:
         """Store a new run of ``plan`` and return its id.
 
@@ -45,6 +46,7 @@ class Driving(Acting):
         lease (a worker on the same database must not claim it first).
         ``planning_tokens``: (prompt, completion) the planner spent writing the
         plan; they count toward the run's totals and its budget.
+        ``profile``: the harness profile the plan was resolved with (``core.resolve_plan``), recorded.
 
         With ``plan_approval: required`` the run waits in ``awaiting_plan_approval``
         until an operator approves its plan (``approve_plan``); otherwise it is
@@ -75,6 +77,7 @@ class Driving(Acting):
             "ended_at": None,
             "proposal_json": None,
             "hold": None,
+            "profile_json": dumps(profile) if profile is not None else None,
         }
         if hold:
             run_row.update(
@@ -86,6 +89,8 @@ class Driving(Acting):
         step_rows = [new_step_row(run_id, i, spec, plan.agent_of(spec)) for i, spec in enumerate(plan.steps)]
         batch = WriteBatch(extras=[Store.insert_run_extra(run_row, step_rows)])
         created: dict[str, Any] = {"goal": plan.goal, "steps": len(step_rows), "user": user or self.user}
+        if profile is not None:
+            created["profile"] = profile["name"]
         if any(planning_tokens):
             created["tokens"] = {"prompt": planning_tokens[0], "completion": planning_tokens[1], "planning": True}
         batch.event(run_id, EventType.RUN_CREATED, None, created, now)
@@ -126,6 +131,8 @@ class Driving(Acting):
                 run = await self._await_plan_review(run_id)
             if run.status.terminal:
                 return run.status
+            from core.engine.controller import RunController  # the engine loads when a run is driven
+
             controller = await RunController.load(
                 self.store,
                 self.bus,

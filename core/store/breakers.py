@@ -6,12 +6,10 @@ from collections.abc import Callable
 from typing import Any
 
 from sqlalchemy import Connection, select
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from core.store import schema
-from core.store.base import StoreBase
+from core.store.base import StoreBase, upsert
 from core.store.records import BreakerRecord
 
 
@@ -29,7 +27,7 @@ class BreakerQueries(StoreBase):
 
         def extra(conn: Connection) -> None:
             values = {k: v for k, v in row.items() if k != "target"}
-            ins = (pg_insert if conn.dialect.name == "postgresql" else sqlite_insert)(schema.breakers)
+            ins = upsert(conn, schema.breakers)
             conn.execute(ins.values(row).on_conflict_do_update(index_elements=["target"], set_=values))
 
         return extra

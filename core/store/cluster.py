@@ -7,12 +7,10 @@ from collections.abc import Callable
 from typing import Any
 
 from sqlalchemy import Connection, insert, or_, select, update
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from core.store import schema
-from core.store.base import StoreBase
+from core.store.base import StoreBase, upsert
 from core.store.records import WorkerRecord
 from core.store.writer import WriteBatch
 
@@ -101,7 +99,7 @@ class ClusterQueries(StoreBase):
             now = time.time()
             slots = schema.agent_slots
             if not seeded:  # the agent's slot rows exist once this process has made sure of it
-                ins = (pg_insert if conn.dialect.name == "postgresql" else sqlite_insert)(slots)
+                ins = upsert(conn, slots)
                 conn.execute(ins.values([{"agent": agent, "slot": i} for i in range(limit)]).on_conflict_do_nothing())
             free = (
                 select(slots.c.agent, slots.c.slot)

@@ -14,8 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from core.model.result import RunResult
-from core.model.states import RunStatus, StepStatus
-from core.model.tools import CallStatus
+from core.model.states import CallStatus, RunStatus, StepStatus
 
 
 def _json(text: str | None) -> Any:
@@ -53,6 +52,9 @@ class RunRecord:
     cost_usd: float | None = None  # dollars its priced spending cost (None: recorded before costs were)
     cost_budget_usd: float | None = None  # dollars it may spend (None: no limit)
     deadline: float | None = None  # when the review of its plan times out, while it waits
+    profile: dict[str, Any] | None = None  # the harness profile it was created with (core.model.layers)
+    parent: str | None = None  # the run whose sub_agent step this child run runs for (None: a top-level run)
+    parent_step: str | None = None  # ... and that step's key
 
     @property
     def tokens(self) -> int:
@@ -85,6 +87,9 @@ class RunRecord:
             cost_usd=row.get("cost_usd"),
             cost_budget_usd=row.get("cost_budget_usd"),
             deadline=row.get("deadline"),
+            profile=_json(row.get("profile_json")),
+            parent=row.get("parent_run_id"),
+            parent_step=row.get("parent_step"),
         )
 
 

@@ -72,6 +72,16 @@ class RunQueries(StoreBase):
             raise RunNotFound(run_id)
         return record
 
+    async def children_of(self, run_id: str) -> list[RunRecord]:
+        """The child runs of a run's sub_agent steps, oldest first (without their plans or results)."""
+
+        async def q(conn: AsyncConnection) -> list[RunRecord]:
+            listed = [c for c in schema.runs.c if c.name != "result_json"]
+            stmt = select(*listed).where(schema.runs.c.parent_run_id == run_id).order_by(schema.runs.c.created_at)
+            return [RunRecord.from_row(r) for r in (await conn.execute(stmt)).mappings()]
+
+        return await self._read(q)
+
     async def list_runs(self, limit: int = 100) -> list[RunRecord]:
         async def q(conn: AsyncConnection) -> list[RunRecord]:
             listed = [c for c in schema.runs.c if c.name != "result_json"]  # a listing needs no answers

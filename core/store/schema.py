@@ -40,7 +40,14 @@ runs = Table(
     Column("cost_budget_usd", Float),  # policy.cost_budget_usd, raised by `loopdeck budget --usd`
     # revision 0013: when the review of its plan times out, while it waits (NULL: never)
     Column("deadline", Float),
+    # revision 0014: the harness profile it was created with and the values that profile resolved to
+    Column("profile_json", Text),
+    # ... and the run and step a child run (a sub_agent step's plan) runs for; NULL: a top-level run
+    Column("parent_run_id", String(32)),
+    Column("parent_step", String(128)),
 )
+
+Index("ix_runs_parent", runs.c.parent_run_id)
 
 steps = Table(
     "steps",

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
+import subprocess
+import sys
 import time
 
 import pytest
@@ -188,3 +190,31 @@ async def test_claims_take_queued_and_orphaned_runs_once(db_url):
         assert sorted(await store.claim_runs("w3", "h", 3, 30.0, 5)) == sorted(ids[:2])
     finally:
         await store.close()
+
+
+SLOW_READ = """
+import asyncio, sys
+from core.store import Store
+
+async def main() -> None:
+    store = await Store.open(sys.argv[1])
+    for _ in range(3):
+        count = "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c WHERE x < 5e6) SELECT count(*) FROM c"
+        slow = asyncio.ensure_future(store._read(lambda conn: conn.exec_driver_sql(count)))
+        await asyncio.sleep(0.1)
+        slow.cancel()  # a reader that leaves mid-query: a dashboard closing, a timeout
+    await store.close()
+
+asyncio.run(main())
+print("closed")
+"""
+
+
+def test_readers_cancelled_mid_query_never_hang_the_event_loops_shutdown(tmp_path):
+    """Cancelled mid-query, SQLAlchemy used to invalidate the connection and close it in a task that, with
+    aiosqlite, could wait for ever: asyncio.run's shutdown hung on it (a dashboard test's teardown did)."""
+    result = subprocess.run(
+        [sys.executable, "-c", SLOW_READ, str(tmp_path / "slow.db")], capture_output=True, text=True, timeout=30
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "closed"

@@ -532,3 +532,12 @@ async def test_a_gate_with_a_deadline_shows_its_time_left_in_the_dialog_and_the_
         text = screen_as_text(app)
         assert re.search(r"times out in (10:00|09:5\d) \(at \d\d:\d\d:\d\d UTC\)", text), text
         assert re.search(r"⏱ 09:5\d left", text), text
+
+
+async def test_the_header_names_the_runs_harness_profile(db_url):
+    profile = {"name": "careful", "from": "plan", "policy": {"max_concurrency": 1}, "kept_from_plan": {}, "agents": {}}
+    async with await Orchestrator.open(db_url, user="max") as orch:
+        run_id = await orch.create_run(gated_plan(), profile=profile)
+        app = LoopdeckApp(run_id=run_id, orchestrator=orch, user="max")
+        async with app.run_test(size=SIZE) as pilot:
+            await until(pilot, lambda: "◆ careful" in screen_as_text(app))

@@ -12,6 +12,7 @@ refused, 2 bad input, 3 a bug, 130 interrupted.
 
 from __future__ import annotations
 
+import argparse
 import sys
 
 from tui.cli.command import wanted
@@ -23,10 +24,8 @@ def main(argv: list[str] | None = None) -> int:
     Interrupted.run_id = None
     parser, commands = build_parser()
     args = parser.parse_args(argv)
-    if args.command == "run" and (args.plan is None) == (args.goal is None):
-        parser.error("run takes a plan file or --goal (with --planner), not both or neither")
-    if args.command == "run" and args.goal is not None and not args.planner:
-        parser.error("--goal needs --planner AGENT: the llm agent that writes the plan")
+    if args.command in ("run", "submit"):
+        _check_plan_source(parser, args)
     if wanted(args):
         from tui.cli.commands import dashboard
 
@@ -38,6 +37,24 @@ def main(argv: list[str] | None = None) -> int:
     if command.database:
         log_to_stderr()
     return guarded(lambda: command.invoke(args))
+
+
+def _check_plan_source(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
+    """One source of the plan: a file, a template (with --goal), or a planner (with --goal)."""
+    template, planner = args.template, getattr(args, "planner", None)
+    if template is not None:
+        if args.plan is not None:
+            parser.error("give a plan file or --template, not both")
+        if args.goal is None:
+            parser.error("--template needs --goal TEXT: the goal the template's plan is for")
+        if planner:
+            parser.error("--planner plans from a goal; --template starts from a template: choose one")
+        return
+    if (args.plan is None) == (args.goal is None):
+        what = "--goal (with --planner) or --template NAME --goal TEXT" if args.command == "run" else "--template"
+        parser.error(f"{args.command} takes a plan file or {what}, not both or neither")
+    if args.goal is not None and not planner:
+        parser.error("--goal needs --planner AGENT (the llm agent that writes the plan) or --template NAME")
 
 
 if __name__ == "__main__":

@@ -27,7 +27,7 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict[str, Command]]:
     common = _options(argparse.SUPPRESS)
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     commands: dict[str, Command] = {}
-    for group in (_driving, _planning, _dashboard, _reading, _acting):
+    for group in (_driving, _planning, _configuring, _dashboard, _reading, _acting):
         commands.update(group(sub, common))
     return parser, commands
 
@@ -61,6 +61,17 @@ def _driving_options(p: argparse.ArgumentParser, approve_default: str) -> None:
     )
 
 
+def _plan_options(p: argparse.ArgumentParser, template: bool = True) -> None:
+    """What a new run's plan is made with: a template (with --goal), and a harness profile."""
+    if template:
+        p.add_argument(
+            "--template", metavar="NAME", help="start from this template (`loopdeck templates`), with --goal"
+        )
+    p.add_argument(
+        "--profile", metavar="NAME", help="apply this harness profile (`loopdeck profiles`): the plan's own values win"
+    )
+
+
 def _planning_options(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--agents",
@@ -79,12 +90,14 @@ def _planning_options(p: argparse.ArgumentParser) -> None:
 def _driving(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -> dict[str, Command]:
     p = sub.add_parser("run", parents=[common], help="run a plan file (YAML or JSON), or plan one from --goal")
     p.add_argument("plan", nargs="?", help="path to the plan file")
-    p.add_argument("--goal", metavar="TEXT", help="plan from this goal first (with --planner) instead of a plan file")
+    p.add_argument("--goal", metavar="TEXT", help="the goal: planned by --planner, or filled into --template's plan")
     p.add_argument("--planner", metavar="AGENT", help="the llm agent (in the agents file) that plans from --goal")
+    _plan_options(p)
     _planning_options(p)
     _driving_options(p, "ask")
     p = sub.add_parser("demo", parents=[common], help="run the built-in demo plan of simulated agents")
     _driving_options(p, "all")
+    _plan_options(p, template=False)
     p.add_argument(
         "--speed", type=speed, default=1.0, metavar="N", help="run the demo N times faster (1 to 100; default 1)"
     )
@@ -92,7 +105,9 @@ def _driving(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -
     p.add_argument("run_id")
     _driving_options(p, "ask")
     p = sub.add_parser("submit", parents=[common], help="queue a run of a plan file for a worker (does not drive it)")
-    p.add_argument("plan", help="path to the plan file")
+    p.add_argument("plan", nargs="?", help="path to the plan file")
+    p.add_argument("--goal", metavar="TEXT", help="with --template: the goal filled into its plan")
+    _plan_options(p)
     p.add_argument("--json", action="store_true", help='print {"id": RUN_ID} on stdout')
     p = sub.add_parser("worker", parents=[common], help="claim queued or orphaned runs and drive them, until SIGTERM")
     p.add_argument("--max-runs", type=count, default=4, metavar="N", help="runs driven at once (default 4)")
@@ -113,7 +128,7 @@ def _driving(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -
     )
     return {
         "run": Command("driving:run", prepare="driving:planned", creates=True),
-        "demo": Command("driving:demo", creates=True),
+        "demo": Command("driving:demo", prepare="driving:planned", creates=True),
         "resume": Command("driving:resume"),
         "submit": Command("driving:submit", prepare="driving:planned", creates=True),
         "worker": Command("driving:worker", creates=True),
@@ -153,6 +168,34 @@ def _planning(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) 
         "plan": Command("planning:plan", database=False),
         "approve-plan": Command("planning:approve_plan", prepare="planning:read_edited"),
         "skills": Command("planning:skills", database=False),
+    }
+
+
+def _configuring(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -> dict[str, Command]:
+    p = sub.add_parser(
+        "config",
+        parents=[common],
+        help="show the effective configuration and where each value comes from",
+        description="Show the effective configuration: each value and where it comes from (a flag, a LOOPDECK_ "
+        "variable, the configuration file, or the default). The file is $LOOPDECK_CONFIG, else "
+        "$XDG_CONFIG_HOME/loopdeck/config.toml. Secrets are masked.",
+    )
+    p.add_argument("--json", action="store_true")
+    p = sub.add_parser("profiles", parents=[common], help="list harness profiles and what each changes")
+    p.add_argument("--plan", dest="plan_file", metavar="FILE", help="include this plan's own profiles")
+    p.add_argument("--json", action="store_true")
+    p = sub.add_parser("templates", parents=[common], help="list plan templates and where each comes from")
+    p.add_argument("--json", action="store_true")
+    p = sub.add_parser("new", parents=[common], help="write a plan from a template, to edit and run")
+    p.add_argument("template", metavar="TEMPLATE", help="a template's name (`loopdeck templates`)")
+    p.add_argument("--goal", metavar="TEXT", help="the goal to fill in (default: a note to write one)")
+    p.add_argument("--out", metavar="FILE", help="write the plan here instead of stdout")
+    p.add_argument("--force", action="store_true", help="with --out: replace a file that exists")
+    return {
+        "config": Command("configuring:config", database=False),
+        "profiles": Command("configuring:profiles", database=False),
+        "templates": Command("configuring:templates", database=False),
+        "new": Command("configuring:new", database=False),
     }
 
 

@@ -46,6 +46,7 @@ class RunView(RunProjection):
 
     goal: str = ""
     max_concurrency: int = 0
+    profile: str | None = None  # the harness profile it was created with
     created_at: float = 0.0
     result: dict[str, Any] | None = None  # answer, summary, evidence: read from the store once the run ended
     events: deque[Event] = field(default_factory=lambda: deque(maxlen=500))
@@ -66,6 +67,7 @@ class RunView(RunProjection):
             budget=run["token_budget"],
             cost_budget=run.get("cost_budget_usd"),
             max_concurrency=run.get("max_concurrency") or 0,
+            profile=(run.get("profile") or {}).get("name"),
             created_at=parse_iso(run["created_at"]) or time.time(),
         )
         schemas = {s.get("key"): s.get("input_schema") for s in (snap.get("plan") or {}).get("steps", [])}

@@ -12,9 +12,9 @@ import argparse
 import os
 import sys
 
-from core import Orchestrator, RunStatus, default_user, demo_plan
+from core import Orchestrator, RunStatus, default_user
 from tui.cli.command import DRIVING
-from tui.cli.commands.driving import planned
+from tui.cli.commands.driving import create, planned
 from tui.cli.output import EXIT_BAD_INPUT, EXIT_INTERRUPTED, EXIT_OK, EXIT_RUN_NOT_OK, Interrupted, err
 from tui.text.literal import literal
 
@@ -41,7 +41,7 @@ async def open_dashboard(args: argparse.Namespace) -> int:
     from tui.dashboard.app import LoopdeckApp
 
     plan = None
-    if args.command == "run":
+    if args.command in ("run", "demo"):
         plan = await planned(args)
     drive = args.command in DRIVING
     async with await Orchestrator.open(
@@ -49,11 +49,7 @@ async def open_dashboard(args: argparse.Namespace) -> int:
     ) as orch:
         run_id = getattr(args, "run_id", None)
         if plan is not None:
-            run_id = await orch.create_run(
-                plan.plan, proposed_by=plan.proposed_by, hold=True, planning_tokens=plan.tokens
-            )
-        elif args.command == "demo":
-            run_id = await orch.create_run(demo_plan(args.speed), hold=True)
+            run_id = await create(orch, plan)
         elif run_id is not None:
             run_id = await orch.resolve_run_id(run_id)
         Interrupted.run_id = run_id if drive else None

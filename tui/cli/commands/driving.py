@@ -16,7 +16,20 @@ from typing import Any
 
 from rich.text import Text
 
-from core import EventType, LoopdeckError, Orchestrator, RunStatus, Worker, demo_plan, load_plan, mask_urls
+from core import (
+    EventType,
+    LoopdeckError,
+    Orchestrator,
+    Plan,
+    RunStatus,
+    Worker,
+    demo_plan,
+    mask_urls,
+    parse_plan_data,
+    read_plan_data,
+    resolve_plan,
+    template,
+)
 from tui.cli.commands.planning import Planned, plan_from_goal
 from tui.cli.output import EXIT_OK, EXIT_RUN_NOT_OK, Interrupted, err, print_json
 from tui.cli.progress import Progress
@@ -24,19 +37,45 @@ from tui.text.literal import literal
 
 
 async def planned(args: argparse.Namespace) -> Planned:
-    """The plan to run, validated (or planned from --goal) before the database is touched: bad input writes nothing."""
+    """The plan to run (a file, a template, the demo's, or planned from --goal) with the configuration and
+    --profile under it, validated before the database is touched: bad input writes nothing."""
+    profile = getattr(args, "profile", None)
+    if args.command == "demo":
+        plan, record = resolve_plan(_as_written(demo_plan(args.speed)), "the demo plan", profile)
+        return Planned(plan, profile=record)
+    if getattr(args, "template", None):
+        chosen = template(args.template)
+        source = f"template {chosen.name}"
+        plan, record = resolve_plan(parse_plan_data(chosen.render(args.goal), source), source, profile)
+        return Planned(plan, profile=record)
     if getattr(args, "goal", None) is not None:
-        return await plan_from_goal(args, args.planner)
-    return Planned(load_plan(args.plan))
+        drafted = await plan_from_goal(args, args.planner)
+        plan, record = resolve_plan(_as_written(drafted.plan), "the planner's plan", profile)
+        return Planned(plan, drafted.tokens, drafted.proposed_by, record)
+    plan, record = resolve_plan(read_plan_data(args.plan), args.plan, profile)
+    return Planned(plan, profile=record)
+
+
+def _as_written(plan: Plan) -> dict[str, Any]:
+    """A plan made in code, as a file would hold it: only what it sets (the layers fill in the rest)."""
+    return plan.model_dump(mode="json", exclude_unset=True)
 
 
 async def run(orch: Orchestrator, args: argparse.Namespace, plan: Planned) -> int:
-    run_id = await orch.create_run(plan.plan, proposed_by=plan.proposed_by, hold=True, planning_tokens=plan.tokens)
+    run_id = await create(orch, plan)
     return await drive(orch, run_id, args)
 
 
-async def demo(orch: Orchestrator, args: argparse.Namespace, _: Any) -> int:
-    run_id = await orch.create_run(demo_plan(args.speed), hold=True)
+async def create(orch: Orchestrator, plan: Planned) -> str:
+    """A new run of ``plan``, held by this process (it drives it)."""
+    say_profile(plan.profile)
+    return await orch.create_run(
+        plan.plan, proposed_by=plan.proposed_by, hold=True, planning_tokens=plan.tokens, profile=plan.profile
+    )
+
+
+async def demo(orch: Orchestrator, args: argparse.Namespace, plan: Planned) -> int:
+    run_id = await create(orch, plan)
     if args.approve == "all":
         err.print(
             "demo: approval gates are approved automatically (--approve all); "
@@ -53,8 +92,22 @@ async def resume(orch: Orchestrator, args: argparse.Namespace, _: Any) -> int:
     return await drive(orch, record.id, args)
 
 
+def say_profile(profile: dict[str, Any] | None) -> None:
+    """Which profile the run takes, and what of it the plan overrides (its own values win)."""
+    if profile is None:
+        return
+    line = f"profile {profile['name']} (from {profile['from']})"
+    kept = profile["kept_from_plan"]
+    if kept:
+        line += "; the plan's own values stay: " + ", ".join(
+            f"{k}={v!r} (the profile says {profile['policy'][k]!r})" for k, v in kept.items()
+        )
+    err.print(literal(line))
+
+
 async def submit(orch: Orchestrator, args: argparse.Namespace, plan: Planned) -> int:
-    run_id = await orch.create_run(plan.plan)
+    say_profile(plan.profile)
+    run_id = await orch.create_run(plan.plan, profile=plan.profile)
     if args.json:
         print_json({"id": run_id})
     err.print(

@@ -30,11 +30,12 @@ from tui.text.literal import literal
 
 @dataclass(frozen=True)
 class Planned:
-    """A plan, with what writing it cost (its tokens count toward the run)."""
+    """A plan, with what writing it cost (its tokens count toward the run) and the profile it was resolved with."""
 
     plan: Plan
     tokens: tuple[int, int] = (0, 0)
     proposed_by: str | None = None
+    profile: dict[str, Any] | None = None
 
 
 async def plan_from_goal(args: argparse.Namespace, planner: str) -> Planned:

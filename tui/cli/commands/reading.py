@@ -22,7 +22,18 @@ async def runs(orch: Orchestrator, args: argparse.Namespace, _: Any) -> int:
             [
                 {
                     k: r[k]
-                    for k in ("id", "goal", "status", "created_at", "ended_at", "steps", "done", "tokens", "cost_usd")
+                    for k in (
+                        "id",
+                        "goal",
+                        "status",
+                        "created_at",
+                        "ended_at",
+                        "steps",
+                        "done",
+                        "tokens",
+                        "cost_usd",
+                        "profile",
+                    )
                 }
                 for r in listed
             ]

@@ -44,6 +44,8 @@ class HeaderBar(Static):
         text = Text()
         text.append(f" {view.status.replace('_', ' ')} ", STATUS_STYLE.get(view.status, "bold"))
         text.append(f" {elapsed_text(view.elapsed(now))}  ")
+        if view.profile:
+            text.append_text(literal(f"◆ {view.profile}  ", "bold"))
         text.append_text(gauge(view.tokens, view.budget))
         if view.cost_usd or view.unpriced or view.cost_budget is not None:
             spent = None if view.unpriced and not view.cost_usd else view.cost_usd  # only unpriced spending: unknown
