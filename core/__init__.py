@@ -101,6 +101,7 @@ _EXPORTS: dict[str, str] = {
     "resolve_db_url": "core.config",
     "validate_plan": "core.model.plan",
     "worker_json": "core.views",
+    "nested_runs": "core.views",
     "Settings": "core.settings",
     "load_settings": "core.settings",
     "effective_settings": "core.provenance",
@@ -170,7 +171,7 @@ if TYPE_CHECKING:  # what type checkers and import-linter see: the same names, i
     from core.templates import Template, available_templates, template
     from core.tools import ToolError, check_arguments, describe_tools, tool
     from core.values import dumps, load_document, load_text, parse_json
-    from core.views import call_json, worker_json
+    from core.views import call_json, nested_runs, worker_json
     from core.worker import Worker, WorkerStats
 
 
@@ -261,6 +262,7 @@ __all__ = [
     "load_settings",
     "load_text",
     "mask_urls",
+    "nested_runs",
     "parse_cost_budget",
     "parse_json",
     "parse_plan_data",

@@ -32,15 +32,16 @@ from pydantic_settings import (
     SettingsConfigDict,
 )
 
-from core.errors import BadInput
+from core.errors import BadInput, PlanError, PlanIssue
 from core.limits import MAX_AGENTS
 from core.model.layers import Defaults, layered
-from core.model.plan import AgentConfig, Plan, validate_plan
+from core.model.plan import AgentConfig, Plan, read_plan_data, validate_plan
 from core.model.profile import NAME_PATTERN, PolicyPatch, Profile, patch_fields
 from core.model.tools import ApprovalRule, McpServer
 
 PREFIX = "LOOPDECK_"
 CONFIG_VAR = "LOOPDECK_CONFIG"
+MAX_CHILD_DEPTH = 8  # plan files naming plan files (a file naming itself would never end)
 FILE_ONLY = frozenset({"agents", "mcp_servers", "approval_rules", "profiles"})  # tables; no variable sets them
 Name = Annotated[str, Field(pattern=NAME_PATTERN)]
 _PART = r"(?:[A-Za-z0-9_\-]+|\"[^\"]*\"|'[^']*')"
@@ -153,9 +154,26 @@ def resolve_plan(
     and the profile's record for the run (None without one). Raises ``PlanError`` naming every problem."""
     if isinstance(data, dict):
         data, record = layered(data, load_settings().defaults(), profile)
+        _read_child_plans(data, Path(source).parent if source and Path(source).is_file() else Path.cwd())
     else:
         record = None
     return validate_plan(data, source), record
+
+
+def _read_child_plans(data: dict[str, Any], base: Path, depth: int = 0) -> None:
+    """``plan: FILE`` on a sub_agent step: the file's plan, read now (relative to the plan that names it) and
+    kept in the stored plan, so the child runs what was read at the start, wherever it continues."""
+    steps = data.get("steps")
+    for i, step in enumerate(steps if isinstance(steps, list) else []):
+        if not (isinstance(step, dict) and step.get("type") == "sub_agent" and isinstance(step.get("plan"), str)):
+            continue
+        if depth >= MAX_CHILD_DEPTH:
+            raise PlanError([PlanIssue(f"steps[{i}].plan", f"child plans nest deeper than {MAX_CHILD_DEPTH} files")])
+        path = (base / step["plan"]).expanduser()
+        child = read_plan_data(path)
+        if isinstance(child, dict):
+            _read_child_plans(child, path.parent, depth + 1)
+        step["plan"] = child
 
 
 # -- loading ----------------------------------------------------------------------------------------

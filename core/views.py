@@ -38,6 +38,7 @@ def run_json(run: RunRecord, result: RunResult | None = None, unpriced: int = 0)
         "deadline": iso(run.deadline) if run.status.value == "awaiting_plan_approval" else None,
         "unpriced_steps": unpriced,
         "profile": run.profile,
+        "parent": {"run": run.parent, "step": run.parent_step} if run.parent else None,
         "created_at": iso(run.created_at),
         "ended_at": iso(run.ended_at),
         "created_by": run.created_by,
@@ -150,6 +151,7 @@ def snapshot(
     agents: dict[str, Any],
     events: list[Event] | None,
     calls: list[ToolCallRecord] | None = None,
+    children: list[RunRecord] | None = None,
 ) -> dict[str, Any]:
     """The ``show --json`` object: run, plan, steps, spans, feedback, agents (and events)."""
     plan = run.plan or {}
@@ -164,9 +166,21 @@ def snapshot(
         "agents": agents,
         "tool_calls": [call_json(c) for c in calls or ()],
     }
+    out["run"]["children"] = [child_json(c) for c in children or ()]
     if events is not None:
         out["events"] = [e.to_json() for e in events]
     return out
+
+
+def child_json(child: RunRecord) -> dict[str, Any]:
+    """A child run as its parent lists it: which step it runs for, and how far it got."""
+    return {
+        "id": child.id,
+        "step": child.parent_step,
+        "status": child.status.value,
+        "tokens": child.tokens,
+        "cost_usd": child.cost_usd,
+    }
 
 
 def result_of(run: RunRecord, steps: list[StepRecord]) -> RunResult | None:
@@ -197,6 +211,7 @@ def listing(runs: list[RunRecord], counts: dict[str, dict[str, int]]) -> list[di
                 "token_budget": r.token_budget,
                 "cost_usd": r.cost_usd,
                 "profile": (r.profile or {}).get("name"),  # the harness profile it was created with
+                "parent": r.parent,  # the run whose sub_agent step it runs for
             }
         )
     return out
@@ -214,3 +229,20 @@ def step_context(plan: dict[str, Any], key: str, steps: list[StepRecord]) -> lis
         if s.key in deps and s.status == StepStatus.SUCCEEDED
     ]
     return build_context(Policy.model_validate(plan.get("policy") or {}), upstream)
+
+
+def nested_runs(listed: list[dict[str, Any]]) -> list[tuple[int, dict[str, Any]]]:
+    """A listing with each child run right under its parent (when both are listed), and its depth."""
+    by_parent: dict[str | None, list[dict[str, Any]]] = {}
+    ids = {r["id"] for r in listed}
+    for r in listed:
+        by_parent.setdefault(r.get("parent") if r.get("parent") in ids else None, []).append(r)
+    out: list[tuple[int, dict[str, Any]]] = []
+
+    def walk(parent: str | None, depth: int) -> None:
+        for r in by_parent.get(parent, []):
+            out.append((depth, r))
+            walk(r["id"], depth + 1)
+
+    walk(None, 0)
+    return out

@@ -18,10 +18,22 @@ from typing import Any
 
 from core.engine.coalesce import Coalescer
 from core.engine.run_state import RunState, StepState
-from core.executors import AttemptFailed, Executor, Meter, Result, StepCall, ToolPort, build_executor, safe_outcome
+from core.executors import (
+    AttemptFailed,
+    ChildRuns,
+    Executor,
+    Meter,
+    Result,
+    StepCall,
+    ToolPort,
+    build_executor,
+    safe_outcome,
+)
+from core.executors.child import ChildRunExecutor
 from core.executors.python import PythonExecutor
 from core.executors.verdict import judge
 from core.model.context import Upstream, build_context
+from core.model.plan import child_plan_data
 from core.model.refs import RefError, find_refs, resolve
 from core.model.skills import available_skills
 from core.model.states import StepStatus
@@ -45,6 +57,7 @@ class AttemptRunner:
         executors: dict[str, Executor] | None = None,
         tool_sessions: Callable[[StepState, int], ToolPort | None] = lambda step, attempt: None,
         meters: Callable[[StepState, int], Meter | None] = lambda step, attempt: None,
+        children: ChildRuns | None = None,
     ) -> None:
         self.run = run
         self.spawn = spawn
@@ -54,6 +67,7 @@ class AttemptRunner:
         self.on_partial = on_partial
         self.tool_sessions = tool_sessions
         self.meters = meters
+        self.children = children
         self.executors = executors or {name: build_executor(name, cfg) for name, cfg in run.plan.agents.items()}
         self._skills: dict[str, Executor] = {}
         self.tasks: dict[str, asyncio.Task[None]] = {}
@@ -136,7 +150,10 @@ class AttemptRunner:
         return safe_outcome(outcome, redactor)
 
     def _executor_for(self, step: StepState) -> Executor:
-        """A skill step calls its skill (on its agent's slots and breaker); every other step its agent."""
+        """A skill step calls its skill (on its agent's slots and breaker); a sub_agent step with a plan runs
+        it as a child run; every other step its agent."""
+        if step.spec.runs_child:
+            return ChildRunExecutor(self.children, child_plan_data(self.run.plan, step.spec))
         if step.spec.type != "skill" or step.spec.skill is None:
             return self.executors[step.agent]
         name = step.spec.skill

@@ -42,6 +42,7 @@ from core.engine.budget import Budget
 from core.engine.bus import EventBus
 from core.engine.commits import Commits
 from core.engine.deadlines import Deadlines
+from core.engine.delegation import Delegation
 from core.engine.holdings import Holdings
 from core.engine.metering import Metering
 from core.engine.routing import Routing
@@ -51,7 +52,7 @@ from core.engine.supervision import Supervisor
 from core.engine.tool_calls import ToolCalls
 from core.engine.transitions import Effects
 from core.errors import LoopdeckError, PlanError
-from core.executors import AttemptFailed, Executor, Result
+from core.executors import AttemptFailed, ChildRuns, Executor, Result
 from core.model.events import EventType
 from core.model.plan import validate_plan
 from core.model.states import CallStatus, RunStatus, StepStatus
@@ -79,6 +80,7 @@ class RunController:
         breakers: BreakerBoard | None = None,
         shared_slots: bool = False,
         notifier: Notifier | None = None,
+        children: ChildRuns | None = None,
     ) -> None:
         self.store, self.bus, self.run = store, bus, run
         self.run_id = run.run_id
@@ -96,6 +98,7 @@ class RunController:
         self.metering = Metering(run, self.holdings, self.commits, clock, self._budget_exhausted)
         self.deadlines = Deadlines(run, clock, self.sup.schedule, self._follow)
         self.tool_calls.gated = self.deadlines.sync  # a call that asks may have a deadline
+        self.tool_calls.builtin = Delegation(run, self._follow, clock).call  # delegate, propose_steps
         self.attempts = AttemptRunner(
             run,
             self.sup.spawn,
@@ -106,6 +109,7 @@ class RunController:
             executors,
             self.tool_calls.session,
             self.metering.meter,
+            children,
         )
         self._timers: dict[str, asyncio.TimerHandle] = {}
         self._rng = random.Random(run.run_id)
@@ -357,6 +361,7 @@ class RunController:
             usage.completion_tokens,
             error,
             agent_ok=agent_ok,
+            priced=outcome.cost_usd,
         )
         transitions.attempt_ended(self.run, step, attempt, outcome, effects, now, self._rng, spent)
         if isinstance(outcome, Result) and isinstance(outcome.output, dict) and "replan" in outcome.output:

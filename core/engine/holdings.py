@@ -96,16 +96,21 @@ class Holdings:
         error: str | None = None,
         *,
         agent_ok: bool | None = None,
+        priced: float | None = None,
     ) -> Spent:
         """An attempt ended: settle its reservation and slot, tell its breaker, write its span.
 
-        ``actual`` None: canceled, so there is no outcome to judge the target by. Returns what the
-        attempt adds to its step and run now: what its model calls did not count yet, priced.
+        ``actual`` None: canceled, so there is no outcome to judge the target by. ``priced``: what the
+        attempt cost, when its executor knows (a child run); else its tokens are priced at its agent's price.
+        Returns what the attempt adds to its step and run now: what its model calls did not count yet, priced.
         """
         held = self._held.pop(step.key, None) or _Held(False, 0)
         counted = Usage(held.prompt, held.completion)
         rest = (max(0, prompt - held.prompt), max(0, completion - held.completion)) if actual is not None else (0, 0)
-        rest_cost = cost_of(self.run.plan.agents[step.agent], *rest)
+        if priced is None:
+            rest_cost = cost_of(self.run.plan.agents[step.agent], *rest)
+        else:
+            rest_cost = max(0.0, priced - (held.cost_usd or 0.0))
         cost = plus(held.cost_usd, rest_cost)
         self.slots.give_back(step.key)
         breaker = self.routing.breaker(step.agent)

@@ -32,6 +32,7 @@ from core.model.plan import offers
 from core.model.tools import CallStatus, Facts, RuleDecision, ToolSpec, approval_timeout, call_id, decide_call
 from core.store import Store, WriteBatch
 from core.tools import ServerFailure, Toolbox, ToolError
+from core.tools.builtin import BUILTIN
 
 C = CallStatus
 E = EventType
@@ -57,6 +58,7 @@ class ToolCalls:
             board.configure(self._targets[name], cfg.breaker_failures, cfg.breaker_cooldown_s)
         self._answers: dict[str, asyncio.Event] = {}
         self.gated: Callable[[], None] = lambda: None  # told when calls started to wait (their deadlines)
+        self.builtin: Callable[[StepState, CallState], Awaitable[Any]] | None = None  # delegate, propose_steps
 
     async def guarded(self, server: str, work: Callable[[], Awaitable[T]]) -> T:
         """``work`` against an MCP server, through the server's circuit breaker: refused at once while it is
@@ -271,9 +273,13 @@ class ToolSession:
         transitions.move_call(run, call, "start", batch, owner.clock(), {"arguments": call.arguments})
         await owner.commit(batch)  # durable before the tool is touched: a crash now leaves it interrupted
         try:
-            if ":" in call.tool:
+            if call.tool in BUILTIN:
+                if owner.builtin is None:
+                    raise ToolError(f'"{call.tool}" needs the run\'s controller')
+                result: Any = await owner.builtin(self.step, call)
+            elif ":" in call.tool:
                 server = call.tool.split(":", 1)[0]
-                result: Any = await owner.guarded(server, lambda: owner.toolbox.invoke(call.tool, call.arguments))
+                result = await owner.guarded(server, lambda: owner.toolbox.invoke(call.tool, call.arguments))
             else:
                 result = await owner.toolbox.invoke(call.tool, call.arguments)
         except ToolError as exc:

@@ -10,6 +10,7 @@ from __future__ import annotations
 from core.executors.base import (
     AttemptFailed,
     ChatTurn,
+    ChildRuns,
     Executor,
     ExitStatus,
     Meter,
@@ -27,6 +28,7 @@ from core.model.plan import AgentConfig, LlmAgent, PythonAgent, ShellAgent, SimA
 __all__ = [
     "AttemptFailed",
     "ChatTurn",
+    "ChildRuns",
     "Executor",
     "ExitStatus",
     "Meter",

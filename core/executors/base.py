@@ -133,6 +133,7 @@ class Usage:
 class Result:
     output: Any
     usage: Usage = Usage()
+    cost_usd: float | None = None  # what it cost, when the executor knows it itself (a child run); else priced
 
 
 class AttemptFailed(Exception):
@@ -151,12 +152,23 @@ class AttemptFailed(Exception):
         *,
         retry_after_s: float | None = None,
         agent_fault: bool = True,
+        cost_usd: float | None = None,
     ) -> None:
         super().__init__(message)
         self.usage = usage or Usage()
+        self.cost_usd = cost_usd  # as Result's
         self.retryable = retryable
         self.retry_after_s = retry_after_s
         self.agent_fault = agent_fault
+
+
+class ChildRuns(Protocol):
+    """How a sub_agent step's attempt runs its plan: as a child run of the step's run (the orchestrator's)."""
+
+    async def run_child(self, parent: str, step: str, plan: dict[str, Any]) -> Result:
+        """Run (or, after a crash, go on with) the step's child run to its end: its final output, tokens and
+        cost; ``AttemptFailed`` when it did not succeed. Canceled, it cancels the child run."""
+        ...
 
 
 class Executor(Protocol):
@@ -194,7 +206,7 @@ def safe_outcome(outcome: Result | AttemptFailed, redactor: Redactor) -> Result 
         output = to_json_value(outcome.output)
     except ValueProblem as exc:
         return AttemptFailed(f"the agent's output cannot be stored: {exc.message}", outcome.usage, retryable=False)
-    return Result(redactor.value(output), outcome.usage)
+    return Result(redactor.value(output), outcome.usage, outcome.cost_usd)
 
 
 def _usage_problem(usage: Usage) -> str | None:

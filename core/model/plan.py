@@ -8,12 +8,10 @@ agents, cycles) are checked on the raw data too, so both kinds show together.
 
 from __future__ import annotations
 
-import hashlib
 import re
 from difflib import get_close_matches
 from pathlib import Path
 from typing import Annotated, Any, Literal
-from urllib.parse import urlsplit
 
 from pydantic import Field, ValidationError, field_validator, model_validator
 
@@ -22,202 +20,59 @@ from core.limits import (
     MAX_AGENTS,
     MAX_ATTEMPT_TOKENS,
     MAX_ATTEMPTS,
-    MAX_CONCURRENCY,
-    MAX_INT,
     MAX_SECONDS,
     MAX_STEPS,
     MAX_TEXT,
-    MAX_THRESHOLD,
+)
+from core.model.agents import (  # re-exported: a plan's agents are part of the plan's vocabulary
+    AgentConfig,
+    BreakerConfig,
+    LlmAgent,
+    PythonAgent,
+    ScriptedCall,
+    ShellAgent,
+    SimAgent,
+    offers,
 )
 from core.model.dag import ancestors, find_cycle
 from core.model.policy import Policy
 from core.model.policy import StrictModel as _Model
-from core.model.pricing import Price
 from core.model.profile import NAME_PATTERN, Profile
 from core.model.refs import find_refs
 from core.model.tools import ApprovalRule, McpServer, OnTimeout
 from core.values import ValueProblem, check_document, parse_document, read_document
 
+__all__ = [
+    "AgentConfig",
+    "BreakerConfig",
+    "LlmAgent",
+    "Plan",
+    "PythonAgent",
+    "ScriptedCall",
+    "ShellAgent",
+    "SimAgent",
+    "StepSpec",
+    "child_plan_data",
+    "load_plan",
+    "offers",
+    "parse_plan_data",
+    "parse_plan_text",
+    "plan_json_schema",
+    "read_plan_data",
+    "readable",
+    "validate_plan",
+]
+
 StepType = Literal["reasoning", "skill", "tool", "sub_agent", "verification"]
 _CALL_PATTERN = r"^[A-Za-z_][\w.]*:[A-Za-z_]\w*$"
 _CALL = re.compile(_CALL_PATTERN)
 KEY_PATTERN = r"^[A-Za-z0-9_][A-Za-z0-9_.\-]{0,127}$"
-TOOL_PATTERN = r"^[A-Za-z0-9_][A-Za-z0-9_.\-]{0,63}(:([A-Za-z0-9_][A-Za-z0-9_.\-]{0,63}|\*))?$"  # SKILL, SERVER:TOOL
-MAX_TURNS = 100
-ToolName = Annotated[str, Field(pattern=TOOL_PATTERN)]
 
 
 Seconds = Annotated[float, Field(ge=0, le=MAX_SECONDS)]
 AttemptTokens = Annotated[int, Field(ge=0, le=MAX_ATTEMPT_TOKENS)]
 Text = Annotated[str, Field(max_length=MAX_TEXT)]
 Millis = Annotated[float, Field(ge=0, le=MAX_SECONDS * 1000)]
-
-
-class BreakerConfig(_Model):
-    failure_threshold: int = Field(5, ge=1, le=MAX_THRESHOLD, description="consecutive failures that open the breaker")
-    cooldown_s: float = Field(60.0, ge=0, le=MAX_SECONDS, description="seconds open before one probe is let through")
-
-
-class _AgentBase(_Model):
-    max_concurrency: int | None = Field(
-        None, ge=1, le=MAX_CONCURRENCY, description="steps of this agent running at once"
-    )
-    alternatives: list[str] = Field(
-        default_factory=list, max_length=MAX_AGENTS, description="agents to route to when this one's breaker is open"
-    )
-    breaker: BreakerConfig = Field(default_factory=BreakerConfig)
-    reserve_tokens: AttemptTokens = Field(
-        0, description="tokens reserved against the budget before each attempt and each further model turn"
-    )
-    price: Price | None = Field(
-        None, description="dollars per million tokens (wins over genai-prices' data; for self-hosted models)"
-    )
-
-    def token_estimate(self) -> int:
-        """Tokens an attempt may spend, reserved against the run's budget before it starts."""
-        return self.reserve_tokens
-
-    def breaker_target(self, name: str) -> str:
-        """What the agent ``name`` calls, as its circuit breaker knows it: agents calling one target share it.
-
-        ``llm`` and ``python`` agents name their target (endpoint and model,
-        callable). The others (simulated agents, command runners) are told apart
-        by kind, name and a digest of what they do, but not by their limits or
-        breaker settings: the same name in another plan with another setup is
-        another target.
-        """
-        what = self.model_dump_json(exclude={"max_concurrency", "alternatives", "breaker", "reserve_tokens", "price"})
-        return f"{self.kind} {name} #{hashlib.sha256(what.encode()).hexdigest()[:12]}"  # type: ignore[attr-defined]
-
-
-class ScriptedCall(_Model):
-    """A tool call a sim agent makes before it answers."""
-
-    tool: ToolName
-    arguments: dict[str, Any] = Field(default_factory=dict)
-
-
-class _ToolUser(_Model):
-    """An agent that may call tools (``llm``, and ``sim`` by script)."""
-
-    tools: list[ToolName] = Field(default_factory=list, description="SKILL, SERVER:TOOL or SERVER:*")
-    max_turns: int = Field(10, ge=1, le=MAX_TURNS, description="model turns in one attempt's tool loop")
-
-
-class SimAgent(_AgentBase, _ToolUser):
-    """A seeded simulated agent: latency, tokens and failures, deterministic per (seed, step, attempt)."""
-
-    kind: Literal["sim"] = "sim"
-    latency_ms: Millis | tuple[Millis, Millis] = Field(100, description="a number or [min, max]")
-    tokens: tuple[AttemptTokens, AttemptTokens] = Field(
-        (0, 0), description="[prompt, completion] per attempt (per model turn, with tool_calls)"
-    )
-    fail_times: int = Field(0, ge=0, le=MAX_ATTEMPTS, description="fail the first N attempts of each step")
-    fail_rate: float = Field(0.0, ge=0, le=1)
-    output: Any = Field(None, description="output to return; default: a short text with the resolved input")
-    seed: int = Field(0, ge=-MAX_INT, le=MAX_INT)
-    tool_calls: list[ScriptedCall | list[ScriptedCall]] = Field(
-        default_factory=list, description="tool calls before the answer; a list is one turn of parallel calls"
-    )
-
-    @model_validator(mode="after")
-    def _latency_range(self) -> SimAgent:
-        low, high = self.latency_bounds()
-        if low < 0 or high < low:
-            raise ValueError("latency_ms must be >= 0, or [min, max] with 0 <= min <= max")
-        for turn in self.script():
-            for call in turn:
-                if not offers(self.tools, call.tool):
-                    raise ValueError(f"tool_calls names {call.tool!r}, which is not in this agent's tools")
-        if len(self.script()) >= self.max_turns:
-            raise ValueError(
-                f"tool_calls has {len(self.script())} turns; max_turns ({self.max_turns}) leaves no turn to answer"
-            )
-        return self
-
-    def script(self) -> list[list[ScriptedCall]]:
-        """The scripted calls, one list per turn."""
-        return [turn if isinstance(turn, list) else [turn] for turn in self.tool_calls]
-
-    def token_estimate(self) -> int:
-        return max(self.reserve_tokens, sum(self.tokens))
-
-    def latency_bounds(self) -> tuple[float, float]:
-        if isinstance(self.latency_ms, tuple):
-            return self.latency_ms
-        return (self.latency_ms, self.latency_ms)
-
-
-class ShellAgent(_AgentBase):
-    """Runs the step input's ``argv`` as a subprocess; no shell unless ``shell: true``."""
-
-    kind: Literal["shell"]
-    shell: bool = False
-    cwd: str | None = None
-    env: dict[str, str] = Field(default_factory=dict)
-    timeout_s: float | None = Field(None, gt=0, le=MAX_SECONDS)
-
-
-class PythonAgent(_AgentBase):
-    """Calls ``module:function`` (sync or async) with input, context and step."""
-
-    kind: Literal["python"]
-    call: str = Field(pattern=_CALL_PATTERN, description="module:function")
-
-    def breaker_target(self, name: str) -> str:
-        return f"python {self.call}"
-
-
-class LlmAgent(_AgentBase, _ToolUser):
-    """Any OpenAI-compatible chat-completions endpoint (OpenAI, vLLM, Ollama, LM Studio, llama.cpp server)."""
-
-    kind: Literal["llm"]
-    base_url: str = Field(
-        pattern=r"^https?://\S+$", description="e.g. http://localhost:11434/v1 (…/chat/completions is added)"
-    )
-    model: str = Field(min_length=1)
-    api_key_env: str | None = Field(
-        None,
-        pattern=r"^[A-Za-z_][A-Za-z0-9_]*$",
-        description="name of the environment variable holding the API key (the key itself is never stored)",
-    )
-    system: str | None = Field(None, description="system prompt")
-    temperature: float | None = Field(None, ge=0, le=2)
-    max_tokens: int | None = Field(None, ge=1, le=MAX_ATTEMPT_TOKENS)
-    timeout_s: float = Field(120.0, gt=0, le=MAX_SECONDS, description="seconds to wait for an answer")
-    headers: dict[str, str] = Field(default_factory=dict, description="extra HTTP headers (not the key)")
-    stream: bool = Field(False, description="stream the answer; partial output appears live in the dashboard")
-    json_output: bool = Field(False, description="ask for a JSON object and use the parsed object as the output")
-    structured_output: bool = Field(
-        True, description="send JSON schemas (plans, verdicts) as response_format json_schema; false: json_object"
-    )
-
-    @field_validator("headers")
-    @classmethod
-    def _no_key_in_headers(cls, headers: dict[str, str]) -> dict[str, str]:
-        for name in headers:
-            if name.lower() in ("authorization", "api-key", "x-api-key"):
-                raise ValueError(
-                    f"header {name!r} would store a secret in the plan; "
-                    "put the key in an environment variable and name it in api_key_env"
-                )
-        return headers
-
-    def token_estimate(self) -> int:
-        return self.reserve_tokens
-
-    def breaker_target(self, name: str) -> str:
-        """The endpoint and model; never a credential that a URL may carry, and never longer than 200 characters."""
-        parts = urlsplit(self.base_url)
-        host = parts.hostname or ""
-        where = f"{parts.scheme}://{host}{f':{parts.port}' if parts.port else ''}{parts.path.rstrip('/')}"
-        target = f"llm {where} {self.model}"
-        if len(target) > 200:
-            target = target[:180] + " #" + hashlib.sha256(target.encode()).hexdigest()[:12]
-        return target
-
-
-AgentConfig = Annotated[SimAgent | ShellAgent | PythonAgent | LlmAgent, Field(discriminator="kind")]
 
 
 class StepSpec(_Model):
@@ -241,6 +96,20 @@ class StepSpec(_Model):
     input_schema: dict[str, Any] | None = Field(
         None, description="JSON Schema of the input: an input edited at the approval gate must match it"
     )
+    plan: dict[str, Any] | str | None = Field(
+        None,
+        description="type sub_agent: the child plan its run runs (a plan file, read when the plan is resolved, "
+        "or the plan itself); inline `steps:` (with optional `agents:`, `policy:`) on the step say the same",
+    )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _inline_child_plan(cls, data: Any) -> Any:
+        """``steps:`` (and ``agents:``, ``policy:``) written on a sub_agent step are its child plan."""
+        if isinstance(data, dict) and data.get("type") == "sub_agent" and "steps" in data and "plan" not in data:
+            data = dict(data)
+            data["plan"] = {k: data.pop(k) for k in ("goal", "steps", "agents", "policy") if k in data}
+        return data
 
     @field_validator("input_schema")
     @classmethod
@@ -257,6 +126,11 @@ class StepSpec(_Model):
     @property
     def display_title(self) -> str:
         return self.title or self.key
+
+    @property
+    def runs_child(self) -> bool:
+        """A sub_agent step with a plan: its attempt is a child run."""
+        return self.type == "sub_agent" and self.plan is not None
 
 
 def _default_agents() -> dict[str, AgentConfig]:
@@ -300,10 +174,28 @@ class Plan(_Model):
         return next(iter(self.agents))
 
 
-def offers(tools: list[str], name: str) -> bool:
-    """Whether an agent's ``tools`` list offers ``name`` (``SERVER:*`` offers every tool of that server)."""
-    server, colon, _ = name.partition(":")
-    return name in tools or (bool(colon) and f"{server}:*" in tools)
+_INHERITED = ("agents", "default_agent", "skills", "mcp_servers", "approval_rules")
+# not inherited: the parent's remaining budget is the child's (set when it starts); its plan was reviewed with its
+# parent's (a plan_approval of its own is the child plan's to say)
+_NOT_INHERITED = ("token_budget", "cost_budget_usd", "plan_approval")
+
+
+def child_plan_data(parent: Plan, spec: StepSpec) -> dict[str, Any]:
+    """A sub_agent step's child plan, ready to validate: what it does not say, it takes from its parent (the
+    agents, skills, MCP servers and approval rules when it names no agents; the policy field by field)."""
+    own = spec.plan if isinstance(spec.plan, dict) else {}
+    data: dict[str, Any] = {"goal": own.get("goal") or spec.display_title, "steps": own.get("steps")}
+    written = parent.model_dump(mode="json", exclude_unset=True)
+    if "agents" in own:
+        data.update({k: own[k] for k in _INHERITED if k in own})
+    else:
+        data.update({k: written[k] for k in _INHERITED if k in written})
+    policy = {k: v for k, v in written.get("policy", {}).items() if k not in _NOT_INHERITED}
+    data["policy"] = {**policy, **(own.get("policy") or {})}
+    extra = set(own) - {"goal", "steps", "policy", *_INHERITED}
+    if extra:
+        data.update({k: own[k] for k in extra})  # refused by the plan's validation, with its place
+    return data
 
 
 def readable(plan: Plan) -> dict[str, Any]:
@@ -371,10 +263,37 @@ def validate_plan(data: Any, source: str | None = None) -> Plan:
         issues.extend(_pydantic_issues(exc))
     issues.extend(_graph_issues(data))
     issues.extend(_tool_issues(data))
+    if plan is not None:
+        issues.extend(_child_issues(plan))
     if issues:
         raise PlanError(_dedupe(issues), source)
     assert plan is not None
     return plan
+
+
+def _child_issues(plan: Plan) -> list[PlanIssue]:
+    """Each sub_agent step's child plan, validated as a plan of its own, its problems at ``steps[i].plan``."""
+    issues = []
+    for i, spec in enumerate(plan.steps):
+        if not spec.runs_child:
+            continue
+        if isinstance(spec.plan, str):
+            issues.append(
+                PlanIssue(
+                    f"steps[{i}].plan",
+                    f"the child plan file {spec.plan!r} is read when the plan is resolved (the CLI, or "
+                    "core.resolve_plan with the plan's file as its source); here, give the plan itself",
+                )
+            )
+            continue
+        try:
+            validate_plan(child_plan_data(plan, spec))
+        except PlanError as exc:
+            issues.extend(
+                PlanIssue(f"steps[{i}].plan." + e.location if e.location else f"steps[{i}].plan", e.message)
+                for e in exc.issues
+            )
+    return issues
 
 
 def _pydantic_issues(exc: ValidationError) -> list[PlanIssue]:
@@ -453,7 +372,8 @@ def _graph_issues(data: dict[str, Any]) -> list[PlanIssue]:
         agent = step.get("agent")
         if isinstance(agent, str) and agents and agent not in agents:
             issues.append(PlanIssue(f"steps[{i}].agent", _unknown("agent", agent, agents)))
-        if agent is None and default_agent is None and len(agents) > 1:
+        child = step.get("type") == "sub_agent" and ("plan" in step or "steps" in step)
+        if agent is None and default_agent is None and len(agents) > 1 and not child:
             issues.append(
                 PlanIssue(
                     f"steps[{i}].agent", f"no agent named and no default_agent; choose one of {', '.join(agents)}"

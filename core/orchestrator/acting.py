@@ -8,12 +8,13 @@ The same decider (``engine.actions.decide``) decides all three.
 
 from __future__ import annotations
 
+import contextlib
 import time
 from typing import Any
 
 from core.cluster.lease import Holder, holder_state
 from core.engine import actions
-from core.errors import BadInput, StaleWrite, TransitionError
+from core.errors import BadInput, LoopdeckError, StaleWrite, TransitionError
 from core.model.events import EventType
 from core.orchestrator.base import Delivery, OrchestratorBase
 from core.store import (
@@ -67,7 +68,16 @@ class Acting(OrchestratorBase):
     async def cancel(
         self, run_id: str, *, user: str | None = None, reason: str | None = None, timeout_s: float = 10.0
     ) -> Delivery:
-        return await self.act(run_id, actions.Cancel(reason), user=user, timeout_s=timeout_s)
+        delivery = await self.act(run_id, actions.Cancel(reason), user=user, timeout_s=timeout_s)
+        await self._cancel_children(run_id)
+        return delivery
+
+    async def _cancel_children(self, run_id: str) -> None:
+        """A canceled run's unfinished child runs are canceled too (a driver does it itself; nobody else would)."""
+        for child in await self.store.children_of(await self.store.resolve_run_id(run_id)):
+            if not child.status.terminal:
+                with contextlib.suppress(LoopdeckError):
+                    await self.cancel(child.id, user="loopdeck", reason=f"its parent run {run_id} was canceled")
 
     async def finish(
         self,

@@ -13,9 +13,10 @@ from core.config import default_token_budget
 from core.engine import actions
 from core.engine.deadlines import TIMEOUT_USER
 from core.engine.run_state import new_step_row
-from core.errors import LeaseHeld, LeaseLost, StaleWrite, TransitionError
+from core.errors import LeaseHeld, LeaseLost, LoopdeckError, StaleWrite, TransitionError
+from core.executors import AttemptFailed, Result, Usage
 from core.model.events import EventType, iso
-from core.model.plan import Plan
+from core.model.plan import Plan, validate_plan
 from core.model.states import RunStatus
 from core.orchestrator.acting import Acting
 from core.store import (
@@ -39,6 +40,7 @@ class Driving(Acting):
         hold: bool = False,
         planning_tokens: tuple[int, int] = (0, 0),
         profile: dict[str, Any] | None = None,
+        parent: tuple[str, str] | None = None,
     ) -> str:
         """Store a new run of ``plan`` and return its id.
 
@@ -47,6 +49,7 @@ class Driving(Acting):
         ``planning_tokens``: (prompt, completion) the planner spent writing the
         plan; they count toward the run's totals and its budget.
         ``profile``: the harness profile the plan was resolved with (``core.resolve_plan``), recorded.
+        ``parent``: (run, step) when this is the child run of a sub_agent step (``run_child``).
 
         With ``plan_approval: required`` the run waits in ``awaiting_plan_approval``
         until an operator approves its plan (``approve_plan``); otherwise it is
@@ -78,6 +81,8 @@ class Driving(Acting):
             "proposal_json": None,
             "hold": None,
             "profile_json": dumps(profile) if profile is not None else None,
+            "parent_run_id": parent[0] if parent else None,
+            "parent_step": parent[1] if parent else None,
         }
         if hold:
             run_row.update(
@@ -91,6 +96,8 @@ class Driving(Acting):
         created: dict[str, Any] = {"goal": plan.goal, "steps": len(step_rows), "user": user or self.user}
         if profile is not None:
             created["profile"] = profile["name"]
+        if parent is not None:
+            created["parent"] = {"run": parent[0], "step": parent[1]}
         if any(planning_tokens):
             created["tokens"] = {"prompt": planning_tokens[0], "completion": planning_tokens[1], "planning": True}
         batch.event(run_id, EventType.RUN_CREATED, None, created, now)
@@ -144,6 +151,7 @@ class Driving(Acting):
                 clock=self.clock,
                 shared_slots=self.shared_slots,
                 notifier=self.notifier,
+                children=self,
             )
             if self.traces is not None:  # live traces: its spans go out as they become durable
                 controller.commits.observers.append(self.traces.observer(run_id, run.goal, run.created_at))
@@ -156,6 +164,54 @@ class Driving(Acting):
             self._controllers.pop(run_id, None)
             with contextlib.suppress(Exception):
                 await self.store.write(WriteBatch(extras=[self.store.release_lease_extra(run_id, self.identity.owner)]))
+
+    # -- child runs: a sub_agent step's plan ----------------------------------------------------------------
+
+    async def run_child(self, parent: str, step: str, plan: dict[str, Any]) -> Result:
+        """Run the step's child run here to its end (``ChildRuns``): a new one, or after a crash the one it
+        had (unfinished: driven on; succeeded: its answer taken). Its final output is the step's, its tokens
+        and cost the attempt's; canceled, the child run is canceled too."""
+        child = await self._child_of(parent, step, plan)
+        try:
+            status = await self.drive(child, wait_for_lease=True)
+        except asyncio.CancelledError:
+            await asyncio.shield(self._cancel_child(child, f'its parent step "{step}" was canceled'))
+            raise
+        record = await self.store.get_run(child, plan=False)
+        usage = Usage(record.prompt_tokens, record.completion_tokens)
+        if status == RunStatus.SUCCEEDED:
+            return Result(record.result.answer if record.result else None, usage, record.cost_usd)
+        said = record.reason or (record.result.summary if record.result else "")
+        raise AttemptFailed(
+            f"child run {child} ended {status.value}" + (f": {said}" if said else ""),
+            usage,
+            retryable=False,
+            cost_usd=record.cost_usd,
+        )
+
+    async def _child_of(self, parent: str, step: str, plan: dict[str, Any]) -> str:
+        for record in reversed(await self.store.children_of(parent)):
+            if record.parent_step == step:
+                if not record.status.terminal or record.status == RunStatus.SUCCEEDED:
+                    return record.id  # a crash came between: go on with it (or take what it found)
+                break  # it failed: this attempt is a new child run
+        run = await self.store.get_run(parent, plan=False)
+        data = dict(plan)
+        policy = data["policy"] = dict(data.get("policy") or {})
+        if run.token_budget is not None:  # the child spends from what the parent has left
+            own = policy.get("token_budget")
+            left = max(0, run.token_budget - run.tokens)
+            policy["token_budget"] = left if own is None else min(own, left)
+        if run.cost_budget_usd is not None:
+            own_usd = policy.get("cost_budget_usd")
+            left_usd = max(0.0, run.cost_budget_usd - (run.cost_usd or 0.0))
+            policy["cost_budget_usd"] = left_usd if own_usd is None else min(own_usd, left_usd)
+        child_plan = validate_plan(data, source=f'the plan of step "{step}" of run {parent}')
+        return await self.create_run(child_plan, hold=True, parent=(parent, step), user=run.created_by)
+
+    async def _cancel_child(self, child: str, reason: str) -> None:
+        with contextlib.suppress(LoopdeckError):
+            await self.cancel(child, user="loopdeck", reason=reason)
 
     async def _take_lease(self, run_id: str, wait: bool, on_wait: Callable[[str], None] | None) -> RunRecord:
         while True:

@@ -62,7 +62,13 @@ class Reading(OrchestratorBase):
             await self.store.agent_summary(run_id),
             await self.store.events_since(run_id, 0, limit=1_000_000) if events else None,
             await self.store.calls_of(run_id),
+            await self.store.children_of(run_id),
         )
+
+    async def children(self, run_id: str) -> list[dict[str, Any]]:
+        """The child runs of a run's sub_agent steps (``run.children`` of ``show --json``), oldest first."""
+        run_id = await self.store.resolve_run_id(run_id)
+        return [views.child_json(c) for c in await self.store.children_of(run_id)]
 
     async def tool_calls(self, run_id: str) -> list[ToolCallRecord]:
         """A run's tool calls, in the order they were asked for (``loopdeck calls``)."""
@@ -132,6 +138,9 @@ class Reading(OrchestratorBase):
         remote = asyncio.ensure_future(self.notifier.wait(EVENTS_CHANNEL, run_id, FOLLOW_POLL_S))
         try:
             done, _ = await asyncio.wait({local, remote}, return_when=asyncio.FIRST_COMPLETED)
+        except BaseException:  # the reader left (canceled): its wait must not outlive it and fail unheard
+            local.cancel()
+            raise
         finally:
             remote.cancel()
         if local in done:

@@ -13,6 +13,7 @@ from typing import Any
 
 from core.model.skills import available_skills
 from core.model.tools import McpServer, ToolSpec
+from core.tools.builtin import BUILTIN
 from core.tools.mcp import McpConnection
 from core.tools.skills import SkillTool, ToolError, load_skill_tool
 
@@ -46,6 +47,8 @@ class Toolbox:
         return found
 
     def spec(self, name: str) -> ToolSpec:
+        if name in BUILTIN:
+            return BUILTIN[name]
         if ":" not in name:
             return self.get(name).spec
         server, _, tool = name.partition(":")

@@ -541,3 +541,98 @@ async def test_the_header_names_the_runs_harness_profile(db_url):
         app = LoopdeckApp(run_id=run_id, orchestrator=orch, user="max")
         async with app.run_test(size=SIZE) as pilot:
             await until(pilot, lambda: "◆ careful" in screen_as_text(app))
+
+
+async def test_enter_on_a_sub_agent_step_opens_its_child_run_and_esc_comes_back(db_url):
+    from tui.dashboard.screens.run import RunScreen
+
+    plan = validate_plan(
+        {
+            "goal": "parent",
+            "agents": {"sim": {"kind": "sim", "latency_ms": 0}},
+            "steps": [
+                {"key": "prep"},
+                {"key": "research", "type": "sub_agent", "depends_on": ["prep"], "steps": [{"key": "dig"}]},
+            ],
+        }
+    )
+    async with await Orchestrator.open(db_url, user="max") as orch:
+        parent = await orch.create_run(plan)
+        await orch.drive(parent)
+        (child,) = await orch.children(parent)
+        app = LoopdeckApp(run_id=parent, orchestrator=orch, user="max")
+        async with app.run_test(size=SIZE) as pilot:
+            await until(pilot, lambda: isinstance(app.screen, RunScreen) and app.screen.view is not None)
+            tree = app.screen.query_one(DagTree)
+            assert tree.highlighted_key == "prep"
+            await pilot.press("enter")  # the tree's own enter (it folds prep's dependents), no navigation
+            await pilot.pause(0.2)
+            assert app.screen.run_id == parent
+            await pilot.press("enter", "down")
+            assert tree.highlighted_key == "research"
+            await pilot.press("enter")
+            await until(pilot, lambda: app.screen.run_id == child["id"])
+            await until(pilot, lambda: f"↳ child of {parent} (step research)" in screen_as_text(app))
+            await pilot.press("escape")
+            await until(pilot, lambda: isinstance(app.screen, RunScreen) and app.screen.run_id == parent)
+
+
+async def test_a_child_runs_gate_queues_in_the_parents_approval_dialog_and_is_answered_there(db_url):
+    plan = validate_plan(
+        {
+            "goal": "parent",
+            "agents": {"sim": {"kind": "sim", "latency_ms": 0}},
+            "steps": [
+                {
+                    "key": "research",
+                    "type": "sub_agent",
+                    "steps": [{"key": "dig"}, {"key": "publish", "depends_on": ["dig"], "approval": "required"}],
+                }
+            ],
+        }
+    )
+    app = LoopdeckApp(db_url, plan=plan, drive=True, user="max")
+    async with app.run_test(size=SIZE) as pilot:
+        await until(pilot, lambda: isinstance(app.screen, ApprovalScreen))
+        child = app.screen.current.split("/")[0]
+        assert app.screen.current == f"{child}/publish"
+        assert f"Approve step publish of child run {child}?" in screen_as_text(app)
+        await pilot.press("a")
+        await until(pilot, lambda: app.final_status is not None, timeout=15)
+        assert app.final_status.value == "succeeded"
+        row = await step_row(app.orch, child, "publish")
+        assert row.status.value == "succeeded" and row.approved_by == "max"
+
+
+async def test_a_child_runs_tool_call_queues_in_the_parents_dialog_and_runs_when_approved(db_url):
+    from tests.fixtures.tools import SKILLS
+
+    plan = validate_plan(
+        {
+            "goal": "parent",
+            "skills": SKILLS,
+            "agents": {
+                "sim": {"kind": "sim", "latency_ms": 0},
+                "cleaner": {
+                    "kind": "sim",
+                    "latency_ms": 0,
+                    "tools": ["delete_file"],
+                    "tool_calls": [{"tool": "delete_file", "arguments": {"path": "old.txt"}}],
+                },
+            },
+            "default_agent": "sim",
+            "steps": [{"key": "tidy", "type": "sub_agent", "steps": [{"key": "clean", "agent": "cleaner"}]}],
+        }
+    )
+    app = LoopdeckApp(db_url, plan=plan, drive=True, user="max")
+    async with app.run_test(size=SIZE) as pilot:
+        await until(pilot, lambda: isinstance(app.screen, ApprovalScreen))
+        child = app.screen.current.removeprefix("call:").split("/")[0]
+        assert app.screen.current == f"call:{child}/clean.1.1.0"
+        text = screen_as_text(app)
+        assert f"Run tool delete_file of child run {child}?" in text and "cleaner" in text
+        await pilot.press("a")
+        await until(pilot, lambda: app.final_status is not None, timeout=15)
+        assert app.final_status.value == "succeeded"
+        (call,) = await app.orch.tool_calls(child)
+        assert call.status.value == "succeeded" and call.decided_by == "max"

@@ -52,9 +52,12 @@ class Progress:
 
     HEARTBEAT_S = 5.0
 
-    def __init__(self, console: Console, run_id: str, snapshot: dict[str, Any], quiet: bool = False) -> None:
+    def __init__(
+        self, console: Console, run_id: str, snapshot: dict[str, Any], quiet: bool = False, child_of: str = ""
+    ) -> None:
         self.console = console
         self.run_id = run_id
+        self.child_of = child_of  # a child run's (its notes say whose; the parent's line shows the progress)
         self.tally = tally(snapshot)
         self.quiet = quiet
         self._live: Live | None = None
@@ -84,6 +87,8 @@ class Progress:
     def note(self, message: str | Text) -> None:
         """A line that stays (above the live line on a terminal)."""
         if not self.quiet:
+            if self.child_of:
+                message = Text.assemble(("↳ ", "dim"), f"child run {self.run_id} of {self.child_of}: ", message)
             self.console.print(message)
 
     def on_event(self, event: Event) -> None:
@@ -93,7 +98,7 @@ class Progress:
             self.note(notable)
         if self._live is not None:
             self._live.update(line(self.tally))
-        elif not self.quiet and time.monotonic() - self._last_print >= self.HEARTBEAT_S:
+        elif not self.quiet and not self.child_of and time.monotonic() - self._last_print >= self.HEARTBEAT_S:
             self._last_print = time.monotonic()
             self.console.print(line(self.tally))
 

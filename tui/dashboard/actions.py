@@ -72,7 +72,25 @@ RUN_ACTIONS: tuple[ActionSpec, ...] = (
         "finish", "f", "finish_run", "Finish", "End the run now with a final answer (asks to confirm, then for it)"
     ),
     ActionSpec("follow", "end", "follow_log", "Follow", "Follow the event log again", writes=False, show=False),
-    ActionSpec("runs", "escape", "runs", "Runs", "Back to the list of runs", writes=False, key_display="esc"),
+    ActionSpec(
+        "open_child",
+        "enter",
+        "open_child",
+        "Open",
+        "Open the highlighted sub-agent step's child run (esc comes back)",
+        writes=False,
+        show=False,
+        priority=True,
+    ),
+    ActionSpec(
+        "runs",
+        "escape",
+        "runs",
+        "Back",
+        "Back to the run this one was opened from, or the runs list",
+        writes=False,
+        key_display="esc",
+    ),
     ActionSpec("help", "question_mark", "help", "Help", "List every key binding", writes=False, key_display="?"),
     ActionSpec("quit", "q", "app.quit", "Quit", "Quit the dashboard (a run driven here stays resumable)", writes=False),
 )

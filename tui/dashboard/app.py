@@ -137,8 +137,10 @@ class LoopdeckApp(App[int]):
         self.push_screen(RunScreen(self.ctx, message.run_id))
 
     def on_show_runs(self, message: ShowRuns) -> None:
-        """Back to the runs list: the one below, or a new one when the app started on a run."""
-        if any(isinstance(screen, RunsScreen) for screen in self.screen_stack):
+        """Back: to the run below (a child run was opened from it), else to the runs list (the one below, or a
+        new one when the app started on a run)."""
+        below = self.screen_stack[-2] if len(self.screen_stack) > 2 else None
+        if isinstance(below, RunScreen | RunsScreen):
             self.pop_screen()
         else:
             self.switch_screen(RunsScreen(self.ctx))

@@ -47,6 +47,7 @@ class RunView(RunProjection):
     goal: str = ""
     max_concurrency: int = 0
     profile: str | None = None  # the harness profile it was created with
+    parent: str | None = None  # the run (and step) a child run runs for: "RUN (step KEY)"
     created_at: float = 0.0
     result: dict[str, Any] | None = None  # answer, summary, evidence: read from the store once the run ended
     events: deque[Event] = field(default_factory=lambda: deque(maxlen=500))
@@ -68,6 +69,7 @@ class RunView(RunProjection):
             cost_budget=run.get("cost_budget_usd"),
             max_concurrency=run.get("max_concurrency") or 0,
             profile=(run.get("profile") or {}).get("name"),
+            parent=f"{run['parent']['run']} (step {run['parent']['step']})" if run.get("parent") else None,
             created_at=parse_iso(run["created_at"]) or time.time(),
         )
         schemas = {s.get("key"): s.get("input_schema") for s in (snap.get("plan") or {}).get("steps", [])}

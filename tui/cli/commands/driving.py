@@ -144,6 +144,7 @@ async def drive(orch: Orchestrator, run_id: str, args: argparse.Namespace) -> in
     Interrupted.run_id = run_id
     helpers = _Helpers(progress)
     watcher = helpers.start(_watch(orch, run_id, sub, progress, args.approve, helpers))
+    helpers.start(_watch_children(orch, run_id, args.approve, helpers))
     if snapshot["run"]["status"] == RunStatus.AWAITING_PLAN_APPROVAL.value:
         progress.note(progress.plan_waits(None))
         if args.approve in ("all", "none"):
@@ -158,6 +159,9 @@ async def drive(orch: Orchestrator, run_id: str, args: argparse.Namespace) -> in
         sub.close()
         await asyncio.gather(watcher, *helpers.tasks, return_exceptions=True)
     return exit_for(status, args, await orch.snapshot(run_id, events=args.json))
+
+
+CHILD_POLL_S = 0.5  # how often a headless run looks for new child runs (sub_agent steps) to watch
 
 
 class _Helpers:
@@ -196,6 +200,27 @@ async def _watch(
             helpers.start(_answer_call(orch, run_id, item.payload["call"], approve, progress))
         if item.type == EventType.RUN_PLAN_PROPOSED and item.step_key and approve in ("all", "none"):
             helpers.start(_answer_plan(orch, run_id, approve, progress))
+
+
+async def _watch_children(orch: Orchestrator, run_id: str, approve: str, helpers: _Helpers) -> None:
+    """A child run's gates (a sub_agent step's plan) wait in the run too: each is said on stderr with the
+    command that answers it, and answered as --approve says (grandchildren alike)."""
+    seen: set[str] = set()
+    while True:
+        for child in await orch.children(run_id):
+            if child["id"] in seen or RunStatus(child["status"]).terminal:
+                continue
+            seen.add(child["id"])
+            snapshot = await orch.snapshot(child["id"], events=False)
+            progress = Progress(err, child["id"], snapshot, child_of=f'step "{child["step"]}" of run {run_id}')
+            helpers.start(_watch_child(orch, child["id"], progress, approve, helpers))
+            helpers.start(_watch_children(orch, child["id"], approve, helpers))
+        await asyncio.sleep(CHILD_POLL_S)
+
+
+async def _watch_child(orch: Orchestrator, child: str, progress: Progress, approve: str, helpers: _Helpers) -> None:
+    """Its events from its first (a gate may have opened before it was seen), then as they come."""
+    await _watch(orch, child, orch.follow(child, 0), progress, approve, helpers)
 
 
 async def _answer_plan(orch: Orchestrator, run_id: str, approve: str, progress: Progress) -> None:

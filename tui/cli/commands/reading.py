@@ -9,7 +9,7 @@ from typing import Any
 from rich.table import Table
 from rich.text import Text
 
-from core import Orchestrator, call_json, dumps, plan_json_schema, worker_json
+from core import Orchestrator, call_json, dumps, nested_runs, plan_json_schema, worker_json
 from tui.cli.output import EXIT_OK, err, listing, out, print_json, write_text
 from tui.text.literal import literal
 from tui.text.money import dollars
@@ -33,6 +33,7 @@ async def runs(orch: Orchestrator, args: argparse.Namespace, _: Any) -> int:
                         "tokens",
                         "cost_usd",
                         "profile",
+                        "parent",
                     )
                 }
                 for r in listed
@@ -45,9 +46,9 @@ async def runs(orch: Orchestrator, args: argparse.Namespace, _: Any) -> int:
     table = Table(box=None, pad_edge=False)
     for col in ("ID", "STATUS", "PROGRESS", "TOKENS", "COST", "CREATED", "GOAL"):
         table.add_column(col, no_wrap=True, overflow="ellipsis", max_width=60 if col == "GOAL" else None)
-    for r in listed:
+    for depth, r in nested_runs(listed):
         table.add_row(
-            r["id"],
+            "  " * (depth - 1) + "└ " + r["id"] if depth else r["id"],
             literal(r["status"]),
             f"{r['done']}/{r['steps']}",
             f"{r['tokens']:,}",

@@ -127,7 +127,7 @@ class ApprovalScreen(ModalScreen[None]):
         step = self.steps[self.current]
         more = f"  (1 of {len(self.queue)} waiting)" if len(self.queue) > 1 else ""
         self.query_one("#approval-title", Static).update(
-            Text.assemble("Approve step ", literal(step.key, "bold"), "?", more)
+            Text.assemble("Approve step ", literal(step.key, "bold"), _of_child(self.current), "?", more)
         )
         self.query_one("#approval-why", Static).update(
             Text.assemble(
@@ -151,10 +151,11 @@ class ApprovalScreen(ModalScreen[None]):
 
     def _show_call(self, call: CallProjection) -> None:
         more = f"  (1 of {len(self.queue)} waiting)" if len(self.queue) > 1 else ""
+        child = self.current.removeprefix(CALL).rpartition("/")[0]
         self.query_one("#approval-title", Static).update(
-            Text.assemble("Run tool ", literal(call.tool, "bold"), "?", more)
+            Text.assemble("Run tool ", literal(call.tool, "bold"), _of_child(self.current), "?", more)
         )
-        step = self.steps.get(call.step)
+        step = self.steps.get(f"{child}/{call.step}" if child else call.step)
         hints = ", ".join(name.replace("_", "-") for name, on in sorted(call.annotations.items()) if on) or "none"
         why = Text.assemble(
             "call ",
@@ -311,3 +312,9 @@ class ApprovalScreen(ModalScreen[None]):
     @on(TextArea.Changed)
     def _clear_error(self) -> None:
         self.query_one("#approval-error", Static).update("")
+
+
+def _of_child(key: str) -> Text:
+    """`` of child run ID`` for a child run's gate (``CHILD/KEY``), else nothing."""
+    child = key.removeprefix(CALL).rpartition("/")[0]
+    return Text.assemble(" of child run ", literal(child, "bold")) if child else Text()

@@ -45,6 +45,7 @@ class RunScreen(GatesMixin, ActionsMixin, LoopdeckScreen):
         self._detail_shown_at = 0.0  # monotonic time of the last throttled detail refresh
         self._detail_stale: str | None = None  # a highlighted step changed since its detail was shown
         self._deferred: set[str] = set()
+        self.child_views: dict[str, RunView] = {}  # child runs with gates waiting (run_gates)
         self._plan_deferred = False
         self._plan_review_opening = False
         self._announced_end = False
@@ -65,6 +66,7 @@ class RunScreen(GatesMixin, ActionsMixin, LoopdeckScreen):
         self.query_one("#event-log").border_title = "events"
         await self.reload()
         self.feed()
+        self.watch_children()  # a sub_agent step (or a delegation added later) may start one
         self.set_interval(REFRESH_S, self.render_view)
         self.set_interval(1.0, self.refresh_timeline)
 

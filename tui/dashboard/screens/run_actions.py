@@ -16,7 +16,7 @@ from core import BadInput, LoopdeckError, parse_cost_budget, parse_token_budget
 from tui.dashboard.actions import RUN_ACTIONS
 from tui.dashboard.dialogs.help import HelpScreen
 from tui.dashboard.dialogs.prompts import ConfirmScreen, PromptScreen
-from tui.dashboard.messages import ShowRuns
+from tui.dashboard.messages import OpenRun, ShowRuns
 from tui.dashboard.viewmodel import RunView
 from tui.dashboard.widgets.dag_tree import DagTree
 from tui.dashboard.widgets.event_log import EventLog
@@ -49,8 +49,26 @@ class ActionsMixin:
         return not (spec is not None and spec.writes and self.ctx.read_only)
 
     def action_runs(self) -> None:
-        """Back to the runs list (the app knows whether it is below this screen or must be opened)."""
+        """Back: to the run this child run was opened from, else the runs list (the app knows which is below)."""
         self.post_message(ShowRuns())
+
+    async def action_open_child(self) -> None:
+        """enter: a sub-agent step opens its child run; on any other step, the tree's own enter."""
+        tree = self.query_one(DagTree)
+        key = tree.highlighted_key
+        step = self.view.steps.get(key) if self.view is not None and key else None
+        if step is None or step.type != "sub_agent":
+            tree.action_select_cursor()
+            return
+        try:
+            children = [c for c in await self.ctx.orch.children(self.run_id) if c["step"] == key]
+        except LoopdeckError as exc:
+            self.notify(f"cannot read the child runs: {exc}", severity="error", markup=False)
+            return
+        if not children:
+            self.notify(f'step "{key}" has no child run yet (it starts one when it runs)', markup=False)
+            return
+        self.post_message(OpenRun(children[-1]["id"]))
 
     def action_help(self) -> None:
         self.app.push_screen(HelpScreen())

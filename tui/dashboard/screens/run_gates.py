@@ -3,11 +3,14 @@
 A mixin of ``RunScreen`` (its view, its run id, its context): approvals
 waiting open the dialog (queued, several at once), a plan awaiting review
 opens the review; an operator who defers one is not asked again until `A` or
-`P`; a gate answered elsewhere leaves the dialog.
+`P`; a gate answered elsewhere leaves the dialog. The gates of its child runs
+(sub_agent steps) queue in the same dialog, as ``CHILD/KEY`` (a step key
+never holds a slash), read from the store about once a second.
 """
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 from textual import work
@@ -26,6 +29,7 @@ class GatesMixin:
     _deferred: set[str]
     _plan_deferred: bool
     _plan_review_opening: bool
+    child_views: dict[str, RunView]
 
     def _sync_plan_review(self, view: RunView) -> None:
         """Open the plan review when the run awaits plan approval; close it once decided (here or elsewhere)."""
@@ -87,9 +91,39 @@ class GatesMixin:
         if done and isinstance(self.app.screen, PlanReviewScreen):
             self.app.screen.dismiss(None)
 
+    @work(group="children", exclusive=True, exit_on_error=False, name="the child runs' gates")
+    async def watch_children(self) -> None:
+        """Keep ``child_views``: every unfinished child run (and theirs) with a gate waiting."""
+        while True:
+            found: dict[str, RunView] = {}
+            parents = [self.run_id]
+            try:
+                while parents:
+                    for child in await self.ctx.orch.children(parents.pop()):
+                        if child["status"] in ("waiting_user", "running", "planning", "awaiting_plan_approval"):
+                            parents.append(child["id"])
+                            view = RunView.from_snapshot(await self.ctx.orch.snapshot(child["id"]))
+                            if pending(view):
+                                found[child["id"]] = view
+            except LoopdeckError:
+                pass  # said by the feed, which reads the same store; tried again in a second
+            else:
+                self.child_views = found
+            await asyncio.sleep(CHILD_POLL_S)
+
+    def _pending(self, view: RunView) -> list[str]:
+        """What the dialog queues: this run's gates, then its child runs' (``CHILD/KEY``)."""
+        own = pending(view)
+        for child, cview in self.child_views.items():
+            own += [
+                CALL + f"{child}/" + k.removeprefix(CALL) if k.startswith(CALL) else f"{child}/{k}"
+                for k in pending(cview)
+            ]
+        return own
+
     def _sync_approvals(self, view: RunView) -> None:
         self._sync_plan_review(view)
-        waiting = pending(view)
+        waiting = self._pending(view)
         modal = self.app.screen if isinstance(self.app.screen, ApprovalScreen) else None
         if modal is not None:
             for key in list(modal.queue):
@@ -104,15 +138,19 @@ class GatesMixin:
             self.app.push_screen(self._approval_screen(view, fresh))
 
     def _approval_screen(self, view: RunView, queue: list[str]) -> ApprovalScreen:
-        return ApprovalScreen(self, self.run_id, queue, view.steps, self.ctx.read_only, self.defer, view.calls)
+        steps, calls = dict(view.steps), dict(view.calls)
+        for child, cview in self.child_views.items():
+            steps.update({f"{child}/{key}": step for key, step in cview.steps.items()})
+            calls.update({f"{child}/{cid}": call for cid, call in cview.calls.items()})
+        return ApprovalScreen(self, self.run_id, queue, steps, self.ctx.read_only, self.defer, calls)
 
     def action_open_approvals(self) -> None:
         view = self.view
-        if view is None or not pending(view):
+        if view is None or not self._pending(view):
             self.notify("no step or tool call is waiting for approval", markup=False)
             return
         self._deferred.clear()
-        self.app.push_screen(self._approval_screen(view, pending(view)))
+        self.app.push_screen(self._approval_screen(view, self._pending(view)))
 
     def defer(self, keys: list[str]) -> None:
         """The operator closed the approval dialog: its gates stay open and it stays closed until `A`."""
@@ -128,25 +166,25 @@ class GatesMixin:
         if key.startswith(CALL):
             await self.answer_call(key, approve, reason, input, always)
             return
+        run_id, step = self._target(key)
         if approve:
             extra = {} if input is ... else {"input": input}
             await self._act(
-                orch.approve(self.run_id, key, user=user, reason=reason, **extra),
+                orch.approve(run_id, step, user=user, reason=reason, **extra),
                 f"{key} approved by {user}" + (" with edited input" if extra else ""),
             )
         else:
-            await self._act(orch.reject(self.run_id, key, user=user, reason=reason), f"{key} rejected by {user}")
+            await self._act(orch.reject(run_id, step, user=user, reason=reason), f"{key} rejected by {user}")
         if isinstance(self.app.screen, ApprovalScreen):
             self.app.screen.advance(key)
 
     async def answer_call(self, key: str, approve: bool, reason: str | None, arguments: Any, always: bool) -> None:
         """Answer a tool call; edited arguments the tool's schema refuses are shown in the dialog, not sent."""
-        orch, user, call_id = self.ctx.orch, self.ctx.user, key.removeprefix(CALL)
+        orch, user = self.ctx.orch, self.ctx.user
+        run_id, call_id = self._target(key.removeprefix(CALL))
         extra = {} if arguments is ... else {"arguments": arguments}
         try:
-            await orch.decide_call(
-                self.run_id, call_id, approve=approve, user=user, reason=reason, always=always, **extra
-            )
+            await orch.decide_call(run_id, call_id, approve=approve, user=user, reason=reason, always=always, **extra)
         except BadInput as exc:
             if isinstance(self.app.screen, ApprovalScreen):
                 self.app.screen.show_error(str(exc))
@@ -162,6 +200,14 @@ class GatesMixin:
         self.notify(f"tool call {call_id} {verb} by {user}", markup=False)
         if isinstance(self.app.screen, ApprovalScreen):
             self.app.screen.advance(key)
+
+    def _target(self, key: str) -> tuple[str, str]:
+        """The run and step (or call) a queued key answers: ``CHILD/KEY`` is a child run's."""
+        child, slash, inner = key.rpartition("/")
+        return (child, inner) if slash else (self.run_id, key)
+
+
+CHILD_POLL_S = 1.0  # how often the child runs' gates are looked for
 
 
 def pending(view: RunView) -> list[str]:

@@ -44,6 +44,8 @@ class HeaderBar(Static):
         text = Text()
         text.append(f" {view.status.replace('_', ' ')} ", STATUS_STYLE.get(view.status, "bold"))
         text.append(f" {elapsed_text(view.elapsed(now))}  ")
+        if view.parent:
+            text.append_text(literal(f"↳ child of {view.parent}  ", "dim"))
         if view.profile:
             text.append_text(literal(f"◆ {view.profile}  ", "bold"))
         text.append_text(gauge(view.tokens, view.budget))
