@@ -102,6 +102,7 @@ _EXPORTS: dict[str, str] = {
     "validate_plan": "core.model.plan",
     "worker_json": "core.views",
     "nested_runs": "core.views",
+    "BUILTIN_TOOLS": "core.tools.builtin",
     "Settings": "core.settings",
     "load_settings": "core.settings",
     "effective_settings": "core.provenance",
@@ -170,6 +171,7 @@ if TYPE_CHECKING:  # what type checkers and import-linter see: the same names, i
     from core.store.records import RunRecord, SpanRecord, StepRecord, ToolCallRecord
     from core.templates import Template, available_templates, template
     from core.tools import ToolError, check_arguments, describe_tools, tool
+    from core.tools.builtin import BUILTIN_TOOLS
     from core.values import dumps, load_document, load_text, parse_json
     from core.views import call_json, nested_runs, worker_json
     from core.worker import Worker, WorkerStats
@@ -191,6 +193,7 @@ def __dir__() -> list[str]:
 
 
 __all__ = [
+    "BUILTIN_TOOLS",
     "PLANNER_ENV",
     "PLAN_REVIEW_EVENTS",
     "RUN_STATUS_EVENTS",

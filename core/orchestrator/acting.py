@@ -10,19 +10,25 @@ from __future__ import annotations
 
 import contextlib
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from core.cluster.lease import Holder, holder_state
-from core.engine import actions
 from core.errors import BadInput, LoopdeckError, StaleWrite, TransitionError
+from core.lazy import LazyModule
 from core.model.events import EventType
 from core.orchestrator.base import Delivery, OrchestratorBase
 from core.store import (
     Store,
     WriteBatch,
 )
-from core.tools import Toolbox, ToolError, check_arguments
 from core.values import checked_input
+
+if TYPE_CHECKING:
+    from core import tools
+    from core.engine import actions
+else:  # the engine loads when an action is decided, not for a listing (core.lazy)
+    actions = LazyModule("core.engine.actions")
+    tools = LazyModule("core.tools")
 
 
 class Acting(OrchestratorBase):
@@ -45,8 +51,8 @@ class Acting(OrchestratorBase):
             schema = state.step(key).spec.input_schema
             if schema is not None:
                 try:
-                    check_arguments(key, schema, edited, what=f'the edited input of step "{key}"')
-                except ToolError as exc:
+                    tools.check_arguments(key, schema, edited, what=f'the edited input of step "{key}"')
+                except tools.ToolError as exc:
                     raise BadInput(str(exc)) from None
         return await self.act(run_id, actions.Approve(key, reason, edited), user=user, timeout_s=timeout_s)
 
@@ -172,8 +178,8 @@ class Acting(OrchestratorBase):
             state, _ = await self.run_state(run_id)
             tool = state.call(call_id).tool
             try:
-                check_arguments(tool, await self._schema_of(run_id, call_id, tool, state.plan.skills), edited)
-            except ToolError as exc:
+                tools.check_arguments(tool, await self._schema_of(run_id, call_id, tool, state.plan.skills), edited)
+            except tools.ToolError as exc:
                 raise BadInput(str(exc)) from None
         command = actions.DecideCall(call_id, approve, reason, edited, always)
         return await self.act(run_id, command, user=user, timeout_s=timeout_s)
@@ -182,7 +188,7 @@ class Acting(OrchestratorBase):
         """The input schema of a call's tool: a skill's from its signature; an MCP tool's as the call recorded it
         when it began to wait (starting the server here only to read a schema would run its side effects)."""
         if ":" not in tool:
-            return Toolbox(skills).spec(tool).input_schema
+            return tools.Toolbox(skills).spec(tool).input_schema
         for event in reversed(await self.store.events_since(run_id, 0, limit=1_000_000)):
             if event.type == EventType.TOOL_CALL_WAITING and event.payload.get("call") == call_id:
                 return event.payload.get("schema") or {"type": "object"}

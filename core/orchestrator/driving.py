@@ -6,15 +6,13 @@ import asyncio
 import contextlib
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from core.cluster.lease import Holder, holder_state
 from core.config import default_token_budget
-from core.engine import actions
-from core.engine.deadlines import TIMEOUT_USER
-from core.engine.run_state import new_step_row
 from core.errors import LeaseHeld, LeaseLost, LoopdeckError, StaleWrite, TransitionError
 from core.executors import AttemptFailed, Result, Usage
+from core.lazy import LazyModule
 from core.model.events import EventType, iso
 from core.model.plan import Plan, validate_plan
 from core.model.states import RunStatus
@@ -26,6 +24,13 @@ from core.store import (
     WriteBatch,
 )
 from core.values import dumps
+
+if TYPE_CHECKING:
+    from core.engine import actions, deadlines, run_state
+else:  # the engine loads when a run is created, driven or decided on, not for a listing (core.lazy)
+    actions = LazyModule("core.engine.actions")
+    deadlines = LazyModule("core.engine.deadlines")
+    run_state = LazyModule("core.engine.run_state")
 
 
 class Driving(Acting):
@@ -91,7 +96,7 @@ class Driving(Acting):
                 lock_pid=self.identity.pid,
                 locked_until=time.time() + self.lease_ttl_s,
             )
-        step_rows = [new_step_row(run_id, i, spec, plan.agent_of(spec)) for i, spec in enumerate(plan.steps)]
+        step_rows = [run_state.new_step_row(run_id, i, spec, plan.agent_of(spec)) for i, spec in enumerate(plan.steps)]
         batch = WriteBatch(extras=[Store.insert_run_extra(run_row, step_rows)])
         created: dict[str, Any] = {"goal": plan.goal, "steps": len(step_rows), "user": user or self.user}
         if profile is not None:
@@ -293,7 +298,7 @@ class Driving(Acting):
             if action == "fail"
             else actions.DecidePlan(approve=action == "approve", reason=reason)
         )
-        effects = actions.decide(state, command, TIMEOUT_USER, now)
+        effects = actions.decide(state, command, deadlines.TIMEOUT_USER, now)
         payload = {"gate": "plan", "deadline": iso(run.deadline), "action": action}
         timed_out = WriteBatch()  # first in the log, then the decision
         timed_out.event(run.id, EventType.APPROVAL_TIMED_OUT, None, payload, now)

@@ -53,6 +53,7 @@ PROPOSE_STEPS = ToolSpec(
 )
 
 BUILTIN = {spec.name: spec for spec in (DELEGATE, PROPOSE_STEPS)}
+BUILTIN_TOOLS = frozenset(BUILTIN)  # their names, for front ends (core's public API)
 
 
 def delegated_key(call_id: str) -> str:

@@ -596,7 +596,7 @@ async def test_a_child_runs_gate_queues_in_the_parents_approval_dialog_and_is_an
         await until(pilot, lambda: isinstance(app.screen, ApprovalScreen))
         child = app.screen.current.split("/")[0]
         assert app.screen.current == f"{child}/publish"
-        assert f"Approve step publish of child run {child}?" in screen_as_text(app)
+        await until(pilot, lambda: f"Approve step publish of child run {child}?" in screen_as_text(app))
         await pilot.press("a")
         await until(pilot, lambda: app.final_status is not None, timeout=15)
         assert app.final_status.value == "succeeded"
@@ -629,10 +629,54 @@ async def test_a_child_runs_tool_call_queues_in_the_parents_dialog_and_runs_when
         await until(pilot, lambda: isinstance(app.screen, ApprovalScreen))
         child = app.screen.current.removeprefix("call:").split("/")[0]
         assert app.screen.current == f"call:{child}/clean.1.1.0"
-        text = screen_as_text(app)
-        assert f"Run tool delete_file of child run {child}?" in text and "cleaner" in text
+        shown = f"Run tool delete_file of child run {child}?"
+        await until(pilot, lambda: shown in (text := screen_as_text(app)) and "on cleaner" in text)
         await pilot.press("a")
         await until(pilot, lambda: app.final_status is not None, timeout=15)
         assert app.final_status.value == "succeeded"
         (call,) = await app.orch.tool_calls(child)
         assert call.status.value == "succeeded" and call.decided_by == "max"
+
+
+async def test_a_childs_gate_that_opens_while_the_dialog_is_open_joins_the_queue_and_is_answered(db_url):
+    """The parent's tool call waits first; the child's gate joins the open dialog's queue later."""
+    from tests.fixtures.tools import SKILLS
+
+    plan = validate_plan(
+        {
+            "goal": "parent",
+            "skills": SKILLS,
+            "agents": {
+                "sim": {"kind": "sim", "latency_ms": 0},
+                "cleaner": {
+                    "kind": "sim",
+                    "latency_ms": 0,
+                    "tools": ["delete_file"],
+                    "tool_calls": [{"tool": "delete_file", "arguments": {"path": "old.txt"}}],
+                },
+            },
+            "default_agent": "sim",
+            "steps": [
+                {"key": "clean", "agent": "cleaner"},
+                {
+                    "key": "research",
+                    "type": "sub_agent",
+                    "steps": [
+                        {"key": "dig", "agent": "slow"},
+                        {"key": "publish", "agent": "sim", "depends_on": ["dig"], "approval": "required"},
+                    ],
+                    "agents": {"slow": {"kind": "sim", "latency_ms": 800}, "sim": {"kind": "sim", "latency_ms": 0}},
+                },
+            ],
+        }
+    )
+    app = LoopdeckApp(db_url, plan=plan, drive=True, user="max")
+    async with app.run_test(size=SIZE) as pilot:
+        await until(pilot, lambda: isinstance(app.screen, ApprovalScreen))
+        assert app.screen.current == "call:clean.1.1.0"
+        await until(pilot, lambda: len(app.screen.queue) == 2, timeout=15)  # the child's gate joined
+        await pilot.press("a")  # the call
+        await until(pilot, lambda: app.screen.current.endswith("/publish"))
+        await pilot.press("a")  # the child's step: shown and answered from the same dialog
+        await until(pilot, lambda: app.final_status is not None, timeout=15)
+        assert app.final_status.value == "succeeded"

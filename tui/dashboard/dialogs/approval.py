@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
@@ -26,7 +26,7 @@ from textual.message_pump import MessagePump
 from textual.screen import ModalScreen
 from textual.widgets import Static, TextArea
 
-from core import BadInput, CallProjection, ToolError, check_arguments, parse_json
+from core import BUILTIN_TOOLS, BadInput, CallProjection, ToolError, check_arguments, parse_json
 from tui.dashboard.dialogs.prompts import PromptScreen
 from tui.dashboard.viewmodel import parse_iso
 from tui.dashboard.widgets.header_bar import elapsed_text
@@ -87,10 +87,10 @@ class ApprovalScreen(ModalScreen[None]):
         owner: MessagePump,
         run_id: str,
         queue: list[str],
-        steps: dict[str, Any],
+        steps: Mapping[str, Any],
         read_only: bool = False,
         on_defer: Callable[[list[str]], None] | None = None,
-        calls: dict[str, CallProjection] | None = None,
+        calls: Mapping[str, CallProjection] | None = None,
     ) -> None:
         super().__init__()
         self.owner = owner  # the run screen: it answers through the core API
@@ -164,7 +164,7 @@ class ApprovalScreen(ModalScreen[None]):
             literal(call.step, "bold"),
             " on ",
             literal(step.agent if step else "?", "italic"),
-            f"\nserver: {call.server or '(a skill)'} · hints: {hints}",
+            f"\nserver: {call.server or _no_server(call.tool)} · hints: {hints}",
             "\nwhy: ",
             literal(call.rule or "asked"),
             _time_left(call.deadline),
@@ -312,6 +312,10 @@ class ApprovalScreen(ModalScreen[None]):
     @on(TextArea.Changed)
     def _clear_error(self) -> None:
         self.query_one("#approval-error", Static).update("")
+
+
+def _no_server(tool: str) -> str:
+    return "(built in)" if tool in BUILTIN_TOOLS else "(a skill)"
 
 
 def _of_child(key: str) -> Text:

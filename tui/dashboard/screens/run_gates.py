@@ -11,6 +11,7 @@ never holds a slash), read from the store about once a second.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 from textual import work
@@ -102,9 +103,7 @@ class GatesMixin:
                     for child in await self.ctx.orch.children(parents.pop()):
                         if child["status"] in ("waiting_user", "running", "planning", "awaiting_plan_approval"):
                             parents.append(child["id"])
-                            view = RunView.from_snapshot(await self.ctx.orch.snapshot(child["id"]))
-                            if pending(view):
-                                found[child["id"]] = view
+                            found[child["id"]] = RunView.from_snapshot(await self.ctx.orch.snapshot(child["id"]))
             except LoopdeckError:
                 pass  # said by the feed, which reads the same store; tried again in a second
             else:
@@ -138,10 +137,7 @@ class GatesMixin:
             self.app.push_screen(self._approval_screen(view, fresh))
 
     def _approval_screen(self, view: RunView, queue: list[str]) -> ApprovalScreen:
-        steps, calls = dict(view.steps), dict(view.calls)
-        for child, cview in self.child_views.items():
-            steps.update({f"{child}/{key}": step for key, step in cview.steps.items()})
-            calls.update({f"{child}/{cid}": call for cid, call in cview.calls.items()})
+        steps, calls = Gates(self, "steps"), Gates(self, "calls")
         return ApprovalScreen(self, self.run_id, queue, steps, self.ctx.read_only, self.defer, calls)
 
     def action_open_approvals(self) -> None:
@@ -208,6 +204,31 @@ class GatesMixin:
 
 
 CHILD_POLL_S = 1.0  # how often the child runs' gates are looked for
+
+
+class Gates(Mapping[str, Any]):
+    """What the approval dialog looks up, as it is now: the run's steps (or calls) and its child runs'
+    (``CHILD/KEY``); a queue grows while the dialog is open, so no copy made when it opened would do."""
+
+    def __init__(self, screen: GatesMixin, kind: str) -> None:
+        self.screen, self.kind = screen, kind
+
+    def _views(self) -> list[tuple[str, RunView]]:
+        own = [("", self.screen.view)] if self.screen.view is not None else []
+        return own + [(f"{child}/", view) for child, view in self.screen.child_views.items()]
+
+    def __getitem__(self, key: str) -> Any:
+        child, slash, inner = key.rpartition("/")
+        view = self.screen.child_views.get(child) if slash else self.screen.view
+        if view is None:
+            raise KeyError(key)
+        return getattr(view, self.kind)[inner]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter([prefix + key for prefix, view in self._views() for key in getattr(view, self.kind)])
+
+    def __len__(self) -> int:
+        return sum(len(getattr(view, self.kind)) for _, view in self._views())
 
 
 def pending(view: RunView) -> list[str]:
