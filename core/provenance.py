@@ -16,7 +16,7 @@ from urllib.parse import urlsplit
 from core.config import display_url
 from core.model.policy import Policy
 from core.redaction import url_origin
-from core.settings import PREFIX, Environment, Settings, config_path, load_settings, read_file
+from core.settings import Environment, Settings, config_path, holds, load_settings, read_file, variable_of
 
 MASK = "***"
 
@@ -58,27 +58,11 @@ def _entry(path: tuple[str, ...], value: Any, flags: dict[str, Any], env: dict[s
     key = ".".join(path)
     if path[0] in flags:
         return Entry(key, value, f"flag --{path[0]}")
-    if _holds(env, path):
-        return Entry(key, value, f"env {_variable(path)}")
-    if _holds(file, path):
+    if holds(env, path):
+        return Entry(key, value, f"env {variable_of(path)}")
+    if holds(file, path):
         return Entry(key, value, "file")
     return Entry(key, value, "default")
-
-
-def _holds(data: Any, path: tuple[str, ...]) -> bool:
-    for part in path:
-        if not isinstance(data, dict) or part not in data:
-            return False
-        data = data[part]
-    return True
-
-
-def _variable(path: tuple[str, ...]) -> str:
-    if path == ("agents_file",):
-        return "LOOPDECK_AGENTS"
-    if path == ("policy", "token_budget") and "LOOPDECK_POLICY__TOKEN_BUDGET" not in os.environ:
-        return "LOOPDECK_TOKEN_BUDGET"
-    return PREFIX + "__".join(path).upper()
 
 
 def masked_db(url: str | None) -> str | None:

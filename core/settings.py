@@ -14,6 +14,7 @@ must be. Loaded once per process and state of the file and environment.
 
 from __future__ import annotations
 
+import copy
 import os
 import re
 import tomllib
@@ -30,6 +31,7 @@ from pydantic_settings import (
     NoDecode,
     PydanticBaseSettingsSource,
     SettingsConfigDict,
+    SettingsError,
 )
 
 from core.errors import BadInput, PlanError, PlanIssue
@@ -45,6 +47,7 @@ MAX_CHILD_DEPTH = 8  # plan files naming plan files (a file naming itself would 
 FILE_ONLY = frozenset({"agents", "mcp_servers", "approval_rules", "profiles"})  # tables; no variable sets them
 Name = Annotated[str, Field(pattern=NAME_PATTERN)]
 _PART = r"(?:[A-Za-z0-9_\-]+|\"[^\"]*\"|'[^']*')"
+_VARIABLE = re.compile(r"\$\{[A-Za-z_][A-Za-z0-9_]*\}")
 _KEY = re.compile(rf"^({_PART}(?:\s*\.\s*{_PART})*)\s*=")  # a TOML key (dotted, quoted parts allowed) and its =
 
 
@@ -72,6 +75,22 @@ class Settings(BaseSettings):
     mcp_servers: dict[Name, McpServer] = Field(default_factory=dict, max_length=100)
     approval_rules: list[ApprovalRule] = Field(default_factory=list, max_length=1000, description="after the plan's")
     profiles: dict[Name, Profile] = Field(default_factory=dict, max_length=1000)
+
+    @field_validator("mcp_servers")
+    @classmethod
+    def _no_stored_secrets(cls, servers: dict[str, McpServer]) -> dict[str, McpServer]:
+        """A server a plan takes from here is stored with the plan's run: its secrets stay in variables."""
+        for name, server in servers.items():
+            for key, value in server.env.items():
+                if not _VARIABLE.fullmatch(value):
+                    raise ValueError(
+                        f"mcp_servers.{name}.env.{key}: write ${{NAME}} and put the value in that environment "
+                        "variable (a plan that uses this server is stored with its run)"
+                    )
+            query = (server.url or "").partition("?")[2]
+            if query and "${" not in query:
+                raise ValueError(f"mcp_servers.{name}.url: a query may hold a token; name it as ${{NAME}} instead")
+        return servers
 
     @field_validator("notify", mode="before")
     @classmethod
@@ -124,7 +143,7 @@ class Environment(EnvSettingsSource):
         return super().get_field_value(field, field_name)
 
     def __call__(self) -> dict[str, Any]:
-        data = super().__call__()
+        data = {k: v for k, v in super().__call__().items() if k not in FILE_ONLY}  # (LOOPDECK_AGENTS__W__KIND too)
         budget = self.env_vars.get("loopdeck_token_budget")
         if budget not in (None, ""):
             policy = data.setdefault("policy", {})
@@ -153,8 +172,9 @@ def resolve_plan(
     """A plan (raw data from a file or a template) with the configuration and ``profile`` under it, validated;
     and the profile's record for the run (None without one). Raises ``PlanError`` naming every problem."""
     if isinstance(data, dict):
-        data, record = layered(data, load_settings().defaults(), profile)
+        data = copy.deepcopy(data)
         _read_child_plans(data, Path(source).parent if source and Path(source).is_file() else Path.cwd())
+        data, record = layered(data, load_settings().defaults(), profile)
     else:
         record = None
     return validate_plan(data, source), record
@@ -169,7 +189,7 @@ def _read_child_plans(data: dict[str, Any], base: Path, depth: int = 0) -> None:
             continue
         if depth >= MAX_CHILD_DEPTH:
             raise PlanError([PlanIssue(f"steps[{i}].plan", f"child plans nest deeper than {MAX_CHILD_DEPTH} files")])
-        path = (base / step["plan"]).expanduser()
+        path = base / Path(step["plan"]).expanduser()
         child = read_plan_data(path)
         if isinstance(child, dict):
             _read_child_plans(child, path.parent, depth + 1)
@@ -208,6 +228,9 @@ def _load(path: str, stamp: int | None, environ: tuple[tuple[str, str], ...], fl
         return Settings(**dict(flags), _file=data)  # type: ignore[call-arg]
     except ValidationError as exc:
         raise BadInput(describe(exc, Path(path), text, data, dict(flags))) from None
+    except SettingsError as exc:  # a variable that is not even the right shape (JSON where JSON is needed)
+        named = ", ".join(k for k, _ in environ if k.startswith(PREFIX)) or "a LOOPDECK_ variable"
+        raise BadInput(f"cannot read the LOOPDECK_ variables ({named}): {exc}") from None
 
 
 def read_file(path: Path, named: bool = False) -> tuple[str, dict[str, Any]]:
@@ -232,26 +255,45 @@ def read_file(path: Path, named: bool = False) -> tuple[str, dict[str, Any]]:
 def describe(exc: ValidationError, path: Path, text: str, data: dict[str, Any], flags: dict[str, Any]) -> str:
     """Every problem, each where it is: ``FILE:LINE: policy.max_concurrency: …`` or ``LOOPDECK_LEASE_S=…``."""
     problems = []
+    env = Environment(Settings)()
     for err in exc.errors(include_url=False):
-        loc = tuple(part for part in err["loc"] if part not in ("sim", "shell", "python", "llm"))
+        loc = _without_tag(tuple(err["loc"]))
         message = err["msg"].removeprefix("Value error, ")
         field = ".".join(str(p) for p in loc)
         if loc and loc[0] in flags:
             problems.append(f"--{loc[0]} {flags[loc[0]]!r} is not valid: {message}")
-        elif _in(data, loc):
-            problems.append(f"{path}:{line_of(text, loc)}: {field}: {message}")
+        elif holds(env, loc) or not holds(data, loc[:1]):
+            problems.append(f"{variable_of(loc)}={err.get('input')!r} is not valid: {message}")
         else:
-            variable = PREFIX + "__".join(str(p) for p in loc).upper() if loc else "a LOOPDECK_ variable"
-            variable = {"LOOPDECK_AGENTS_FILE": "LOOPDECK_AGENTS"}.get(variable, variable)
-            if variable == "LOOPDECK_POLICY__TOKEN_BUDGET" and variable not in os.environ:
-                variable = "LOOPDECK_TOKEN_BUDGET"
-            problems.append(f"{variable}={err.get('input')!r} is not valid: {message}")
+            problems.append(f"{path}:{line_of(text, loc)}: {field}: {message}")
     return problems[0] if len(problems) == 1 else "the configuration has problems:\n  " + "\n  ".join(problems)
 
 
-def _in(data: Any, loc: tuple[Any, ...]) -> bool:
-    """Whether the file holds (the start of) ``loc``."""
-    return bool(loc) and isinstance(data, dict) and loc[0] in data
+def _without_tag(loc: tuple[Any, ...]) -> tuple[Any, ...]:
+    """pydantic puts an agent's kind after its name (``agents.w.llm.model``): a person reads ``agents.w.model``."""
+    if len(loc) > 2 and loc[0] == "agents" and loc[2] in ("sim", "shell", "python", "llm"):
+        return loc[:2] + loc[3:]
+    return loc
+
+
+def holds(data: Any, path: tuple[Any, ...]) -> bool:
+    """Whether nested ``data`` holds ``path`` (every part of it)."""
+    if not path:
+        return False
+    for part in path:
+        if not isinstance(data, dict) or part not in data:
+            return False
+        data = data[part]
+    return True
+
+
+def variable_of(path: tuple[Any, ...]) -> str:
+    """The ``LOOPDECK_*`` variable that sets ``path`` (two keep the names they had before the file)."""
+    if path == ("agents_file",):
+        return "LOOPDECK_AGENTS"
+    if path == ("policy", "token_budget") and "LOOPDECK_POLICY__TOKEN_BUDGET" not in os.environ:
+        return "LOOPDECK_TOKEN_BUDGET"
+    return PREFIX + "__".join(str(p) for p in path).upper() if path else "a LOOPDECK_ variable"
 
 
 def line_of(text: str, loc: tuple[Any, ...]) -> int:

@@ -22,7 +22,7 @@ from core.engine.transitions import Effects, end_run, move, move_call, set_run_s
 from core.errors import BadInput, PlanError, PlanIssue, TransitionError
 from core.model.events import EventType, iso
 from core.model.plan import validate_plan
-from core.model.replan import PlanChange, prepare_replan
+from core.model.replan import PlanChange, agent_child_issues, prepare_replan
 from core.model.result import Finished
 from core.model.states import RunStatus, StepStatus, check_step
 from core.model.tools import ApprovalRule
@@ -426,6 +426,9 @@ def propose(run: RunState, by: StepState, proposal: Any, now: float) -> Effects:
     try:
         if not isinstance(proposal, dict):
             raise PlanError([PlanIssue("replan", "a proposed replan is a mapping {mode, steps}")])
+        refused = agent_child_issues(proposal.get("steps"))
+        if refused:
+            raise PlanError(refused)
         change = prepare(run, proposal.get("steps"), mode)  # type: ignore[arg-type]
         if run.proposal is not None:
             raise TransitionError(f'a replan proposed by "{run.proposal["by"]}" is already waiting for review')

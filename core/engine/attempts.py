@@ -153,7 +153,7 @@ class AttemptRunner:
         """A skill step calls its skill (on its agent's slots and breaker); a sub_agent step with a plan runs
         it as a child run; every other step its agent."""
         if step.spec.runs_child:
-            return ChildRunExecutor(self.children, child_plan_data(self.run.plan, step.spec))
+            return ChildRunExecutor(self.children, child_plan_data(self.run.plan, step.spec), lambda: self.stopped)
         if step.spec.type != "skill" or step.spec.skill is None:
             return self.executors[step.agent]
         name = step.spec.skill

@@ -51,12 +51,15 @@ class Delegation:
 
     async def _delegate(self, step: StepState, call: CallState, arguments: dict[str, Any]) -> Any:
         key = delegated_key(call.id)
-        if key not in self.run.steps:
+        proposed = self.run.proposal or {}
+        waiting = proposed.get("by") == step.key and any(s.get("key") == key for s in proposed.get("steps", []))
+        if key not in self.run.steps and not waiting:  # (asked again after a crash: it may already wait for review)
             self._check_room(step, arguments["agent"])
             task = arguments["task"]
             delegated = {
                 "key": key,
                 "type": "sub_agent",
+                "agent": arguments["agent"],  # its slot and budget are the agent's it hands the task to
                 "title": task[:200],
                 "plan": {
                     "goal": task,

@@ -167,7 +167,11 @@ class ChildRuns(Protocol):
 
     async def run_child(self, parent: str, step: str, plan: dict[str, Any]) -> Result:
         """Run (or, after a crash, go on with) the step's child run to its end: its final output, tokens and
-        cost; ``AttemptFailed`` when it did not succeed. Canceled, it cancels the child run."""
+        cost; ``AttemptFailed`` when it did not succeed."""
+        ...
+
+    async def cancel_child(self, parent: str, step: str) -> None:
+        """Cancel the step's unfinished child run (its step was canceled, timed out, or its run ended)."""
         ...
 
 

@@ -22,7 +22,7 @@ from core.limits import (
 from core.model.policy import StrictModel as _Model
 from core.model.pricing import Price
 
-_CALL_PATTERN = r"^[A-Za-z_][\w.]*:[A-Za-z_]\w*$"
+CALL_PATTERN = r"^[A-Za-z_][\w.]*:[A-Za-z_]\w*$"  # module:function
 TOOL_PATTERN = r"^[A-Za-z0-9_][A-Za-z0-9_.\-]{0,63}(:([A-Za-z0-9_][A-Za-z0-9_.\-]{0,63}|\*))?$"  # SKILL, SERVER:TOOL
 MAX_TURNS = 100
 ToolName = Annotated[str, Field(pattern=TOOL_PATTERN)]
@@ -139,7 +139,7 @@ class PythonAgent(_AgentBase):
     """Calls ``module:function`` (sync or async) with input, context and step."""
 
     kind: Literal["python"]
-    call: str = Field(pattern=_CALL_PATTERN, description="module:function")
+    call: str = Field(pattern=CALL_PATTERN, description="module:function")
 
     def breaker_target(self, name: str) -> str:
         return f"python {self.call}"

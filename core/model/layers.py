@@ -49,8 +49,8 @@ def layered(data: dict[str, Any], defaults: Defaults, profile: str | None = None
     """The plan data with the layers under it filled in, and the profile's record (None without one)."""
     data = copy.deepcopy(data)
     chosen, origin = find_profile(data, defaults, profile) if profile else (None, "")
-    _add_library_agents(data, defaults)
-    applied = _apply_agent_settings(data, chosen, profile or "") if chosen else {}
+    library = _add_library_agents(data, defaults)
+    applied = _apply_agent_settings(data, chosen, profile or "", library) if chosen else {}
     policy = data.get("policy")
     own = policy if isinstance(policy, dict) else {}
     under = {**defaults.policy, **(patch_fields(chosen.policy) if chosen else {})}
@@ -93,22 +93,27 @@ def find_profile(data: dict[str, Any], defaults: Defaults, name: str) -> tuple[P
 
 
 def _named_agents(data: dict[str, Any]) -> list[str]:
-    """Agents the plan names: its steps' and its default."""
+    """Agents the plan names: its steps', its default's, and those of child plans that use their parent's."""
     names: list[str] = []
     steps = data.get("steps")
     for step in steps if isinstance(steps, list) else []:
-        if isinstance(step, dict) and isinstance(step.get("agent"), str):
+        if not isinstance(step, dict):
+            continue
+        if isinstance(step.get("agent"), str):
             names.append(step["agent"])
+        child = step.get("plan") if isinstance(step.get("plan"), dict) else step if "steps" in step else None
+        if step.get("type") == "sub_agent" and child is not None and "agents" not in child:
+            names.extend(_named_agents(child))  # a child without agents of its own runs on its parent's
     if isinstance(data.get("default_agent"), str):
         names.append(data["default_agent"])
     return names
 
 
-def _add_library_agents(data: dict[str, Any], defaults: Defaults) -> None:
-    """Agents the plan names and lacks, from the library (and, in turn, their alternatives)."""
+def _add_library_agents(data: dict[str, Any], defaults: Defaults) -> set[str]:
+    """Agents the plan names and lacks, from the library (and, in turn, their alternatives); their names."""
     agents = data.get("agents")
     if not defaults.agents or not (agents is None or isinstance(agents, dict)):
-        return
+        return set()
     have = dict(agents or {})
     wanted = [n for n in _named_agents(data) if n not in have]
     while wanted:
@@ -119,10 +124,14 @@ def _add_library_agents(data: dict[str, Any], defaults: Defaults) -> None:
         wanted.extend(a for a in have[name].get("alternatives", []) if isinstance(a, str))
     if have != (agents or {}):
         data["agents"] = have
+    return set(have) - set(agents or {})
 
 
-def _apply_agent_settings(data: dict[str, Any], profile: Profile, name: str) -> dict[str, dict[str, Any]]:
-    """The profile's agent settings on every agent that leaves them unsaid; returns what was applied, by agent."""
+def _apply_agent_settings(
+    data: dict[str, Any], profile: Profile, name: str, library: set[str]
+) -> dict[str, dict[str, Any]]:
+    """The profile's agent settings on every agent that leaves them unsaid (a library agent's values come from
+    the configuration file, which the profile outranks); returns what was applied, by agent."""
     agents = data.get("agents")
     if not isinstance(agents, dict):
         if not profile.agents:
@@ -149,7 +158,7 @@ def _apply_agent_settings(data: dict[str, Any], profile: Profile, name: str) -> 
                             ]
                         )
                     continue
-                if field_name not in config:
+                if field_name not in config or agent in library:
                     config[field_name] = value
                     applied.setdefault(agent, {})[field_name] = value
     return applied

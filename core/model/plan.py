@@ -25,6 +25,7 @@ from core.limits import (
     MAX_TEXT,
 )
 from core.model.agents import (  # re-exported: a plan's agents are part of the plan's vocabulary
+    CALL_PATTERN,
     AgentConfig,
     BreakerConfig,
     LlmAgent,
@@ -64,8 +65,7 @@ __all__ = [
 ]
 
 StepType = Literal["reasoning", "skill", "tool", "sub_agent", "verification"]
-_CALL_PATTERN = r"^[A-Za-z_][\w.]*:[A-Za-z_]\w*$"
-_CALL = re.compile(_CALL_PATTERN)
+_CALL = re.compile(CALL_PATTERN)
 KEY_PATTERN = r"^[A-Za-z0-9_][A-Za-z0-9_.\-]{0,127}$"
 
 
@@ -188,6 +188,8 @@ def child_plan_data(parent: Plan, spec: StepSpec) -> dict[str, Any]:
     written = parent.model_dump(mode="json", exclude_unset=True)
     if "agents" in own:
         data.update({k: own[k] for k in _INHERITED if k in own})
+        # the parent's approval rules still hold (after the child's own): a child never loosens its parent's gates
+        data["approval_rules"] = [*own.get("approval_rules", []), *written.get("approval_rules", [])]
     else:
         data.update({k: written[k] for k in _INHERITED if k in written})
     policy = {k: v for k, v in written.get("policy", {}).items() if k not in _NOT_INHERITED}
@@ -277,6 +279,14 @@ def _child_issues(plan: Plan) -> list[PlanIssue]:
     for i, spec in enumerate(plan.steps):
         if not spec.runs_child:
             continue
+        if spec.input not in ({}, None):
+            issues.append(
+                PlanIssue(
+                    f"steps[{i}].input",
+                    "a sub_agent step with a plan hands nothing to its child run: give the input to the child's "
+                    "steps (its final output is this step's output)",
+                )
+            )
         if isinstance(spec.plan, str):
             issues.append(
                 PlanIssue(

@@ -58,3 +58,34 @@ def _relocate(issue: PlanIssue, offset: int) -> PlanIssue:
     if m and int(m.group(1)) >= offset:
         return PlanIssue(f"replan.steps[{int(m.group(1)) - offset}]" + issue.location[m.end() :], issue.message)
     return issue
+
+
+# what a child plan an agent proposes may not bring: its children run on the run's agents, tools and rules
+_OPERATORS_ONLY = ("agents", "mcp_servers", "skills", "approval_rules", "default_agent")
+_LOOSENING = ("default_tool_approval", "allow_replan", "plan_approval")
+
+
+def agent_child_issues(steps: Any) -> list[PlanIssue]:
+    """Refusals for the child plans of sub_agent steps an *agent* proposes: none may declare agents, MCP
+    servers, skills or approval rules, or change how tool calls and plans are approved (an agent's replan
+    could otherwise give itself a shell). An operator's replan may."""
+    issues = []
+    for i, step in enumerate(steps if isinstance(steps, list) else []):
+        if not isinstance(step, dict) or step.get("type") != "sub_agent":
+            continue
+        given = step.get("plan")
+        plan: dict[str, Any] = given if isinstance(given, dict) else step
+        if isinstance(given, str):
+            issues.append(PlanIssue(f"replan.steps[{i}].plan", "an agent's child plan is given inline, not as a file"))
+            continue
+        for key in _OPERATORS_ONLY:
+            if key in plan:
+                issues.append(
+                    PlanIssue(f"replan.steps[{i}].{key}", f"an agent may not give its child plan {key} of its own")
+                )
+        written = plan.get("policy")
+        policy: dict[str, Any] = written if isinstance(written, dict) else {}
+        for key in _LOOSENING:
+            if key in policy:
+                issues.append(PlanIssue(f"replan.steps[{i}].policy.{key}", "an agent may not change it for a child"))
+    return issues

@@ -72,8 +72,9 @@ class Driving(Acting):
             if review
             else None,
             "plan_json": plan.model_dump_json(),
+            # a plan silent on its budget gets the environment's or the configuration's; an explicit null stays
             "token_budget": plan.policy.token_budget
-            if plan.policy.token_budget is not None
+            if "token_budget" in plan.policy.model_fields_set
             else default_token_budget(),
             "cost_budget_usd": plan.policy.cost_budget_usd,
             "deadline": now + plan.policy.approval_timeout_s if review and plan.policy.approval_timeout_s else None,
@@ -177,22 +178,25 @@ class Driving(Acting):
         had (unfinished: driven on; succeeded: its answer taken). Its final output is the step's, its tokens
         and cost the attempt's; canceled, the child run is canceled too."""
         child = await self._child_of(parent, step, plan)
-        try:
-            status = await self.drive(child, wait_for_lease=True)
-        except asyncio.CancelledError:
-            await asyncio.shield(self._cancel_child(child, f'its parent step "{step}" was canceled'))
-            raise
+        status = await self.drive(child, wait_for_lease=True)
         record = await self.store.get_run(child, plan=False)
-        usage = Usage(record.prompt_tokens, record.completion_tokens)
+        usage, cost = Usage(record.prompt_tokens, record.completion_tokens), record.cost_usd or 0.0
         if status == RunStatus.SUCCEEDED:
-            return Result(record.result.answer if record.result else None, usage, record.cost_usd)
+            return Result(record.result.answer if record.result else None, usage, cost)
         said = record.reason or (record.result.summary if record.result else "")
-        raise AttemptFailed(
+        raise AttemptFailed(  # the child had its own retries; the step's agent did nothing wrong
             f"child run {child} ended {status.value}" + (f": {said}" if said else ""),
             usage,
             retryable=False,
-            cost_usd=record.cost_usd,
+            agent_fault=False,
+            cost_usd=cost,
         )
+
+    async def cancel_child(self, parent: str, step: str) -> None:
+        for record in await self.store.children_of(parent):
+            if record.parent_step == step and not record.status.terminal:
+                with contextlib.suppress(LoopdeckError):
+                    await self.cancel(record.id, user="loopdeck", reason=f'its parent step "{step}" was canceled')
 
     async def _child_of(self, parent: str, step: str, plan: dict[str, Any]) -> str:
         for record in reversed(await self.store.children_of(parent)):
@@ -207,16 +211,14 @@ class Driving(Acting):
             own = policy.get("token_budget")
             left = max(0, run.token_budget - run.tokens)
             policy["token_budget"] = left if own is None else min(own, left)
+        else:  # no limit but its own: never one this process's configuration would add
+            policy.setdefault("token_budget", None)
         if run.cost_budget_usd is not None:
             own_usd = policy.get("cost_budget_usd")
             left_usd = max(0.0, run.cost_budget_usd - (run.cost_usd or 0.0))
             policy["cost_budget_usd"] = left_usd if own_usd is None else min(own_usd, left_usd)
         child_plan = validate_plan(data, source=f'the plan of step "{step}" of run {parent}')
         return await self.create_run(child_plan, hold=True, parent=(parent, step), user=run.created_by)
-
-    async def _cancel_child(self, child: str, reason: str) -> None:
-        with contextlib.suppress(LoopdeckError):
-            await self.cancel(child, user="loopdeck", reason=reason)
 
     async def _take_lease(self, run_id: str, wait: bool, on_wait: Callable[[str], None] | None) -> RunRecord:
         while True:

@@ -106,5 +106,6 @@ def _text_of(value: Any) -> str:
     if isinstance(value, dict):
         import yaml
 
-        return yaml.safe_dump(value, sort_keys=False, allow_unicode=True)
+        # every string double-quoted, so "{{goal}}" is found where the goal goes
+        return yaml.safe_dump(value, sort_keys=False, allow_unicode=True, default_style='"')
     raise TypeError(f"a template is YAML text, a mapping or a path, not {type(value).__name__}")

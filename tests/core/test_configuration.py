@@ -49,6 +49,9 @@ temperature = 0
 
 [profiles.careful.agents.critic]
 max_tokens = 256
+
+[profiles.big.agents.critic]
+model = "large"
 """
 
 
@@ -128,6 +131,10 @@ def test_without_a_file_the_defaults_apply(tmp_path, monkeypatch):
         ("db = 'x'\n\n[profiles.fast]\npolicy = { max_concurency = 9 }\n", ":4: profiles.fast.policy.max_concurency"),
         ("[agents.w]\nkind = 'llm'\nmodel = 'm'\n", ":1: agents.w.base_url: Field required"),
         ("colour = 'blue'\n", ":1: colour: Extra inputs are not permitted"),
+        (
+            "[mcp_servers.v]\nurl = 'http://h/mcp'\nenv = { T = 's3cret' }\n",
+            ":1: mcp_servers: mcp_servers.v.env.T: write ${NAME}",
+        ),
         ("[policy]\nmax_concurrency = \n", ":2: not valid TOML"),
     ],
 )
@@ -332,7 +339,8 @@ def test_a_package_adds_templates_and_a_broken_one_is_reported(tmp_path, monkeyp
     assert templates["triage"].origin == "package acme-plans 3.1"
     assert templates["triage"].description == "sort the inbox"
     assert resolve_plan(parse_yaml(templates["triage"].render("inbox zero")))[0].goal == "inbox zero"
-    assert resolve_plan(parse_yaml(templates["mapped"].render("g")))[0].steps[0].key == "one"
+    mapped = resolve_plan(parse_yaml(templates["mapped"].render("a mapped goal")))[0]
+    assert mapped.steps[0].key == "one" and mapped.goal == "a mapped goal"
     assert templates["plan-execute-verify"].origin == "built in"
     assert any('"broken"' in p and "cannot be loaded" in p for p in problems)
     assert any("hidden by the built-in" in p for p in problems)
@@ -342,3 +350,58 @@ def parse_yaml(text: str) -> dict:
     from core import parse_plan_data
 
     return parse_plan_data(text, "t")
+
+
+def test_a_profile_outranks_the_files_values_of_a_library_agent_but_not_the_plans_own(config):
+    plan, _ = resolve_plan({"steps": [{"key": "a", "agent": "critic"}]}, profile="big")
+    assert plan.agents["critic"].model == "large"  # the profile over the file
+    own = {"critic": {"kind": "llm", "base_url": "http://127.0.0.1:9/v1", "model": "mine"}}
+    plan, _ = resolve_plan({"agents": own, "steps": [{"key": "a", "agent": "critic"}]}, profile="big")
+    assert plan.agents["critic"].model == "mine"  # the plan over the profile
+
+
+def test_a_child_plan_on_its_parents_agents_gets_the_library_agents_it_names(config):
+    plan, _ = resolve_plan(
+        {"steps": [{"key": "research", "type": "sub_agent", "steps": [{"key": "dig", "agent": "writer"}]}]}
+    )
+    assert plan.agents["writer"].output == "from the library"
+
+
+def test_a_bad_variable_is_blamed_on_the_variable_even_when_the_file_sets_the_same_table(config, monkeypatch):
+    monkeypatch.setenv("LOOPDECK_POLICY__MAX_STEP_ATTEMPTS", "0")
+    with pytest.raises(BadInput, match=r"^LOOPDECK_POLICY__MAX_STEP_ATTEMPTS='0' is not valid"):
+        load_settings()
+    monkeypatch.setenv("LOOPDECK_POLICY__MAX_STEP_ATTEMPTS", "2")
+    monkeypatch.setenv("LOOPDECK_POLICY", "not json")  # the wrong shape altogether: said, never a traceback
+    with pytest.raises(BadInput, match="cannot read the LOOPDECK_ variables"):
+        load_settings()
+
+
+def test_variables_cannot_set_the_files_tables_and_agent_names_survive_in_errors(tmp_path, monkeypatch):
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path))
+    monkeypatch.delenv("LOOPDECK_CONFIG", raising=False)
+    monkeypatch.setenv("LOOPDECK_AGENTS__W__KIND", "sim")
+    assert load_settings().agents == {}
+    path = tmp_path / "c.toml"
+    path.write_text("[agents.llm]\nkind = 'sim'\nfail_rate = 2\n")
+    monkeypatch.setenv("LOOPDECK_CONFIG", str(path))
+    with pytest.raises(BadInput, match=r"c\.toml:3: agents\.llm\.fail_rate: Input should be less than or equal to 1"):
+        load_settings()
+
+
+def test_the_readmes_configuration_example_is_valid_and_means_what_it_says(tmp_path, monkeypatch):
+    import re
+
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    section = readme[readme.index("## Configuration") :]
+    example = re.search(r"```toml\n(.*?)```", section, re.S).group(1)
+    path = tmp_path / "config.toml"
+    path.write_text(example)
+    monkeypatch.setenv("LOOPDECK_CONFIG", str(path))
+    for name in ("LOOPDECK_DB", "LOOPDECK_USER", "LOOPDECK_TOKEN_BUDGET"):
+        monkeypatch.delenv(name, raising=False)
+    settings = load_settings()
+    assert settings.policy_defaults()["max_concurrency"] == 3
+    plan, record = resolve_plan({"steps": [{"key": "a", "agent": "writer"}]}, profile="careful")
+    assert plan.agents["writer"].temperature == 0 and plan.policy.plan_approval == "required"
+    assert record is not None and record["kept_from_plan"] == {}

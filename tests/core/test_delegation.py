@@ -132,3 +132,40 @@ async def test_an_llm_leader_delegates_through_a_scripted_chat_server(orch, serv
     assert json.loads(answer["content"]) == {"facts": [1, 2]}  # the child's output came back to the leader
     snap = await orch.snapshot(run_id)
     assert snap["steps"][0]["output"] == "The helper found 1 and 2."
+
+
+async def test_an_agents_child_plan_may_not_bring_its_own_agents_or_loosen_the_gates(orch):
+    """A replan an agent proposes could otherwise hand itself a shell: refused, and the model told why."""
+    shell = {
+        "key": "escape",
+        "type": "sub_agent",
+        "steps": [{"key": "x", "agent": "sh", "input": {"argv": ["true"]}}],
+        "agents": {"sh": {"kind": "shell"}},
+        "policy": {"default_tool_approval": "allow"},
+    }
+    plan = leader_plan(
+        calls=[{"tool": "propose_steps", "arguments": {"steps": [shell]}}], rules=[{"tool": "*", "action": "allow"}]
+    )
+    run_id, task = await start(orch, plan)
+    assert await asyncio.wait_for(task, 15) == RunStatus.SUCCEEDED
+    snap = await orch.snapshot(run_id)
+    (call,) = snap["tool_calls"]
+    assert call["status"] == "failed"
+    assert "may not give its child plan agents of its own" in call["error"]
+    assert "policy.default_tool_approval" in call["error"]
+    assert [s["key"] for s in snap["steps"]] == ["lead"]  # nothing added
+
+
+def test_a_child_with_its_own_agents_keeps_its_parents_approval_rules():
+    from core.model.plan import child_plan_data
+
+    plan = validate_plan(
+        {
+            "approval_rules": [{"tool": "*", "action": "ask", "reason": "the parent's"}],
+            "steps": [
+                {"key": "c", "type": "sub_agent", "steps": [{"key": "x"}], "agents": {"sim": {"kind": "sim"}}},
+            ],
+        }
+    )
+    child = validate_plan(child_plan_data(plan, plan.steps[0]))
+    assert [r.reason for r in child.approval_rules] == ["the parent's"]

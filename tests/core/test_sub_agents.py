@@ -130,3 +130,8 @@ async def until_child(orch: Orchestrator, run_id: str) -> str:
             return children[0]["id"]
         await asyncio.sleep(0.05)
     raise AssertionError("no child run")
+
+
+def test_an_input_on_a_sub_agent_step_with_a_plan_is_refused_not_dropped():
+    with pytest.raises(PlanError, match="hands nothing to its child run"):
+        validate_plan({"steps": [{"key": "r", "type": "sub_agent", "input": {"q": 1}, "steps": [{"key": "x"}]}]})

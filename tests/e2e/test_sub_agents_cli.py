@@ -94,3 +94,24 @@ def test_a_childs_gate_is_said_with_the_command_that_answers_it_from_another_ter
             proc.kill()
     log = next(cli.tmp.glob("spawn-*.log")).read_text()
     assert f"loopdeck approve {child} publish" in log  # the exact line, said on the parent's stderr
+
+
+def test_ctrl_c_while_the_child_runs_leaves_it_for_the_resume_not_canceled(cli):
+    proc = cli.spawn("run", str(parent_plan(cli)), "--headless")
+    try:
+        cli.wait_until(
+            "SELECT s.status FROM steps s JOIN runs r ON r.id = s.run_id "
+            "WHERE r.parent_run_id IS NOT NULL AND s.key = 'dig'",
+            lambda rows: rows and rows[0][0] == "running",
+        )
+        os.kill(proc.pid, signal.SIGINT)
+        assert proc.wait(20) == 130
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    ((child, status),) = cli.query("SELECT id, status FROM runs WHERE parent_run_id IS NOT NULL")
+    assert status == "running"  # the driver stopped, not the step: nothing canceled
+    (parent,) = cli.query("SELECT id FROM runs WHERE parent_run_id IS NULL")[0]
+    resumed = cli("resume", parent, "--headless", "--json")
+    assert resumed.returncode == 0, resumed.stderr
+    assert [c["id"] for c in json.loads(resumed.stdout)["run"]["children"]] == [child]

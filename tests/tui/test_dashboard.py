@@ -680,3 +680,36 @@ async def test_a_childs_gate_that_opens_while_the_dialog_is_open_joins_the_queue
         await pilot.press("a")  # the child's step: shown and answered from the same dialog
         await until(pilot, lambda: app.final_status is not None, timeout=15)
         assert app.final_status.value == "succeeded"
+
+
+async def test_a_child_run_opened_over_its_parent_keeps_its_own_dialog(db_url):
+    """The parent's screen, below, must not reach into the child's approval dialog (it once emptied it)."""
+    from tui.dashboard.screens.run import RunScreen
+
+    plan = validate_plan(
+        {
+            "goal": "parent",
+            "agents": {"sim": {"kind": "sim", "latency_ms": 0}},
+            "steps": [
+                {
+                    "key": "research",
+                    "type": "sub_agent",
+                    "steps": [{"key": "dig"}, {"key": "publish", "depends_on": ["dig"], "approval": "required"}],
+                }
+            ],
+        }
+    )
+    app = LoopdeckApp(db_url, plan=plan, drive=True, user="max")
+    async with app.run_test(size=SIZE) as pilot:
+        await until(pilot, lambda: isinstance(app.screen, ApprovalScreen))
+        child = app.screen.current.split("/")[0]
+        await pilot.press("escape")  # deferred in the parent
+        await until(pilot, lambda: isinstance(app.screen, RunScreen))
+        await pilot.press("enter")  # research: its child run
+        await until(pilot, lambda: isinstance(app.screen, ApprovalScreen) and app.screen.current == "publish")
+        await pilot.pause(1.5)  # the parent's ticks and child polls run meanwhile
+        assert isinstance(app.screen, ApprovalScreen) and app.screen.queue == ["publish"]
+        assert app.screen.run_id == child
+        await pilot.press("a")
+        await until(pilot, lambda: app.final_status is not None, timeout=15)
+        assert app.final_status.value == "succeeded"

@@ -187,13 +187,17 @@ class _Helpers:
 
 
 async def _watch(
-    orch: Orchestrator, run_id: str, sub: Any, progress: Progress, approve: str, helpers: _Helpers
+    orch: Orchestrator, run_id: str, sub: Any, progress: Progress, approve: str, helpers: _Helpers, child: bool = False
 ) -> None:
     """Feed events to the progress display; answer gates when --approve says so."""
     async for item in sub:
         if not hasattr(item, "type"):
             continue  # a Gap: the tally catches up on the next events; nothing is lost in the store
         progress.on_event(item)
+        if child and item.type == EventType.RUN_ENDED:
+            return
+        if child and item.type == EventType.RUN_PLAN_PROPOSED and not item.step_key and approve in ("all", "none"):
+            helpers.start(_answer_plan(orch, run_id, approve, progress))
         if item.type == EventType.STEP_WAITING and approve in ("all", "none"):
             helpers.start(_answer_gate(orch, run_id, item.step_key, approve, progress))
         if item.type in (EventType.TOOL_CALL_WAITING, EventType.TOOL_CALL_INTERRUPTED) and approve in ("all", "none"):
@@ -207,20 +211,26 @@ async def _watch_children(orch: Orchestrator, run_id: str, approve: str, helpers
     command that answers it, and answered as --approve says (grandchildren alike)."""
     seen: set[str] = set()
     while True:
-        for child in await orch.children(run_id):
-            if child["id"] in seen or RunStatus(child["status"]).terminal:
-                continue
-            seen.add(child["id"])
-            snapshot = await orch.snapshot(child["id"], events=False)
-            progress = Progress(err, child["id"], snapshot, child_of=f'step "{child["step"]}" of run {run_id}')
-            helpers.start(_watch_child(orch, child["id"], progress, approve, helpers))
-            helpers.start(_watch_children(orch, child["id"], approve, helpers))
+        try:
+            if (await orch.run(run_id, plan=False)).status.terminal:
+                return  # its children are done with it
+            for child in await orch.children(run_id):
+                if child["id"] in seen or RunStatus(child["status"]).terminal:
+                    continue
+                seen.add(child["id"])
+                snapshot = await orch.snapshot(child["id"], events=False)
+                progress = Progress(err, child["id"], snapshot, child_of=f'step "{child["step"]}" of run {run_id}')
+                helpers.start(_watch_child(orch, child["id"], progress, approve, helpers))
+                helpers.start(_watch_children(orch, child["id"], approve, helpers))
+        except LoopdeckError:
+            pass  # the store is busy or away: looked at again shortly (the run's own progress says more)
         await asyncio.sleep(CHILD_POLL_S)
 
 
 async def _watch_child(orch: Orchestrator, child: str, progress: Progress, approve: str, helpers: _Helpers) -> None:
-    """Its events from its first (a gate may have opened before it was seen), then as they come."""
-    await _watch(orch, child, orch.follow(child, 0), progress, approve, helpers)
+    """Its events from its first (a gate may have opened before it was seen), then as they come, until it ends;
+    a child's own plan review (its plan says plan_approval: required) is answered like a replan's."""
+    await _watch(orch, child, orch.follow(child, 0), progress, approve, helpers, child=True)
 
 
 async def _answer_plan(orch: Orchestrator, run_id: str, approve: str, progress: Progress) -> None:

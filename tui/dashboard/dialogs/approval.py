@@ -37,6 +37,13 @@ from tui.text.literal import literal
 CALL = "call:"  # a queued tool call (step keys never hold a colon)
 
 
+def split_child(key: str) -> tuple[str, str]:
+    """``CHILD/KEY`` (a child run's gate, queued in its parent's dialog) as (CHILD, KEY); ("", KEY) for the run's
+    own (neither run ids nor step keys nor call ids hold a slash)."""
+    child, _, inner = key.rpartition("/")
+    return child, inner
+
+
 def _time_left(deadline: str | None) -> Text:
     """``times out in 00:42 (at 16:12:05 UTC)``: what an approval deadline leaves the operator."""
     at = parse_iso(deadline)
@@ -151,7 +158,7 @@ class ApprovalScreen(ModalScreen[None]):
 
     def _show_call(self, call: CallProjection) -> None:
         more = f"  (1 of {len(self.queue)} waiting)" if len(self.queue) > 1 else ""
-        child = self.current.removeprefix(CALL).rpartition("/")[0]
+        child, _ = split_child(self.current.removeprefix(CALL))
         self.query_one("#approval-title", Static).update(
             Text.assemble("Run tool ", literal(call.tool, "bold"), _of_child(self.current), "?", more)
         )
@@ -186,8 +193,13 @@ class ApprovalScreen(ModalScreen[None]):
 
     def advance(self, key: str) -> None:
         """A gate was answered (here or elsewhere): show the next one, or close."""
-        if key in self.queue:
-            self.queue.remove(key)
+        self.drop([key])
+
+    def drop(self, keys: list[str]) -> None:
+        """Gates answered elsewhere, or gone with their child run: all leave at once, then the next is shown."""
+        if not keys:
+            return
+        self.queue = [k for k in self.queue if k not in keys]
         if not self.queue:
             self.dismiss(None)
             return
@@ -320,5 +332,5 @@ def _no_server(tool: str) -> str:
 
 def _of_child(key: str) -> Text:
     """`` of child run ID`` for a child run's gate (``CHILD/KEY``), else nothing."""
-    child = key.removeprefix(CALL).rpartition("/")[0]
+    child, _ = split_child(key.removeprefix(CALL))
     return Text.assemble(" of child run ", literal(child, "bold")) if child else Text()

@@ -15,9 +15,10 @@ from collections.abc import Iterator, Mapping
 from typing import Any
 
 from textual import work
+from textual.screen import ModalScreen
 
 from core import BadInput, LoopdeckError
-from tui.dashboard.dialogs.approval import CALL, ApprovalScreen
+from tui.dashboard.dialogs.approval import CALL, ApprovalScreen, split_child
 from tui.dashboard.dialogs.plan_review import PlanReviewScreen
 from tui.dashboard.viewmodel import RunView
 
@@ -94,7 +95,7 @@ class GatesMixin:
 
     @work(group="children", exclusive=True, exit_on_error=False, name="the child runs' gates")
     async def watch_children(self) -> None:
-        """Keep ``child_views``: every unfinished child run (and theirs) with a gate waiting."""
+        """Keep ``child_views``: every child run (and theirs) with a gate waiting."""
         while True:
             found: dict[str, RunView] = {}
             parents = [self.run_id]
@@ -102,7 +103,8 @@ class GatesMixin:
                 while parents:
                     for child in await self.ctx.orch.children(parents.pop()):
                         if child["status"] in ("waiting_user", "running", "planning", "awaiting_plan_approval"):
-                            parents.append(child["id"])
+                            parents.append(child["id"])  # (its own children may wait)
+                        if child["status"] in ("waiting_user", "running"):  # (a tool call waits in a running run)
                             found[child["id"]] = RunView.from_snapshot(await self.ctx.orch.snapshot(child["id"]))
             except LoopdeckError:
                 pass  # said by the feed, which reads the same store; tried again in a second
@@ -120,17 +122,24 @@ class GatesMixin:
             ]
         return own
 
+    def _on_top(self) -> bool:
+        """This run is the one the operator sees (a child run opened over it has its own dialogs)."""
+        below_modals = next((s for s in reversed(self.app.screen_stack) if not isinstance(s, ModalScreen)), None)
+        return below_modals is self
+
     def _sync_approvals(self, view: RunView) -> None:
+        if not self._on_top():
+            return
         self._sync_plan_review(view)
         waiting = self._pending(view)
         modal = self.app.screen if isinstance(self.app.screen, ApprovalScreen) else None
-        if modal is not None:
-            for key in list(modal.queue):
-                if key not in waiting:
-                    modal.advance(key)  # answered elsewhere
+        if modal is not None and modal.owner is self:
+            modal.drop([key for key in modal.queue if key not in waiting])  # answered elsewhere, or gone
             new = [k for k in waiting if k not in modal.queue and k not in self._deferred]
             if new and modal.is_current:
                 modal.add(new)
+            return
+        if modal is not None:
             return
         fresh = [k for k in waiting if k not in self._deferred]
         if fresh and self.app.screen is self:
@@ -199,8 +208,8 @@ class GatesMixin:
 
     def _target(self, key: str) -> tuple[str, str]:
         """The run and step (or call) a queued key answers: ``CHILD/KEY`` is a child run's."""
-        child, slash, inner = key.rpartition("/")
-        return (child, inner) if slash else (self.run_id, key)
+        child, inner = split_child(key)
+        return (child, inner) if child else (self.run_id, key)
 
 
 CHILD_POLL_S = 1.0  # how often the child runs' gates are looked for
@@ -218,8 +227,8 @@ class Gates(Mapping[str, Any]):
         return own + [(f"{child}/", view) for child, view in self.screen.child_views.items()]
 
     def __getitem__(self, key: str) -> Any:
-        child, slash, inner = key.rpartition("/")
-        view = self.screen.child_views.get(child) if slash else self.screen.view
+        child, inner = split_child(key)
+        view = self.screen.child_views.get(child) if child else self.screen.view
         if view is None:
             raise KeyError(key)
         return getattr(view, self.kind)[inner]
