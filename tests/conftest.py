@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -32,10 +33,29 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
         metafunc.parametrize("db_url", ["sqlite", "postgresql"], indirect=True)
 
 
+@pytest.fixture(scope="session")
+def sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A SQLite file migrated to the newest schema, copied for each test (a copy takes 3 ms, migrating a new
+    file 45 ms: the suite's SQLite tests were spending some 15 s creating the same empty database)."""
+    import asyncio
+
+    from core.store import Store
+
+    path = tmp_path_factory.mktemp("sqlite-template") / "template.db"
+
+    async def create() -> None:
+        store = await Store.open(f"sqlite+aiosqlite:///{path}")
+        await store.close()
+
+    asyncio.run(create())
+    return path
+
+
 @pytest.fixture
 def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     if getattr(request, "param", "sqlite") == "postgresql":
         return request.getfixturevalue("pg_url")
+    shutil.copyfile(request.getfixturevalue("sqlite_template"), tmp_path / "loopdeck.db")
     return f"sqlite+aiosqlite:///{tmp_path / 'loopdeck.db'}"
 
 

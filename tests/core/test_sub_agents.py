@@ -51,6 +51,7 @@ async def test_the_child_runs_its_plan_and_its_final_output_is_the_steps(db_url)
 
 async def test_a_failed_child_fails_its_step_with_the_childs_reason(db_url):
     plan = parent_plan([{"key": "gather", "agent": "flaky"}], more={"flaky": {"kind": "sim", "fail_times": 9}})
+    plan.policy.backoff.base_s = 0.01  # the child's retries (it inherits the policy) without the wait
     async with await Orchestrator.open(db_url) as orch:
         run_id = await orch.create_run(plan)
         assert await orch.drive(run_id) == RunStatus.FAILED
