@@ -4,8 +4,9 @@ Highest first: what the plan writes, the profile chosen with ``--profile``,
 the environment and the configuration file (``Defaults``), the built-in
 defaults. Per field: a plan that sets ``max_concurrency`` keeps it whatever
 the profile says; a profile's ``temperature`` reaches every agent that does
-not set one. An agent the plan names but does not define comes from the
-configuration's agent library, an MCP server its tools name from the
+not set one (and outranks the file's values of an agent from the library).
+An agent the plan names but does not define comes from the configuration's
+agent library, an MCP server its tools name from the
 configuration's servers; approval rules are tried in order: the plan's, the
 profile's, the configuration's. Pure: the caller reads the settings.
 
