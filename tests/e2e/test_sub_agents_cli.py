@@ -27,7 +27,8 @@ def parent_plan(cli):
     )
 
 
-def test_kill_9_while_the_child_runs_then_resume_finishes_both_with_one_child(cli):
+def signal_while_the_child_runs(cli, sig: int) -> int:
+    """Run the parent headless, send ``sig`` once its child's slow step runs; the driver's exit code."""
     proc = cli.spawn("run", str(parent_plan(cli)), "--headless")
     try:
         cli.wait_until(
@@ -35,11 +36,15 @@ def test_kill_9_while_the_child_runs_then_resume_finishes_both_with_one_child(cl
             "WHERE r.parent_run_id IS NOT NULL AND s.key = 'dig'",
             lambda rows: rows and rows[0][0] == "running",
         )
-        os.kill(proc.pid, signal.SIGKILL)
-        proc.wait(10)
+        os.kill(proc.pid, sig)
+        return proc.wait(20)
     finally:
         if proc.poll() is None:
             proc.kill()
+
+
+def test_kill_9_while_the_child_runs_then_resume_finishes_both_with_one_child(cli):
+    signal_while_the_child_runs(cli, signal.SIGKILL)
     (parent,) = cli.query("SELECT id FROM runs WHERE parent_run_id IS NULL")[0]
     resumed = cli("resume", parent, "--headless", "--json")
     assert resumed.returncode == 0, resumed.stderr
@@ -97,18 +102,7 @@ def test_a_childs_gate_is_said_with_the_command_that_answers_it_from_another_ter
 
 
 def test_ctrl_c_while_the_child_runs_leaves_it_for_the_resume_not_canceled(cli):
-    proc = cli.spawn("run", str(parent_plan(cli)), "--headless")
-    try:
-        cli.wait_until(
-            "SELECT s.status FROM steps s JOIN runs r ON r.id = s.run_id "
-            "WHERE r.parent_run_id IS NOT NULL AND s.key = 'dig'",
-            lambda rows: rows and rows[0][0] == "running",
-        )
-        os.kill(proc.pid, signal.SIGINT)
-        assert proc.wait(20) == 130
-    finally:
-        if proc.poll() is None:
-            proc.kill()
+    assert signal_while_the_child_runs(cli, signal.SIGINT) == 130
     ((child, status),) = cli.query("SELECT id, status FROM runs WHERE parent_run_id IS NOT NULL")
     assert status == "running"  # the driver stopped, not the step: nothing canceled
     (parent,) = cli.query("SELECT id FROM runs WHERE parent_run_id IS NULL")[0]

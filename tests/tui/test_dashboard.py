@@ -605,25 +605,7 @@ async def test_a_child_runs_gate_queues_in_the_parents_approval_dialog_and_is_an
 
 
 async def test_a_child_runs_tool_call_queues_in_the_parents_dialog_and_runs_when_approved(db_url):
-    from tests.fixtures.tools import SKILLS
-
-    plan = validate_plan(
-        {
-            "goal": "parent",
-            "skills": SKILLS,
-            "agents": {
-                "sim": {"kind": "sim", "latency_ms": 0},
-                "cleaner": {
-                    "kind": "sim",
-                    "latency_ms": 0,
-                    "tools": ["delete_file"],
-                    "tool_calls": [{"tool": "delete_file", "arguments": {"path": "old.txt"}}],
-                },
-            },
-            "default_agent": "sim",
-            "steps": [{"key": "tidy", "type": "sub_agent", "steps": [{"key": "clean", "agent": "cleaner"}]}],
-        }
-    )
+    plan = cleaning_plan([{"key": "tidy", "type": "sub_agent", "steps": [{"key": "clean", "agent": "cleaner"}]}])
     app = LoopdeckApp(db_url, plan=plan, drive=True, user="max")
     async with app.run_test(size=SIZE) as pilot:
         await until(pilot, lambda: isinstance(app.screen, ApprovalScreen))
@@ -640,35 +622,19 @@ async def test_a_child_runs_tool_call_queues_in_the_parents_dialog_and_runs_when
 
 async def test_a_childs_gate_that_opens_while_the_dialog_is_open_joins_the_queue_and_is_answered(db_url):
     """The parent's tool call waits first; the child's gate joins the open dialog's queue later."""
-    from tests.fixtures.tools import SKILLS
-
-    plan = validate_plan(
-        {
-            "goal": "parent",
-            "skills": SKILLS,
-            "agents": {
-                "sim": {"kind": "sim", "latency_ms": 0},
-                "cleaner": {
-                    "kind": "sim",
-                    "latency_ms": 0,
-                    "tools": ["delete_file"],
-                    "tool_calls": [{"tool": "delete_file", "arguments": {"path": "old.txt"}}],
-                },
+    plan = cleaning_plan(
+        [
+            {"key": "clean", "agent": "cleaner"},
+            {
+                "key": "research",
+                "type": "sub_agent",
+                "steps": [
+                    {"key": "dig", "agent": "slow"},
+                    {"key": "publish", "agent": "sim", "depends_on": ["dig"], "approval": "required"},
+                ],
+                "agents": {"slow": {"kind": "sim", "latency_ms": 800}, "sim": {"kind": "sim", "latency_ms": 0}},
             },
-            "default_agent": "sim",
-            "steps": [
-                {"key": "clean", "agent": "cleaner"},
-                {
-                    "key": "research",
-                    "type": "sub_agent",
-                    "steps": [
-                        {"key": "dig", "agent": "slow"},
-                        {"key": "publish", "agent": "sim", "depends_on": ["dig"], "approval": "required"},
-                    ],
-                    "agents": {"slow": {"kind": "sim", "latency_ms": 800}, "sim": {"kind": "sim", "latency_ms": 0}},
-                },
-            ],
-        }
+        ]
     )
     app = LoopdeckApp(db_url, plan=plan, drive=True, user="max")
     async with app.run_test(size=SIZE) as pilot:
@@ -713,3 +679,26 @@ async def test_a_child_run_opened_over_its_parent_keeps_its_own_dialog(db_url):
         await pilot.press("a")
         await until(pilot, lambda: app.final_status is not None, timeout=15)
         assert app.final_status.value == "succeeded"
+
+
+def cleaning_plan(steps: list) -> object:
+    """Steps on a zero-latency sim, and a "cleaner" agent whose one tool call (delete_file) asks an operator."""
+    from tests.fixtures.tools import SKILLS
+
+    return validate_plan(
+        {
+            "goal": "parent",
+            "skills": SKILLS,
+            "agents": {
+                "sim": {"kind": "sim", "latency_ms": 0},
+                "cleaner": {
+                    "kind": "sim",
+                    "latency_ms": 0,
+                    "tools": ["delete_file"],
+                    "tool_calls": [{"tool": "delete_file", "arguments": {"path": "old.txt"}}],
+                },
+            },
+            "default_agent": "sim",
+            "steps": steps,
+        }
+    )
