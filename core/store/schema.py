@@ -197,7 +197,7 @@ workers = Table(
     Column("started_at", Float, nullable=False),
     Column("heartbeat_at", Float, nullable=False),
     Column("stopped_at", Float),
-    Column("runs_claimed", Integer, nullable=False, default=0),
+    Column("runs_claimed", Integer, nullable=False, default=0, server_default="0"),  # as migration 0005 made it
 )
 
 agent_slots = Table(
