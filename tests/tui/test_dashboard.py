@@ -142,7 +142,7 @@ async def test_plus_and_minus_give_feedback_on_the_highlighted_step(db_url):
         await until(pilot, lambda: "👍" in str(tree.root.children[0].label))  # the tree shows the rating
 
 
-async def test_x_cancels_after_confirmation(db_url):
+async def test_x_cancels_after_confirmation_with_the_reason_typed(db_url):
     plan = validate_plan({"agents": {"slow": {"kind": "sim", "latency_ms": 20000}}, "steps": [{"key": "long"}]})
     app = LoopdeckApp(db_url, plan=plan, drive=True, user="fay")
     async with app.run_test(size=SIZE) as pilot:
@@ -151,9 +151,30 @@ async def test_x_cancels_after_confirmation(db_url):
         await pilot.press("x")
         await until(pilot, lambda: isinstance(app.screen, ConfirmScreen))
         await pilot.press("y")
+        await until(pilot, lambda: isinstance(app.screen, PromptScreen))  # like the CLI's --reason, optional
+        await pilot.press(*"wrong goal", "enter")
         await until(pilot, lambda: app.final_status is not None)
         run = await app.orch.store.get_run(app.run_id)
-        assert run.status == "canceled" and run.reason == "canceled by fay: canceled from the dashboard"
+        assert run.status == "canceled" and run.reason == "canceled by fay: wrong goal"
+        await pilot.press("x")  # an ended run: refused at once, no confirmation to say no to
+        await pilot.pause(0.3)
+        assert not isinstance(app.screen, ConfirmScreen)
+        said = f"run {app.run_id} is canceled; an ended run can no longer be canceled"
+        assert any(said == str(n.message) for n in app._notifications)
+
+
+async def test_skipping_a_step_its_state_does_not_allow_is_refused_before_any_confirmation(db_url):
+    app = LoopdeckApp(db_url, plan=gated_plan(), drive=True, user="fay")
+    async with app.run_test(size=SIZE) as pilot:
+        await until(pilot, lambda: isinstance(app.screen, ApprovalScreen))
+        await pilot.press("escape")
+        await until(pilot, lambda: app.screen.view.steps["draft"].status == "succeeded")
+        assert app.screen.query_one(DagTree).highlighted_key == "draft"
+        await pilot.press("s")
+        await pilot.pause(0.3)
+        assert not isinstance(app.screen, ConfirmScreen)
+        said = 'step "draft" is succeeded; only a pending or waiting_user step can be skipped'
+        assert any(said == str(n.message) for n in app._notifications)
 
 
 async def test_f_finishes_the_run_with_a_typed_answer_and_the_result_tab_shows_it(db_url):

@@ -67,7 +67,7 @@ RUN_ACTIONS: tuple[ActionSpec, ...] = (
         key_display="space",
         priority=True,
     ),
-    ActionSpec("cancel", "x", "cancel_run", "Cancel", "Cancel the run (asks to confirm)"),
+    ActionSpec("cancel", "x", "cancel_run", "Cancel", "Cancel the run (asks to confirm, then for a reason)"),
     ActionSpec(
         "finish", "f", "finish_run", "Finish", "End the run now with a final answer (asks to confirm, then for it)"
     ),

@@ -22,6 +22,8 @@ from tui.dashboard.widgets.dag_tree import DagTree
 from tui.dashboard.widgets.event_log import EventLog
 from tui.text.money import budget_text
 
+SKIPPABLE = ("pending", "waiting_user")  # the engine's rule (core.model.states: skip), checked before asking
+
 
 class ActionsMixin:
     """Needs: ``view``, ``run_id``, ``ctx``, ``frozen``, ``filter_text``, ``render_view``."""
@@ -105,6 +107,12 @@ class ActionsMixin:
         if key is None:
             self.notify("highlight a step first", markup=False)
             return
+        step = self.view.steps.get(key) if self.view is not None else None
+        if step is not None and step.status not in SKIPPABLE:  # refused at once: no confirmation to say no to
+            self.notify(
+                f'step "{key}" is {step.status}; only a pending or waiting_user step can be skipped', markup=False
+            )
+            return
 
         def answer(yes: bool | None) -> None:
             if yes:
@@ -156,17 +164,25 @@ class ActionsMixin:
         )
 
     def action_cancel_run(self) -> None:
+        view = self.view
+        if view is not None and view.finished:
+            self.notify(f"run {self.run_id} is {view.status}; an ended run can no longer be canceled", markup=False)
+            return
+
+        def reason(text: str | None) -> None:
+            if text is not None:  # Esc: not canceled
+                self.cancel_run(text.strip() or "canceled from the dashboard")
+
         def answer(yes: bool | None) -> None:
             if yes:
-                self.cancel_run()
+                self.app.push_screen(PromptScreen("Reason (optional, kept in the audit trail):", "why"), reason)
 
         self.app.push_screen(ConfirmScreen(f"Cancel run {self.run_id}? Running steps are stopped."), answer)
 
     @work(group="actions", exit_on_error=False, name="an action")
-    async def cancel_run(self) -> None:
+    async def cancel_run(self, reason: str) -> None:
         await self._act(
-            self.ctx.orch.cancel(self.run_id, user=self.ctx.user, reason="canceled from the dashboard"),
-            f"run {self.run_id} canceled",
+            self.ctx.orch.cancel(self.run_id, user=self.ctx.user, reason=reason), f"run {self.run_id} canceled"
         )
 
     def action_finish_run(self) -> None:
