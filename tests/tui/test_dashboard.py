@@ -293,10 +293,11 @@ async def test_s_skips_the_highlighted_step_after_confirmation(db_url):
         await until(pilot, lambda: app.orch.controller(app.run_id).run.steps["later"].status.value == "skipped")
         row = await step_row(app.orch, app.run_id, "later")
         assert row.status == "skipped" and row.error == "skipped by hal: skipped from the dashboard"
-        await pilot.press("s")  # "later" is still highlighted: skipping it again is refused, with the reason
-        await until(pilot, lambda: isinstance(app.screen, ConfirmScreen))
-        await pilot.press("y")
-        await pilot.pause(0.3)
+        await until(pilot, lambda: app.screen.view.steps["later"].status == "skipped")
+        await pilot.press("s")  # "later" is still highlighted: skipping it again is refused at once, with the reason
+        said = 'step "later" is skipped; only a pending or waiting_user step can be skipped'
+        await until(pilot, lambda: any(said == str(n.message) for n in app._notifications))
+        assert not isinstance(app.screen, ConfirmScreen)
         assert (await step_row(app.orch, app.run_id, "later")).status == "skipped"
 
 
