@@ -17,9 +17,8 @@ such a crash left): those are rebuilt. Anything else is refused untouched
 ("not a loopdeck database"), and so is every database without a schema when
 the command may not create one (``create=False``).
 
-Alembic is imported only when a migration has to run: a new database is
-created from the metadata and stamped (``_create_newest``), and opening a
-database that is current reads its revision with one query (the newest revision is
+Alembic is imported only when a migration has to run: opening a database
+that is current reads its revision with one query (the newest revision is
 the highest-numbered file in ``migrations/versions``, checked against
 Alembic's own answer by a test), which keeps every command's start short.
 """
@@ -80,10 +79,6 @@ def upgrade(connection: Connection, revision: str = "head", create: bool = True)
     current = current_revision(connection)
     if revision == "head" and current == head_revision():
         return  # current: no Alembic needed
-    if revision == "head" and current is None:
-        _prepare_unversioned(connection, create)
-        _create_newest(connection)  # a new database: the newest schema at once, no Alembic either
-        return
     from alembic import command
     from alembic.script import ScriptDirectory
 
@@ -99,20 +94,6 @@ def upgrade(connection: Connection, revision: str = "head", create: bool = True)
     if current is None:
         _prepare_unversioned(connection, create)
     command.upgrade(_config(connection), revision)
-
-
-def _create_newest(connection: Connection) -> None:
-    """A new database gets the newest schema straight from ``schema.metadata``, stamped with the newest revision
-    (what running every migration builds, checked by a test; 14 migrations and Alembic's import took ~120 ms of
-    every first open). Same transaction as the caller's, so a crash leaves nothing half-made."""
-    from core.store import schema
-
-    schema.metadata.create_all(connection)
-    connection.exec_driver_sql(
-        "CREATE TABLE alembic_version (version_num VARCHAR(32) NOT NULL, "
-        "CONSTRAINT alembic_version_pkc PRIMARY KEY (version_num))"
-    )
-    connection.execute(text("INSERT INTO alembic_version (version_num) VALUES (:v)"), {"v": head_revision()})
 
 
 # what an older loopdeck's interrupted first open could leave: the first migration's tables (and alembic's)

@@ -218,38 +218,3 @@ def test_readers_cancelled_mid_query_never_hang_the_event_loops_shutdown(tmp_pat
     )
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "closed"
-
-
-def test_a_new_database_gets_exactly_the_schema_every_migration_builds(tmp_path):
-    """A new file is created from the metadata and stamped (no Alembic); that must be what the migrations make."""
-    from sqlalchemy import inspect
-
-    def described(path) -> dict:
-        engine = create_engine(f"sqlite:///{path}")
-        found = {}
-        with engine.connect() as conn:
-            i = inspect(conn)
-            for table in i.get_table_names():
-                found[table] = (
-                    sorted(
-                        (c["name"], str(c["type"]), c["nullable"], str(c.get("default"))) for c in i.get_columns(table)
-                    ),
-                    i.get_pk_constraint(table)["constrained_columns"],
-                    sorted((x["name"], tuple(x["column_names"]), bool(x["unique"])) for x in i.get_indexes(table)),
-                    sorted(str(f) for f in i.get_foreign_keys(table)),
-                )
-            found["revision"] = migrate.current_revision(conn)
-        engine.dispose()
-        return found
-
-    migrated, created = tmp_path / "migrated.db", tmp_path / "created.db"
-    engine = create_engine(f"sqlite:///{migrated}")
-    with engine.begin() as conn:
-        migrate.upgrade(conn, migrate.head_revision())  # a named revision: every migration, by Alembic
-    engine.dispose()
-    engine = create_engine(f"sqlite:///{created}")
-    with engine.begin() as conn:
-        migrate.upgrade(conn)  # a new database: the newest schema at once
-    engine.dispose()
-    assert described(created) == described(migrated)
-    assert described(created)["revision"] == migrate.head_revision()

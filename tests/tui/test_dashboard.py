@@ -156,6 +156,7 @@ async def test_x_cancels_after_confirmation_with_the_reason_typed(db_url):
         await until(pilot, lambda: app.final_status is not None)
         run = await app.orch.store.get_run(app.run_id)
         assert run.status == "canceled" and run.reason == "canceled by fay: wrong goal"
+        await until(pilot, lambda: app.screen.view.finished)  # (the screen has seen it end)
         await pilot.press("x")  # an ended run: refused at once, no confirmation to say no to
         await pilot.pause(0.3)
         assert not isinstance(app.screen, ConfirmScreen)
