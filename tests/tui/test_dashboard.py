@@ -601,19 +601,7 @@ async def test_enter_on_a_sub_agent_step_opens_its_child_run_and_esc_comes_back(
 
 
 async def test_a_child_runs_gate_queues_in_the_parents_approval_dialog_and_is_answered_there(db_url):
-    plan = validate_plan(
-        {
-            "goal": "parent",
-            "agents": {"sim": {"kind": "sim", "latency_ms": 0}},
-            "steps": [
-                {
-                    "key": "research",
-                    "type": "sub_agent",
-                    "steps": [{"key": "dig"}, {"key": "publish", "depends_on": ["dig"], "approval": "required"}],
-                }
-            ],
-        }
-    )
+    plan = gated_child_plan()
     app = LoopdeckApp(db_url, plan=plan, drive=True, user="max")
     async with app.run_test(size=SIZE) as pilot:
         await until(pilot, lambda: isinstance(app.screen, ApprovalScreen))
@@ -675,19 +663,7 @@ async def test_a_child_run_opened_over_its_parent_keeps_its_own_dialog(db_url):
     """The parent's screen, below, must not reach into the child's approval dialog (it once emptied it)."""
     from tui.dashboard.screens.run import RunScreen
 
-    plan = validate_plan(
-        {
-            "goal": "parent",
-            "agents": {"sim": {"kind": "sim", "latency_ms": 0}},
-            "steps": [
-                {
-                    "key": "research",
-                    "type": "sub_agent",
-                    "steps": [{"key": "dig"}, {"key": "publish", "depends_on": ["dig"], "approval": "required"}],
-                }
-            ],
-        }
-    )
+    plan = gated_child_plan()
     app = LoopdeckApp(db_url, plan=plan, drive=True, user="max")
     async with app.run_test(size=SIZE) as pilot:
         await until(pilot, lambda: isinstance(app.screen, ApprovalScreen))
@@ -723,5 +699,22 @@ def cleaning_plan(steps: list) -> object:
             },
             "default_agent": "sim",
             "steps": steps,
+        }
+    )
+
+
+def gated_child_plan() -> object:
+    """One sub_agent step whose child run holds a gate ("publish")."""
+    return validate_plan(
+        {
+            "goal": "parent",
+            "agents": {"sim": {"kind": "sim", "latency_ms": 0}},
+            "steps": [
+                {
+                    "key": "research",
+                    "type": "sub_agent",
+                    "steps": [{"key": "dig"}, {"key": "publish", "depends_on": ["dig"], "approval": "required"}],
+                }
+            ],
         }
     )
