@@ -62,6 +62,9 @@ class Settings(BaseSettings):
     user: str | None = Field(None, min_length=1, max_length=200, description="operator name (--user wins)")
     lease_s: float = Field(15.0, ge=0.5, le=3600, description="seconds a run's lease lasts unless renewed")
     agents_file: str | None = Field(None, description="the planner's agents file (variable: LOOPDECK_AGENTS)")
+    theme: str | None = Field(
+        None, max_length=100, description="the dashboard's theme, e.g. textual-light (`ctrl+p` lists them)"
+    )
     notify: Annotated[list[str], NoDecode] = Field(
         default_factory=list, description="Apprise URLs told about every run (variable: space or comma separated)"
     )

@@ -22,8 +22,11 @@ def tokens(prompt: int, completion: int) -> dict[str, int]:
     return {"prompt": prompt, "completion": completion, "total": prompt + completion}
 
 
-def run_json(run: RunRecord, result: RunResult | None = None, unpriced: int = 0) -> dict[str, Any]:
-    """The run; ``unpriced``: how many of its steps spent tokens whose price is not known."""
+def run_json(
+    run: RunRecord, result: RunResult | None = None, unpriced: int = 0, driver: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    """The run; ``unpriced``: how many of its steps spent tokens whose price is not known; ``driver``: who drives
+    it (``core.cluster.lease.describe_driver``)."""
     plan = run.plan or {}
     result = result or run.result
     return {
@@ -46,6 +49,7 @@ def run_json(run: RunRecord, result: RunResult | None = None, unpriced: int = 0)
         "lease": {"host": run.lease.host, "pid": run.lease.pid, "expires_at": iso(run.lease.until)}
         if run.lease
         else None,
+        "driver": driver,
         "result": None if result is None else result.to_json(),
     }
 
@@ -152,12 +156,13 @@ def snapshot(
     events: list[Event] | None,
     calls: list[ToolCallRecord] | None = None,
     children: list[RunRecord] | None = None,
+    driver: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """The ``show --json`` object: run, plan, steps, spans, feedback, agents (and events)."""
     plan = run.plan or {}
     depends_on = {s["key"]: s.get("depends_on", []) for s in plan.get("steps", [])}
     out: dict[str, Any] = {
-        "run": run_json(run, result_of(run, steps), sum(1 for s in steps if s.cost_usd is None and s.tokens)),
+        "run": run_json(run, result_of(run, steps), sum(1 for s in steps if s.cost_usd is None and s.tokens), driver),
         "plan": plan,
         "proposal": run.proposal,
         "steps": [step_json(s, depends_on.get(s.key, [])) for s in steps],
@@ -193,8 +198,14 @@ def result_of(run: RunRecord, steps: list[StepRecord]) -> RunResult | None:
     return conclude(steps, depends_on, verifications, run.reason)
 
 
-def listing(runs: list[RunRecord], counts: dict[str, dict[str, int]]) -> list[dict[str, Any]]:
-    """Runs, newest first, with step progress (``runs --json`` shows a subset of the keys)."""
+def listing(
+    runs: list[RunRecord],
+    counts: dict[str, dict[str, int]],
+    drivers: dict[str, dict[str, Any] | None] | None = None,
+    waiting: dict[str, list[str]] | None = None,
+) -> list[dict[str, Any]]:
+    """Runs, newest first, with step progress, who drives them and what waits for an operator (the keys of
+    waiting steps, ``tool NAME`` for waiting tool calls, ``plan review``); ``runs --json`` shows a subset."""
     out = []
     for r in runs:
         c = counts.get(r.id, {})
@@ -212,6 +223,10 @@ def listing(runs: list[RunRecord], counts: dict[str, dict[str, int]]) -> list[di
                 "cost_usd": r.cost_usd,
                 "profile": (r.profile or {}).get("name"),  # the harness profile it was created with
                 "parent": r.parent,  # the run whose sub_agent step it runs for
+                "driver": (drivers or {}).get(r.id),
+                "waiting_for": ["plan review"]
+                if r.status.value == "awaiting_plan_approval"
+                else (waiting or {}).get(r.id, []),
             }
         )
     return out

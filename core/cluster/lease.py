@@ -11,9 +11,12 @@ from __future__ import annotations
 import os
 import secrets
 import socket
+import time
 from dataclasses import dataclass, field
 from enum import StrEnum
+from typing import Any
 
+from core.model.events import iso
 from core.store.records import Lease
 
 
@@ -71,3 +74,26 @@ def holder_state(lease: Lease | None, me: Identity, now: float, live_owners: set
     if (lease.until or 0) < now:
         return Holder.EXPIRED
     return Holder.ALIVE_ELSEWHERE
+
+
+def describe_driver(lease: Lease | None, holder: Holder, ended: bool) -> dict[str, Any] | None:
+    """Who drives a live run, for people and tools (``run.driver`` in ``show --json``, ``runs --json``).
+
+    ``state``: ``alive`` (a process holds its lease), ``gone`` (the holder died
+    or stopped renewing), ``none`` (nobody holds it: stopped, or queued for a
+    worker); ``text`` says it in a line. None for an ended run.
+    """
+    if ended:
+        return None
+    where = {"host": lease.host, "pid": lease.pid, "expires_at": iso(lease.until)} if lease else {}
+    if holder in (Holder.ALIVE_HERE, Holder.ALIVE_ELSEWHERE) and lease is not None:
+        return {"state": "alive", **where, "text": f"driven by pid {lease.pid} on host {lease.host}"}
+    if lease is None:
+        return {"state": "none", "text": "no driver — no process holds its lease (loopdeck resume, or a worker)"}
+    at = time.strftime("%H:%M:%S UTC", time.gmtime(lease.until or 0))
+    if holder == Holder.DEAD:
+        gone = "stopped" if lease.pid == os.getpid() else "has exited"  # (this process: its driver stopped)
+        how = f"pid {lease.pid} on host {lease.host} {gone}"
+    else:
+        how = f"lease expired at {at}, pid {lease.pid} on host {lease.host}"
+    return {"state": "gone", **where, "text": f"driver gone — {how}"}

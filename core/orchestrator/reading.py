@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import AsyncIterator
 from typing import Any
 
 from core import views
+from core.cluster.lease import describe_driver, holder_state
 from core.engine.bus import Subscription
 from core.errors import StepNotFound
 from core.export import otlp_json
@@ -49,13 +51,16 @@ class Reading(OrchestratorBase):
     async def runs(self, limit: int = 100) -> list[dict[str, Any]]:
         """Runs, newest first, with step progress: JSON-ready."""
         records = await self.store.list_runs(limit)
-        return views.listing(records, await self.store.step_counts([r.id for r in records]))
+        ids = [r.id for r in records]
+        counts, waiting = await self.store.step_counts(ids), await self.store.waiting_of(ids)
+        return views.listing(records, counts, {r.id: self.driver_of(r) for r in records}, waiting)
 
     async def snapshot(self, run_id: str, *, events: bool = True) -> dict[str, Any]:
         """The ``show --json`` object: run, steps and events."""
         run_id = await self.store.resolve_run_id(run_id)
+        run = await self.store.get_run(run_id)
         return views.snapshot(
-            await self.store.get_run(run_id),
+            run,
             await self.store.get_steps(run_id),
             await self.store.spans_of(run_id),
             await self.store.feedback_of(run_id),
@@ -63,7 +68,18 @@ class Reading(OrchestratorBase):
             await self.store.events_since(run_id, 0, limit=1_000_000) if events else None,
             await self.store.calls_of(run_id),
             await self.store.children_of(run_id),
+            self.driver_of(run),
         )
+
+    def driver_of(self, run: RunRecord) -> dict[str, Any] | None:
+        """Who drives the run (``run.driver``): alive, gone (its lease expired or its process died) or none."""
+        live = {*self._live_owners(), self.identity.owner}  # (a run created holding its lease is ours already)
+        holder = holder_state(run.lease, self.identity, time.time(), live)
+        return describe_driver(run.lease, holder, run.status.terminal)
+
+    async def driver(self, run_id: str) -> dict[str, Any] | None:
+        """``driver_of`` read afresh (the dashboard asks every second whether its run's driver is still there)."""
+        return self.driver_of(await self.store.get_run(await self.store.resolve_run_id(run_id)))
 
     async def children(self, run_id: str) -> list[dict[str, Any]]:
         """The child runs of a run's sub_agent steps (``run.children`` of ``show --json``), oldest first."""

@@ -27,6 +27,30 @@ class StepQueries(StoreBase):
 
         return await self._read(q) if run_ids else {}
 
+    async def waiting_of(self, run_ids: list[str]) -> dict[str, list[str]]:
+        """Per run, what waits for an operator: its waiting steps' keys, then ``tool KEY`` for waiting tool calls."""
+
+        async def q(conn: AsyncConnection) -> dict[str, list[str]]:
+            steps, calls = schema.steps.c, schema.tool_calls.c
+            out: dict[str, list[str]] = {}
+            waiting_steps = (
+                select(steps.run_id, steps.key)
+                .where(steps.run_id.in_(run_ids), steps.status == "waiting_user")
+                .order_by(steps.run_id, steps.idx)
+            )
+            for run_id, key in await conn.execute(waiting_steps):
+                out.setdefault(run_id, []).append(key)
+            waiting_calls = (
+                select(calls.run_id, calls.tool)
+                .where(calls.run_id.in_(run_ids), calls.status == "waiting_user")
+                .order_by(calls.run_id, calls.created_at)
+            )
+            for run_id, tool in await conn.execute(waiting_calls):
+                out.setdefault(run_id, []).append(f"tool {tool}")
+            return out
+
+        return await self._read(q) if run_ids else {}
+
     async def get_steps(self, run_id: str) -> list[StepRecord]:
         async def q(conn: AsyncConnection) -> list[StepRecord]:
             stmt = select(schema.steps).where(schema.steps.c.run_id == run_id).order_by(schema.steps.c.idx)

@@ -26,10 +26,19 @@ def test_kill_9_mid_run_then_resume_loses_nothing_and_reruns_nothing_completed(c
     running_before = {k for k, (s, _) in before.items() if s == "running"}
     assert done_before and running_before
 
+    # nobody drives it now, and every reader says so (with the dead driver's pid)
+    shown = cli("show", run_id)
+    assert f"driver gone — pid {proc.pid} on host" in shown.stdout and "has exited" in shown.stdout, shown.stdout
+    assert f"loopdeck resume {run_id}" in shown.stdout
+    assert cli.show(run_id)["run"]["driver"]["state"] == "gone"
+    listed = json.loads(cli("runs", "--json").stdout)
+    assert listed[0]["driver"]["pid"] == proc.pid and listed[0]["driver"]["state"] == "gone"
+    assert "running, driver gone" in cli("runs").stdout
+
     result = cli("resume", run_id, "--headless", "--json")
     assert result.returncode == 0, result.stderr
     snap = json.loads(result.stdout)
-    assert snap["run"]["status"] == "succeeded"
+    assert snap["run"]["status"] == "succeeded" and snap["run"]["driver"] is None  # ended: nobody needs to drive it
     steps_after = {s["key"]: s for s in snap["steps"]}
     events = snap["events"]
 

@@ -287,7 +287,7 @@ async def test_s_skips_the_highlighted_step_after_confirmation(db_url):
     async with app.run_test(size=SIZE) as pilot:
         await until(pilot, lambda: app.screen.view is not None and app.screen.view.steps["quick"].status == "succeeded")
         tree = app.screen.query_one(DagTree)
-        tree.move_cursor(tree.root.children[0].children[0])  # "later", under "long"
+        tree.move_cursor(tree.node_of("later"))
         await pilot.press("s")
         await until(pilot, lambda: isinstance(app.screen, ConfirmScreen))
         await pilot.press("y")
@@ -314,7 +314,7 @@ async def test_slash_filters_the_tree_and_space_freezes_updates(db_url):
         await until(pilot, lambda: isinstance(app.screen, PromptScreen))
         app.screen.query_one("#prompt-input").value = ""
         await pilot.press("enter")
-        await until(pilot, lambda: tree_keys(app) == ["long", "quick"])
+        await until(pilot, lambda: tree_keys(app) == ["long", "later", "quick"])  # (a chain: one level)
         run_screen = app.screen
         await pilot.press("space")
         assert run_screen.frozen
@@ -511,7 +511,7 @@ async def test_the_context_tab_shows_what_the_step_received_and_q_quits(db_url):
     async with app.run_test(size=SIZE) as pilot:
         await until(pilot, lambda: app.final_status is not None)
         tree = app.screen.query_one(DagTree)
-        tree.move_cursor(tree.root.children[0].children[0])  # b, under a
+        tree.move_cursor(tree.node_of("b"))
         app.screen.query_one("#detail-tabs", TabbedContent).active = "tab-context"
         await until(pilot, lambda: "upstream says hi" in screen_as_text(app))
         await pilot.press("q")

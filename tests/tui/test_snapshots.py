@@ -154,3 +154,68 @@ def test_timeline(tmp_path, snap_compare):
         await pilot.pause(0.2)
 
     assert snap_compare(attached(tmp_path, finish=True), terminal_size=SIZE, run_before=to_timeline)
+
+
+def test_main_screen_at_80x24(tmp_path, snap_compare):
+    """The smallest terminal: header badges first, the footer keeps ? and q, the tree and log clipped, not cut."""
+    assert snap_compare(attached(tmp_path, finish=True), terminal_size=(80, 24), run_before=settled)
+
+
+def test_main_screen_at_160x48(tmp_path, snap_compare):
+    assert snap_compare(attached(tmp_path, finish=True), terminal_size=(160, 48), run_before=settled)
+
+
+def test_approval_editor_at_80x24_shows_its_error_and_keys(tmp_path, snap_compare):
+    """At 80x24 the JSON editor, its refusal of bad JSON and its ctrl+s line all fit."""
+
+    async def bad_json(pilot) -> None:
+        await wait_until(pilot, lambda: isinstance(pilot.app.screen, ApprovalScreen))
+        await pilot.press("e")
+        pilot.app.screen.query_one("#approval-editor").text = '{"channel": "blog",}'
+        await pilot.press("ctrl+s")
+        await wait_until(pilot, lambda: "not valid JSON" in str(pilot.app.screen.query_one("#approval-error").render()))
+        pilot.app.clear_notifications()
+        await pilot.pause(0.2)
+
+    assert snap_compare(attached(tmp_path, finish=False), terminal_size=(80, 24), run_before=bad_json)
+
+
+def test_light_theme(tmp_path, snap_compare):
+    app = attached(tmp_path, finish=True)
+    app.theme = "textual-light"
+    assert snap_compare(app, terminal_size=SIZE, run_before=settled)
+
+
+def test_runs_list_at_80x24(tmp_path, snap_compare):
+    """Waiting for a step, never driven, ended: the id always on screen, what each waits for, who drives it."""
+    import asyncio
+
+    from core import Orchestrator
+
+    db = f"sqlite+aiosqlite:///{tmp_path / 'snap.db'}"
+    ids = iter(["20260921-141320-wait02", "20260921-141320-idle03"])
+
+    async def prepare() -> None:
+        await _prepare(db, finish=True)  # RUN_ID: succeeded
+        async with await Orchestrator.open(
+            db, user="operator", clock=lambda: FROZEN, run_ids=lambda now: next(ids)
+        ) as orch:
+            waiting = await orch.create_run(instant_demo())
+            drive = asyncio.create_task(orch.drive(waiting))
+            async for event in orch.follow(waiting):
+                if event.type == "run_waiting":
+                    break
+            drive.cancel()
+            await asyncio.gather(drive, return_exceptions=True)
+            await orch.create_run(instant_demo())
+
+    asyncio.run(prepare())
+
+    async def listed(pilot) -> None:
+        from tui.dashboard.screens.runs import RunsScreen
+
+        await wait_until(pilot, lambda: isinstance(pilot.app.screen, RunsScreen) and len(pilot.app.screen._rows) == 3)
+        await pilot.pause(0.3)
+
+    app = LoopdeckApp(db, user="operator", clock=lambda: FROZEN)
+    assert snap_compare(app, terminal_size=(80, 24), run_before=listed)

@@ -1,5 +1,9 @@
 """One registry of operator actions: it feeds the key bindings, the footer,
 the help screen and the command palette, so they can never disagree.
+
+Each full screen names its registry (``RUN_ACTIONS``, ``RUNS_ACTIONS``) as
+its ``ACTIONS``; the palette offers only the top screen's, and never a write
+in read-only mode (``LoopdeckScreen.check_action``).
 """
 
 from __future__ import annotations
@@ -20,22 +24,68 @@ class ActionSpec:
     show: bool = True  # shown in the footer
     key_display: str | None = None
     priority: bool = False  # wins over the focused widget's own binding (the tree's space)
+    title: str = ""  # the command palette's name for it (default: the label)
+    palette: bool = True  # offered in the command palette (Quit is offered once, by Textual)
+
+    @property
+    def name(self) -> str:
+        return self.title or self.label
+
+    @property
+    def method(self) -> str:
+        """The action's name without its arguments: what ``check_action`` is asked about."""
+        return self.action.split("(")[0]
 
 
 RUN_ACTIONS: tuple[ActionSpec, ...] = (
+    # help and quit first (and as priority bindings, which the footer lists first): a narrow footer keeps them
     ActionSpec(
-        "approvals", "A", "open_approvals", "Approvals", "Open the queue of steps waiting for approval", key_display="A"
+        "help", "question_mark", "help", "Help", "List every key binding", writes=False, key_display="?", priority=True
+    ),
+    ActionSpec(
+        "quit",
+        "q",
+        "app.quit",
+        "Quit",
+        "Quit the dashboard (a run driven here stays resumable)",
+        writes=False,
+        palette=False,
+        priority=True,
+    ),
+    ActionSpec(
+        "approvals",
+        "A",
+        "open_approvals",
+        "Approvals",
+        "Open the queue of steps waiting for approval (read-only: to look at it)",
+        writes=False,  # the dialog itself refuses answers in read-only mode
+        key_display="A",
     ),
     ActionSpec(
         "plan_review",
         "P",
         "open_plan_review",
         "Plan",
-        "Review the plan (or replan) waiting for approval",
+        "Review the plan (or replan) waiting for approval (read-only: to look at it)",
+        writes=False,
         key_display="P",
     ),
     ActionSpec(
-        "feedback_up", "plus", "feedback('up')", "👍", "Thumbs up for the highlighted finished step", key_display="+"
+        "resume",
+        "R",
+        "resume_run",
+        "Resume",
+        "Drive this run here: no process drives it (as `loopdeck resume`)",
+        key_display="R",
+    ),
+    ActionSpec(
+        "feedback_up",
+        "plus",
+        "feedback('up')",
+        "👍",
+        "Thumbs up for the highlighted finished step",
+        key_display="+",
+        title="Thumbs up",
     ),
     ActionSpec(
         "feedback_down",
@@ -44,6 +94,7 @@ RUN_ACTIONS: tuple[ActionSpec, ...] = (
         "👎",
         "Thumbs down for the highlighted finished step",
         key_display="-",
+        title="Thumbs down",
     ),
     ActionSpec("budget", "b", "raise_budget", "Budget", "Set the run's token budget (a paused run continues)"),
     ActionSpec("skip", "s", "skip_step", "Skip", "Skip the highlighted step (pending or waiting): it will not run"),
@@ -56,6 +107,17 @@ RUN_ACTIONS: tuple[ActionSpec, ...] = (
         "Show only steps whose key, status or agent matches",
         writes=False,
         key_display="/",
+    ),
+    ActionSpec(
+        "follow_active",
+        "F",
+        "follow_active",
+        "Active",
+        "Keep the cursor on the running (or waiting) step: a long plan scrolls with the run",
+        writes=False,
+        show=False,
+        key_display="F",
+        title="Follow the active steps",
     ),
     ActionSpec(
         "freeze",
@@ -71,7 +133,27 @@ RUN_ACTIONS: tuple[ActionSpec, ...] = (
     ActionSpec(
         "finish", "f", "finish_run", "Finish", "End the run now with a final answer (asks to confirm, then for it)"
     ),
-    ActionSpec("follow", "end", "follow_log", "Follow", "Follow the event log again", writes=False, show=False),
+    ActionSpec(
+        "follow",
+        "end",
+        "follow_log",
+        "Follow",
+        "Follow the event log again (from anywhere: the tree's own end gives way)",
+        writes=False,
+        show=False,
+        priority=True,
+        title="Follow the log",
+    ),
+    ActionSpec(
+        "events",
+        "l",
+        "open_events",
+        "Log",
+        "Open the recent events, each in full",
+        writes=False,
+        show=False,
+        title="Events in full",
+    ),
     ActionSpec(
         "open_child",
         "enter",
@@ -91,8 +173,58 @@ RUN_ACTIONS: tuple[ActionSpec, ...] = (
         writes=False,
         key_display="esc",
     ),
-    ActionSpec("help", "question_mark", "help", "Help", "List every key binding", writes=False, key_display="?"),
-    ActionSpec("quit", "q", "app.quit", "Quit", "Quit the dashboard (a run driven here stays resumable)", writes=False),
+)
+
+RUNS_ACTIONS: tuple[ActionSpec, ...] = (
+    ActionSpec(
+        "runs_help",
+        "question_mark",
+        "help",
+        "Help",
+        "List every key binding",
+        writes=False,
+        key_display="?",
+        priority=True,
+    ),
+    ActionSpec("runs_quit", "q", "app.quit", "Quit", "Quit the dashboard", writes=False, palette=False, priority=True),
+    ActionSpec("runs_open", "enter", "open_run", "Open", "Open the highlighted run", writes=False, show=False),
+    ActionSpec(
+        "runs_approvals",
+        "A",
+        "approve_run",
+        "Approve",
+        "Open the highlighted run at its approval dialog (its gates queue there)",
+        writes=False,  # it only opens the run; answering is the dialog's, read-only there too
+        key_display="A",
+        title="Approve the run's gates",
+    ),
+    ActionSpec(
+        "runs_resume",
+        "R",
+        "resume_run",
+        "Resume",
+        "Drive the highlighted run here: no process drives it (as `loopdeck resume`)",
+        key_display="R",
+    ),
+    ActionSpec("runs_cancel", "x", "cancel_run", "Cancel", "Cancel the highlighted run (asks to confirm, then why)"),
+    ActionSpec(
+        "runs_filter",
+        "slash",
+        "filter",
+        "Filter",
+        "Show only runs whose status, goal or id holds a text (e.g. waiting, failed)",
+        writes=False,
+        key_display="/",
+    ),
+)
+
+# keys of the widgets themselves: in the help screen and the README, not bindings of ours
+NAVIGATION_KEYS: tuple[tuple[str, str], ...] = (
+    ("↑ ↓  pgup pgdn", "move in the tree or the runs list (home: the first step)"),
+    ("enter", "open the highlighted run; on a sub-agent step, its child run; on another step, fold or unfold it"),
+    ("tab  shift+tab", "move between the tree, the detail tabs and the event log"),
+    ("← →", "switch the detail tab when the tabs are focused"),
+    ("ctrl+p", "command palette: every action of the screen by name (and the theme)"),
 )
 
 

@@ -34,38 +34,36 @@ from textual.command import DiscoveryHit, Hit, Hits, Provider
 from textual.worker import Worker
 
 from core import LoopdeckError, Orchestrator, Plan, RunStatus, mask_urls
-from tui.dashboard.actions import RUN_ACTIONS
+from tui.dashboard import palette
+from tui.dashboard.actions import ActionSpec
 from tui.dashboard.context import DashboardContext
-from tui.dashboard.messages import OpenRun, ShowRuns
+from tui.dashboard.messages import DriveRun, OpenRun, ShowRuns
 from tui.dashboard.screens.base import report_worker
 from tui.dashboard.screens.run import RunScreen
 from tui.dashboard.screens.runs import RunsScreen
 
 
 class ActionCommands(Provider):
-    """The command palette offers every action of the registry."""
+    """The command palette offers what the screen below it can do now: its registry, less what is disabled
+    (read-only, or not applicable); dialogs offer none of it."""
 
-    def _specs(self):
+    def _specs(self) -> list[ActionSpec]:
         screen = self.screen
-        for spec in RUN_ACTIONS:
-            if screen.check_action(spec.action.split("(")[0], ()) is not False:
-                yield spec
+        specs: tuple[ActionSpec, ...] = getattr(screen, "ACTIONS", ())
+        return [s for s in specs if s.palette and screen.check_action(s.method, ()) is True]
 
     async def discover(self) -> Hits:
         for spec in self._specs():
-            yield DiscoveryHit(
-                spec.label if spec.label.isalpha() else spec.help,
-                partial(self.screen.run_action, spec.action),
-                help=spec.help,
-            )
+            yield DiscoveryHit(spec.name, partial(self.screen.run_action, spec.action), help=spec.help)
 
     async def search(self, query: str) -> AsyncIterator[Hit]:
         matcher = self.matcher(query)
         for spec in self._specs():
-            text = f"{spec.label} — {spec.help}"
-            score = matcher.match(text)
+            score = matcher.match(spec.name) or matcher.match(spec.help) / 2
             if score > 0:
-                yield Hit(score, matcher.highlight(text), partial(self.screen.run_action, spec.action), help=spec.help)
+                yield Hit(
+                    score, matcher.highlight(spec.name), partial(self.screen.run_action, spec.action), help=spec.help
+                )
 
 
 class LoopdeckApp(App[int]):
@@ -87,8 +85,11 @@ class LoopdeckApp(App[int]):
         orchestrator: Orchestrator | None = None,
         clock: Callable[[], float] = time.time,
         run_ids: Callable[[float], str] | None = None,
+        theme: str | None = None,
     ) -> None:
         super().__init__()
+        if theme is not None:
+            self.theme = theme  # checked by the CLI against `available_themes` first
         self.clock = clock  # what "now" is on screen (durations, elapsed); tests freeze it
         self._run_ids = run_ids
         self.db = db
@@ -108,6 +109,8 @@ class LoopdeckApp(App[int]):
         return self.orch.user
 
     async def on_mount(self) -> None:
+        palette.install(self)
+        self.theme_changed_signal.subscribe(self, self._restyle)
         try:
             if self.orch is None:
                 self.orch = await Orchestrator.open(self.db, user=self._user, clock=self.clock, run_ids=self._run_ids)
@@ -125,10 +128,26 @@ class LoopdeckApp(App[int]):
             await self.push_screen(RunsScreen(self.ctx))
             return
         if self.drive:
-            self.run_worker(
-                self._drive(self.run_id), name="the run's driver", group="drive", exclusive=True, exit_on_error=False
-            )
+            self.drive_here(self.run_id)
         await self.push_screen(RunScreen(self.ctx, self.run_id))
+
+    def drive_here(self, run_id: str) -> None:
+        self.run_worker(
+            self._drive(run_id), name="the run's driver", group="drive", exclusive=False, exit_on_error=False
+        )
+
+    def on_drive_run(self, message: DriveRun) -> None:
+        """``R``: drive a run nobody drives, here (as `loopdeck resume`); quitting leaves it resumable again."""
+        self.drive_here(message.run_id)
+        self.notify(f"run {message.run_id} is driven by this dashboard now", markup=False)
+
+    def _restyle(self, theme: object) -> None:
+        """Another theme: the semantic colours follow it, and what is on screen is drawn again."""
+        palette.install(self)
+        for screen in self.screen_stack:
+            restyle = getattr(screen, "restyle", None)
+            if restyle is not None:
+                restyle()
 
     def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
         report_worker(self, event)
@@ -172,7 +191,9 @@ class LoopdeckApp(App[int]):
 
     async def _drive(self, run_id: str) -> None:
         try:
-            self.final_status = await self.orch.drive(run_id)
+            status = await self.orch.drive(run_id)
+            if run_id == self.run_id:  # the run this app was started on: its end is the command's exit code
+                self.final_status = status
         except LoopdeckError as exc:
             self.notify(f"the run stopped: {exc}", severity="error", markup=False, timeout=30)
 

@@ -16,3 +16,10 @@ class OpenRun(Message):
 
 class ShowRuns(Message):
     """Back to the runs list."""
+
+
+@dataclass
+class DriveRun(Message):
+    """Drive this run in this process (``R`` on a run nobody drives: what `loopdeck resume` does)."""
+
+    run_id: str

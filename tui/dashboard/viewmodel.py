@@ -49,6 +49,11 @@ class RunView(RunProjection):
     profile: str | None = None  # the harness profile it was created with
     parent: str | None = None  # the run (and step) a child run runs for: "RUN (step KEY)"
     created_at: float = 0.0
+    on_budget_exhausted: str = "fail"  # the policy's: what a spent budget does to the run
+    stop_on_approval: bool = False  # the policy's stop_on_approval_required: a waiting gate holds every launch
+    driver_gone: str | None = None  # "driver gone — …" while no process drives the live run, else None
+    driver_state: str = "alive"  # gone (it died or stopped renewing its lease), none (nobody took it), alive
+    last_event_at: float = 0.0  # when the run last did anything (timers stop there when nobody drives it)
     result: dict[str, Any] | None = None  # answer, summary, evidence: read from the store once the run ended
     events: deque[Event] = field(default_factory=lambda: deque(maxlen=500))
     dirty: set[str] = field(default_factory=set)  # steps changed since the last refresh
@@ -61,6 +66,7 @@ class RunView(RunProjection):
         the events (the complete log of transitions) keeps the view consistent.
         """
         run = snap["run"]
+        policy = (snap.get("plan") or {}).get("policy") or {}
         view = cls(
             run_id=run["id"],
             goal=run["goal"],
@@ -71,7 +77,10 @@ class RunView(RunProjection):
             profile=(run.get("profile") or {}).get("name"),
             parent=f"{run['parent']['run']} (step {run['parent']['step']})" if run.get("parent") else None,
             created_at=parse_iso(run["created_at"]) or time.time(),
+            stop_on_approval=bool(policy.get("stop_on_approval_required")),
+            on_budget_exhausted=str(policy.get("on_budget_exhausted") or "fail"),
         )
+        view.set_driver(run.get("driver"))
         schemas = {s.get("key"): s.get("input_schema") for s in (snap.get("plan") or {}).get("steps", [])}
         for s in snap["steps"]:
             view.steps[s["key"]] = StepView(
@@ -99,8 +108,12 @@ class RunView(RunProjection):
         """Fold one event in, and what only the dashboard shows of it."""
         if event.id <= self.last_event_id:
             return None
+        waiting_before = len(self.waiting)
         step = super().apply(event)
         self.events.append(event)
+        self.last_event_at = max(self.last_event_at, event.created_at)
+        if self.stop_on_approval and len(self.waiting) != waiting_before:  # holds on launches came or went
+            self.dirty.update(k for k, s in self.steps.items() if s.status == "pending")
         p = event.payload if isinstance(event.payload, dict) else {}
         if isinstance(step, StepView):
             self.dirty.add(step.key)
@@ -115,6 +128,44 @@ class RunView(RunProjection):
         if event.type == E.BREAKER_CHANGED:  # rows held by this breaker show it no more
             self.dirty.update(k for k, s in self.steps.items() if s.agent == p.get("agent"))
         return step
+
+    def set_driver(self, driver: dict[str, Any] | None) -> bool:
+        """Who drives the run (``run.driver``); True if whether anyone does changed."""
+        gone = driver["text"] if driver and driver.get("state") != "alive" else None
+        if gone == self.driver_gone:
+            return False
+        self.driver_gone = gone
+        self.driver_state = driver["state"] if driver and gone else "alive"
+        self.dirty.update(k for k, s in self.steps.items() if s.status == "running")  # their timers stop or go on
+        return True
+
+    def clock_for_steps(self, now: float) -> float:
+        """Running steps' timers tick with ``now`` while a process drives the run, else stop at its last event."""
+        return min(now, self.last_event_at or now) if self.driver_gone else now
+
+    def launch_hold(self, step: StepView) -> str | None:
+        """Why a ready step does not start: the engine's hold (a breaker), or the gates holding every launch."""
+        if step.status != "pending":
+            return None
+        if step.held:
+            return step.held
+        others = [k for k in self.waiting if k != step.key]
+        if self.stop_on_approval and others and all(self._done_ok(d) for d in step.depends_on):
+            return f"waits for {', '.join(others[:3])}{'…' if len(others) > 3 else ''} (stop_on_approval_required)"
+        return None
+
+    def held_note(self, key: str) -> str:
+        """What an operator who just let ``key`` go should know: other gates still hold every launch."""
+        others = [k for k in self.waiting if k != key]
+        if not (self.stop_on_approval and others):
+            return ""
+        listed = ", ".join(others[:3]) + ("…" if len(others) > 3 else "")
+        verb = "is" if len(others) == 1 else "are"
+        return f"; it starts once {listed} {verb} answered too (stop_on_approval_required holds launches)"
+
+    def _done_ok(self, key: str) -> bool:
+        dep = self.steps.get(key)
+        return dep is None or dep.status == "succeeded"
 
     def take_dirty(self) -> set[str]:
         dirty, self.dirty = self.dirty, set()

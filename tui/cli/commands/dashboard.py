@@ -12,7 +12,7 @@ import argparse
 import os
 import sys
 
-from core import Orchestrator, RunStatus, default_user
+from core import BadInput, Orchestrator, RunStatus, default_user, load_settings
 from tui.cli.command import DRIVING
 from tui.cli.commands.driving import create, planned
 from tui.cli.output import EXIT_BAD_INPUT, EXIT_INTERRUPTED, EXIT_OK, EXIT_RUN_NOT_OK, Interrupted, err
@@ -36,10 +36,21 @@ def refuse_without_terminal(args: argparse.Namespace) -> int | None:
     return EXIT_BAD_INPUT
 
 
+def configured_theme() -> str | None:
+    """The ``theme`` setting, checked against Textual's themes (``BadInput`` naming them when unknown)."""
+    from textual.theme import BUILTIN_THEMES
+
+    theme = load_settings().theme
+    if theme is not None and theme not in BUILTIN_THEMES:
+        raise BadInput(f'unknown theme "{theme}" (setting theme / LOOPDECK_THEME); one of: {", ".join(BUILTIN_THEMES)}')
+    return theme
+
+
 async def open_dashboard(args: argparse.Namespace) -> int:
     """Open the Textual dashboard: drive a new or resumed run here, or watch one."""
     from tui.dashboard.app import LoopdeckApp
 
+    theme = configured_theme()
     plan = None
     if args.command in ("run", "demo"):
         plan = await planned(args)
@@ -53,7 +64,7 @@ async def open_dashboard(args: argparse.Namespace) -> int:
         elif run_id is not None:
             run_id = await orch.resolve_run_id(run_id)
         Interrupted.run_id = run_id if drive else None
-        app = LoopdeckApp(run_id=run_id, drive=drive, read_only=args.read_only, orchestrator=orch)
+        app = LoopdeckApp(run_id=run_id, drive=drive, read_only=args.read_only, orchestrator=orch, theme=theme)
         code = await app.run_async()
     if app.return_code:
         return app.return_code

@@ -34,6 +34,8 @@ async def runs(orch: Orchestrator, args: argparse.Namespace, _: Any) -> int:
                         "cost_usd",
                         "profile",
                         "parent",
+                        "driver",
+                        "waiting_for",
                     )
                 }
                 for r in listed
@@ -44,12 +46,12 @@ async def runs(orch: Orchestrator, args: argparse.Namespace, _: Any) -> int:
         err.print("no runs yet: `loopdeck demo --headless` starts one")
         return EXIT_OK
     table = Table(box=None, pad_edge=False)
-    for col in ("ID", "STATUS", "PROGRESS", "TOKENS", "COST", "CREATED", "GOAL"):
+    for col in ("ID", "STATUS", "PROGRESS", "TOKENS", "COST", "CREATED", "GOAL"):  # (STATUS: and what it waits for)
         table.add_column(col, no_wrap=True, overflow="ellipsis", max_width=60 if col == "GOAL" else None)
     for depth, r in nested_runs(listed):
         table.add_row(
             "  " * (depth - 1) + "└ " + r["id"] if depth else r["id"],
-            literal(r["status"]),
+            literal(status_line(r)),
             f"{r['done']}/{r['steps']}",
             f"{r['tokens']:,}",
             dollars(r["cost_usd"]),
@@ -58,6 +60,19 @@ async def runs(orch: Orchestrator, args: argparse.Namespace, _: Any) -> int:
         )
     out.print(table)
     return EXIT_OK
+
+
+def status_line(run: dict[str, Any]) -> str:
+    """``waiting_user: publish``, ``running, driver gone``: the status, what it waits for, whether anyone drives it."""
+    line = run["status"]
+    if run.get("waiting_for"):
+        line += ": " + ", ".join(run["waiting_for"])
+    driver = run.get("driver") or {}
+    if driver.get("state") == "gone":
+        line += ", driver gone"
+    elif driver.get("state") == "none":
+        line += ", no driver"
+    return line
 
 
 async def calls(orch: Orchestrator, args: argparse.Namespace, _: Any) -> int:
@@ -97,6 +112,9 @@ async def show(orch: Orchestrator, args: argparse.Namespace, _: Any) -> int:
     if run["reason"]:
         head.append("\n  ")
         head.append_text(literal(run["reason"]))
+    if run["driver"] and run["driver"]["state"] != "alive":
+        head.append("\n  ")
+        head.append_text(literal(run["driver"]["text"] + f"; `loopdeck resume {run['id']}` drives it here"))
     out.print(head)
     table = Table(box=None, pad_edge=False)
     for col in ("STEP", "STATUS", "AGENT", "TRY", "TOKENS", "COST", "ERROR"):

@@ -1,9 +1,11 @@
 """The approval modal: opens by itself when a step or a tool call waits; queues several.
 
-`a` approves, `r` rejects (asking for an optional reason; a tool call's goes to
-the model), `e` edits the input (a tool call's arguments) as JSON, refused in
-place while it does not parse or, for a call, while the tool's schema refuses
-it; ctrl+s approves with the edit; `esc` defers: the gate stays open and `A`
+`a` approves, `A` approves the whole queue (after a confirmation), `r`
+rejects (asking for an optional reason; a tool call's goes to the model), `e`
+edits the input (a tool call's arguments) as JSON, refused in place while it
+does not parse or, for a call, while the tool's schema refuses it; ctrl+s
+approves with the edit; `c` shows the step's context (the outputs it depends
+on) instead of its input, and back; `esc` defers: the gate stays open and `A`
 reopens the queue. A tool call is queued as ``call:ID`` (its own id: two
 waiting calls of parallel steps never mix).
 """
@@ -12,12 +14,12 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
 from rich.text import Text
-from textual import on
+from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import Vertical, VerticalScroll
@@ -26,12 +28,12 @@ from textual.message_pump import MessagePump
 from textual.screen import ModalScreen
 from textual.widgets import Static, TextArea
 
-from core import BUILTIN_TOOLS, BadInput, CallProjection, ToolError, check_arguments, parse_json
-from tui.dashboard.dialogs.prompts import PromptScreen
+from core import BUILTIN_TOOLS, BadInput, CallProjection, LoopdeckError, ToolError, check_arguments, parse_json
+from tui.dashboard.dialogs.prompts import ConfirmScreen, PromptScreen
 from tui.dashboard.viewmodel import parse_iso
 from tui.dashboard.widgets.header_bar import elapsed_text
 from tui.dashboard.widgets.schema_form import FormError, SchemaForm
-from tui.dashboard.widgets.step_detail import as_json
+from tui.dashboard.widgets.step_detail import as_json, context_text
 from tui.text.literal import literal
 
 CALL = "call:"  # a queued tool call (step keys never hold a colon)
@@ -50,7 +52,7 @@ def _time_left(deadline: str | None) -> Text:
     if at is None:
         return Text()
     clock = time.strftime("%H:%M:%S", time.gmtime(at))
-    return Text(f"\ntimes out in {elapsed_text(at - time.time())} (at {clock} UTC)", style="bold yellow")
+    return Text(f"\ntimes out in {elapsed_text(at - time.time())} (at {clock} UTC)", style="badge.deadline")
 
 
 def _why(gated: str | None) -> str:
@@ -62,6 +64,8 @@ def _why(gated: str | None) -> str:
 class ApprovalScreen(ModalScreen[None]):
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("a", "approve", "Approve", id="approval-approve", tooltip="Approve: the step runs with this input"),
+        Binding("A", "approve_all", "Approve all", id="approval-approve-all", tooltip="Approve the whole queue"),
+        Binding("c", "toggle_context", "Context", id="approval-context", tooltip="Its context, or its input"),
         Binding(
             "r", "reject", "Reject", id="approval-reject", tooltip="Reject: the step and what needs it are skipped"
         ),
@@ -76,7 +80,15 @@ class ApprovalScreen(ModalScreen[None]):
             id="approval-always",
             tooltip="Run this call, and allow its tool for the rest of the run",
         ),
-        Binding("escape", "defer", "Defer", id="approval-defer", tooltip="Close; the gate stays open (A reopens)"),
+        # priority: the JSON editor would otherwise take esc to move the focus, and editing could not be left
+        Binding(
+            "escape",
+            "defer",
+            "Defer",
+            id="approval-defer",
+            tooltip="Close; the gate stays open (A reopens)",
+            priority=True,
+        ),
     ]
 
     @dataclass
@@ -98,6 +110,7 @@ class ApprovalScreen(ModalScreen[None]):
         read_only: bool = False,
         on_defer: Callable[[list[str]], None] | None = None,
         calls: Mapping[str, CallProjection] | None = None,
+        context: Callable[[str], Awaitable[Any]] | None = None,
     ) -> None:
         super().__init__()
         self.owner = owner  # the run screen: it answers through the core API
@@ -108,6 +121,8 @@ class ApprovalScreen(ModalScreen[None]):
         self.calls = calls if calls is not None else {}
         self.read_only = read_only
         self.editing = False
+        self.context = context  # a queued key's context entries (the run screen reads them from the store)
+        self.showing_context = False
 
     @property
     def current(self) -> str:
@@ -149,12 +164,39 @@ class ApprovalScreen(ModalScreen[None]):
                 style="",
             )
         )
-        self.query_one("#approval-input-view", Static).update(as_json(step.input))
-        keys = "a approve   r reject   e edit input   esc defer"
+        self._show_body(step.input)
+        many = "A all  " if len(self.queue) > 1 else ""
+        keys = f"a approve  {many}r reject  e edit  c {self._other()}  esc defer"
         if self.read_only:
-            keys = "read-only: esc closes"
+            keys = f"read-only: c {self._other()}  esc closes"
         self.query_one("#approval-keys", Static).update(Text(keys))
         self.query_one("#approval-error", Static).update("")
+
+    def _other(self) -> str:
+        return "input" if self.showing_context else "context"
+
+    def _show_body(self, value: Any) -> None:
+        """The input (a call's arguments), or the context when `c` asked for it."""
+        box = self.query_one("#approval-input")
+        box.border_title = "context: what it depends on" if self.showing_context else "input"
+        if self.showing_context:
+            self.query_one("#approval-input-view", Static).update(Text("reading…", style="muted"))
+            self.load_context(self.current)
+        else:
+            self.query_one("#approval-input-view", Static).update(as_json(value))
+
+    @work(exclusive=True, group="context", exit_on_error=False, name="the gate's context")
+    async def load_context(self, key: str) -> None:
+        try:
+            shown = context_text(await self.context(key) if self.context is not None else None)
+        except LoopdeckError as exc:
+            shown = literal(f"cannot read its context: {exc}", "error")
+        if self.showing_context and self.queue and self.current == key:
+            self.query_one("#approval-input-view", Static).update(shown)
+
+    def action_toggle_context(self) -> None:
+        self.showing_context = not self.showing_context
+        self.show_current()
 
     def _show_call(self, call: CallProjection) -> None:
         more = f"  (1 of {len(self.queue)} waiting)" if len(self.queue) > 1 else ""
@@ -182,9 +224,11 @@ class ApprovalScreen(ModalScreen[None]):
             why.append("\nthe model said: ")
             why.append_text(literal(call.text, "italic"))
         self.query_one("#approval-why", Static).update(why)
-        self.query_one("#approval-input-view", Static).update(as_json(call.arguments))
-        keys = "a run it   w always allow   r refuse   e edit   esc defer"  # fits 80 columns
-        self.query_one("#approval-keys", Static).update(Text("read-only: esc closes" if self.read_only else keys))
+        self._show_body(call.arguments)
+        many = "A all  " if len(self.queue) > 1 else ""
+        keys = f"a run it  {many}w always  r refuse  e edit  c {self._other()}  esc defer"  # fits 80 columns
+        ro = f"read-only: c {self._other()}  esc closes"
+        self.query_one("#approval-keys", Static).update(Text(ro if self.read_only else keys))
         self.query_one("#approval-error", Static).update("")
 
     def show_error(self, message: str) -> None:
@@ -214,14 +258,30 @@ class ApprovalScreen(ModalScreen[None]):
             self.show_current()
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
-        if self.read_only and action in ("approve", "reject", "edit", "approve_edit", "always"):
+        if self.read_only and action in ("approve", "approve_all", "reject", "edit", "approve_edit", "always"):
+            return False
+        if action == "approve_all" and len(self.queue) < 2:
             return False
         if action == "always" and not self.current.startswith(CALL):
             return False
-        return not (self.editing and action in ("approve", "reject", "edit", "always"))  # they type into the editor
+        typing = ("approve", "approve_all", "reject", "edit", "always", "toggle_context")
+        return not (self.editing and action in typing)  # they type into the editor
 
     def action_approve(self) -> None:
         self.owner.post_message(self.Answered(self.current, True))
+
+    def action_approve_all(self) -> None:
+        """Every gate in the queue, after a confirmation naming how many (tool calls run as asked)."""
+        queue = list(self.queue)
+
+        def answer(yes: bool | None) -> None:
+            if yes:
+                for key in queue:
+                    self.owner.post_message(self.Answered(key, True, f"approved with all {len(queue)} in the queue"))
+
+        calls = sum(1 for k in queue if k.startswith(CALL))
+        what = f"{len(queue) - calls} step(s) and {calls} tool call(s)" if calls else f"{len(queue)} steps"
+        self.app.push_screen(ConfirmScreen(f"Approve all {len(queue)} waiting: {what}?"), answer)
 
     def action_always(self) -> None:
         if self.current.startswith(CALL):

@@ -49,7 +49,7 @@ def plan_outline(steps: list[dict[str, Any]], default_agent: str | None = None) 
             text.append(" on ")
             text.append_text(literal(str(agent), "italic"))
         if step.get("approval") == "required":
-            text.append("  ⏸ gate", "yellow")
+            text.append("  ⏸ gate", "note")
         text.append("\n")
         if step.get("title"):
             text.append("       ")
@@ -58,7 +58,7 @@ def plan_outline(steps: list[dict[str, Any]], default_agent: str | None = None) 
         deps = step.get("depends_on") or []
         if deps:
             text.append("       after ", "dim")
-            text.append_text(literal(", ".join(str(d) for d in deps), "cyan"))
+            text.append_text(literal(", ".join(str(d) for d in deps), "key"))
             text.append("\n")
     return text or Text("no steps", style="dim")
 
@@ -141,7 +141,7 @@ class PlanReviewScreen(ModalScreen[None]):
                 "Review the plan of run ", (self.run_id, "bold"), ": ", literal(str(self.document.get("goal") or ""))
             )
         if self.edited:
-            title.append("  (edited)", "yellow")
+            title.append("  (edited)", "note")
         self.query_one("#plan-title", Static).update(title)
         self.query_one("#plan-outline", Static).update(
             plan_outline(self.document.get("steps") or [], self._default_agent())
@@ -242,4 +242,4 @@ class PlanReviewScreen(ModalScreen[None]):
         self._problem("the edit is not a valid plan (press e to fix it):\n" + "\n".join(f"  - {p}" for p in problems))
 
     def _problem(self, message: str) -> None:
-        self.query_one("#plan-error", Static).update(literal(message, "red"))
+        self.query_one("#plan-error", Static).update(literal(message, "error"))

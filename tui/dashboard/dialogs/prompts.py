@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import ClassVar
+from collections.abc import Callable
+from typing import Any, ClassVar
 
 from rich.text import Text
 from textual import on
@@ -33,12 +34,19 @@ class ConfirmScreen(ModalScreen[bool]):
 
 
 class PromptScreen(ModalScreen[str | None]):
-    """Asks for one line; Enter submits (empty is allowed), Esc cancels (None)."""
+    """Asks for one line; Enter submits (empty is allowed), Esc cancels (None).
+
+    ``check`` returns what is wrong with a value (None: nothing): a bad value
+    is refused in place, said under the line, and the dialog stays open.
+    """
 
     BINDINGS: ClassVar[list[BindingType]] = [Binding("escape", "cancel", "Cancel", id="prompt-cancel")]
 
-    def __init__(self, title: str, placeholder: str = "", value: str = "") -> None:
+    def __init__(
+        self, title: str, placeholder: str = "", value: str = "", check: Callable[[str], str | None] | None = None
+    ) -> None:
         super().__init__()
+        self.check = check
         self.title_text = title
         self.placeholder = placeholder
         self.value = value
@@ -47,11 +55,34 @@ class PromptScreen(ModalScreen[str | None]):
         with Vertical(id="prompt-dialog"):
             yield Static(Text(self.title_text), id="prompt-title")
             yield Input(value=self.value, placeholder=self.placeholder, id="prompt-input")
+            yield Static(id="prompt-error")
             yield Static(Text("enter  submit    esc  cancel"), id="prompt-keys")
 
     @on(Input.Submitted)
     def submitted(self, event: Input.Submitted) -> None:
+        problem = self.check(event.value) if self.check is not None else None
+        if problem:
+            self.query_one("#prompt-error", Static).update(Text(f"{problem}; fix it or esc"))
+            return
         self.dismiss(event.value)
+
+    @on(Input.Changed)
+    def _changed(self) -> None:
+        self.query_one("#prompt-error", Static).update("")
 
     def action_cancel(self) -> None:
         self.dismiss(None)
+
+
+def ask_cancel(app: Any, run_id: str, cancel: Callable[[str], object]) -> None:
+    """Confirm canceling a run, then ask why (optional); ``cancel(reason)`` unless the operator backs out."""
+
+    def reason(text: str | None) -> None:
+        if text is not None:  # Esc: not canceled
+            cancel(text.strip() or "canceled from the dashboard")
+
+    def answer(yes: bool | None) -> None:
+        if yes:
+            app.push_screen(PromptScreen("Reason (optional, kept in the audit trail):", "why"), reason)
+
+    app.push_screen(ConfirmScreen(f"Cancel run {run_id}? Running steps are stopped."), answer)

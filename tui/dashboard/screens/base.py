@@ -7,6 +7,7 @@ from textual.screen import Screen
 from textual.worker import Worker, WorkerState
 
 from core import mask_urls
+from tui.dashboard.actions import ActionSpec
 from tui.dashboard.context import DashboardContext
 
 
@@ -25,9 +26,25 @@ def report_worker(app: App[object], event: Worker.StateChanged) -> None:
 
 
 class LoopdeckScreen(Screen[None]):
+    """A full screen: its context, its actions (the palette offers those), none that writes in read-only mode."""
+
+    ACTIONS: tuple[ActionSpec, ...] = ()
+
     def __init__(self, ctx: DashboardContext) -> None:
         super().__init__()
         self.ctx = ctx
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        spec = next((s for s in self.ACTIONS if s.method == action), None)
+        if spec is None:
+            return True
+        if spec.writes and self.ctx.read_only:
+            return False
+        return self.can(spec)
+
+    def can(self, spec: ActionSpec) -> bool | None:
+        """Whether the action applies now (False: hidden; None: shown disabled); screens refine it."""
+        return True
 
     def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
         report_worker(self.app, event)  # Worker.StateChanged does not bubble: each screen reports its own

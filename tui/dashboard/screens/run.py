@@ -32,10 +32,12 @@ REFRESH_S = 0.1
 POLL_S = 0.1  # at most this long between reads of the store (PostgreSQL's NOTIFY wakes the feed sooner)
 HISTORY_LINES = 200
 DETAIL_REFRESH_S = 0.5  # a busy highlighted step re-reads its detail at most twice a second
+DRIVER_CHECK_S = 1.0  # how often the dashboard asks whether a process still drives the run
 
 
 class RunScreen(GatesMixin, ActionsMixin, LoopdeckScreen):
     BINDINGS = bindings(RUN_ACTIONS)
+    ACTIONS = RUN_ACTIONS
 
     def __init__(self, ctx: DashboardContext, run_id: str) -> None:
         super().__init__(ctx)
@@ -51,6 +53,8 @@ class RunScreen(GatesMixin, ActionsMixin, LoopdeckScreen):
         self._announced_end = False
         self._feed_error: str | None = None
         self.frozen = False
+        self.follow_active = False  # F: the cursor follows the running steps
+        self._offered: tuple[object, ...] = ()  # what the footer's A, P and R were last offered for
         self.filter_text = ""
 
     def compose(self) -> ComposeResult:
@@ -63,12 +67,34 @@ class RunScreen(GatesMixin, ActionsMixin, LoopdeckScreen):
 
     async def on_mount(self) -> None:
         self.query_one("#dag").border_title = "steps"
-        self.query_one("#event-log").border_title = "events"
+        self.query_one(EventLog).border_title = "events"
         await self.reload()
         self.feed()
         self.watch_children()  # a sub_agent step (or a delegation added later) may start one
         self.set_interval(REFRESH_S, self.render_view)
         self.set_interval(1.0, self.refresh_timeline)
+        self.set_interval(DRIVER_CHECK_S, self.check_driver)
+
+    @work(exclusive=True, group="driver", exit_on_error=False, name="the driver check")
+    async def check_driver(self) -> None:
+        """Whether a process still drives the run (a driver that died leaves its lease to expire)."""
+        view = self.view
+        if view is None or view.finished:
+            return
+        try:
+            driver = await self.ctx.orch.driver(self.run_id)
+        except LoopdeckError:
+            return  # said by the feed, which reads the same store
+        if view.set_driver(driver) and view.driver_gone:
+            self.notify(view.driver_gone, severity="warning", markup=False, timeout=10)
+
+    def restyle(self) -> None:
+        """The theme changed: relabel the tree, redraw the header and the detail in its colours."""
+        if self.view is None:
+            return
+        self.view.dirty.update(self.view.steps)
+        self.query_one(HeaderBar).restyle()
+        self._detail_stale = self.query_one(DagTree).highlighted_key
 
     async def reload(self) -> None:
         """Read the run afresh (at start, and when a replan changed its steps)."""
@@ -129,10 +155,15 @@ class RunScreen(GatesMixin, ActionsMixin, LoopdeckScreen):
         dirty = view.take_dirty()
         tree = self.query_one(DagTree)
         tree.refresh_steps(view, dirty | tree.running_keys(view), now)  # running ones tick their duration
+        if self.follow_active:
+            tree.follow(view)
         header.show_run(view, now, read_only=self.ctx.read_only)
+        log = self.query_one(EventLog)
         if self._pending_log:
-            self.query_one(EventLog).add(self._pending_log[-500:])
+            log.add(self._pending_log[-500:])
             self._pending_log = []
+        if log.border_title != log.title:
+            log.border_title = log.title
         highlighted = tree.highlighted_key
         if highlighted in dirty:
             self._detail_stale = highlighted  # refreshed now, or at the next tick allowed: never lost
@@ -142,6 +173,10 @@ class RunScreen(GatesMixin, ActionsMixin, LoopdeckScreen):
             if key == highlighted:
                 self.show_detail(key)
         self._sync_approvals(view)
+        offered = (bool(self._pending(view)), view.status, view.driver_gone is None)
+        if offered != self._offered:  # A, P and R come and go with what there is to do
+            self._offered = offered
+            self.refresh_bindings()
         if self._feed_error:
             self.notify(f"cannot read events: {self._feed_error}", severity="error", markup=False, timeout=3)
             self._feed_error = None

@@ -13,24 +13,40 @@ from typing import Any
 from textual import work
 
 from core import BadInput, LoopdeckError, parse_cost_budget, parse_token_budget
-from tui.dashboard.actions import RUN_ACTIONS
-from tui.dashboard.dialogs.help import HelpScreen
-from tui.dashboard.dialogs.prompts import ConfirmScreen, PromptScreen
-from tui.dashboard.messages import OpenRun, ShowRuns
+from tui.dashboard.actions import RUN_ACTIONS, ActionSpec
+from tui.dashboard.dialogs.events import EventsScreen
+from tui.dashboard.dialogs.help import MODAL_KEYS, HelpScreen
+from tui.dashboard.dialogs.prompts import ConfirmScreen, PromptScreen, ask_cancel
+from tui.dashboard.messages import DriveRun, OpenRun, ShowRuns
 from tui.dashboard.viewmodel import RunView
 from tui.dashboard.widgets.dag_tree import DagTree
 from tui.dashboard.widgets.event_log import EventLog
-from tui.text.money import budget_text
+from tui.text.money import budget_text, dollars
 
 SKIPPABLE = ("pending", "waiting_user")  # the engine's rule (core.model.states: skip), checked before asking
 
 
+def parse_budget(value: str) -> tuple[float | None, bool]:
+    """The command line's rules (`loopdeck budget --set N`, `--usd DOLLARS`): ``$5`` is a cost budget."""
+    usd = value.strip().startswith("$")
+    return (parse_cost_budget(value) if usd else parse_token_budget(value, "a token budget")), usd
+
+
+def budget_problem(value: str) -> str | None:
+    try:
+        parse_budget(value)
+    except BadInput as exc:
+        return str(exc)
+    return None
+
+
 class ActionsMixin:
-    """Needs: ``view``, ``run_id``, ``ctx``, ``frozen``, ``filter_text``, ``render_view``."""
+    """Needs: ``view``, ``run_id``, ``ctx``, ``frozen``, ``filter_text``, ``render_view``, ``_pending``."""
 
     view: RunView | None
     run_id: str
     frozen: bool
+    follow_active: bool
     filter_text: str
 
     async def _act(self, call: Awaitable[Any], success: str) -> bool:
@@ -46,9 +62,29 @@ class ActionsMixin:
         self.notify(success, markup=False)
         return True
 
-    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
-        spec = next((s for s in RUN_ACTIONS if s.action.split("(")[0] == action), None)
-        return not (spec is not None and spec.writes and self.ctx.read_only)
+    def can(self, spec: ActionSpec) -> bool | None:
+        """A, P and R are offered only when there is something to answer, review or drive (the others say why
+        they are refused, so they stay)."""
+        view = self.view
+        if view is None:
+            return spec.id not in ("resume", "approvals", "plan_review")
+        if spec.id == "resume":
+            return view.driver_gone is not None and not view.finished
+        if spec.id == "approvals":
+            return bool(self._pending(view))
+        if spec.id == "plan_review":
+            return view.status == "awaiting_plan_approval"
+        return True
+
+    def action_resume_run(self) -> None:
+        view = self.view
+        if view is None or view.driver_gone is None or view.finished:
+            self.notify(f"run {self.run_id} is driven already or has ended; nothing to resume", markup=False)
+            return
+        self.post_message(DriveRun(self.run_id))
+
+    def action_open_events(self) -> None:
+        self.app.push_screen(EventsScreen(list(self.view.events) if self.view is not None else []))
 
     def action_runs(self) -> None:
         """Back: to the run this child run was opened from, else the runs list (the app knows which is below)."""
@@ -73,13 +109,19 @@ class ActionsMixin:
         self.post_message(OpenRun(children[-1]["id"]))
 
     def action_help(self) -> None:
-        self.app.push_screen(HelpScreen())
+        self.app.push_screen(HelpScreen(RUN_ACTIONS, MODAL_KEYS))
 
     def action_freeze(self) -> None:
         self.frozen = not self.frozen
         self.notify("live updates frozen (space resumes)" if self.frozen else "live updates resumed", markup=False)
         if not self.frozen:
             self.render_view()
+
+    def action_follow_active(self) -> None:
+        self.follow_active = not self.follow_active
+        tree = self.query_one(DagTree)
+        tree.border_title = "steps · following the active ones (F stops)" if self.follow_active else "steps"
+        self.notify("the cursor follows the running steps" if self.follow_active else "stopped following", markup=False)
 
     def action_filter(self) -> None:
         def answer(value: str | None) -> None:
@@ -138,7 +180,8 @@ class ActionsMixin:
 
     @work(group="actions", exit_on_error=False, name="an action")
     async def retry_step(self, key: str) -> None:
-        await self._act(self.ctx.orch.retry(self.run_id, key, user=self.ctx.user), f"{key} gets one more attempt")
+        held = self.view.held_note(key) if self.view is not None else ""
+        await self._act(self.ctx.orch.retry(self.run_id, key, user=self.ctx.user), f"{key} gets one more attempt{held}")
 
     def action_follow_log(self) -> None:
         self.query_one(EventLog).follow()
@@ -169,15 +212,7 @@ class ActionsMixin:
             self.notify(f"run {self.run_id} is {view.status}; an ended run can no longer be canceled", markup=False)
             return
 
-        def reason(text: str | None) -> None:
-            if text is not None:  # Esc: not canceled
-                self.cancel_run(text.strip() or "canceled from the dashboard")
-
-        def answer(yes: bool | None) -> None:
-            if yes:
-                self.app.push_screen(PromptScreen("Reason (optional, kept in the audit trail):", "why"), reason)
-
-        self.app.push_screen(ConfirmScreen(f"Cancel run {self.run_id}? Running steps are stopped."), answer)
+        ask_cancel(self.app, self.run_id, self.cancel_run)
 
     @work(group="actions", exit_on_error=False, name="an action")
     async def cancel_run(self, reason: str) -> None:
@@ -223,21 +258,38 @@ class ActionsMixin:
         def answer(value: str | None) -> None:
             if value is None:
                 return
-            usd = value.strip().startswith("$")
-            try:  # the command line's rules (`loopdeck budget --set N`, `--usd DOLLARS`)
-                limit = parse_cost_budget(value) if usd else parse_token_budget(value, "a token budget")
-            except BadInput as exc:
-                self.notify(str(exc), severity="error", markup=False)
+            limit, usd = parse_budget(value)
+            below = self._below_use(limit, usd)
+            if below is None:
+                self.set_budget(limit, usd)
                 return
-            self.set_budget(limit, usd)
+            self.app.push_screen(
+                ConfirmScreen(below + " Set it?"), lambda yes: self.set_budget(limit, usd) if yes else None
+            )
 
         self.app.push_screen(
             PromptScreen(
                 "Token budget (a number or 'none'; $5 sets the cost budget):",
                 "e.g. 100000 or $5",
                 "" if current is None else str(current),
+                check=budget_problem,
             ),
             answer,
+        )
+
+    def _below_use(self, limit: float | None, usd: bool) -> str | None:
+        """What a budget below what the run has used already will do (None when it is not below)."""
+        view = self.view
+        if view is None or limit is None or view.finished:
+            return None
+        used = view.cost_usd if usd else view.tokens
+        if limit >= used:
+            return None
+        then = "the run fails" if view.on_budget_exhausted == "fail" else "the run pauses until the budget is raised"
+        spent = dollars(used) if usd else f"{used:,} tokens"
+        return (
+            f"The run has used {spent} already; a budget of {budget_text(limit, usd)} is below that: "
+            f"no step starts again, and once the running ones end {then} (on_budget_exhausted)."
         )
 
     @work(group="actions", exit_on_error=False, name="an action")

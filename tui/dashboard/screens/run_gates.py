@@ -147,7 +147,16 @@ class GatesMixin:
 
     def _approval_screen(self, view: RunView, queue: list[str]) -> ApprovalScreen:
         steps, calls = Gates(self, "steps"), Gates(self, "calls")
-        return ApprovalScreen(self, self.run_id, queue, steps, self.ctx.read_only, self.defer, calls)
+        return ApprovalScreen(self, self.run_id, queue, steps, self.ctx.read_only, self.defer, calls, self.gate_context)
+
+    async def gate_context(self, key: str) -> Any:
+        """The context of a queued gate's step (a tool call's: its step's), read from its run."""
+        if key.startswith(CALL):
+            child, _call_id = split_child(key.removeprefix(CALL))
+            call = Gates(self, "calls")[key.removeprefix(CALL)]
+            key = f"{child}/{call.step}" if child else call.step
+        run_id, step = self._target(key)
+        return await self.ctx.orch.step_context(run_id, step)
 
     def action_open_approvals(self) -> None:
         view = self.view
@@ -174,9 +183,12 @@ class GatesMixin:
         run_id, step = self._target(key)
         if approve:
             extra = {} if input is ... else {"input": input}
+            child, _ = split_child(key)
+            view = self.child_views.get(child) if child else self.view
+            held = view.held_note(step) if view is not None else ""
             await self._act(
                 orch.approve(run_id, step, user=user, reason=reason, **extra),
-                f"{key} approved by {user}" + (" with edited input" if extra else ""),
+                f"{key} approved by {user}" + (" with edited input" if extra else "") + held,
             )
         else:
             await self._act(orch.reject(run_id, step, user=user, reason=reason), f"{key} rejected by {user}")

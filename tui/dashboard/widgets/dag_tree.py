@@ -6,10 +6,12 @@ one place. The tree is built once per plan; afterwards only the labels of
 changed steps are set, so the operator's cursor, scroll and collapsed
 branches never move.
 
-The build is a loop over a stack, never a recursion over the plan's depth,
-and nesting stops at ``MAX_NESTING`` levels: deeper steps continue at that
-level, marked ``↳`` (a 20,000-step chain would otherwise be 20,000 levels deep,
-off the screen's edge and too deep for the tree to draw).
+Deep plans stay readable: a straight chain (a step whose only dependent
+depends on it alone) continues on the next line at the same level,
+marked ``↳``, so only branches indent (2 columns a level); and nesting stops at
+``MAX_NESTING`` levels, deeper steps continuing at that level, marked ``↳``.
+A 60-step chain is a column of 60 rows, and a 20,000-step one is not 20,000
+levels deep. The build is a loop over a stack, never a recursion.
 """
 
 from __future__ import annotations
@@ -18,21 +20,22 @@ from rich.text import Text
 from textual.widgets import Tree
 from textual.widgets.tree import TreeNode
 
+from tui.dashboard.palette import status_style
 from tui.dashboard.viewmodel import RunView, StepView
 from tui.text.literal import literal
 from tui.text.money import dollars
 
-MAX_NESTING = 24
+MAX_NESTING = 12
 FULL, JOIN, THEN = "full", "join", "then"  # how a step's node shows it: in full, as a join leaf, as a continuation
 
 GLYPH = {
-    "pending": ("○", "dim"),
-    "running": ("◐", "bold cyan"),
-    "waiting_user": ("⏸", "bold yellow"),
-    "succeeded": ("●", "green"),
-    "failed": ("✗", "bold red"),
-    "skipped": ("⊘", "dim"),
-    "rejected": ("⊗", "red"),
+    "pending": "○",
+    "running": "◐",
+    "waiting_user": "⏸",
+    "succeeded": "●",
+    "failed": "✗",
+    "skipped": "⊘",
+    "rejected": "⊗",
 }
 
 
@@ -42,18 +45,19 @@ def duration_text(seconds: float | None) -> str:
     return f"{seconds:.1f}s" if seconds < 60 else f"{int(seconds // 60)}m{int(seconds % 60):02d}s"
 
 
-def step_label(step: StepView, now: float, join: bool = False, then: bool = False) -> Text:
-    glyph, style = GLYPH.get(step.status, ("?", ""))
+def step_label(step: StepView, now: float, join: bool = False, then: bool = False, hold: str | None = None) -> Text:
+    """A step's row: status glyph, key, attempt, duration, tokens, cost, agent, rating, and why it waits
+    (``hold``: ``RunView.launch_hold``)."""
     text = Text.assemble(
         ("↳ " if then else "", "dim"),
-        (glyph + " ", style),
+        (GLYPH.get(step.status, "?") + " ", status_style(step.status)),
         literal(step.key, "bold" if step.status == "running" else ""),
     )
     if join:
         text.append(" ⤝ join", "dim italic")
         return text
     if step.attempts > 1:
-        text.append(f" #{step.attempts}", "yellow")
+        text.append(f" #{step.attempts}", "note")
     dur = duration_text(step.duration(now))
     if dur:
         text.append(f" {dur}", "dim")
@@ -65,10 +69,14 @@ def step_label(step: StepView, now: float, join: bool = False, then: bool = Fals
     text.append_text(literal(step.agent, "italic dim"))
     if step.rating:
         text.append(" 👍" if step.rating == "up" else " 👎")
-    if step.held and step.status == "pending":
-        text.append(" ⏳ ", "yellow")
-        text.append_text(literal(step.held, "yellow"))
+    if hold:
+        text.append(" ⏳ ", "note")
+        text.append_text(literal(hold, "note"))
     return text
+
+
+def label(view: RunView, step: StepView, now: float, mode: str = FULL) -> Text:
+    return step_label(step, now, join=mode == JOIN, then=mode == THEN, hold=view.launch_hold(step))
 
 
 class DagTree(Tree[str]):
@@ -77,7 +85,7 @@ class DagTree(Tree[str]):
     def __init__(self, **kwargs: object) -> None:
         super().__init__(Text("steps"), **kwargs)  # type: ignore[arg-type]
         self.show_root = False
-        self.guide_depth = 3
+        self.guide_depth = 2
         self._step_nodes: dict[str, list[tuple[TreeNode[str], str]]] = {}
         self._stale: set[str] = set()  # changed while out of sight: relabelled when scrolled into view
 
@@ -86,11 +94,12 @@ class DagTree(Tree[str]):
         self.clear()
         self._step_nodes.clear()
         self._stale.clear()
+        now = view.clock_for_steps(now)
         if filter_text:
             needle = filter_text.lower()
             for step in view.steps.values():
                 if needle in step.key.lower() or needle in step.status.lower() or needle in step.agent.lower():
-                    self._add(self.root, step.key, step_label(step, now), FULL, leaf=True)
+                    self._add(self.root, step.key, label(view, step, now), FULL, leaf=True)
             self.root.expand()
             return
         children: dict[str, list[str]] = {}
@@ -105,11 +114,12 @@ class DagTree(Tree[str]):
             parent, key, level, mode = stack.pop()
             step = view.steps[key]
             if mode == JOIN:
-                self._add(parent, key, step_label(step, now, join=True), JOIN, leaf=True)
+                self._add(parent, key, label(view, step, now, JOIN), JOIN, leaf=True)
                 continue
             kids = children.get(key, [])
-            deeper = level + 1 < MAX_NESTING
-            node = self._add(parent, key, step_label(step, now, then=mode == THEN), mode, leaf=not (kids and deeper))
+            chain = len(kids) == 1 and view.steps[kids[0]].depends_on == [key]  # a straight chain: same level
+            deeper = level + 1 < MAX_NESTING and not chain
+            node = self._add(parent, key, label(view, step, now, mode), mode, leaf=not (kids and deeper))
             below, kid_level, kid_mode = (node, level + 1, FULL) if deeper else (parent, level, THEN)
             for kid in reversed(kids):
                 stack.append((below, kid, kid_level, kid_mode if home[kid] == key else JOIN))
@@ -126,6 +136,7 @@ class DagTree(Tree[str]):
         Setting a label costs a re-render of its line, so a 5,000-step run
         relabels only the few dozen lines on screen, however many steps changed.
         """
+        now = view.clock_for_steps(now)
         top = int(self.scroll_y)
         bottom = top + self.size.height
         pending = self._stale | keys
@@ -139,7 +150,20 @@ class DagTree(Tree[str]):
                 self._stale.add(key)
                 continue
             for node, mode in nodes:
-                node.set_label(step_label(step, now, join=mode == JOIN, then=mode == THEN))
+                node.set_label(label(view, step, now, mode))
+
+    def node_of(self, key: str) -> TreeNode[str] | None:
+        """The node that shows the step in full (a join shows it again elsewhere)."""
+        nodes = self._step_nodes.get(key)
+        return nodes[0][0] if nodes else None
+
+    def follow(self, view: RunView) -> None:
+        """Move the cursor to the first running step (else the first waiting one), scrolling it into view."""
+        active = next((k for k, s in view.steps.items() if s.status == "running"), None)
+        active = active or next((k for k, s in view.steps.items() if s.status == "waiting_user"), None)
+        node = self.node_of(active or "")
+        if node is not None and self.highlighted_key != active:
+            self.move_cursor(node)
 
     def running_keys(self, view: RunView) -> set[str]:
         return {k for k, s in view.steps.items() if s.status == "running"}

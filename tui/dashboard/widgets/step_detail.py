@@ -6,37 +6,26 @@ import json
 from typing import Any
 
 from rich.console import RenderableType
-from rich.syntax import Syntax
+from rich.highlighter import JSONHighlighter
 from rich.text import Text
 from textual.app import ComposeResult
 from textual.containers import Vertical, VerticalScroll
 from textual.widgets import Static, TabbedContent, TabPane
 
 from core import SpanRecord
+from tui.dashboard.palette import status_style
 from tui.dashboard.viewmodel import RunView, StepView
 from tui.text.literal import clean, literal
 
 
 def as_json(value: Any) -> RenderableType:
-    """Structured values as highlighted JSON; text shown literally."""
+    """Structured values as highlighted JSON (``json.*`` styles: the theme's colours), text shown literally."""
     if value is None:
         return Text("—", style="dim")
     if isinstance(value, str):
         return literal(value)
-    return Syntax(
-        clean(json.dumps(value, indent=2, ensure_ascii=True)), "json", word_wrap=True, background_color="default"
-    )
+    return JSONHighlighter()(Text(clean(json.dumps(value, indent=2, ensure_ascii=True))))
 
-
-SPAN_STYLE = {
-    "succeeded": "green",
-    "failed": "red",
-    "interrupted": "yellow",
-    "canceled": "dim",
-    "running": "cyan",
-    "rejected": "red",
-    "denied": "red",
-}
 
 _Row = tuple[str, float, float, str]  # label, began, ended, status
 
@@ -78,7 +67,7 @@ def timeline(
         length = max(1, int((ended - began) / total * bar_w))
         text.append_text(literal(label[:label_w].ljust(label_w)))
         text.append(" " + " " * left)
-        text.append("█" * min(length, bar_w - left), SPAN_STYLE.get(status, ""))
+        text.append("█" * min(length, bar_w - left), status_style(status))
         text.append(f" {ended - began:.1f}s\n", "dim")
     text.append(f"{'':>{label_w}} 0s{'':>{max(0, bar_w - 8)}}{total:.1f}s", "dim")
     return text
@@ -103,16 +92,7 @@ class StepDetail(Vertical):
     shown_key: str | None = None  # the step whose detail is fully shown (tests wait on it)
 
     def show_context(self, entries: list[dict[str, Any]] | None) -> None:
-        """What the step receives from upstream (outputs of its dependencies, per the policy)."""
-        target = self.query_one("#detail-context", Static)
-        if not entries:
-            target.update(Text("no upstream output in its context" if entries is not None else "—", style="dim"))
-            return
-        parts: list[RenderableType] = []
-        for entry in entries:
-            parts.append(Text.assemble(literal(entry["key"], "bold"), " · ", literal(entry["type"], "dim")))
-            parts.append(literal(entry["output"]))
-        target.update(_stack(*parts))
+        self.query_one("#detail-context", Static).update(context_text(entries))
 
     def show_result(self, status: str, result: dict[str, Any] | None) -> None:
         """The run's result (not the step's): its summary (naming who finished it), the answer in full, the evidence."""
@@ -150,12 +130,20 @@ class StepDetail(Vertical):
                 lines.append("\n")
         self.query_one("#detail-events", Static).update(lines or Text("no events yet in this session", style="dim"))
         self.query_one("#detail-error", Static).update(
-            literal(step.error, "red") if step.error else Text("no error", style="dim")
+            literal(step.error, "error") if step.error else Text("no error", style="dim")
         )
         self.query_one("#detail-calls", Static).update(calls_of(view, step.key))
 
 
-CALL_STYLE = {"succeeded": "green", "failed": "red", "rejected": "red", "denied": "red", "waiting_user": "yellow"}
+def context_text(entries: list[dict[str, Any]] | None) -> RenderableType:
+    """What a step receives from upstream (outputs of its dependencies, per the policy)."""
+    if not entries:
+        return Text("no upstream output in its context" if entries is not None else "—", style="dim")
+    parts: list[RenderableType] = []
+    for entry in entries:
+        parts.append(Text.assemble(literal(entry["key"], "bold"), " · ", literal(entry["type"], "dim")))
+        parts.append(literal(entry["output"]))
+    return _stack(*parts)
 
 
 def calls_of(view: RunView, key: str) -> RenderableType:
@@ -168,14 +156,14 @@ def calls_of(view: RunView, key: str) -> RenderableType:
         head = Text.assemble(
             literal(call.id, "bold"),
             "  ",
-            literal(call.status, CALL_STYLE.get(call.status, "")),
+            literal(call.status, status_style(call.status)),
             "  ",
             literal(call.tool, "italic"),
             f"  turn {call.turn}" if call.turn else "",
         )
         parts += [head, as_json(call.arguments)]
         if call.error:
-            parts.append(literal(call.error, "red"))
+            parts.append(literal(call.error, "error"))
         elif call.result is not None:
             parts.append(as_json(call.result))
         decided = " · ".join(

@@ -1,0 +1,336 @@
+"""The dashboard tells the operator what is going on: orphaned runs, holds, context, budgets, the runs list,
+deep plans, the event log, the palette and read-only mode (pilot tests, checked against the store)."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+
+from textual.containers import VerticalScroll
+from textual.widgets import OptionList
+
+from core import Orchestrator, validate_plan
+from tests.e2e.conftest import Cli
+from tests.tui.test_dashboard import SIZE, gated_plan, screen_as_text, until
+from tui.dashboard.app import LoopdeckApp
+from tui.dashboard.dialogs.approval import ApprovalScreen
+from tui.dashboard.dialogs.events import EventsScreen
+from tui.dashboard.dialogs.help import HelpScreen
+from tui.dashboard.dialogs.prompts import ConfirmScreen, PromptScreen
+from tui.dashboard.screens.run import RunScreen
+from tui.dashboard.screens.runs import RunsScreen
+from tui.dashboard.viewmodel import RunView, StepView
+from tui.dashboard.widgets.dag_tree import DagTree
+from tui.dashboard.widgets.event_log import EventLog
+from tui.dashboard.widgets.header_bar import fit, header_parts
+
+SMALL = (80, 24)
+
+
+def told(app, text: str) -> bool:
+    return any(text in str(n.message) for n in app._notifications)
+
+
+async def drive_to_gate(orch: Orchestrator, run_id: str) -> None:
+    """Drive a run until it waits for an operator, then stop driving it (the gate stays open in the store)."""
+    driving = asyncio.create_task(orch.drive(run_id))
+    async for event in orch.follow(run_id):
+        if event.type == "run_waiting":
+            break
+    driving.cancel()
+    await asyncio.gather(driving, return_exceptions=True)
+
+
+def two_gates(**policy):
+    """Two gated steps after one: approving one while the other waits."""
+    return validate_plan(
+        {
+            "goal": "two gates",
+            "agents": {"sim": {"kind": "sim", "latency_ms": 0, "seed": 1}},
+            "policy": policy,
+            "steps": [
+                {"key": "prep"},
+                {"key": "left", "approval": "required", "depends_on": ["prep"]},
+                {"key": "right", "approval": "required", "depends_on": ["prep"]},
+            ],
+        }
+    )
+
+
+# -- a run nobody drives ----------------------------------------------------------------------------
+
+
+async def test_a_run_whose_driver_was_killed_says_so_stops_its_timers_and_r_drives_it_here(tmp_path):
+    cli = Cli(tmp_path)
+    plan = cli.write_plan(
+        {
+            "goal": "orphan",
+            "agents": {"slow": {"kind": "sim", "latency_ms": 1500, "seed": 1}},
+            "steps": [{"key": "only", "agent": "slow"}],
+        }
+    )
+    proc = cli.spawn("run", str(plan), "--headless")
+    rows = cli.wait_until("SELECT run_id FROM steps WHERE status = 'running'", bool)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    run_id = rows[0][0]
+    app = LoopdeckApp(f"sqlite+aiosqlite:///{cli.db}", run_id=run_id, user="una")
+    async with app.run_test(size=SIZE) as pilot:
+        await until(pilot, lambda: "⚠ driver gone" in screen_as_text(app))
+        assert f"pid {proc.pid}" in app.screen.view.driver_gone and "has exited" in app.screen.view.driver_gone
+        tree = app.screen.query_one(DagTree)
+        first = str(tree.root.children[0].label)
+        await pilot.pause(1.3)
+        assert str(tree.root.children[0].label) == first  # nobody runs it: its timer does not tick
+        assert "R Resume" in screen_as_text(app).splitlines()[-1]  # the footer offers it
+        await pilot.press("R")
+        await until(pilot, lambda: app.screen.view.status == "succeeded", timeout=20)
+        assert told(app, f"run {run_id} is driven by this dashboard now")
+        assert app.screen.view.steps["only"].attempts == 2  # the interrupted attempt counted, one more run
+
+
+async def test_the_runs_list_marks_orphaned_and_waiting_runs_and_filters_them(db_url):
+    async with await Orchestrator.open(db_url, user="vic") as orch:
+        orphan = await orch.create_run(gated_plan())  # created, never driven: no process holds it
+        waiting = await orch.create_run(gated_plan())
+        await drive_to_gate(orch, waiting)
+        app = LoopdeckApp(orchestrator=orch, user="vic")
+        async with app.run_test(size=SMALL) as pilot:
+            await until(pilot, lambda: isinstance(app.screen, RunsScreen) and len(app.screen._rows) == 2)
+            text = screen_as_text(app)
+            assert waiting in text and orphan in text  # the id is on screen at 80 columns
+            assert "waiting_user: publish" in text and "⚠ no driver" in text
+            await pilot.press("slash")
+            await until(pilot, lambda: isinstance(app.screen, PromptScreen))
+            await pilot.press(*"waiting", "enter")
+            await until(pilot, lambda: list(app.screen._rows) == [waiting])
+            assert orphan not in screen_as_text(app)
+
+
+async def test_the_runs_list_cancels_the_highlighted_run_with_a_reason(db_url):
+    async with await Orchestrator.open(db_url, user="wyn") as orch:
+        run_id = await orch.create_run(gated_plan())
+        app = LoopdeckApp(orchestrator=orch, user="wyn")
+        async with app.run_test(size=SMALL) as pilot:
+            await until(pilot, lambda: isinstance(app.screen, RunsScreen) and app.screen.highlighted is not None)
+            await pilot.press("x")
+            await until(pilot, lambda: isinstance(app.screen, ConfirmScreen))
+            await pilot.press("y")
+            await until(pilot, lambda: isinstance(app.screen, PromptScreen))
+            await pilot.press(*"wrong goal", "enter")
+            await until(pilot, lambda: told(app, f"run {run_id} canceled"))
+            run = await orch.store.get_run(run_id)
+            assert run.status.value == "canceled" and "wrong goal" in (run.reason or "")
+
+
+async def test_the_runs_list_opens_the_highlighted_run_at_its_approvals_and_esc_comes_back(db_url):
+    async with await Orchestrator.open(db_url, user="xia") as orch:
+        run_id = await orch.create_run(gated_plan())
+        await drive_to_gate(orch, run_id)
+        app = LoopdeckApp(orchestrator=orch, user="xia")
+        async with app.run_test(size=SMALL) as pilot:
+            await until(pilot, lambda: isinstance(app.screen, RunsScreen) and app.screen.highlighted is not None)
+            await pilot.press("A")
+            await until(pilot, lambda: isinstance(app.screen, ApprovalScreen))
+            await pilot.press("escape")  # defer
+            await until(pilot, lambda: isinstance(app.screen, RunScreen))
+            await pilot.press("escape")
+            await until(pilot, lambda: isinstance(app.screen, RunsScreen))
+
+
+# -- holds, context, approve all, budgets -------------------------------------------------------------
+
+
+async def test_an_approved_step_held_by_another_gate_says_so_in_the_toast_and_its_row(db_url):
+    app = LoopdeckApp(db_url, plan=two_gates(stop_on_approval_required=True), drive=True, user="yul")
+    async with app.run_test(size=SIZE) as pilot:
+        await until(pilot, lambda: isinstance(app.screen, ApprovalScreen) and len(app.screen.queue) == 2)
+        first, other = app.screen.queue
+        await pilot.press("a")
+        await until(pilot, lambda: told(app, f"{first} approved by yul; it starts once {other} is answered too"))
+        await pilot.press("escape")  # defer the other
+        await until(pilot, lambda: isinstance(app.screen, RunScreen))
+        tree = app.screen.query_one(DagTree)
+        await until(
+            pilot, lambda: f"⏳ waits for {other} (stop_on_approval_required)" in str(tree.node_of(first).label)
+        )
+
+
+async def test_the_approval_dialog_shows_the_context_and_a_approves_the_whole_queue(db_url):
+    app = LoopdeckApp(db_url, plan=two_gates(), drive=True, user="zed")
+    async with app.run_test(size=SMALL) as pilot:
+        await until(pilot, lambda: isinstance(app.screen, ApprovalScreen) and len(app.screen.queue) == 2)
+        dialog = app.screen
+        await pilot.press("c")  # what it depends on: prep's output
+        await until(pilot, lambda: "prep · reasoning" in screen_as_text(app))
+        assert "context: what it depends on" in screen_as_text(app)
+        await pilot.press("A")
+        await until(pilot, lambda: isinstance(app.screen, ConfirmScreen))
+        assert "Approve all 2 waiting: 2 steps?" in screen_as_text(app)
+        await pilot.press("y")
+        await until(pilot, lambda: app.final_status is not None)
+        assert app.final_status.value == "succeeded" and not dialog.is_attached
+        for key in ("left", "right"):
+            row = await app.orch.store.get_step(app.run_id, key)
+            assert row.approved_by == "zed" and row.status == "succeeded"
+
+
+async def test_a_budget_below_what_was_used_asks_first_and_a_bad_value_is_refused_in_place(db_url):
+    plan = validate_plan(
+        {
+            "goal": "spend",
+            "agents": {"sim": {"kind": "sim", "latency_ms": 0, "tokens": [100, 50]}},
+            "policy": {"token_budget": 100_000},
+            "steps": [{"key": "draft"}, {"key": "publish", "approval": "required", "depends_on": ["draft"]}],
+        }
+    )
+    app = LoopdeckApp(db_url, plan=plan, drive=True, user="amy")
+    async with app.run_test(size=SMALL) as pilot:
+        await until(pilot, lambda: isinstance(app.screen, ApprovalScreen))
+        await pilot.press("escape")
+        await until(pilot, lambda: isinstance(app.screen, RunScreen) and app.screen.view.tokens > 0)
+        used = app.screen.view.tokens
+        await pilot.press("b")
+        await until(pilot, lambda: isinstance(app.screen, PromptScreen))
+        prompt = app.screen
+        prompt.query_one("#prompt-input").value = "lots"
+        await pilot.press("enter")
+        await pilot.pause(0.2)
+        assert app.screen is prompt and "token budget" in str(prompt.query_one("#prompt-error").render())
+        prompt.query_one("#prompt-input").value = "1"
+        await pilot.press("enter")
+        await until(pilot, lambda: isinstance(app.screen, ConfirmScreen))
+        said = screen_as_text(app)
+        assert f"has used {used:,} tokens" in said and "the run fails" in said
+        await pilot.press("n")  # not set
+        await pilot.pause(0.3)
+        assert (await app.orch.store.get_run(app.run_id)).token_budget == 100_000
+
+
+# -- deep plans, the event log ------------------------------------------------------------------------
+
+
+def chain(n: int):
+    steps = [{"key": f"s{i:02d}", **({"depends_on": [f"s{i - 1:02d}"]} if i else {})} for i in range(n)]
+    agents = {"sim": {"kind": "sim", "latency_ms": 30}}  # slow enough for the screen to see each one run
+    return validate_plan({"goal": "chain", "agents": agents, "steps": steps})
+
+
+async def test_a_60_step_chain_is_a_readable_column_and_f_follows_the_active_step(db_url):
+    async with await Orchestrator.open(db_url, user="bo") as orch:
+        run_id = await orch.create_run(chain(60))
+        app = LoopdeckApp(run_id=run_id, orchestrator=orch, user="bo")
+        async with app.run_test(size=SMALL) as pilot:
+            await until(pilot, lambda: isinstance(app.screen, RunScreen) and app.screen.view is not None)
+            tree = app.screen.query_one(DagTree)
+            assert len(tree.root.children) == 60  # one level: a straight chain does not indent
+            await pilot.press("F")
+            driving = asyncio.create_task(orch.drive(run_id))
+            await until(pilot, lambda: tree.highlighted_key not in (None, "s00"), timeout=20)
+            await driving
+            await until(pilot, lambda: app.screen.view.status == "succeeded")
+
+
+async def test_the_event_log_clips_long_lines_follows_with_end_and_l_opens_an_event_in_full(db_url):
+    steps = [{"key": f"warm{i}"} for i in range(6)]
+    steps.append({"key": "publish", "approval": "required", "depends_on": [s["key"] for s in steps]})
+    plan = validate_plan({"goal": "log", "agents": {"sim": {"kind": "sim", "latency_ms": 0}}, "steps": steps})
+    app = LoopdeckApp(db_url, plan=plan, drive=True, user="cy")
+    async with app.run_test(size=SMALL) as pilot:
+        await until(pilot, lambda: isinstance(app.screen, ApprovalScreen))
+        await pilot.press("escape")
+        await until(pilot, lambda: isinstance(app.screen, RunScreen))
+        log = app.screen.query_one(EventLog)
+        assert log.max_scroll_x == 0 and not log.show_horizontal_scrollbar  # no sideways scrolling
+        assert "…" in screen_as_text(app)  # a payload wider than the log is clipped with a marker
+        log.scroll_home(animate=False)
+        await until(pilot, lambda: "not following (end follows)" in screen_as_text(app))
+        assert app.screen.query_one(DagTree).has_focus
+        await pilot.press("end")  # from the tree: the log follows again
+        await until(pilot, lambda: log.following and "not following" not in screen_as_text(app))
+        await pilot.press("l")
+        await until(pilot, lambda: isinstance(app.screen, EventsScreen))
+        options = app.screen.query_one(OptionList)
+        assert options.highlighted == options.option_count - 1  # the newest
+        await until(pilot, lambda: '"status": "waiting_user"' in screen_as_text(app))  # run_waiting, in full
+
+
+# -- help, palette, read-only, the header and footer at 80x24 ---------------------------------------------
+
+
+async def test_help_lists_the_navigation_keys(db_url):
+    app = LoopdeckApp(db_url, plan=gated_plan(), user="di")
+    async with app.run_test(size=SIZE) as pilot:
+        await until(pilot, lambda: isinstance(app.screen, RunScreen))
+        await pilot.press("question_mark")
+        await until(pilot, lambda: isinstance(app.screen, HelpScreen))
+        app.screen.query_one(VerticalScroll).scroll_end(animate=False)
+        await pilot.pause(0.2)
+        text = screen_as_text(app)
+        assert "tab  shift+tab" in text and "moving around" in text and "approve every gate" in text
+
+
+async def _palette_names(app, pilot) -> list[str]:
+    from textual.command import CommandPalette
+
+    await pilot.press("ctrl+p")
+    await until(pilot, lambda: isinstance(app.screen, CommandPalette))
+    await pilot.pause(0.5)
+    names = [str(option.prompt).split("\n")[0] for option in app.screen.query_one(OptionList)._options]
+    await pilot.press("escape")
+    return names
+
+
+async def test_the_palette_offers_only_what_the_screen_can_do(db_url):
+    async with await Orchestrator.open(db_url, user="el") as orch:
+        await orch.create_run(gated_plan())
+        app = LoopdeckApp(orchestrator=orch, user="el", read_only=True)
+        async with app.run_test(size=SIZE) as pilot:
+            await until(pilot, lambda: isinstance(app.screen, RunsScreen) and app.screen.highlighted is not None)
+            names = await _palette_names(app, pilot)
+            assert "Filter" in names and "Skip" not in names and "Cancel" not in names  # not the run screen's
+            assert sum(1 for n in names if "Quit" in n) == 1
+            await pilot.press("enter")
+            await until(pilot, lambda: isinstance(app.screen, RunScreen))
+            names = await _palette_names(app, pilot)
+            assert "Freeze" in names and "Events in full" in names  # the reading actions
+            assert not {"Budget", "Skip", "Retry", "Cancel", "Finish", "Thumbs up"} & set(names)  # read-only
+
+
+async def test_read_only_can_reopen_a_view_only_dialog_and_is_not_invited_to_write(db_url):
+    async with await Orchestrator.open(db_url, user="fi") as orch:
+        run_id = await orch.create_run(gated_plan())
+        await drive_to_gate(orch, run_id)
+        app = LoopdeckApp(run_id=run_id, orchestrator=orch, user="fi", read_only=True)
+        async with app.run_test(size=SIZE) as pilot:
+            await until(pilot, lambda: isinstance(app.screen, ApprovalScreen))
+            assert "read-only" in screen_as_text(app)
+            await pilot.press("a")  # refused: nothing approved
+            await pilot.press("escape")
+            await until(pilot, lambda: isinstance(app.screen, RunScreen))
+            assert "R drives" not in screen_as_text(app) and "b Budget" not in screen_as_text(app)
+            await pilot.press("A")
+            await until(pilot, lambda: isinstance(app.screen, ApprovalScreen))
+            assert (await orch.store.get_step(run_id, "publish")).status.value == "waiting_user"
+
+
+async def test_at_80x24_the_footer_keeps_help_and_quit(db_url):
+    app = LoopdeckApp(db_url, plan=gated_plan(), user="gus")
+    async with app.run_test(size=SMALL) as pilot:
+        await until(pilot, lambda: isinstance(app.screen, RunScreen) and app.screen.view is not None)
+        footer = screen_as_text(app).splitlines()[-1]
+        assert "? Help" in footer and "q Quit" in footer
+
+
+def test_a_narrow_header_keeps_what_needs_the_operator_and_drops_detail_first():
+    view = RunView(run_id="r", status="waiting_user", max_concurrency=4, profile="careful", parent="p (step s)")
+    view.steps = {"a": StepView(key="a", agent="x", status="waiting_user"), "b": StepView(key="b", agent="y")}
+    view.waiting = ["a"]
+    view.breakers = {"x": "open", "y": "closed"}
+    wide = fit(header_parts(view, 0.0, False, False), 200).plain
+    assert "◆ careful" in wide and "y:closed" in wide and "slots 0/4" in wide
+    narrow = fit(header_parts(view, 0.0, False, False), 60).plain
+    assert "⏸ 1 awaiting approval (A)" in narrow and "x:open" in narrow  # what needs the operator stays
+    assert "◆ careful" not in narrow and "y:closed" not in narrow  # detail goes first
+    assert len(narrow) <= 60
