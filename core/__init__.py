@@ -24,6 +24,7 @@ logging.getLogger("loopdeck").addHandler(logging.NullHandler())
 
 # public name -> the module that defines it (``limits`` is a module of its own)
 _EXPORTS: dict[str, str] = {
+    "ApprovalRule": "core.model.tools",
     "PLANNER_ENV": "core.planner",
     "PLAN_REVIEW_EVENTS": "core.model.events",
     "RUN_STATUS_EVENTS": "core.model.events",
@@ -156,6 +157,7 @@ if TYPE_CHECKING:  # what type checkers and import-linter see: the same names, i
     from core.model.result import RunResult
     from core.model.skills import Skill, available_skills
     from core.model.states import RunStatus, StepStatus
+    from core.model.tools import ApprovalRule
     from core.orchestrator import Delivery, Orchestrator, default_user
     from core.planner import (
         PLANNER_ENV,
@@ -199,6 +201,7 @@ __all__ = [
     "RUN_STATUS_EVENTS",
     "STEP_STATUS_AFTER",
     "AgentError",
+    "ApprovalRule",
     "AttemptFailed",
     "BadInput",
     "CallNotFound",
