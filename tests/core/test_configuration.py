@@ -401,7 +401,7 @@ def test_the_readmes_configuration_example_is_valid_and_means_what_it_says(tmp_p
     for name in ("LOOPDECK_DB", "LOOPDECK_USER", "LOOPDECK_TOKEN_BUDGET"):
         monkeypatch.delenv(name, raising=False)
     settings = load_settings()
-    assert settings.policy_defaults()["max_concurrency"] == 3
+    assert settings.policy_defaults()["max_concurrency"] == 3 and settings.theme == "textual-light"
     plan, record = resolve_plan({"steps": [{"key": "a", "agent": "writer"}]}, profile="careful")
     assert plan.agents["writer"].temperature == 0 and plan.policy.plan_approval == "required"
     assert record is not None and record["kept_from_plan"] == {}

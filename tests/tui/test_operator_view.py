@@ -4,6 +4,7 @@ deep plans, the event log, the palette and read-only mode (pilot tests, checked 
 from __future__ import annotations
 
 import asyncio
+import io
 import os
 import signal
 
@@ -334,3 +335,21 @@ def test_a_narrow_header_keeps_what_needs_the_operator_and_drops_detail_first():
     assert "⏸ 1 awaiting approval (A)" in narrow and "x:open" in narrow  # what needs the operator stays
     assert "◆ careful" not in narrow and "y:closed" not in narrow  # detail goes first
     assert len(narrow) <= 60
+
+
+def test_a_step_held_by_an_open_breaker_says_which_and_when_its_probe_is_due_in_its_row_and_headless():
+    from rich.console import Console
+
+    from core import Event
+    from tui.cli.progress import Progress
+    from tui.dashboard.widgets.dag_tree import label
+
+    reason = 'breaker of "scraper" is open (3 consecutive failures); its probe is due at 14:03:10 UTC (in 25s)'
+    held = Event(7, "r", "step_held", "fetch", {"by": "breaker", "agent": "scraper", "reason": reason}, 1.0)
+    view = RunView(run_id="r", status="running")
+    view.steps = {"fetch": StepView(key="fetch", agent="scraper")}
+    view.apply(held)
+    assert f"⏳ {reason}" in str(label(view, view.steps["fetch"], 2.0))
+    snapshot = {"run": {"id": "r", "status": "running", "tokens": {"total": 0}, "token_budget": None}, "steps": []}
+    progress = Progress(Console(file=io.StringIO()), "r", snapshot)
+    assert f"step fetch waits: {reason}" in progress._describe(held).plain

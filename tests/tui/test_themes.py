@@ -63,3 +63,18 @@ async def test_switching_to_a_light_theme_recolours_the_semantic_styles(db_url):
         await until(pilot, lambda: app.console.get_style("status.failed").color != dark)
         light = Color.parse(app.get_css_variables()["text-error"]).rich_color
         assert app.console.get_style("status.failed").color.triplet == light.triplet
+
+
+def test_the_theme_setting_is_checked_against_textuals_themes(monkeypatch):
+    import pytest
+
+    from core import BadInput
+    from tui.cli.commands.dashboard import configured_theme
+
+    monkeypatch.setenv("LOOPDECK_THEME", "solarized-light")
+    assert configured_theme() == "solarized-light"
+    monkeypatch.setenv("LOOPDECK_THEME", "neon")
+    with pytest.raises(
+        BadInput, match=r'unknown theme "neon" \(setting theme / LOOPDECK_THEME\); one of: .*textual-light'
+    ):
+        configured_theme()
