@@ -19,6 +19,7 @@ from tui.dashboard.dialogs.approval import ApprovalScreen
 from tui.dashboard.dialogs.events import EventsScreen
 from tui.dashboard.dialogs.help import HelpScreen
 from tui.dashboard.dialogs.prompts import ConfirmScreen, PromptScreen
+from tui.dashboard.messages import DriveRun
 from tui.dashboard.screens.run import RunScreen
 from tui.dashboard.screens.runs import RunsScreen
 from tui.dashboard.viewmodel import RunView, StepView
@@ -85,7 +86,14 @@ async def test_a_run_whose_driver_was_killed_says_so_stops_its_timers_and_r_driv
         await pilot.pause(1.3)
         assert str(tree.root.children[0].label) == first  # nobody runs it: its timer does not tick
         assert "R Resume" in screen_as_text(app).splitlines()[-1]  # the footer offers it
+        await pilot.press("escape")  # the runs list says it too, and R there drives it here
+        await until(
+            pilot, lambda: isinstance(app.screen, RunsScreen) and "running ⚠ driver gone" in screen_as_text(app)
+        )
         await pilot.press("R")
+        await until(pilot, lambda: isinstance(app.screen, RunScreen))
+        app.post_message(DriveRun(run_id))  # a second R before the first took the lease: still one driver
+        await until(pilot, lambda: told(app, f"run {run_id} is driven by this dashboard already"))
         await until(pilot, lambda: app.screen.view.status == "succeeded", timeout=20)
         assert told(app, f"run {run_id} is driven by this dashboard now")
         assert app.screen.view.steps["only"].attempts == 2  # the interrupted attempt counted, one more run
@@ -244,7 +252,9 @@ async def test_the_event_log_clips_long_lines_follows_with_end_and_l_opens_an_ev
         await until(pilot, lambda: isinstance(app.screen, RunScreen))
         log = app.screen.query_one(EventLog)
         assert log.max_scroll_x == 0 and not log.show_horizontal_scrollbar  # no sideways scrolling
-        assert "…" in screen_as_text(app)  # a payload wider than the log is clipped with a marker
+        width = log.scrollable_content_region.width
+        drawn = [log.render_line(y) for y in range(log.scrollable_content_region.height)]
+        assert any(line.cell_length == width and line.text.endswith("…") for line in drawn)  # clipped, marked
         log.scroll_home(animate=False)
         await until(pilot, lambda: "not following (end follows)" in screen_as_text(app))
         assert app.screen.query_one(DagTree).has_focus
@@ -290,7 +300,7 @@ async def test_the_palette_offers_only_what_the_screen_can_do(db_url):
         async with app.run_test(size=SIZE) as pilot:
             await until(pilot, lambda: isinstance(app.screen, RunsScreen) and app.screen.highlighted is not None)
             names = await _palette_names(app, pilot)
-            assert "Filter" in names and "Skip" not in names and "Cancel" not in names  # not the run screen's
+            assert "Filter" in names and "Freeze" not in names and "Events in full" not in names  # not the run's
             assert sum(1 for n in names if "Quit" in n) == 1
             await pilot.press("enter")
             await until(pilot, lambda: isinstance(app.screen, RunScreen))
@@ -353,3 +363,19 @@ def test_a_step_held_by_an_open_breaker_says_which_and_when_its_probe_is_due_in_
     snapshot = {"run": {"id": "r", "status": "running", "tokens": {"total": 0}, "token_budget": None}, "steps": []}
     progress = Progress(Console(file=io.StringIO()), "r", snapshot)
     assert f"step fetch waits: {reason}" in progress._describe(held).plain
+
+
+async def test_an_orphaned_run_canceled_on_its_screen_is_no_longer_said_to_need_a_driver(db_url):
+    async with await Orchestrator.open(db_url, user="hu") as orch:
+        run_id = await orch.create_run(gated_plan())  # never driven
+        app = LoopdeckApp(run_id=run_id, orchestrator=orch, user="hu")
+        async with app.run_test(size=SIZE) as pilot:
+            await until(pilot, lambda: "⚠ no driver (R drives it here)" in screen_as_text(app))
+            await pilot.press("x")
+            await until(pilot, lambda: isinstance(app.screen, ConfirmScreen))
+            await pilot.press("y")
+            await until(pilot, lambda: isinstance(app.screen, PromptScreen))
+            await pilot.press("enter")
+            await until(pilot, lambda: app.screen.view.status == "canceled")
+            await until(pilot, lambda: "no driver" not in screen_as_text(app).splitlines()[0])
+            assert "R Resume" not in screen_as_text(app)

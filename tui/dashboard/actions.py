@@ -37,21 +37,25 @@ class ActionSpec:
         return self.action.split("(")[0]
 
 
+# help and quit come first on every screen (and as priority bindings, which the footer lists first): a narrow
+# footer keeps them
+HELP = ActionSpec(
+    "help", "question_mark", "help", "Help", "List every key binding", writes=False, key_display="?", priority=True
+)
+QUIT = ActionSpec(
+    "quit",
+    "q",
+    "app.quit",
+    "Quit",
+    "Quit the dashboard (a run driven here stays resumable)",
+    writes=False,
+    palette=False,  # Textual's palette offers its own Quit
+    priority=True,
+)
+
 RUN_ACTIONS: tuple[ActionSpec, ...] = (
-    # help and quit first (and as priority bindings, which the footer lists first): a narrow footer keeps them
-    ActionSpec(
-        "help", "question_mark", "help", "Help", "List every key binding", writes=False, key_display="?", priority=True
-    ),
-    ActionSpec(
-        "quit",
-        "q",
-        "app.quit",
-        "Quit",
-        "Quit the dashboard (a run driven here stays resumable)",
-        writes=False,
-        palette=False,
-        priority=True,
-    ),
+    HELP,
+    QUIT,
     ActionSpec(
         "approvals",
         "A",
@@ -176,17 +180,8 @@ RUN_ACTIONS: tuple[ActionSpec, ...] = (
 )
 
 RUNS_ACTIONS: tuple[ActionSpec, ...] = (
-    ActionSpec(
-        "runs_help",
-        "question_mark",
-        "help",
-        "Help",
-        "List every key binding",
-        writes=False,
-        key_display="?",
-        priority=True,
-    ),
-    ActionSpec("runs_quit", "q", "app.quit", "Quit", "Quit the dashboard", writes=False, palette=False, priority=True),
+    HELP,
+    QUIT,
     ActionSpec("runs_open", "enter", "open_run", "Open", "Open the highlighted run", writes=False, show=False),
     ActionSpec(
         "runs_approvals",

@@ -103,6 +103,7 @@ class LoopdeckApp(App[int]):
         self._given = orchestrator
         self.orch: Orchestrator = orchestrator  # type: ignore[assignment]
         self.final_status: RunStatus | None = None
+        self._driving: set[str] = set()  # runs this process drives (one driver each)
 
     @property
     def user(self) -> str:
@@ -132,12 +133,14 @@ class LoopdeckApp(App[int]):
         await self.push_screen(RunScreen(self.ctx, self.run_id))
 
     def drive_here(self, run_id: str) -> None:
-        self.run_worker(
-            self._drive(run_id), name="the run's driver", group="drive", exclusive=False, exit_on_error=False
-        )
+        self._driving.add(run_id)
+        self.run_worker(self._drive(run_id), name="the run's driver", group="drive", exit_on_error=False)
 
     def on_drive_run(self, message: DriveRun) -> None:
         """``R``: drive a run nobody drives, here (as `loopdeck resume`); quitting leaves it resumable again."""
+        if message.run_id in self._driving:  # a second R before the first took the lease: one driver
+            self.notify(f"run {message.run_id} is driven by this dashboard already", markup=False)
+            return
         self.drive_here(message.run_id)
         self.notify(f"run {message.run_id} is driven by this dashboard now", markup=False)
 
@@ -196,6 +199,8 @@ class LoopdeckApp(App[int]):
                 self.final_status = status
         except LoopdeckError as exc:
             self.notify(f"the run stopped: {exc}", severity="error", markup=False, timeout=30)
+        finally:
+            self._driving.discard(run_id)
 
     async def on_unmount(self) -> None:
         for worker in list(self.workers):

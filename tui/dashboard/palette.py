@@ -85,7 +85,12 @@ def rich_theme(variables: Mapping[str, str]) -> Theme:
 
 
 def status_style(status: str) -> str:
+    """The style of a run's, step's or call's status ("" for one the table does not know: never an error)."""
     return f"status.{status}" if f"status.{status}" in SEMANTIC else ""
+
+
+def breaker_style(state: str) -> str:
+    return f"breaker.{state}" if f"breaker.{state}" in SEMANTIC else ""
 
 
 def install(app: object) -> None:

@@ -149,19 +149,23 @@ class RunView(RunProjection):
             return None
         if step.held:
             return step.held
-        others = [k for k in self.waiting if k != step.key]
+        others = self._other_gates(step.key)
         if self.stop_on_approval and others and all(self._done_ok(d) for d in step.depends_on):
-            return f"waits for {', '.join(others[:3])}{'…' if len(others) > 3 else ''} (stop_on_approval_required)"
+            return f"waits for {others} (stop_on_approval_required)"
         return None
+
+    def _other_gates(self, key: str) -> str:
+        """The gates waiting besides ``key``'s, listed (the first three); empty when there are none."""
+        others = [k for k in self.waiting if k != key]
+        return ", ".join(others[:3]) + ("…" if len(others) > 3 else "")
 
     def held_note(self, key: str) -> str:
         """What an operator who just let ``key`` go should know: other gates still hold every launch."""
-        others = [k for k in self.waiting if k != key]
+        others = self._other_gates(key)
         if not (self.stop_on_approval and others):
             return ""
-        listed = ", ".join(others[:3]) + ("…" if len(others) > 3 else "")
-        verb = "is" if len(others) == 1 else "are"
-        return f"; it starts once {listed} {verb} answered too (stop_on_approval_required holds launches)"
+        verb = "are" if "," in others else "is"
+        return f"; it starts once {others} {verb} answered too (stop_on_approval_required holds launches)"
 
     def _done_ok(self, key: str) -> bool:
         dep = self.steps.get(key)

@@ -13,6 +13,7 @@ from core import Orchestrator, call_json, dumps, nested_runs, plan_json_schema, 
 from tui.cli.output import EXIT_OK, err, listing, out, print_json, write_text
 from tui.text.literal import literal
 from tui.text.money import dollars
+from tui.text.runs import driver_words, waiting_words
 
 
 async def runs(orch: Orchestrator, args: argparse.Namespace, _: Any) -> int:
@@ -64,15 +65,8 @@ async def runs(orch: Orchestrator, args: argparse.Namespace, _: Any) -> int:
 
 def status_line(run: dict[str, Any]) -> str:
     """``waiting_user: publish``, ``running, driver gone``: the status, what it waits for, whether anyone drives it."""
-    line = run["status"]
-    if run.get("waiting_for"):
-        line += ": " + ", ".join(run["waiting_for"])
-    driver = run.get("driver") or {}
-    if driver.get("state") == "gone":
-        line += ", driver gone"
-    elif driver.get("state") == "none":
-        line += ", no driver"
-    return line
+    waiting, driver = waiting_words(run), driver_words(run)
+    return run["status"] + (f": {waiting}" if waiting else "") + (f", {driver}" if driver else "")
 
 
 async def calls(orch: Orchestrator, args: argparse.Namespace, _: Any) -> int:

@@ -165,12 +165,18 @@ class ApprovalScreen(ModalScreen[None]):
             )
         )
         self._show_body(step.input)
-        many = "A all  " if len(self.queue) > 1 else ""
-        keys = f"a approve  {many}r reject  e edit  c {self._other()}  esc defer"
-        if self.read_only:
-            keys = f"read-only: c {self._other()}  esc closes"
-        self.query_one("#approval-keys", Static).update(Text(keys))
+        self._show_keys("a approve  {all}r reject  e edit  c {other}  esc defer")
         self.query_one("#approval-error", Static).update("")
+
+    def _show_keys(self, keys: str) -> None:
+        """The key line (fits 80 columns); read-only: only what looks."""
+        many = "A all  " if len(self.queue) > 1 else ""
+        line = (
+            f"read-only: esc closes  c {self._other()}"
+            if self.read_only
+            else keys.format(all=many, other=self._other())
+        )
+        self.query_one("#approval-keys", Static).update(Text(line))
 
     def _other(self) -> str:
         return "input" if self.showing_context else "context"
@@ -189,7 +195,7 @@ class ApprovalScreen(ModalScreen[None]):
     async def load_context(self, key: str) -> None:
         try:
             shown = context_text(await self.context(key) if self.context is not None else None)
-        except LoopdeckError as exc:
+        except (LoopdeckError, KeyError) as exc:  # (KeyError: its child run's gates left the queue meanwhile)
             shown = literal(f"cannot read its context: {exc}", "error")
         if self.showing_context and self.queue and self.current == key:
             self.query_one("#approval-input-view", Static).update(shown)
@@ -225,10 +231,7 @@ class ApprovalScreen(ModalScreen[None]):
             why.append_text(literal(call.text, "italic"))
         self.query_one("#approval-why", Static).update(why)
         self._show_body(call.arguments)
-        many = "A all  " if len(self.queue) > 1 else ""
-        keys = f"a run it  {many}w always  r refuse  e edit  c {self._other()}  esc defer"  # fits 80 columns
-        ro = f"read-only: c {self._other()}  esc closes"
-        self.query_one("#approval-keys", Static).update(Text(ro if self.read_only else keys))
+        self._show_keys("a run it  {all}w always  r refuse  e edit  c {other}  esc defer")
         self.query_one("#approval-error", Static).update("")
 
     def show_error(self, message: str) -> None:

@@ -79,7 +79,10 @@ class RunScreen(GatesMixin, ActionsMixin, LoopdeckScreen):
     async def check_driver(self) -> None:
         """Whether a process still drives the run (a driver that died leaves its lease to expire)."""
         view = self.view
-        if view is None or view.finished:
+        if view is None:
+            return
+        if view.finished:  # an ended run needs no driver (ended while nobody drove it: the badge goes)
+            view.set_driver(None)
             return
         try:
             driver = await self.ctx.orch.driver(self.run_id)

@@ -82,9 +82,12 @@ class ActionsMixin:
             self.notify(f"run {self.run_id} is driven already or has ended; nothing to resume", markup=False)
             return
         self.post_message(DriveRun(self.run_id))
+        view.set_driver({"state": "alive"})  # (taken at once: the next check says so from the store)
+        self.refresh_bindings()
 
     def action_open_events(self) -> None:
-        self.app.push_screen(EventsScreen(list(self.view.events) if self.view is not None else []))
+        events = [e for e in self.view.events if e.type != "step_output_partial"] if self.view is not None else []
+        self.app.push_screen(EventsScreen(events))  # (streamed pieces are in the Output tab)
 
     def action_runs(self) -> None:
         """Back: to the run this child run was opened from, else the runs list (the app knows which is below)."""
@@ -119,9 +122,14 @@ class ActionsMixin:
 
     def action_follow_active(self) -> None:
         self.follow_active = not self.follow_active
-        tree = self.query_one(DagTree)
-        tree.border_title = "steps · following the active ones (F stops)" if self.follow_active else "steps"
+        self._title_tree()
         self.notify("the cursor follows the running steps" if self.follow_active else "stopped following", markup=False)
+
+    def _title_tree(self) -> None:
+        """The tree's title says what shapes it: a filter, following the active steps."""
+        notes = [f"filter: {self.filter_text}"] if self.filter_text else []
+        notes += ["following the active ones (F stops)"] if self.follow_active else []
+        self.query_one(DagTree).border_title = " · ".join(["steps", *notes])
 
     def action_filter(self) -> None:
         def answer(value: str | None) -> None:
@@ -130,7 +138,7 @@ class ActionsMixin:
             self.filter_text = value.strip()
             tree = self.query_one(DagTree)
             tree.build(self.view, self.ctx.clock(), self.filter_text)
-            tree.border_title = f"steps · filter: {self.filter_text}" if self.filter_text else "steps"
+            self._title_tree()
             shown = len(tree.root.children)
             if self.filter_text:
                 self.notify(

@@ -27,6 +27,7 @@ from tui.dashboard.palette import status_style
 from tui.dashboard.screens.base import LoopdeckScreen
 from tui.dashboard.widgets.header_bar import elapsed_text
 from tui.text.literal import literal
+from tui.text.runs import driver_words, waiting_words
 
 # the goal takes what the others leave; ids are 22 characters (20260921-141320-snap01); tokens and age
 # are shown when the goal keeps GOAL_ROOM cells with them
@@ -60,11 +61,11 @@ def age_text(created_iso: str | None, now: float) -> str:
 def status_text(run: dict[str, Any], width: int) -> Text:
     """``waiting_user: publish`` or ``running ⚠ driver gone``: the status, and what the operator should know."""
     text = Text(run["status"], status_style(run["status"]))
-    if run.get("waiting_for"):
-        text.append_text(literal(": " + ", ".join(run["waiting_for"]), "note"))
-    driver = run.get("driver") or {}
-    if driver.get("state") in ("gone", "none"):
-        text.append(" ⚠ no driver" if driver["state"] == "none" else " ⚠ driver gone", "status.orphaned")
+    waiting, driver = waiting_words(run), driver_words(run)
+    if waiting:
+        text.append_text(literal(f": {waiting}", "note"))
+    if driver:
+        text.append(f" ⚠ {driver}", "status.orphaned")
     text.truncate(width, overflow="ellipsis")
     return text
 
@@ -112,6 +113,11 @@ class RunsScreen(LoopdeckScreen):
         shown = f" · filter: {self.filter_text}" if self.filter_text else ""
         title = f" runs — newest first{shown}{' · read-only' if self.ctx.read_only else ''}"
         self.query_one("#header-bar", Static).update(Text(title, style="bold"))
+
+    def restyle(self) -> None:
+        """The theme changed: every row drawn again in its colours."""
+        self._columns_shown = []
+        self._columns()
 
     @work(exclusive=True, group="runs", exit_on_error=False, name="the runs list")
     async def load(self) -> None:
@@ -183,8 +189,7 @@ class RunsScreen(LoopdeckScreen):
     def can(self, spec: ActionSpec) -> bool | None:
         run = self.highlighted
         if spec.id == "runs_resume":
-            driver = (run or {}).get("driver") or {}
-            return run is not None and driver.get("state") in ("gone", "none")
+            return run is not None and driver_words(run) is not None
         if spec.id == "runs_approvals":
             return run is not None and bool(run.get("waiting_for"))
         if spec.id == "runs_cancel":

@@ -61,8 +61,11 @@ class EventLog(ScrollView, can_focus=True):
             self.lines.append(Text(note, style="dim italic"))
             events = events[skipped:]
         self.lines.extend(event_line(event) for event in events)
-        if len(self.lines) > self.MAX_LINES + self.MAX_LINES // 10:  # trimmed in chunks: a list, not a deque
-            del self.lines[: len(self.lines) - self.MAX_LINES]
+        trimmed = len(self.lines) - self.MAX_LINES
+        if trimmed > self.MAX_LINES // 10:  # trimmed in chunks: a list, not a deque
+            del self.lines[:trimmed]
+            if not self.following:  # the lines the operator reads stay under their eyes
+                self.scroll_to(y=max(0, self.scroll_y - trimmed), animate=False, immediate=True)
         self.virtual_size = Size(0, len(self.lines))
         if self.following:
             self.scroll_end(animate=False, immediate=False, x_axis=False)
@@ -81,7 +84,7 @@ class EventLog(ScrollView, can_focus=True):
     def watch_scroll_y(self, old_value: float, new_value: float) -> None:
         """Scrolled up by the operator: stop following; back at the bottom: follow again."""
         super().watch_scroll_y(old_value, new_value)
-        at_bottom = new_value >= self.max_scroll_y - 1  # (a resize that clamps the scroll keeps it at the bottom)
+        at_bottom = new_value >= self.max_scroll_y  # (a resize that clamps the scroll keeps it at the bottom)
         if at_bottom or new_value < old_value:
             self.following = at_bottom
 

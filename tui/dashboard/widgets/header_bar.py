@@ -5,7 +5,7 @@ from __future__ import annotations
 from rich.text import Text
 from textual.widgets import Static
 
-from tui.dashboard.palette import status_style
+from tui.dashboard.palette import breaker_style, status_style
 from tui.dashboard.viewmodel import RunView, parse_iso
 from tui.text.literal import literal
 from tui.text.money import dollars
@@ -51,7 +51,7 @@ def header_parts(
     """The header's parts with their importance: status and what needs the operator first, detail last;
     ``in_full``: a gone driver said in full (who, where, since when), else in two words."""
     parts: list[tuple[int, Text]] = [(VITAL, Text(f" {view.status.replace('_', ' ')} ", status_style(view.status)))]
-    if view.driver_gone:
+    if view.driver_gone and not view.finished:
         what = view.driver_gone if in_full else "driver gone" if view.driver_state == "gone" else "no driver"
         parts.append((VITAL, Text(f" ⚠ {what}{'' if read_only else ' (R drives it here)'} ", "badge.orphaned")))
     calls = view.waiting_calls
@@ -66,7 +66,7 @@ def header_parts(
     for agent, state in sorted(view.breakers.items()):
         if state != "closed":  # an open breaker matters; closed ones are detail
             parts.append(
-                (VITAL, Text.assemble(" ", literal(agent), f":{state.replace('_', '-')} ", style=f"breaker.{state}"))
+                (VITAL, Text.assemble(" ", literal(agent), f":{state.replace('_', '-')} ", style=breaker_style(state)))
             )
     if frozen:
         parts.append((VITAL, Text(" ❄ frozen (space) ", "badge.frozen")))
@@ -88,7 +88,7 @@ def header_parts(
         parts.append((EXTRA, literal(f" ↳ child of {view.parent} ", "dim")))
     for agent, state in sorted(view.breakers.items()):
         if state == "closed":
-            parts.append((EXTRA, Text.assemble(" ", literal(agent), ":closed ", style="breaker.closed")))
+            parts.append((EXTRA, Text.assemble(" ", literal(agent), ":closed ", style=breaker_style(state))))
     return parts
 
 
