@@ -79,7 +79,7 @@ class Reading(OrchestratorBase):
 
     async def driver(self, run_id: str) -> dict[str, Any] | None:
         """``driver_of`` read afresh (the dashboard asks every second whether its run's driver is still there)."""
-        return self.driver_of(await self.store.get_run(await self.store.resolve_run_id(run_id)))
+        return self.driver_of(await self.store.get_run(await self.store.resolve_run_id(run_id), plan=False))
 
     async def children(self, run_id: str) -> list[dict[str, Any]]:
         """The child runs of a run's sub_agent steps (``run.children`` of ``show --json``), oldest first."""
@@ -101,7 +101,8 @@ class Reading(OrchestratorBase):
         """The context the step gets (or got) from its dependencies' outputs, per the run's policy."""
         run_id = await self.store.resolve_run_id(run_id)
         plan = (await self.store.get_run(run_id)).plan or {}
-        context = views.step_context(plan, key, await self.store.get_steps(run_id))
+        spec = next((s for s in plan.get("steps", []) if s["key"] == key), {})
+        context = views.step_context(plan, key, await self.store.get_steps(run_id, spec.get("depends_on") or ()))
         if context is None:
             raise StepNotFound(run_id, key, [s["key"] for s in plan.get("steps", [])])
         return context

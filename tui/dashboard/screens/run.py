@@ -29,7 +29,7 @@ from tui.dashboard.widgets.header_bar import HeaderBar
 from tui.dashboard.widgets.step_detail import StepDetail, timeline
 
 REFRESH_S = 0.1
-POLL_S = 0.1  # at most this long between reads of the store (PostgreSQL's NOTIFY wakes the feed sooner)
+POLL_S = 0.05  # at most this long between reads of the store (PostgreSQL's NOTIFY wakes the feed sooner)
 HISTORY_LINES = 200
 DETAIL_REFRESH_S = 0.5  # a busy highlighted step re-reads its detail at most twice a second
 DRIVER_CHECK_S = 1.0  # how often the dashboard asks whether a process still drives the run
