@@ -218,3 +218,12 @@ def test_readers_cancelled_mid_query_never_hang_the_event_loops_shutdown(tmp_pat
     )
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "closed"
+
+
+async def test_get_steps_reads_only_the_keys_asked_for_in_plan_order(orch):
+    from tests.conftest import plan
+
+    run_id = await orch.create_run(plan([{"key": "a"}, {"key": "b"}, {"key": "c"}]))
+    assert [s.key for s in await orch.store.get_steps(run_id, ["c", "a"])] == ["a", "c"]
+    assert [s.key for s in await orch.store.get_steps(run_id, [])] == []
+    assert [s.key for s in await orch.store.get_steps(run_id)] == ["a", "b", "c"]

@@ -379,3 +379,18 @@ async def test_an_orphaned_run_canceled_on_its_screen_is_no_longer_said_to_need_
             await until(pilot, lambda: app.screen.view.status == "canceled")
             await until(pilot, lambda: "no driver" not in screen_as_text(app).splitlines()[0])
             assert "R Resume" not in screen_as_text(app)
+
+
+async def test_steps_that_changed_out_of_view_are_relabelled_when_they_scroll_into_view(db_url):
+    steps = [{"key": f"w{i:03d}"} for i in range(80)]
+    plan = validate_plan({"goal": "wide", "agents": {"sim": {"kind": "sim", "latency_ms": 0}}, "steps": steps})
+    app = LoopdeckApp(db_url, plan=plan, drive=True, user="ida")
+    async with app.run_test(size=SMALL) as pilot:
+        await until(pilot, lambda: app.final_status is not None)
+        tree = app.screen.query_one(DagTree)
+        last = tree.node_of("w079")
+        assert "w079" not in tree.visible_keys()
+        await pilot.pause(0.3)
+        tree.scroll_end(animate=False)
+        await until(pilot, lambda: "w079" in tree.visible_keys())
+        await until(pilot, lambda: str(last.label).startswith("● w079"))  # drawn as it is now: succeeded
