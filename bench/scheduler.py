@@ -3,9 +3,11 @@
     python bench/scheduler.py            # the figures reported in the README
     python bench/scheduler.py --quick    # smaller plans, for a quick look
 
-Part 1: zero-latency plans of 1,000 and 10,000 steps driven to the end with
-every transition durable in a real SQLite file; prints wall time per step.
-A constant cost per step shows as the same µs/step at both sizes.
+Part 1: zero-latency plans of 1,000 and 10,000 steps in two shapes (chains
+and joins; a pure chain, where every step waits for the one before) at 5 and
+50 slots, driven to the end with every transition durable in a real SQLite
+file; prints wall time per step and the growth exponent k of wall ∝ steps^k
+between the two sizes (1.00: a constant cost per step).
 
 Part 2: plans with heterogeneous latencies (9 in 10 steps take 50 ms, 1 in 10
 take 500 ms) in three shapes — layered, fan-out/fan-in, wide — driven for real,
@@ -19,6 +21,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import heapq
+import math
 import random
 import sys
 import tempfile
@@ -33,15 +36,18 @@ from core import Orchestrator, validate_plan
 FAST_MS, SLOW_MS = 50, 500
 
 
-def zero_latency_plan(n: int, concurrency: int) -> dict[str, Any]:
-    """A mix of chains and joins so the dependency index does real work."""
+def zero_latency_plan(n: int, concurrency: int, shape: str = "joins") -> dict[str, Any]:
+    """``joins``: a mix of chains and joins so the dependency index does real work; ``chain``: one long chain."""
     steps = []
     for i in range(n):
         deps = []
-        if i >= 10:
-            deps.append(f"s{i - 10}")
-        if i % 7 == 0 and i >= 25:
-            deps.append(f"s{i - 25}")
+        if shape == "chain":
+            deps = [f"s{i - 1}"] if i else []
+        else:
+            if i >= 10:
+                deps.append(f"s{i - 10}")
+            if i % 7 == 0 and i >= 25:
+                deps.append(f"s{i - 25}")
         steps.append({"key": f"s{i}", "depends_on": deps})
     return {
         "agents": {"sim": {"kind": "sim", "latency_ms": 0}},
@@ -125,21 +131,20 @@ async def drive(plan_data: dict[str, Any], db: Path) -> tuple[float, float, str]
     return wall, last - first, status.value
 
 
-def part1(sizes: list[int], concurrency: list[int]) -> None:
+def part1(sizes: list[int], concurrency: list[int], shapes: tuple[str, ...] = ("joins", "chain")) -> None:
     print("Part 1 — zero-latency plans, every transition committed to SQLite (WAL)")
-    print(f"{'steps':>8} {'max_concurrency':>16} {'wall s':>8} {'µs/step':>9} {'status':>10}")
-    for c in concurrency:
-        per_step = []
-        for n in sizes:
-            with tempfile.TemporaryDirectory() as tmp:
-                wall, _, status = asyncio.run(drive(zero_latency_plan(n, c), Path(tmp) / "b.db"))
-            per_step.append(wall / n)
-            print(f"{n:>8} {c:>16} {wall:>8.2f} {wall / n * 1e6:>9.0f} {status:>10}")
-        if len(per_step) > 1:  # a constant cost per step shows as a ratio near 1.0
-            print(
-                f"{'':>8} {'':>16} per-step cost, {sizes[-1]:,} vs {sizes[0]:,} steps: "
-                f"{per_step[-1] / per_step[0]:.2f}x"
-            )
+    print(f"{'shape':>6} {'steps':>8} {'slots':>6} {'wall s':>8} {'µs/step':>9} {'status':>10}")
+    for shape in shapes:
+        for c in concurrency:
+            walls = []
+            for n in sizes:
+                with tempfile.TemporaryDirectory() as tmp:
+                    wall, _, status = asyncio.run(drive(zero_latency_plan(n, c, shape), Path(tmp) / "b.db"))
+                walls.append(wall)
+                print(f"{shape:>6} {n:>8} {c:>6} {wall:>8.2f} {wall / n * 1e6:>9.0f} {status:>10}")
+            if len(walls) > 1:  # wall ∝ steps^k: k = 1.00 is a constant cost per step
+                k = math.log(walls[-1] / walls[0]) / math.log(sizes[-1] / sizes[0])
+                print(f"{'':>6} {'':>8} {'':>6} growth exponent k = {k:.2f} ({sizes[0]:,} → {sizes[-1]:,} steps)")
 
 
 def part2(n: int, concurrency: int) -> None:
@@ -159,7 +164,7 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="smaller plans")
     args = parser.parse_args()
     if args.quick:
-        part1([1_000], [5])
+        part1([300, 1_000], [5])
         part2(110, 8)
     else:
         part1([1_000, 10_000], [5, 50])
