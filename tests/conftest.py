@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import shutil
 import uuid
@@ -149,3 +150,14 @@ async def events_of(orch: Orchestrator, run_id: str) -> list[Event]:
 
 def types_for(events: list[Event], key: str) -> list[str]:
     return [e.type for e in events if e.step_key == key]
+
+
+async def drive_until(orch: Orchestrator, run_id: str, event_type: str = "run_waiting") -> None:
+    """Drive a run until it emits ``event_type`` (by default: it waits for an operator), then stop driving it;
+    what waits stays open in the store, and nobody drives the run."""
+    driving = asyncio.create_task(orch.drive(run_id))
+    async for event in orch.follow(run_id):
+        if event.type == event_type:
+            break
+    driving.cancel()
+    await asyncio.gather(driving, return_exceptions=True)

@@ -12,6 +12,7 @@ from textual.containers import VerticalScroll
 from textual.widgets import OptionList
 
 from core import Orchestrator, validate_plan
+from tests.conftest import drive_until
 from tests.e2e.conftest import Cli
 from tests.tui.test_dashboard import SIZE, gated_plan, screen_as_text, until
 from tui.dashboard.app import LoopdeckApp
@@ -32,16 +33,6 @@ SMALL = (80, 24)
 
 def told(app, text: str) -> bool:
     return any(text in str(n.message) for n in app._notifications)
-
-
-async def drive_to_gate(orch: Orchestrator, run_id: str) -> None:
-    """Drive a run until it waits for an operator, then stop driving it (the gate stays open in the store)."""
-    driving = asyncio.create_task(orch.drive(run_id))
-    async for event in orch.follow(run_id):
-        if event.type == "run_waiting":
-            break
-    driving.cancel()
-    await asyncio.gather(driving, return_exceptions=True)
 
 
 def two_gates(**policy):
@@ -103,7 +94,7 @@ async def test_the_runs_list_marks_orphaned_and_waiting_runs_and_filters_them(db
     async with await Orchestrator.open(db_url, user="vic") as orch:
         orphan = await orch.create_run(gated_plan())  # created, never driven: no process holds it
         waiting = await orch.create_run(gated_plan())
-        await drive_to_gate(orch, waiting)
+        await drive_until(orch, waiting)
         app = LoopdeckApp(orchestrator=orch, user="vic")
         async with app.run_test(size=SMALL) as pilot:
             await until(pilot, lambda: isinstance(app.screen, RunsScreen) and len(app.screen._rows) == 2)
@@ -136,7 +127,7 @@ async def test_the_runs_list_cancels_the_highlighted_run_with_a_reason(db_url):
 async def test_the_runs_list_opens_the_highlighted_run_at_its_approvals_and_esc_comes_back(db_url):
     async with await Orchestrator.open(db_url, user="xia") as orch:
         run_id = await orch.create_run(gated_plan())
-        await drive_to_gate(orch, run_id)
+        await drive_until(orch, run_id)
         app = LoopdeckApp(orchestrator=orch, user="xia")
         async with app.run_test(size=SMALL) as pilot:
             await until(pilot, lambda: isinstance(app.screen, RunsScreen) and app.screen.highlighted is not None)
@@ -312,7 +303,7 @@ async def test_the_palette_offers_only_what_the_screen_can_do(db_url):
 async def test_read_only_can_reopen_a_view_only_dialog_and_is_not_invited_to_write(db_url):
     async with await Orchestrator.open(db_url, user="fi") as orch:
         run_id = await orch.create_run(gated_plan())
-        await drive_to_gate(orch, run_id)
+        await drive_until(orch, run_id)
         app = LoopdeckApp(run_id=run_id, orchestrator=orch, user="fi", read_only=True)
         async with app.run_test(size=SIZE) as pilot:
             await until(pilot, lambda: isinstance(app.screen, ApprovalScreen))

@@ -10,6 +10,7 @@ import copy
 
 from core import validate_plan
 from core.demo import DEMO
+from tests.conftest import drive_until
 from tui.dashboard.app import LoopdeckApp
 from tui.dashboard.dialogs.approval import ApprovalScreen
 from tui.dashboard.dialogs.help import HelpScreen
@@ -116,13 +117,7 @@ def test_tool_call_dialog(tmp_path, snap_compare):
         async with await Orchestrator.open(
             db, user="operator", clock=lambda: FROZEN, run_ids=lambda now: RUN_ID
         ) as orch:
-            run_id = await orch.create_run(validate_plan(data))
-            drive = asyncio.create_task(orch.drive(run_id))
-            async for event in orch.follow(run_id):
-                if event.type == "tool_call_waiting":
-                    break
-            drive.cancel()
-            await asyncio.gather(drive, return_exceptions=True)
+            await drive_until(orch, await orch.create_run(validate_plan(data)), "tool_call_waiting")
 
     asyncio.run(prepare())
 
@@ -202,13 +197,7 @@ def test_runs_list_at_80x24(tmp_path, snap_compare):
         async with await Orchestrator.open(
             db, user="operator", clock=lambda: FROZEN, run_ids=lambda now: next(ids)
         ) as orch:
-            waiting = await orch.create_run(instant_demo())
-            drive = asyncio.create_task(orch.drive(waiting))
-            async for event in orch.follow(waiting):
-                if event.type == "run_waiting":
-                    break
-            drive.cancel()
-            await asyncio.gather(drive, return_exceptions=True)
+            await drive_until(orch, await orch.create_run(instant_demo()))
             await orch.create_run(instant_demo())
 
     asyncio.run(prepare())
