@@ -1,6 +1,6 @@
 """Dashboard benchmark (not a test): a 5,000-step run receiving 2,000 events a second.
 
-    python bench/ui.py [--steps 5000] [--rate 2000] [--seconds 10]
+    python bench/ui.py [--steps 5000] [--rate 2000] [--seconds 10] [--here]
 
 A writer task commits events to a real SQLite store at the given rate (in
 batches every 50 ms, as a busy controller would), while the real dashboard,
@@ -21,7 +21,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from core import Orchestrator, validate_plan
+from core import Event, Orchestrator, validate_plan
 from core.store.writer import WriteBatch
 from tui.dashboard.app import LoopdeckApp
 from tui.dashboard.screens.run import REFRESH_S, RunScreen
@@ -32,7 +32,9 @@ def big_plan(n: int) -> dict:
     return {"agents": {"sim": {"kind": "sim", "latency_ms": 0}}, "policy": {"max_concurrency": 50}, "steps": steps}
 
 
-async def produce(orch: Orchestrator, run_id: str, n: int, rate: int, seconds: float, commits: dict[int, float]) -> int:
+async def produce(
+    orch: Orchestrator, run_id: str, n: int, rate: int, seconds: float, commits: dict[int, float], here: bool
+) -> int:
     """Commit ``rate`` events a second for ``seconds`` (50 steps running at a time); record commit times."""
     per_tick = max(1, rate // 20)  # batches every 50 ms
     sent, started = 0, time.perf_counter()
@@ -54,6 +56,9 @@ async def produce(orch: Orchestrator, run_id: str, n: int, rate: int, seconds: f
             cursor += 1
         ids = await orch.store.write(batch)
         committed = time.perf_counter()
+        if here:  # a run driven in the dashboard's own process: its controller publishes what it committed
+            rows = zip(ids, batch.events, batch.payloads, strict=True)
+            orch.bus.publish(Event(i, run_id, row["type"], row["step_key"], payload) for i, row, payload in rows)
         for id_ in ids:
             commits[id_] = committed
         sent += len(ids)
@@ -61,7 +66,7 @@ async def produce(orch: Orchestrator, run_id: str, n: int, rate: int, seconds: f
     return sent
 
 
-async def main(n: int, rate: int, seconds: float) -> None:
+async def main(n: int, rate: int, seconds: float, here: bool) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         db = f"sqlite+aiosqlite:///{Path(tmp) / 'ui.db'}"
         async with await Orchestrator.open(db) as setup:
@@ -87,7 +92,7 @@ async def main(n: int, rate: int, seconds: float) -> None:
             screen.set_interval(REFRESH_S, timed_render)
 
             commits: dict[int, float] = {}
-            producer = asyncio.create_task(produce(app.orch, run_id, n, rate, seconds, commits))
+            producer = asyncio.create_task(produce(app.orch, run_id, n, rate, seconds, commits, here))
             await pilot.pause(1.0)
             keys, handled = [], []
             tree = screen.query_one("#dag")
@@ -131,5 +136,8 @@ if __name__ == "__main__":
     parser.add_argument("--steps", type=int, default=5000)
     parser.add_argument("--rate", type=int, default=2000)
     parser.add_argument("--seconds", type=float, default=10)
+    parser.add_argument(
+        "--here", action="store_true", help="the run is driven in the dashboard's process: its commits are published"
+    )
     args = parser.parse_args()
-    asyncio.run(main(args.steps, args.rate, args.seconds))
+    asyncio.run(main(args.steps, args.rate, args.seconds, args.here))

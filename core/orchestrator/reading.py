@@ -118,8 +118,19 @@ class Reading(OrchestratorBase):
     # -- following ---------------------------------------------------------------------------
 
     async def wait_for_events(self, run_id: str | None, timeout: float) -> bool:
-        """Until another process commits events of the run (PostgreSQL NOTIFY) or ``timeout``: a hint to re-read."""
-        return await self.notifier.wait(EVENTS_CHANNEL, run_id, timeout)
+        """Until events of the run are committed — by this process (its event bus: a dashboard driving its run
+        hears at once) or another (PostgreSQL NOTIFY) — or ``timeout``: a hint to re-read the store."""
+        doorbell = self.bus.subscribe(run_id, maxsize=1)  # (only whether something came: a Gap will do)
+        rang = asyncio.ensure_future(doorbell.get())
+        notified = asyncio.ensure_future(self.notifier.wait(EVENTS_CHANNEL, run_id, timeout))
+        try:
+            done, _ = await asyncio.wait({rang, notified}, return_when=asyncio.FIRST_COMPLETED)
+            return True if rang in done else notified.result()
+        finally:
+            for waiting in (rang, notified):
+                waiting.cancel()
+            await asyncio.gather(rang, notified, return_exceptions=True)
+            doorbell.close()
 
     def subscribe(self, run_id: str | None = None, maxsize: int | None = None) -> Subscription:
         """Live events of runs driven in this process (see ``follow`` for a gap-free stream)."""

@@ -69,3 +69,20 @@ async def test_follow_with_a_tiny_buffer_loses_nothing_during_a_live_run(orch):
     await asyncio.wait_for(asyncio.gather(task, reader()), 20)
     stored = [e.id for e in await orch.store.events_since(run_id)]
     assert seen == stored
+
+
+async def test_wait_for_events_wakes_at_once_when_this_process_commits_events_of_the_run(orch):
+    """A dashboard driving its run in the same process hears of new events at once, not at its next poll."""
+    from core import Event
+    from tests.conftest import plan
+
+    run_id = await orch.create_run(plan([{"key": "a"}]))
+    waiting = asyncio.create_task(orch.wait_for_events(run_id, 30))
+    await asyncio.sleep(0.05)
+    orch.bus.publish([Event(1, run_id, "step_started", "a", {}, 0.0)])
+    assert await asyncio.wait_for(waiting, 5) is True
+    waiting = asyncio.create_task(orch.wait_for_events(run_id, 0.3))
+    await asyncio.sleep(0.05)
+    orch.bus.publish([Event(2, "another-run", "step_started", "a", {}, 0.0)])  # another run's: no wake
+    assert await waiting is False
+    assert not orch.bus._by_run.get(run_id)  # its doorbells were taken down
