@@ -38,6 +38,7 @@ def effective_settings(**flags: Any) -> tuple[str, bool, list[Entry]]:
     entries = [_entry(("db",), masked_db(current.db), given, env, file)]
     entries += [_entry((name,), getattr(current, name), given, env, file) for name in ("user", "lease_s")]
     entries.append(_entry(("agents_file",), current.agents_file, given, env, file))
+    entries.append(_entry(("theme",), current.theme, given, env, file))
     entries.append(_entry(("notify",), [_notify(u) for u in current.notify], given, env, file))
     defaults = Policy().model_dump(mode="json")
     for name, value in {**defaults, **current.policy_defaults()}.items():

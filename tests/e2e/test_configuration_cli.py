@@ -36,6 +36,7 @@ def configured(cli, text: str = CONFIG):
 def test_config_shows_each_value_its_source_and_no_secret(cli):
     configured(cli)
     cli.env["LOOPDECK_LEASE_S"] = "20"
+    cli.env["LOOPDECK_THEME"] = "nord"
     result = cli("config", "--json", "--db", "postgresql://bob:pa55word@db.example.com/loopdeck")
     assert result.returncode == 0, result.stderr
     shown = json.loads(result.stdout)
@@ -44,6 +45,7 @@ def test_config_shows_each_value_its_source_and_no_secret(cli):
     assert values["db"] == {"value": "postgresql://bob:***@db.example.com/loopdeck", "from": "flag --db"}
     assert values["lease_s"] == {"value": 20.0, "from": "env LOOPDECK_LEASE_S"}
     assert values["user"] == {"value": "from-file", "from": "file"}
+    assert values["theme"] == {"value": "nord", "from": "env LOOPDECK_THEME"}
     assert values["policy.max_concurrency"] == {"value": 2, "from": "file"}
     assert values["policy.max_step_attempts"] == {"value": 3, "from": "default"}
     assert values["agents.writer"]["value"]["output"] == "written by the library agent"
