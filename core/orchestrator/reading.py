@@ -101,7 +101,7 @@ class Reading(OrchestratorBase):
         """The context the step gets (or got) from its dependencies' outputs, per the run's policy."""
         run_id = await self.store.resolve_run_id(run_id)
         plan = (await self.store.get_run(run_id)).plan or {}
-        spec = next((s for s in plan.get("steps", []) if s["key"] == key), {})
+        spec: dict[str, Any] = next((s for s in plan.get("steps", []) if s["key"] == key), {})
         context = views.step_context(plan, key, await self.store.get_steps(run_id, spec.get("depends_on") or ()))
         if context is None:
             raise StepNotFound(run_id, key, [s["key"] for s in plan.get("steps", [])])
