@@ -358,7 +358,16 @@ def _executemany(conn: Connection, stmt: Any, rows: list[dict[str, Any]], count:
         _compiled_cache[key] = cached
     sql, names = cached
     params = [tuple(row.get(name) for name in names) for row in rows]
-    if count and dialect.name != "sqlite":  # asyncpg's executemany reports no row counts: one statement each
+    if dialect.name == "sqlite":  # the driver's cursor, in the same transaction: SQLAlchemy's execution context
+        cursor = conn.connection.dbapi_connection.cursor()  # cost more per group than SQLite's own work
+        try:
+            cursor.executemany(sql, params)
+            return int(cursor.rowcount)  # (sqlite3 sums an executemany's changes)
+        except dialect.loaded_dbapi.Error as exc:  # as SQLAlchemy would have wrapped it (locked, corrupt, ...)
+            raise DBAPIError.instance(sql, params, exc, dialect.loaded_dbapi.Error) from exc
+        finally:
+            cursor.close()
+    if count:  # asyncpg's executemany reports no row counts: one statement each
         return sum(conn.exec_driver_sql(sql, one).rowcount for one in params)
     return conn.exec_driver_sql(sql, params).rowcount
 
