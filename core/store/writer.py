@@ -359,7 +359,9 @@ def _executemany(conn: Connection, stmt: Any, rows: list[dict[str, Any]], count:
     sql, names = cached
     params = [tuple(row.get(name) for name in names) for row in rows]
     if dialect.name == "sqlite":  # the driver's cursor, in the same transaction: SQLAlchemy's execution context
-        cursor = conn.connection.dbapi_connection.cursor()  # cost more per group than SQLite's own work
+        driver = conn.connection.dbapi_connection  # cost more per group than SQLite's own work
+        assert driver is not None  # (a connection in a transaction is checked out)
+        cursor = driver.cursor()
         try:
             cursor.executemany(sql, params)
             return int(cursor.rowcount)  # (sqlite3 sums an executemany's changes)
