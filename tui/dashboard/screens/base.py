@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable
+from typing import Any
+
 from textual.app import App
 from textual.screen import Screen
 from textual.worker import Worker, WorkerState
 
-from core import mask_urls
+from core import LoopdeckError, mask_urls
 from tui.dashboard.actions import ActionSpec
 from tui.dashboard.context import DashboardContext
 
@@ -41,6 +44,19 @@ class LoopdeckScreen(Screen[None]):
         if spec.writes and self.ctx.read_only:
             return False
         return self.can(spec)
+
+    async def _act(self, call: Awaitable[Any], success: str) -> bool:
+        """Run one core API call and say how it went; the dashboard never crashes on an action."""
+        try:
+            await call
+        except LoopdeckError as exc:
+            self.notify(str(exc), severity="error", markup=False)
+            return False
+        except Exception as exc:
+            self.notify(f"unexpected error: {type(exc).__name__}: {exc}", severity="error", markup=False)
+            return False
+        self.notify(success, markup=False)
+        return True
 
     def can(self, spec: ActionSpec) -> bool | None:
         """Whether the action applies now (False: hidden; None: shown disabled); screens refine it."""

@@ -7,7 +7,6 @@ store, and read-only mode disables every action that would change the run.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable
 from typing import Any
 
 from textual import work
@@ -41,26 +40,13 @@ def budget_problem(value: str) -> str | None:
 
 
 class ActionsMixin:
-    """Needs: ``view``, ``run_id``, ``ctx``, ``frozen``, ``filter_text``, ``render_view``, ``_pending``."""
+    """Needs: ``view``, ``run_id``, ``ctx``, ``frozen``, ``filter_text``, ``render_view``, ``_pending``, ``_act``."""
 
     view: RunView | None
     run_id: str
     frozen: bool
     follow_active: bool
     filter_text: str
-
-    async def _act(self, call: Awaitable[Any], success: str) -> bool:
-        """Run one core API call and say how it went; the dashboard never crashes on an action."""
-        try:
-            await call
-        except LoopdeckError as exc:
-            self.notify(str(exc), severity="error", markup=False)
-            return False
-        except Exception as exc:
-            self.notify(f"unexpected error: {type(exc).__name__}: {exc}", severity="error", markup=False)
-            return False
-        self.notify(success, markup=False)
-        return True
 
     def can(self, spec: ActionSpec) -> bool | None:
         """A, P and R are offered only when there is something to answer, review or drive (the others say why

@@ -230,13 +230,8 @@ class RunsScreen(LoopdeckScreen):
 
     @work(group="actions", exit_on_error=False, name="an action")
     async def cancel_run(self, run_id: str, reason: str) -> None:
-        try:
-            await self.ctx.orch.cancel(run_id, user=self.ctx.user, reason=reason)
-        except LoopdeckError as exc:
-            self.notify(str(exc), severity="error", markup=False)
-            return
-        self.notify(f"run {run_id} canceled", markup=False)
-        self.load()
+        if await self._act(self.ctx.orch.cancel(run_id, user=self.ctx.user, reason=reason), f"run {run_id} canceled"):
+            self.load()
 
     def action_filter(self) -> None:
         def answer(value: str | None) -> None:
