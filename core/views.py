@@ -232,11 +232,13 @@ def listing(
     return out
 
 
-def step_context(plan: dict[str, Any], key: str, steps: list[StepRecord]) -> list[dict[str, Any]] | None:
-    """The context a step gets (or got) from its dependencies' outputs; None if the plan has no such step."""
-    spec = next((s for s in plan.get("steps", []) if s["key"] == key), None)
-    if spec is None:
-        return None
+def step_spec(plan: dict[str, Any], key: str) -> dict[str, Any] | None:
+    """The step as the run's plan writes it; None if the plan has no such step."""
+    return next((s for s in plan.get("steps", []) if s["key"] == key), None)
+
+
+def step_context(plan: dict[str, Any], spec: dict[str, Any], steps: list[StepRecord]) -> list[dict[str, Any]]:
+    """The context a step (``spec``, from ``step_spec``) gets or got from its dependencies' outputs."""
     deps = set(spec.get("depends_on") or ())
     upstream = [
         Upstream(s.key, s.title, s.type, s.output, s.ended_at or 0.0)

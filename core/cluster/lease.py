@@ -76,15 +76,13 @@ def holder_state(lease: Lease | None, me: Identity, now: float, live_owners: set
     return Holder.ALIVE_ELSEWHERE
 
 
-def describe_driver(lease: Lease | None, holder: Holder, ended: bool) -> dict[str, Any] | None:
+def describe_driver(lease: Lease | None, holder: Holder) -> dict[str, Any]:
     """Who drives a live run, for people and tools (``run.driver`` in ``show --json``, ``runs --json``).
 
     ``state``: ``alive`` (a process holds its lease), ``gone`` (the holder died
     or stopped renewing), ``none`` (nobody holds it: stopped, or queued for a
-    worker); ``text`` says it in a line. None for an ended run.
+    worker); ``text`` says it in a line.
     """
-    if ended:
-        return None
     where = {"host": lease.host, "pid": lease.pid, "expires_at": iso(lease.until)} if lease else {}
     if holder in (Holder.ALIVE_HERE, Holder.ALIVE_ELSEWHERE) and lease is not None:
         return {"state": "alive", **where, "text": f"driven by pid {lease.pid} on host {lease.host}"}

@@ -72,10 +72,12 @@ class Reading(OrchestratorBase):
         )
 
     def driver_of(self, run: RunRecord) -> dict[str, Any] | None:
-        """Who drives the run (``run.driver``): alive, gone (its lease expired or its process died) or none."""
+        """Who drives the run (``run.driver``): alive, gone (its lease expired or its process died) or none; None
+        once it ended (no process is asked after: the runs list asks of every run it shows, every second)."""
+        if run.status.terminal:
+            return None
         live = {*self._live_owners(), self.identity.owner}  # (a run created holding its lease is ours already)
-        holder = holder_state(run.lease, self.identity, time.time(), live)
-        return describe_driver(run.lease, holder, run.status.terminal)
+        return describe_driver(run.lease, holder_state(run.lease, self.identity, time.time(), live))
 
     async def driver(self, run_id: str) -> dict[str, Any] | None:
         """``driver_of`` read afresh (the dashboard asks every second whether its run's driver is still there)."""
@@ -101,11 +103,10 @@ class Reading(OrchestratorBase):
         """The context the step gets (or got) from its dependencies' outputs, per the run's policy."""
         run_id = await self.store.resolve_run_id(run_id)
         plan = (await self.store.get_run(run_id)).plan or {}
-        spec: dict[str, Any] = next((s for s in plan.get("steps", []) if s["key"] == key), {})
-        context = views.step_context(plan, key, await self.store.get_steps(run_id, spec.get("depends_on") or ()))
-        if context is None:
+        spec = views.step_spec(plan, key)
+        if spec is None:
             raise StepNotFound(run_id, key, [s["key"] for s in plan.get("steps", [])])
-        return context
+        return views.step_context(plan, spec, await self.store.get_steps(run_id, spec.get("depends_on") or ()))
 
     async def agents(self) -> dict[str, dict[str, Any]]:
         """Every agent that ran, across runs: attempts, failures, tokens, feedback."""

@@ -110,7 +110,7 @@ class LoopdeckApp(App[int]):
         return self.orch.user
 
     async def on_mount(self) -> None:
-        palette.install(self)
+        palette.install(self.console, self.get_css_variables(), replacing=False)
         self.theme_changed_signal.subscribe(self, self._restyle)
         try:
             if self.orch is None:
@@ -146,7 +146,7 @@ class LoopdeckApp(App[int]):
 
     def _restyle(self, theme: object) -> None:
         """Another theme: the semantic colours follow it, and what is on screen is drawn again."""
-        palette.install(self)
+        palette.install(self.console, self.get_css_variables(), replacing=True)
         for screen in self.screen_stack:
             restyle = getattr(screen, "restyle", None)
             if restyle is not None:

@@ -19,6 +19,7 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Mapping
 
+from rich.console import Console
 from rich.style import Style
 from rich.theme import Theme
 from textual.color import Color, ColorParseError
@@ -84,19 +85,20 @@ def rich_theme(variables: Mapping[str, str]) -> Theme:
     return Theme({name: style_of(*spec, variables) for name, spec in SEMANTIC.items()}, inherit=True)
 
 
+def named(group: str, value: str) -> str:
+    """The style of a value of a group (``named("breaker", "open")``); "" for one the table does not know, so
+    text from events never makes a style lookup fail."""
+    name = f"{group}.{value}"
+    return name if name in SEMANTIC else ""
+
+
 def status_style(status: str) -> str:
-    """The style of a run's, step's or call's status ("" for one the table does not know: never an error)."""
-    return f"status.{status}" if f"status.{status}" in SEMANTIC else ""
+    """The style of a run's, step's or call's status."""
+    return named("status", status)
 
 
-def breaker_style(state: str) -> str:
-    return f"breaker.{state}" if f"breaker.{state}" in SEMANTIC else ""
-
-
-def install(app: object) -> None:
-    """Put the current theme's semantic styles on the app's console (replacing the ones installed before)."""
-    console = app.console  # type: ignore[attr-defined]
-    if getattr(app, "_palette_installed", False):
+def install(console: Console, variables: Mapping[str, str], replacing: bool) -> None:
+    """Put a theme's semantic styles (its CSS variables) on the console, ``replacing`` the ones installed before."""
+    if replacing:
         console.pop_theme()
-    console.push_theme(rich_theme(app.get_css_variables()))  # type: ignore[attr-defined]
-    app._palette_installed = True  # type: ignore[attr-defined]
+    console.push_theme(rich_theme(variables))

@@ -5,7 +5,7 @@ from __future__ import annotations
 from rich.text import Text
 from textual.widgets import Static
 
-from tui.dashboard.palette import breaker_style, status_style
+from tui.dashboard.palette import named, status_style
 from tui.dashboard.viewmodel import RunView, parse_iso
 from tui.text.literal import literal
 from tui.text.money import dollars
@@ -66,7 +66,10 @@ def header_parts(
     for agent, state in sorted(view.breakers.items()):
         if state != "closed":  # an open breaker matters; closed ones are detail
             parts.append(
-                (VITAL, Text.assemble(" ", literal(agent), f":{state.replace('_', '-')} ", style=breaker_style(state)))
+                (
+                    VITAL,
+                    Text.assemble(" ", literal(agent), f":{state.replace('_', '-')} ", style=named("breaker", state)),
+                )
             )
     if frozen:
         parts.append((VITAL, Text(" ❄ frozen (space) ", "badge.frozen")))
@@ -88,7 +91,7 @@ def header_parts(
         parts.append((EXTRA, literal(f" ↳ child of {view.parent} ", "dim")))
     for agent, state in sorted(view.breakers.items()):
         if state == "closed":
-            parts.append((EXTRA, Text.assemble(" ", literal(agent), ":closed ", style=breaker_style(state))))
+            parts.append((EXTRA, Text.assemble(" ", literal(agent), ":closed ", style=named("breaker", state))))
     return parts
 
 
