@@ -157,6 +157,59 @@ async def test_a_locked_database_gets_a_clear_error(tmp_path):
         holder.close()
 
 
+async def test_a_small_group_commits_on_the_loop_and_waits_off_it_while_another_process_writes(tmp_path):
+    path = tmp_path / "shared.db"
+    store = await Store.open(str(path))
+    try:
+        note = WriteBatch()
+        note.event("r", "note", None, {"n": 1}, time.time())
+        await store.write(note)
+        assert store.writer.inline == 1  # no hop to the writer's thread
+
+        holder = sqlite3.connect(path, check_same_thread=False)  # another process's writer, holding the lock
+        holder.execute("BEGIN IMMEDIATE")
+        ticks = 0
+
+        async def ticker() -> None:
+            nonlocal ticks
+            while True:
+                await asyncio.sleep(0.01)
+                ticks += 1
+
+        ticking = asyncio.create_task(ticker())
+        asyncio.get_running_loop().call_later(0.3, holder.commit)
+        second = WriteBatch()
+        second.event("r", "note", None, {"n": 2}, time.time())
+        started = time.perf_counter()
+        await store.write(second)  # refused on the loop at once, then waited for in the thread
+        waited = time.perf_counter() - started
+        ticking.cancel()
+        holder.close()
+        assert waited >= 0.25 and ticks >= 10  # the loop went on while the write waited for the lock
+        assert store.writer.inline == 1
+        assert [e.payload["n"] for e in await store.events_since("r", 0)] == [1, 2]
+        third = WriteBatch()
+        third.event("r", "note", None, {"n": 3}, time.time())
+        await store.write(third)
+        assert store.writer.inline == 2  # and back on the loop once the lock is free
+    finally:
+        await store.close()
+
+
+async def test_the_wal_is_checkpointed_and_starts_over_while_the_writer_writes(tmp_path):
+    path = tmp_path / "busy.db"
+    store = await Store.open(str(path))
+    try:
+        for i in range(1000):  # ~13 MB of WAL if nothing checkpointed it (the loop's connection never does)
+            note = WriteBatch()
+            note.event("r", "note", None, {"n": i, "pad": "x" * 200}, time.time())
+            await store.write(note)
+        assert store.writer.inline > 900
+        assert (tmp_path / "busy.db-wal").stat().st_size < 4_000_000
+    finally:
+        await store.close()
+
+
 async def test_a_directory_is_not_a_database(tmp_path):
     with pytest.raises(StoreError, match="is a directory"):
         await Store.open(str(tmp_path))
