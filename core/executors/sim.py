@@ -36,7 +36,8 @@ class SimExecutor:
         scripted = bool(cfg.script())
         if scripted:
             await turns.admit(turns.first)
-        await asyncio.sleep(delay)
+        if delay > 0:  # (a zero-latency agent answers at once: benchmarks measure the engine, not a wake-up)
+            await asyncio.sleep(delay)
         if scripted:
             turns.spent(turns.first)
         usage = turns.total

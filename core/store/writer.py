@@ -33,6 +33,7 @@ import json
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from operator import itemgetter
 from typing import Any
 
 from sqlalchemy import Connection, Engine, bindparam, insert, text
@@ -436,7 +437,10 @@ def _executemany(conn: Connection, stmt: Any, rows: list[dict[str, Any]], count:
         cached = (compiled.string, tuple(compiled.positiontup or ()))
         _compiled_cache[key] = cached
     sql, names = cached
-    params = [tuple(row.get(name) for name in names) for row in rows]
+    try:  # every row of a statement names the same columns (WriteBatch builds them)
+        params = list(map(itemgetter(*names), rows)) if len(names) > 1 else [tuple(map(row.get, names)) for row in rows]
+    except KeyError:
+        params = [tuple(map(row.get, names)) for row in rows]
     if dialect.name == "sqlite":  # the driver's cursor, in the same transaction: SQLAlchemy's execution context
         driver = conn.connection.dbapi_connection  # cost more per group than SQLite's own work
         assert driver is not None  # (a connection in a transaction is checked out)

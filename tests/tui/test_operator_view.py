@@ -21,6 +21,7 @@ from tui.dashboard.dialogs.events import EventsScreen
 from tui.dashboard.dialogs.help import HelpScreen
 from tui.dashboard.dialogs.prompts import ConfirmScreen, PromptScreen
 from tui.dashboard.messages import DriveRun
+from tui.dashboard.screens import run as run_screen
 from tui.dashboard.screens.run import RunScreen
 from tui.dashboard.screens.runs import RunsScreen
 from tui.dashboard.viewmodel import RunView, StepView
@@ -256,6 +257,22 @@ async def test_the_event_log_clips_long_lines_follows_with_end_and_l_opens_an_ev
         options = app.screen.query_one(OptionList)
         assert options.highlighted == options.option_count - 1  # the newest
         await until(pilot, lambda: '"status": "waiting_user"' in screen_as_text(app))  # run_waiting, in full
+
+
+async def test_new_events_are_shown_without_waiting_for_the_steady_refresh(db_url, monkeypatch):
+    monkeypatch.setattr(run_screen, "REFRESH_S", 60.0)  # the tick alone would show nothing for a minute
+    async with await Orchestrator.open(db_url, user="ed") as orch:
+        run_id = await orch.create_run(two_gates())
+    app = LoopdeckApp(db_url, run_id=run_id, user="ed")
+    async with app.run_test(size=SIZE) as pilot:
+        await until(pilot, lambda: isinstance(app.screen, RunScreen) and app.screen.view is not None)
+        screen = app.screen
+        log = screen.query_one(EventLog)
+        shown = len(log.lines)
+        async with await Orchestrator.open(db_url, user="ed") as other:  # another process drives it
+            await drive_until(other, run_id)
+        await until(pilot, lambda: screen.view.status == "waiting_user" and len(log.lines) > shown, timeout=5)
+        assert any("waiting" in line.plain for line in log.lines[shown:])  # the events reached the screen
 
 
 # -- help, palette, read-only, the header and footer at 80x24 ---------------------------------------------

@@ -14,6 +14,7 @@ import time
 from textual import on, work
 from textual.app import ComposeResult
 from textual.containers import Horizontal
+from textual.timer import Timer
 from textual.widgets import Footer, Static, TabbedContent, Tree
 
 from core import Event, LoopdeckError, StoreError
@@ -28,7 +29,9 @@ from tui.dashboard.widgets.event_log import EventLog
 from tui.dashboard.widgets.header_bar import HeaderBar
 from tui.dashboard.widgets.step_detail import StepDetail, timeline
 
-REFRESH_S = 0.1
+REFRESH_S = 0.1  # the steady refresh: running steps' timers tick
+RENDER_GAP_S = 0.04
+_X = 1  # new events are shown this soon after the last refresh at the earliest (≤ 25 a second)
 POLL_S = 0.05  # at most this long between reads of the store (PostgreSQL's NOTIFY wakes the feed sooner)
 HISTORY_LINES = 200
 DETAIL_REFRESH_S = 0.5  # a busy highlighted step re-reads its detail at most twice a second
@@ -56,6 +59,8 @@ class RunScreen(GatesMixin, ActionsMixin, LoopdeckScreen):
         self.follow_active = False  # F: the cursor follows the running steps
         self._offered: tuple[object, ...] = ()  # what the footer's A, P and R were last offered for
         self.filter_text = ""
+        self._rendered_at = 0.0  # monotonic time of the last refresh
+        self._render_due: Timer | None = None  # a refresh asked for by new events
 
     def compose(self) -> ComposeResult:
         yield HeaderBar(id="header-bar")
@@ -136,14 +141,28 @@ class RunScreen(GatesMixin, ActionsMixin, LoopdeckScreen):
             for event in events:
                 view.apply(event)
             self._pending_log.extend(events)
+            if events:
+                self._render_soon()
             if len(events) < 5000:  # caught up: wait for the next commit (NOTIFY on PostgreSQL) or a poll
                 await self.ctx.orch.wait_for_events(self.run_id, POLL_S)
 
+    def _render_soon(self) -> None:
+        """New events: refresh as soon as ``RENDER_GAP_S`` since the last refresh allows, not at the next tick
+        (the tick alone made the screen lag the stream by up to ``REFRESH_S`` more)."""
+        if self._render_due is None:
+            wait = max(0.001, self._rendered_at + RENDER_GAP_S - time.monotonic())  # (a timer takes no 0)
+            self._render_due = self.set_timer(wait, self._render_now, name="new events")
+
+    def _render_now(self) -> None:
+        self._render_due = None
+        self.render_view()
+
     def render_view(self) -> None:
-        """Refresh what changed since the last tick."""
+        """Refresh what changed since the last refresh."""
         view = self.view
         if view is None:
             return
+        self._rendered_at = time.monotonic()
         if view.structure_changed:
             view.structure_changed = False
             self.run_worker(
