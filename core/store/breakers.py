@@ -6,7 +6,6 @@ from collections.abc import Callable
 from typing import Any
 
 from sqlalchemy import Connection, select
-from sqlalchemy.ext.asyncio import AsyncConnection
 
 from core.store import schema
 from core.store.base import StoreBase, upsert
@@ -15,9 +14,9 @@ from core.store.records import BreakerRecord
 
 class BreakerQueries(StoreBase):
     async def load_breakers(self, targets: list[str]) -> list[BreakerRecord]:
-        async def q(conn: AsyncConnection) -> list[BreakerRecord]:
+        def q(conn: Connection) -> list[BreakerRecord]:
             stmt = select(schema.breakers).where(schema.breakers.c.target.in_(targets))
-            return [BreakerRecord.from_row(r) for r in (await conn.execute(stmt)).mappings()]
+            return [BreakerRecord.from_row(r) for r in (conn.execute(stmt)).mappings()]
 
         return await self._read(q) if targets else []
 

@@ -7,7 +7,6 @@ from collections.abc import Callable
 from typing import Any
 
 from sqlalchemy import Connection, insert, or_, select, update
-from sqlalchemy.ext.asyncio import AsyncConnection
 
 from core.store import schema
 from core.store.base import StoreBase, upsert
@@ -84,8 +83,8 @@ class ClusterQueries(StoreBase):
         return extra
 
     async def list_workers(self) -> list[WorkerRecord]:
-        async def q(conn: AsyncConnection) -> list[WorkerRecord]:
-            rows = (await conn.execute(select(schema.workers).order_by(schema.workers.c.started_at))).mappings().all()
+        def q(conn: Connection) -> list[WorkerRecord]:
+            rows = (conn.execute(select(schema.workers).order_by(schema.workers.c.started_at))).mappings().all()
             return [WorkerRecord.from_row(r) for r in rows]
 
         return await self._read(q)

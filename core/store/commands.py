@@ -8,7 +8,6 @@ from collections.abc import Callable
 from typing import Any
 
 from sqlalchemy import Connection, insert, select, update
-from sqlalchemy.ext.asyncio import AsyncConnection
 
 from core.store import schema
 from core.store.base import StoreBase
@@ -42,21 +41,19 @@ class CommandQueries(StoreBase):
         return ids[0]
 
     async def queued_commands(self, run_id: str) -> list[CommandRecord]:
-        async def q(conn: AsyncConnection) -> list[CommandRecord]:
+        def q(conn: Connection) -> list[CommandRecord]:
             stmt = (
                 select(schema.commands)
                 .where(schema.commands.c.run_id == run_id, schema.commands.c.state == "queued")
                 .order_by(schema.commands.c.id)
             )
-            return [CommandRecord.from_row(r) for r in (await conn.execute(stmt)).mappings()]
+            return [CommandRecord.from_row(r) for r in (conn.execute(stmt)).mappings()]
 
         return await self._read(q)
 
     async def get_command(self, command_id: int) -> CommandRecord:
-        async def q(conn: AsyncConnection) -> CommandRecord:
-            row = (
-                (await conn.execute(select(schema.commands).where(schema.commands.c.id == command_id))).mappings().one()
-            )
+        def q(conn: Connection) -> CommandRecord:
+            row = (conn.execute(select(schema.commands).where(schema.commands.c.id == command_id))).mappings().one()
             return CommandRecord.from_row(row)
 
         return await self._read(q)

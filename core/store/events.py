@@ -5,8 +5,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from sqlalchemy import select
-from sqlalchemy.ext.asyncio import AsyncConnection
+from sqlalchemy import Connection, select
 
 from core.model.events import Event
 from core.store import schema
@@ -17,12 +16,12 @@ class EventQueries(StoreBase):
     async def events_since(self, run_id: str | None, after_id: int = 0, limit: int = 10_000) -> list[Event]:
         """Events with id > ``after_id`` (of one run, or all runs), oldest first."""
 
-        async def q(conn: AsyncConnection) -> list[Event]:
+        def q(conn: Connection) -> list[Event]:
             stmt = select(schema.events).where(schema.events.c.id > after_id)
             if run_id is not None:
                 stmt = stmt.where(schema.events.c.run_id == run_id)
             stmt = stmt.order_by(schema.events.c.id).limit(limit)
-            return [row_to_event(r) for r in (await conn.execute(stmt)).mappings()]
+            return [row_to_event(r) for r in (conn.execute(stmt)).mappings()]
 
         return await self._read(q)
 

@@ -6,7 +6,6 @@ from collections.abc import Callable
 from typing import Any
 
 from sqlalchemy import Connection, case, func, insert, select
-from sqlalchemy.ext.asyncio import AsyncConnection
 
 from core.model.pricing import usd
 from core.store import schema
@@ -16,20 +15,20 @@ from core.store.records import FeedbackRecord, SpanRecord
 
 class HistoryQueries(StoreBase):
     async def spans_of(self, run_id: str) -> list[SpanRecord]:
-        async def q(conn: AsyncConnection) -> list[SpanRecord]:
+        def q(conn: Connection) -> list[SpanRecord]:
             stmt = (
                 select(schema.spans)
                 .where(schema.spans.c.run_id == run_id)
                 .order_by(schema.spans.c.started_at, schema.spans.c.id)
             )
-            return [SpanRecord.from_row(r) for r in (await conn.execute(stmt)).mappings()]
+            return [SpanRecord.from_row(r) for r in (conn.execute(stmt)).mappings()]
 
         return await self._read(q)
 
     async def feedback_of(self, run_id: str) -> list[FeedbackRecord]:
-        async def q(conn: AsyncConnection) -> list[FeedbackRecord]:
+        def q(conn: Connection) -> list[FeedbackRecord]:
             stmt = select(schema.feedback).where(schema.feedback.c.run_id == run_id).order_by(schema.feedback.c.id)
-            return [FeedbackRecord.from_row(r) for r in (await conn.execute(stmt)).mappings()]
+            return [FeedbackRecord.from_row(r) for r in (conn.execute(stmt)).mappings()]
 
         return await self._read(q)
 
@@ -44,7 +43,7 @@ class HistoryQueries(StoreBase):
         """Per agent: attempts, failures, tokens (from attempt spans) and feedback (up, down, rate)."""
         sp, fb = schema.spans, schema.feedback
 
-        async def q(conn: AsyncConnection) -> dict[str, dict[str, Any]]:
+        def q(conn: Connection) -> dict[str, dict[str, Any]]:
             failed = func.sum(case((sp.c.status == "failed", 1), else_=0))
             unpriced = func.sum(
                 case(((sp.c.cost_usd.is_(None)) & (sp.c.prompt_tokens + sp.c.completion_tokens > 0), 1), else_=0)
@@ -69,11 +68,11 @@ class HistoryQueries(StoreBase):
                 spans_q = spans_q.where(sp.c.run_id == run_id)
                 fb_q = fb_q.where(fb.c.run_id == run_id)
             out: dict[str, dict[str, Any]] = {}
-            for agent, attempts, failures, prompt, completion, cost, n_unpriced in await conn.execute(spans_q):
+            for agent, attempts, failures, prompt, completion, cost, n_unpriced in conn.execute(spans_q):
                 out[agent] = _agent_entry(attempts, failures, prompt or 0, completion or 0)
                 out[agent]["cost_usd"] = usd(cost)  # of its priced attempts
                 out[agent]["unpriced_attempts"] = n_unpriced or 0
-            for agent, n_up, n_down in await conn.execute(fb_q):
+            for agent, n_up, n_down in conn.execute(fb_q):
                 entry = out.setdefault(agent, _agent_entry(0, 0, 0, 0))
                 total = (n_up or 0) + (n_down or 0)
                 entry["feedback"] = {

@@ -7,7 +7,6 @@ from collections.abc import Callable
 from typing import Any
 
 from sqlalchemy import Connection, delete, insert, select, update
-from sqlalchemy.ext.asyncio import AsyncConnection
 
 from core.errors import BadInput, RunNotFound, StaleWrite
 from core.store import schema
@@ -34,14 +33,12 @@ class RunQueries(StoreBase):
     async def resolve_run_id(self, run_id: str) -> str:
         """The full id of a run, given its id or a unique prefix of it."""
 
-        async def q(conn: AsyncConnection) -> list[str]:
-            exact = await conn.execute(select(schema.runs.c.id).where(schema.runs.c.id == run_id))
+        def q(conn: Connection) -> list[str]:
+            exact = conn.execute(select(schema.runs.c.id).where(schema.runs.c.id == run_id))
             if exact.first():
                 return [run_id]
             pattern = run_id.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
-            rows = await conn.execute(
-                select(schema.runs.c.id).where(schema.runs.c.id.like(pattern, escape="\\")).limit(5)
-            )
+            rows = conn.execute(select(schema.runs.c.id).where(schema.runs.c.id.like(pattern, escape="\\")).limit(5))
             return [r[0] for r in rows]
 
         matches = await self._read(q) if run_id else []
@@ -56,7 +53,7 @@ class RunQueries(StoreBase):
     async def get_run(self, run_id: str, *, plan: bool = True) -> RunRecord:
         """The run (with its plan, unless ``plan=False``: a large plan costs a read of its own)."""
 
-        async def q(conn: AsyncConnection) -> RunRecord | None:
+        def q(conn: Connection) -> RunRecord | None:
             stmt = select(schema.runs).where(schema.runs.c.id == run_id)
             if plan:
                 stmt = (
@@ -64,7 +61,7 @@ class RunQueries(StoreBase):
                     .join(schema.run_plans, schema.run_plans.c.run_id == schema.runs.c.id)
                     .where(schema.runs.c.id == run_id)
                 )
-            row = (await conn.execute(stmt)).mappings().first()
+            row = (conn.execute(stmt)).mappings().first()
             return RunRecord.from_row(row) if row else None
 
         record = await self._read(q)
@@ -75,18 +72,18 @@ class RunQueries(StoreBase):
     async def children_of(self, run_id: str) -> list[RunRecord]:
         """The child runs of a run's sub_agent steps, oldest first (without their plans or results)."""
 
-        async def q(conn: AsyncConnection) -> list[RunRecord]:
+        def q(conn: Connection) -> list[RunRecord]:
             listed = [c for c in schema.runs.c if c.name != "result_json"]
             stmt = select(*listed).where(schema.runs.c.parent_run_id == run_id).order_by(schema.runs.c.created_at)
-            return [RunRecord.from_row(r) for r in (await conn.execute(stmt)).mappings()]
+            return [RunRecord.from_row(r) for r in (conn.execute(stmt)).mappings()]
 
         return await self._read(q)
 
     async def list_runs(self, limit: int = 100) -> list[RunRecord]:
-        async def q(conn: AsyncConnection) -> list[RunRecord]:
+        def q(conn: Connection) -> list[RunRecord]:
             listed = [c for c in schema.runs.c if c.name != "result_json"]  # a listing needs no answers
             stmt = select(*listed).order_by(schema.runs.c.created_at.desc(), schema.runs.c.id.desc()).limit(limit)
-            return [RunRecord.from_row(r) for r in (await conn.execute(stmt)).mappings()]
+            return [RunRecord.from_row(r) for r in (conn.execute(stmt)).mappings()]
 
         return await self._read(q)
 

@@ -4,8 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Collection
 
-from sqlalchemy import func, select
-from sqlalchemy.ext.asyncio import AsyncConnection
+from sqlalchemy import Connection, func, select
 
 from core.store import schema
 from core.store.base import StoreBase
@@ -16,14 +15,14 @@ class StepQueries(StoreBase):
     async def step_counts(self, run_ids: list[str]) -> dict[str, dict[str, int]]:
         """Per run, how many steps are in each status (for lists and progress)."""
 
-        async def q(conn: AsyncConnection) -> dict[str, dict[str, int]]:
+        def q(conn: Connection) -> dict[str, dict[str, int]]:
             stmt = (
                 select(schema.steps.c.run_id, schema.steps.c.status, func.count())
                 .where(schema.steps.c.run_id.in_(run_ids))
                 .group_by(schema.steps.c.run_id, schema.steps.c.status)
             )
             out: dict[str, dict[str, int]] = {}
-            for run_id, status, n in await conn.execute(stmt):
+            for run_id, status, n in conn.execute(stmt):
                 out.setdefault(run_id, {})[status] = n
             return out
 
@@ -32,7 +31,7 @@ class StepQueries(StoreBase):
     async def waiting_of(self, run_ids: list[str]) -> dict[str, list[str]]:
         """Per run, what waits for an operator: its waiting steps' keys, then ``tool KEY`` for waiting tool calls."""
 
-        async def q(conn: AsyncConnection) -> dict[str, list[str]]:
+        def q(conn: Connection) -> dict[str, list[str]]:
             steps, calls = schema.steps.c, schema.tool_calls.c
             out: dict[str, list[str]] = {}
             waiting_steps = (
@@ -40,14 +39,14 @@ class StepQueries(StoreBase):
                 .where(steps.run_id.in_(run_ids), steps.status == "waiting_user")
                 .order_by(steps.run_id, steps.idx)
             )
-            for run_id, key in await conn.execute(waiting_steps):
+            for run_id, key in conn.execute(waiting_steps):
                 out.setdefault(run_id, []).append(key)
             waiting_calls = (
                 select(calls.run_id, calls.tool)
                 .where(calls.run_id.in_(run_ids), calls.status == "waiting_user")
                 .order_by(calls.run_id, calls.created_at)
             )
-            for run_id, tool in await conn.execute(waiting_calls):
+            for run_id, tool in conn.execute(waiting_calls):
                 out.setdefault(run_id, []).append(f"tool {tool}")
             return out
 
@@ -57,18 +56,18 @@ class StepQueries(StoreBase):
         """The run's steps in plan order; only ``keys`` when given (decoding every output of a 5,000-step run
         for the three a step depends on would hold the event loop for tens of milliseconds)."""
 
-        async def q(conn: AsyncConnection) -> list[StepRecord]:
+        def q(conn: Connection) -> list[StepRecord]:
             stmt = select(schema.steps).where(schema.steps.c.run_id == run_id).order_by(schema.steps.c.idx)
             if keys is not None:
                 stmt = stmt.where(schema.steps.c.key.in_(list(keys)))
-            return [StepRecord.from_row(r) for r in (await conn.execute(stmt)).mappings()]
+            return [StepRecord.from_row(r) for r in (conn.execute(stmt)).mappings()]
 
         return await self._read(q)
 
     async def get_step(self, run_id: str, key: str) -> StepRecord | None:
-        async def q(conn: AsyncConnection) -> StepRecord | None:
+        def q(conn: Connection) -> StepRecord | None:
             stmt = select(schema.steps).where(schema.steps.c.run_id == run_id, schema.steps.c.key == key)
-            row = (await conn.execute(stmt)).mappings().first()
+            row = (conn.execute(stmt)).mappings().first()
             return StepRecord.from_row(row) if row else None
 
         return await self._read(q)

@@ -1,4 +1,4 @@
-"""The store: SQLAlchemy 2 async over SQLite (default) or PostgreSQL, split by aggregate.
+"""The store: SQLAlchemy 2 over SQLite (default, in threads) or PostgreSQL (async), split by aggregate.
 
 ``Store`` is the facade; each group of queries lives in a module of its own
 (runs and leases, steps, events, commands, the cluster's workers and slots,
@@ -21,7 +21,6 @@ from sqlalchemy import create_engine
 from sqlalchemy import event as sa_event
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, DBAPIError
-from sqlalchemy.ext.asyncio import create_async_engine
 
 from core.config import display_url, mask_urls, resolve_db_url, sqlite_path
 from core.errors import BadInput, StoreError
@@ -80,17 +79,19 @@ class Store(
         path = sqlite_path(url)
         if path is not None:
             _prepare_sqlite_file(path, create)
-        try:
-            engine = create_async_engine(url, connect_args=_connect_args(parsed.get_backend_name()))
-        except (ArgumentError, ImportError) as exc:
-            raise BadInput(f"cannot use database URL {shown}: {mask_urls(str(exc))}") from exc
-        sync_engine = None
         is_sqlite = parsed.get_backend_name() == "sqlite"
         pragmas = _sqlite_pragmas(busy_timeout_ms)
-        if is_sqlite:
-            sa_event.listen(engine.sync_engine, "connect", pragmas)
-            sync_engine = create_engine(parsed.set(drivername="sqlite+pysqlite"))
-            sa_event.listen(sync_engine, "connect", pragmas)
+        engine, sync_engine = None, None
+        try:
+            if is_sqlite:  # the standard library's driver, in threads (see base.py)
+                sync_engine = create_engine(parsed.set(drivername="sqlite+pysqlite"))
+                sa_event.listen(sync_engine, "connect", pragmas)
+            else:
+                from sqlalchemy.ext.asyncio import create_async_engine
+
+                engine = create_async_engine(url, connect_args=_connect_args(parsed.get_backend_name()))
+        except (ArgumentError, ImportError) as exc:
+            raise BadInput(f"cannot use database URL {shown}: {mask_urls(str(exc))}") from exc
         store = cls(engine, url, sync_engine)
         try:
             if migrate_schema and is_sqlite:
@@ -101,7 +102,7 @@ class Store(
                     sync_url = parsed.set(drivername="sqlite+pysqlite").render_as_string(hide_password=False)
                     await asyncio.to_thread(migrate.upgrade_sqlite, sync_url, pragmas, create)
             elif migrate_schema:
-                async with engine.begin() as conn:
+                async with store.engine.begin() as conn:
                     await conn.run_sync(lambda sync_conn: migrate.upgrade(sync_conn, create=create))
             await store.writer.start()
         except BaseException as exc:

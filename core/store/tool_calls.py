@@ -6,7 +6,6 @@ from collections.abc import Callable
 from typing import Any
 
 from sqlalchemy import Connection, insert, select
-from sqlalchemy.ext.asyncio import AsyncConnection
 
 from core.errors import StaleWrite
 from core.store import schema
@@ -31,10 +30,10 @@ class ToolCallQueries(StoreBase):
     async def calls_of(self, run_id: str) -> list[ToolCallRecord]:
         """A run's tool calls, in the order they were asked for."""
 
-        async def q(conn: AsyncConnection) -> list[ToolCallRecord]:
+        def q(conn: Connection) -> list[ToolCallRecord]:
             t = schema.tool_calls
             stmt = select(t).where(t.c.run_id == run_id).order_by(t.c.step_key, t.c.attempt, t.c.turn, t.c.idx)
-            return [ToolCallRecord.from_row(r) for r in (await conn.execute(stmt)).mappings()]
+            return [ToolCallRecord.from_row(r) for r in (conn.execute(stmt)).mappings()]
 
         return await self._read(q)
 

@@ -34,15 +34,17 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from operator import itemgetter
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Connection, Engine, bindparam, insert, text
 from sqlalchemy.exc import DBAPIError
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from core.errors import StaleWrite, StoreError
 from core.store import schema
 from core.store.notify import EVENTS_CHANNEL, notify
+
+if TYPE_CHECKING:
+    from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 STEP_MUTABLE = (
     "agent",
@@ -182,7 +184,7 @@ class WriteBatch:
 
 
 class GroupWriter:
-    def __init__(self, engine: AsyncEngine, sync_engine: Engine | None = None, max_rows: int = 500) -> None:
+    def __init__(self, engine: AsyncEngine | None, sync_engine: Engine | None = None, max_rows: int = 500) -> None:
         self._engine = engine
         self._sync_engine = sync_engine
         self._max_rows = max_rows
@@ -203,6 +205,7 @@ class GroupWriter:
             self._sync_conn = await self._in_thread(self._sync_engine.connect)
             self._busy_timeout_ms = await self._in_thread(_prepare_inline, self._sync_conn)
         else:
+            assert self._engine is not None
             self._conn = await self._engine.connect()
         self._task = asyncio.create_task(self._loop(), name="loopdeck-writer")
 
