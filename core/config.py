@@ -12,6 +12,7 @@ from pathlib import Path
 from platformdirs import user_data_dir
 
 from core.errors import BadInput
+from core.locations import plain_setting
 
 ENV_DB = "LOOPDECK_DB"
 ENV_TOKEN_BUDGET = "LOOPDECK_TOKEN_BUDGET"
@@ -37,9 +38,12 @@ def default_db_path() -> Path:
 def resolve_db_url(url: str | None = None) -> str:
     """The database URL to use. A bare file path is accepted and means SQLite; other schemes are refused."""
     if not url:
-        from core.settings import load_settings
+        known, url = plain_setting("db")
+        if not known:
+            from core.settings import load_settings
 
-        url = load_settings().db or ""
+            url = load_settings().db
+        url = url or ""
     if not url:
         return sqlite_url(default_db_path())
     if "://" not in url:

@@ -36,13 +36,12 @@ from pydantic_settings import (
 
 from core.errors import BadInput, PlanError, PlanIssue
 from core.limits import MAX_AGENTS
+from core.locations import CONFIG_VAR, DEFAULT_LEASE_S, PREFIX, config_path
 from core.model.layers import Defaults, layered
 from core.model.plan import AgentConfig, Plan, read_plan_data, validate_plan
 from core.model.profile import NAME_PATTERN, PolicyPatch, Profile, patch_fields
 from core.model.tools import ApprovalRule, McpServer
 
-PREFIX = "LOOPDECK_"
-CONFIG_VAR = "LOOPDECK_CONFIG"
 MAX_CHILD_DEPTH = 8  # plan files naming plan files (a file naming itself would never end)
 FILE_ONLY = frozenset({"agents", "mcp_servers", "approval_rules", "profiles"})  # tables; no variable sets them
 Name = Annotated[str, Field(pattern=NAME_PATTERN)]
@@ -60,7 +59,7 @@ class Settings(BaseSettings):
 
     db: str | None = Field(None, description="database URL or SQLite file path (--db wins)")
     user: str | None = Field(None, min_length=1, max_length=200, description="operator name (--user wins)")
-    lease_s: float = Field(15.0, ge=0.5, le=3600, description="seconds a run's lease lasts unless renewed")
+    lease_s: float = Field(DEFAULT_LEASE_S, ge=0.5, le=3600, description="seconds a run's lease lasts unless renewed")
     agents_file: str | None = Field(None, description="the planner's agents file (variable: LOOPDECK_AGENTS)")
     theme: str | None = Field(
         None, max_length=100, description="the dashboard's theme, e.g. textual-light (`ctrl+p` lists them)"
@@ -200,16 +199,6 @@ def _read_child_plans(data: dict[str, Any], base: Path, depth: int = 0) -> None:
 
 
 # -- loading ----------------------------------------------------------------------------------------
-
-
-def config_path() -> Path:
-    """``$LOOPDECK_CONFIG``, else ``config.toml`` in the user's configuration directory."""
-    named = os.environ.get(CONFIG_VAR, "").strip()
-    if named:
-        return Path(named).expanduser()
-    from platformdirs import user_config_path
-
-    return user_config_path("loopdeck", appauthor=False) / "config.toml"
 
 
 def load_settings(**flags: Any) -> Settings:

@@ -16,13 +16,17 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
+from core.locations import DEFAULT_LEASE_S, plain_setting
 from core.model.events import iso
 from core.store.records import Lease
 
 
 def default_ttl_s() -> float:
     """Seconds a lease lasts unless renewed: ``LOOPDECK_LEASE_S``, else 15 (read when a process opens)."""
-    from core.settings import load_settings
+    known, value = plain_setting("lease_s")
+    if known and value is None:
+        return DEFAULT_LEASE_S
+    from core.settings import load_settings  # a value given: the settings check it
 
     return load_settings().lease_s
 

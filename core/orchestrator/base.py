@@ -17,6 +17,7 @@ from core.cluster.lease import Identity, default_ttl_s
 from core.engine.breaker import BreakerBoard
 from core.engine.bus import EventBus
 from core.errors import PlanError, StepNotFound
+from core.locations import plain_setting
 from core.model.events import Event
 from core.notifications import Notifications
 from core.store import (
@@ -43,9 +44,11 @@ class Delivery(StrEnum):
 
 def default_user() -> str:
     """``LOOPDECK_USER``, else the configuration's ``user``, else the login name (``--user`` wins over all)."""
-    from core.settings import load_settings
+    known, configured = plain_setting("user")
+    if not known:
+        from core.settings import load_settings
 
-    configured = load_settings().user
+        configured = load_settings().user
     if configured:
         return configured
     try:

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import getpass
 import importlib
 from pathlib import Path
 
 import pytest
 
 from core import BadInput, Orchestrator, PlanError, RunStatus, available_templates, load_settings, resolve_plan
+from core.cluster.lease import default_ttl_s
+from core.locations import plain_setting
 from core.model.layers import Defaults, layered
 from core.model.profile import Profile
 from core.notifications import targets
@@ -119,6 +122,37 @@ def test_without_a_file_the_defaults_apply(tmp_path, monkeypatch):
     monkeypatch.delenv("LOOPDECK_CONFIG", raising=False)
     settings = load_settings()
     assert settings.db is None and settings.profiles == {} and settings.policy_defaults() == {}
+
+
+@pytest.mark.parametrize(
+    "env",
+    [{}, {"LOOPDECK_DB": "/env.db", "LOOPDECK_USER": "env-user", "LOOPDECK_LEASE_S": "4"}, {"loopdeck_user": "lower"}],
+)
+def test_without_a_file_db_user_and_lease_are_read_as_the_settings_read_them(tmp_path, monkeypatch, env):
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path))
+    for name in ("LOOPDECK_CONFIG", "LOOPDECK_DB", "LOOPDECK_USER", "LOOPDECK_LEASE_S"):
+        monkeypatch.delenv(name, raising=False)
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    settings = load_settings()
+    assert plain_setting("db") == (True, settings.db)
+    assert plain_setting("user") == (True, settings.user)
+    assert default_user() == (settings.user or getpass.getuser())
+    assert default_ttl_s() == settings.lease_s
+
+
+def test_a_file_or_a_doubtful_variable_leaves_it_to_the_settings(config, tmp_path, monkeypatch):
+    assert plain_setting("user") == (False, None)  # a file exists: it may set the user
+    assert default_user() == "file-user"
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "none"))
+    monkeypatch.delenv("LOOPDECK_CONFIG")
+    monkeypatch.setenv("LOOPDECK_USER", "upper")
+    monkeypatch.setenv("loopdeck_user", "lower")
+    assert plain_setting("user") == (False, None)  # which one wins is the settings' to say
+    monkeypatch.delenv("loopdeck_user")
+    monkeypatch.setenv("LOOPDECK_LEASE_S", "0")
+    with pytest.raises(BadInput, match="LOOPDECK_LEASE_S='0' is not valid"):
+        default_ttl_s()  # a value is checked by the settings, as before
 
 
 # -- an invalid file ---------------------------------------------------------------------------------

@@ -6,8 +6,12 @@ import json
 import re
 import shutil
 import subprocess
+import sys
 
 import pytest
+
+from core import Orchestrator, validate_plan
+from tests.e2e.conftest import ROOT, Cli
 
 ISO = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}\+00:00$")
 SIM = {"sim": {"kind": "sim", "latency_ms": 5, "tokens": [10, 5]}}
@@ -163,3 +167,29 @@ def test_demo_runs_to_the_end_headless_and_says_it_auto_approves(cli):
 def test_the_console_script_is_installed():
     result = subprocess.run(["loopdeck", "--help"], capture_output=True, text=True)
     assert result.returncode == 0 and "approve" in result.stdout
+
+
+LOADED = """
+import sys
+from tui.cli import main
+try:
+    main(sys.argv[1:])
+finally:
+    heavy = ("sqlalchemy.orm", "sqlalchemy.ext.asyncio", "aiosqlite", "pydantic_settings", "core.settings")
+    print("LOADED", sorted(name for name in heavy if name in sys.modules), file=sys.stderr)
+"""
+
+
+async def test_reading_commands_load_neither_the_async_orm_nor_the_settings(tmp_path):
+    cli = Cli(tmp_path)
+    async with await Orchestrator.open(str(cli.db)) as orch:
+        run_id = await orch.create_run(validate_plan({"steps": [{"key": "a"}]}))
+    cli.env["XDG_CONFIG_HOME"] = str(tmp_path / "no-config")  # no configuration file
+    cli.env.pop("LOOPDECK_CONFIG", None)
+    cli.env.pop("LOOPDECK_LEASE_S")  # (a value given is checked by the settings)
+    for argv in (["runs"], ["show", run_id]):
+        done = subprocess.run(
+            [sys.executable, "-c", LOADED, *argv], env=cli.env, capture_output=True, text=True, timeout=60, cwd=ROOT
+        )
+        assert done.returncode == 0, done.stderr
+        assert "LOADED []" in done.stderr  # each costs tens of milliseconds of every command's start
