@@ -25,13 +25,18 @@ import os
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
+from core.lazy import LazyModule
 from core.model.events import EventType
-from core.model.policy import NOTIFY_EVENTS, Policy
 from core.redaction import url_origin
 from core.store import WriteBatch
+
+if TYPE_CHECKING:
+    from core.model.policy import Policy
+
+policy_model = LazyModule("core.model.policy")  # (pydantic: not needed by a command that sends nothing)
 
 E = EventType
 log = logging.getLogger("loopdeck.notifications")
@@ -73,7 +78,7 @@ def targets(
 
         every_run = load_settings().notify
     for url in every_run:
-        found.append(Target(url, shown(url), frozenset(NOTIFY_EVENTS)))
+        found.append(Target(url, shown(url), frozenset(policy_model.NOTIFY_EVENTS)))
     return found, problems
 
 

@@ -21,8 +21,6 @@ import math
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from core.errors import BadInput
 from core.limits import MAX_CHARS, MAX_DEPTH, MAX_DOCUMENT_BYTES, MAX_EXPANSION, MAX_INT, MAX_NODES
 
@@ -269,8 +267,10 @@ def parse_document(text: str, json_only: bool = False) -> Any:
     """YAML (or strict JSON) text as checked data: bounded depth and size, finite numbers, valid text."""
     if len(text) > MAX_DOCUMENT_BYTES:
         raise ValueProblem("", f"the document is {len(text):,} characters; up to {MAX_DOCUMENT_BYTES:,} are read")
-    try:
-        data = json.loads(text) if json_only else yaml.load(text, Loader=_SafeLoader)
+    import yaml  # (loaded by the first document read, not by every command: a listing reads none)
+
+    try:  # PyYAML's safe loader (the C one when built): no Python objects, only data
+        data = json.loads(text) if json_only else yaml.load(text, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
     except RecursionError:
         raise ValueProblem("", f"nested deeper than {MAX_DEPTH} levels") from None
     except json.JSONDecodeError as exc:
@@ -284,7 +284,3 @@ def parse_document(text: str, json_only: bool = False) -> Any:
         raise ValueProblem("", TOO_MANY_DIGITS) from None
     check_document(data)
     return data
-
-
-class _SafeLoader(getattr(yaml, "CSafeLoader", yaml.SafeLoader)):  # type: ignore[misc]
-    """PyYAML's safe loader (the C one when built): no Python objects, only data."""

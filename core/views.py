@@ -11,8 +11,7 @@ from typing import Any
 
 from core.model.context import Upstream, build_context
 from core.model.events import Event, iso
-from core.model.policy import Policy
-from core.model.pricing import usd
+from core.model.money import usd
 from core.model.result import RunResult, conclude
 from core.model.states import StepStatus
 from core.store.records import FeedbackRecord, RunRecord, SpanRecord, StepRecord, ToolCallRecord, WorkerRecord
@@ -245,6 +244,8 @@ def step_context(plan: dict[str, Any], spec: dict[str, Any], steps: list[StepRec
         for s in steps
         if s.key in deps and s.status == StepStatus.SUCCEEDED
     ]
+    from core.model.policy import Policy  # (pydantic: the one view that needs it; a listing does not)
+
     return build_context(Policy.model_validate(plan.get("policy") or {}), upstream)
 
 

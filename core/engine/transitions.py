@@ -18,8 +18,8 @@ from core.engine.call_state import CallState
 from core.engine.run_state import RunMode, RunState, StepState
 from core.executors import AttemptFailed, Result
 from core.model.events import EventType, iso
+from core.model.money import usd
 from core.model.policy import Backoff
-from core.model.pricing import usd
 from core.model.result import Finished, conclude, plan_shape
 from core.model.states import RunStatus, StepStatus, check_step
 from core.model.tools import CallStatus, Facts, OnTimeout, approval_timeout, check_call, step_rule

@@ -11,9 +11,10 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from core.model.policy import Policy
+if TYPE_CHECKING:
+    from core.model.policy import Policy
 
 CHARS_PER_TOKEN = 4
 TRUNCATION_MARKER = " …[truncated {n} chars]"

@@ -47,12 +47,6 @@ def cost_of(agent: Any, prompt: int, completion: int, cached: int = 0) -> float 
     return None if price is None else price.cost(prompt, completion, cached)
 
 
-def usd(value: float | None) -> float | None:
-    """Dollars to a hundred-millionth, as loopdeck shows them: enough for one token of the cheapest model,
-    without float dust."""
-    return None if value is None else round(value, 8)
-
-
 def cost_estimate(agent: Any) -> float:
     """Dollars an attempt (or a further model call) of ``agent`` may cost, reserved against a cost budget:
     a sim agent's configured tokens at its price, else its token estimate all at the dearer of its input and

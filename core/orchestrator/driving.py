@@ -11,10 +11,8 @@ from typing import TYPE_CHECKING, Any
 from core.cluster.lease import Holder, holder_state
 from core.config import default_token_budget
 from core.errors import LeaseHeld, LeaseLost, LoopdeckError, StaleWrite, TransitionError
-from core.executors import AttemptFailed, Result, Usage
 from core.lazy import LazyModule
 from core.model.events import EventType, iso
-from core.model.plan import Plan, validate_plan
 from core.model.states import RunStatus
 from core.orchestrator.acting import Acting
 from core.store import (
@@ -26,9 +24,15 @@ from core.store import (
 from core.values import dumps
 
 if TYPE_CHECKING:
+    from core import executors
     from core.engine import actions, deadlines, run_state
+    from core.executors import Result
+    from core.model import plan as plans
+    from core.model.plan import Plan
 else:  # the engine loads when a run is created, driven or decided on, not for a listing (core.lazy)
     actions = LazyModule("core.engine.actions")
+    executors = LazyModule("core.executors")
+    plans = LazyModule("core.model.plan")
     deadlines = LazyModule("core.engine.deadlines")
     run_state = LazyModule("core.engine.run_state")
 
@@ -180,11 +184,11 @@ class Driving(Acting):
         child = await self._child_of(parent, step, plan)
         status = await self.drive(child, wait_for_lease=True)
         record = await self.store.get_run(child, plan=False)
-        usage, cost = Usage(record.prompt_tokens, record.completion_tokens), record.cost_usd or 0.0
+        usage, cost = executors.Usage(record.prompt_tokens, record.completion_tokens), record.cost_usd or 0.0
         if status == RunStatus.SUCCEEDED:
-            return Result(record.result.answer if record.result else None, usage, cost)
+            return executors.Result(record.result.answer if record.result else None, usage, cost)
         said = record.reason or (record.result.summary if record.result else "")
-        raise AttemptFailed(  # the child had its own retries; the step's agent did nothing wrong
+        raise executors.AttemptFailed(  # the child had its own retries; the step's agent did nothing wrong
             f"child run {child} ended {status.value}" + (f": {said}" if said else ""),
             usage,
             retryable=False,
@@ -217,7 +221,7 @@ class Driving(Acting):
             own_usd = policy.get("cost_budget_usd")
             left_usd = max(0.0, run.cost_budget_usd - (run.cost_usd or 0.0))
             policy["cost_budget_usd"] = left_usd if own_usd is None else min(own_usd, left_usd)
-        child_plan = validate_plan(data, source=f'the plan of step "{step}" of run {parent}')
+        child_plan = plans.validate_plan(data, source=f'the plan of step "{step}" of run {parent}')
         return await self.create_run(child_plan, hold=True, parent=(parent, step), user=run.created_by)
 
     async def _take_lease(self, run_id: str, wait: bool, on_wait: Callable[[str], None] | None) -> RunRecord:

@@ -7,7 +7,7 @@ from typing import Any
 
 from sqlalchemy import Connection, case, func, insert, select
 
-from core.model.pricing import usd
+from core.model.money import usd
 from core.store import schema
 from core.store.base import StoreBase
 from core.store.records import FeedbackRecord, SpanRecord

@@ -9,7 +9,7 @@ from typing import Any
 from rich.table import Table
 from rich.text import Text
 
-from core import Orchestrator, call_json, dumps, nested_runs, plan_json_schema, worker_json
+from core import Orchestrator, call_json, dumps, nested_runs, worker_json
 from tui.cli.output import EXIT_OK, err, listing, out, print_json, write_text
 from tui.text.literal import literal
 from tui.text.money import dollars
@@ -200,5 +200,7 @@ async def workers(orch: Orchestrator, args: argparse.Namespace, _: Any) -> int:
 
 
 async def schema(args: argparse.Namespace, _: Any) -> int:
+    from core import plan_json_schema  # (the plan's models: not for every reading command)
+
     print_json(plan_json_schema())
     return EXIT_OK
