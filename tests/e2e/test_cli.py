@@ -175,19 +175,22 @@ from tui.cli import main
 try:
     main(sys.argv[1:])
 finally:
-    heavy = ("sqlalchemy.orm", "sqlalchemy.ext.asyncio", "aiosqlite", "pydantic_settings", "core.settings")
+    heavy = (
+        "sqlalchemy.orm", "sqlalchemy.ext.asyncio", "aiosqlite", "pydantic", "pydantic_settings", "core.settings",
+        "yaml", "core.model.plan", "core.engine.controller", "textual",
+    )
     print("LOADED", sorted(name for name in heavy if name in sys.modules), file=sys.stderr)
 """
 
 
-async def test_reading_commands_load_neither_the_async_orm_nor_the_settings(tmp_path):
+async def test_reading_commands_load_neither_the_async_orm_nor_pydantic_nor_the_engine(tmp_path):
     cli = Cli(tmp_path)
     async with await Orchestrator.open(str(cli.db)) as orch:
         run_id = await orch.create_run(validate_plan({"steps": [{"key": "a"}]}))
     cli.env["XDG_CONFIG_HOME"] = str(tmp_path / "no-config")  # no configuration file
     cli.env.pop("LOOPDECK_CONFIG", None)
     cli.env.pop("LOOPDECK_LEASE_S")  # (a value given is checked by the settings)
-    for argv in (["runs"], ["show", run_id]):
+    for argv in (["runs"], ["show", run_id], ["show", run_id, "--json"]):
         done = subprocess.run(
             [sys.executable, "-c", LOADED, *argv], env=cli.env, capture_output=True, text=True, timeout=60, cwd=ROOT
         )
