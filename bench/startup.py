@@ -39,13 +39,23 @@ async def prepare(db: Path, gates: int) -> tuple[str, str]:
         gated = await orch.create_run(
             validate_plan({"steps": [{"key": f"g{i}", "approval": "required"} for i in range(gates)]})
         )
+        driving = asyncio.create_task(orch.drive(gated))  # until every gate waits; then nobody drives it
+        async for event in orch.follow(gated):
+            if event.type == "run_waiting":
+                break
+        driving.cancel()
+        await asyncio.gather(driving, return_exceptions=True)
         return demo, gated
 
 
 def timed(argv: list[str], env: dict[str, str]) -> float:
+    """One run's wall time; a command that fails stops the benchmark (a refusal is not what is measured)."""
     start = time.perf_counter()
-    subprocess.run(argv, env=env, cwd=ROOT, capture_output=True, check=False)
-    return time.perf_counter() - start
+    done = subprocess.run(argv, env=env, cwd=ROOT, capture_output=True, text=True, check=False)
+    took = time.perf_counter() - start
+    if done.returncode != 0:
+        raise SystemExit(f"{' '.join(argv[2:])} failed ({done.returncode}): {done.stderr.strip()}")
+    return took
 
 
 def main() -> None:
