@@ -36,7 +36,7 @@ from dataclasses import dataclass, field
 from operator import itemgetter
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import Connection, Engine, bindparam, insert, text
+from sqlalchemy import Connection, Engine, bindparam, insert
 from sqlalchemy.exc import DBAPIError
 
 from core.errors import StaleWrite, StoreError
@@ -96,7 +96,7 @@ _RUN_UPDATE = (
 _EVENT_INSERT = insert(schema.events).returning(schema.events.c.id, sort_by_parameter_order=True)
 _EVENT_INSERT_PLAIN = insert(schema.events)
 _SPAN_INSERT = insert(schema.spans)
-_EVENT_SEQ = text("SELECT seq FROM sqlite_sequence WHERE name = 'events'")
+_EVENT_SEQ = "SELECT seq FROM sqlite_sequence WHERE name = 'events'"
 INLINE_ROWS = 64  # the largest group applied on the event loop (a few hundred µs); larger ones go to the thread
 CHECKPOINT_GROUPS = 100  # groups between WAL checkpoints (a group writes a few pages; SQLite's own is every 1,000)
 EVENTS_LOCK_KEY = 0x6C6F6F70  # "loop": the advisory lock that orders event ids (PostgreSQL)
@@ -397,7 +397,7 @@ def apply_group(conn: Connection, batches: list[WriteBatch]) -> list[int]:
     # SQLite: this transaction holds the write lock and AUTOINCREMENT hands out
     # consecutive ids, so the new ids end at the table's sequence value.
     _executemany(conn, _EVENT_INSERT_PLAIN, event_rows)
-    last = conn.execute(_EVENT_SEQ).scalar_one()
+    last = _sqlite_cursor(conn).execute(_EVENT_SEQ).fetchone()[0]  # (the driver's: see _executemany)
     return list(range(last - len(event_rows) + 1, last + 1))
 
 
@@ -445,9 +445,7 @@ def _executemany(conn: Connection, stmt: Any, rows: list[dict[str, Any]], count:
     except KeyError:
         params = [tuple(map(row.get, names)) for row in rows]
     if dialect.name == "sqlite":  # the driver's cursor, in the same transaction: SQLAlchemy's execution context
-        driver = conn.connection.dbapi_connection  # cost more per group than SQLite's own work
-        assert driver is not None  # (a connection in a transaction is checked out)
-        cursor = driver.cursor()
+        cursor = _sqlite_cursor(conn)  # cost more per group than SQLite's own work
         try:
             cursor.executemany(sql, params)
             return int(cursor.rowcount)  # (sqlite3 sums an executemany's changes)
@@ -458,6 +456,13 @@ def _executemany(conn: Connection, stmt: Any, rows: list[dict[str, Any]], count:
     if count:  # asyncpg's executemany reports no row counts: one statement each
         return sum(conn.exec_driver_sql(sql, one).rowcount for one in params)
     return conn.exec_driver_sql(sql, params).rowcount
+
+
+def _sqlite_cursor(conn: Connection) -> Any:
+    """A cursor of the driver's connection under ``conn`` (checked out: it is in a transaction)."""
+    driver = conn.connection.dbapi_connection
+    assert driver is not None
+    return driver.cursor()
 
 
 def _stale_message(rows: list[dict[str, Any]]) -> str:
