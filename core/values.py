@@ -68,6 +68,12 @@ def _scalar_problem(value: Any) -> str | None:
 
 def check_document(value: Any, root: str = "") -> None:
     """Raise ``ValueProblem`` (located) unless ``value`` is a bounded, finite, valid JSON-like value."""
+    if not _plainly_fine(value):
+        _walk_document(value, root)
+
+
+def _walk_document(value: Any, root: str) -> None:
+    """The full walk: each shared node measured once, every problem located."""
     depth_of: dict[int, int] = {}  # id -> depth below and including it, once finished
     size_of: dict[int, tuple[int, int]] = {}  # id -> (nodes, characters) expanded
     on_path: set[int] = set()
@@ -134,6 +140,48 @@ def check_document(value: Any, root: str = "") -> None:
         measure = enter(child, _child_location(frame[1], key))
         if measure is not None:
             finish(measure, len(key) if isinstance(key, str) else 0)
+
+
+def _plainly_fine(value: Any) -> bool:
+    """Whether ``value`` is, at a glance, a tree of JSON values well inside every limit: each container met
+    once, text keys, finite numbers in range, valid text. True skips ``check_document``'s full walk, which
+    measures shared (YAML alias) nodes and locates problems at three times the cost (a 10,000-step plan is
+    validated again each time its run is driven); False only means "walk it"."""
+    seen: set[int] = set()
+    todo: list[tuple[Any, int]] = [(value, 0)]
+    nodes = chars = 0
+    while todo:
+        node, depth = todo.pop()
+        nodes += 1
+        kind = type(node)
+        if kind is str:
+            chars += len(node)
+            if not node.isascii():
+                try:
+                    node.encode("utf-8")
+                except UnicodeEncodeError:
+                    return False
+        elif kind is dict or kind is list:
+            if depth >= MAX_DEPTH - 1 or id(node) in seen:
+                return False
+            seen.add(id(node))
+            if kind is dict:
+                for key, child in node.items():
+                    if type(key) is not str:
+                        return False
+                    chars += len(key)
+                    todo.append((child, depth + 1))
+            else:
+                todo.extend((child, depth + 1) for child in node)
+        elif kind is int:
+            if not -MAX_INT <= node <= MAX_INT:
+                return False
+        elif kind is float:
+            if not math.isfinite(node):
+                return False
+        elif node is not None and kind is not bool:
+            return False
+    return nodes <= MAX_NODES // 2 and chars <= MAX_CHARS // 2
 
 
 def _check_expansion(nodes: int, chars: int, unique: list[int], root: str) -> None:

@@ -19,7 +19,7 @@ from core import PlanError, parse_plan_text, validate_plan
 from core.engine.transitions import backoff_delay
 from core.limits import MAX_DEPTH
 from core.model.policy import Backoff
-from core.values import ValueProblem, check_document, to_json_value
+from core.values import ValueProblem, _plainly_fine, _walk_document, check_document, to_json_value
 
 STEP = '{"key": "a"}'
 
@@ -208,3 +208,28 @@ def test_any_document_validates_or_is_a_plan_error_never_another_exception(data)
         validate_plan(data)
     except PlanError as exc:
         assert exc.issues and all(isinstance(i.message, str) for i in exc.issues)
+
+
+SHARED_OR_ODD = st.recursive(
+    JSONISH | st.sampled_from([float("nan"), float("inf"), 2**63, -(2**63) - 1, (1, 2)]),
+    lambda children: (
+        st.lists(children, max_size=3).map(lambda xs: xs + xs[:1])  # the first child twice
+        | st.dictionaries(st.integers(0, 3) | st.text(max_size=2), children, max_size=3)
+    ),
+    max_leaves=12,
+)
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(SHARED_OR_ODD)
+def test_the_quick_look_never_passes_a_document_the_full_walk_refuses(data):
+    if _plainly_fine(data):
+        _walk_document(data, "")  # raises on anything it refuses
+
+
+def test_a_plan_takes_the_quick_look_and_odd_documents_the_full_walk():
+    plan = {"steps": [{"key": f"s{i}", "depends_on": [f"s{i - 1}"] if i else []} for i in range(10_000)]}
+    assert _plainly_fine(plan)
+    shared = {"a": 1}
+    for odd in ([shared, shared], {"x": float("nan")}, {"x": "\ud800"}, {1: "x"}, json.loads(deep(MAX_DEPTH + 1))):
+        assert not _plainly_fine(odd)
