@@ -60,16 +60,20 @@ class StoreBase:
         self._seeded_slots: set[tuple[str, int]] = set()  # (agent, limit) whose slot rows are known to exist
         self._sync_engine = sync_engine
         self._readers: ThreadPoolExecutor | None = None
+        self.on_connect: Callable[[Any, Any], None] | None = None  # SQLite's pragmas, for an async engine made later
         self.writer = GroupWriter(engine, sync_engine)
         self._reads: set[asyncio.Future[Any]] = set()  # queries running on, their readers cancelled or not
 
     @property
     def engine(self) -> AsyncEngine:
-        """The async engine (SQLite: made now, and closed with the store)."""
+        """The async engine (SQLite: made on first use, with the store's pragmas; disposed by ``close``)."""
         if self._engine is None:
+            from sqlalchemy import event
             from sqlalchemy.ext.asyncio import create_async_engine
 
             self._engine = create_async_engine(self.url)
+            if self.on_connect is not None:
+                event.listen(self._engine.sync_engine, "connect", self.on_connect)
         return self._engine
 
     async def write(self, batch: WriteBatch) -> list[int]:
@@ -101,8 +105,9 @@ class StoreBase:
     async def _dispose(self) -> None:
         if self._reads:  # reads whose readers left: they end by themselves, the pool then closes whole
             await asyncio.wait(set(self._reads), timeout=READS_GRACE_S)
-        if self._readers is not None:
+        if self._readers is not None:  # (a read after close makes a new pool, as a disposed engine reconnects)
             self._readers.shutdown(wait=False)
+            self._readers = None
         if self._engine is not None:
             await self._engine.dispose()
         if self._sync_engine is not None:

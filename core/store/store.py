@@ -93,6 +93,7 @@ class Store(
         except (ArgumentError, ImportError) as exc:
             raise BadInput(f"cannot use database URL {shown}: {mask_urls(str(exc))}") from exc
         store = cls(engine, url, sync_engine)
+        store.on_connect = pragmas if is_sqlite else None
         try:
             if migrate_schema and is_sqlite:
                 revision = None if path is None else migrate.sqlite_revision(path, busy_timeout_ms)

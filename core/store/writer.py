@@ -30,6 +30,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import logging
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -45,6 +46,8 @@ from core.store.notify import EVENTS_CHANNEL, notify
 
 if TYPE_CHECKING:
     from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+log = logging.getLogger("loopdeck.store")
 
 STEP_MUTABLE = (
     "agent",
@@ -98,6 +101,7 @@ _EVENT_INSERT_PLAIN = insert(schema.events)
 _SPAN_INSERT = insert(schema.spans)
 _EVENT_SEQ = "SELECT seq FROM sqlite_sequence WHERE name = 'events'"
 INLINE_ROWS = 64  # the largest group applied on the event loop (a few hundred µs); larger ones go to the thread
+INLINE_TEXT = 256_000  # nor more characters of inputs, outputs and payloads than this (an output may be megabytes)
 CHECKPOINT_GROUPS = 100  # groups between WAL checkpoints (a group writes a few pages; SQLite's own is every 1,000)
 EVENTS_LOCK_KEY = 0x6C6F6F70  # "loop": the advisory lock that orders event ids (PostgreSQL)
 
@@ -195,6 +199,7 @@ class GroupWriter:
         self._thread: ThreadPoolExecutor | None = None
         self._busy_timeout_ms = 0  # the store's: how long the thread waits for another process's write lock
         self._since_checkpoint = 0  # SQLite groups committed since the writer's last checkpoint
+        self._inline_ok = False  # SQLite in WAL mode: a commit never waits for readers (else all go to the thread)
         self.groups = 0
         self.inline = 0  # groups applied on the event loop (SQLite)
         self.batches = 0
@@ -203,7 +208,7 @@ class GroupWriter:
         if self._sync_engine is not None:
             self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="loopdeck-writer")
             self._sync_conn = await self._in_thread(self._sync_engine.connect)
-            self._busy_timeout_ms = await self._in_thread(_prepare_inline, self._sync_conn)
+            self._busy_timeout_ms, self._inline_ok = await self._in_thread(_prepare_inline, self._sync_conn)
         else:
             assert self._engine is not None
             self._conn = await self._engine.connect()
@@ -237,8 +242,8 @@ class GroupWriter:
         if self._conn is not None:
             await self._conn.close()
             self._conn = None
-        if self._sync_conn is not None:
-            await self._in_thread(self._sync_conn.close)
+        if self._sync_conn is not None:  # its last groups checkpointed, its pragmas gone with it (not pooled)
+            await self._in_thread(_close_writer, self._sync_conn)
             self._sync_conn = None
         if self._thread is not None:
             self._thread.shutdown(wait=True)
@@ -263,7 +268,7 @@ class GroupWriter:
         if self._sync_conn is not None:
             self._since_checkpoint += 1
             due = self._since_checkpoint > CHECKPOINT_GROUPS
-            if _small(batches) and not due:
+            if self._inline_ok and _small(batches) and not due:
                 try:
                     ids = _transaction_sync(self._sync_conn, batches)
                     self.inline += 1
@@ -271,10 +276,9 @@ class GroupWriter:
                 except DBAPIError as exc:  # another process writes: wait for it in the thread, off the loop
                     if not _busy(exc):
                         raise
-            ids = await self._in_thread(_transaction_waiting, self._sync_conn, batches, self._busy_timeout_ms, due)
-            if due:
+            if due:  # (whether or not the checkpoint succeeds: the next is due in as many groups)
                 self._since_checkpoint = 0
-            return ids
+            return await self._in_thread(_transaction_waiting, self._sync_conn, batches, self._busy_timeout_ms, due)
         assert self._conn is not None
         async with self._conn.begin():
             return await self._conn.run_sync(apply_group, batches)
@@ -318,8 +322,17 @@ def _fail(future: asyncio.Future[Any], exc: BaseException) -> None:
 
 
 def _transaction_sync(conn: Connection, batches: list[WriteBatch]) -> list[int]:
-    with conn.begin():
-        return apply_group(conn, batches)
+    """One SQLite transaction, rolled back whole on any error: a COMMIT that fails leaves the driver's
+    transaction open under SQLAlchemy's (ended) one, and the next group would commit this one's rows."""
+    try:
+        with conn.begin():
+            return apply_group(conn, batches)
+    except BaseException:
+        with contextlib.suppress(Exception):
+            driver = conn.connection.dbapi_connection
+            if driver is not None and driver.in_transaction:
+                driver.rollback()
+        raise
 
 
 def _transaction_waiting(
@@ -334,19 +347,37 @@ def _transaction_waiting(
     finally:
         _busy_timeout(conn, 0)
     if checkpoint:
-        driver = conn.connection.dbapi_connection
-        assert driver is not None
-        driver.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
+        _checkpoint(conn)
     return ids
 
 
-def _prepare_inline(conn: Connection) -> int:
+def _checkpoint(conn: Connection) -> None:
+    """A passive WAL checkpoint; one that fails is logged, never the group's failure (it has committed)."""
+    try:
+        _sqlite_cursor(conn).execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
+    except Exception as exc:
+        log.warning("a WAL checkpoint failed (the next one tries again): %s", exc)
+
+
+def _close_writer(conn: Connection) -> None:
+    """At close: checkpoint what this process wrote (another process may never write again, and SQLite
+    checkpoints by itself only when the last connection closes), then close the driver's connection
+    rather than pool it with the writer's pragmas."""
+    _checkpoint(conn)
+    conn.invalidate()
+    conn.close()
+
+
+def _prepare_inline(conn: Connection) -> tuple[int, bool]:
     """The writer's own connection: no waiting for the lock and no automatic checkpoint on the loop
-    (see the module docstring); returns the store's busy timeout, for the thread."""
+    (see the module docstring). Returns the store's busy timeout, for the thread, and whether groups may
+    commit on the loop: only in WAL mode (a file system without it keeps every commit in the thread)."""
     driver = conn.connection.dbapi_connection
     assert driver is not None
+    if str(driver.execute("PRAGMA journal_mode").fetchone()[0]).lower() != "wal":
+        return _busy_timeout(conn, 0), False  # (the thread sets the store's timeout for each transaction)
     driver.execute("PRAGMA wal_autocheckpoint=0")
-    return _busy_timeout(conn, 0)
+    return _busy_timeout(conn, 0), True
 
 
 def _busy_timeout(conn: Connection, ms: int) -> int:
@@ -359,17 +390,23 @@ def _busy_timeout(conn: Connection, ms: int) -> int:
 
 
 def _small(batches: list[WriteBatch]) -> bool:
-    """A group cheap enough to apply on the event loop: no extras (a run's creation may be thousands of rows)."""
-    rows = 0
+    """A group cheap enough to apply on the event loop: no extras (a run's creation may be thousands of
+    rows), at most ``INLINE_ROWS`` rows and ``INLINE_TEXT`` characters of JSON."""
+    rows = text = 0
     for batch in batches:
         if batch.extras:
             return False
         rows += batch.size
-    return rows <= INLINE_ROWS
+        text += sum(len(row["input_json"] or "") + len(row["output_json"] or "") for row in batch.steps)
+        text += sum(len(row["payload_json"]) for row in batch.events)
+        text += sum(len(row["attributes_json"] or "") for row in batch.spans)
+    return rows <= INLINE_ROWS and text <= INLINE_TEXT
 
 
 def _busy(exc: DBAPIError) -> bool:
-    """SQLite said another connection holds the lock (``database is locked``): nothing was written."""
+    """SQLite said another connection holds the lock (``database is locked``). In WAL mode only the
+    group's first write can meet it, and the transaction was rolled back whole (``_transaction_sync``):
+    the thread may apply the group again."""
     return "locked" in str(exc.orig).lower() or "busy" in str(exc.orig).lower()
 
 

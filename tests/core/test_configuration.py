@@ -10,11 +10,12 @@ import pytest
 
 from core import BadInput, Orchestrator, PlanError, RunStatus, available_templates, load_settings, resolve_plan
 from core.cluster.lease import default_ttl_s
-from core.locations import plain_setting
+from core.locations import OTHER_SETTINGS, plain_setting
 from core.model.layers import Defaults, layered
 from core.model.profile import Profile
 from core.notifications import targets
 from core.orchestrator.base import default_user
+from core.settings import Settings
 
 CONFIG = """
 db = "/from/the/file.db"
@@ -141,6 +142,11 @@ def test_without_a_file_db_user_and_lease_are_read_as_the_settings_read_them(tmp
     assert default_ttl_s() == settings.lease_s
 
 
+def test_the_quick_read_knows_every_other_settings_variable():
+    others = {name.upper() for name in Settings.model_fields} - {"DB", "USER", "LEASE_S"}
+    assert others | {"TOKEN_BUDGET"} <= OTHER_SETTINGS  # (LOOPDECK_AGENTS names the agents file)
+
+
 def test_a_file_or_a_doubtful_variable_leaves_it_to_the_settings(config, tmp_path, monkeypatch):
     assert plain_setting("user") == (False, None)  # a file exists: it may set the user
     assert default_user() == "file-user"
@@ -150,6 +156,11 @@ def test_a_file_or_a_doubtful_variable_leaves_it_to_the_settings(config, tmp_pat
     monkeypatch.setenv("loopdeck_user", "lower")
     assert plain_setting("user") == (False, None)  # which one wins is the settings' to say
     monkeypatch.delenv("loopdeck_user")
+    monkeypatch.setenv("LOOPDECK_POLICY__MAX_CONCURRENCY", "many")
+    assert plain_setting("user") == (False, None)  # another setting is set: every command checks it, as before
+    with pytest.raises(BadInput, match="LOOPDECK_POLICY__MAX_CONCURRENCY"):
+        default_user()
+    monkeypatch.delenv("LOOPDECK_POLICY__MAX_CONCURRENCY")
     monkeypatch.setenv("LOOPDECK_LEASE_S", "0")
     with pytest.raises(BadInput, match="LOOPDECK_LEASE_S='0' is not valid"):
         default_ttl_s()  # a value is checked by the settings, as before

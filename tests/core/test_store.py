@@ -10,10 +10,12 @@ import time
 
 import pytest
 from sqlalchemy import create_engine, inspect, text
+from sqlalchemy.exc import DBAPIError
 
 from core import Orchestrator, StaleWrite, StoreError, validate_plan
 from core.engine.run_state import new_step_row
 from core.store import Store, migrate
+from core.store import writer as writer_module
 from core.store.writer import WriteBatch
 from tests.conftest import plan
 
@@ -205,9 +207,82 @@ async def test_the_wal_is_checkpointed_and_starts_over_while_the_writer_writes(t
             note.event("r", "note", None, {"n": i, "pad": "x" * 200}, time.time())
             await store.write(note)
         assert store.writer.inline > 900
-        assert (tmp_path / "busy.db-wal").stat().st_size < 4_000_000
+        assert (tmp_path / "busy.db-wal").stat().st_size < 2_500_000  # (SQLite's own checkpoint: ~4.1 MB)
     finally:
         await store.close()
+
+
+async def test_short_lived_writers_checkpoint_what_they_wrote_while_a_reader_stays(tmp_path):
+    path = str(tmp_path / "shared.db")
+    reader = await Store.open(path)  # a dashboard, open all along (its connections keep the WAL from closing)
+    try:
+        await reader.events_since("r", 0)
+        for _ in range(5):  # `loopdeck run`s of fewer groups than a checkpoint's period, one after another
+            writer = await Store.open(path)
+            for i in range(90):
+                note = WriteBatch()
+                note.event("r", "note", None, {"n": i, "pad": "x" * 200}, time.time())
+                await writer.write(note)
+            await writer.close()
+        assert (tmp_path / "shared.db-wal").stat().st_size < 2_500_000  # ~5.6 MB and growing without
+        assert len(await reader.events_since("r", 0, limit=1000)) == 450
+    finally:
+        await reader.close()
+
+
+async def test_a_checkpoint_that_fails_fails_no_write(tmp_path, monkeypatch, caplog):
+    store = await Store.open(str(tmp_path / "c.db"))
+    real = writer_module._sqlite_cursor
+
+    class Refusing:
+        def __init__(self, conn):
+            self.cursor = real(conn)
+
+        def execute(self, sql, *args):
+            if "wal_checkpoint" in sql:
+                raise sqlite3.OperationalError("disk I/O error")
+            return self.cursor.execute(sql, *args)
+
+        def __getattr__(self, name):
+            return getattr(self.cursor, name)
+
+    monkeypatch.setattr(writer_module, "_sqlite_cursor", Refusing)
+    try:
+        for i in range(writer_module.CHECKPOINT_GROUPS + 5):
+            note = WriteBatch()
+            note.event("r", "note", None, {"n": i}, time.time())
+            await store.write(note)  # the group past the period is checkpointed (and fails): it is still written
+        assert len(await store.events_since("r", 0)) == writer_module.CHECKPOINT_GROUPS + 5
+        assert "a WAL checkpoint failed" in caplog.text
+        assert store.writer.inline >= writer_module.CHECKPOINT_GROUPS + 3  # and the writer went back to the loop
+    finally:
+        await store.close()
+
+
+def test_a_commit_that_fails_leaves_no_transaction_open(tmp_path):
+    path = tmp_path / "rollback.db"
+    engine = create_engine(f"sqlite+pysqlite:///{path}")  # a rollback journal: readers block a commit
+    with engine.begin() as conn:
+        migrate.upgrade(conn, create=True)
+    conn = engine.connect()
+    driver = conn.connection.dbapi_connection
+    driver.execute("PRAGMA busy_timeout=0")
+    reader = sqlite3.connect(path)
+    reader.execute("BEGIN")
+    reader.execute("SELECT count(*) FROM events").fetchall()  # a shared lock held: the commit cannot finish
+    note = WriteBatch()
+    note.event("r", "note", None, {}, time.time())
+    try:
+        with pytest.raises(DBAPIError, match="locked"):
+            writer_module._transaction_sync(conn, [note])
+        assert not driver.in_transaction  # rolled back: the next group commits only its own rows
+    finally:
+        reader.rollback()
+        reader.close()
+    writer_module._transaction_sync(conn, [note])
+    assert conn.execute(text("SELECT count(*) FROM events")).scalar_one() == 1
+    conn.close()
+    engine.dispose()
 
 
 async def test_a_directory_is_not_a_database(tmp_path):

@@ -30,8 +30,7 @@ from tui.dashboard.widgets.header_bar import HeaderBar
 from tui.dashboard.widgets.step_detail import StepDetail, timeline
 
 REFRESH_S = 0.1  # the steady refresh: running steps' timers tick
-RENDER_GAP_S = 0.04
-_X = 1  # new events are shown this soon after the last refresh at the earliest (≤ 25 a second)
+RENDER_GAP_S = 0.04  # new events are shown this soon after the last refresh at the earliest (≤ 25 a second)
 POLL_S = 0.05  # at most this long between reads of the store (PostgreSQL's NOTIFY wakes the feed sooner)
 HISTORY_LINES = 200
 DETAIL_REFRESH_S = 0.5  # a busy highlighted step re-reads its detail at most twice a second
