@@ -1,11 +1,13 @@
-"""The store: SQLAlchemy 2 over SQLite (default, in threads) or PostgreSQL (async), split by aggregate.
+"""The store: SQLAlchemy 2 over SQLite (the default) or PostgreSQL (async), split by aggregate.
 
 ``Store`` is the facade; each group of queries lives in a module of its own
 (runs and leases, steps, events, commands, the cluster's workers and slots,
 history, breakers), reads return typed records (``records.py``), and writes of
-the hot path go through the group-commit writer (``writer.py``). Opening a
-store applies migrations, so an older database is upgraded in place. Library
-errors are translated to ``StoreError`` with a sentence that says what to do.
+the hot path go through the group-commit writer (``writer.py``); on SQLite,
+reads run in reader threads (``base.py``) and small groups of writes on the
+event loop. Opening a store applies migrations, so an older database is
+upgraded in place. Library errors are translated to ``StoreError`` with a
+sentence that says what to do.
 """
 
 from __future__ import annotations

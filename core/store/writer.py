@@ -6,18 +6,20 @@ durable at a fraction of the cost. Callers ``await submit(batch)`` and publish
 their events only after it returns, i.e. after their commit.
 
 For SQLite the writer holds a synchronous connection and applies a small
-group (``INLINE_ROWS``, no extras) right on the event loop, asking for the
-write lock without waiting: the group is a few hundred microseconds of SQLite
-(WAL, ``synchronous=NORMAL``: no fsync per commit), less than the round trip
-to a thread and back, which was about 40% of a chained step. A group that is
+group (``INLINE_ROWS`` rows and ``INLINE_TEXT`` characters of JSON at most,
+no extras) right on the event loop, asking for the write lock without
+waiting: the group is a few hundred microseconds of SQLite (WAL,
+``synchronous=NORMAL``: no fsync per commit), less than the round trip to a
+thread and back, which was about 40% of a chained step. A group that is
 large, carries extras (a run's creation, a lease), or finds another process
 holding the write lock goes to the writer's thread, which waits for the lock
-up to the store's busy timeout. SQLite's automatic checkpoint (copying the
-WAL into the database, with an fsync) would stall the loop for milliseconds
-inside a commit; the writer's connection turns it off, and every
-``CHECKPOINT_GROUPS`` groups one group goes to the thread, which checkpoints
-right after committing it. Other databases use the async connection. All run the same
-``apply_group``.
+up to the store's busy timeout; so does every group when the file is not in
+WAL mode (a commit could then wait for readers). SQLite's automatic
+checkpoint (copying the WAL into the database, with an fsync) would stall
+the loop for milliseconds inside a commit; the writer's connection turns it
+off, and every ``CHECKPOINT_GROUPS`` groups, and at close, the thread
+checkpoints right after a commit. Other databases use the async connection.
+All run the same ``apply_group``.
 
 Step updates are compare-and-set (``WHERE status = expected AND attempts =
 expected``). A group is applied with executemany; if any compare-and-set
