@@ -17,8 +17,9 @@ such a crash left): those are rebuilt. Anything else is refused untouched
 ("not a loopdeck database"), and so is every database without a schema when
 the command may not create one (``create=False``).
 
-Alembic is imported only when a migration has to run: opening a database
-that is current reads its revision with one query (the newest revision is
+Alembic is imported only when a migration has to run: a new SQLite file is
+created at the newest schema directly (``_create_at_head``), and opening a
+database that is current reads its revision with one query (the newest revision is
 the highest-numbered file in ``migrations/versions``, checked against
 Alembic's own answer by a test), which keeps every command's start short.
 """
@@ -79,6 +80,10 @@ def upgrade(connection: Connection, revision: str = "head", create: bool = True)
     current = current_revision(connection)
     if revision == "head" and current == head_revision():
         return  # current: no Alembic needed
+    if revision == "head" and current is None and connection.dialect.name == "sqlite":
+        _prepare_unversioned(connection, create)
+        _create_at_head(connection)
+        return
     from alembic import command
     from alembic.script import ScriptDirectory
 
@@ -94,6 +99,20 @@ def upgrade(connection: Connection, revision: str = "head", create: bool = True)
     if current is None:
         _prepare_unversioned(connection, create)
     command.upgrade(_config(connection), revision)
+
+
+def _create_at_head(connection: Connection) -> None:
+    """A new SQLite database: today's schema at once, stamped at the newest revision. The migrations
+    build the same (a test compares the two, table by table), but importing Alembic and running all of
+    them cost ~120 ms of a first command; this is ~10 ms, in the same locked transaction."""
+    from core.store import schema
+
+    schema.metadata.create_all(connection)
+    connection.exec_driver_sql(  # as Alembic creates it
+        "CREATE TABLE alembic_version (version_num VARCHAR(32) NOT NULL, "
+        "CONSTRAINT alembic_version_pkc PRIMARY KEY (version_num))"
+    )
+    connection.execute(text("INSERT INTO alembic_version (version_num) VALUES (:head)"), {"head": head_revision()})
 
 
 # what an older loopdeck's interrupted first open could leave: the first migration's tables (and alembic's)

@@ -118,6 +118,66 @@ async def test_an_older_database_is_upgraded_on_open(tmp_path):
     engine.dispose()
 
 
+def _schema_of(path) -> dict:
+    """Every table as SQLite and SQLAlchemy see it: columns, keys, indexes, constraints, AUTOINCREMENT."""
+    engine = create_engine(f"sqlite:///{path}")
+    with engine.connect() as conn:
+        seen, sql = inspect(conn), dict(conn.exec_driver_sql("SELECT name, sql FROM sqlite_master").all())
+        schema = {
+            table: {
+                "columns": [
+                    (c["name"], str(c["type"]), c["nullable"], c["default"], c["primary_key"])
+                    for c in seen.get_columns(table)
+                ],
+                "primary key": seen.get_pk_constraint(table)["constrained_columns"],
+                "indexes": sorted((i["name"], i["column_names"], i["unique"]) for i in seen.get_indexes(table)),
+                "unique": sorted(u["column_names"] for u in seen.get_unique_constraints(table)),
+                "foreign keys": sorted(
+                    (f["constrained_columns"], f["referred_table"], f["referred_columns"], f["options"])
+                    for f in seen.get_foreign_keys(table)
+                ),
+                "checks": sorted(c["sqltext"] for c in seen.get_check_constraints(table)),
+                "autoincrement": "AUTOINCREMENT" in (sql.get(table) or ""),
+            }
+            for table in seen.get_table_names()
+        }
+        revision = migrate.current_revision(conn)
+    engine.dispose()
+    return {"tables": schema, "revision": revision}
+
+
+async def test_a_new_file_gets_the_schema_the_migrations_build_without_alembic(tmp_path):
+    from alembic import command
+
+    migrated = tmp_path / "migrated.db"
+    engine = create_engine(f"sqlite:///{migrated}")
+    with engine.begin() as conn:  # every migration, one after another, as an older database is upgraded
+        command.upgrade(migrate._config(conn), "head")
+    engine.dispose()
+    created = tmp_path / "created.db"
+    store = await Store.open(str(created))
+    await store.close()
+    assert _schema_of(created) == _schema_of(migrated)
+    assert _schema_of(created)["revision"] == migrate.head_revision()
+    opened = subprocess.run(
+        [sys.executable, "-c", OPEN_NEW, str(tmp_path / "fresh.db")], capture_output=True, text=True, timeout=60
+    )
+    assert opened.stdout.strip() == "alembic loaded: False", opened.stderr
+
+
+OPEN_NEW = """
+import asyncio, sys
+from core.store import Store
+
+async def main():
+    store = await Store.open(sys.argv[1])
+    await store.close()
+
+asyncio.run(main())
+print("alembic loaded:", "alembic" in sys.modules)
+"""
+
+
 def test_the_newest_revision_read_from_the_file_names_is_alembics_head():
     assert migrate.head_revision() == migrate.alembic_head_revision()
 
