@@ -324,7 +324,7 @@ async def test_read_only_can_reopen_a_view_only_dialog_and_is_not_invited_to_wri
         app = LoopdeckApp(run_id=run_id, orchestrator=orch, user="fi", read_only=True)
         async with app.run_test(size=SIZE) as pilot:
             await until(pilot, lambda: isinstance(app.screen, ApprovalScreen))
-            assert "read-only" in screen_as_text(app)
+            await until(pilot, lambda: "read-only" in screen_as_text(app))  # (pushed, then drawn)
             await pilot.press("a")  # refused: nothing approved
             await pilot.press("escape")
             await until(pilot, lambda: isinstance(app.screen, RunScreen))
@@ -332,6 +332,24 @@ async def test_read_only_can_reopen_a_view_only_dialog_and_is_not_invited_to_wri
             await pilot.press("A")
             await until(pilot, lambda: isinstance(app.screen, ApprovalScreen))
             assert (await orch.store.get_step(run_id, "publish")).status.value == "waiting_user"
+
+
+async def test_a_dialog_whose_gates_are_answered_before_it_shows_closes_quietly(db_url):
+    async with await Orchestrator.open(db_url, user="hu") as orch:
+        run_id = await orch.create_run(gated_plan())
+        await drive_until(orch, run_id)
+        app = LoopdeckApp(run_id=run_id, orchestrator=orch, user="hu")
+        async with app.run_test(size=SIZE) as pilot:
+            await until(pilot, lambda: isinstance(app.screen, ApprovalScreen))
+            await pilot.press("escape")  # deferred: the run screen is on top again
+            await until(pilot, lambda: isinstance(app.screen, RunScreen))
+            screen = app.screen
+            late = screen._approval_screen(screen.view, ["publish"])
+            app.push_screen(late)
+            late.drop(["publish"])  # answered elsewhere before the dialog was mounted
+            await until(pilot, lambda: app.screen is screen)
+            await pilot.pause(0.2)
+            assert app._exception is None and app.is_running
 
 
 async def test_at_80x24_the_footer_keeps_help_and_quit(db_url):

@@ -164,7 +164,7 @@ def test_approval_editor_at_80x24_shows_its_error_and_keys(tmp_path, snap_compar
     """At 80x24 the JSON editor, its refusal of bad JSON and its ctrl+s line all fit."""
 
     async def bad_json(pilot) -> None:
-        await wait_until(pilot, lambda: isinstance(pilot.app.screen, ApprovalScreen))
+        await wait_until(pilot, lambda: isinstance(pilot.app.screen, ApprovalScreen) and pilot.app.screen.shown)
         await pilot.press("e")
         editor = pilot.app.screen.query_one("#approval-editor")
         editor.cursor_blink = False  # a blinking cursor would differ from one picture to the next

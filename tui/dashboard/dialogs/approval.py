@@ -123,6 +123,7 @@ class ApprovalScreen(ModalScreen[None]):
         self.editing = False
         self.context = context  # a queued key's context entries (the run screen reads them from the store)
         self.showing_context = False
+        self.shown = False  # its first gate is on screen: until then no key acts on what is not shown yet
 
     @property
     def current(self) -> str:
@@ -134,13 +135,26 @@ class ApprovalScreen(ModalScreen[None]):
             yield Static(id="approval-why")
             with VerticalScroll(id="approval-input"):
                 yield Static(id="approval-input-view")
-            yield TextArea.code_editor("", language="json", id="approval-editor")
+            editor = TextArea.code_editor("", language="json", id="approval-editor")
+            editor.display = False
+            yield editor
             yield Static(id="approval-error")
             yield Static(id="approval-keys")
 
     def on_mount(self) -> None:
-        self.query_one("#approval-editor").display = False
+        self._first_show()
+
+    def _first_show(self) -> None:
+        if not self.queue:  # every gate it was opened for was answered before it showed
+            if self.is_current:
+                self.dismiss(None)
+            return
+        if not self.query("#approval-keys"):  # pushed while the screen below was still mounting, its own
+            self.call_after_refresh(self._first_show)  # widgets came in after its Mount (a crash seen in CI)
+            return
         self.show_current()
+        self.shown = True
+        self.refresh_bindings()
 
     def show_current(self) -> None:
         if self.current.startswith(CALL):
@@ -247,6 +261,8 @@ class ApprovalScreen(ModalScreen[None]):
         if not keys:
             return
         self.queue = [k for k in self.queue if k not in keys]
+        if not self.is_mounted:  # (``_first_show`` shows what is left, or closes)
+            return
         if not self.queue:
             self.dismiss(None)
             return
@@ -257,12 +273,14 @@ class ApprovalScreen(ModalScreen[None]):
         for key in keys:
             if key not in self.queue:
                 self.queue.append(key)
-        if not self.editing:  # never under the operator's fingers: the count catches up when editing stops
-            self.show_current()
+        if self.is_mounted and not self.editing:  # never under the operator's fingers: the count catches up
+            self.show_current()  # when editing stops
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
         if self.read_only and action in ("approve", "approve_all", "reject", "edit", "approve_edit", "always"):
             return False
+        if not self.queue or not self.shown:  # (closing: answered meanwhile; or not drawn yet)
+            return action == "defer"
         if action == "approve_all" and len(self.queue) < 2:
             return False
         if action == "always" and not self.current.startswith(CALL):

@@ -148,7 +148,7 @@ class RunScreen(GatesMixin, ActionsMixin, LoopdeckScreen):
     def _render_soon(self) -> None:
         """New events: refresh as soon as ``RENDER_GAP_S`` since the last refresh allows, not at the next tick
         (the tick alone made the screen lag the stream by up to ``REFRESH_S`` more)."""
-        if self._render_due is None:
+        if self._render_due is None and self.is_mounted:  # (before, the steady tick, set up at mount, waits)
             wait = max(0.001, self._rendered_at + RENDER_GAP_S - time.monotonic())  # (a timer takes no 0)
             self._render_due = self.set_timer(wait, self._render_now, name="new events")
 
