@@ -35,15 +35,21 @@ def default_db_path() -> Path:
     return Path(user_data_dir("loopdeck", appauthor=False)) / "loopdeck.db"
 
 
+def configured(name: str) -> str | None:
+    """The ``db`` or ``user`` setting: read from its variable when ``plain_setting`` can, else by loading
+    the settings (which check every value)."""
+    known, value = plain_setting(name)
+    if known:
+        return value
+    from core.settings import load_settings
+
+    return getattr(load_settings(), name)
+
+
 def resolve_db_url(url: str | None = None) -> str:
     """The database URL to use. A bare file path is accepted and means SQLite; other schemes are refused."""
     if not url:
-        known, url = plain_setting("db")
-        if not known:
-            from core.settings import load_settings
-
-            url = load_settings().db
-        url = url or ""
+        url = configured("db") or ""
     if not url:
         return sqlite_url(default_db_path())
     if "://" not in url:

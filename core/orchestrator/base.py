@@ -14,10 +14,10 @@ from typing import TYPE_CHECKING, Any, Self
 
 from core.cluster.commands import CommandChannel
 from core.cluster.lease import Identity, default_ttl_s
+from core.config import configured
 from core.engine.breaker import BreakerBoard
 from core.engine.bus import EventBus
 from core.errors import PlanError, StepNotFound
-from core.locations import plain_setting
 from core.model.events import Event
 from core.notifications import Notifications
 from core.store import (
@@ -44,13 +44,9 @@ class Delivery(StrEnum):
 
 def default_user() -> str:
     """``LOOPDECK_USER``, else the configuration's ``user``, else the login name (``--user`` wins over all)."""
-    known, configured = plain_setting("user")
-    if not known:
-        from core.settings import load_settings
-
-        configured = load_settings().user
-    if configured:
-        return configured
+    user = configured("user")
+    if user:
+        return user
     try:
         return getpass.getuser()
     except Exception:

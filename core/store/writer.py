@@ -376,10 +376,10 @@ def _prepare_inline(conn: Connection) -> tuple[int, bool]:
     commit on the loop: only in WAL mode (a file system without it keeps every commit in the thread)."""
     driver = conn.connection.dbapi_connection
     assert driver is not None
-    if str(driver.execute("PRAGMA journal_mode").fetchone()[0]).lower() != "wal":
-        return _busy_timeout(conn, 0), False  # (the thread sets the store's timeout for each transaction)
-    driver.execute("PRAGMA wal_autocheckpoint=0")
-    return _busy_timeout(conn, 0), True
+    wal = str(driver.execute("PRAGMA journal_mode").fetchone()[0]).lower() == "wal"
+    if wal:
+        driver.execute("PRAGMA wal_autocheckpoint=0")
+    return _busy_timeout(conn, 0), wal  # (the thread sets the store's timeout for each of its transactions)
 
 
 def _busy_timeout(conn: Connection, ms: int) -> int:
@@ -479,10 +479,7 @@ def _executemany(conn: Connection, stmt: Any, rows: list[dict[str, Any]], count:
         cached = (compiled.string, tuple(compiled.positiontup or ()))
         _compiled_cache[key] = cached
     sql, names = cached
-    try:  # every row of a statement names the same columns (WriteBatch builds them)
-        params = list(map(itemgetter(*names), rows)) if len(names) > 1 else [tuple(map(row.get, names)) for row in rows]
-    except KeyError:
-        params = [tuple(map(row.get, names)) for row in rows]
+    params = _positional(rows, names)
     if dialect.name == "sqlite":  # the driver's cursor, in the same transaction: SQLAlchemy's execution context
         cursor = _sqlite_cursor(conn)  # cost more per group than SQLite's own work
         try:
@@ -495,6 +492,15 @@ def _executemany(conn: Connection, stmt: Any, rows: list[dict[str, Any]], count:
     if count:  # asyncpg's executemany reports no row counts: one statement each
         return sum(conn.exec_driver_sql(sql, one).rowcount for one in params)
     return conn.exec_driver_sql(sql, params).rowcount
+
+
+def _positional(rows: list[dict[str, Any]], names: tuple[str, ...]) -> list[tuple[Any, ...]]:
+    """Each row's values in ``names`` order (a name a row lacks is None). WriteBatch gives every row of a
+    statement the same columns, so one ``itemgetter`` picks them all."""
+    if len(names) > 1:  # (``itemgetter`` of one name gives a value, not a tuple)
+        with contextlib.suppress(KeyError):
+            return list(map(itemgetter(*names), rows))
+    return [tuple(map(row.get, names)) for row in rows]
 
 
 def _sqlite_cursor(conn: Connection) -> Any:
