@@ -87,6 +87,17 @@ class AttemptRunner:
         for task in self.tasks.values():
             task.cancel()
 
+    def leave(self) -> None:
+        """The driver stops with the run unfinished (the store refused a write): every attempt is stopped,
+        and a child run is left to the next driver, as at ``close``."""
+        self.stopped = True
+        self.cancel_all()
+
+    def _leaving(self) -> bool:
+        """Whether a canceled child-run step leaves its child to the next driver: the driver stops while the run
+        goes on. A step canceled, timed out, or ended with its run cancels its child instead."""
+        return self.stopped and self.run.live
+
     async def close(self) -> None:
         """Stop every attempt and close the executors; timed-out ones in threads are left behind."""
         self.stopped = True
@@ -153,7 +164,7 @@ class AttemptRunner:
         """A skill step calls its skill (on its agent's slots and breaker); a sub_agent step with a plan runs
         it as a child run; every other step its agent."""
         if step.spec.runs_child:
-            return ChildRunExecutor(self.children, child_plan_data(self.run.plan, step.spec), lambda: self.stopped)
+            return ChildRunExecutor(self.children, child_plan_data(self.run.plan, step.spec), self._leaving)
         if step.spec.type != "skill" or step.spec.skill is None:
             return self.executors[step.agent]
         name = step.spec.skill

@@ -382,7 +382,7 @@ class RunController:
         self.commits.emit(batch)
 
     def _stop_attempts(self) -> None:
-        self.attempts.cancel_all()
+        self.attempts.leave()
 
     # -- operator actions -------------------------------------------------------------------
 
@@ -390,8 +390,8 @@ class RunController:
         """Carry out an operator action: the decider shared with offline actions, applied live."""
         effects = actions.decide(self.run, command, user, self.clock())
         write = self._follow(effects)
-        if command.kind in actions.ENDS_RUN:  # the run ends: wait until its driver has stopped
-            await asyncio.shield(self.sup.done) if self.sup.done is not None else None
+        if command.kind in actions.ENDS_RUN and self.sup.done is not None:  # the run ends: wait for its driver
+            await asyncio.wait({self.sup.done})  # (not its error, nor a cancel of the drive: neither is this caller's)
         else:
             await asyncio.shield(write)
 

@@ -76,6 +76,24 @@ async def test_canceling_the_parent_cancels_the_child_it_is_running(db_url):
         assert (await orch.run(child, plan=False)).status == RunStatus.CANCELED
 
 
+async def test_finishing_the_parent_ends_its_running_child_through_the_childs_driver(db_url):
+    """An ended run cancels its child-run steps' children (only a driver that stops leaves them for the resume),
+    and its driver returns only once they have ended: ``finish`` cancels no children by itself."""
+    plan = parent_plan([{"key": "slow", "agent": "slow"}], more={"slow": {"kind": "sim", "latency_ms": 30000}})
+    async with await Orchestrator.open(db_url, poll_s=0.05) as orch:
+        run_id = await orch.create_run(plan)
+        driving = asyncio.ensure_future(orch.drive(run_id))
+        await wait_event(orch, run_id, "step_started", "research")
+        child = await until_child(orch, run_id)
+        await wait_event(orch, child, "step_started", "slow")
+        await orch.finish(run_id, answer="enough", user="ann")
+        assert await asyncio.wait_for(driving, 15) == RunStatus.SUCCEEDED
+        record = await orch.run(child, plan=False)
+        ended = [e.payload for e in await orch.events_since(child) if e.type == "run_ended"]
+    assert record.status == RunStatus.CANCELED
+    assert [e["status"] for e in ended] == ["canceled"]  # ended once, by its driver
+
+
 async def test_canceling_a_parent_nobody_drives_cancels_its_unfinished_children(db_url):
     async with await Orchestrator.open(db_url) as orch:
         parent = await orch.create_run(parent_plan(CHILD))
