@@ -157,6 +157,7 @@ async def test_a_breaker_opened_in_another_process_opens_here_too(db_url):
             )
         )
         task = asyncio.create_task(there.drive(waiting))
+        await wait_event(there, waiting, "step_waiting", "first")  # it runs (a driver that loads later restores)
         failing = await here.create_run(
             plan([{"key": f"f{i}", "agent": "api", "max_attempts": 1} for i in range(2)], agents=agents)
         )
