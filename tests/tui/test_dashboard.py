@@ -6,6 +6,9 @@ import asyncio
 import html
 import re
 
+import pytest
+from textual.command import CommandPalette
+from textual.css.query import NoMatches
 from textual.widgets import TabbedContent
 
 from core import Orchestrator, validate_plan
@@ -15,6 +18,8 @@ from tui.dashboard.dialogs.help import HelpScreen
 from tui.dashboard.dialogs.prompts import ConfirmScreen, PromptScreen
 from tui.dashboard.widgets.dag_tree import DagTree
 from tui.text.literal import clean, literal
+
+pytestmark = pytest.mark.usefixtures("quick_keys")  # (tests/tui/conftest.py)
 
 SIZE = (140, 40)
 
@@ -36,7 +41,7 @@ def gated_plan(**policy):
 def _holds(predicate) -> bool:
     try:
         return bool(predicate())
-    except AttributeError:  # e.g. a modal is still on top of the screen the predicate looks at
+    except (AttributeError, NoMatches):  # e.g. a modal is still on top of the screen the predicate looks at
         return False
 
 
@@ -46,6 +51,11 @@ async def until(pilot, predicate, timeout: float = 10.0) -> None:
         if asyncio.get_running_loop().time() > deadline:
             raise AssertionError("condition not reached")
         await pilot.pause(0.05)
+
+
+def dialog_shown(app) -> bool:
+    """The approval dialog is up and shows its first gate (its keys act from then on)."""
+    return isinstance(app.screen, ApprovalScreen) and app.screen.shown
 
 
 def screen_as_text(app) -> str:
@@ -61,7 +71,7 @@ async def step_row(orch: Orchestrator, run_id: str, key: str):
 async def test_a_opens_by_itself_and_a_approves_as_the_named_user(db_url):
     app = LoopdeckApp(db_url, plan=gated_plan(), drive=True, user="alice")
     async with app.run_test(size=SIZE) as pilot:
-        await until(pilot, lambda: isinstance(app.screen, ApprovalScreen))
+        await until(pilot, lambda: dialog_shown(app))
         await pilot.press("a")
         await until(pilot, lambda: app.final_status is not None)
         row = await step_row(app.orch, app.run_id, "publish")
@@ -75,7 +85,7 @@ async def test_a_opens_by_itself_and_a_approves_as_the_named_user(db_url):
 async def test_r_rejects_with_a_reason(db_url):
     app = LoopdeckApp(db_url, plan=gated_plan(), drive=True, user="bob")
     async with app.run_test(size=SIZE) as pilot:
-        await until(pilot, lambda: isinstance(app.screen, ApprovalScreen))
+        await until(pilot, lambda: dialog_shown(app))
         await pilot.press("r")
         await until(pilot, lambda: isinstance(app.screen, PromptScreen))
         await pilot.press(*"too risky", "enter")
@@ -88,15 +98,15 @@ async def test_r_rejects_with_a_reason(db_url):
 async def test_e_edits_the_input_refuses_invalid_json_in_place_then_approves_the_edit(db_url):
     app = LoopdeckApp(db_url, plan=gated_plan(), drive=True, user="carol")
     async with app.run_test(size=SIZE) as pilot:
-        await until(pilot, lambda: isinstance(app.screen, ApprovalScreen))
+        await until(pilot, lambda: dialog_shown(app))
         modal = app.screen
         await pilot.press("e")
         editor = modal.query_one("#approval-editor")
+        await until(pilot, lambda: app.focused is editor)  # opened with the step's input in it
         editor.text = '{"to": "production",}'
         await pilot.press("ctrl+s")
-        await pilot.pause(0.1)
-        error = str(modal.query_one("#approval-error").render())
-        assert "not valid JSON" in error and app.screen is modal  # refused in place, nothing sent
+        await until(pilot, lambda: "not valid JSON" in str(modal.query_one("#approval-error").render()))
+        assert app.screen is modal  # refused in place, nothing sent
         assert (await step_row(app.orch, app.run_id, "publish")).status == "waiting_user"
         editor.text = '{"to": "production"}'
         await pilot.press("ctrl+s")
@@ -108,7 +118,7 @@ async def test_e_edits_the_input_refuses_invalid_json_in_place_then_approves_the
 async def test_escape_defers_and_capital_a_reopens_the_queue(db_url):
     app = LoopdeckApp(db_url, plan=gated_plan(), drive=True, user="dan")
     async with app.run_test(size=SIZE) as pilot:
-        await until(pilot, lambda: isinstance(app.screen, ApprovalScreen))
+        await until(pilot, lambda: dialog_shown(app))
         await pilot.pause(0.2)  # the dialog is drawn and takes keys (a loaded machine is slow to get there)
         await pilot.press("escape")
         await until(pilot, lambda: not isinstance(app.screen, ApprovalScreen))
@@ -116,7 +126,7 @@ async def test_escape_defers_and_capital_a_reopens_the_queue(db_url):
         assert not isinstance(app.screen, ApprovalScreen)  # deferred: it does not pop up again by itself
         assert (await step_row(app.orch, app.run_id, "publish")).status == "waiting_user"
         await pilot.press("A")
-        await until(pilot, lambda: isinstance(app.screen, ApprovalScreen))
+        await until(pilot, lambda: dialog_shown(app))
         await pilot.press("a")
         await until(pilot, lambda: app.final_status is not None)
 
@@ -124,7 +134,7 @@ async def test_escape_defers_and_capital_a_reopens_the_queue(db_url):
 async def test_plus_and_minus_give_feedback_on_the_highlighted_step(db_url):
     app = LoopdeckApp(db_url, plan=gated_plan(), drive=True, user="erin")
     async with app.run_test(size=SIZE) as pilot:
-        await until(pilot, lambda: isinstance(app.screen, ApprovalScreen))
+        await until(pilot, lambda: dialog_shown(app))
         await pilot.press("a")
         await until(pilot, lambda: app.final_status is not None)
         tree = app.screen.query_one(DagTree)
@@ -167,7 +177,7 @@ async def test_x_cancels_after_confirmation_with_the_reason_typed(db_url):
 async def test_skipping_a_step_its_state_does_not_allow_is_refused_before_any_confirmation(db_url):
     app = LoopdeckApp(db_url, plan=gated_plan(), drive=True, user="fay")
     async with app.run_test(size=SIZE) as pilot:
-        await until(pilot, lambda: isinstance(app.screen, ApprovalScreen))
+        await until(pilot, lambda: dialog_shown(app))
         await pilot.press("escape")
         await until(pilot, lambda: app.screen.view.steps["draft"].status == "succeeded")
         assert app.screen.query_one(DagTree).highlighted_key == "draft"
@@ -199,10 +209,8 @@ async def test_f_finishes_the_run_with_a_typed_answer_and_the_result_tab_shows_i
         assert run.result is not None and run.result.answer == "ship it" and run.result.finished_by == "gus"
         await until(pilot, lambda: app.screen.view.result is not None)
         app.screen.query_one("#detail-tabs", TabbedContent).active = "tab-result"
-        await pilot.pause(0.3)
-        shown = screen_as_text(app)
-        assert "finished by gus: finished from the dashboard; 1 of 2 steps succeeded" in shown
-        assert "ship it" in shown
+        said = "finished by gus: finished from the dashboard; 1 of 2 steps succeeded"
+        await until(pilot, lambda: said in screen_as_text(app) and "ship it" in screen_as_text(app))
         await pilot.press("f")  # once ended, the key says so instead of asking
         await pilot.pause(0.2)
         assert not isinstance(app.screen, ConfirmScreen)
@@ -254,7 +262,7 @@ async def test_attach_acts_on_a_run_driven_by_another_process_through_the_store(
         drive = asyncio.create_task(driver.drive(run_id))
         app = LoopdeckApp(db_url, run_id=run_id, user="remote-op")  # attach: this process does not drive
         async with app.run_test(size=SIZE) as pilot:
-            await until(pilot, lambda: isinstance(app.screen, ApprovalScreen))
+            await until(pilot, lambda: dialog_shown(app))
             await pilot.press("a")
             status = await asyncio.wait_for(drive, 10)
             await until(pilot, lambda: app.screen.view is not None and app.screen.view.finished)
@@ -317,7 +325,7 @@ async def test_slash_filters_the_tree_and_space_freezes_updates(db_url):
         await until(pilot, lambda: tree_keys(app) == ["long", "later", "quick"])  # (a chain: one level)
         run_screen = app.screen
         await pilot.press("space")
-        assert run_screen.frozen
+        await until(pilot, lambda: run_screen.frozen)
         label_before = str(run_screen.query_one(DagTree).root.children[0].label)
         await app.orch.cancel(app.run_id, user="ivy")  # events keep arriving while frozen
         await pilot.pause(0.5)
@@ -402,7 +410,7 @@ async def test_t_retries_a_failed_step(db_url, tmp_path, monkeypatch):
     )
     app = LoopdeckApp(db_url, plan=plan, drive=True, user="lee")
     async with app.run_test(size=SIZE) as pilot:
-        await until(pilot, lambda: isinstance(app.screen, ApprovalScreen))
+        await until(pilot, lambda: dialog_shown(app))
         await pilot.press("escape")
         await until(pilot, lambda: app.screen.view.steps["flaky"].status == "failed")
         tree = app.screen.query_one(DagTree)
@@ -416,7 +424,7 @@ async def test_t_retries_a_failed_step(db_url, tmp_path, monkeypatch):
 async def test_b_sets_the_budget_and_minus_gives_a_thumbs_down(db_url):
     app = LoopdeckApp(db_url, plan=gated_plan(), drive=True, user="max")
     async with app.run_test(size=SIZE) as pilot:
-        await until(pilot, lambda: isinstance(app.screen, ApprovalScreen))
+        await until(pilot, lambda: dialog_shown(app))
         await pilot.press("escape")
         await pilot.press("b")
         await until(pilot, lambda: isinstance(app.screen, PromptScreen))
@@ -437,8 +445,11 @@ async def test_b_sets_the_budget_and_minus_gives_a_thumbs_down(db_url):
         await until(pilot, lambda: isinstance(app.screen, PromptScreen))
         await pilot.press("enter")
         await until(pilot, lambda: not isinstance(app.screen, PromptScreen))
-        await pilot.pause(0.3)
-        assert [(f.step_key, f.rating) for f in await app.orch.store.feedback_of(app.run_id)] == [("draft", "down")]
+        for _ in range(100):  # the answer is a worker: wait for its write, not a fixed time
+            if feedback := await app.orch.store.feedback_of(app.run_id):
+                break
+            await pilot.pause(0.05)
+        assert [(f.step_key, f.rating) for f in feedback] == [("draft", "down")]
 
 
 async def test_a_database_error_is_shown_and_the_dashboard_keeps_running(db_url):
@@ -446,7 +457,7 @@ async def test_a_database_error_is_shown_and_the_dashboard_keeps_running(db_url)
 
     app = LoopdeckApp(db_url, plan=gated_plan(), drive=True, user="ned")
     async with app.run_test(size=SIZE) as pilot:
-        await until(pilot, lambda: isinstance(app.screen, ApprovalScreen))
+        await until(pilot, lambda: dialog_shown(app))
         await pilot.press("escape")
         await until(pilot, lambda: not isinstance(app.screen, ApprovalScreen))
         run_screen = app.screen
@@ -463,7 +474,7 @@ async def test_a_database_error_is_shown_and_the_dashboard_keeps_running(db_url)
         await until(pilot, lambda: len(failures) == 2)
         await until(pilot, lambda: any("disk I/O error" in str(n.message) for n in app._notifications))
         await pilot.press("A")
-        await until(pilot, lambda: isinstance(app.screen, ApprovalScreen))
+        await until(pilot, lambda: dialog_shown(app))
         await pilot.press("a")
         await until(pilot, lambda: app.final_status is not None)
         await until(pilot, lambda: run_screen.view.finished)  # the feed recovered and saw the end
@@ -478,10 +489,9 @@ async def test_the_command_palette_offers_every_action(db_url):
     async with app.run_test(size=SIZE) as pilot:
         await pilot.pause(0.5)
         await pilot.press("ctrl+p")
-        await pilot.pause(0.5)
+        await until(pilot, lambda: isinstance(app.screen, CommandPalette))
         await pilot.press(*"budget")
-        await pilot.pause(0.5)
-        assert "Set the run's token budget" in screen_as_text(app)
+        await until(pilot, lambda: "Set the run's token budget" in screen_as_text(app))
         assert {spec.id for spec in RUN_ACTIONS} >= {
             "approvals",
             "feedback_up",
@@ -550,7 +560,7 @@ async def test_collapsed_branches_cursor_and_scroll_hold_still_while_updates_str
 async def test_a_gate_with_a_deadline_shows_its_time_left_in_the_dialog_and_the_header(db_url):
     app = LoopdeckApp(db_url, plan=gated_plan(approval_timeout_s=600), drive=True, user="max")
     async with app.run_test(size=SIZE) as pilot:
-        await until(pilot, lambda: isinstance(app.screen, ApprovalScreen))
+        await until(pilot, lambda: dialog_shown(app))
         await until(pilot, lambda: "times out in" in screen_as_text(app))
         text = screen_as_text(app)
         assert re.search(r"times out in (10:00|09:5\d) \(at \d\d:\d\d:\d\d UTC\)", text), text
@@ -592,7 +602,7 @@ async def test_enter_on_a_sub_agent_step_opens_its_child_run_and_esc_comes_back(
             await pilot.pause(0.2)
             assert app.screen.run_id == parent
             await pilot.press("enter", "down")
-            assert tree.highlighted_key == "research"
+            await until(pilot, lambda: tree.highlighted_key == "research")
             await pilot.press("enter")
             await until(pilot, lambda: app.screen.run_id == child["id"])
             await until(pilot, lambda: f"↳ child of {parent} (step research)" in screen_as_text(app))
@@ -604,7 +614,7 @@ async def test_a_child_runs_gate_queues_in_the_parents_approval_dialog_and_is_an
     plan = gated_child_plan()
     app = LoopdeckApp(db_url, plan=plan, drive=True, user="max")
     async with app.run_test(size=SIZE) as pilot:
-        await until(pilot, lambda: isinstance(app.screen, ApprovalScreen))
+        await until(pilot, lambda: dialog_shown(app))
         child = app.screen.current.split("/")[0]
         assert app.screen.current == f"{child}/publish"
         await until(pilot, lambda: f"Approve step publish of child run {child}?" in screen_as_text(app))
@@ -619,7 +629,7 @@ async def test_a_child_runs_tool_call_queues_in_the_parents_dialog_and_runs_when
     plan = cleaning_plan([{"key": "tidy", "type": "sub_agent", "steps": [{"key": "clean", "agent": "cleaner"}]}])
     app = LoopdeckApp(db_url, plan=plan, drive=True, user="max")
     async with app.run_test(size=SIZE) as pilot:
-        await until(pilot, lambda: isinstance(app.screen, ApprovalScreen))
+        await until(pilot, lambda: dialog_shown(app))
         child = app.screen.current.removeprefix("call:").split("/")[0]
         assert app.screen.current == f"call:{child}/clean.1.1.0"
         shown = f"Run tool delete_file of child run {child}?"
@@ -649,7 +659,7 @@ async def test_a_childs_gate_that_opens_while_the_dialog_is_open_joins_the_queue
     )
     app = LoopdeckApp(db_url, plan=plan, drive=True, user="max")
     async with app.run_test(size=SIZE) as pilot:
-        await until(pilot, lambda: isinstance(app.screen, ApprovalScreen))
+        await until(pilot, lambda: dialog_shown(app))
         assert app.screen.current == "call:clean.1.1.0"
         await until(pilot, lambda: len(app.screen.queue) == 2, timeout=15)  # the child's gate joined
         await pilot.press("a")  # the call
@@ -666,12 +676,12 @@ async def test_a_child_run_opened_over_its_parent_keeps_its_own_dialog(db_url):
     plan = gated_child_plan()
     app = LoopdeckApp(db_url, plan=plan, drive=True, user="max")
     async with app.run_test(size=SIZE) as pilot:
-        await until(pilot, lambda: isinstance(app.screen, ApprovalScreen))
+        await until(pilot, lambda: dialog_shown(app))
         child = app.screen.current.split("/")[0]
         await pilot.press("escape")  # deferred in the parent
         await until(pilot, lambda: isinstance(app.screen, RunScreen))
         await pilot.press("enter")  # research: its child run
-        await until(pilot, lambda: isinstance(app.screen, ApprovalScreen) and app.screen.current == "publish")
+        await until(pilot, lambda: dialog_shown(app) and app.screen.current == "publish")
         await pilot.pause(1.5)  # the parent's ticks and child polls run meanwhile
         assert isinstance(app.screen, ApprovalScreen) and app.screen.queue == ["publish"]
         assert app.screen.run_id == child

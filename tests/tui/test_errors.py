@@ -6,9 +6,13 @@ import subprocess
 import sys
 import textwrap
 
+import pytest
+
 from core import Orchestrator
 from tests.conftest import plan
 from tests.e2e.conftest import ROOT
+
+pytestmark = pytest.mark.usefixtures("quick_keys")  # (tests/tui/conftest.py)
 
 
 def test_an_error_outside_a_worker_ends_the_dashboard_with_one_line_and_no_locals(tmp_path):
@@ -87,9 +91,10 @@ async def test_a_failed_screen_worker_is_reported_too(db_url, monkeypatch):
 
             monkeypatch.setattr(orch, "step_context", broken)
             await pilot.press("down")  # highlight another step: its detail is read in a worker
-            await pilot.pause(0.5)
-            messages = [n.message for n in app._notifications]
-            assert any(
-                "unexpected error in the step detail: RuntimeError: the detail could not be read" in m for m in messages
-            ), messages
+            said = "unexpected error in the step detail: RuntimeError: the detail could not be read"
+            for _ in range(100):
+                if any(said in n.message for n in app._notifications):
+                    break
+                await pilot.pause(0.05)
+            assert any(said in n.message for n in app._notifications), [n.message for n in app._notifications]
             assert app.is_running

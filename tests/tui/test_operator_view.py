@@ -8,15 +8,15 @@ import io
 import os
 import signal
 
+import pytest
 from textual.containers import VerticalScroll
 from textual.widgets import OptionList
 
 from core import Orchestrator, validate_plan
 from tests.conftest import drive_until
 from tests.e2e.conftest import Cli
-from tests.tui.test_dashboard import SIZE, gated_plan, screen_as_text, until
+from tests.tui.test_dashboard import SIZE, dialog_shown, gated_plan, screen_as_text, until
 from tui.dashboard.app import LoopdeckApp
-from tui.dashboard.dialogs.approval import ApprovalScreen
 from tui.dashboard.dialogs.events import EventsScreen
 from tui.dashboard.dialogs.help import HelpScreen
 from tui.dashboard.dialogs.prompts import ConfirmScreen, PromptScreen
@@ -28,6 +28,8 @@ from tui.dashboard.viewmodel import RunView, StepView
 from tui.dashboard.widgets.dag_tree import DagTree
 from tui.dashboard.widgets.event_log import EventLog
 from tui.dashboard.widgets.header_bar import fit, header_parts
+
+pytestmark = pytest.mark.usefixtures("quick_keys")  # (tests/tui/conftest.py)
 
 SMALL = (80, 24)
 
@@ -133,7 +135,7 @@ async def test_the_runs_list_opens_the_highlighted_run_at_its_approvals_and_esc_
         async with app.run_test(size=SMALL) as pilot:
             await until(pilot, lambda: isinstance(app.screen, RunsScreen) and app.screen.highlighted is not None)
             await pilot.press("A")
-            await until(pilot, lambda: isinstance(app.screen, ApprovalScreen))
+            await until(pilot, lambda: dialog_shown(app))
             await pilot.press("escape")  # defer
             await until(pilot, lambda: isinstance(app.screen, RunScreen))
             await pilot.press("escape")
@@ -146,7 +148,7 @@ async def test_the_runs_list_opens_the_highlighted_run_at_its_approvals_and_esc_
 async def test_an_approved_step_held_by_another_gate_says_so_in_the_toast_and_its_row(db_url):
     app = LoopdeckApp(db_url, plan=two_gates(stop_on_approval_required=True), drive=True, user="yul")
     async with app.run_test(size=SIZE) as pilot:
-        await until(pilot, lambda: isinstance(app.screen, ApprovalScreen) and len(app.screen.queue) == 2)
+        await until(pilot, lambda: dialog_shown(app) and len(app.screen.queue) == 2)
         first, other = app.screen.queue
         await pilot.press("a")
         await until(pilot, lambda: told(app, f"{first} approved by yul; it starts once {other} is answered too"))
@@ -161,7 +163,7 @@ async def test_an_approved_step_held_by_another_gate_says_so_in_the_toast_and_it
 async def test_the_approval_dialog_shows_the_context_and_a_approves_the_whole_queue(db_url):
     app = LoopdeckApp(db_url, plan=two_gates(), drive=True, user="zed")
     async with app.run_test(size=SMALL) as pilot:
-        await until(pilot, lambda: isinstance(app.screen, ApprovalScreen) and len(app.screen.queue) == 2)
+        await until(pilot, lambda: dialog_shown(app) and len(app.screen.queue) == 2)
         dialog = app.screen
         await pilot.press("c")  # what it depends on: prep's output
         await until(pilot, lambda: "prep · reasoning" in screen_as_text(app))
@@ -188,7 +190,7 @@ async def test_a_budget_below_what_was_used_asks_first_and_a_bad_value_is_refuse
     )
     app = LoopdeckApp(db_url, plan=plan, drive=True, user="amy")
     async with app.run_test(size=SMALL) as pilot:
-        await until(pilot, lambda: isinstance(app.screen, ApprovalScreen))
+        await until(pilot, lambda: dialog_shown(app))
         await pilot.press("escape")
         await until(pilot, lambda: isinstance(app.screen, RunScreen) and app.screen.view.tokens > 0)
         used = app.screen.view.tokens
@@ -197,8 +199,8 @@ async def test_a_budget_below_what_was_used_asks_first_and_a_bad_value_is_refuse
         prompt = app.screen
         prompt.query_one("#prompt-input").value = "lots"
         await pilot.press("enter")
-        await pilot.pause(0.2)
-        assert app.screen is prompt and "token budget" in str(prompt.query_one("#prompt-error").render())
+        await until(pilot, lambda: "token budget" in str(prompt.query_one("#prompt-error").render()))
+        assert app.screen is prompt
         prompt.query_one("#prompt-input").value = "1"
         await pilot.press("enter")
         await until(pilot, lambda: isinstance(app.screen, ConfirmScreen))
@@ -239,7 +241,7 @@ async def test_the_event_log_clips_long_lines_follows_with_end_and_l_opens_an_ev
     plan = validate_plan({"goal": "log", "agents": {"sim": {"kind": "sim", "latency_ms": 0}}, "steps": steps})
     app = LoopdeckApp(db_url, plan=plan, drive=True, user="cy")
     async with app.run_test(size=SMALL) as pilot:
-        await until(pilot, lambda: isinstance(app.screen, ApprovalScreen))
+        await until(pilot, lambda: dialog_shown(app))
         await pilot.press("escape")
         await until(pilot, lambda: isinstance(app.screen, RunScreen))
         log = app.screen.query_one(EventLog)
@@ -285,9 +287,8 @@ async def test_help_lists_the_navigation_keys(db_url):
         await pilot.press("question_mark")
         await until(pilot, lambda: isinstance(app.screen, HelpScreen))
         app.screen.query_one(VerticalScroll).scroll_end(animate=False)
-        await pilot.pause(0.2)
-        text = screen_as_text(app)
-        assert "tab  shift+tab" in text and "moving around" in text and "approve every gate" in text
+        wanted = ("tab  shift+tab", "moving around", "approve every gate")
+        await until(pilot, lambda: all(words in screen_as_text(app) for words in wanted))
 
 
 async def _palette_names(app, pilot) -> list[str]:
@@ -323,14 +324,14 @@ async def test_read_only_can_reopen_a_view_only_dialog_and_is_not_invited_to_wri
         await drive_until(orch, run_id)
         app = LoopdeckApp(run_id=run_id, orchestrator=orch, user="fi", read_only=True)
         async with app.run_test(size=SIZE) as pilot:
-            await until(pilot, lambda: isinstance(app.screen, ApprovalScreen))
+            await until(pilot, lambda: dialog_shown(app))
             await until(pilot, lambda: "read-only" in screen_as_text(app))  # (pushed, then drawn)
             await pilot.press("a")  # refused: nothing approved
             await pilot.press("escape")
             await until(pilot, lambda: isinstance(app.screen, RunScreen))
             assert "R drives" not in screen_as_text(app) and "b Budget" not in screen_as_text(app)
             await pilot.press("A")
-            await until(pilot, lambda: isinstance(app.screen, ApprovalScreen))
+            await until(pilot, lambda: dialog_shown(app))
             assert (await orch.store.get_step(run_id, "publish")).status.value == "waiting_user"
 
 
@@ -340,7 +341,7 @@ async def test_a_dialog_whose_gates_are_answered_before_it_shows_closes_quietly(
         await drive_until(orch, run_id)
         app = LoopdeckApp(run_id=run_id, orchestrator=orch, user="hu")
         async with app.run_test(size=SIZE) as pilot:
-            await until(pilot, lambda: isinstance(app.screen, ApprovalScreen))
+            await until(pilot, lambda: dialog_shown(app))
             await pilot.press("escape")  # deferred: the run screen is on top again
             await until(pilot, lambda: isinstance(app.screen, RunScreen))
             screen = app.screen
@@ -404,7 +405,7 @@ async def test_an_orphaned_run_canceled_on_its_screen_is_no_longer_said_to_need_
             await pilot.press("enter")
             await until(pilot, lambda: app.screen.view.status == "canceled")
             await until(pilot, lambda: "no driver" not in screen_as_text(app).splitlines()[0])
-            assert "R Resume" not in screen_as_text(app)
+            await until(pilot, lambda: "R Resume" not in screen_as_text(app))  # the footer, at its next refresh
 
 
 async def test_steps_that_changed_out_of_view_are_relabelled_when_they_scroll_into_view(db_url):

@@ -5,6 +5,8 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
+import pytest
+
 from core import validate_plan
 from tests.chat_server import ChatServer
 from tests.tui.test_dashboard import SIZE, screen_as_text, until
@@ -13,6 +15,8 @@ from tui.dashboard.dialogs.plan_review import PlanReviewScreen
 from tui.dashboard.dialogs.prompts import PromptScreen
 from tui.dashboard.widgets.dag_tree import DagTree
 from tui.dashboard.widgets.step_detail import StepDetail
+
+pytestmark = pytest.mark.usefixtures("quick_keys")  # (tests/tui/conftest.py)
 
 
 def reviewed_plan():

@@ -4,11 +4,16 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
 from core import validate_plan
 from tests.fixtures.tools import INVOKED, SKILLS
-from tests.tui.test_dashboard import SIZE, until
+from tests.tui.test_dashboard import SIZE, dialog_shown, until
 from tui.dashboard.app import LoopdeckApp
 from tui.dashboard.dialogs.approval import CALL, ApprovalScreen
+from tui.dashboard.dialogs.prompts import PromptScreen
+
+pytestmark = pytest.mark.usefixtures("quick_keys")  # (tests/tui/conftest.py)
 
 
 def calling_plan(*script: dict, steps: list[str] = ("clean",)):
@@ -22,7 +27,7 @@ async def test_edited_arguments_the_schema_refuses_stay_in_the_dialog_then_the_e
     INVOKED.clear()
     app = LoopdeckApp(db_url, plan=calling_plan({"tool": "send", "arguments": {"message": {"to": "ops"}}}), drive=True)
     async with app.run_test(size=SIZE) as pilot:
-        await until(pilot, lambda: isinstance(app.screen, ApprovalScreen))
+        await until(pilot, lambda: dialog_shown(app))
         modal = app.screen
         assert modal.current == CALL + "clean.1.1.0"
         await pilot.pause(0.2)
@@ -49,12 +54,12 @@ async def test_two_waiting_calls_queue_and_each_answer_names_its_own(db_url):
     plan = calling_plan({"tool": "delete_file", "arguments": {"path": "p"}}, steps=["left", "right"])
     app = LoopdeckApp(db_url, plan=plan, drive=True)
     async with app.run_test(size=SIZE) as pilot:
-        await until(pilot, lambda: isinstance(app.screen, ApprovalScreen) and len(app.screen.queue) == 2)
+        await until(pilot, lambda: dialog_shown(app) and len(app.screen.queue) == 2)
         modal = app.screen
         first = modal.current
         await pilot.pause(0.2)
         await pilot.press("r")
-        await pilot.pause(0.2)
+        await until(pilot, lambda: isinstance(app.screen, PromptScreen))
         await pilot.press(*"not this one", "enter")
         await until(pilot, lambda: modal.current != first)
         await pilot.press("a")
@@ -72,7 +77,7 @@ async def test_w_runs_the_call_and_allows_its_tool_for_the_rest_of_the_run(db_ur
     )
     app = LoopdeckApp(db_url, plan=plan, drive=True, user="wendy")
     async with app.run_test(size=SIZE) as pilot:
-        await until(pilot, lambda: isinstance(app.screen, ApprovalScreen))
+        await until(pilot, lambda: dialog_shown(app))
         await pilot.pause(0.2)
         await pilot.press("w")
         await until(pilot, lambda: app.final_status is not None)
@@ -90,7 +95,7 @@ async def test_the_form_edits_text_and_a_switch_the_tool_gets_the_edit_and_the_c
     plan = calling_plan({"tool": "delete_file", "arguments": {"path": "a.txt"}})
     app = LoopdeckApp(db_url, plan=plan, drive=True, user="carol")
     async with app.run_test(size=SIZE) as pilot:
-        await until(pilot, lambda: isinstance(app.screen, ApprovalScreen))
+        await until(pilot, lambda: dialog_shown(app))
         modal = app.screen
         await pilot.pause(0.2)
         await pilot.press("e")
@@ -120,7 +125,7 @@ async def test_a_gated_steps_input_is_edited_in_a_form_from_its_input_schema(db_
     )
     app = LoopdeckApp(db_url, plan=plan, drive=True, user="carol")
     async with app.run_test(size=SIZE) as pilot:
-        await until(pilot, lambda: isinstance(app.screen, ApprovalScreen))
+        await until(pilot, lambda: dialog_shown(app))
         modal = app.screen
         await pilot.pause(0.2)
         await pilot.press("e")

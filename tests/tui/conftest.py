@@ -1,0 +1,24 @@
+"""Pilot tests press keys without waiting for an idle process.
+
+Textual's ``pilot.press`` (``App._press_keys``, textual 8.2.8, pinned) waits after each key until the whole
+process is idle, twice, up to a second each time. A dashboard test drives its run in the same process, so the
+process is rarely idle: each key cost up to two seconds, about a third of the dashboard tests' time. Tests
+that use ``quick_keys`` wait for what they expect to see (``until``) instead. The snapshot tests keep
+Textual's waits: they take their picture right after the keys.
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+import textual.app
+
+
+async def _next_turn(*_args: object, **_kwargs: object) -> None:
+    await asyncio.sleep(0)  # the key's event is queued; the app handles it on its own turn
+
+
+@pytest.fixture
+def quick_keys(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(textual.app, "wait_for_idle", _next_turn)
