@@ -29,6 +29,7 @@ from core.executors import (
     build_executor,
     safe_outcome,
 )
+from core.executors.base import until_done
 from core.executors.child import ChildRunExecutor
 from core.executors.python import PythonExecutor
 from core.executors.verdict import judge
@@ -78,24 +79,20 @@ class AttemptRunner:
         task = self.spawn(self._attempt(step, attempt, committed), f'the attempt of step "{step.key}"')
         self.tasks[step.key] = task
 
-    def cancel(self, key: str) -> None:
-        task = self.tasks.get(key)
-        if task is not None:
-            task.cancel()
-
     def cancel_all(self) -> None:
         for task in self.tasks.values():
             task.cancel()
 
     def leave(self) -> None:
-        """The driver stops with the run unfinished (the store refused a write): every attempt is stopped,
-        and a child run is left to the next driver, as at ``close``."""
+        """The driver stops because the store refused a write: every attempt is stopped at once, and a
+        child run is left to the next driver (as at ``close``) if the run goes on."""
         self.stopped = True
         self.cancel_all()
 
     def _leaving(self) -> bool:
         """Whether a canceled child-run step leaves its child to the next driver: the driver stops while the run
-        goes on. A step canceled, timed out, or ended with its run cancels its child instead."""
+        goes on (ctrl-c, a worker handing it back, a store that refused a write). A step that timed out, or
+        whose run ended, cancels its child instead."""
         return self.stopped and self.run.live
 
     async def close(self) -> None:
@@ -196,11 +193,14 @@ class AttemptRunner:
             done, _ = await asyncio.wait({inner}, timeout=call.timeout_s)
         except asyncio.CancelledError:
             inner.cancel()
+            await until_done(inner)  # it unwinds before its attempt ends (a child run ended or left)
             raise
         if done:
             return inner.result()
         if executor.interruptible:
             inner.cancel()
+            if await until_done(inner):  # (its child run ended before a retry looks for it)
+                raise asyncio.CancelledError
         else:
             self._abandoned.add(inner)
             inner.add_done_callback(

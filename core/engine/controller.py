@@ -391,7 +391,10 @@ class RunController:
         effects = actions.decide(self.run, command, user, self.clock())
         write = self._follow(effects)
         if command.kind in actions.ENDS_RUN and self.sup.done is not None:  # the run ends: wait for its driver
-            await asyncio.wait({self.sup.done})  # (not its error, nor a cancel of the drive: neither is this caller's)
+            await asyncio.wait({self.sup.done})  # (a cancel of the drive is not this caller's to raise)
+            failed = write.exception() if write.done() and not write.cancelled() else None
+            if failed is not None:
+                raise failed  # the end was not recorded
         else:
             await asyncio.shield(write)
 

@@ -11,6 +11,7 @@ says whether cancelling the coroutine really stops the work.
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -170,9 +171,22 @@ class ChildRuns(Protocol):
         cost; ``AttemptFailed`` when it did not succeed."""
         ...
 
-    async def cancel_child(self, parent: str, step: str) -> None:
-        """Cancel the step's unfinished child run (its step was canceled, timed out, or its run ended)."""
+    async def cancel_child(self, parent: str, step: str) -> bool:
+        """Cancel the step's unfinished child run (its step timed out, or its run ended); whether there was one."""
         ...
+
+
+async def until_done(fut: asyncio.Future[Any]) -> bool:
+    """Wait for ``fut`` to end even if this task is canceled meanwhile, once or again: a canceled executor
+    finishes unwinding (a child run ended or left) before its attempt ends. Returns whether this task was
+    canceled meanwhile: the caller raises that once it is done."""
+    canceled = False
+    while not fut.done():
+        try:
+            await asyncio.wait({fut})
+        except asyncio.CancelledError:
+            canceled = True
+    return canceled
 
 
 class Executor(Protocol):

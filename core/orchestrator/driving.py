@@ -196,11 +196,14 @@ class Driving(Acting):
             cost_usd=cost,
         )
 
-    async def cancel_child(self, parent: str, step: str) -> None:
+    async def cancel_child(self, parent: str, step: str) -> bool:
+        found = False
         for record in await self.store.children_of(parent):
             if record.parent_step == step and not record.status.terminal:
-                with contextlib.suppress(LoopdeckError):
+                found = True
+                with contextlib.suppress(LoopdeckError):  # (ending already: canceled by another)
                     await self.cancel(record.id, user="loopdeck", reason=f'its parent step "{step}" was canceled')
+        return found
 
     async def _child_of(self, parent: str, step: str, plan: dict[str, Any]) -> str:
         for record in reversed(await self.store.children_of(parent)):

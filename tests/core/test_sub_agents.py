@@ -94,6 +94,33 @@ async def test_finishing_the_parent_ends_its_running_child_through_the_childs_dr
     assert [e["status"] for e in ended] == ["canceled"]  # ended once, by its driver
 
 
+async def test_a_timed_out_child_run_step_ends_its_child_before_the_retry_makes_another(db_url):
+    """The attempt ends only once its child run has ended canceled, so the retry finds no live child to go on
+    with (it would have taken the one being canceled) and starts a new one."""
+    plan = validate_plan(
+        {
+            "agents": {"slow": {"kind": "sim", "latency_ms": 30000}},
+            "policy": {"backoff": {"base_s": 0, "jitter": False}},  # the retry at once
+            "steps": [
+                {
+                    "key": "research",
+                    "type": "sub_agent",
+                    "timeout_s": 0.5,
+                    "max_attempts": 2,
+                    "steps": [{"key": "slow", "agent": "slow"}],
+                }
+            ],
+        }
+    )
+    async with await Orchestrator.open(db_url, poll_s=0.05) as orch:
+        run_id = await orch.create_run(plan)
+        assert await asyncio.wait_for(orch.drive(run_id), 30) == RunStatus.FAILED
+        children = await orch.children(run_id)
+        snap = await orch.snapshot(run_id)
+    assert step(snap, "research")["attempts"] == 2
+    assert [c["status"] for c in children] == ["canceled", "canceled"]  # one per attempt, each ended
+
+
 async def test_canceling_a_parent_nobody_drives_cancels_its_unfinished_children(db_url):
     async with await Orchestrator.open(db_url) as orch:
         parent = await orch.create_run(parent_plan(CHILD))

@@ -189,3 +189,27 @@ def test_an_engine_error_in_a_headless_run_is_one_line_without_a_traceback(tmp_p
     assert result.returncode == 1, result.stderr
     assert "Traceback" not in result.stderr
     assert "loopdeck: error: run " in result.stderr and "ZeroDivisionError: boom in the backoff" in result.stderr
+
+
+async def test_a_live_cancel_whose_end_the_store_refuses_raises_instead_of_saying_it_was_done(orch):
+    """The cancel's write is refused (the step changed underneath, as another process would change it): the
+    operator is told, never shown the run as canceled, and the driver stops on the error."""
+    from sqlalchemy import update
+
+    from core.errors import LoopdeckError
+    from core.store import schema
+    from tests.core.helpers import wait_event
+
+    slow = validate_plan({"agents": {"slow": {"kind": "sim", "latency_ms": 30000}}, "steps": [{"key": "long"}]})
+    run_id = await orch.create_run(slow)
+    driving = asyncio.ensure_future(orch.drive(run_id))
+    await wait_event(orch, run_id, "step_started", "long")
+    async with orch.store.engine.begin() as conn:  # another writer moves the step on
+        await conn.execute(
+            update(schema.steps).where(schema.steps.c.run_id == run_id).values(attempts=schema.steps.c.attempts + 1)
+        )
+    with pytest.raises(LoopdeckError, match="changed"):
+        await orch.cancel(run_id, user="ann")
+    with pytest.raises(LoopdeckError):
+        await asyncio.wait_for(driving, 15)
+    assert (await orch.run(run_id, plan=False)).status == RunStatus.RUNNING  # nothing was recorded as canceled

@@ -13,8 +13,10 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
+from sqlalchemy import select
 
 from core import Orchestrator, validate_plan
+from core.store import schema
 
 ROOT = Path(__file__).resolve().parents[2]
 RUNS = 100
@@ -66,13 +68,13 @@ def spawn_worker(url: str, name: str, log: Path) -> subprocess.Popen[str]:
     )
 
 
-async def wait_for(predicate, timeout: float, what: str):
+async def wait_for(predicate, timeout: float, what: str, every: float = 0.2):
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         value = await predicate()
         if value:
             return value
-        await asyncio.sleep(0.2)
+        await asyncio.sleep(every)
     raise AssertionError(f"timed out waiting for {what}")
 
 
@@ -97,20 +99,21 @@ async def test_three_workers_share_a_hundred_runs_and_survive_a_kill(pg_url, tmp
             runs = await orch.runs(limit=RUNS)
             return sum(1 for r in runs if r["status"] in ("succeeded", "failed", "rejected", "canceled"))
 
-        async def victim_busy() -> bool:  # the victim drives a run with a step running right now
-            pid = workers[0].pid
-            for run_id in run_ids:
-                run = await orch.store.get_run(run_id)
-                if (
-                    run.lease
-                    and run.lease.pid == pid
-                    and any(s.status == "running" for s in await orch.store.get_steps(run_id))
-                ):
-                    return True
-            return False
+        busy = (
+            select(schema.steps.c.run_id)
+            .join(schema.runs, schema.runs.c.id == schema.steps.c.run_id)
+            .where(schema.runs.c.lock_pid == workers[0].pid, schema.steps.c.status == "running")
+            .limit(1)
+        )
+
+        async def victim_busy() -> bool:
+            """The victim drives a run with a step running right now: one query, so the kill follows within
+            milliseconds (steps last 5-40 ms; reading run by run took long enough for them all to end)."""
+            async with orch.store.engine.connect() as conn:
+                return (await conn.execute(busy)).first() is not None
 
         await wait_for(lambda: _at_least(ended, 25), 120, "25 runs to end")
-        await wait_for(victim_busy, 60, "the victim worker to be mid-step")
+        await wait_for(victim_busy, 60, "the victim worker to be mid-step", every=0.005)
         workers[0].send_signal(signal.SIGKILL)
         killed_at = time.time()
         workers[0].wait(timeout=10)
