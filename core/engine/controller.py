@@ -86,7 +86,7 @@ class RunController:
         self.run_id = run.run_id
         self.owner, self.lease_ttl_s, self.poll_s, self.clock = owner, lease_ttl_s, poll_s, clock
         self.notifier = notifier or Notifier(None)
-        self.sup = Supervisor(run.run_id, self._stop_attempts, self._fail)
+        self.sup = Supervisor(run.run_id, lambda: self.attempts.leave(), self._fail)  # (attempts: made below)
         self.commits = Commits(store, bus, self.sup)
         self.routing = Routing(run, breakers or BreakerBoard(clock), clock, self.commits.emit, self.sup.schedule)
         run.index.set_admits(self._admits)
@@ -381,9 +381,6 @@ class RunController:
         batch.event(self.run_id, E.STEP_OUTPUT_PARTIAL, key, {"attempt": attempt, "text": text}, self.clock())
         self.commits.emit(batch)
 
-    def _stop_attempts(self) -> None:
-        self.attempts.leave()
-
     # -- operator actions -------------------------------------------------------------------
 
     async def perform(self, command: actions.Command, user: str) -> None:
@@ -392,8 +389,7 @@ class RunController:
         write = self._follow(effects)
         if command.kind in actions.ENDS_RUN and self.sup.done is not None:  # the run ends: wait for its driver
             await asyncio.wait({self.sup.done})  # (a cancel of the drive is not this caller's to raise)
-            failed = write.exception() if write.done() and not write.cancelled() else None
-            if failed is not None:
+            if write.done() and not write.cancelled() and (failed := write.exception()) is not None:
                 raise failed  # the end was not recorded
         else:
             await asyncio.shield(write)
