@@ -63,14 +63,20 @@ async def test_a_failed_child_fails_its_step_with_the_childs_reason(db_url):
     assert step(snap, "write")["status"] == "skipped"
 
 
-async def test_canceling_the_parent_cancels_the_child_it_is_running(db_url):
+async def a_running_child(orch: Orchestrator) -> tuple[str, asyncio.Future, str]:
+    """A parent driven in the background whose child run is mid-step: (parent, its drive, child)."""
     plan = parent_plan([{"key": "slow", "agent": "slow"}], more={"slow": {"kind": "sim", "latency_ms": 30000}})
+    run_id = await orch.create_run(plan)
+    driving = asyncio.ensure_future(orch.drive(run_id))
+    await wait_event(orch, run_id, "step_started", "research")
+    child = await until_child(orch, run_id)
+    await wait_event(orch, child, "step_started", "slow")
+    return run_id, driving, child
+
+
+async def test_canceling_the_parent_cancels_the_child_it_is_running(db_url):
     async with await Orchestrator.open(db_url, poll_s=0.05) as orch:
-        run_id = await orch.create_run(plan)
-        driving = asyncio.ensure_future(orch.drive(run_id))
-        await wait_event(orch, run_id, "step_started", "research")
-        child = await until_child(orch, run_id)
-        await wait_event(orch, child, "step_started", "slow")
+        run_id, driving, child = await a_running_child(orch)
         await orch.cancel(run_id, user="ann", reason="enough")
         assert await asyncio.wait_for(driving, 15) == RunStatus.CANCELED
         assert (await orch.run(child, plan=False)).status == RunStatus.CANCELED
@@ -79,13 +85,8 @@ async def test_canceling_the_parent_cancels_the_child_it_is_running(db_url):
 async def test_finishing_the_parent_ends_its_running_child_through_the_childs_driver(db_url):
     """An ended run cancels its child-run steps' children (only a driver that stops leaves them for the resume),
     and its driver returns only once they have ended: ``finish`` cancels no children by itself."""
-    plan = parent_plan([{"key": "slow", "agent": "slow"}], more={"slow": {"kind": "sim", "latency_ms": 30000}})
     async with await Orchestrator.open(db_url, poll_s=0.05) as orch:
-        run_id = await orch.create_run(plan)
-        driving = asyncio.ensure_future(orch.drive(run_id))
-        await wait_event(orch, run_id, "step_started", "research")
-        child = await until_child(orch, run_id)
-        await wait_event(orch, child, "step_started", "slow")
+        run_id, driving, child = await a_running_child(orch)
         await orch.finish(run_id, answer="enough", user="ann")
         assert await asyncio.wait_for(driving, 15) == RunStatus.SUCCEEDED
         record = await orch.run(child, plan=False)
