@@ -27,7 +27,7 @@ from tui.dashboard.screens.runs import RunsScreen
 from tui.dashboard.viewmodel import RunView, StepView
 from tui.dashboard.widgets.dag_tree import DagTree
 from tui.dashboard.widgets.event_log import EventLog
-from tui.dashboard.widgets.header_bar import fit, header_parts
+from tui.dashboard.widgets.header_bar import HeaderBar, fit, header_parts
 
 pytestmark = pytest.mark.usefixtures("quick_keys")  # (tests/tui/conftest.py)
 
@@ -275,6 +275,18 @@ async def test_new_events_are_shown_without_waiting_for_the_steady_refresh(db_ur
             await drive_until(other, run_id)
         await until(pilot, lambda: screen.view.status == "waiting_user" and len(log.lines) > shown, timeout=5)
         assert any("waiting" in line.plain for line in log.lines[shown:])  # the events reached the screen
+
+
+async def test_a_refresh_that_falls_due_while_the_screen_is_taken_down_does_nothing(db_url):
+    """Seen in CI: the app exited while events streamed, and the refresh they asked for fired after the
+    screen's widgets had gone (``NoMatches`` on the header)."""
+    app = LoopdeckApp(db_url, plan=gated_plan(), user="ed")
+    async with app.run_test(size=SIZE) as pilot:
+        await until(pilot, lambda: isinstance(app.screen, RunScreen) and app.screen.view is not None)
+        screen = app.screen
+        await screen.query_one(HeaderBar).remove()  # taken down widget by widget
+        screen._render_now()  # the refresh that was due
+        assert app._exception is None
 
 
 # -- help, palette, read-only, the header and footer at 80x24 ---------------------------------------------

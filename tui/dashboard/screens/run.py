@@ -9,11 +9,13 @@ action goes through the orchestrator's API and says how it went.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 
 from textual import on, work
 from textual.app import ComposeResult
 from textual.containers import Horizontal
+from textual.css.query import NoMatches
 from textual.timer import Timer
 from textual.widgets import Footer, Static, TabbedContent, Tree
 
@@ -154,7 +156,8 @@ class RunScreen(GatesMixin, ActionsMixin, LoopdeckScreen):
 
     def _render_now(self) -> None:
         self._render_due = None
-        self.render_view()
+        with contextlib.suppress(NoMatches):  # due as the screen is taken down: its widgets went first
+            self.render_view()
 
     def render_view(self) -> None:
         """Refresh what changed since the last refresh."""
