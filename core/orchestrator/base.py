@@ -86,6 +86,7 @@ class OrchestratorBase:
         # agents' limits held in the database, across processes: on by default on PostgreSQL (many workers)
         self.shared_slots = store.dialect == "postgresql" if shared_slots is None else shared_slots
         self._controllers: dict[str, RunController] = {}
+        self._child_runs: set[str] = set()  # driven here as a parent's running step (``run_child``)
         self._reviewing: set[str] = set()  # runs whose drive waits for a plan decision
         self.notifier = Notifier(store.url if store.dialect == "postgresql" else None)
         self.channel = CommandChannel(store, self.notifier)
@@ -134,9 +135,11 @@ class OrchestratorBase:
         return self._controllers.get(run_id)
 
     def drain(self) -> None:
-        """Graceful shutdown: every run driven here launches nothing more and is handed back once idle."""
-        for controller in list(self._controllers.values()):
-            controller.drain()
+        """Graceful shutdown: every run driven here launches nothing more and is handed back once idle. A child
+        run is its parent's running step: it runs on, as a running step does (the grace period bounds it)."""
+        for run_id, controller in list(self._controllers.items()):
+            if run_id not in self._child_runs:
+                controller.drain()
 
     async def run_state(self, run_id: str, *, lenient: bool = False) -> tuple[RunState, RunRecord]:
         """The run as the store has it, ready to decide on (and its record).

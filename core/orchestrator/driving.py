@@ -182,7 +182,11 @@ class Driving(Acting):
         had (unfinished: driven on; succeeded: its answer taken). Its final output is the step's, its tokens
         and cost the attempt's; canceled, the child run is canceled too."""
         child = await self._child_of(parent, step, plan)
-        status = await self.drive(child, wait_for_lease=True)
+        self._child_runs.add(child)
+        try:
+            status = await self.drive(child, wait_for_lease=True)
+        finally:
+            self._child_runs.discard(child)
         record = await self.store.get_run(child, plan=False)
         usage, cost = executors.Usage(record.prompt_tokens, record.completion_tokens), record.cost_usd or 0.0
         if status == RunStatus.SUCCEEDED:

@@ -95,6 +95,23 @@ async def test_finishing_the_parent_ends_its_running_child_through_the_childs_dr
     assert [e["status"] for e in ended] == ["canceled"]  # ended once, by its driver
 
 
+async def test_a_graceful_shutdown_lets_a_running_child_run_finish_as_a_running_step_would(db_url):
+    """``drain`` (a worker's SIGTERM) hands the parent back once its running steps end; its child run is one of
+    them, so it runs on and its step succeeds (drained on its own, the child ended "running" and failed it)."""
+    plan = parent_plan([{"key": "slow", "agent": "slow"}], more={"slow": {"kind": "sim", "latency_ms": 400}})
+    async with await Orchestrator.open(db_url, poll_s=0.05) as orch:
+        run_id = await orch.create_run(plan)
+        driving = asyncio.ensure_future(orch.drive(run_id))
+        child = await until_child(orch, run_id)
+        await wait_event(orch, child, "step_started", "slow")
+        orch.drain()
+        assert await asyncio.wait_for(driving, 15) == RunStatus.RUNNING  # handed back, not ended
+        snap = await orch.snapshot(run_id)
+        assert (await orch.run(child, plan=False)).status == RunStatus.SUCCEEDED
+    assert step(snap, "research")["status"] == "succeeded"
+    assert step(snap, "write")["status"] == "pending"  # launched by the next driver
+
+
 async def test_a_timed_out_child_run_step_ends_its_child_before_the_retry_makes_another(db_url):
     """The attempt ends only once its child run has ended canceled, so the retry finds no live child to go on
     with (it would have taken the one being canceled) and starts a new one."""
