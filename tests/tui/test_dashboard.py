@@ -16,6 +16,7 @@ from tui.dashboard.app import LoopdeckApp
 from tui.dashboard.dialogs.approval import ApprovalScreen
 from tui.dashboard.dialogs.help import HelpScreen
 from tui.dashboard.dialogs.prompts import ConfirmScreen, PromptScreen
+from tui.dashboard.screens.run import RunScreen
 from tui.dashboard.widgets.dag_tree import DagTree
 from tui.text.literal import clean, literal
 
@@ -53,9 +54,19 @@ async def until(pilot, predicate, timeout: float = 10.0) -> None:
         await pilot.pause(0.05)
 
 
+def on_top(app, screen_type) -> bool:
+    """A screen of this type is on top with its widgets in (pushed is not yet composed)."""
+    return isinstance(app.screen, screen_type) and app.screen.is_mounted
+
+
 def dialog_shown(app) -> bool:
     """The approval dialog is up and shows its first gate (its keys act from then on)."""
     return isinstance(app.screen, ApprovalScreen) and app.screen.shown
+
+
+def ended_on_its_screen(app) -> bool:
+    """The run ended, and its screen is on top and drawn (no dialog left over it)."""
+    return app.final_status is not None and isinstance(app.screen, RunScreen) and app.screen.view is not None
 
 
 def screen_as_text(app) -> str:
@@ -87,7 +98,7 @@ async def test_r_rejects_with_a_reason(db_url):
     async with app.run_test(size=SIZE) as pilot:
         await until(pilot, lambda: dialog_shown(app))
         await pilot.press("r")
-        await until(pilot, lambda: isinstance(app.screen, PromptScreen))
+        await until(pilot, lambda: on_top(app, PromptScreen))
         await pilot.press(*"too risky", "enter")
         await until(pilot, lambda: app.final_status is not None)
         row = await step_row(app.orch, app.run_id, "publish")
@@ -136,11 +147,11 @@ async def test_plus_and_minus_give_feedback_on_the_highlighted_step(db_url):
     async with app.run_test(size=SIZE) as pilot:
         await until(pilot, lambda: dialog_shown(app))
         await pilot.press("a")
-        await until(pilot, lambda: app.final_status is not None)
+        await until(pilot, lambda: ended_on_its_screen(app))
         tree = app.screen.query_one(DagTree)
         tree.move_cursor(tree.root.children[0])  # "draft"
         await pilot.press("plus")
-        await until(pilot, lambda: isinstance(app.screen, PromptScreen))
+        await until(pilot, lambda: on_top(app, PromptScreen))
         await pilot.press(*"clear", "enter")
         await until(pilot, lambda: not isinstance(app.screen, PromptScreen))
         for _ in range(100):  # the answer is a worker: wait for its write, not a fixed time
@@ -159,9 +170,9 @@ async def test_x_cancels_after_confirmation_with_the_reason_typed(db_url):
         await until(pilot, lambda: app.run_id is not None and isinstance(app.screen, type(app.screen)))
         await pilot.pause(0.5)
         await pilot.press("x")
-        await until(pilot, lambda: isinstance(app.screen, ConfirmScreen))
+        await until(pilot, lambda: on_top(app, ConfirmScreen))
         await pilot.press("y")
-        await until(pilot, lambda: isinstance(app.screen, PromptScreen))  # like the CLI's --reason, optional
+        await until(pilot, lambda: on_top(app, PromptScreen))  # like the CLI's --reason, optional
         await pilot.press(*"wrong goal", "enter")
         await until(pilot, lambda: app.final_status is not None)
         run = await app.orch.store.get_run(app.run_id)
@@ -199,9 +210,9 @@ async def test_f_finishes_the_run_with_a_typed_answer_and_the_result_tab_shows_i
     async with app.run_test(size=SIZE) as pilot:
         await until(pilot, lambda: app.run_id is not None and app.screen.view.steps["long"].status == "running")
         await pilot.press("f")
-        await until(pilot, lambda: isinstance(app.screen, ConfirmScreen))
+        await until(pilot, lambda: on_top(app, ConfirmScreen))
         await pilot.press("y")
-        await until(pilot, lambda: isinstance(app.screen, PromptScreen))
+        await until(pilot, lambda: on_top(app, PromptScreen))
         await pilot.press(*"ship it", "enter")
         await until(pilot, lambda: app.final_status is not None)
         run = await app.orch.run(app.run_id)
@@ -229,7 +240,7 @@ async def test_read_only_disables_every_action(db_url):
             assert app.screen is screen  # no dialog opened
         assert screen.check_action("cancel_run", ()) is False and screen.check_action("help", ()) is True
         await pilot.press("question_mark")
-        await until(pilot, lambda: isinstance(app.screen, HelpScreen))
+        await until(pilot, lambda: on_top(app, HelpScreen))
 
 
 async def test_untrusted_text_is_shown_literally(db_url):
@@ -297,7 +308,7 @@ async def test_s_skips_the_highlighted_step_after_confirmation(db_url):
         tree = app.screen.query_one(DagTree)
         tree.move_cursor(tree.node_of("later"))
         await pilot.press("s")
-        await until(pilot, lambda: isinstance(app.screen, ConfirmScreen))
+        await until(pilot, lambda: on_top(app, ConfirmScreen))
         await pilot.press("y")
         await until(pilot, lambda: app.orch.controller(app.run_id).run.steps["later"].status.value == "skipped")
         row = await step_row(app.orch, app.run_id, "later")
@@ -315,11 +326,11 @@ async def test_slash_filters_the_tree_and_space_freezes_updates(db_url):
     async with app.run_test(size=SIZE) as pilot:
         await until(pilot, lambda: app.screen.view is not None and app.screen.view.steps["quick"].status == "succeeded")
         await pilot.press("slash")
-        await until(pilot, lambda: isinstance(app.screen, PromptScreen))
+        await until(pilot, lambda: on_top(app, PromptScreen))
         await pilot.press(*"succeeded", "enter")
         await until(pilot, lambda: tree_keys(app) == ["quick"])
         await pilot.press("slash")
-        await until(pilot, lambda: isinstance(app.screen, PromptScreen))
+        await until(pilot, lambda: on_top(app, PromptScreen))
         app.screen.query_one("#prompt-input").value = ""
         await pilot.press("enter")
         await until(pilot, lambda: tree_keys(app) == ["long", "later", "quick"])  # (a chain: one level)
@@ -344,19 +355,17 @@ async def test_the_runs_list_opens_a_run_and_esc_returns(db_url):
         from tui.dashboard.screens.run import RunScreen
         from tui.dashboard.screens.runs import RunsScreen
 
-        await until(
-            pilot, lambda: isinstance(app.screen, RunsScreen) and app.screen.query_one("DataTable").row_count == 2
-        )
+        await until(pilot, lambda: on_top(app, RunsScreen) and app.screen.query_one("DataTable").row_count == 2)
         table = app.screen.query_one("DataTable")
         assert [str(table.coordinate_to_cell_key((i, 0)).row_key.value) for i in range(2)] == [
             second,
             first,
         ]  # newest first
         await pilot.press("enter")
-        await until(pilot, lambda: isinstance(app.screen, RunScreen))
+        await until(pilot, lambda: on_top(app, RunScreen))
         assert app.screen.run_id == second
         await pilot.press("escape")
-        await until(pilot, lambda: isinstance(app.screen, RunsScreen))
+        await until(pilot, lambda: on_top(app, RunsScreen))
 
 
 async def test_the_timeline_tab_draws_a_row_per_attempt_and_per_model_and_tool_call_in_it(db_url):
@@ -378,7 +387,7 @@ async def test_the_timeline_tab_draws_a_row_per_attempt_and_per_model_and_tool_c
     )
     app = LoopdeckApp(db_url, plan=plan, drive=True, user="kim")
     async with app.run_test(size=SIZE) as pilot:
-        await until(pilot, lambda: app.final_status is not None)
+        await until(pilot, lambda: ended_on_its_screen(app))
         app.screen.query_one("#detail-tabs", TabbedContent).active = "tab-timeline"
         await until(pilot, lambda: "a #1" in screen_as_text(app), timeout=5)
         text = screen_as_text(app)
@@ -427,13 +436,13 @@ async def test_b_sets_the_budget_and_minus_gives_a_thumbs_down(db_url):
         await until(pilot, lambda: dialog_shown(app))
         await pilot.press("escape")
         await pilot.press("b")
-        await until(pilot, lambda: isinstance(app.screen, PromptScreen))
+        await until(pilot, lambda: on_top(app, PromptScreen))
         app.screen.query_one("#prompt-input").value = "12,345"
         await pilot.press("enter")
         await until(pilot, lambda: app.screen.view is not None and app.screen.view.budget == 12345)
         assert (await app.orch.store.get_run(app.run_id)).token_budget == 12345
         await pilot.press("b")
-        await until(pilot, lambda: isinstance(app.screen, PromptScreen))
+        await until(pilot, lambda: on_top(app, PromptScreen))
         app.screen.query_one("#prompt-input").value = "$2.50"  # a dollar sign sets the cost budget
         await pilot.press("enter")
         await until(pilot, lambda: app.screen.view is not None and app.screen.view.cost_budget == 2.5)
@@ -442,7 +451,7 @@ async def test_b_sets_the_budget_and_minus_gives_a_thumbs_down(db_url):
         tree = app.screen.query_one(DagTree)
         tree.move_cursor(tree.root.children[0])  # draft, finished
         await pilot.press("minus")
-        await until(pilot, lambda: isinstance(app.screen, PromptScreen))
+        await until(pilot, lambda: on_top(app, PromptScreen))
         await pilot.press("enter")
         await until(pilot, lambda: not isinstance(app.screen, PromptScreen))
         for _ in range(100):  # the answer is a worker: wait for its write, not a fixed time
@@ -489,7 +498,7 @@ async def test_the_command_palette_offers_every_action(db_url):
     async with app.run_test(size=SIZE) as pilot:
         await pilot.pause(0.5)
         await pilot.press("ctrl+p")
-        await until(pilot, lambda: isinstance(app.screen, CommandPalette))
+        await until(pilot, lambda: on_top(app, CommandPalette))
         await pilot.press(*"budget")
         await until(pilot, lambda: "Set the run's token budget" in screen_as_text(app))
         assert {spec.id for spec in RUN_ACTIONS} >= {
@@ -519,7 +528,7 @@ async def test_the_context_tab_shows_what_the_step_received_and_q_quits(db_url):
     )
     app = LoopdeckApp(db_url, plan=plan, drive=True, user="pat")
     async with app.run_test(size=SIZE) as pilot:
-        await until(pilot, lambda: app.final_status is not None)
+        await until(pilot, lambda: ended_on_its_screen(app))
         tree = app.screen.query_one(DagTree)
         tree.move_cursor(tree.node_of("b"))
         app.screen.query_one("#detail-tabs", TabbedContent).active = "tab-context"
@@ -595,7 +604,7 @@ async def test_enter_on_a_sub_agent_step_opens_its_child_run_and_esc_comes_back(
         (child,) = await orch.children(parent)
         app = LoopdeckApp(run_id=parent, orchestrator=orch, user="max")
         async with app.run_test(size=SIZE) as pilot:
-            await until(pilot, lambda: isinstance(app.screen, RunScreen) and app.screen.view is not None)
+            await until(pilot, lambda: on_top(app, RunScreen) and app.screen.view is not None)
             tree = app.screen.query_one(DagTree)
             assert tree.highlighted_key == "prep"
             await pilot.press("enter")  # the tree's own enter (it folds prep's dependents), no navigation
@@ -607,7 +616,7 @@ async def test_enter_on_a_sub_agent_step_opens_its_child_run_and_esc_comes_back(
             await until(pilot, lambda: app.screen.run_id == child["id"])
             await until(pilot, lambda: f"↳ child of {parent} (step research)" in screen_as_text(app))
             await pilot.press("escape")
-            await until(pilot, lambda: isinstance(app.screen, RunScreen) and app.screen.run_id == parent)
+            await until(pilot, lambda: on_top(app, RunScreen) and app.screen.run_id == parent)
 
 
 async def test_a_child_runs_gate_queues_in_the_parents_approval_dialog_and_is_answered_there(db_url):
@@ -679,7 +688,7 @@ async def test_a_child_run_opened_over_its_parent_keeps_its_own_dialog(db_url):
         await until(pilot, lambda: dialog_shown(app))
         child = app.screen.current.split("/")[0]
         await pilot.press("escape")  # deferred in the parent
-        await until(pilot, lambda: isinstance(app.screen, RunScreen))
+        await until(pilot, lambda: on_top(app, RunScreen))
         await pilot.press("enter")  # research: its child run
         await until(pilot, lambda: dialog_shown(app) and app.screen.current == "publish")
         await pilot.pause(1.5)  # the parent's ticks and child polls run meanwhile

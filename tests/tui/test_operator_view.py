@@ -15,7 +15,7 @@ from textual.widgets import OptionList
 from core import Orchestrator, validate_plan
 from tests.conftest import drive_until
 from tests.e2e.conftest import Cli
-from tests.tui.test_dashboard import SIZE, dialog_shown, gated_plan, screen_as_text, until
+from tests.tui.test_dashboard import SIZE, dialog_shown, ended_on_its_screen, gated_plan, on_top, screen_as_text, until
 from tui.dashboard.app import LoopdeckApp
 from tui.dashboard.dialogs.events import EventsScreen
 from tui.dashboard.dialogs.help import HelpScreen
@@ -81,11 +81,9 @@ async def test_a_run_whose_driver_was_killed_says_so_stops_its_timers_and_r_driv
         assert str(tree.root.children[0].label) == first  # nobody runs it: its timer does not tick
         assert "R Resume" in screen_as_text(app).splitlines()[-1]  # the footer offers it
         await pilot.press("escape")  # the runs list says it too, and R there drives it here
-        await until(
-            pilot, lambda: isinstance(app.screen, RunsScreen) and "running ⚠ driver gone" in screen_as_text(app)
-        )
+        await until(pilot, lambda: on_top(app, RunsScreen) and "running ⚠ driver gone" in screen_as_text(app))
         await pilot.press("R")
-        await until(pilot, lambda: isinstance(app.screen, RunScreen))
+        await until(pilot, lambda: on_top(app, RunScreen))
         app.post_message(DriveRun(run_id))  # a second R before the first took the lease: still one driver
         await until(pilot, lambda: told(app, f"run {run_id} is driven by this dashboard already"))
         await until(pilot, lambda: app.screen.view.status == "succeeded", timeout=20)
@@ -100,12 +98,12 @@ async def test_the_runs_list_marks_orphaned_and_waiting_runs_and_filters_them(db
         await drive_until(orch, waiting)
         app = LoopdeckApp(orchestrator=orch, user="vic")
         async with app.run_test(size=SMALL) as pilot:
-            await until(pilot, lambda: isinstance(app.screen, RunsScreen) and len(app.screen._rows) == 2)
+            await until(pilot, lambda: on_top(app, RunsScreen) and len(app.screen._rows) == 2)
             text = screen_as_text(app)
             assert waiting in text and orphan in text  # the id is on screen at 80 columns
             assert "waiting_user: publish" in text and "⚠ no driver" in text
             await pilot.press("slash")
-            await until(pilot, lambda: isinstance(app.screen, PromptScreen))
+            await until(pilot, lambda: on_top(app, PromptScreen))
             await pilot.press(*"waiting", "enter")
             await until(pilot, lambda: list(app.screen._rows) == [waiting])
             assert orphan not in screen_as_text(app)
@@ -116,11 +114,11 @@ async def test_the_runs_list_cancels_the_highlighted_run_with_a_reason(db_url):
         run_id = await orch.create_run(gated_plan())
         app = LoopdeckApp(orchestrator=orch, user="wyn")
         async with app.run_test(size=SMALL) as pilot:
-            await until(pilot, lambda: isinstance(app.screen, RunsScreen) and app.screen.highlighted is not None)
+            await until(pilot, lambda: on_top(app, RunsScreen) and app.screen.highlighted is not None)
             await pilot.press("x")
-            await until(pilot, lambda: isinstance(app.screen, ConfirmScreen))
+            await until(pilot, lambda: on_top(app, ConfirmScreen))
             await pilot.press("y")
-            await until(pilot, lambda: isinstance(app.screen, PromptScreen))
+            await until(pilot, lambda: on_top(app, PromptScreen))
             await pilot.press(*"wrong goal", "enter")
             await until(pilot, lambda: told(app, f"run {run_id} canceled"))
             run = await orch.store.get_run(run_id)
@@ -133,13 +131,13 @@ async def test_the_runs_list_opens_the_highlighted_run_at_its_approvals_and_esc_
         await drive_until(orch, run_id)
         app = LoopdeckApp(orchestrator=orch, user="xia")
         async with app.run_test(size=SMALL) as pilot:
-            await until(pilot, lambda: isinstance(app.screen, RunsScreen) and app.screen.highlighted is not None)
+            await until(pilot, lambda: on_top(app, RunsScreen) and app.screen.highlighted is not None)
             await pilot.press("A")
             await until(pilot, lambda: dialog_shown(app))
             await pilot.press("escape")  # defer
-            await until(pilot, lambda: isinstance(app.screen, RunScreen))
+            await until(pilot, lambda: on_top(app, RunScreen))
             await pilot.press("escape")
-            await until(pilot, lambda: isinstance(app.screen, RunsScreen))
+            await until(pilot, lambda: on_top(app, RunsScreen))
 
 
 # -- holds, context, approve all, budgets -------------------------------------------------------------
@@ -153,7 +151,7 @@ async def test_an_approved_step_held_by_another_gate_says_so_in_the_toast_and_it
         await pilot.press("a")
         await until(pilot, lambda: told(app, f"{first} approved by yul; it starts once {other} is answered too"))
         await pilot.press("escape")  # defer the other
-        await until(pilot, lambda: isinstance(app.screen, RunScreen))
+        await until(pilot, lambda: on_top(app, RunScreen))
         tree = app.screen.query_one(DagTree)
         await until(
             pilot, lambda: f"⏳ waits for {other} (stop_on_approval_required)" in str(tree.node_of(first).label)
@@ -169,11 +167,11 @@ async def test_the_approval_dialog_shows_the_context_and_a_approves_the_whole_qu
         await until(pilot, lambda: "prep · reasoning" in screen_as_text(app))
         assert "context: what it depends on" in screen_as_text(app)
         await pilot.press("A")
-        await until(pilot, lambda: isinstance(app.screen, ConfirmScreen))
-        assert "Approve all 2 waiting: 2 steps?" in screen_as_text(app)
+        await until(pilot, lambda: on_top(app, ConfirmScreen))
+        await until(pilot, lambda: "Approve all 2 waiting: 2 steps?" in screen_as_text(app))
         await pilot.press("y")
-        await until(pilot, lambda: app.final_status is not None)
-        assert app.final_status.value == "succeeded" and not dialog.is_attached
+        await until(pilot, lambda: app.final_status is not None and not dialog.is_attached)
+        assert app.final_status.value == "succeeded"
         for key in ("left", "right"):
             row = await app.orch.store.get_step(app.run_id, key)
             assert row.approved_by == "zed" and row.status == "succeeded"
@@ -192,10 +190,10 @@ async def test_a_budget_below_what_was_used_asks_first_and_a_bad_value_is_refuse
     async with app.run_test(size=SMALL) as pilot:
         await until(pilot, lambda: dialog_shown(app))
         await pilot.press("escape")
-        await until(pilot, lambda: isinstance(app.screen, RunScreen) and app.screen.view.tokens > 0)
+        await until(pilot, lambda: on_top(app, RunScreen) and app.screen.view.tokens > 0)
         used = app.screen.view.tokens
         await pilot.press("b")
-        await until(pilot, lambda: isinstance(app.screen, PromptScreen))
+        await until(pilot, lambda: on_top(app, PromptScreen))
         prompt = app.screen
         prompt.query_one("#prompt-input").value = "lots"
         await pilot.press("enter")
@@ -203,7 +201,7 @@ async def test_a_budget_below_what_was_used_asks_first_and_a_bad_value_is_refuse
         assert app.screen is prompt
         prompt.query_one("#prompt-input").value = "1"
         await pilot.press("enter")
-        await until(pilot, lambda: isinstance(app.screen, ConfirmScreen))
+        await until(pilot, lambda: on_top(app, ConfirmScreen))
         said = screen_as_text(app)
         assert f"has used {used:,} tokens" in said and "the run fails" in said
         await pilot.press("n")  # not set
@@ -225,7 +223,7 @@ async def test_a_60_step_chain_is_a_readable_column_and_f_follows_the_active_ste
         run_id = await orch.create_run(chain(60))
         app = LoopdeckApp(run_id=run_id, orchestrator=orch, user="bo")
         async with app.run_test(size=SMALL) as pilot:
-            await until(pilot, lambda: isinstance(app.screen, RunScreen) and app.screen.view is not None)
+            await until(pilot, lambda: on_top(app, RunScreen) and app.screen.view is not None)
             tree = app.screen.query_one(DagTree)
             assert len(tree.root.children) == 60  # one level: a straight chain does not indent
             await pilot.press("F")
@@ -243,7 +241,7 @@ async def test_the_event_log_clips_long_lines_follows_with_end_and_l_opens_an_ev
     async with app.run_test(size=SMALL) as pilot:
         await until(pilot, lambda: dialog_shown(app))
         await pilot.press("escape")
-        await until(pilot, lambda: isinstance(app.screen, RunScreen))
+        await until(pilot, lambda: on_top(app, RunScreen))
         log = app.screen.query_one(EventLog)
         assert log.max_scroll_x == 0 and not log.show_horizontal_scrollbar  # no sideways scrolling
         width = log.scrollable_content_region.width
@@ -255,7 +253,7 @@ async def test_the_event_log_clips_long_lines_follows_with_end_and_l_opens_an_ev
         await pilot.press("end")  # from the tree: the log follows again
         await until(pilot, lambda: log.following and "not following" not in screen_as_text(app))
         await pilot.press("l")
-        await until(pilot, lambda: isinstance(app.screen, EventsScreen))
+        await until(pilot, lambda: on_top(app, EventsScreen))
         options = app.screen.query_one(OptionList)
         assert options.highlighted == options.option_count - 1  # the newest
         await until(pilot, lambda: '"status": "waiting_user"' in screen_as_text(app))  # run_waiting, in full
@@ -267,7 +265,7 @@ async def test_new_events_are_shown_without_waiting_for_the_steady_refresh(db_ur
         run_id = await orch.create_run(two_gates())
     app = LoopdeckApp(db_url, run_id=run_id, user="ed")
     async with app.run_test(size=SIZE) as pilot:
-        await until(pilot, lambda: isinstance(app.screen, RunScreen) and app.screen.view is not None)
+        await until(pilot, lambda: on_top(app, RunScreen) and app.screen.view is not None)
         screen = app.screen
         log = screen.query_one(EventLog)
         shown = len(log.lines)
@@ -282,10 +280,11 @@ async def test_a_refresh_that_falls_due_while_the_screen_is_taken_down_does_noth
     screen's widgets had gone (``NoMatches`` on the header)."""
     app = LoopdeckApp(db_url, plan=gated_plan(), user="ed")
     async with app.run_test(size=SIZE) as pilot:
-        await until(pilot, lambda: isinstance(app.screen, RunScreen) and app.screen.view is not None)
+        await until(pilot, lambda: on_top(app, RunScreen) and app.screen.view is not None)
         screen = app.screen
         await screen.query_one(HeaderBar).remove()  # taken down widget by widget
         screen._render_now()  # the refresh that was due
+        await pilot.pause(3 * run_screen.REFRESH_S)  # and the steady tick's
         assert app._exception is None
 
 
@@ -295,9 +294,9 @@ async def test_a_refresh_that_falls_due_while_the_screen_is_taken_down_does_noth
 async def test_help_lists_the_navigation_keys(db_url):
     app = LoopdeckApp(db_url, plan=gated_plan(), user="di")
     async with app.run_test(size=SIZE) as pilot:
-        await until(pilot, lambda: isinstance(app.screen, RunScreen))
+        await until(pilot, lambda: on_top(app, RunScreen))
         await pilot.press("question_mark")
-        await until(pilot, lambda: isinstance(app.screen, HelpScreen))
+        await until(pilot, lambda: on_top(app, HelpScreen))
         app.screen.query_one(VerticalScroll).scroll_end(animate=False)
         wanted = ("tab  shift+tab", "moving around", "approve every gate")
         await until(pilot, lambda: all(words in screen_as_text(app) for words in wanted))
@@ -307,7 +306,7 @@ async def _palette_names(app, pilot) -> list[str]:
     from textual.command import CommandPalette
 
     await pilot.press("ctrl+p")
-    await until(pilot, lambda: isinstance(app.screen, CommandPalette))
+    await until(pilot, lambda: on_top(app, CommandPalette))
     await pilot.pause(0.5)
     names = [str(option.prompt).split("\n")[0] for option in app.screen.query_one(OptionList)._options]
     await pilot.press("escape")
@@ -319,12 +318,12 @@ async def test_the_palette_offers_only_what_the_screen_can_do(db_url):
         await orch.create_run(gated_plan())
         app = LoopdeckApp(orchestrator=orch, user="el", read_only=True)
         async with app.run_test(size=SIZE) as pilot:
-            await until(pilot, lambda: isinstance(app.screen, RunsScreen) and app.screen.highlighted is not None)
+            await until(pilot, lambda: on_top(app, RunsScreen) and app.screen.highlighted is not None)
             names = await _palette_names(app, pilot)
             assert "Filter" in names and "Freeze" not in names and "Events in full" not in names  # not the run's
             assert sum(1 for n in names if "Quit" in n) == 1
             await pilot.press("enter")
-            await until(pilot, lambda: isinstance(app.screen, RunScreen))
+            await until(pilot, lambda: on_top(app, RunScreen))
             names = await _palette_names(app, pilot)
             assert "Freeze" in names and "Events in full" in names  # the reading actions
             assert not {"Budget", "Skip", "Retry", "Cancel", "Finish", "Thumbs up"} & set(names)  # read-only
@@ -340,7 +339,7 @@ async def test_read_only_can_reopen_a_view_only_dialog_and_is_not_invited_to_wri
             await until(pilot, lambda: "read-only" in screen_as_text(app))  # (pushed, then drawn)
             await pilot.press("a")  # refused: nothing approved
             await pilot.press("escape")
-            await until(pilot, lambda: isinstance(app.screen, RunScreen))
+            await until(pilot, lambda: on_top(app, RunScreen))
             assert "R drives" not in screen_as_text(app) and "b Budget" not in screen_as_text(app)
             await pilot.press("A")
             await until(pilot, lambda: dialog_shown(app))
@@ -355,7 +354,7 @@ async def test_a_dialog_whose_gates_are_answered_before_it_shows_closes_quietly(
         async with app.run_test(size=SIZE) as pilot:
             await until(pilot, lambda: dialog_shown(app))
             await pilot.press("escape")  # deferred: the run screen is on top again
-            await until(pilot, lambda: isinstance(app.screen, RunScreen))
+            await until(pilot, lambda: on_top(app, RunScreen))
             screen = app.screen
             late = screen._approval_screen(screen.view, ["publish"])
             app.push_screen(late)
@@ -368,7 +367,7 @@ async def test_a_dialog_whose_gates_are_answered_before_it_shows_closes_quietly(
 async def test_at_80x24_the_footer_keeps_help_and_quit(db_url):
     app = LoopdeckApp(db_url, plan=gated_plan(), user="gus")
     async with app.run_test(size=SMALL) as pilot:
-        await until(pilot, lambda: isinstance(app.screen, RunScreen) and app.screen.view is not None)
+        await until(pilot, lambda: on_top(app, RunScreen) and app.screen.view is not None)
         footer = screen_as_text(app).splitlines()[-1]
         assert "? Help" in footer and "q Quit" in footer
 
@@ -411,9 +410,9 @@ async def test_an_orphaned_run_canceled_on_its_screen_is_no_longer_said_to_need_
         async with app.run_test(size=SIZE) as pilot:
             await until(pilot, lambda: "⚠ no driver (R drives it here)" in screen_as_text(app))
             await pilot.press("x")
-            await until(pilot, lambda: isinstance(app.screen, ConfirmScreen))
+            await until(pilot, lambda: on_top(app, ConfirmScreen))
             await pilot.press("y")
-            await until(pilot, lambda: isinstance(app.screen, PromptScreen))
+            await until(pilot, lambda: on_top(app, PromptScreen))
             await pilot.press("enter")
             await until(pilot, lambda: app.screen.view.status == "canceled")
             await until(pilot, lambda: "no driver" not in screen_as_text(app).splitlines()[0])
@@ -425,7 +424,7 @@ async def test_steps_that_changed_out_of_view_are_relabelled_when_they_scroll_in
     plan = validate_plan({"goal": "wide", "agents": {"sim": {"kind": "sim", "latency_ms": 0}}, "steps": steps})
     app = LoopdeckApp(db_url, plan=plan, drive=True, user="ida")
     async with app.run_test(size=SMALL) as pilot:
-        await until(pilot, lambda: app.final_status is not None)
+        await until(pilot, lambda: ended_on_its_screen(app))
         tree = app.screen.query_one(DagTree)
         last = tree.node_of("w079")
         assert "w079" not in tree.visible_keys()

@@ -9,7 +9,7 @@ import pytest
 
 from core import validate_plan
 from tests.chat_server import ChatServer
-from tests.tui.test_dashboard import SIZE, screen_as_text, until
+from tests.tui.test_dashboard import SIZE, on_top, screen_as_text, until
 from tui.dashboard.app import LoopdeckApp
 from tui.dashboard.dialogs.plan_review import PlanReviewScreen
 from tui.dashboard.dialogs.prompts import PromptScreen
@@ -33,7 +33,7 @@ def reviewed_plan():
 async def test_the_review_opens_by_itself_and_a_approves_the_plan(db_url):
     app = LoopdeckApp(db_url, plan=reviewed_plan(), drive=True, user="alice", planning_tokens=(30, 12))
     async with app.run_test(size=SIZE) as pilot:
-        await until(pilot, lambda: isinstance(app.screen, PlanReviewScreen))
+        await until(pilot, lambda: on_top(app, PlanReviewScreen))
         assert app.screen_stack[-2].view.tokens == 42  # what the planner spent shows in the run's tokens
         await until(pilot, lambda: "Review the plan of run" in screen_as_text(app))  # drawn, not just pushed
         text = screen_as_text(app)
@@ -50,9 +50,9 @@ async def test_the_review_opens_by_itself_and_a_approves_the_plan(db_url):
 async def test_r_rejects_the_plan_and_the_run_ends_rejected(db_url):
     app = LoopdeckApp(db_url, plan=reviewed_plan(), drive=True, user="bob")
     async with app.run_test(size=SIZE) as pilot:
-        await until(pilot, lambda: isinstance(app.screen, PlanReviewScreen))
+        await until(pilot, lambda: on_top(app, PlanReviewScreen))
         await pilot.press("r")
-        await until(pilot, lambda: isinstance(app.screen, PromptScreen))
+        await until(pilot, lambda: on_top(app, PromptScreen))
         await pilot.press(*"wrong goal", "enter")
         await until(pilot, lambda: app.final_status is not None)
         run = await app.orch.store.get_run(app.run_id)
@@ -88,7 +88,7 @@ else:
     monkeypatch.delenv("VISUAL", raising=False)
     app = LoopdeckApp(db_url, plan=reviewed_plan(), drive=True, user="carol")
     async with app.run_test(size=SIZE) as pilot:
-        await until(pilot, lambda: isinstance(app.screen, PlanReviewScreen))
+        await until(pilot, lambda: on_top(app, PlanReviewScreen))
         await pilot.press("e")
         await until(pilot, lambda: 'unknown step "nowhere"' in screen_as_text(app))
         assert not app.screen.edited
@@ -144,13 +144,13 @@ async def test_a_replan_an_agent_proposes_is_reviewed_in_the_same_screen(db_url)
     )
     app = LoopdeckApp(db_url, plan=plan, drive=True, user="dana")
     async with app.run_test(size=SIZE) as pilot:
-        await until(pilot, lambda: isinstance(app.screen, PlanReviewScreen))
+        await until(pilot, lambda: on_top(app, PlanReviewScreen))
         await pilot.press("a")  # the initial plan
-        await until(pilot, lambda: isinstance(app.screen, PlanReviewScreen) and app.screen.proposal is not None)
+        await until(pilot, lambda: on_top(app, PlanReviewScreen) and app.screen.proposal is not None)
         await until(pilot, lambda: "Step think proposes a replan (append)" in screen_as_text(app))
         assert "extra" in screen_as_text(app)
         await pilot.press("r")
-        await until(pilot, lambda: isinstance(app.screen, PromptScreen))
+        await until(pilot, lambda: on_top(app, PromptScreen))
         await pilot.press(*"not now", "enter")
         await until(pilot, lambda: app.final_status is not None)
         assert app.final_status.value == "succeeded"

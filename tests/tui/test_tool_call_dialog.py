@@ -8,7 +8,7 @@ import pytest
 
 from core import validate_plan
 from tests.fixtures.tools import INVOKED, SKILLS
-from tests.tui.test_dashboard import SIZE, dialog_shown, until
+from tests.tui.test_dashboard import SIZE, dialog_shown, on_top, until
 from tui.dashboard.app import LoopdeckApp
 from tui.dashboard.dialogs.approval import CALL, ApprovalScreen
 from tui.dashboard.dialogs.prompts import PromptScreen
@@ -59,7 +59,7 @@ async def test_two_waiting_calls_queue_and_each_answer_names_its_own(db_url):
         first = modal.current
         await pilot.pause(0.2)
         await pilot.press("r")
-        await until(pilot, lambda: isinstance(app.screen, PromptScreen))
+        await until(pilot, lambda: on_top(app, PromptScreen))
         await pilot.press(*"not this one", "enter")
         await until(pilot, lambda: modal.current != first)
         await pilot.press("a")

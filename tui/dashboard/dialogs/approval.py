@@ -61,6 +61,17 @@ def _why(gated: str | None) -> str:
     return f"approval_rules: {gated}"
 
 
+_PARTS = (
+    "#approval-title",
+    "#approval-why",
+    "#approval-input",
+    "#approval-input-view",
+    "#approval-editor",
+    "#approval-error",
+    "#approval-keys",
+)
+
+
 class ApprovalScreen(ModalScreen[None]):
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("a", "approve", "Approve", id="approval-approve", tooltip="Approve: the step runs with this input"),
@@ -149,8 +160,8 @@ class ApprovalScreen(ModalScreen[None]):
             if self.is_current:
                 self.dismiss(None)
             return
-        if not self.query("#approval-keys"):  # pushed while the screen below was still mounting, its own
-            self.call_after_refresh(self._first_show)  # widgets came in after its Mount (a crash seen in CI)
+        if not all(self.query(part) for part in _PARTS):  # pushed while the screen below was still mounting,
+            self.call_after_refresh(self._first_show)  # its widgets came in after its Mount (crashes seen in CI)
             return
         self.show_current()
         self.shown = True

@@ -77,7 +77,7 @@ class RunScreen(GatesMixin, ActionsMixin, LoopdeckScreen):
         await self.reload()
         self.feed()
         self.watch_children()  # a sub_agent step (or a delegation added later) may start one
-        self.set_interval(REFRESH_S, self.render_view)
+        self.set_interval(REFRESH_S, self._render_timely)
         self.set_interval(1.0, self.refresh_timeline)
         self.set_interval(DRIVER_CHECK_S, self.check_driver)
 
@@ -156,7 +156,12 @@ class RunScreen(GatesMixin, ActionsMixin, LoopdeckScreen):
 
     def _render_now(self) -> None:
         self._render_due = None
-        with contextlib.suppress(NoMatches):  # due as the screen is taken down: its widgets went first
+        self._render_timely()
+
+    def _render_timely(self) -> None:
+        """A refresh a timer asked for (the steady tick, new events): one that falls due as the screen is
+        taken down does nothing, its widgets having gone first."""
+        with contextlib.suppress(NoMatches):
             self.render_view()
 
     def render_view(self) -> None:

@@ -72,10 +72,13 @@ class GatesMixin:
 
     def on_plan_review_screen_decided(self, message: PlanReviewScreen.Decided) -> None:
         """A conventional handler name: Textual's ``@on`` is not collected from a mixin."""
-        self.decide_plan(message)
+        review = self.app.screen if isinstance(self.app.screen, PlanReviewScreen) else None
+        self.decide_plan(message, review)
 
     @work(group="actions", exit_on_error=False, name="an action")
-    async def decide_plan(self, decision: PlanReviewScreen.Decided) -> None:
+    async def decide_plan(self, decision: PlanReviewScreen.Decided, review: PlanReviewScreen | None) -> None:
+        """Decide, then close the review the decision was made in: never one opened meanwhile (an agent's
+        replan proposed right after its plan was approved, dismissed unseen before this change)."""
         orch, user = self.ctx.orch, self.ctx.user
         verb = "approved" if decision.approve else "rejected"
         edited = " (edited)" if decision.plan is not None or decision.steps is not None else ""
@@ -90,8 +93,8 @@ class GatesMixin:
             ),
             f"plan {verb}{edited} by {user}",
         )
-        if done and isinstance(self.app.screen, PlanReviewScreen):
-            self.app.screen.dismiss(None)
+        if done and review is not None and self.app.screen is review:
+            review.dismiss(None)
 
     @work(group="children", exclusive=True, exit_on_error=False, name="the child runs' gates")
     async def watch_children(self) -> None:
