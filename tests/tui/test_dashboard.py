@@ -69,6 +69,17 @@ def ended_on_its_screen(app) -> bool:
     return app.final_status is not None and isinstance(app.screen, RunScreen) and app.screen.view is not None
 
 
+async def highlight(pilot, tree, node) -> None:
+    """Put the tree's cursor on ``node``: a node's line is known only once the tree has laid it out (a relabel
+    after the run ended can lay it out again), so a key pressed at once may find the cursor elsewhere."""
+    for _ in range(200):
+        tree.move_cursor(node)
+        if tree.cursor_node is node:
+            return
+        await pilot.pause(0.05)
+    raise AssertionError(f"the cursor never reached {node.data}")
+
+
 def screen_as_text(app) -> str:
     """The characters on screen, from the SVG screenshot."""
     svg = app.export_screenshot()
@@ -149,7 +160,7 @@ async def test_plus_and_minus_give_feedback_on_the_highlighted_step(db_url):
         await pilot.press("a")
         await until(pilot, lambda: ended_on_its_screen(app))
         tree = app.screen.query_one(DagTree)
-        tree.move_cursor(tree.root.children[0])  # "draft"
+        await highlight(pilot, tree, tree.root.children[0])  # "draft"
         await pilot.press("plus")
         await until(pilot, lambda: on_top(app, PromptScreen))
         await pilot.press(*"clear", "enter")
@@ -306,7 +317,7 @@ async def test_s_skips_the_highlighted_step_after_confirmation(db_url):
     async with app.run_test(size=SIZE) as pilot:
         await until(pilot, lambda: app.screen.view is not None and app.screen.view.steps["quick"].status == "succeeded")
         tree = app.screen.query_one(DagTree)
-        tree.move_cursor(tree.node_of("later"))
+        await highlight(pilot, tree, tree.node_of("later"))
         await pilot.press("s")
         await until(pilot, lambda: on_top(app, ConfirmScreen))
         await pilot.press("y")
@@ -423,7 +434,7 @@ async def test_t_retries_a_failed_step(db_url, tmp_path, monkeypatch):
         await pilot.press("escape")
         await until(pilot, lambda: app.screen.view.steps["flaky"].status == "failed")
         tree = app.screen.query_one(DagTree)
-        tree.move_cursor(tree.root.children[0])
+        await highlight(pilot, tree, tree.root.children[0])
         await pilot.press("t")
         await until(pilot, lambda: app.screen.view.steps["flaky"].status == "succeeded")
         row = await step_row(app.orch, app.run_id, "flaky")
@@ -449,7 +460,7 @@ async def test_b_sets_the_budget_and_minus_gives_a_thumbs_down(db_url):
         assert (await app.orch.store.get_run(app.run_id)).cost_budget_usd == 2.5
         await until(pilot, lambda: "/$2.50" in screen_as_text(app))  # the header, at its next tick
         tree = app.screen.query_one(DagTree)
-        tree.move_cursor(tree.root.children[0])  # draft, finished
+        await highlight(pilot, tree, tree.root.children[0])  # draft, finished
         await pilot.press("minus")
         await until(pilot, lambda: on_top(app, PromptScreen))
         await pilot.press("enter")
