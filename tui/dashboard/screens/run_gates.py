@@ -77,8 +77,8 @@ class GatesMixin:
 
     @work(group="actions", exit_on_error=False, name="an action")
     async def decide_plan(self, decision: PlanReviewScreen.Decided, review: PlanReviewScreen | None) -> None:
-        """Decide, then close the review the decision was made in: never one opened meanwhile (an agent's
-        replan proposed right after its plan was approved, dismissed unseen before this change)."""
+        """Decide, then close the review the decision was made in, never one opened meanwhile: an agent's
+        replan, proposed as soon as its plan was approved, would be closed unseen."""
         orch, user = self.ctx.orch, self.ctx.user
         verb = "approved" if decision.approve else "rejected"
         edited = " (edited)" if decision.plan is not None or decision.steps is not None else ""
