@@ -415,3 +415,38 @@ async def test_get_steps_reads_only_the_keys_asked_for_in_plan_order(orch):
     assert [s.key for s in await orch.store.get_steps(run_id, ["c", "a"])] == ["a", "c"]
     assert [s.key for s in await orch.store.get_steps(run_id, [])] == []
     assert [s.key for s in await orch.store.get_steps(run_id)] == ["a", "b", "c"]
+
+
+class _LockedAtFirst:
+    """A cursor whose switch to WAL finds the file locked ``times`` times, as one of several processes
+    opening a new file at once does (SQLite says so at once, whatever the busy timeout)."""
+
+    def __init__(self, times: int) -> None:
+        self.times, self.tries, self.executed = times, 0, []
+
+    def execute(self, sql: str) -> None:
+        self.executed.append(sql)
+        if sql == "PRAGMA journal_mode=WAL":
+            self.tries += 1
+            if self.tries <= self.times:
+                raise sqlite3.OperationalError("database is locked")
+
+    def close(self) -> None:
+        pass
+
+
+def test_the_switch_to_wal_is_tried_again_while_another_opener_makes_it():
+    from core.store.store import _sqlite_pragmas
+
+    cursor = _LockedAtFirst(times=3)
+    _sqlite_pragmas(5000)(type("Conn", (), {"cursor": lambda self: cursor})(), None)
+    assert cursor.tries == 4 and cursor.executed[-1] == "PRAGMA synchronous=NORMAL"
+
+
+def test_the_switch_to_wal_gives_up_at_the_busy_timeout():
+    from core.store.store import _sqlite_pragmas
+
+    cursor = _LockedAtFirst(times=10**9)
+    with pytest.raises(sqlite3.OperationalError, match="locked"):
+        _sqlite_pragmas(50)(type("Conn", (), {"cursor": lambda self: cursor})(), None)
+    assert cursor.tries >= 2  # tried again within the 50 ms, then the error stands
