@@ -29,6 +29,7 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 from core.lazy import LazyModule
+from core.locations import plain_setting
 from core.model.events import EventType
 from core.redaction import url_origin
 from core.store import WriteBatch
@@ -59,6 +60,17 @@ class Message:
     body: str
 
 
+def _every_run() -> list[str]:
+    """The URLs told about every run: none, without loading the settings, when no configuration file and no
+    variable could name one (pydantic-settings: ~20-35 ms of the first run a process drives)."""
+    known, value = plain_setting("notify")
+    if known and value is None:
+        return []
+    from core.settings import load_settings
+
+    return load_settings().notify
+
+
 def targets(
     policy: Policy, environ: Mapping[str, str] = os.environ, every_run: list[str] | None = None
 ) -> tuple[list[Target], list[str]]:
@@ -74,9 +86,7 @@ def targets(
         else:
             problems.append(f"policy.notify names ${{{entry.variable}}}, which is not set: nothing is sent there")
     if every_run is None:
-        from core.settings import load_settings
-
-        every_run = load_settings().notify
+        every_run = _every_run()
     for url in every_run:
         found.append(Target(url, shown(url), frozenset(policy_model.NOTIFY_EVENTS)))
     return found, problems

@@ -186,9 +186,6 @@ class Scheduler:
         """Ready steps waiting for this agent, in plan order."""
         return sorted((k for k in self._queued if self._nodes[k].agent == agent), key=lambda k: self._nodes[k].idx)
 
-    def agents_with_queued(self) -> set[str]:
-        return {self._nodes[k].agent for k in self._queued}
-
     def started(self, key: str) -> None:
         agent = self._nodes[key].agent
         self.running += 1

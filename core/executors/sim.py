@@ -28,10 +28,13 @@ class SimExecutor:
 
     async def execute(self, call: StepCall) -> Result:
         cfg = self.config
-        rng = random.Random(f"{cfg.seed}:{call.key}:{call.attempt}")
         low, high = cfg.latency_bounds()
-        delay = rng.uniform(low, high) / 1000.0 if high > low else low / 1000.0
-        fail_roll = rng.random()
+        delay, fail_roll = low / 1000.0, 1.0  # (no draws to make: seeding a Random is ~2% of a chained step)
+        if high > low or cfg.fail_rate > 0:  # the same draws, in the same order, as ever
+            rng = random.Random(f"{cfg.seed}:{call.key}:{call.attempt}")
+            if high > low:
+                delay = rng.uniform(low, high) / 1000.0
+            fail_roll = rng.random()
         turns = _Turns(call, Usage(*cfg.tokens), len(call.tools.recorded()) + 1 if call.tools else 1)
         scripted = bool(cfg.script())
         if scripted:

@@ -4,12 +4,16 @@ from __future__ import annotations
 
 import getpass
 import importlib
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
 from core import BadInput, Orchestrator, PlanError, RunStatus, available_templates, load_settings, resolve_plan
 from core.cluster.lease import default_ttl_s
+from core.config import default_token_budget
 from core.locations import OTHER_SETTINGS, plain_setting
 from core.model.layers import Defaults, layered
 from core.model.profile import Profile
@@ -57,6 +61,8 @@ max_tokens = 256
 [profiles.big.agents.critic]
 model = "large"
 """
+
+ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture
@@ -140,6 +146,35 @@ def test_without_a_file_db_user_and_lease_are_read_as_the_settings_read_them(tmp
     assert plain_setting("user") == (True, settings.user)
     assert default_user() == (settings.user or getpass.getuser())
     assert default_ttl_s() == settings.lease_s
+
+
+@pytest.mark.parametrize("env", [{}, {"LOOPDECK_TOKEN_BUDGET": "1_000"}, {"LOOPDECK_POLICY__TOKEN_BUDGET": "77"}])
+def test_without_a_file_the_default_token_budget_is_the_settings_one(tmp_path, monkeypatch, env):
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path))
+    for name in ("LOOPDECK_CONFIG", "LOOPDECK_TOKEN_BUDGET", "LOOPDECK_POLICY__TOKEN_BUDGET"):
+        monkeypatch.delenv(name, raising=False)
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    assert default_token_budget() == load_settings().policy_defaults().get("token_budget")
+
+
+def test_a_run_created_and_driven_with_nothing_configured_loads_no_settings(tmp_path):
+    """Creating a run asks for the default budget, driving it for the URLs told about every run: with no file
+    and no variable, the settings (pydantic-settings) stay unloaded."""
+    code = (
+        "import asyncio, sys\n"
+        "from core import Orchestrator, validate_plan\n"
+        "async def main():\n"
+        f"    async with await Orchestrator.open({str(tmp_path / 'r.db')!r}) as orch:\n"
+        "        run = await orch.create_run(validate_plan({'steps': [{'key': 'a'}]}))\n"
+        "        print((await orch.drive(run)).value)\n"
+        "asyncio.run(main())\n"
+        "print(sorted(m for m in ('core.settings', 'pydantic_settings') if m in sys.modules))\n"
+    )
+    env = {k: v for k, v in os.environ.items() if not k.upper().startswith("LOOPDECK_")}
+    env["XDG_CONFIG_HOME"] = str(tmp_path / "config")
+    done = subprocess.run([sys.executable, "-c", code], env=env, cwd=ROOT, capture_output=True, text=True, check=True)
+    assert done.stdout.split() == ["succeeded", "[]"], done.stdout + done.stderr
 
 
 def test_the_quick_read_knows_every_other_settings_variable():
