@@ -33,6 +33,7 @@ class CommandChannel:
         self, run_id: str, kind: str, payload: dict[str, Any], user: str, timeout_s: float, driver: str
     ) -> None:
         """Queue a command for the run's driver and wait for its answer; a refusal raises ``TransitionError``."""
+        await self.notifier.listen()  # before queuing: the answer may come at once
         command_id = await self.store.enqueue_command(run_id, kind, payload, user)
         deadline = time.monotonic() + timeout_s
         while True:
@@ -51,6 +52,7 @@ class CommandChannel:
 
     async def serve(self, run_id: str, handler: Handler, poll_s: float) -> None:
         """Apply the run's queued commands as they come, forever (the caller cancels it)."""
+        await self.notifier.listen()  # before the first read: a command queued after it wakes this at once
         while True:
             await self.answer_queued(run_id, handler)
             await self.notifier.wait(COMMANDS_CHANNEL, run_id, poll_s)  # NOTIFY wakes it at once

@@ -88,7 +88,7 @@ class OrchestratorBase:
         self._controllers: dict[str, RunController] = {}
         self._child_runs: set[str] = set()  # driven here as a parent's running step (``run_child``)
         self._reviewing: set[str] = set()  # runs whose drive waits for a plan decision
-        self.notifier = Notifier(store.url if store.dialect == "postgresql" else None)
+        self.notifier = Notifier.for_url(store.url)
         self.channel = CommandChannel(store, self.notifier)
         self.breakers = BreakerBoard()
         # spans sent to an OpenTelemetry collector as runs go (True: when OTEL_EXPORTER_OTLP_*ENDPOINT says where)

@@ -11,6 +11,10 @@ tables (notifications sent meanwhile are lost), and the next ``wait``
 connects again; while the server cannot be reached, waits are plain sleeps
 and a new connection is tried every ``RECONNECT_S``.
 
+On SQLite the same notifications travel between the processes of one host as
+datagrams (``core.store.wakes``), sent once the transaction that made them has
+committed (``send_pending``).
+
 Channels: ``loopdeck_events`` ("<run id> <last id>", after events commit),
 ``loopdeck_commands`` ("<run id>", an action queued for the run's driver),
 ``loopdeck_answers`` ("<command id>", the driver answered a command),
@@ -23,9 +27,13 @@ import asyncio
 import contextlib
 import logging
 import time
+from pathlib import Path
 from typing import Any
 
 from sqlalchemy import Connection, text
+
+from core.config import sqlite_path
+from core.store import wakes
 
 log = logging.getLogger("loopdeck.notify")
 EVENTS_CHANNEL = "loopdeck_events"  # "<run id> <last event id>" after events commit
@@ -36,23 +44,47 @@ CHANNELS = (EVENTS_CHANNEL, COMMANDS_CHANNEL, ANSWERS_CHANNEL, RUNS_CHANNEL)
 _NOTIFY = text("SELECT pg_notify(:channel, :payload)")
 
 
+_PENDING = "loopdeck_wakes"  # conn.info key: SQLite's notifications of the open transaction
+
+
 def notify(conn: Connection, channel: str, payload: str) -> None:
-    """NOTIFY on PostgreSQL (delivered when the transaction commits); nothing elsewhere."""
+    """NOTIFY on PostgreSQL (delivered when the transaction commits); on SQLite, kept for ``send_pending``."""
     if conn.dialect.name == "postgresql":
         conn.execute(_NOTIFY, {"channel": channel, "payload": payload})
+    else:
+        conn.info.setdefault(_PENDING, []).append((channel, payload))
+
+
+def send_pending(conn: Connection, committed: bool) -> None:
+    """After a SQLite transaction: its notifications go out if it committed, and are dropped if not."""
+    pending = conn.info.pop(_PENDING, None)
+    if pending and committed:
+        directory = wakes.wake_dir(conn.engine.url.database)
+        if directory is not None:
+            wakes.send(directory, pending)
 
 
 RECONNECT_S = 2.0
 
 
 class Notifier:
-    def __init__(self, url: str | None) -> None:
-        self.url = url  # a PostgreSQL URL, or None (SQLite: no notifications, waits are sleeps)
+    def __init__(self, url: str | None, wake_dir: Path | None = None) -> None:
+        self.url = url  # a PostgreSQL URL, or None (SQLite: wakes through ``wake_dir``, or none: waits are sleeps)
+        self._wake_dir = wake_dir
+        self._socket: wakes.WakeSocket | None = None
+        self._socket_loop: asyncio.AbstractEventLoop | None = None
         self._conn: Any = None
         self._started: asyncio.Task[None] | None = None
         self._retry_at = 0.0  # monotonic time before which no new connection is tried
         self._waiters: list[tuple[str, str | None, asyncio.Event]] = []
         self.connections = 0  # listening connections made (a reconnect adds one)
+
+    @classmethod
+    def for_url(cls, url: str) -> Notifier:
+        """The notifier of a database: LISTEN on PostgreSQL, the file's wake sockets on SQLite."""
+        if url.startswith("postgresql"):
+            return cls(url)
+        return cls(None, wakes.wake_dir(sqlite_path(url)))
 
     async def _start(self) -> None:
         import asyncpg
@@ -98,15 +130,50 @@ class Notifier:
             return False
         return self._conn is not None and not self._conn.is_closed()
 
+    def _bound(self) -> bool:
+        """Whether this process's wake socket is bound and read by the running loop (binding it if not)."""
+        if self._wake_dir is None:
+            return False
+        loop = asyncio.get_running_loop()
+        if self._socket is not None and self._socket_loop is loop:
+            return True
+        self._unbind()
+        try:
+            self._socket = wakes.WakeSocket(self._wake_dir)
+        except OSError as exc:
+            log.warning("cannot bind a wake-up socket (%s); polling instead", exc)
+            self._wake_dir = None
+            return False
+        loop.add_reader(self._socket.fileno(), self._woken)
+        self._socket_loop = loop
+        return True
+
+    def _woken(self) -> None:
+        if self._socket is not None:
+            for channel, payload in self._socket.received():
+                self._received(None, 0, channel, payload)
+
+    def _unbind(self) -> None:
+        sock, loop, self._socket, self._socket_loop = self._socket, self._socket_loop, None, None
+        if sock is not None:
+            if loop is not None and not loop.is_closed():
+                loop.remove_reader(sock.fileno())
+            sock.close()
+
+    async def listen(self) -> bool:
+        """Start listening now, so that nothing sent from here on is missed; whether notifications can arrive.
+
+        A sender calls it before it queues a command, so that the answer cannot come before it listens."""
+        if self.url is None:
+            return self._bound()
+        return await self._listening()
+
     async def wait(self, channel: str, key: str | None, timeout: float) -> bool:
         """Until a notification on ``channel`` (for ``key``) arrives or ``timeout`` passes; True if one arrived.
 
         Also True when the listening connection dropped (notifications may have been lost: re-read).
         """
-        if self.url is None:
-            await asyncio.sleep(timeout)
-            return False
-        if not await self._listening():
+        if not await self.listen():
             await asyncio.sleep(timeout)
             return False
         waiter = (channel, key, asyncio.Event())
@@ -120,6 +187,7 @@ class Notifier:
             self._waiters.remove(waiter)
 
     async def close(self) -> None:
+        self._unbind()
         if self._started is not None and not self._started.done():
             self._started.cancel()
         conn, self._conn = self._conn, None

@@ -44,7 +44,7 @@ from sqlalchemy.exc import DBAPIError
 
 from core.errors import StaleWrite, StoreError
 from core.store import schema
-from core.store.notify import EVENTS_CHANNEL, notify
+from core.store.notify import EVENTS_CHANNEL, notify, send_pending
 
 if TYPE_CHECKING:
     from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
@@ -328,13 +328,16 @@ def _transaction_sync(conn: Connection, batches: list[WriteBatch]) -> list[int]:
     transaction open under SQLAlchemy's (ended) one, and the next group would commit this one's rows."""
     try:
         with conn.begin():
-            return apply_group(conn, batches)
+            ids = apply_group(conn, batches)
     except BaseException:
+        send_pending(conn, committed=False)
         with contextlib.suppress(Exception):
             driver = conn.connection.dbapi_connection
             if driver is not None and driver.in_transaction:
                 driver.rollback()
         raise
+    send_pending(conn, committed=True)  # other processes woken once it is true (core.store.wakes)
+    return ids
 
 
 def _transaction_waiting(

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import signal
 from collections.abc import Awaitable
 from typing import Any
@@ -208,23 +209,44 @@ async def _watch(
 
 async def _watch_children(orch: Orchestrator, run_id: str, approve: str, helpers: _Helpers) -> None:
     """A child run's gates (a sub_agent step's plan) wait in the run too: each is said on stderr with the
-    command that answers it, and answered as --approve says (grandchildren alike)."""
+    command that answers it, and answered as --approve says (grandchildren alike).
+
+    Children are made in this process: each one's ``run_created`` wakes the look at once (an answer from
+    another terminal can end a child's gate within milliseconds, before a poll would have seen it). A child
+    that ended before it was seen is still told from its first event; one that had ended before this began
+    (a resumed run's) is not told again."""
     seen: set[str] = set()
-    while True:
-        try:
-            if (await orch.run(run_id, plan=False)).status.terminal:
-                return  # its children are done with it
-            for child in await orch.children(run_id):
-                if child["id"] in seen or RunStatus(child["status"]).terminal:
-                    continue
-                seen.add(child["id"])
-                snapshot = await orch.snapshot(child["id"], events=False)
-                progress = Progress(err, child["id"], snapshot, child_of=f'step "{child["step"]}" of run {run_id}')
-                helpers.start(_watch_child(orch, child["id"], progress, approve, helpers))
-                helpers.start(_watch_children(orch, child["id"], approve, helpers))
-        except LoopdeckError:
-            pass  # the store is busy or away: looked at again shortly (the run's own progress says more)
-        await asyncio.sleep(CHILD_POLL_S)
+    first = True
+    created = orch.subscribe(None)
+    try:
+        while True:
+            try:
+                if (await orch.run(run_id, plan=False)).status.terminal:
+                    return  # its children are done with it
+                for child in await orch.children(run_id):
+                    if child["id"] in seen or (first and RunStatus(child["status"]).terminal):
+                        continue
+                    seen.add(child["id"])
+                    snapshot = await orch.snapshot(child["id"], events=False)
+                    progress = Progress(err, child["id"], snapshot, child_of=f'step "{child["step"]}" of run {run_id}')
+                    helpers.start(_watch_child(orch, child["id"], progress, approve, helpers))
+                    helpers.start(_watch_children(orch, child["id"], approve, helpers))
+                first = False
+            except LoopdeckError:
+                pass  # the store is busy or away: looked at again shortly (the run's own progress says more)
+            await _a_run_created(created, CHILD_POLL_S)
+    finally:
+        created.close()
+
+
+async def _a_run_created(sub: Any, timeout: float) -> None:
+    """Until a run is created in this process (a child run, it may be), or ``timeout`` passes."""
+    with contextlib.suppress(TimeoutError):
+        async with asyncio.timeout(timeout):
+            while True:
+                item = await sub.get()
+                if not hasattr(item, "type") or item.type == EventType.RUN_CREATED:  # (a Gap: look anyway)
+                    return
 
 
 async def _watch_child(orch: Orchestrator, child: str, progress: Progress, approve: str, helpers: _Helpers) -> None:
