@@ -5,15 +5,18 @@
 Each command runs as its own process (`python -m tui.cli ...`, what the
 `loopdeck` script does), against an existing SQLite database holding a
 finished demo run and a run with gates waiting; prints the minimum and median
-wall time. `approve` answers a different gate each time (nobody drives that
-run, so the answer is decided and committed by the command itself).
-A bare `python -c pass` is the floor.
+wall time. `approve` answers a different gate each time: in a run nobody
+drives (the answer is decided and committed by the command itself), and in a
+run a headless `loopdeck run` drives in another process (the command queues
+it, the driver applies it, the command waits for its answer: what an operator
+in a second terminal gets). A bare `python -c pass` is the floor.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import os
 import statistics
 import subprocess
@@ -67,7 +70,8 @@ def main() -> None:
         env = {**os.environ, "LOOPDECK_DB": str(db), "PYTHONPATH": str(ROOT)}
         cli = [sys.executable, "-m", "tui.cli"]
         demo, gated = asyncio.run(prepare(db, args.runs))
-        gate = iter(range(args.runs))
+        driven, driver = drive_elsewhere(Path(tmp), env, args.runs)
+        gate, driven_gate = iter(range(args.runs)), iter(range(args.runs))
         cases = {
             "python -c pass (the floor)": lambda: [sys.executable, "-c", "pass"],
             "loopdeck --help": lambda: [*cli, "--help"],
@@ -76,11 +80,56 @@ def main() -> None:
             "loopdeck show RUN": lambda: [*cli, "show", demo],
             "loopdeck show RUN --json": lambda: [*cli, "show", demo, "--json"],
             "loopdeck approve RUN STEP": lambda: [*cli, "approve", gated, f"g{next(gate)}"],
+            "approve, run driven elsewhere": lambda: [*cli, "approve", driven, f"g{next(driven_gate)}"],
         }
         print(f"{'command':<32} {'min ms':>8} {'median ms':>10}   ({args.runs} runs each, {os.cpu_count()} cores)")
-        for name, argv in cases.items():
-            times = [timed(argv(), env) for _ in range(args.runs)]
-            print(f"{name:<32} {min(times) * 1000:>8.0f} {statistics.median(times) * 1000:>10.0f}")
+        try:
+            for name, argv in cases.items():
+                times = [timed(argv(), env) for _ in range(args.runs)]
+                print(f"{name:<32} {min(times) * 1000:>8.0f} {statistics.median(times) * 1000:>10.0f}")
+        finally:
+            driver.kill()
+            driver.wait()
+
+
+def drive_elsewhere(tmp: Path, env: dict[str, str], gates: int) -> tuple[str, subprocess.Popen[bytes]]:
+    """A run of ``gates`` gates in a row, driven by a headless `loopdeck run` in another process; returned
+    once its first gate waits."""
+    plan = tmp / "gates.json"
+    steps = [{"key": f"g{i}", "approval": "required", "depends_on": [f"g{i - 1}"] if i else []} for i in range(gates)]
+    plan.write_text(json.dumps({"steps": steps}))
+    before = set(_run_ids(env))
+    driver = subprocess.Popen(
+        [sys.executable, "-m", "tui.cli", "run", str(plan), "--headless", "--approve", "ask"],
+        env=env,
+        cwd=ROOT,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        for run_id in set(_run_ids(env)) - before:
+            if _step_status(env, run_id, "g0") == "waiting_user":
+                return run_id, driver
+        time.sleep(0.05)
+    driver.kill()
+    raise SystemExit("the driven run's first gate never opened")
+
+
+def _step_status(env: dict[str, str], run_id: str, key: str) -> str | None:
+    done = subprocess.run(
+        [sys.executable, "-m", "tui.cli", "show", run_id, "--json"], env=env, cwd=ROOT, capture_output=True, text=True
+    )
+    steps = json.loads(done.stdout or "{}").get("steps", [])
+    return next((s["status"] for s in steps if s["key"] == key), None)
+
+
+def _run_ids(env: dict[str, str]) -> list[str]:
+    done = subprocess.run(
+        [sys.executable, "-m", "tui.cli", "runs", "--json"], env=env, cwd=ROOT, capture_output=True, text=True
+    )
+    data = json.loads(done.stdout or "[]")
+    return [r["id"] for r in (data["runs"] if isinstance(data, dict) else data)]
 
 
 if __name__ == "__main__":
