@@ -18,6 +18,7 @@ import argparse
 import asyncio
 import json
 import os
+import signal
 import statistics
 import subprocess
 import sys
@@ -88,8 +89,12 @@ def main() -> None:
                 times = [timed(argv(), env) for _ in range(args.runs)]
                 print(f"{name:<32} {min(times) * 1000:>8.0f} {statistics.median(times) * 1000:>10.0f}")
         finally:
-            driver.kill()
-            driver.wait()
+            driver.send_signal(signal.SIGINT)  # (stopped as ctrl-c would: its wake socket removed)
+            try:
+                driver.wait(30)
+            except subprocess.TimeoutExpired:
+                driver.kill()
+                driver.wait()
 
 
 def drive_elsewhere(tmp: Path, env: dict[str, str], gates: int) -> tuple[str, subprocess.Popen[bytes]]:
