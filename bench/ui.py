@@ -1,18 +1,26 @@
 """Dashboard benchmark (not a test): a 5,000-step run receiving 2,000 events a second.
 
-    python bench/ui.py [--steps 5000] [--rate 2000] [--seconds 10] [--here]
+    python bench/ui.py [--steps 5000] [--rate 2000] [--seconds 10] [--here | --elsewhere]
 
 A writer task commits events to a real SQLite store at the given rate (in
 batches every 50 ms, as a busy controller would), while the real dashboard,
 attached to that run in Textual's headless mode, folds and renders them.
 Reports how far the screen lags behind the stream (from an event's commit to
 the refresh that showed it) and how long a keypress takes meanwhile.
+
+The writer runs in the dashboard's process without telling it (the dashboard
+finds the events by reading the store: its poll), or with ``--here`` as the
+run's own controller would (its event bus), or with ``--elsewhere`` in another
+process, as a headless `loopdeck run` in a second terminal would (its commits
+wake the dashboard through ``core.store.wakes``). Commit times are read on the
+monotonic clock, which every process of the host shares.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import statistics
 import sys
 import tempfile
@@ -66,7 +74,15 @@ async def produce(
     return sent
 
 
-async def main(n: int, rate: int, seconds: float, here: bool) -> None:
+async def produce_elsewhere(db: str, run_id: str, n: int, rate: int, seconds: float) -> None:
+    """``--produce``: the writer in a process of its own; prints each event's id and commit time."""
+    commits: dict[int, float] = {}
+    async with await Orchestrator.open(db) as orch:
+        await produce(orch, run_id, n, rate, seconds, commits, here=False)
+    print(json.dumps(commits))
+
+
+async def main(n: int, rate: int, seconds: float, here: bool, elsewhere: bool = False) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         db = f"sqlite+aiosqlite:///{Path(tmp) / 'ui.db'}"
         async with await Orchestrator.open(db) as setup:
@@ -92,7 +108,14 @@ async def main(n: int, rate: int, seconds: float, here: bool) -> None:
             screen.set_interval(REFRESH_S, timed_render)
 
             commits: dict[int, float] = {}
-            producer = asyncio.create_task(produce(app.orch, run_id, n, rate, seconds, commits, here))
+            if elsewhere:
+                argv = [sys.executable, __file__, "--produce", db, run_id, "--steps", str(n), "--rate", str(rate)]
+                child = await asyncio.create_subprocess_exec(
+                    *argv, "--seconds", str(seconds), stdout=asyncio.subprocess.PIPE
+                )
+                producer = asyncio.create_task(child.communicate())
+            else:
+                producer = asyncio.create_task(produce(app.orch, run_id, n, rate, seconds, commits, here))
             await pilot.pause(1.0)
             keys, handled = [], []
             tree = screen.query_one("#dag")
@@ -105,7 +128,12 @@ async def main(n: int, rate: int, seconds: float, here: bool) -> None:
                 await pressing
                 keys.append(time.perf_counter() - began)  # Textual's pilot: until the process went idle
                 await pilot.pause(0.1)
-            sent = await producer
+            if elsewhere:
+                out, _ = await producer
+                commits = {int(i): at for i, at in json.loads(out).items()}
+                sent = len(commits)
+            else:
+                sent = await producer
             await pilot.pause(0.5)
 
         lags = []
@@ -139,5 +167,10 @@ if __name__ == "__main__":
     parser.add_argument(
         "--here", action="store_true", help="the run is driven in the dashboard's process: its commits are published"
     )
+    parser.add_argument("--elsewhere", action="store_true", help="the run is written by another process")
+    parser.add_argument("--produce", nargs=2, metavar=("DB", "RUN"), help=argparse.SUPPRESS)
     args = parser.parse_args()
-    asyncio.run(main(args.steps, args.rate, args.seconds, args.here))
+    if args.produce:
+        asyncio.run(produce_elsewhere(*args.produce, args.steps, args.rate, args.seconds))
+    else:
+        asyncio.run(main(args.steps, args.rate, args.seconds, args.here, args.elsewhere))

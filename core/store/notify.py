@@ -3,7 +3,7 @@
 One dedicated connection listens; a notification wakes whoever waits on its
 channel (and run). The tables stay the truth: a waiter always re-reads them,
 and waits with a timeout, so a lost notification costs latency, never
-correctness. On SQLite there is no listener and ``wait`` is a plain sleep.
+correctness.
 
 The listening connection can drop (a restarted server, a killed backend, a
 network blip). Then every waiter is woken at once, to catch up from the
@@ -13,7 +13,8 @@ and a new connection is tried every ``RECONNECT_S``.
 
 On SQLite the same notifications travel between the processes of one host as
 datagrams (``core.store.wakes``), sent once the transaction that made them has
-committed (``send_pending``).
+committed (``send_pending``); a process's event followers are woken at most
+every ``EVENTS_GAP_S`` however fast a run commits.
 
 Channels: ``loopdeck_events`` ("<run id> <last id>", after events commit),
 ``loopdeck_commands`` ("<run id>", an action queued for the run's driver),
@@ -61,10 +62,11 @@ def send_pending(conn: Connection, committed: bool) -> None:
     if pending and committed:
         directory = wakes.wake_dir(conn.engine.url.database)
         if directory is not None:
-            wakes.send(directory, pending)
+            wakes.send(directory, pending, events_only=all(channel == EVENTS_CHANNEL for channel, _ in pending))
 
 
 RECONNECT_S = 2.0
+EVENTS_GAP_S = 0.01  # the least time between two wakes of a process's event followers (SQLite's datagrams)
 
 
 class Notifier:
@@ -73,6 +75,9 @@ class Notifier:
         self._wake_dir = wake_dir
         self._socket: wakes.WakeSocket | None = None
         self._socket_loop: asyncio.AbstractEventLoop | None = None
+        self._events_due: dict[str, str] = {}  # run id -> its newest events' wake, not yet delivered
+        self._events_timer: asyncio.TimerHandle | None = None
+        self._events_woken_at = float("-inf")  # (the socket's loop's clock)
         self._conn: Any = None
         self._started: asyncio.Task[None] | None = None
         self._retry_at = 0.0  # monotonic time before which no new connection is tried
@@ -149,11 +154,30 @@ class Notifier:
         return True
 
     def _woken(self) -> None:
-        if self._socket is not None:
-            for channel, payload in self._socket.received():
+        """Datagrams arrived: wake their waiters; events' wakes at most every ``EVENTS_GAP_S`` (a run commits
+        up to thousands of groups a second, and each wake makes its followers read the store again)."""
+        if self._socket is None:
+            return
+        for channel, payload in self._socket.received():
+            if channel == EVENTS_CHANNEL:
+                self._events_due[payload.split(" ", 1)[0]] = payload
+            else:
                 self._received(None, 0, channel, payload)
+        if self._events_due and self._events_timer is None:
+            assert self._socket_loop is not None
+            at = max(self._socket_loop.time(), self._events_woken_at + EVENTS_GAP_S)
+            self._events_timer = self._socket_loop.call_at(at, self._wake_for_events)
+
+    def _wake_for_events(self) -> None:
+        due, self._events_due, self._events_timer = self._events_due, {}, None
+        self._events_woken_at = self._socket_loop.time() if self._socket_loop is not None else 0.0
+        for payload in due.values():
+            self._received(None, 0, EVENTS_CHANNEL, payload)
 
     def _unbind(self) -> None:
+        if self._events_timer is not None:
+            self._events_timer.cancel()
+            self._events_timer, self._events_due = None, {}
         sock, loop, self._socket, self._socket_loop = self._socket, self._socket_loop, None, None
         if sock is not None:
             if loop is not None and not loop.is_closed():

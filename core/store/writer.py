@@ -440,6 +440,8 @@ def apply_group(conn: Connection, batches: list[WriteBatch]) -> list[int]:
     # consecutive ids, so the new ids end at the table's sequence value.
     _executemany(conn, _EVENT_INSERT_PLAIN, event_rows)
     last = _sqlite_cursor(conn).execute(_EVENT_SEQ).fetchone()[0]  # (the driver's: see _executemany)
+    for run_id in {row["run_id"] for row in event_rows}:  # followers in other processes (sent once committed)
+        notify(conn, EVENTS_CHANNEL, f"{run_id} {last}")
     return list(range(last - len(event_rows) + 1, last + 1))
 
 

@@ -15,8 +15,10 @@ from pathlib import Path
 import pytest
 
 import core.cluster.commands as commands
+import core.orchestrator.reading as reading
 from core import Delivery, Orchestrator, StepStatus, validate_plan
-from core.store import COMMANDS_CHANNEL, Notifier, Store, WriteBatch, notify, wakes
+from core.store import COMMANDS_CHANNEL, EVENTS_CHANNEL, Notifier, Store, WriteBatch, notify, wakes
+from core.store.notify import EVENTS_GAP_S
 
 ROOT = Path(__file__).resolve().parents[2]
 DRIVER = """
@@ -62,6 +64,81 @@ async def test_an_approval_from_another_process_is_answered_at_once_by_a_driver_
             proc.kill()
             proc.wait()
     assert out.strip() == "succeeded"
+
+
+SUBMITTED_DRIVER = """
+import asyncio, sys
+from core import Orchestrator
+async def main():
+    async with await Orchestrator.open(sys.argv[1]) as orch:
+        print((await orch.drive(sys.argv[2])).value, flush=True)
+asyncio.run(main())
+"""
+
+
+async def test_a_follower_hears_of_events_committed_by_another_process_at_once(tmp_path, monkeypatch):
+    """The follower re-reads the store every 120 s: only the wakes bring it the other process's events."""
+    monkeypatch.setattr(reading, "FOLLOW_POLL_S", 120.0)
+    db = tmp_path / "f.db"
+    plan = {
+        "agents": {"sim": {"kind": "sim", "latency_ms": 200}},
+        "steps": [{"key": "a"}, {"key": "b", "depends_on": ["a"]}],
+    }
+    async with await Orchestrator.open(str(db)) as orch:
+        run_id = await orch.create_run(validate_plan(plan))
+        seen: list[str] = []
+
+        async def follow() -> None:
+            async for event in orch.follow(run_id):
+                seen.append(event.type)
+                if event.type == "run_ended":
+                    return
+
+        following = asyncio.ensure_future(follow())
+        await asyncio.sleep(0.2)  # it has read the store and waits
+        env = {**os.environ, "PYTHONPATH": str(ROOT)}
+        proc = subprocess.Popen(
+            [sys.executable, "-c", SUBMITTED_DRIVER, str(db), run_id], env=env, stdout=subprocess.PIPE, text=True
+        )
+        try:
+            await asyncio.wait_for(following, 30)
+            out, _ = proc.communicate(timeout=60)
+        finally:
+            proc.kill()
+            proc.wait()
+    assert out.strip() == "succeeded"
+    assert seen.count("step_succeeded") == 2 and seen[-1] == "run_ended"
+
+
+async def test_a_stream_of_commits_wakes_a_follower_at_most_once_per_gap_not_once_per_commit(tmp_path):
+    """Each wake makes a follower read the store again: 200 commits' wakes a millisecond apart come as at most
+    one per ``EVENTS_GAP_S`` (without the gap, one each)."""
+    store = await Store.open(str(tmp_path / "b.db"))
+    notifier = Notifier.for_url(store.url)
+    woken = 0
+    try:
+        assert await notifier.listen()
+
+        async def count() -> None:
+            nonlocal woken
+            while True:
+                if await notifier.wait(EVENTS_CHANNEL, "r1", 5):
+                    woken += 1
+
+        counting = asyncio.ensure_future(count())
+        await asyncio.sleep(0)
+        started = time.monotonic()
+        for i in range(200):  # as another process would send them
+            wakes.send(notifier._wake_dir, [(EVENTS_CHANNEL, f"r1 {i}")])
+            await asyncio.sleep(0.001)
+        elapsed = time.monotonic() - started
+        await asyncio.sleep(3 * EVENTS_GAP_S)
+        counting.cancel()
+        await asyncio.gather(counting, return_exceptions=True)
+    finally:
+        await notifier.close()
+        await store.close()
+    assert 1 <= woken <= elapsed / EVENTS_GAP_S + 2, (woken, elapsed)
 
 
 async def test_a_commit_wakes_a_waiter_and_a_rolled_back_one_does_not(tmp_path):
