@@ -26,7 +26,7 @@ from typing import Any
 
 from core.errors import LoopdeckError
 from core.orchestrator import Orchestrator
-from core.store import RUNS_CHANNEL, WriteBatch
+from core.store import RUNS_CHANNEL, Interest, WriteBatch
 
 log = logging.getLogger("loopdeck.worker")
 
@@ -73,11 +73,12 @@ class Worker:
         heartbeat = asyncio.create_task(self._heartbeat(), name="worker-heartbeat")
         self.note(f"worker {self.name} started (up to {self.max_runs} runs at a time)")
         try:
-            while not self._stopping.is_set():
-                free = self.max_runs - len(self._drives)
-                if free > 0 and await self._claim(free):
-                    continue  # claimed some: look again at once, more may be waiting
-                await self._sleep()
+            async with self.orch.notifier.interest(RUNS_CHANNEL, None) as claimable:  # (one mid-claim is kept)
+                while not self._stopping.is_set():
+                    free = self.max_runs - len(self._drives)
+                    if free > 0 and await self._claim(free):
+                        continue  # claimed some: look again at once, more may be waiting
+                    await self._sleep(claimable)
         finally:
             await asyncio.shield(self._shutdown(heartbeat))
         return self.stats
@@ -94,10 +95,10 @@ class Worker:
             self._drives[run_id] = asyncio.create_task(self._drive(run_id), name=f"drive-{run_id}")
         return bool(run_ids) and len(run_ids) == free
 
-    async def _sleep(self) -> None:
+    async def _sleep(self, claimable: Interest) -> None:
         """Until a run is submitted or handed back (NOTIFY), a drive ends, a stop, or the poll interval."""
         waits: list[asyncio.Future[Any]] = [
-            asyncio.ensure_future(self.orch.notifier.wait(RUNS_CHANNEL, None, self.poll_s)),
+            asyncio.ensure_future(claimable.wait(self.poll_s)),
             asyncio.ensure_future(self._stopping.wait()),
         ]
         if self._drives:

@@ -33,29 +33,29 @@ class CommandChannel:
         self, run_id: str, kind: str, payload: dict[str, Any], user: str, timeout_s: float, driver: str
     ) -> None:
         """Queue a command for the run's driver and wait for its answer; a refusal raises ``TransitionError``."""
-        await self.notifier.listen()  # before queuing: the answer may come at once
-        command_id = await self.store.enqueue_command(run_id, kind, payload, user)
-        deadline = time.monotonic() + timeout_s
-        while True:
-            command = await self.store.get_command(command_id)
-            if command.state == "applied":
-                return
-            if command.state == "refused":
-                raise TransitionError(command.result or f"the {kind} was refused")
-            left = deadline - time.monotonic()
-            if left <= 0:
-                raise CommandTimeout(
-                    f"run {run_id} is driven by {driver}, which did not answer within {timeout_s:g}s; the {kind} "
-                    f"stays queued (command {command_id}) and is applied when that process reads it"
-                )
-            await self.notifier.wait(ANSWERS_CHANNEL, str(command_id), min(left, SEND_POLL_S))
+        async with self.notifier.interest(ANSWERS_CHANNEL, None) as answered:  # before queuing: it may come at once
+            command_id = await self.store.enqueue_command(run_id, kind, payload, user)
+            deadline = time.monotonic() + timeout_s
+            while True:
+                command = await self.store.get_command(command_id)
+                if command.state == "applied":
+                    return
+                if command.state == "refused":
+                    raise TransitionError(command.result or f"the {kind} was refused")
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise CommandTimeout(
+                        f"run {run_id} is driven by {driver}, which did not answer within {timeout_s:g}s; the "
+                        f"{kind} stays queued (command {command_id}) and is applied when that process reads it"
+                    )
+                await answered.wait(min(left, SEND_POLL_S))  # (any command's answer: this one's is re-read)
 
     async def serve(self, run_id: str, handler: Handler, poll_s: float) -> None:
         """Apply the run's queued commands as they come, forever (the caller cancels it)."""
-        await self.notifier.listen()  # before the first read: a command queued after it wakes this at once
-        while True:
-            await self.answer_queued(run_id, handler)
-            await self.notifier.wait(COMMANDS_CHANNEL, run_id, poll_s)  # NOTIFY wakes it at once
+        async with self.notifier.interest(COMMANDS_CHANNEL, run_id) as queued:  # (one queued mid-read is kept)
+            while True:
+                await self.answer_queued(run_id, handler)
+                await queued.wait(poll_s)  # NOTIFY (or a datagram) wakes it at once
 
     async def answer_queued(self, run_id: str, handler: Handler) -> None:
         try:

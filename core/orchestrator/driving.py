@@ -277,26 +277,31 @@ class Driving(Acting):
         self._reviewing.add(run_id)
         renew_every, renewed = self.lease_ttl_s / 3, time.monotonic()
         try:
-            while True:
-                run = await self.store.get_run(run_id, plan=False)
-                if run.status != RunStatus.AWAITING_PLAN_APPROVAL:
-                    return run
-                if run.deadline is not None and self.clock() >= run.deadline:
-                    await self._plan_review_timed_out(run)
-                    continue
-                await self.channel.answer_queued(
-                    run_id,
-                    lambda kind, payload, user: self._while_reviewing(
-                        run_id, actions.from_payload(kind, payload), user
-                    ),
-                )
-                if time.monotonic() - renewed >= renew_every:
-                    await self.store.write(
-                        WriteBatch(extras=[self.store.renew_lease_extra(run_id, self.identity.owner, self.lease_ttl_s)])
+            async with self.notifier.interest(COMMANDS_CHANNEL, run_id) as decided:  # decisions come as commands
+                while True:
+                    run = await self.store.get_run(run_id, plan=False)
+                    if run.status != RunStatus.AWAITING_PLAN_APPROVAL:
+                        return run
+                    if run.deadline is not None and self.clock() >= run.deadline:
+                        await self._plan_review_timed_out(run)
+                        continue
+                    await self.channel.answer_queued(
+                        run_id,
+                        lambda kind, payload, user: self._while_reviewing(
+                            run_id, actions.from_payload(kind, payload), user
+                        ),
                     )
-                    renewed = time.monotonic()
-                wait = self.poll_s if run.deadline is None else max(0.0, min(self.poll_s, run.deadline - self.clock()))
-                await self.notifier.wait(COMMANDS_CHANNEL, run_id, wait)  # decisions arrive as commands
+                    if time.monotonic() - renewed >= renew_every:
+                        await self.store.write(
+                            WriteBatch(
+                                extras=[self.store.renew_lease_extra(run_id, self.identity.owner, self.lease_ttl_s)]
+                            )
+                        )
+                        renewed = time.monotonic()
+                    wait = self.poll_s
+                    if run.deadline is not None:
+                        wait = max(0.0, min(self.poll_s, run.deadline - self.clock()))
+                    await decided.wait(wait)
         finally:
             self._reviewing.discard(run_id)
 

@@ -17,6 +17,7 @@ from core.model.result import RunResult
 from core.orchestrator.base import OrchestratorBase
 from core.store import (
     EVENTS_CHANNEL,
+    Interest,
     RunRecord,
     SpanRecord,
     StepRecord,
@@ -147,24 +148,25 @@ class Reading(OrchestratorBase):
         sub = self.bus.subscribe(run_id, maxsize)
         last = since_id
         try:
-            while True:
-                for event in await self.store.events_since(run_id, last):
-                    last = event.id
-                    yield event
+            async with self.notifier.interest(EVENTS_CHANNEL, run_id) as committed:  # (kept while it reads)
                 while True:
-                    item = await self._next_live(sub, run_id)
-                    if item is None or isinstance(item, Gap):
-                        break  # read what the store has
-                    if item.id > last:
-                        last = item.id
-                        yield item
+                    for event in await self.store.events_since(run_id, last):
+                        last = event.id
+                        yield event
+                    while True:
+                        item = await self._next_live(sub, committed)
+                        if item is None or isinstance(item, Gap):
+                            break  # read what the store has
+                        if item.id > last:
+                            last = item.id
+                            yield item
         finally:
             sub.close()
 
-    async def _next_live(self, sub: Subscription, run_id: str | None) -> Event | Gap | None:
+    async def _next_live(self, sub: Subscription, committed: Interest) -> Event | Gap | None:
         """The next event published here, or None when another process may have written some."""
         local = asyncio.ensure_future(sub.get())
-        remote = asyncio.ensure_future(self.notifier.wait(EVENTS_CHANNEL, run_id, FOLLOW_POLL_S))
+        remote = asyncio.ensure_future(committed.wait(FOLLOW_POLL_S))
         try:
             done, _ = await asyncio.wait({local, remote}, return_when=asyncio.FIRST_COMPLETED)
         except BaseException:  # the reader left (canceled): its wait must not outlive it and fail unheard

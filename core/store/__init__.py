@@ -11,7 +11,15 @@ notify.py     LISTEN/NOTIFY: every channel, every NOTIFY, the listener
 schema.py, migrate.py, migrations/   the tables and how a database reaches them
 """
 
-from core.store.notify import ANSWERS_CHANNEL, COMMANDS_CHANNEL, EVENTS_CHANNEL, RUNS_CHANNEL, Notifier, notify
+from core.store.notify import (
+    ANSWERS_CHANNEL,
+    COMMANDS_CHANNEL,
+    EVENTS_CHANNEL,
+    RUNS_CHANNEL,
+    Interest,
+    Notifier,
+    notify,
+)
 from core.store.records import (
     BreakerRecord,
     CommandRecord,
@@ -34,6 +42,7 @@ __all__ = [
     "BreakerRecord",
     "CommandRecord",
     "FeedbackRecord",
+    "Interest",
     "Lease",
     "Notifier",
     "RunRecord",

@@ -28,6 +28,7 @@ import asyncio
 import contextlib
 import logging
 import time
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -57,27 +58,56 @@ def notify(conn: Connection, channel: str, payload: str) -> None:
 
 
 def send_pending(conn: Connection, committed: bool) -> None:
-    """After a SQLite transaction: its notifications go out if it committed, and are dropped if not."""
+    """After a SQLite transaction: its notifications go out if it committed, and are dropped if not.
+
+    A wake that cannot be sent is logged, never raised: the transaction has committed (its waiters poll)."""
     pending = conn.info.pop(_PENDING, None)
-    if pending and committed:
+    if not pending or not committed:
+        return
+    try:
         directory = wakes.wake_dir(conn.engine.url.database)
         if directory is not None:
-            wakes.send(directory, pending, events_only=all(channel == EVENTS_CHANNEL for channel, _ in pending))
+            wakes.send(directory, pending, EVENTS_CHANNEL)
+    except Exception as exc:  # (said once: it may be every commit)
+        log.log(logging.DEBUG if _unsent else logging.WARNING, "cannot wake the processes waiting (they poll): %s", exc)
+        _unsent.append(exc)
+        del _unsent[1:]
+
+
+_unsent: list[Exception] = []  # the first wake that could not be sent, if any
 
 
 RECONNECT_S = 2.0
 EVENTS_GAP_S = 0.01  # the least time between two wakes of a process's event followers (SQLite's datagrams)
 
 
+class Interest:
+    """Notifications on one channel (for one key, or any) from when it was taken: one that comes while its
+    holder re-reads the tables is kept for its next ``wait``, not lost (``Notifier.interest``)."""
+
+    def __init__(self, notifier: Notifier, channel: str) -> None:
+        self.notifier, self.channel = notifier, channel
+        self.event = asyncio.Event()
+
+    async def wait(self, timeout: float) -> bool:
+        """Until a notification has come since the last wait, or ``timeout`` passes; True if one came (or the
+        listening connection dropped: re-read)."""
+        if not self.event.is_set():
+            if not await self.notifier.listen(self.channel):
+                await asyncio.sleep(timeout)
+                return False
+            try:
+                await asyncio.wait_for(self.event.wait(), timeout)
+            except TimeoutError:
+                return False
+        self.event.clear()
+        return True
+
+
 class Notifier:
     def __init__(self, url: str | None, wake_dir: Path | None = None) -> None:
         self.url = url  # a PostgreSQL URL, or None (SQLite: wakes through ``wake_dir``, or none: waits are sleeps)
-        self._wake_dir = wake_dir
-        self._socket: wakes.WakeSocket | None = None
-        self._socket_loop: asyncio.AbstractEventLoop | None = None
-        self._events_due: dict[str, str] = {}  # run id -> its newest events' wake, not yet delivered
-        self._events_timer: asyncio.TimerHandle | None = None
-        self._events_woken_at = float("-inf")  # (the socket's loop's clock)
+        self._wakes = wakes.Listener(wake_dir, self._delivered, EVENTS_GAP_S) if wake_dir is not None else None
         self._conn: Any = None
         self._started: asyncio.Task[None] | None = None
         self._retry_at = 0.0  # monotonic time before which no new connection is tried
@@ -103,6 +133,9 @@ class Notifier:
         self.connections += 1
 
     def _received(self, _conn: Any, _pid: int, channel: str, payload: str) -> None:
+        self._delivered(channel, payload)
+
+    def _delivered(self, channel: str, payload: str) -> None:
         key = payload.split(" ", 1)[0]
         for want_channel, want_key, event in self._waiters:
             if want_channel == channel and (want_key is None or want_key == key):
@@ -135,83 +168,40 @@ class Notifier:
             return False
         return self._conn is not None and not self._conn.is_closed()
 
-    def _bound(self) -> bool:
-        """Whether this process's wake socket is bound and read by the running loop (binding it if not)."""
-        if self._wake_dir is None:
+    async def listen(self, channel: str | None = None) -> bool:
+        """Listen now (for ``channel``: on SQLite, events have a socket of their own); whether notifications
+        can arrive."""
+        if self.url is not None:
+            return await self._listening()
+        if self._wakes is None:
             return False
-        loop = asyncio.get_running_loop()
-        if self._socket is not None and self._socket_loop is loop:
-            return True
-        self._unbind()
+        return self._wakes.bound(wakes.EVENTS if channel == EVENTS_CHANNEL else wakes.OTHERS)
+
+    @contextlib.asynccontextmanager
+    async def interest(self, channel: str, key: str | None) -> AsyncIterator[Interest]:
+        """Take an interest in ``channel`` (for ``key``; None: any) until the block ends: take it before the
+        first read of the tables it is about, and wait on it after each read (``Interest.wait``)."""
+        await self.listen(channel)
+        interest = Interest(self, channel)
+        waiter = (channel, key, interest.event)
+        self._waiters.append(waiter)
         try:
-            self._socket = wakes.WakeSocket(self._wake_dir)
-        except OSError as exc:
-            log.warning("cannot bind a wake-up socket (%s); polling instead", exc)
-            self._wake_dir = None
-            return False
-        loop.add_reader(self._socket.fileno(), self._woken)
-        self._socket_loop = loop
-        return True
-
-    def _woken(self) -> None:
-        """Datagrams arrived: wake their waiters; events' wakes at most every ``EVENTS_GAP_S`` (a run commits
-        up to thousands of groups a second, and each wake makes its followers read the store again)."""
-        if self._socket is None:
-            return
-        for channel, payload in self._socket.received():
-            if channel == EVENTS_CHANNEL:
-                self._events_due[payload.split(" ", 1)[0]] = payload
-            else:
-                self._received(None, 0, channel, payload)
-        if self._events_due and self._events_timer is None:
-            assert self._socket_loop is not None
-            at = max(self._socket_loop.time(), self._events_woken_at + EVENTS_GAP_S)
-            self._events_timer = self._socket_loop.call_at(at, self._wake_for_events)
-
-    def _wake_for_events(self) -> None:
-        due, self._events_due, self._events_timer = self._events_due, {}, None
-        self._events_woken_at = self._socket_loop.time() if self._socket_loop is not None else 0.0
-        for payload in due.values():
-            self._received(None, 0, EVENTS_CHANNEL, payload)
-
-    def _unbind(self) -> None:
-        if self._events_timer is not None:
-            self._events_timer.cancel()
-            self._events_timer, self._events_due = None, {}
-        sock, loop, self._socket, self._socket_loop = self._socket, self._socket_loop, None, None
-        if sock is not None:
-            if loop is not None and not loop.is_closed():
-                loop.remove_reader(sock.fileno())
-            sock.close()
-
-    async def listen(self) -> bool:
-        """Start listening now, so that nothing sent from here on is missed; whether notifications can arrive.
-
-        A sender calls it before it queues a command, so that the answer cannot come before it listens."""
-        if self.url is None:
-            return self._bound()
-        return await self._listening()
+            yield interest
+        finally:
+            self._waiters.remove(waiter)
 
     async def wait(self, channel: str, key: str | None, timeout: float) -> bool:
         """Until a notification on ``channel`` (for ``key``) arrives or ``timeout`` passes; True if one arrived.
 
-        Also True when the listening connection dropped (notifications may have been lost: re-read).
+        Also True when the listening connection dropped (notifications may have been lost: re-read). One
+        that comes between two waits is lost: a caller that reads in a loop holds an ``interest`` instead.
         """
-        if not await self.listen():
-            await asyncio.sleep(timeout)
-            return False
-        waiter = (channel, key, asyncio.Event())
-        self._waiters.append(waiter)
-        try:
-            await asyncio.wait_for(waiter[2].wait(), timeout)
-            return True
-        except TimeoutError:
-            return False
-        finally:
-            self._waiters.remove(waiter)
+        async with self.interest(channel, key) as interest:
+            return await interest.wait(timeout)
 
     async def close(self) -> None:
-        self._unbind()
+        if self._wakes is not None:
+            self._wakes.close()
         if self._started is not None and not self._started.done():
             self._started.cancel()
         conn, self._conn = self._conn, None

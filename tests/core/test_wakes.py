@@ -6,6 +6,7 @@ import asyncio
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
@@ -32,7 +33,7 @@ asyncio.run(main())
 HOLDER = """
 import pathlib, sys, time
 from core.store import wakes
-sock = wakes.WakeSocket(pathlib.Path(sys.argv[1]))
+sock = wakes.WakeSocket(pathlib.Path(sys.argv[1]), 'cmd')
 print(sock.path, flush=True)
 time.sleep(120)
 """
@@ -117,20 +118,23 @@ async def test_a_stream_of_commits_wakes_a_follower_at_most_once_per_gap_not_onc
     notifier = Notifier.for_url(store.url)
     woken = 0
     try:
-        assert await notifier.listen()
+        assert await notifier.listen(EVENTS_CHANNEL)
+        (follower,) = wakes.wake_dir(store.url.split("///", 1)[1]).glob("*.ev.sock")
 
         async def count() -> None:
             nonlocal woken
-            while True:
-                if await notifier.wait(EVENTS_CHANNEL, "r1", 5):
-                    woken += 1
+            async with notifier.interest(EVENTS_CHANNEL, "r1") as committed:
+                while True:
+                    if await committed.wait(5):
+                        woken += 1
 
         counting = asyncio.ensure_future(count())
         await asyncio.sleep(0)
         started = time.monotonic()
-        for i in range(200):  # as another process would send them
-            wakes.send(notifier._wake_dir, [(EVENTS_CHANNEL, f"r1 {i}")])
-            await asyncio.sleep(0.001)
+        with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as other:  # as another process's commits send them
+            for i in range(200):
+                other.sendto(f"{EVENTS_CHANNEL} r1 {i}".encode(), str(follower))
+                await asyncio.sleep(0.001)
         elapsed = time.monotonic() - started
         await asyncio.sleep(3 * EVENTS_GAP_S)
         counting.cancel()
@@ -176,12 +180,12 @@ def test_a_socket_left_by_a_killed_process_is_removed_by_the_next_sender(tmp_pat
     try:
         left = Path(proc.stdout.readline().strip())
         assert left.exists()
-        mine = wakes.WakeSocket(directory)
-        wakes.send(directory, [(COMMANDS_CHANNEL, "run")])
+        mine = wakes.WakeSocket(directory, wakes.OTHERS)
+        wakes.send(directory, [(COMMANDS_CHANNEL, "run")], EVENTS_CHANNEL)
         assert left.exists()  # alive: it was sent to, not removed
         os.kill(proc.pid, signal.SIGKILL)
         proc.wait()
-        wakes.send(directory, [(COMMANDS_CHANNEL, "run")])
+        wakes.send(directory, [(COMMANDS_CHANNEL, "run")], EVENTS_CHANNEL)
         assert not left.exists()  # killed: its socket refused, and was removed
         assert mine.received() == [(COMMANDS_CHANNEL, "run"), (COMMANDS_CHANNEL, "run")]
         mine.close()
@@ -204,8 +208,51 @@ def test_a_wake_directory_others_can_write_to_is_not_used(monkeypatch):
     monkeypatch.setattr(wakes, "_dirs", {})
     directory = wakes.wake_dir(tmp / "x.db")
     assert directory is not None and directory.parent == base and not directory.exists()  # (made by a socket)
-    sock = wakes.WakeSocket(directory)
+    sock = wakes.WakeSocket(directory, wakes.OTHERS)
     assert directory.stat().st_mode & 0o077 == 0
     sock.close()
     assert not directory.exists()
+    shutil.rmtree(tmp)
+
+
+async def test_a_wake_that_cannot_be_sent_never_fails_the_commit_it_follows(tmp_path, monkeypatch):
+    def broken(*args, **kwargs):
+        raise OSError(24, "Too many open files")
+
+    monkeypatch.setattr(wakes, "send", broken)
+    orch = await Orchestrator.open(str(tmp_path / "s.db"))
+    try:
+        run_id = await orch.create_run(validate_plan({"steps": [{"key": "a"}]}))  # (its commit notifies)
+        assert await orch.drive(run_id) == "succeeded"
+    finally:
+        await orch.close()
+
+
+async def test_a_wake_that_comes_while_its_holder_reads_is_kept_for_its_next_wait(tmp_path):
+    """A driver reading its inbox, a sender reading its command: the wake meanwhile is not lost (it would cost
+    a whole poll)."""
+    store = await Store.open(str(tmp_path / "i.db"))
+    notifier = Notifier.for_url(store.url)
+    try:
+        async with notifier.interest(COMMANDS_CHANNEL, "r1") as queued:
+            (inbox,) = wakes.wake_dir(store.url.split("///", 1)[1]).glob("*.cmd.sock")
+            with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as other:
+                other.sendto(f"{COMMANDS_CHANNEL} r1".encode(), str(inbox))
+            await asyncio.sleep(0.1)  # it arrives while nobody waits (the holder is reading)
+            assert await asyncio.wait_for(queued.wait(60), 10) is True
+            assert await queued.wait(0.05) is False  # and it counts once
+    finally:
+        await notifier.close()
+        await store.close()
+
+
+def test_a_wake_directory_that_is_a_link_is_not_used(monkeypatch):
+    """Another user may plant /tmp/loopdeck-<uid> as a link to a directory of this user's: it is refused."""
+    tmp = Path(tempfile.mkdtemp(dir="/tmp"))
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp))
+    monkeypatch.setattr(wakes, "_dirs", {})
+    private = tmp / "private"
+    private.mkdir(mode=0o700)
+    (tmp / f"loopdeck-{os.getuid()}").symlink_to(private)
+    assert wakes.wake_dir(tmp / "x.db") is None
     shutil.rmtree(tmp)

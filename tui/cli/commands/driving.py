@@ -224,9 +224,11 @@ async def _watch_children(orch: Orchestrator, run_id: str, approve: str, helpers
                 if (await orch.run(run_id, plan=False)).status.terminal:
                     return  # its children are done with it
                 for child in await orch.children(run_id):
-                    if child["id"] in seen or (first and RunStatus(child["status"]).terminal):
+                    if child["id"] in seen:
                         continue
                     seen.add(child["id"])
+                    if first and RunStatus(child["status"]).terminal:
+                        continue  # ended before this began (a resumed run's): not told again
                     snapshot = await orch.snapshot(child["id"], events=False)
                     progress = Progress(err, child["id"], snapshot, child_of=f'step "{child["step"]}" of run {run_id}')
                     helpers.start(_watch_child(orch, child["id"], progress, approve, helpers))
