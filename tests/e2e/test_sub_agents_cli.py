@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import time
 
 
 def parent_plan(cli):
@@ -109,3 +110,49 @@ def test_ctrl_c_while_the_child_runs_leaves_it_for_the_resume_not_canceled(cli):
     resumed = cli("resume", parent, "--headless", "--json")
     assert resumed.returncode == 0, resumed.stderr
     assert [c["id"] for c in json.loads(resumed.stdout)["run"]["children"]] == [child]
+
+
+def test_a_resumed_run_does_not_tell_again_the_children_that_ended_before_it(cli):
+    """Each child's gate is said once: at the resume, a child that had ended is not told (nor answered) again."""
+    plan = cli.write_plan(
+        {
+            "goal": "parent",
+            "agents": {"sim": {"kind": "sim", "latency_ms": 0}},
+            "steps": [
+                {"key": "first", "type": "sub_agent", "steps": [{"key": "gate1", "approval": "required"}]},
+                {
+                    "key": "second",
+                    "type": "sub_agent",
+                    "depends_on": ["first"],
+                    "steps": [{"key": "gate2", "approval": "required"}],
+                },
+            ],
+        }
+    )
+    waiting = (
+        "SELECT s.run_id FROM steps s JOIN runs r ON r.id = s.run_id "
+        "WHERE r.parent_run_id IS NOT NULL AND s.key = ? AND s.status = 'waiting_user'"
+    )
+    proc = cli.spawn("run", str(plan), "--headless", "--approve", "ask")
+    try:
+        ((first,),) = cli.wait_until(waiting, bool, 30, "gate1")
+        assert cli("approve", first, "gate1").returncode == 0
+        cli.wait_until(waiting, bool, 30, "gate2")
+        os.kill(proc.pid, signal.SIGINT)  # ctrl-c while the second child waits: the resume goes on with it
+        assert proc.wait(20) == 130
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    (parent,) = cli.query("SELECT id FROM runs WHERE parent_run_id IS NULL")[0]
+    ((second,),) = cli.query(waiting, "gate2")
+    resumed = cli.spawn("resume", parent, "--headless", "--approve", "ask")
+    try:
+        time.sleep(1.5)  # the resume looks for children more than once meanwhile (every 0.5 s)
+        assert cli("approve", second, "gate2").returncode == 0
+        assert resumed.wait(30) == 0
+    finally:
+        if resumed.poll() is None:
+            resumed.kill()
+    said = sorted(cli.tmp.glob("spawn-*.log"))[-1].read_text()  # the resume's stderr
+    assert f"loopdeck approve {second} gate2" in said  # the child it goes on with is told
+    assert first not in said, said  # the one that ended before the resume is not told again
