@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections.abc import AsyncIterator
 from typing import Any
@@ -121,17 +122,20 @@ class Reading(OrchestratorBase):
 
     async def wait_for_events(self, run_id: str | None, timeout: float) -> bool:
         """Until events of the run are committed — by this process (its event bus: a dashboard driving its run
-        hears at once) or another (PostgreSQL NOTIFY) — or ``timeout``: a hint to re-read the store."""
+        hears at once) or another (NOTIFY, or a datagram on SQLite) — or ``timeout``: a hint to re-read the
+        store. One committed while the caller reads is missed: a loop that reads holds ``events_coming``."""
+        async with self.events_coming(run_id) as coming:
+            return await coming.wait(timeout)
+
+    @contextlib.asynccontextmanager
+    async def events_coming(self, run_id: str | None) -> AsyncIterator[EventsComing]:
+        """Events of the run committed from now on, by this process or another, for a reader that re-reads
+        the store between waits (the dashboard's feed): take it before the first read, wait on it after each."""
         doorbell = self.bus.subscribe(run_id, maxsize=1)  # (only whether something came: a Gap will do)
-        rang = asyncio.ensure_future(doorbell.get())
-        notified = asyncio.ensure_future(self.notifier.wait(EVENTS_CHANNEL, run_id, timeout))
         try:
-            done, _ = await asyncio.wait({rang, notified}, return_when=asyncio.FIRST_COMPLETED)
-            return True if rang in done else notified.result()
+            async with self.notifier.interest(EVENTS_CHANNEL, run_id) as committed:
+                yield EventsComing(doorbell, committed)
         finally:
-            for waiting in (rang, notified):
-                waiting.cancel()
-            await asyncio.gather(rang, notified, return_exceptions=True)
             doorbell.close()
 
     def subscribe(self, run_id: str | None = None, maxsize: int | None = None) -> Subscription:
@@ -178,3 +182,25 @@ class Reading(OrchestratorBase):
             return local.result()
         local.cancel()
         return None
+
+
+class EventsComing:
+    """Whether events came since the last wait: published here (the doorbell) or committed elsewhere."""
+
+    def __init__(self, doorbell: Subscription, committed: Interest) -> None:
+        self.doorbell, self.committed = doorbell, committed
+
+    async def wait(self, timeout: float) -> bool:
+        """Until events come (or came since the last wait), or ``timeout``: True if they did."""
+        if self.doorbell.get_nowait():
+            self.committed.event.clear()  # (the store is read next: that covers both)
+            return True
+        rang = asyncio.ensure_future(self.doorbell.get())
+        notified = asyncio.ensure_future(self.committed.wait(timeout))
+        try:
+            done, _ = await asyncio.wait({rang, notified}, return_when=asyncio.FIRST_COMPLETED)
+            return True if rang in done else notified.result()
+        finally:
+            for waiting in (rang, notified):
+                waiting.cancel()
+            await asyncio.gather(rang, notified, return_exceptions=True)

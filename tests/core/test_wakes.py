@@ -256,3 +256,20 @@ def test_a_wake_directory_that_is_a_link_is_not_used(monkeypatch):
     (tmp / f"loopdeck-{os.getuid()}").symlink_to(private)
     assert wakes.wake_dir(tmp / "x.db") is None
     shutil.rmtree(tmp)
+
+
+async def test_the_dashboards_feed_keeps_what_was_committed_while_it_read(tmp_path):
+    """``events_coming``: events published here, or committed by another process, while the feed reads the
+    store are kept for its next wait (each would otherwise cost a 50 ms poll)."""
+    db = tmp_path / "d.db"
+    async with await Orchestrator.open(str(db)) as orch:
+        run_id = await orch.create_run(validate_plan({"steps": [{"key": "a"}]}))
+        async with orch.events_coming(run_id) as coming:
+            (feed,) = wakes.wake_dir(db).glob("*.ev.sock")
+            with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as other:
+                other.sendto(f"{EVENTS_CHANNEL} {run_id} 9".encode(), str(feed))
+            await asyncio.sleep(0.1)  # committed elsewhere while nobody waits
+            assert await asyncio.wait_for(coming.wait(60), 10) is True
+            assert await coming.wait(0.05) is False
+            await orch.cancel(run_id)  # published here while nobody waits
+            assert await asyncio.wait_for(coming.wait(60), 10) is True

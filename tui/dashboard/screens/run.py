@@ -127,25 +127,26 @@ class RunScreen(GatesMixin, ActionsMixin, LoopdeckScreen):
     @work(exclusive=True, group="feed", exit_on_error=False, name="the event feed")
     async def feed(self) -> None:
         """Fold new events from the store into the view model (never touches widgets)."""
-        while True:
-            view = self.view
-            if view is None:
-                await asyncio.sleep(POLL_S)
-                continue
-            try:
-                events = await self.ctx.orch.events_since(self.run_id, view.last_event_id, limit=5000)
-                self._feed_error = None
-            except Exception as exc:
-                self._feed_error = str(exc) if isinstance(exc, StoreError) else f"{type(exc).__name__}: {exc}"
-                await asyncio.sleep(1.0)
-                continue
-            for event in events:
-                view.apply(event)
-            self._pending_log.extend(events)
-            if events:
-                self._render_soon()
-            if len(events) < 5000:  # caught up: wait for the next commit (NOTIFY on PostgreSQL) or a poll
-                await self.ctx.orch.wait_for_events(self.run_id, POLL_S)
+        async with self.ctx.orch.events_coming(self.run_id) as coming:  # (one committed while it reads is kept)
+            while True:
+                view = self.view
+                if view is None:
+                    await asyncio.sleep(POLL_S)
+                    continue
+                try:
+                    events = await self.ctx.orch.events_since(self.run_id, view.last_event_id, limit=5000)
+                    self._feed_error = None
+                except Exception as exc:
+                    self._feed_error = str(exc) if isinstance(exc, StoreError) else f"{type(exc).__name__}: {exc}"
+                    await asyncio.sleep(1.0)
+                    continue
+                for event in events:
+                    view.apply(event)
+                self._pending_log.extend(events)
+                if events:
+                    self._render_soon()
+                if len(events) < 5000:  # caught up: wait for the next commit (its wake) or a poll
+                    await coming.wait(POLL_S)
 
     def _render_soon(self) -> None:
         """New events: refresh as soon as ``RENDER_GAP_S`` since the last refresh allows, not at the next tick
