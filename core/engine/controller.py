@@ -53,6 +53,7 @@ from core.engine.tool_calls import ToolCalls
 from core.engine.transitions import Effects
 from core.errors import LoopdeckError, PlanError
 from core.executors import AttemptFailed, ChildRuns, Executor, Result
+from core.model import commands
 from core.model.events import EventType
 from core.model.plan import validate_plan
 from core.model.states import CallStatus, RunStatus, StepStatus
@@ -383,11 +384,11 @@ class RunController:
 
     # -- operator actions -------------------------------------------------------------------
 
-    async def perform(self, command: actions.Command, user: str) -> None:
+    async def perform(self, command: commands.Command, user: str) -> None:
         """Carry out an operator action: the decider shared with offline actions, applied live."""
         effects = actions.decide(self.run, command, user, self.clock())
         write = self._follow(effects)
-        if command.kind in actions.ENDS_RUN and self.sup.done is not None:  # the run ends: wait for its driver
+        if command.kind in commands.ENDS_RUN and self.sup.done is not None:  # the run ends: wait for its driver
             await asyncio.wait({self.sup.done})  # (a cancel of the drive is not this caller's to raise)
             if write.done() and not write.cancelled() and (failed := write.exception()) is not None:
                 raise failed  # the end was not recorded
@@ -396,9 +397,9 @@ class RunController:
 
     async def _serve(self, kind: str, payload: dict[str, Any], user: str) -> None:
         """A command from another process (``loopdeck approve`` in another terminal); a cancel is not awaited."""
-        effects = actions.decide(self.run, actions.from_payload(kind, payload), user, self.clock())
+        effects = actions.decide(self.run, commands.from_payload(kind, payload), user, self.clock())
         write = self._follow(effects)
-        if kind not in actions.ENDS_RUN:
+        if kind not in commands.ENDS_RUN:
             await asyncio.shield(write)
 
     def _follow(self, *decisions: Effects) -> asyncio.Future[list[int]]:

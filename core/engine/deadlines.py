@@ -18,6 +18,7 @@ from typing import Any
 from core.engine import actions, transitions
 from core.engine.run_state import RunState
 from core.engine.transitions import Effects
+from core.model import commands
 from core.model.events import EventType, iso
 from core.model.states import RunStatus
 from core.model.tools import CallStatus, OnTimeout, approval_timeout
@@ -73,19 +74,19 @@ class Deadlines:
             policy = self.run.policy
             action, seconds = policy.on_approval_timeout, policy.approval_timeout_s or 0.0
             reason = f"the review of the proposed replan timed out after {seconds:g}s"
-            command: actions.Command = actions.DecidePlan(approve=action == "approve", reason=reason)
+            command: commands.Command = commands.DecidePlan(approve=action == "approve", reason=reason)
             subject = {"gate": "plan", "step": (self.run.proposal or {}).get("by"), "deadline": iso(self.run.deadline)}
         elif kind == "step":
             step = self.run.steps[name]
             action, seconds = self._step_action(name)
             reason = f"approval timed out after {seconds:g}s"
-            command = actions.Approve(name, reason) if action == "approve" else actions.Reject(name, reason)
+            command = commands.Approve(name, reason) if action == "approve" else commands.Reject(name, reason)
             subject = {"gate": "step", "step": name, "deadline": iso(step.deadline)}
         else:
             call = self.run.call(name)
             action, seconds = self._call_action(call.rule)
             reason = f"approval timed out after {seconds:g}s"
-            command = actions.DecideCall(name, approve=action == "approve", reason=reason)
+            command = commands.DecideCall(name, approve=action == "approve", reason=reason)
             subject = {"gate": "call", "step": call.step, "call": name, "deadline": iso(call.deadline)}
         effects = Effects()
         effects.batch.event(

@@ -202,7 +202,7 @@ def end_run(
 ) -> None:
     """End the run: every unfinished step skipped with the run's verdict, the verdict and the result written.
 
-    ``finished``: an operator ended it early (``actions.Finish``), perhaps with an answer of their own.
+    ``finished``: an operator ended it early (``commands.Finish``), perhaps with an answer of their own.
     """
     run.set_mode(RunMode.ENDING)
     effects.ended = []

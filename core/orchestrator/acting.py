@@ -15,12 +15,10 @@ from typing import TYPE_CHECKING, Any
 from core.cluster.lease import Holder, holder_state
 from core.errors import BadInput, LoopdeckError, StaleWrite, TransitionError
 from core.lazy import LazyModule
+from core.model import commands
 from core.model.events import EventType
 from core.orchestrator.base import Delivery, OrchestratorBase
-from core.store import (
-    Store,
-    WriteBatch,
-)
+from core.store import RunRecord, Store, WriteBatch
 from core.values import checked_input
 
 if TYPE_CHECKING:
@@ -45,8 +43,8 @@ class Acting(OrchestratorBase):
         timeout_s: float = 10.0,
     ) -> Delivery:
         """Approve a waiting step (optionally with edited input), wherever the run is driven."""
-        edited = actions.KEEP if input is ... else checked_input(input)
-        if edited is not actions.KEEP:
+        edited = commands.KEEP if input is ... else checked_input(input)
+        if edited is not commands.KEEP:
             state, _ = await self.run_state(await self.store.resolve_run_id(run_id))
             schema = state.step(key).spec.input_schema
             if schema is not None:
@@ -54,27 +52,27 @@ class Acting(OrchestratorBase):
                     tools.check_arguments(key, schema, edited, what=f'the edited input of step "{key}"')
                 except tools.ToolError as exc:
                     raise BadInput(str(exc)) from None
-        return await self.act(run_id, actions.Approve(key, reason, edited), user=user, timeout_s=timeout_s)
+        return await self.act(run_id, commands.Approve(key, reason, edited), user=user, timeout_s=timeout_s)
 
     async def reject(
         self, run_id: str, key: str, *, user: str | None = None, reason: str | None = None, timeout_s: float = 10.0
     ) -> Delivery:
-        return await self.act(run_id, actions.Reject(key, reason), user=user, timeout_s=timeout_s)
+        return await self.act(run_id, commands.Reject(key, reason), user=user, timeout_s=timeout_s)
 
     async def retry(self, run_id: str, key: str, *, user: str | None = None, timeout_s: float = 10.0) -> Delivery:
         """Give a failed step one more attempt (its skipped dependents wait for it again)."""
-        return await self.act(run_id, actions.Retry(key), user=user, timeout_s=timeout_s)
+        return await self.act(run_id, commands.Retry(key), user=user, timeout_s=timeout_s)
 
     async def skip(
         self, run_id: str, key: str, *, user: str | None = None, reason: str | None = None, timeout_s: float = 10.0
     ) -> Delivery:
         """Skip a step that has not run yet (pending or waiting for approval)."""
-        return await self.act(run_id, actions.Skip(key, reason), user=user, timeout_s=timeout_s)
+        return await self.act(run_id, commands.Skip(key, reason), user=user, timeout_s=timeout_s)
 
     async def cancel(
         self, run_id: str, *, user: str | None = None, reason: str | None = None, timeout_s: float = 10.0
     ) -> Delivery:
-        delivery = await self.act(run_id, actions.Cancel(reason), user=user, timeout_s=timeout_s)
+        delivery = await self.act(run_id, commands.Cancel(reason), user=user, timeout_s=timeout_s)
         await self._cancel_children(run_id)
         return delivery
 
@@ -100,10 +98,10 @@ class Acting(OrchestratorBase):
         ``answer`` (any JSON value) is the run's answer; left out, the answer is
         what its final steps produced. Refused on a run that already ended.
         """
-        if status not in actions.FINISH_STATUSES:
+        if status not in commands.FINISH_STATUSES:
             raise BadInput(f"--status is succeeded or failed, not {status!r}")
         given = answer is not ...
-        command = actions.Finish(checked_input(answer) if given else None, status, reason, given)
+        command = commands.Finish(checked_input(answer) if given else None, status, reason, given)
         return await self.act(run_id, command, user=user, timeout_s=timeout_s)
 
     async def set_budget(
@@ -117,7 +115,7 @@ class Acting(OrchestratorBase):
     ) -> Delivery:
         """Set a run's token budget, or with ``usd`` its budget in dollars (``None``: no limit); a run paused
         on its budget continues."""
-        return await self.act(run_id, actions.SetBudget(limit, usd), user=user, timeout_s=timeout_s)
+        return await self.act(run_id, commands.SetBudget(limit, usd), user=user, timeout_s=timeout_s)
 
     async def replan(
         self,
@@ -130,7 +128,7 @@ class Acting(OrchestratorBase):
         timeout_s: float = 10.0,
     ) -> Delivery:
         """Append steps to a live run, or replace its steps that have not started (``replace_pending``)."""
-        return await self.act(run_id, actions.Replan(steps, mode, reason), user=user, timeout_s=timeout_s)
+        return await self.act(run_id, commands.Replan(steps, mode, reason), user=user, timeout_s=timeout_s)
 
     async def approve_plan(
         self,
@@ -152,7 +150,7 @@ class Acting(OrchestratorBase):
         """
         if plan is not None and not isinstance(plan, dict):
             plan = plan.model_dump(mode="json", exclude_unset=True)
-        return await self.act(run_id, actions.DecidePlan(approve, reason, steps, plan), user=user, timeout_s=timeout_s)
+        return await self.act(run_id, commands.DecidePlan(approve, reason, steps, plan), user=user, timeout_s=timeout_s)
 
     async def decide_call(
         self,
@@ -169,7 +167,7 @@ class Acting(OrchestratorBase):
         """Answer a tool call that waits: run it (``arguments`` replace the model's) or refuse it (the model
         gets ``reason``). Edited arguments must be valid for the tool's input schema (``BadInput`` lists why).
         ``always``: also allow this tool for the rest of the run (a rule added to it, as an event)."""
-        edited = actions.KEEP
+        edited = commands.KEEP
         if arguments is not ...:
             if not approve:
                 raise BadInput("edited arguments go with an approval; a rejected call does not run")
@@ -181,7 +179,7 @@ class Acting(OrchestratorBase):
                 tools.check_arguments(tool, await self._schema_of(run_id, call_id, tool, state.plan.skills), edited)
             except tools.ToolError as exc:
                 raise BadInput(str(exc)) from None
-        command = actions.DecideCall(call_id, approve, reason, edited, always)
+        command = commands.DecideCall(call_id, approve, reason, edited, always)
         return await self.act(run_id, command, user=user, timeout_s=timeout_s)
 
     async def _schema_of(self, run_id: str, call_id: str, tool: str, skills: dict[str, str]) -> dict[str, Any]:
@@ -195,7 +193,7 @@ class Acting(OrchestratorBase):
         return {"type": "object"}
 
     async def act(
-        self, run_id: str, command: actions.Command, *, user: str | None = None, timeout_s: float = 10.0
+        self, run_id: str, command: commands.Command, *, user: str | None = None, timeout_s: float = 10.0
     ) -> Delivery:
         """Carry out an action where the run is: here, through the driving process, or in the store."""
         user = user or self.user
@@ -204,19 +202,32 @@ class Acting(OrchestratorBase):
         if controller is not None:
             await controller.perform(command, user)
             return Delivery.LIVE
-        state, run = await self.run_state(run_id, lenient=command.kind in actions.ENDS_RUN)
+        run = await self.store.get_run(run_id, plan=False)
+        if isinstance(command, commands.ON_A_STEP) and self._driven_elsewhere(run):
+            # its driver decides (and refuses with the same words): neither the engine nor the plan loads here
+            await self.step(run_id, command.step)  # (an unknown step is still bad input, refused here: exit 2)
+            return await self._send(run, command, user, timeout_s)
+        state, run = await self.run_state(run_id, lenient=command.kind in commands.ENDS_RUN)
         effects = actions.decide(state, command, user, self.clock())  # refused here, before anything is queued
-        if holder_state(run.lease, self.identity, time.time(), set(self._live_owners())) in (
-            Holder.ALIVE_HERE,
-            Holder.ALIVE_ELSEWHERE,
-        ):
-            driver = f"pid {run.lease.pid} on {run.lease.host}" if run.lease else "another process"
-            await self.channel.send(run_id, command.kind, actions.to_payload(command), user, timeout_s, driver)
-            return Delivery.REMOTE
+        if self._driven_elsewhere(run):
+            return await self._send(run, command, user, timeout_s)
         await self._commit_offline(run_id, command, effects)
         return Delivery.OFFLINE
 
-    async def _commit_offline(self, run_id: str, command: actions.Command, effects: actions.Effects) -> None:
+    async def _send(self, run: RunRecord, command: commands.Command, user: str, timeout_s: float) -> Delivery:
+        """Through the command channel to the process that drives the run, which applies it."""
+        driver = f"pid {run.lease.pid} on {run.lease.host}" if run.lease else "another process"
+        await self.channel.send(run.id, command.kind, commands.to_payload(command), user, timeout_s, driver)
+        return Delivery.REMOTE
+
+    def _driven_elsewhere(self, run: RunRecord) -> bool:
+        """Whether the live run's lease is held by a live process other than this one's controllers."""
+        if run.status.terminal:
+            return False  # (its driver is letting go: the store answers)
+        held = holder_state(run.lease, self.identity, time.time(), set(self._live_owners()))
+        return held in (Holder.ALIVE_HERE, Holder.ALIVE_ELSEWHERE)
+
+    async def _commit_offline(self, run_id: str, command: commands.Command, effects: actions.Effects) -> None:
         """Nobody drives the run: commit the decision made on it as the store has it; ``resume`` carries on."""
         try:
             await self._write_and_publish(effects.batch)

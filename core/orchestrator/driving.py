@@ -12,6 +12,7 @@ from core.cluster.lease import Holder, holder_state
 from core.config import default_token_budget
 from core.errors import LeaseHeld, LeaseLost, LoopdeckError, StaleWrite, TransitionError
 from core.lazy import LazyModule
+from core.model import commands
 from core.model.events import EventType, iso
 from core.model.states import RunStatus
 from core.orchestrator.acting import Acting
@@ -288,7 +289,7 @@ class Driving(Acting):
                     await self.channel.answer_queued(
                         run_id,
                         lambda kind, payload, user: self._while_reviewing(
-                            run_id, actions.from_payload(kind, payload), user
+                            run_id, commands.from_payload(kind, payload), user
                         ),
                     )
                     if time.monotonic() - renewed >= renew_every:
@@ -311,10 +312,10 @@ class Driving(Acting):
         policy, now = state.policy, self.clock()
         action = policy.on_approval_timeout
         reason = f"the plan's review timed out after {policy.approval_timeout_s:g}s"
-        command: actions.Command = (
-            actions.Finish(status="failed", reason=reason)
+        command: commands.Command = (
+            commands.Finish(status="failed", reason=reason)
             if action == "fail"
-            else actions.DecidePlan(approve=action == "approve", reason=reason)
+            else commands.DecidePlan(approve=action == "approve", reason=reason)
         )
         effects = actions.decide(state, command, deadlines.TIMEOUT_USER, now)
         payload = {"gate": "plan", "deadline": iso(run.deadline), "action": action}
@@ -323,9 +324,9 @@ class Driving(Acting):
         await self._write_and_publish(timed_out)
         await self._commit_offline(run.id, command, effects)
 
-    async def _while_reviewing(self, run_id: str, command: actions.Command, user: str) -> None:
+    async def _while_reviewing(self, run_id: str, command: commands.Command, user: str) -> None:
         """What a run whose plan awaits review accepts: the decision, or an end (cancel, finish)."""
-        if not isinstance(command, (actions.DecidePlan, actions.Cancel, actions.Finish)):
+        if not isinstance(command, (commands.DecidePlan, commands.Cancel, commands.Finish)):
             raise TransitionError(
                 f"run {run_id} is awaiting plan approval; approve or reject its plan first "
                 f"(`loopdeck approve-plan {run_id}`)"

@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 
 from core import Delivery, Orchestrator
-from core.engine.actions import (
+from core.model.commands import (
     Approve,
     Cancel,
     DecidePlan,

@@ -173,13 +173,14 @@ LOADED = """
 import sys
 from tui.cli import main
 try:
-    main(sys.argv[1:])
+    code = main(sys.argv[1:])
 finally:
     heavy = (
         "sqlalchemy.orm", "sqlalchemy.ext.asyncio", "aiosqlite", "pydantic", "pydantic_settings", "core.settings",
         "yaml", "core.model.plan", "core.engine.controller", "textual",
     )
     print("LOADED", sorted(name for name in heavy if name in sys.modules), file=sys.stderr)
+sys.exit(code)
 """
 
 
@@ -196,3 +197,38 @@ async def test_reading_commands_load_neither_the_async_orm_nor_pydantic_nor_the_
         )
         assert done.returncode == 0, done.stderr
         assert "LOADED []" in done.stderr  # each costs tens of milliseconds of every command's start
+
+
+async def test_approve_on_a_run_driven_in_another_terminal_loads_neither_pydantic_nor_the_engine(tmp_path):
+    """The driver decides a gate's answer: the command only checks the step exists, queues it and waits."""
+    cli = Cli(tmp_path)
+    path = cli.write_plan({"steps": [{"key": "gate", "approval": "required"}, {"key": "next", "depends_on": ["gate"]}]})
+    cli.env["XDG_CONFIG_HOME"] = str(tmp_path / "no-config")
+    cli.env.pop("LOOPDECK_CONFIG", None)
+    cli.env.pop("LOOPDECK_LEASE_S")
+    driver = cli.spawn("run", str(path), "--headless", "--approve", "ask")
+    try:
+        ((run_id,),) = cli.wait_until("SELECT run_id FROM steps WHERE key = 'gate' AND status = 'waiting_user'", bool)
+        unknown = subprocess.run(
+            [sys.executable, "-c", LOADED, "approve", run_id, "nope"],
+            env=cli.env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            cwd=ROOT,
+        )
+        assert unknown.returncode == 2 and "has no step 'nope'" in unknown.stderr  # still bad input, said here
+        done = subprocess.run(
+            [sys.executable, "-c", LOADED, "approve", run_id, "gate"],
+            env=cli.env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            cwd=ROOT,
+        )
+        assert done.returncode == 0, done.stderr
+        assert "LOADED []" in done.stderr
+        assert driver.wait(30) == 0
+    finally:
+        if driver.poll() is None:
+            driver.kill()
