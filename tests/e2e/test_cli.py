@@ -7,6 +7,7 @@ import re
 import shutil
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -184,48 +185,42 @@ sys.exit(code)
 """
 
 
-async def test_reading_commands_load_neither_the_async_orm_nor_pydantic_nor_the_engine(tmp_path):
+def unconfigured(tmp_path: Path) -> Cli:
+    """A command line with no configuration file and nothing set that the settings would have to check."""
     cli = Cli(tmp_path)
-    async with await Orchestrator.open(str(cli.db)) as orch:
-        run_id = await orch.create_run(validate_plan({"steps": [{"key": "a"}]}))
-    cli.env["XDG_CONFIG_HOME"] = str(tmp_path / "no-config")  # no configuration file
+    cli.env["XDG_CONFIG_HOME"] = str(tmp_path / "no-config")
     cli.env.pop("LOOPDECK_CONFIG", None)
     cli.env.pop("LOOPDECK_LEASE_S")  # (a value given is checked by the settings)
+    return cli
+
+
+def loading(cli: Cli, *argv: str) -> subprocess.CompletedProcess[str]:
+    """The command, which says on stderr which of the heavy modules it loaded (``LOADED``)."""
+    return subprocess.run(
+        [sys.executable, "-c", LOADED, *argv], env=cli.env, capture_output=True, text=True, timeout=60, cwd=ROOT
+    )
+
+
+async def test_reading_commands_load_neither_the_async_orm_nor_pydantic_nor_the_engine(tmp_path):
+    cli = unconfigured(tmp_path)
+    async with await Orchestrator.open(str(cli.db)) as orch:
+        run_id = await orch.create_run(validate_plan({"steps": [{"key": "a"}]}))
     for argv in (["runs"], ["show", run_id], ["show", run_id, "--json"]):
-        done = subprocess.run(
-            [sys.executable, "-c", LOADED, *argv], env=cli.env, capture_output=True, text=True, timeout=60, cwd=ROOT
-        )
+        done = loading(cli, *argv)
         assert done.returncode == 0, done.stderr
         assert "LOADED []" in done.stderr  # each costs tens of milliseconds of every command's start
 
 
 async def test_approve_on_a_run_driven_in_another_terminal_loads_neither_pydantic_nor_the_engine(tmp_path):
     """The driver decides a gate's answer: the command only checks the step exists, queues it and waits."""
-    cli = Cli(tmp_path)
+    cli = unconfigured(tmp_path)
     path = cli.write_plan({"steps": [{"key": "gate", "approval": "required"}, {"key": "next", "depends_on": ["gate"]}]})
-    cli.env["XDG_CONFIG_HOME"] = str(tmp_path / "no-config")
-    cli.env.pop("LOOPDECK_CONFIG", None)
-    cli.env.pop("LOOPDECK_LEASE_S")
     driver = cli.spawn("run", str(path), "--headless", "--approve", "ask")
     try:
         ((run_id,),) = cli.wait_until("SELECT run_id FROM steps WHERE key = 'gate' AND status = 'waiting_user'", bool)
-        unknown = subprocess.run(
-            [sys.executable, "-c", LOADED, "approve", run_id, "nope"],
-            env=cli.env,
-            capture_output=True,
-            text=True,
-            timeout=60,
-            cwd=ROOT,
-        )
+        unknown = loading(cli, "approve", run_id, "nope")
         assert unknown.returncode == 2 and "has no step 'nope'" in unknown.stderr  # still bad input, said here
-        done = subprocess.run(
-            [sys.executable, "-c", LOADED, "approve", run_id, "gate"],
-            env=cli.env,
-            capture_output=True,
-            text=True,
-            timeout=60,
-            cwd=ROOT,
-        )
+        done = loading(cli, "approve", run_id, "gate")
         assert done.returncode == 0, done.stderr
         assert "LOADED []" in done.stderr
         assert driver.wait(30) == 0
