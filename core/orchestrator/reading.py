@@ -158,30 +158,14 @@ class Reading(OrchestratorBase):
                         last = event.id
                         yield event
                     while True:
-                        item = await self._next_live(sub, committed)
-                        if item is None or isinstance(item, Gap):
-                            break  # read what the store has
+                        item = await _next(sub, committed, FOLLOW_POLL_S)
+                        if not isinstance(item, Event):
+                            break  # a Gap, or another process may have written: read what the store has
                         if item.id > last:
                             last = item.id
                             yield item
         finally:
             sub.close()
-
-    async def _next_live(self, sub: Subscription, committed: Interest) -> Event | Gap | None:
-        """The next event published here, or None when another process may have written some."""
-        local = asyncio.ensure_future(sub.get())
-        remote = asyncio.ensure_future(committed.wait(FOLLOW_POLL_S))
-        try:
-            done, _ = await asyncio.wait({local, remote}, return_when=asyncio.FIRST_COMPLETED)
-        except BaseException:  # the reader left (canceled): its wait must not outlive it and fail unheard
-            local.cancel()
-            raise
-        finally:
-            remote.cancel()
-        if local in done:
-            return local.result()
-        local.cancel()
-        return None
 
 
 class EventsComing:
@@ -195,12 +179,17 @@ class EventsComing:
         if self.doorbell.get_nowait():
             self.committed.event.clear()  # (the store is read next: that covers both)
             return True
-        rang = asyncio.ensure_future(self.doorbell.get())
-        notified = asyncio.ensure_future(self.committed.wait(timeout))
-        try:
-            done, _ = await asyncio.wait({rang, notified}, return_when=asyncio.FIRST_COMPLETED)
-            return True if rang in done else notified.result()
-        finally:
-            for waiting in (rang, notified):
-                waiting.cancel()
-            await asyncio.gather(rang, notified, return_exceptions=True)
+        return await _next(self.doorbell, self.committed, timeout) is not False
+
+
+async def _next(sub: Subscription, committed: Interest, timeout: float) -> Event | Gap | bool:
+    """The next event published here; else whether another process committed some (the interest's wait:
+    True) before ``timeout`` (False)."""
+    local = asyncio.ensure_future(sub.get())
+    remote = asyncio.ensure_future(committed.wait(timeout))
+    try:
+        done, _ = await asyncio.wait({local, remote}, return_when=asyncio.FIRST_COMPLETED)
+    finally:  # (the reader left, or one came first: the other wait must not outlive it and fail unheard)
+        for waiting in (local, remote):
+            waiting.cancel()
+    return local.result() if local in done else remote.result()

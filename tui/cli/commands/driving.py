@@ -23,6 +23,7 @@ from core import (
     Orchestrator,
     Plan,
     RunStatus,
+    Subscription,
     Worker,
     demo_plan,
     mask_urls,
@@ -241,7 +242,7 @@ async def _watch_children(orch: Orchestrator, run_id: str, approve: str, helpers
         created.close()
 
 
-async def _a_run_created(sub: Any, timeout: float) -> None:
+async def _a_run_created(sub: Subscription, timeout: float) -> None:
     """Until a run is created in this process (a child run, it may be), or ``timeout`` passes."""
     with contextlib.suppress(TimeoutError):
         async with asyncio.timeout(timeout):
