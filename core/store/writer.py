@@ -17,9 +17,13 @@ up to the store's busy timeout; so does every group when the file is not in
 WAL mode (a commit could then wait for readers). SQLite's automatic
 checkpoint (copying the WAL into the database, with an fsync) would stall
 the loop for milliseconds inside a commit; the writer's connection turns it
-off, and every ``CHECKPOINT_GROUPS`` groups, and at close, the thread
-checkpoints right after a commit. Other databases use the async connection.
-All run the same ``apply_group``.
+off. Every ``CHECKPOINT_GROUPS`` groups a passive checkpoint starts beside
+the loop, on a second connection in the writer's thread, while groups go on
+committing on the loop; once it is done, the next group goes to the thread,
+which checkpoints the few frames appended meanwhile right after its commit,
+so that the WAL starts over (a checkpoint beside running commits never
+catches up with them by itself). So does the last group, at close. Other
+databases use the async connection. All run the same ``apply_group``.
 
 Step updates are compare-and-set (``WHERE status = expected AND attempts =
 expected``). A group is applied with executemany; if any compare-and-set
@@ -105,6 +109,7 @@ _EVENT_SEQ = "SELECT seq FROM sqlite_sequence WHERE name = 'events'"
 INLINE_ROWS = 64  # the largest group applied on the event loop (a few hundred µs); larger ones go to the thread
 INLINE_TEXT = 256_000  # nor more characters of inputs, outputs and payloads than this (an output may be megabytes)
 CHECKPOINT_GROUPS = 100  # groups between WAL checkpoints (a group writes a few pages; SQLite's own is every 1,000)
+CHECKPOINT_GROUPS_MAX = 4 * CHECKPOINT_GROUPS  # groups before a checkpoint still copying is waited for
 EVENTS_LOCK_KEY = 0x6C6F6F70  # "loop": the advisory lock that orders event ids (PostgreSQL)
 
 Extra = Callable[[Connection], Any]
@@ -201,6 +206,8 @@ class GroupWriter:
         self._thread: ThreadPoolExecutor | None = None
         self._busy_timeout_ms = 0  # the store's: how long the thread waits for another process's write lock
         self._since_checkpoint = 0  # SQLite groups committed since the writer's last checkpoint
+        self._beside: asyncio.Future[None] | None = None  # the checkpoint running beside the loop's commits
+        self._beside_conn: list[Connection] = []  # its connection, opened by the thread when first needed
         self._inline_ok = False  # SQLite in WAL mode: a commit never waits for readers (else all go to the thread)
         self.groups = 0
         self.inline = 0  # groups applied on the event loop (SQLite)
@@ -244,6 +251,11 @@ class GroupWriter:
         if self._conn is not None:
             await self._conn.close()
             self._conn = None
+        if self._beside is not None:
+            await self._beside
+            self._beside = None
+        if self._beside_conn:
+            await self._in_thread(_close_connection, self._beside_conn.pop())
         if self._sync_conn is not None:  # its last groups checkpointed, its pragmas gone with it (not pooled)
             await self._in_thread(_close_writer, self._sync_conn)
             self._sync_conn = None
@@ -269,7 +281,7 @@ class GroupWriter:
         """Apply ``batches`` in one transaction and commit; roll back on any error."""
         if self._sync_conn is not None:
             self._since_checkpoint += 1
-            due = self._since_checkpoint > CHECKPOINT_GROUPS
+            due = await self._checkpoint_due()
             if self._inline_ok and _small(batches) and not due:
                 try:
                     ids = _transaction_sync(self._sync_conn, batches)
@@ -284,6 +296,26 @@ class GroupWriter:
         assert self._conn is not None
         async with self._conn.begin():
             return await self._conn.run_sync(apply_group, batches)
+
+    async def _checkpoint_due(self) -> bool:
+        """Whether this group goes to the thread to end a checkpoint (see the module docstring): past
+        ``CHECKPOINT_GROUPS`` groups, in WAL mode, once the checkpoint started beside the loop is done.
+        One still copying after ``CHECKPOINT_GROUPS_MAX`` groups (a slow disk) is waited for: the WAL
+        grows while it copies."""
+        if self._since_checkpoint <= CHECKPOINT_GROUPS:
+            return False
+        if not self._inline_ok:
+            return True
+        if self._beside is None:
+            self._beside = asyncio.ensure_future(
+                self._in_thread(_checkpoint_beside, self._sync_engine, self._beside_conn)
+            )
+            return False
+        if not self._beside.done() and self._since_checkpoint <= CHECKPOINT_GROUPS_MAX:
+            return False
+        await self._beside
+        self._beside = None
+        return True
 
     async def _commit_group(self, group: list[tuple[WriteBatch, asyncio.Future[list[int]]]]) -> None:
         self.groups += 1
@@ -364,11 +396,28 @@ def _checkpoint(conn: Connection) -> None:
         log.warning("a WAL checkpoint failed (the next one tries again): %s", exc)
 
 
+def _checkpoint_beside(engine: Engine, held: list[Connection]) -> None:
+    """In the writer's thread, while the loop goes on committing: a passive checkpoint on a connection of
+    its own (``held``: opened once, closed with the writer); it copies what the WAL held when it began.
+    SQLite runs it without the interpreter's lock, and it takes no lock a writer needs."""
+    try:
+        if not held:
+            held.append(engine.connect())
+    except Exception as exc:
+        log.warning("a WAL checkpoint failed (the next one tries again): %s", exc)
+        return
+    _checkpoint(held[0])
+
+
 def _close_writer(conn: Connection) -> None:
     """At close: checkpoint what this process wrote (another process may never write again, and SQLite
     checkpoints by itself only when the last connection closes), then close the driver's connection
     rather than pool it with the writer's pragmas."""
     _checkpoint(conn)
+    _close_connection(conn)
+
+
+def _close_connection(conn: Connection) -> None:
     conn.invalidate()
     conn.close()
 
