@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import html
 import re
+import weakref
 
 import pytest
 from textual.command import CommandPalette
@@ -377,6 +379,41 @@ async def test_the_runs_list_opens_a_run_and_esc_returns(db_url):
         assert app.screen.run_id == second
         await pilot.press("escape")
         await until(pilot, lambda: on_top(app, RunsScreen))
+
+
+async def test_a_run_screen_keeps_what_it_built_out_of_full_collections_and_gives_it_back(db_url):
+    """(tui/dashboard/heap.py) What a run's screen built is frozen (the collector's full passes over a
+    20,000-step tree were 90-150 ms keypresses that waited); a rebuild collects the previous tree's cycles; a
+    screen that goes leaves nothing frozen."""
+    from tui.dashboard.screens.runs import RunsScreen
+
+    class Cycle:
+        pass
+
+    async with await Orchestrator.open(db_url) as orch:
+        await orch.create_run(gated_plan())
+    app = LoopdeckApp(db_url, user="jo")
+    try:
+        async with app.run_test(size=SIZE) as pilot:
+            await until(pilot, lambda: on_top(app, RunsScreen) and app.screen.query_one("DataTable").row_count == 1)
+            await pilot.press("enter")
+            await until(pilot, lambda: on_top(app, RunScreen) and app.screen.view is not None)
+            assert gc.get_freeze_count() > 0  # what the screen built is frozen
+            screen = app.screen
+            cycle = Cycle()
+            cycle.itself = cycle
+            screen.view.held = cycle  # something the old tree holds, in a cycle, frozen with it
+            gone = weakref.ref(cycle)
+            del cycle
+            gc.freeze()
+            await screen.reload()  # a replan rebuilds the screen: the old tree is garbage
+            assert gone() is None  # and collected, not left frozen
+            assert gc.get_freeze_count() > 0
+            await pilot.press("escape")
+            await until(pilot, lambda: on_top(app, RunsScreen))
+            assert gc.get_freeze_count() == 0  # the screen went: nothing it built stays frozen
+    finally:
+        gc.unfreeze()
 
 
 async def test_the_timeline_tab_draws_a_row_per_attempt_and_per_model_and_tool_call_in_it(db_url):

@@ -20,6 +20,7 @@ from textual.timer import Timer
 from textual.widgets import Footer, Static, TabbedContent, Tree
 
 from core import Event, LoopdeckError, StoreError
+from tui.dashboard import heap
 from tui.dashboard.actions import RUN_ACTIONS, bindings
 from tui.dashboard.context import DashboardContext
 from tui.dashboard.screens.base import LoopdeckScreen
@@ -62,6 +63,7 @@ class RunScreen(GatesMixin, ActionsMixin, LoopdeckScreen):
         self.filter_text = ""
         self._rendered_at = 0.0  # monotonic time of the last refresh
         self._render_due: Timer | None = None  # a refresh asked for by new events
+        self._suspended = False  # another screen is above this one
 
     def compose(self) -> ComposeResult:
         yield HeaderBar(id="header-bar")
@@ -109,7 +111,8 @@ class RunScreen(GatesMixin, ActionsMixin, LoopdeckScreen):
         """Read the run afresh (at start, and when a replan changed its steps)."""
         snap = await self.ctx.orch.snapshot(self.run_id)
         view = RunView.from_snapshot(snap)
-        if self.view is None:
+        rebuilt = self.view is not None
+        if not rebuilt:
             self.query_one(EventLog).add(list(view.events), room=HISTORY_LINES)  # the history so far
         else:
             view.events = self.view.events
@@ -123,25 +126,37 @@ class RunScreen(GatesMixin, ActionsMixin, LoopdeckScreen):
         if first:
             self.show_detail(first)
         self.query_one(StepDetail).show_result(view.status, view.result)
+        heap.keep(collect=rebuilt)  # (the previous tree, if any, collected first)
+
+    def on_screen_suspend(self) -> None:
+        self._suspended = True
+
+    def on_screen_resume(self) -> None:
+        """Shown again after a screen above it went: what that screen built is collected, this one's kept."""
+        if self._suspended:
+            self._suspended = False
+            heap.keep(collect=True)
+
+    def on_unmount(self) -> None:
+        heap.release()
 
     @work(exclusive=True, group="feed", exit_on_error=False, name="the event feed")
     async def feed(self) -> None:
         """Fold new events from the store into the view model (never touches widgets)."""
         async with self.ctx.orch.events_coming(self.run_id) as coming:  # (one committed while it reads is kept)
             while True:
-                view = self.view
-                if view is None:
+                if self.view is None:
                     await asyncio.sleep(POLL_S)
                     continue
                 try:
-                    events = await self.ctx.orch.events_since(self.run_id, view.last_event_id, limit=5000)
+                    events = await self.ctx.orch.events_since(self.run_id, self.view.last_event_id, limit=5000)
                     self._feed_error = None
                 except Exception as exc:
                     self._feed_error = str(exc) if isinstance(exc, StoreError) else f"{type(exc).__name__}: {exc}"
                     await asyncio.sleep(1.0)
                     continue
-                for event in events:
-                    view.apply(event)
+                for event in events:  # into the view shown now (a rebuilt one skips what its snapshot held):
+                    self.view.apply(event)  # the feed keeps no view across its waits, so a replaced one goes
                 self._pending_log.extend(events)
                 if events:
                     self._render_soon()
