@@ -251,8 +251,8 @@ class GroupWriter:
         if self._conn is not None:
             await self._conn.close()
             self._conn = None
-        if self._beside is not None:
-            await self._beside
+        if self._beside is not None:  # the thread finishes it before it closes anything
+            await asyncio.shield(self._beside)
             self._beside = None
         if self._beside_conn:
             await self._in_thread(_close_connection, self._beside_conn.pop())
@@ -306,14 +306,14 @@ class GroupWriter:
             return False
         if not self._inline_ok:
             return True
-        if self._beside is None:
-            self._beside = asyncio.ensure_future(
-                self._in_thread(_checkpoint_beside, self._sync_engine, self._beside_conn)
-            )
+        if self._beside is None:  # (a future, not a task: a loop-wide cancel leaves it to ``close``)
+            assert self._sync_engine is not None
+            loop = asyncio.get_running_loop()
+            self._beside = loop.run_in_executor(self._thread, _checkpoint_beside, self._sync_engine, self._beside_conn)
             return False
         if not self._beside.done() and self._since_checkpoint <= CHECKPOINT_GROUPS_MAX:
             return False
-        await self._beside
+        await asyncio.shield(self._beside)
         self._beside = None
         return True
 
