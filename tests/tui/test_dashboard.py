@@ -381,14 +381,24 @@ async def test_the_runs_list_opens_a_run_and_esc_returns(db_url):
         await until(pilot, lambda: on_top(app, RunsScreen))
 
 
-async def test_a_run_screen_keeps_what_it_built_out_of_full_collections_and_gives_it_back(db_url):
-    """(tui/dashboard/heap.py) What a run's screen built is frozen (the collector's full passes over a
-    20,000-step tree were 90-150 ms keypresses that waited); a rebuild collects the previous tree's cycles; a
-    screen that goes leaves nothing frozen."""
+async def test_a_run_screen_keeps_what_it_built_out_of_full_collections_and_gives_it_back(db_url, monkeypatch):
+    """(tui/dashboard/heap.py) No collection while a run's screen reads and builds (0.4 s of a 20,000-step
+    run's opening); what it built is then frozen (the collector's full passes over a 20,000-step tree were
+    90-150 ms keypresses that waited); a rebuild collects the previous tree's cycles; a screen that goes leaves
+    nothing frozen."""
     from tui.dashboard.screens.runs import RunsScreen
 
     class Cycle:
         pass
+
+    collecting: list[bool] = []
+    real_snapshot = Orchestrator.snapshot
+
+    async def snapshot(self, run_id):
+        collecting.append(gc.isenabled())
+        return await real_snapshot(self, run_id)
+
+    monkeypatch.setattr(Orchestrator, "snapshot", snapshot)
 
     async with await Orchestrator.open(db_url) as orch:
         await orch.create_run(gated_plan())
@@ -398,6 +408,7 @@ async def test_a_run_screen_keeps_what_it_built_out_of_full_collections_and_give
             await until(pilot, lambda: on_top(app, RunsScreen) and app.screen.query_one("DataTable").row_count == 1)
             await pilot.press("enter")
             await until(pilot, lambda: on_top(app, RunScreen) and app.screen.view is not None)
+            assert collecting == [False] and gc.isenabled()  # none while it read and built; back after
             assert gc.get_freeze_count() > 0  # what the screen built is frozen
             screen = app.screen
             cycle = Cycle()

@@ -9,6 +9,7 @@ import os
 import signal
 
 import pytest
+from rich.text import Text
 from textual.containers import VerticalScroll
 from textual.widgets import OptionList
 
@@ -432,3 +433,36 @@ async def test_steps_that_changed_out_of_view_are_relabelled_when_they_scroll_in
         tree.scroll_end(animate=False)
         await until(pilot, lambda: "w079" in tree.visible_keys())
         await until(pilot, lambda: str(last.label).startswith("● w079"))  # drawn as it is now: succeeded
+
+
+def branching(n: int):
+    """Branches (so nodes fold), joins, and two agents (labels of several widths)."""
+    steps = [{"key": "root"}]
+    for i in range(n):
+        steps.append({"key": f"b{i:02d}", "depends_on": ["root"], "agent": "wide" if i % 3 else "sim"})
+        steps.append({"key": f"c{i:02d}", "depends_on": [f"b{i:02d}", "root"]})
+    agents = {"sim": {"kind": "sim", "latency_ms": 0}, "wide": {"kind": "sim", "latency_ms": 0}}
+    return validate_plan({"goal": "branching", "agents": agents, "default_agent": "sim", "steps": steps})
+
+
+async def test_the_tree_measures_its_lines_as_textual_would_and_still_refolds_after_a_build(db_url):
+    """DagTree's quick label width and single-line labels (tree-building speed) change nothing Textual shows."""
+    from textual.widgets import Tree
+
+    async with await Orchestrator.open(db_url, user="bo") as orch:
+        run_id = await orch.create_run(branching(12))
+        app = LoopdeckApp(run_id=run_id, orchestrator=orch, user="bo")
+        async with app.run_test(size=SMALL) as pilot:
+            await until(pilot, lambda: on_top(app, RunScreen) and app.screen.view is not None)
+            tree = app.screen.query_one(DagTree)
+            root = tree.node_of("root")
+            branch = tree.node_of("b01")
+            branch.collapse()  # a folded branch shows another icon, of its own width
+            nodes = [root, branch, tree.node_of("b00"), tree.node_of("c05"), *root.children]
+            assert {tree.get_label_width(n) for n in nodes} != {nodes[0].label.cell_len}  # (widths vary)
+            assert [tree.get_label_width(n) for n in nodes] == [Tree.get_label_width(tree, n) for n in nodes]
+            assert tree.process_label(Text("one\ntwo")).plain == "one"  # a label of lines: its first, as Textual
+            lines = len(tree._tree_lines)
+            root.collapse()  # after a build, folding invalidates the tree's lines again
+            await pilot.pause()
+            assert len(tree._tree_lines) < lines

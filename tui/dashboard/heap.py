@@ -9,7 +9,9 @@ survived, which a streaming run makes happen every second or so: pauses of
 skips; reference counting still frees what is no longer used (only garbage
 in a cycle waits for an unfreeze).
 
-So: once a run screen is built, what the process holds is frozen; when a
+While a run screen builds, the collector pauses: its full passes walked the
+growing heap again and again (0.4 s of a 20,000-step run's 1.2 s opening).
+Once a run screen is built, what the process holds is frozen; when a
 screen is rebuilt (a replan) or shown again after another screen, it is
 unfrozen, collected once (the previous tree's cycles) and frozen again; when
 a run screen goes, it is unfrozen. The dashboard owns its process, so this is
@@ -19,7 +21,21 @@ collector.
 
 from __future__ import annotations
 
+import contextlib
 import gc
+from collections.abc import Iterator
+
+
+@contextlib.contextmanager
+def building() -> Iterator[None]:
+    """No collection while a run screen builds what it will keep (as it was, after; ``keep`` follows)."""
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
 
 
 def keep(collect: bool) -> None:

@@ -109,6 +109,10 @@ class RunScreen(GatesMixin, ActionsMixin, LoopdeckScreen):
 
     async def reload(self) -> None:
         """Read the run afresh (at start, and when a replan changed its steps)."""
+        with heap.building():
+            await self._load_view()
+
+    async def _load_view(self) -> None:
         snap = await self.ctx.orch.snapshot(self.run_id)
         view = RunView.from_snapshot(snap)
         rebuilt = self.view is not None
