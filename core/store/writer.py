@@ -251,11 +251,10 @@ class GroupWriter:
         if self._conn is not None:
             await self._conn.close()
             self._conn = None
-        if self._beside is not None:  # the thread finishes it before it closes anything
-            await asyncio.shield(self._beside)
-            self._beside = None
+        await self._beside_done()  # (the thread finishes it before it closes anything)
         if self._beside_conn:
-            await self._in_thread(_close_connection, self._beside_conn.pop())
+            with contextlib.suppress(Exception):  # (nothing of it is left to lose: it only copied)
+                await self._in_thread(_close_connection, self._beside_conn.pop())
         if self._sync_conn is not None:  # its last groups checkpointed, its pragmas gone with it (not pooled)
             await self._in_thread(_close_writer, self._sync_conn)
             self._sync_conn = None
@@ -313,9 +312,21 @@ class GroupWriter:
             return False
         if not self._beside.done() and self._since_checkpoint <= CHECKPOINT_GROUPS_MAX:
             return False
-        await asyncio.shield(self._beside)
-        self._beside = None
+        await self._beside_done()
         return True
+
+    async def _beside_done(self) -> None:
+        """Wait for the checkpoint beside the loop; one that failed is logged, never a write's failure."""
+        beside, self._beside = self._beside, None
+        if beside is None:
+            return
+        try:
+            await asyncio.shield(beside)  # (a writer canceled meanwhile leaves it to ``close``)
+        except asyncio.CancelledError:
+            self._beside = beside
+            raise
+        except Exception as exc:
+            log.warning("a WAL checkpoint failed (the next one tries again): %s", exc)
 
     async def _commit_group(self, group: list[tuple[WriteBatch, asyncio.Future[list[int]]]]) -> None:
         self.groups += 1
