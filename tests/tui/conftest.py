@@ -10,6 +10,7 @@ Textual's waits: they take their picture right after the keys.
 from __future__ import annotations
 
 import asyncio
+import gc
 
 import pytest
 import textual.app
@@ -22,3 +23,13 @@ async def _next_turn(*_args: object, **_kwargs: object) -> None:
 @pytest.fixture
 def quick_keys(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(textual.app, "wait_for_idle", _next_turn)
+
+
+@pytest.fixture(autouse=True)
+def nothing_left_frozen():
+    """A dashboard that exits leaves nothing frozen out of the collector (tui/dashboard/heap.py): the process
+    may go on (a test, a command after it)."""
+    yield
+    frozen = gc.get_freeze_count()
+    gc.unfreeze()
+    assert frozen == 0, f"{frozen} objects left frozen"

@@ -6,6 +6,7 @@ import asyncio
 import gc
 import html
 import re
+import time
 import weakref
 
 import pytest
@@ -14,6 +15,7 @@ from textual.css.query import NoMatches
 from textual.widgets import TabbedContent
 
 from core import Orchestrator, validate_plan
+from core.store import WriteBatch
 from tui.dashboard.app import LoopdeckApp
 from tui.dashboard.dialogs.approval import ApprovalScreen
 from tui.dashboard.dialogs.help import HelpScreen
@@ -399,13 +401,14 @@ async def test_a_run_screen_keeps_what_it_built_out_of_full_collections_and_give
         return await real_snapshot(self, run_id)
 
     monkeypatch.setattr(Orchestrator, "snapshot", snapshot)
-
+    gc.unfreeze()  # (whatever an earlier test in this process left)
     async with await Orchestrator.open(db_url) as orch:
         await orch.create_run(gated_plan())
     app = LoopdeckApp(db_url, user="jo")
     try:
         async with app.run_test(size=SIZE) as pilot:
             await until(pilot, lambda: on_top(app, RunsScreen) and app.screen.query_one("DataTable").row_count == 1)
+            assert gc.get_freeze_count() == 0
             await pilot.press("enter")
             await until(pilot, lambda: on_top(app, RunScreen) and app.screen.view is not None)
             assert collecting == [False] and gc.isenabled()  # none while it read and built; back after
@@ -421,10 +424,60 @@ async def test_a_run_screen_keeps_what_it_built_out_of_full_collections_and_give
             assert gone() is None  # and collected, not left frozen
             assert gc.get_freeze_count() > 0
             await pilot.press("escape")
-            await until(pilot, lambda: on_top(app, RunsScreen))
-            assert gc.get_freeze_count() == 0  # the screen went: nothing it built stays frozen
+            await until(pilot, lambda: on_top(app, RunsScreen) and gc.get_freeze_count() == 0)  # nothing stays
     finally:
         gc.unfreeze()
+
+
+async def test_a_run_screen_closed_over_another_is_collected_and_the_one_below_stays_frozen(db_url, monkeypatch):
+    from tui.dashboard import heap
+    from tui.dashboard.messages import OpenRun
+    from tui.dashboard.screens import run as run_screen
+
+    settled: list[int] = []
+    real_settle = heap.settle
+
+    def settle():
+        real_settle()
+        settled.append(gc.get_freeze_count())
+
+    monkeypatch.setattr(heap, "settle", settle)
+    monkeypatch.setattr(run_screen, "SETTLE_S", 0.1)
+    gc.unfreeze()
+    async with await Orchestrator.open(db_url) as orch:
+        below = await orch.create_run(gated_plan())
+        above = await orch.create_run(wide_plan())
+    app = LoopdeckApp(db_url, run_id=below, user="jo")
+    try:
+        async with app.run_test(size=SIZE) as pilot:
+            await until(pilot, lambda: on_top(app, RunScreen) and app.screen.view is not None)
+            app.post_message(OpenRun(above))  # (a child run, opened from its parent's screen)
+            await until(pilot, lambda: on_top(app, RunScreen) and app.screen.run_id == above and app.screen.view)
+            await pilot.press("escape")  # back to the run below
+            await until(pilot, lambda: on_top(app, RunScreen) and app.screen.run_id == below and settled)
+            assert settled[0] > 0 and gc.get_freeze_count() > 0  # collected, and the screen below stays frozen
+    finally:
+        gc.unfreeze()
+
+
+async def test_events_committed_while_a_run_screen_rebuilds_reach_its_history_and_its_log(db_url):
+    async with await Orchestrator.open(db_url) as orch:
+        run_id = await orch.create_run(gated_plan())
+    app = LoopdeckApp(db_url, run_id=run_id, user="jo")
+    async with app.run_test(size=SIZE) as pilot:
+        await until(pilot, lambda: on_top(app, RunScreen) and app.screen.view is not None)
+        screen = app.screen
+        for worker in list(app.workers):
+            if worker.node is screen and worker.group == "feed":
+                worker.cancel()  # the feed does not read them first
+        await pilot.pause()
+        async with await Orchestrator.open(db_url) as other:
+            note = WriteBatch()
+            note.event(run_id, "note", None, {"said": "meanwhile"}, time.time())
+            (committed,) = await other.store.write(note)
+        await screen.reload()  # (a replan: the screen reads the run afresh)
+        assert committed in [event.id for event in screen.view.events]  # the events dialog's history
+        assert committed in [event.id for event in screen._pending_log]  # the log, at the next refresh
 
 
 async def test_the_timeline_tab_draws_a_row_per_attempt_and_per_model_and_tool_call_in_it(db_url):

@@ -11,12 +11,15 @@ in a cycle waits for an unfreeze).
 
 While a run screen builds, the collector pauses: its full passes walked the
 growing heap again and again (0.4 s of a 20,000-step run's 1.2 s opening).
-Once a run screen is built, what the process holds is frozen; when a
-screen is rebuilt (a replan) or shown again after another screen, it is
-unfrozen, collected once (the previous tree's cycles) and frozen again; when
-a run screen goes, it is unfrozen. The dashboard owns its process, so this is
-the dashboard's policy, not the engine's: ``core`` never touches the
-collector.
+Each build then collects once, with nothing frozen, at the moment that costs
+least: before a first build (what an earlier screen left), after a rebuild
+(a replan or a filter: the tree it replaced); and freezes what the process
+holds. A run screen that goes unfreezes everything (``release``: an app that
+exits leaves nothing frozen); if it was above another, its tree is collected
+once it is gone and what the one below holds is frozen again (``settle``).
+The dashboard owns its process, so this is its policy (what an engine
+driving a run in the same process holds is frozen with the rest, and freed
+the same way); ``core`` never touches the collector.
 """
 
 from __future__ import annotations
@@ -27,22 +30,28 @@ from collections.abc import Iterator
 
 
 @contextlib.contextmanager
-def building() -> Iterator[None]:
-    """No collection while a run screen builds what it will keep (as it was, after; ``keep`` follows)."""
+def building(rebuilding: bool) -> Iterator[None]:
+    """A run screen reads and builds what it will keep: no collection meanwhile; one full collection, before
+    a first build or after a rebuild; then what the process holds is frozen."""
+    gc.unfreeze()
+    if not rebuilding:
+        gc.collect()
     enabled = gc.isenabled()
     gc.disable()
     try:
         yield
     finally:
+        if rebuilding:
+            gc.collect()
+        gc.freeze()
         if enabled:
             gc.enable()
 
 
-def keep(collect: bool) -> None:
-    """Freeze what the process holds now; with ``collect``, after collecting what it no longer holds."""
+def settle() -> None:
+    """What is frozen may have died (a run screen above another went): collect it, freeze the rest again."""
     gc.unfreeze()
-    if collect:
-        gc.collect()
+    gc.collect()
     gc.freeze()
 
 

@@ -38,6 +38,8 @@ POLL_S = 0.05  # at most this long between reads of the store (PostgreSQL's NOTI
 HISTORY_LINES = 200
 DETAIL_REFRESH_S = 0.5  # a busy highlighted step re-reads its detail at most twice a second
 DRIVER_CHECK_S = 1.0  # how often the dashboard asks whether a process still drives the run
+SETTLE_S = 2.0  # a closed run screen's tree is collected this long after it went (its workers' canceled
+# sleeps hold it until they would have ended: up to CHILD_POLL_S; tui/dashboard/heap.py)
 
 
 class RunScreen(GatesMixin, ActionsMixin, LoopdeckScreen):
@@ -63,7 +65,6 @@ class RunScreen(GatesMixin, ActionsMixin, LoopdeckScreen):
         self.filter_text = ""
         self._rendered_at = 0.0  # monotonic time of the last refresh
         self._render_due: Timer | None = None  # a refresh asked for by new events
-        self._suspended = False  # another screen is above this one
 
     def compose(self) -> ComposeResult:
         yield HeaderBar(id="header-bar")
@@ -86,17 +87,17 @@ class RunScreen(GatesMixin, ActionsMixin, LoopdeckScreen):
     @work(exclusive=True, group="driver", exit_on_error=False, name="the driver check")
     async def check_driver(self) -> None:
         """Whether a process still drives the run (a driver that died leaves its lease to expire)."""
-        view = self.view
-        if view is None:
+        if self.view is None:
             return
-        if view.finished:  # an ended run needs no driver (ended while nobody drove it: the badge goes)
-            view.set_driver(None)
+        if self.view.finished:  # an ended run needs no driver (ended while nobody drove it: the badge goes)
+            self.view.set_driver(None)
             return
         try:
             driver = await self.ctx.orch.driver(self.run_id)
         except LoopdeckError:
             return  # said by the feed, which reads the same store
-        if view.set_driver(driver) and view.driver_gone:
+        view = self.view  # the one shown now (a rebuild while it asked replaced it)
+        if view is not None and view.set_driver(driver) and view.driver_gone:
             self.notify(view.driver_gone, severity="warning", markup=False, timeout=10)
 
     def restyle(self) -> None:
@@ -109,17 +110,19 @@ class RunScreen(GatesMixin, ActionsMixin, LoopdeckScreen):
 
     async def reload(self) -> None:
         """Read the run afresh (at start, and when a replan changed its steps)."""
-        with heap.building():
+        with heap.building(rebuilding=self.view is not None):
             await self._load_view()
 
     async def _load_view(self) -> None:
         snap = await self.ctx.orch.snapshot(self.run_id)
         view = RunView.from_snapshot(snap)
-        rebuilt = self.view is not None
-        if not rebuilt:
+        if self.view is None:
             self.query_one(EventLog).add(list(view.events), room=HISTORY_LINES)  # the history so far
-        else:
+        else:  # the history goes on, with what was committed since the feed's last read
+            fresh = [event for event in view.events if event.id > self.view.last_event_id]
             view.events = self.view.events
+            view.events.extend(fresh)
+            self._pending_log.extend(fresh)
         self.view = view
         tree = self.query_one(DagTree)
         tree.build(view, self.ctx.clock(), self.filter_text)
@@ -130,19 +133,13 @@ class RunScreen(GatesMixin, ActionsMixin, LoopdeckScreen):
         if first:
             self.show_detail(first)
         self.query_one(StepDetail).show_result(view.status, view.result)
-        heap.keep(collect=rebuilt)  # (the previous tree, if any, collected first)
-
-    def on_screen_suspend(self) -> None:
-        self._suspended = True
-
-    def on_screen_resume(self) -> None:
-        """Shown again after a screen above it went: what that screen built is collected, this one's kept."""
-        if self._suspended:
-            self._suspended = False
-            heap.keep(collect=True)
 
     def on_unmount(self) -> None:
-        heap.release()
+        """What this screen built goes back to the collector; if a run screen stays, what it holds is frozen
+        again once this one is gone (the screen below is resumed before this one is unmounted)."""
+        heap.release()  # (an app that exits leaves nothing frozen)
+        if any(isinstance(screen, RunScreen) and screen is not self for screen in self.app.screen_stack):
+            self.app.set_timer(SETTLE_S, heap.settle, name="collecting a closed run screen")
 
     @work(exclusive=True, group="feed", exit_on_error=False, name="the event feed")
     async def feed(self) -> None:
@@ -159,8 +156,9 @@ class RunScreen(GatesMixin, ActionsMixin, LoopdeckScreen):
                     self._feed_error = str(exc) if isinstance(exc, StoreError) else f"{type(exc).__name__}: {exc}"
                     await asyncio.sleep(1.0)
                     continue
-                for event in events:  # into the view shown now (a rebuilt one skips what its snapshot held):
-                    self.view.apply(event)  # the feed keeps no view across its waits, so a replaced one goes
+                events = [event for event in events if event.id > self.view.last_event_id]  # (a rebuilt view's
+                for event in events:  # snapshot may hold some): into the view shown now; the feed keeps no
+                    self.view.apply(event)  # view across its waits, so a replaced one goes
                 self._pending_log.extend(events)
                 if events:
                     self._render_soon()

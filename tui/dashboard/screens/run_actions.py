@@ -12,6 +12,7 @@ from typing import Any
 from textual import work
 
 from core import BadInput, LoopdeckError, parse_cost_budget, parse_token_budget
+from tui.dashboard import heap
 from tui.dashboard.actions import RUN_ACTIONS, ActionSpec
 from tui.dashboard.dialogs.events import EventsScreen
 from tui.dashboard.dialogs.help import MODAL_KEYS, HelpScreen
@@ -123,7 +124,8 @@ class ActionsMixin:
                 return
             self.filter_text = value.strip()
             tree = self.query_one(DagTree)
-            tree.build(self.view, self.ctx.clock(), self.filter_text)
+            with heap.building(rebuilding=True):  # (the tree it replaces collected)
+                tree.build(self.view, self.ctx.clock(), self.filter_text)
             self._title_tree()
             shown = len(tree.root.children)
             if self.filter_text:
