@@ -30,7 +30,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from core import Event, Orchestrator, validate_plan
-from core.store.writer import WriteBatch
+from core.store.batch import WriteBatch
 from tui.dashboard.app import LoopdeckApp
 from tui.dashboard.screens.run import REFRESH_S, RunScreen
 

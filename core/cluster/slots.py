@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 
 from core.store import Store
-from core.store.writer import WriteBatch
+from core.store.batch import WriteBatch
 
 RETRY_FIRST_S = 0.02
 RETRY_MAX_S = 0.5

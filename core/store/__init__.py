@@ -11,6 +11,7 @@ notify.py     LISTEN/NOTIFY: every channel, every NOTIFY, the listener
 schema.py, migrate.py, migrations/   the tables and how a database reaches them
 """
 
+from core.store.batch import WriteBatch
 from core.store.notify import (
     ANSWERS_CHANNEL,
     COMMANDS_CHANNEL,
@@ -32,7 +33,6 @@ from core.store.records import (
     WorkerRecord,
 )
 from core.store.store import Store
-from core.store.writer import WriteBatch
 
 __all__ = [
     "ANSWERS_CHANNEL",

@@ -18,7 +18,8 @@ from sqlalchemy import Connection, Engine
 from sqlalchemy.exc import DBAPIError
 
 from core.errors import StoreError
-from core.store.writer import GroupWriter, WriteBatch, describe_db_error
+from core.store.batch import WriteBatch
+from core.store.writer import GroupWriter, describe_db_error
 
 if TYPE_CHECKING:
     from sqlalchemy.ext.asyncio import AsyncEngine

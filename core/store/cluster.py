@@ -10,8 +10,8 @@ from sqlalchemy import Connection, insert, or_, select, update
 
 from core.store import schema
 from core.store.base import StoreBase, upsert
+from core.store.batch import WriteBatch
 from core.store.records import WorkerRecord
-from core.store.writer import WriteBatch
 
 # statuses of runs a worker may claim: queued (planning), or left by a driver that stopped
 CLAIMABLE = ("planning", "running", "waiting_user", "awaiting_plan_approval")

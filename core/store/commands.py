@@ -11,9 +11,9 @@ from sqlalchemy import Connection, insert, select, update
 
 from core.store import schema
 from core.store.base import StoreBase
+from core.store.batch import WriteBatch
 from core.store.notify import ANSWERS_CHANNEL, COMMANDS_CHANNEL, notify
 from core.store.records import CommandRecord
-from core.store.writer import WriteBatch
 
 
 class CommandQueries(StoreBase):

@@ -11,9 +11,9 @@ from sqlalchemy import Connection, delete, insert, select, update
 from core.errors import BadInput, RunNotFound, StaleWrite
 from core.store import schema
 from core.store.base import StoreBase
+from core.store.batch import WriteBatch
 from core.store.notify import RUNS_CHANNEL, notify
 from core.store.records import RunRecord
-from core.store.writer import WriteBatch
 
 
 class RunQueries(StoreBase):

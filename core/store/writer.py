@@ -35,11 +35,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
 from operator import itemgetter
 from typing import TYPE_CHECKING, Any
 
@@ -48,44 +46,13 @@ from sqlalchemy.exc import DBAPIError
 
 from core.errors import StaleWrite, StoreError
 from core.store import schema
+from core.store.batch import RUN_MUTABLE, STEP_MUTABLE, WriteBatch
 from core.store.notify import EVENTS_CHANNEL, notify, send_pending
 
 if TYPE_CHECKING:
     from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 log = logging.getLogger("loopdeck.store")
-
-STEP_MUTABLE = (
-    "agent",
-    "status",
-    "attempts",
-    "input_json",
-    "output_json",
-    "error",
-    "prompt_tokens",
-    "completion_tokens",
-    "not_before",
-    "approved_by",
-    "started_at",
-    "ended_at",
-    "cost_usd",
-    "deadline",
-)
-RUN_MUTABLE = (
-    "status",
-    "reason",
-    "token_budget",
-    "prompt_tokens",
-    "completion_tokens",
-    "updated_at",
-    "ended_at",
-    "proposal_json",
-    "hold",
-    "result_json",
-    "cost_usd",
-    "cost_budget_usd",
-    "deadline",
-)
 
 _STEP_CAS = (
     schema.steps.update()
@@ -111,87 +78,6 @@ INLINE_TEXT = 256_000  # nor more characters of inputs, outputs and payloads tha
 CHECKPOINT_GROUPS = 100  # groups between WAL checkpoints (a group writes a few pages; SQLite's own is every 1,000)
 CHECKPOINT_GROUPS_MAX = 4 * CHECKPOINT_GROUPS  # groups before a checkpoint still copying is waited for
 EVENTS_LOCK_KEY = 0x6C6F6F70  # "loop": the advisory lock that orders event ids (PostgreSQL)
-
-Extra = Callable[[Connection], Any]
-"""A rare write (insert a run, take a lease) run inside the group's transaction; may raise ``StaleWrite``."""
-
-
-@dataclass
-class WriteBatch:
-    """What one caller writes atomically: step CAS updates, run updates, events, extras."""
-
-    steps: list[dict[str, Any]] = field(default_factory=list)
-    runs: list[dict[str, Any]] = field(default_factory=list)
-    events: list[dict[str, Any]] = field(default_factory=list)
-    extras: list[Extra] = field(default_factory=list)
-    payloads: list[dict[str, Any]] = field(default_factory=list)  # the events' payloads, for publishing
-    spans: list[dict[str, Any]] = field(default_factory=list)
-
-    def step(self, run_id: str, key: str, expect_status: str, expect_attempts: int, row: dict[str, Any]) -> None:
-        values = {name: row[name] for name in STEP_MUTABLE}
-        values.update(b_run_id=run_id, b_key=key, b_status=expect_status, b_attempts=expect_attempts)
-        self.steps.append(values)
-
-    def run(self, run_id: str, row: dict[str, Any]) -> None:
-        values = {name: row[name] for name in RUN_MUTABLE}
-        values["b_id"] = run_id
-        self.runs.append(values)
-
-    def event(self, run_id: str, type_: str, step_key: str | None, payload: dict[str, Any], at: float) -> None:
-        self.events.append(
-            {
-                "run_id": run_id,
-                "step_key": step_key,
-                "type": str(type_),
-                "payload_json": json.dumps(payload, default=str),
-                "created_at": at,
-            }
-        )
-        self.payloads.append(payload)
-
-    def span(
-        self,
-        run_id: str,
-        key: str,
-        attempt: int,
-        agent: str,
-        status: str,
-        started: float,
-        ended: float,
-        prompt_tokens: int = 0,
-        completion_tokens: int = 0,
-        error: str | None = None,
-        *,
-        cost_usd: float | None = None,
-        kind: str = "attempt",
-        name: str | None = None,
-        turn: int | None = None,
-        attributes: dict[str, Any] | None = None,
-    ) -> None:
-        """A span: an attempt's (``kind`` attempt), or a chat turn's or a tool call's inside that attempt."""
-        self.spans.append(
-            {
-                "run_id": run_id,
-                "step_key": key,
-                "attempt": attempt,
-                "agent": agent,
-                "status": status,
-                "started_at": started,
-                "ended_at": ended,
-                "prompt_tokens": prompt_tokens,
-                "completion_tokens": completion_tokens,
-                "error": error,
-                "kind": kind,
-                "name": name,
-                "turn": turn,
-                "attributes_json": json.dumps(attributes, default=str) if attributes else None,
-                "cost_usd": cost_usd,
-            }
-        )
-
-    @property
-    def size(self) -> int:
-        return len(self.steps) + len(self.runs) + len(self.events) + len(self.extras) + len(self.spans)
 
 
 class GroupWriter:

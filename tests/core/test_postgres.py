@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 
 from core.store import Store
-from core.store.writer import WriteBatch
+from core.store.batch import WriteBatch
 
 
 async def test_readers_since_id_never_miss_events_from_concurrent_writers(pg_url):

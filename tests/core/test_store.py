@@ -16,7 +16,7 @@ from core import Orchestrator, StaleWrite, StoreError, validate_plan
 from core.engine.run_state import new_step_row
 from core.store import Store, migrate
 from core.store import writer as writer_module
-from core.store.writer import WriteBatch
+from core.store.batch import WriteBatch
 from tests.conftest import plan
 
 ON_POSTGRES = True  # every test here runs on SQLite and on PostgreSQL (tests/conftest.py)
