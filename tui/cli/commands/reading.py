@@ -10,8 +10,8 @@ from rich.table import Table
 from rich.text import Text
 
 from core import Orchestrator, call_json, dumps, nested_runs, worker_json
-from tui.cli.output import EXIT_OK, err, listing, out, print_json, write_text
-from tui.text.literal import literal
+from tui.cli.output import EXIT_OK, err, listing, out, print_columns, print_json, write_text
+from tui.text.literal import clean, literal
 from tui.text.money import dollars
 from tui.text.runs import driver_words, waiting_words
 
@@ -110,20 +110,22 @@ async def show(orch: Orchestrator, args: argparse.Namespace, _: Any) -> int:
         head.append("\n  ")
         head.append_text(literal(run["driver"]["text"] + f"; `loopdeck resume {run['id']}` drives it here"))
     out.print(head)
-    table = Table(box=None, pad_edge=False)
-    for col in ("STEP", "STATUS", "AGENT", "TRY", "TOKENS", "COST", "ERROR"):
-        table.add_column(col, no_wrap=col != "ERROR")
-    for s in snap["steps"]:
-        table.add_row(
-            literal(s["key"]),
-            literal(s["status"]),
-            literal(s["agent"]),
-            str(s["attempts"]),
-            f"{s['tokens']['total']:,}",
-            dollars(s["cost_usd"]),
-            literal((s["error"] or "")[:200]),
-        )
-    out.print(table)
+    print_columns(
+        ("STEP", "STATUS", "AGENT", "TRY", "TOKENS", "COST", "ERROR"),
+        [
+            (
+                clean(s["key"]),
+                clean(s["status"]),
+                clean(s["agent"]),
+                str(s["attempts"]),
+                f"{s['tokens']['total']:,}",
+                dollars(s["cost_usd"]),
+                clean((s["error"] or "")[:200]),
+            )
+            for s in snap["steps"]
+        ],
+        fold=6,  # (an error continues on the next lines)
+    )
     unpriced = run["unpriced_steps"]
     out.print(
         f"{len(snap['events'])} events; tokens {run['tokens']['total']:,}"
