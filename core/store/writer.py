@@ -77,6 +77,7 @@ INLINE_ROWS = 64  # the largest group applied on the event loop (a few hundred Â
 INLINE_TEXT = 256_000  # nor more characters of inputs, outputs and payloads than this (an output may be megabytes)
 CHECKPOINT_GROUPS = 100  # groups between WAL checkpoints (a group writes a few pages; SQLite's own is every 1,000)
 CHECKPOINT_GROUPS_MAX = 4 * CHECKPOINT_GROUPS  # groups before a checkpoint still copying is waited for
+CHECKPOINT_TEXT = 16_000_000  # nor more characters of JSON than this (outputs of ~250 kB each, inline)
 EVENTS_LOCK_KEY = 0x6C6F6F70  # "loop": the advisory lock that orders event ids (PostgreSQL)
 
 
@@ -92,6 +93,7 @@ class GroupWriter:
         self._thread: ThreadPoolExecutor | None = None
         self._busy_timeout_ms = 0  # the store's: how long the thread waits for another process's write lock
         self._since_checkpoint = 0  # SQLite groups committed since the writer's last checkpoint
+        self._text_since_checkpoint = 0  # and the characters of JSON those on the loop held
         self._beside: asyncio.Future[None] | None = None  # the checkpoint running beside the loop's commits
         self._beside_conn: list[Connection] = []  # its connection, opened by the thread when first needed
         self._inline_ok = False  # SQLite in WAL mode: a commit never waits for readers (else all go to the thread)
@@ -167,16 +169,18 @@ class GroupWriter:
         if self._sync_conn is not None:
             self._since_checkpoint += 1
             due = await self._checkpoint_due()
-            if self._inline_ok and _small(batches) and not due:
+            text = _inline_text(batches) if self._inline_ok else None
+            if text is not None and not due:
                 try:
                     ids = _transaction_sync(self._sync_conn, batches)
                     self.inline += 1
+                    self._text_since_checkpoint += text
                     return ids
                 except DBAPIError as exc:  # another process writes: wait for it in the thread, off the loop
                     if not _busy(exc):
                         raise
             if due:  # (whether or not the checkpoint succeeds: the next is due in as many groups)
-                self._since_checkpoint = 0
+                self._since_checkpoint = self._text_since_checkpoint = 0
             return await self._in_thread(_transaction_waiting, self._sync_conn, batches, self._busy_timeout_ms, due)
         assert self._conn is not None
         async with self._conn.begin():
@@ -185,8 +189,9 @@ class GroupWriter:
     async def _checkpoint_due(self) -> bool:
         """Whether this group goes to the thread to end a checkpoint (see the module docstring): past
         ``CHECKPOINT_GROUPS`` groups, in WAL mode, once the checkpoint started beside the loop is done.
-        One still copying after ``CHECKPOINT_GROUPS_MAX`` groups (a slow disk) is waited for: the WAL
-        grows while it copies."""
+        One still copying after ``CHECKPOINT_GROUPS_MAX`` groups, or ``CHECKPOINT_TEXT`` characters of
+        JSON committed since the last checkpoint (a slow disk, big outputs), is waited for: the WAL grows
+        while it copies."""
         if self._since_checkpoint <= CHECKPOINT_GROUPS:
             return False
         if not self._inline_ok:
@@ -196,7 +201,8 @@ class GroupWriter:
             loop = asyncio.get_running_loop()
             self._beside = loop.run_in_executor(self._thread, _checkpoint_beside, self._sync_engine, self._beside_conn)
             return False
-        if not self._beside.done() and self._since_checkpoint <= CHECKPOINT_GROUPS_MAX:
+        bounded = self._since_checkpoint <= CHECKPOINT_GROUPS_MAX and self._text_since_checkpoint <= CHECKPOINT_TEXT
+        if not self._beside.done() and bounded:
             return False
         await self._beside_done()
         return True
@@ -340,18 +346,18 @@ def _busy_timeout(conn: Connection, ms: int) -> int:
     return before
 
 
-def _small(batches: list[WriteBatch]) -> bool:
-    """A group cheap enough to apply on the event loop: no extras (a run's creation may be thousands of
-    rows), at most ``INLINE_ROWS`` rows and ``INLINE_TEXT`` characters of JSON."""
+def _inline_text(batches: list[WriteBatch]) -> int | None:
+    """The characters of JSON of a group cheap enough to apply on the event loop, else None: no extras (a
+    run's creation may be thousands of rows), at most ``INLINE_ROWS`` rows and ``INLINE_TEXT`` characters."""
     rows = text = 0
     for batch in batches:
         if batch.extras:
-            return False
+            return None
         rows += batch.size
         text += sum(len(row["input_json"] or "") + len(row["output_json"] or "") for row in batch.steps)
         text += sum(len(row["payload_json"]) for row in batch.events)
         text += sum(len(row["attributes_json"] or "") for row in batch.spans)
-    return rows <= INLINE_ROWS and text <= INLINE_TEXT
+    return text if rows <= INLINE_ROWS and text <= INLINE_TEXT else None
 
 
 def _busy(exc: DBAPIError) -> bool:

@@ -333,6 +333,32 @@ async def test_a_checkpoint_slower_than_its_bound_is_waited_for(tmp_path, monkey
         await store.close()
 
 
+async def test_a_checkpoint_is_waited_for_once_the_loop_has_committed_its_bound_of_text(tmp_path, monkeypatch):
+    store = await Store.open(str(tmp_path / "text.db"))
+    real = writer_module._checkpoint_beside
+    monkeypatch.setattr(writer_module, "CHECKPOINT_TEXT", 200_000)  # (16 MB: outputs of a quarter megabyte)
+    meanwhile: list[int] = []
+
+    def slow(engine, held):
+        before = store.writer.inline
+        deadline = time.monotonic() + 10
+        while store.writer._text_since_checkpoint <= 200_000 and time.monotonic() < deadline:
+            time.sleep(0.001)
+        time.sleep(0.05)  # (the loop, unless it waits, commits hundreds more meanwhile)
+        real(engine, held)
+        meanwhile.append(store.writer.inline - before)
+
+    monkeypatch.setattr(writer_module, "_checkpoint_beside", slow)
+    try:
+        for i in range(writer_module.CHECKPOINT_GROUPS + 100):
+            note = WriteBatch()
+            note.event("r", "note", None, {"n": i, "output": "x" * 10_000}, time.time())  # ~10 kB a group
+            await store.write(note)
+        assert meanwhile and meanwhile[0] <= 25  # ~20 groups of 10 kB, far fewer than its 300 groups' bound
+    finally:
+        await store.close()
+
+
 async def test_a_checkpoint_beside_the_loop_that_fails_fails_no_write(tmp_path, monkeypatch, caplog):
     store = await Store.open(str(tmp_path / "failing.db"))
 
