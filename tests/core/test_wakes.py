@@ -273,3 +273,35 @@ async def test_the_dashboards_feed_keeps_what_was_committed_while_it_read(tmp_pa
             assert await coming.wait(0.05) is False
             await orch.cancel(run_id)  # published here while nobody waits
             assert await asyncio.wait_for(coming.wait(60), 10) is True
+
+
+async def test_a_listener_that_could_not_bind_polls_a_while_then_binds_again(tmp_path, monkeypatch):
+    """A bind that fails (the directory removed under it, a full disk) turns wakes off for ``REBIND_S``, not
+    for good, and not into a bind attempt at every wait."""
+    directory = wakes.wake_dir(tmp_path / "r.db")
+    assert directory is not None
+    monkeypatch.setattr(wakes, "REBIND_S", 0.2)
+    real, attempts = wakes.WakeSocket, []
+
+    def flaky(where, kind):
+        attempts.append(kind)
+        if len(attempts) == 1:
+            raise OSError("No space left on device")
+        return real(where, kind)
+
+    monkeypatch.setattr(wakes, "WakeSocket", flaky)
+    heard: list[tuple[str, str]] = []
+    listener = wakes.Listener(directory, lambda channel, payload: heard.append((channel, payload)), 0.01)
+    try:
+        assert not listener.bound(wakes.OTHERS)  # failed: polling for now
+        assert not listener.bound(wakes.OTHERS) and len(attempts) == 1  # no second try within REBIND_S
+        await asyncio.sleep(0.25)
+        assert listener.bound(wakes.OTHERS) and len(attempts) == 2  # then bound again
+        wakes.send(directory, [(COMMANDS_CHANNEL, "run")], EVENTS_CHANNEL)
+        for _ in range(100):
+            if heard:
+                break
+            await asyncio.sleep(0.01)
+        assert heard == [(COMMANDS_CHANNEL, "run")]  # and woken
+    finally:
+        listener.close()
