@@ -10,6 +10,7 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -305,3 +306,33 @@ async def test_a_listener_that_could_not_bind_polls_a_while_then_binds_again(tmp
         assert heard == [(COMMANDS_CHANNEL, "run")]  # and woken
     finally:
         listener.close()
+
+
+def test_the_process_sends_from_one_socket_whichever_threads_send_first(monkeypatch):
+    """Wakes are sent from the event loop and from the writer's thread: both must make one socket, not two
+    (one would leak)."""
+    monkeypatch.setattr(wakes, "_sending", None)
+    real, made = socket.socket, []
+
+    def slow_socket(*args):  # a socket slow to make: every thread arrives while the first makes it
+        time.sleep(0.02)
+        made.append(real(*args))
+        return made[-1]
+
+    monkeypatch.setattr(wakes.socket, "socket", slow_socket)
+    start, got = threading.Barrier(4), []
+
+    def send_first():
+        start.wait()
+        got.append(wakes._sender())
+
+    threads = [threading.Thread(target=send_first) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    try:
+        assert len(made) == 1 and all(sock is made[0] for sock in got)
+    finally:
+        for sock in made:
+            sock.close()
