@@ -5,8 +5,10 @@ which took 3.4 s for ``loopdeck show`` of a 10,000-step run. Here a column is
 as wide as its widest cell, columns are two spaces apart (as a Rich table
 without borders or edge padding), a cell's lines stack, and the one column
 allowed to fold (an error, the last) takes the width that is left, its text
-continuing on the next lines. The cells must be clean text already
-(``tui.text.literal.clean``): what is joined here is written as it is.
+continuing on the next lines. The other columns are never cut (Rich would
+shorten them with an ellipsis): a terminal narrower than they are wraps the
+line. The cells must be clean text already (``tui.text.literal.clean``):
+what is joined here is written as it is.
 """
 
 from __future__ import annotations
