@@ -93,7 +93,7 @@ class GroupWriter:
         self._thread: ThreadPoolExecutor | None = None
         self._busy_timeout_ms = 0  # the store's: how long the thread waits for another process's write lock
         self._since_checkpoint = 0  # SQLite groups committed since the writer's last checkpoint
-        self._text_since_checkpoint = 0  # and the characters of JSON those on the loop held
+        self._text_since_checkpoint = 0  # characters the loop committed since the checkpoint beside it began
         self._beside: asyncio.Future[None] | None = None  # the checkpoint running beside the loop's commits
         self._beside_conn: list[Connection] = []  # its connection, opened by the thread when first needed
         self._inline_ok = False  # SQLite in WAL mode: a commit never waits for readers (else all go to the thread)
@@ -180,7 +180,7 @@ class GroupWriter:
                     if not _busy(exc):
                         raise
             if due:  # (whether or not the checkpoint succeeds: the next is due in as many groups)
-                self._since_checkpoint = self._text_since_checkpoint = 0
+                self._since_checkpoint = 0
             return await self._in_thread(_transaction_waiting, self._sync_conn, batches, self._busy_timeout_ms, due)
         assert self._conn is not None
         async with self._conn.begin():
@@ -189,9 +189,9 @@ class GroupWriter:
     async def _checkpoint_due(self) -> bool:
         """Whether this group goes to the thread to end a checkpoint (see the module docstring): past
         ``CHECKPOINT_GROUPS`` groups, in WAL mode, once the checkpoint started beside the loop is done.
-        One still copying after ``CHECKPOINT_GROUPS_MAX`` groups, or ``CHECKPOINT_TEXT`` characters of
-        JSON committed since the last checkpoint (a slow disk, big outputs), is waited for: the WAL grows
-        while it copies."""
+        One still copying after ``CHECKPOINT_GROUPS_MAX`` groups, or once the loop has committed
+        ``CHECKPOINT_TEXT`` characters since it began (a slow disk, big outputs), is waited for: the WAL
+        grows while it copies."""
         if self._since_checkpoint <= CHECKPOINT_GROUPS:
             return False
         if not self._inline_ok:
@@ -200,6 +200,7 @@ class GroupWriter:
             assert self._sync_engine is not None
             loop = asyncio.get_running_loop()
             self._beside = loop.run_in_executor(self._thread, _checkpoint_beside, self._sync_engine, self._beside_conn)
+            self._text_since_checkpoint = 0  # (what the loop commits while it copies)
             return False
         bounded = self._since_checkpoint <= CHECKPOINT_GROUPS_MAX and self._text_since_checkpoint <= CHECKPOINT_TEXT
         if not self._beside.done() and bounded:
@@ -347,16 +348,22 @@ def _busy_timeout(conn: Connection, ms: int) -> int:
 
 
 def _inline_text(batches: list[WriteBatch]) -> int | None:
-    """The characters of JSON of a group cheap enough to apply on the event loop, else None: no extras (a
-    run's creation may be thousands of rows), at most ``INLINE_ROWS`` rows and ``INLINE_TEXT`` characters."""
+    """The characters of text of a group cheap enough to apply on the event loop, else None: no extras (a
+    run's creation may be thousands of rows), at most ``INLINE_ROWS`` rows and ``INLINE_TEXT`` characters
+    (inputs, outputs, errors, payloads, a run's answer or proposal)."""
     rows = text = 0
     for batch in batches:
         if batch.extras:
             return None
         rows += batch.size
-        text += sum(len(row["input_json"] or "") + len(row["output_json"] or "") for row in batch.steps)
-        text += sum(len(row["payload_json"]) for row in batch.events)
-        text += sum(len(row["attributes_json"] or "") for row in batch.spans)
+        for row in batch.steps:
+            text += len(row["input_json"] or "") + len(row["output_json"] or "") + len(row["error"] or "")
+        for row in batch.runs:
+            text += len(row["result_json"] or "") + len(row["proposal_json"] or "") + len(row["reason"] or "")
+        for row in batch.events:
+            text += len(row["payload_json"])
+        for row in batch.spans:
+            text += len(row["attributes_json"] or "") + len(row["error"] or "")
     return text if rows <= INLINE_ROWS and text <= INLINE_TEXT else None
 
 
