@@ -227,3 +227,26 @@ async def test_approve_on_a_run_driven_in_another_terminal_loads_neither_pydanti
     finally:
         if driver.poll() is None:
             driver.kill()
+
+
+async def test_show_of_a_big_run_prints_every_step_and_a_reader_that_stops_early_is_no_error(cli):
+    """`loopdeck show RUN | head`: the steps are printed in aligned columns (tui/text/columns.py, fast for
+    thousands of rows), and a pipe closed early ends the command quietly, as Rich's own printing does."""
+    steps = [{"key": f"step_{i:04d}", **({"depends_on": [f"step_{i - 1:04d}"]} if i else {})} for i in range(3000)]
+    async with await Orchestrator.open(str(cli.db)) as orch:
+        run_id = await orch.create_run(validate_plan({"steps": steps}))
+    shown = cli("show", run_id)
+    assert shown.returncode == 0, shown.stderr
+    lines = shown.stdout.splitlines()
+    top = next(i for i, line in enumerate(lines) if line.startswith("STEP"))  # (below the run's own lines)
+    assert lines[top].split() == ["STEP", "STATUS", "AGENT", "TRY", "TOKENS", "COST", "ERROR"]
+    rows = lines[top + 1 : top + 3001]
+    assert [line.split()[0] for line in rows] == [step["key"] for step in steps]  # every one, in order
+    assert len({line.index("pending") for line in rows}) == 1  # in one column
+    proc = subprocess.Popen(cli.argv("show", run_id), env=cli.env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    assert proc.stdout is not None and proc.stderr is not None
+    while not proc.stdout.readline().startswith(b"STEP"):  # past what Rich prints: the rows, 3,000 lines,
+        pass  # more than a pipe holds, are written at once
+    proc.stdout.close()
+    stderr = proc.stderr.read().decode()
+    assert proc.wait(timeout=60) == 1 and "unexpected error" not in stderr and "bug" not in stderr, stderr

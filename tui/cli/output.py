@@ -102,8 +102,11 @@ def print_columns(header: tuple[str, ...], rows: list[tuple[str, ...]], fold: in
 
     lines = columns(header, rows, out.width, fold)
     out.print(Text(lines[0], style="bold"))
-    out.file.write("".join(line + "\n" for line in lines[1:]))
-    out.file.flush()
+    try:
+        out.file.write("".join(line + "\n" for line in lines[1:]))
+        out.file.flush()
+    except BrokenPipeError:  # (`loopdeck show RUN | head`: what Rich's own printing does)
+        out.on_broken_pipe()
 
 
 class Interrupted:
