@@ -480,6 +480,87 @@ async def test_events_committed_while_a_run_screen_rebuilds_reach_its_history_an
         assert committed in [event.id for event in screen._pending_log]  # the log, at the next refresh
 
 
+async def test_a_rebuild_from_a_snapshot_older_than_what_the_feed_read_logs_nothing_twice(db_url, monkeypatch):
+    async with await Orchestrator.open(db_url) as orch:
+        run_id = await orch.create_run(gated_plan())
+        stale = await orch.snapshot(run_id)  # read before the events below: as if read as they committed
+    app = LoopdeckApp(db_url, run_id=run_id, user="jo")
+    async with app.run_test(size=SIZE) as pilot:
+        await until(pilot, lambda: on_top(app, RunScreen) and app.screen.view is not None)
+        screen = app.screen
+        async with await Orchestrator.open(db_url) as other:
+            note = WriteBatch()
+            note.event(run_id, "note", None, {"said": "meanwhile"}, time.time())
+            (committed,) = await other.store.write(note)
+        await until(pilot, lambda: screen.view.last_event_id == committed)  # the feed read it (and logged it)
+
+        async def snapshot(self, rid):
+            return stale
+
+        monkeypatch.setattr(Orchestrator, "snapshot", snapshot)
+        logged = len(screen._pending_log)
+        await screen.reload()
+        ids = [event.id for event in screen.view.events]
+        assert screen.view.last_event_id == committed and ids.count(committed) == 1  # kept once, not lost
+        assert len(screen._pending_log) == logged  # and not logged again
+        await pilot.pause(0.2)  # (the feed goes on from there: nothing read again)
+        assert [event.id for event in screen.view.events].count(committed) == 1
+
+
+async def test_nothing_stays_frozen_when_a_child_screen_and_then_its_parent_close(db_url, monkeypatch):
+    from tui.dashboard.messages import OpenRun
+    from tui.dashboard.screens import run as run_screen
+    from tui.dashboard.screens.runs import RunsScreen
+
+    monkeypatch.setattr(run_screen, "SETTLE_S", 0.3)
+    gc.unfreeze()
+    async with await Orchestrator.open(db_url) as orch:
+        below = await orch.create_run(gated_plan())
+        above = await orch.create_run(wide_plan())
+    app = LoopdeckApp(db_url, run_id=below, user="jo")
+    try:
+        async with app.run_test(size=SIZE) as pilot:
+            await until(pilot, lambda: on_top(app, RunScreen) and app.screen.view is not None)
+            app.post_message(OpenRun(above))
+            await until(pilot, lambda: on_top(app, RunScreen) and app.screen.run_id == above and app.screen.view)
+            await pilot.press("escape")
+            await until(pilot, lambda: on_top(app, RunScreen) and app.screen.run_id == below)
+            await pilot.press("escape")  # and the parent too, before the child's collection is due
+            await until(pilot, lambda: on_top(app, RunsScreen))
+            await pilot.pause(0.6)
+            assert gc.get_freeze_count() == 0  # the runs list holds no run's tree frozen
+    finally:
+        gc.unfreeze()
+
+
+async def test_a_rebuild_that_the_screen_going_cancels_leaves_nothing_frozen(db_url, monkeypatch):
+    from tui.dashboard.screens.runs import RunsScreen
+
+    gc.unfreeze()
+    async with await Orchestrator.open(db_url) as orch:
+        run_id = await orch.create_run(gated_plan())
+    app = LoopdeckApp(db_url, run_id=run_id, user="jo")
+    try:
+        async with app.run_test(size=SIZE) as pilot:
+            await until(pilot, lambda: on_top(app, RunScreen) and app.screen.view is not None)
+            screen = app.screen
+            real_snapshot = Orchestrator.snapshot
+
+            async def slow_snapshot(self, rid):
+                await asyncio.sleep(0.5)
+                return await real_snapshot(self, rid)
+
+            monkeypatch.setattr(Orchestrator, "snapshot", slow_snapshot)
+            screen.run_worker(screen.reload(), group="reload", name="reloading the run")  # (a replan)
+            await pilot.pause(0.1)
+            await pilot.press("escape")  # the screen goes while the rebuild reads the store
+            await until(pilot, lambda: on_top(app, RunsScreen))
+            await pilot.pause(0.6)
+            assert gc.get_freeze_count() == 0
+    finally:
+        gc.unfreeze()
+
+
 async def test_the_timeline_tab_draws_a_row_per_attempt_and_per_model_and_tool_call_in_it(db_url):
     from textual.widgets import TabbedContent
 

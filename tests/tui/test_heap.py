@@ -30,7 +30,7 @@ def dead_cycle() -> weakref.ref[Cycle]:
 
 def test_a_first_build_collects_what_came_before_it_then_freezes_and_never_collects_meanwhile():
     earlier = dead_cycle()  # (a screen closed before this one opened)
-    with heap.building(rebuilding=False):
+    with heap.building(rebuilding=False, kept=lambda: True):
         assert earlier() is None  # collected first, not frozen with what is built
         assert not gc.isenabled()
         built = Cycle()
@@ -42,7 +42,7 @@ def test_a_rebuild_collects_the_tree_it_replaced():
     old = Cycle()
     gc.freeze()  # the tree the screen built before
     gone = weakref.ref(old)
-    with heap.building(rebuilding=True):
+    with heap.building(rebuilding=True, kept=lambda: True):
         del old  # replaced while it rebuilt
     assert gone() is None
 
@@ -63,6 +63,22 @@ def test_release_leaves_nothing_frozen():
 
 
 def test_a_build_that_fails_leaves_the_collector_on():
-    with pytest.raises(RuntimeError), heap.building(rebuilding=False):
+    with pytest.raises(RuntimeError), heap.building(rebuilding=False, kept=lambda: True):
         raise RuntimeError("the store went away")
     assert gc.isenabled()
+
+
+def test_a_rebuild_collects_the_tree_it_replaced_even_when_something_froze_meanwhile():
+    old = Cycle()
+    gc.freeze()
+    gone = weakref.ref(old)
+    with heap.building(rebuilding=True, kept=lambda: True):
+        del old
+        gc.freeze()  # (another screen's build, or a settle, while this one awaited the store)
+    assert gone() is None
+
+
+def test_a_build_whose_screen_went_meanwhile_freezes_nothing():
+    with heap.building(rebuilding=False, kept=lambda: False):
+        Cycle()
+    assert gc.get_freeze_count() == 0 and gc.isenabled()

@@ -26,13 +26,14 @@ from __future__ import annotations
 
 import contextlib
 import gc
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 
 @contextlib.contextmanager
-def building(rebuilding: bool) -> Iterator[None]:
+def building(rebuilding: bool, kept: Callable[[], bool]) -> Iterator[None]:
     """A run screen reads and builds what it will keep: no collection meanwhile; one full collection, before
-    a first build or after a rebuild; then what the process holds is frozen."""
+    a first build or after a rebuild; then what the process holds is frozen, if the screen is still ``kept``
+    (a build canceled by the screen going freezes nothing)."""
     gc.unfreeze()
     if not rebuilding:
         gc.collect()
@@ -42,8 +43,10 @@ def building(rebuilding: bool) -> Iterator[None]:
         yield
     finally:
         if rebuilding:
+            gc.unfreeze()  # (another build may have frozen meanwhile, the replaced tree with it)
             gc.collect()
-        gc.freeze()
+        if kept():
+            gc.freeze()
         if enabled:
             gc.enable()
 

@@ -11,9 +11,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
+from functools import partial
 
 from textual import on, work
-from textual.app import ComposeResult
+from textual.app import App, ComposeResult
 from textual.containers import Horizontal
 from textual.css.query import NoMatches
 from textual.timer import Timer
@@ -65,6 +66,7 @@ class RunScreen(GatesMixin, ActionsMixin, LoopdeckScreen):
         self.filter_text = ""
         self._rendered_at = 0.0  # monotonic time of the last refresh
         self._render_due: Timer | None = None  # a refresh asked for by new events
+        self._gone = False  # unmounted: nothing it builds any more is kept (tui/dashboard/heap.py)
 
     def compose(self) -> ComposeResult:
         yield HeaderBar(id="header-bar")
@@ -110,19 +112,19 @@ class RunScreen(GatesMixin, ActionsMixin, LoopdeckScreen):
 
     async def reload(self) -> None:
         """Read the run afresh (at start, and when a replan changed its steps)."""
-        with heap.building(rebuilding=self.view is not None):
+        with heap.building(rebuilding=self.view is not None, kept=self._kept):
             await self._load_view()
+
+    def _kept(self) -> bool:
+        return not self._gone  # (a build its screen's going canceled keeps nothing)
 
     async def _load_view(self) -> None:
         snap = await self.ctx.orch.snapshot(self.run_id)
         view = RunView.from_snapshot(snap)
         if self.view is None:
             self.query_one(EventLog).add(list(view.events), room=HISTORY_LINES)  # the history so far
-        else:  # the history goes on, with what was committed since the feed's last read
-            fresh = [event for event in view.events if event.id > self.view.last_event_id]
-            view.events = self.view.events
-            view.events.extend(fresh)
-            self._pending_log.extend(fresh)
+        else:
+            self._carry_history(self.view, view)
         self.view = view
         tree = self.query_one(DagTree)
         tree.build(view, self.ctx.clock(), self.filter_text)
@@ -134,12 +136,24 @@ class RunScreen(GatesMixin, ActionsMixin, LoopdeckScreen):
             self.show_detail(first)
         self.query_one(StepDetail).show_result(view.status, view.result)
 
+    def _carry_history(self, old: RunView, view: RunView) -> None:
+        """A rebuilt view goes on with the old one's history: plus what its snapshot holds that the feed had
+        not read yet (into the log too), or plus what the feed had read past the snapshot (folded in again,
+        not logged twice, so the feed goes on from where it was)."""
+        for event in [event for event in old.events if event.id > view.last_event_id]:
+            view.apply(event)
+        fresh = [event for event in view.events if event.id > old.last_event_id]
+        view.events = old.events
+        view.events.extend(fresh)
+        self._pending_log.extend(fresh)
+
     def on_unmount(self) -> None:
         """What this screen built goes back to the collector; if a run screen stays, what it holds is frozen
         again once this one is gone (the screen below is resumed before this one is unmounted)."""
+        self._gone = True
         heap.release()  # (an app that exits leaves nothing frozen)
         if any(isinstance(screen, RunScreen) and screen is not self for screen in self.app.screen_stack):
-            self.app.set_timer(SETTLE_S, heap.settle, name="collecting a closed run screen")
+            self.app.set_timer(SETTLE_S, partial(_settle, self.app), name="collecting a closed run screen")
 
     @work(exclusive=True, group="feed", exit_on_error=False, name="the event feed")
     async def feed(self) -> None:
@@ -306,3 +320,10 @@ class RunScreen(GatesMixin, ActionsMixin, LoopdeckScreen):
         detail.show_step(view, step)
         detail.show_context(context)
         detail.shown_key = key
+
+
+def _settle(app: App[object]) -> None:
+    """A closed run screen is gone: collect it, and keep frozen what a run screen still shown holds (none
+    left, as when the one below went too meanwhile: nothing to freeze)."""
+    if any(isinstance(screen, RunScreen) for screen in app.screen_stack):
+        heap.settle()

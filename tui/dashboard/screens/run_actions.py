@@ -124,7 +124,7 @@ class ActionsMixin:
                 return
             self.filter_text = value.strip()
             tree = self.query_one(DagTree)
-            with heap.building(rebuilding=True):  # (the tree it replaces collected)
+            with heap.building(rebuilding=True, kept=lambda: self.is_mounted):  # (the tree it replaces collected)
                 tree.build(self.view, self.ctx.clock(), self.filter_text)
             self._title_tree()
             shown = len(tree.root.children)
