@@ -13,6 +13,7 @@ import tempfile
 import threading
 import time
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 
@@ -281,7 +282,7 @@ async def test_a_listener_that_could_not_bind_polls_a_while_then_binds_again(tmp
     for good, and not into a bind attempt at every wait."""
     directory = wakes.wake_dir(tmp_path / "r.db")
     assert directory is not None
-    monkeypatch.setattr(wakes, "REBIND_S", 0.2)
+    monkeypatch.setattr(wakes, "REBIND_S", 0.5)
     real, attempts = wakes.WakeSocket, []
 
     def flaky(where, kind):
@@ -296,7 +297,7 @@ async def test_a_listener_that_could_not_bind_polls_a_while_then_binds_again(tmp
     try:
         assert not listener.bound(wakes.OTHERS)  # failed: polling for now
         assert not listener.bound(wakes.OTHERS) and len(attempts) == 1  # no second try within REBIND_S
-        await asyncio.sleep(0.25)
+        await asyncio.sleep(0.55)
         assert listener.bound(wakes.OTHERS) and len(attempts) == 2  # then bound again
         wakes.send(directory, [(COMMANDS_CHANNEL, "run")], EVENTS_CHANNEL)
         for _ in range(100):
@@ -319,7 +320,9 @@ def test_the_process_sends_from_one_socket_whichever_threads_send_first(monkeypa
         made.append(real(*args))
         return made[-1]
 
-    monkeypatch.setattr(wakes.socket, "socket", slow_socket)
+    monkeypatch.setattr(
+        wakes, "socket", SimpleNamespace(socket=slow_socket, AF_UNIX=socket.AF_UNIX, SOCK_DGRAM=socket.SOCK_DGRAM)
+    )
     start, got = threading.Barrier(4), []
 
     def send_first():
@@ -332,7 +335,7 @@ def test_the_process_sends_from_one_socket_whichever_threads_send_first(monkeypa
     for thread in threads:
         thread.join()
     try:
-        assert len(made) == 1 and all(sock is made[0] for sock in got)
+        assert len(made) == 1 and len(got) == 4 and all(sock is made[0] for sock in got)
     finally:
         for sock in made:
             sock.close()
