@@ -429,9 +429,22 @@ async def test_a_run_screen_keeps_what_it_built_out_of_full_collections_and_give
         gc.unfreeze()
 
 
+async def two_runs(db_url) -> tuple[str, str]:
+    async with await Orchestrator.open(db_url) as orch:
+        return await orch.create_run(gated_plan()), await orch.create_run(wide_plan())
+
+
+async def open_over(pilot, app, run_id: str) -> None:
+    """Open ``run_id``'s screen over the run screen shown, as a child run is opened from its parent's."""
+    from tui.dashboard.messages import OpenRun
+
+    await until(pilot, lambda: on_top(app, RunScreen) and app.screen.view is not None)
+    app.post_message(OpenRun(run_id))
+    await until(pilot, lambda: on_top(app, RunScreen) and app.screen.run_id == run_id and app.screen.view)
+
+
 async def test_a_run_screen_closed_over_another_is_collected_and_the_one_below_stays_frozen(db_url, monkeypatch):
     from tui.dashboard import heap
-    from tui.dashboard.messages import OpenRun
     from tui.dashboard.screens import run as run_screen
 
     settled: list[int] = []
@@ -444,15 +457,11 @@ async def test_a_run_screen_closed_over_another_is_collected_and_the_one_below_s
     monkeypatch.setattr(heap, "settle", settle)
     monkeypatch.setattr(run_screen, "SETTLE_S", 0.1)
     gc.unfreeze()
-    async with await Orchestrator.open(db_url) as orch:
-        below = await orch.create_run(gated_plan())
-        above = await orch.create_run(wide_plan())
+    below, above = await two_runs(db_url)
     app = LoopdeckApp(db_url, run_id=below, user="jo")
     try:
         async with app.run_test(size=SIZE) as pilot:
-            await until(pilot, lambda: on_top(app, RunScreen) and app.screen.view is not None)
-            app.post_message(OpenRun(above))  # (a child run, opened from its parent's screen)
-            await until(pilot, lambda: on_top(app, RunScreen) and app.screen.run_id == above and app.screen.view)
+            await open_over(pilot, app, above)
             await pilot.press("escape")  # back to the run below
             await until(pilot, lambda: on_top(app, RunScreen) and app.screen.run_id == below and settled)
             assert settled[0] > 0 and gc.get_freeze_count() > 0  # collected, and the screen below stays frozen
@@ -508,21 +517,16 @@ async def test_a_rebuild_from_a_snapshot_older_than_what_the_feed_read_logs_noth
 
 
 async def test_nothing_stays_frozen_when_a_child_screen_and_then_its_parent_close(db_url, monkeypatch):
-    from tui.dashboard.messages import OpenRun
     from tui.dashboard.screens import run as run_screen
     from tui.dashboard.screens.runs import RunsScreen
 
     monkeypatch.setattr(run_screen, "SETTLE_S", 0.3)
     gc.unfreeze()
-    async with await Orchestrator.open(db_url) as orch:
-        below = await orch.create_run(gated_plan())
-        above = await orch.create_run(wide_plan())
+    below, above = await two_runs(db_url)
     app = LoopdeckApp(db_url, run_id=below, user="jo")
     try:
         async with app.run_test(size=SIZE) as pilot:
-            await until(pilot, lambda: on_top(app, RunScreen) and app.screen.view is not None)
-            app.post_message(OpenRun(above))
-            await until(pilot, lambda: on_top(app, RunScreen) and app.screen.run_id == above and app.screen.view)
+            await open_over(pilot, app, above)
             await pilot.press("escape")
             await until(pilot, lambda: on_top(app, RunScreen) and app.screen.run_id == below)
             await pilot.press("escape")  # and the parent too, before the child's collection is due
