@@ -131,11 +131,12 @@ class GroupWriter:
 
     async def close(self) -> None:
         if self._task is not None:
-            await self._queue.join()
+            await self._drain()
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
             self._task = None
+            self._abandon_queued()
         if self._conn is not None:
             await self._conn.close()
             self._conn = None
@@ -150,6 +151,23 @@ class GroupWriter:
             self._thread.shutdown(wait=True)
             self._thread = None
 
+    async def _drain(self) -> None:
+        """Until every queued batch is committed, or the writer has stopped (a loop-wide cancel at shutdown
+        canceled it: what it left is never committed, and waiting for it would never end)."""
+        assert self._task is not None
+        joined = asyncio.ensure_future(self._queue.join())
+        try:
+            await asyncio.wait({joined, self._task}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            joined.cancel()
+
+    def _abandon_queued(self) -> None:
+        """The writer stopped with batches queued: their callers' waits end (canceled), never hang."""
+        while not self._queue.empty():
+            _, future = self._queue.get_nowait()
+            future.cancel()
+            self._queue.task_done()
+
     async def _loop(self) -> None:
         while True:
             group = [await self._queue.get()]
@@ -160,6 +178,10 @@ class GroupWriter:
                 rows += item[0].size
             try:
                 await self._commit_group(group)
+            except asyncio.CancelledError:  # (whether a group in the thread committed is unknown: it is
+                for _, future in group:  # abandoned as its callers are, and the next driver reads the store)
+                    future.cancel()
+                raise
             finally:
                 for _ in group:
                     self._queue.task_done()

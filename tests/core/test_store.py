@@ -360,6 +360,25 @@ async def test_a_checkpoint_is_waited_for_once_the_loop_has_committed_its_bound_
         await store.close()
 
 
+async def test_a_store_whose_writer_a_shutdown_canceled_closes_and_its_waiting_writers_end(tmp_path):
+    """A loop-wide cancel (shutdown code canceling every task) can stop the writer with batches queued:
+    closing the store must not wait for them for ever, nor leave their callers waiting."""
+    store = await Store.open(str(tmp_path / "shutdown.db"))
+
+    async def write(i: int) -> None:
+        note = WriteBatch()
+        note.event("r", "note", None, {"n": i}, time.time())
+        await store.write(note)
+
+    writes = [asyncio.ensure_future(write(i)) for i in range(200)]
+    await asyncio.sleep(0)  # (queued)
+    store.writer._task.cancel()  # the writer, canceled with the rest; these callers are not
+    await asyncio.wait_for(store.close(), 10)  # (it waited for ever)
+    done = await asyncio.wait_for(asyncio.gather(*writes, return_exceptions=True), 10)
+    assert all(result is None or isinstance(result, asyncio.CancelledError) for result in done)
+    assert any(isinstance(result, asyncio.CancelledError) for result in done)  # abandoned, not hung
+
+
 async def test_a_checkpoint_beside_the_loop_that_fails_fails_no_write(tmp_path, monkeypatch, caplog):
     store = await Store.open(str(tmp_path / "failing.db"))
 
