@@ -7,12 +7,19 @@ its password masked and without the driver name loopdeck added.
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING, TypeVar
 
 from platformdirs import user_data_dir
 
 from core.errors import BadInput
 from core.locations import plain_setting
+
+if TYPE_CHECKING:
+    from core.settings import Settings
+
+T = TypeVar("T")
 
 ENV_DB = "LOOPDECK_DB"
 ENV_TOKEN_BUDGET = "LOOPDECK_TOKEN_BUDGET"
@@ -91,10 +98,16 @@ def default_token_budget() -> int | None:
     """The budget of runs whose plan sets none: ``LOOPDECK_TOKEN_BUDGET`` (or the configuration's policy), else
     no limit. With no configuration file and no variable that could set it, none, without loading the
     settings (pydantic-settings: ~20-35 ms of a process's first run)."""
-    known, value = plain_setting("token_budget")
+    budget = from_settings("token_budget", None, lambda settings: settings.policy_defaults().get("token_budget"))
+    return int(budget) if budget is not None else None
+
+
+def from_settings(name: str, unset: T, read: Callable[[Settings], T]) -> T:
+    """``read`` of the settings, or ``unset`` without loading them when no configuration file and no variable
+    could set ``name`` (``plain_setting``; loading them, pydantic-settings, is ~20-35 ms of a process)."""
+    known, value = plain_setting(name)
     if known and value is None:
-        return None
+        return unset
     from core.settings import load_settings
 
-    budget = load_settings().policy_defaults().get("token_budget")
-    return int(budget) if budget is not None else None
+    return read(load_settings())

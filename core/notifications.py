@@ -28,8 +28,8 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
+from core.config import from_settings
 from core.lazy import LazyModule
-from core.locations import plain_setting
 from core.model.events import EventType
 from core.redaction import url_origin
 from core.store import WriteBatch
@@ -61,14 +61,8 @@ class Message:
 
 
 def _every_run() -> list[str]:
-    """The URLs told about every run: none, without loading the settings, when no configuration file and no
-    variable could name one (pydantic-settings: ~20-35 ms of the first run a process drives)."""
-    known, value = plain_setting("notify")
-    if known and value is None:
-        return []
-    from core.settings import load_settings
-
-    return load_settings().notify
+    """The URLs told about every run: none, without loading the settings, when nothing could name one."""
+    return from_settings("notify", [], lambda settings: settings.notify)
 
 
 def targets(

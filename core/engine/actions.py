@@ -19,7 +19,7 @@ from core.engine.budget import Budget, check_cost_budget, check_token_budget
 from core.engine.run_state import RunMode, RunState, StepState, new_step_row
 from core.engine.transitions import Effects, end_run, move, move_call, set_run_status, settle, unqueue
 from core.errors import BadInput, PlanError, PlanIssue, TransitionError
-from core.model.commands import (  # (re-exported: the decider's callers name them here)
+from core.model.commands import (  # (the commands it decides, one handler each)
     FINISH_STATUSES,
     KEEP,
     Approve,

@@ -190,7 +190,7 @@ class GroupWriter:
         """Apply ``batches`` in one transaction and commit; roll back on any error."""
         if self._sync_conn is not None:
             self._since_checkpoint += 1
-            due = await self._checkpoint_due()
+            due = self._since_checkpoint > CHECKPOINT_GROUPS and await self._checkpoint_due()
             text = _inline_text(batches) if self._inline_ok else None
             if text is not None and not due:
                 try:
@@ -213,9 +213,7 @@ class GroupWriter:
         ``CHECKPOINT_GROUPS`` groups, in WAL mode, once the checkpoint started beside the loop is done.
         One still copying after ``CHECKPOINT_GROUPS_MAX`` groups, or once the loop has committed
         ``CHECKPOINT_TEXT`` characters since it began (a slow disk, big outputs), is waited for: the WAL
-        grows while it copies."""
-        if self._since_checkpoint <= CHECKPOINT_GROUPS:
-            return False
+        grows while it copies. (Asked once ``CHECKPOINT_GROUPS`` have passed: no coroutine per group before.)"""
         if not self._inline_ok:
             return True
         if self._beside is None:  # (a future, not a task: a loop-wide cancel leaves it to ``close``)
