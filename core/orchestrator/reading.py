@@ -44,6 +44,9 @@ class Reading(OrchestratorBase):
     async def events_since(self, run_id: str | None, after_id: int = 0, limit: int = 10_000) -> list[Event]:
         return await self.store.events_since(run_id, after_id, limit)
 
+    async def event_count(self, run_id: str) -> int:
+        return await self.store.event_count(await self.store.resolve_run_id(run_id))
+
     async def spans(self, run_id: str) -> list[SpanRecord]:
         return await self.store.spans_of(run_id)
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from sqlalchemy import Connection, select
+from sqlalchemy import Connection, func, select
 
 from core.model.events import Event
 from core.store import schema
@@ -22,6 +22,15 @@ class EventQueries(StoreBase):
                 stmt = stmt.where(schema.events.c.run_id == run_id)
             stmt = stmt.order_by(schema.events.c.id).limit(limit)
             return [row_to_event(r) for r in (conn.execute(stmt)).mappings()]
+
+        return await self._read(q)
+
+    async def event_count(self, run_id: str) -> int:
+        """How many events a run has logged (``show`` says it; reading them all to count is 10x the work)."""
+
+        def q(conn: Connection) -> int:
+            stmt = select(func.count()).select_from(schema.events).where(schema.events.c.run_id == run_id)
+            return int(conn.execute(stmt).scalar_one())
 
         return await self._read(q)
 

@@ -46,6 +46,17 @@ def test_run_headless_json_prints_the_run_and_exits_0(cli):
     assert "2/2 done" in result.stderr  # the progress display
 
 
+def test_show_counts_the_events_show_json_lists(cli):
+    """The table counts a run's events in the store (reading them all only to count them was most of its time)."""
+    path = cli.write_plan({"agents": SIM, "steps": [{"key": "a"}, {"key": "b", "depends_on": ["a"]}]})
+    run_id = json.loads(cli("run", str(path), "--headless", "--json").stdout)["run"]["id"]
+    assert cli("run", str(path), "--headless").returncode == 0  # another run's events are not counted
+    events = json.loads(cli("show", run_id, "--json").stdout)["events"]
+    shown = cli("show", run_id)
+    assert shown.returncode == 0, shown.stderr
+    assert f"{len(events)} events; tokens 30;" in shown.stdout and len(events) > 5
+
+
 def test_a_failed_run_exits_1(cli):
     agents = {"bad": {"kind": "sim", "latency_ms": 0, "fail_rate": 1}}
     path = cli.write_plan({"agents": agents, "policy": {"max_step_attempts": 1}, "steps": [{"key": "a"}]})

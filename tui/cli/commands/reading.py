@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import json
 from typing import Any
 
 from rich.table import Table
@@ -97,11 +96,12 @@ async def calls(orch: Orchestrator, args: argparse.Namespace, _: Any) -> int:
 
 
 async def show(orch: Orchestrator, args: argparse.Namespace, _: Any) -> int:
-    snap = await orch.snapshot(args.run_id)
+    snap = await orch.snapshot(args.run_id, events=args.json)  # (the table only counts them)
     if args.json:
         print_json(snap)
         return EXIT_OK
     run = snap["run"]
+    events = await orch.event_count(run["id"])
     head = Text.assemble((run["id"], "bold"), "  ", literal(run["status"], "bold"), "  ", literal(run["goal"]))
     if run["reason"]:
         head.append("\n  ")
@@ -128,7 +128,7 @@ async def show(orch: Orchestrator, args: argparse.Namespace, _: Any) -> int:
     )
     unpriced = run["unpriced_steps"]
     out.print(
-        f"{len(snap['events'])} events; tokens {run['tokens']['total']:,}"
+        f"{events} events; tokens {run['tokens']['total']:,}"
         + (f" of {run['token_budget']:,}" if run["token_budget"] is not None else "")
         + f"; cost {dollars(run['cost_usd'], unpriced)}"
         + (f" ({unpriced} step{'s' if unpriced != 1 else ''} unpriced)" if unpriced else "")
@@ -172,7 +172,7 @@ async def agents(orch: Orchestrator, args: argparse.Namespace, _: Any) -> int:
 async def export(orch: Orchestrator, args: argparse.Namespace, _: Any) -> int:
     data = await orch.export_otlp(args.run_id)
     if args.out:
-        write_text(args.out, json.dumps(data, indent=2, allow_nan=False))
+        write_text(args.out, dumps(data, indent=2))
         spans = len(data["resourceSpans"][0]["scopeSpans"][0]["spans"])
         err.print(literal(f"wrote {spans} spans to {args.out}"))
     else:
