@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from pathlib import Path
 from typing import Any
 
@@ -223,11 +224,48 @@ def to_json_value(value: Any, depth_limit: int = MAX_DEPTH) -> Any:
 
 def dumps(value: Any, indent: int | None = None) -> str:
     """Strict JSON text (never ``NaN``/``Infinity``, which no JSON reader accepts): such numbers, stored
-    before loopdeck refused them, are written as strings; objects that are not JSON become their ``str()``."""
+    before loopdeck refused them, are written as strings; objects that are not JSON become their ``str()``.
+    Non-ASCII characters are escaped, so no untrusted byte reaches a terminal raw."""
     try:
-        return json.dumps(value, allow_nan=False, default=str, indent=indent)
+        compact = json.dumps(value, allow_nan=False, default=str)  # (the C encoder: strict, and fast)
     except ValueError:
-        return json.dumps(to_json_value(value, depth_limit=4 * MAX_DEPTH), allow_nan=False, indent=indent)
+        value = to_json_value(value, depth_limit=4 * MAX_DEPTH)
+        compact = json.dumps(value, allow_nan=False)
+    if indent is None:
+        return compact
+    return (_indented(value) if indent == 2 else None) or json.dumps(value, allow_nan=False, default=str, indent=indent)
+
+
+def _indented(value: Any) -> str | None:
+    """``json.dumps(value, indent=2, default=str)`` of a value ``dumps`` has found strict, written by orjson
+    (None where it cannot: an integer past 64 bits, a lone surrogate, nesting past 255 levels).
+
+    The standard library indents in pure Python: 0.5 s for the 20 MB of a 10,000-step ``show --json``,
+    against 20 ms here. The text is the same but for a float's exponent (``1e-7`` for ``1e-07``), the
+    same number; non-ASCII is escaped afterwards, as ``ensure_ascii`` does (orjson writes it raw).
+    """
+    import orjson  # (only an indented document needs it)
+
+    options = orjson.OPT_INDENT_2 | orjson.OPT_NON_STR_KEYS | orjson.OPT_PASSTHROUGH_DATETIME
+    try:
+        text = orjson.dumps(value, default=str, option=options | orjson.OPT_PASSTHROUGH_DATACLASS).decode()
+    except (orjson.JSONEncodeError, TypeError):
+        return None
+    if text.isascii() and "\x7f" not in text:
+        return text
+    return _NOT_ASCII.sub(_escaped, text)
+
+
+_NOT_ASCII = re.compile("[\x7f-\U0010ffff]")  # what ``ensure_ascii`` escapes that orjson does not
+
+
+def _escaped(match: re.Match[str]) -> str:
+    """A character as ``ensure_ascii`` writes it: ``\\u00e9``, or a surrogate pair past the first plane."""
+    code = ord(match.group())
+    if code < 0x10000:
+        return f"\\u{code:04x}"
+    code -= 0x10000
+    return f"\\u{0xD800 | (code >> 10):04x}\\u{0xDC00 | (code & 0x3FF):04x}"
 
 
 def load_document(path: str | Path, what: str = "file") -> Any:

@@ -19,7 +19,7 @@ from core import PlanError, parse_plan_text, validate_plan
 from core.engine.transitions import backoff_delay
 from core.limits import MAX_DEPTH
 from core.model.policy import Backoff
-from core.values import ValueProblem, _plainly_fine, _walk_document, check_document, to_json_value
+from core.values import ValueProblem, _plainly_fine, _walk_document, check_document, dumps, to_json_value
 
 STEP = '{"key": "a"}'
 
@@ -162,6 +162,47 @@ def test_outputs_become_strict_json():
     assert out["nan"] == "NaN" and out["inf"] == "-Infinity" and out["1"] == [2, 3] and out["big"] == str(10**30)
     with pytest.raises(ValueProblem):
         to_json_value(json.loads(deep(MAX_DEPTH + 5)))
+
+
+def _standard(value):
+    """What ``dumps(value, indent=2)`` wrote before orjson indented it: the standard library's encoder."""
+    try:
+        return json.dumps(value, allow_nan=False, default=str, indent=2)
+    except ValueError:
+        return json.dumps(to_json_value(value, depth_limit=4 * MAX_DEPTH), allow_nan=False, indent=2)
+
+
+EXACT = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.text() | st.sampled_from(["\x7f", "\x1b[31m", "\u009b", "😀"]),
+    lambda children: (
+        st.lists(children, max_size=4)
+        | st.dictionaries(st.text(max_size=4) | st.integers() | st.booleans() | st.none(), children, max_size=4)
+    ),
+    max_leaves=25,
+)
+
+
+@settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(EXACT)
+def test_indented_json_is_the_standard_librarys_text_in_ascii(value):
+    """orjson indents; the text is the standard encoder's, character for character (escapes, keys made text,
+    integers past 64 bits, empty containers), and never holds a byte a terminal would act on."""
+    text = dumps(value, indent=2)
+    assert text == _standard(value)
+    assert text.isascii() and "\x7f" not in text and "\x1b" not in text
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.recursive(st.floats() | st.integers(), lambda c: st.lists(c, max_size=3), max_leaves=10))
+def test_indented_json_writes_every_number_as_the_standard_library_reads_it(value):
+    """Floats may differ in their exponent's spelling (``1e-7``), never in value; NaN and infinities are text."""
+    assert json.loads(dumps(value, indent=2)) == json.loads(_standard(value))
+
+
+def test_indented_json_falls_back_where_orjson_cannot():
+    for value in ({"big": 2**70}, ["\ud800"], {"nan": float("nan")}, {"when": object}):
+        assert dumps(value, indent=2) == _standard(value)
+    assert json.loads(dumps({"nan": float("nan")}, indent=2)) == {"nan": "NaN"}
 
 
 JSONISH = st.recursive(
