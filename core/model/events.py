@@ -7,6 +7,7 @@ re-read from the store.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from enum import StrEnum
@@ -122,8 +123,26 @@ class Gap:
     after_id: int
 
 
+_SECONDS: dict[int, str] = {}  # a whole second -> "YYYY-MM-DDTHH:MM:SS" (iso's cache)
+
+
 def iso(ts: float | None) -> str | None:
-    """ISO 8601 UTC with microseconds, or None."""
+    """ISO 8601 UTC with microseconds, or None: what ``datetime.fromtimestamp(ts, UTC).isoformat(timespec=
+    "microseconds")`` writes, rounded as it rounds (half to even), with the date and time of each whole second
+    made once. A 10,000-step run's snapshot writes 40,000 stamps, mostly of a few seconds: a third of the
+    time of building a datetime each."""
     if ts is None:
         return None
-    return datetime.fromtimestamp(ts, UTC).isoformat(timespec="microseconds")
+    fraction, whole = math.modf(ts)
+    micro = round(fraction * 1e6)
+    if micro >= 1_000_000:
+        micro, whole = micro - 1_000_000, whole + 1
+    elif micro < 0:
+        micro, whole = micro + 1_000_000, whole - 1
+    second = int(whole)
+    prefix = _SECONDS.get(second)
+    if prefix is None:
+        if len(_SECONDS) >= 4096:
+            _SECONDS.clear()
+        prefix = _SECONDS[second] = datetime.fromtimestamp(second, UTC).isoformat(timespec="seconds")[:-6]
+    return f"{prefix}.{micro:06d}+00:00"
