@@ -4,6 +4,7 @@
     arguments.py  argument types (JSON input, budget, counts), checked before a database opens
     output.py     consoles, strict JSON, one-line errors, exit codes
     progress.py   a headless run's progress on stderr
+    startup.py    no garbage collection while a command loads its modules
     commands/     driving, planning, acting, reading, dashboard
 
 Exit codes (``output.py``): 0 ok, 1 the run did not succeed or the action was
@@ -18,25 +19,28 @@ import sys
 from tui.cli.command import wanted
 from tui.cli.output import Interrupted, guarded, log_to_stderr
 from tui.cli.parser import build_parser
+from tui.cli.startup import Startup
 
 
 def main(argv: list[str] | None = None) -> int:
-    Interrupted.run_id = None
-    parser, commands = build_parser()
-    args = parser.parse_args(argv)
-    if args.command in ("run", "submit"):
-        _check_plan_source(parser, args)
-    if wanted(args):
-        from tui.cli.commands import dashboard
+    with Startup() as start:  # (no garbage collection while the command loads its modules: tui.cli.startup)
+        Interrupted.run_id = None
+        parser, commands = build_parser()
+        args = parser.parse_args(argv)
+        if args.command in ("run", "submit"):
+            _check_plan_source(parser, args)
+        if wanted(args):
+            from tui.cli.commands import dashboard
 
-        refused = dashboard.refuse_without_terminal(args)
-        if refused is not None:
-            return refused
-        return guarded(lambda: dashboard.open_dashboard(args))
-    command = commands[args.command]
-    if command.database:
-        log_to_stderr()
-    return guarded(lambda: command.invoke(args))
+            start.end()  # (the dashboard has its own policy: tui.dashboard.heap)
+            refused = dashboard.refuse_without_terminal(args)
+            if refused is not None:
+                return refused
+            return guarded(lambda: dashboard.open_dashboard(args))
+        command = commands[args.command]
+        if command.database:
+            log_to_stderr()
+        return guarded(lambda: start.run(command.invoke(args)))
 
 
 def _check_plan_source(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
