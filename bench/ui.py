@@ -1,6 +1,6 @@
 """Dashboard benchmark (not a test): a 5,000-step run receiving 2,000 events a second.
 
-    python bench/ui.py [--steps 5000] [--rate 2000] [--seconds 10] [--here | --elsewhere]
+    python bench/ui.py [--steps 5000] [--rate 2000] [--seconds 10] [--here | --elsewhere] [--every S]
 
 A writer task commits events to a real SQLite store at the given rate (in
 batches every 50 ms, as a busy controller would), while the real dashboard,
@@ -14,6 +14,11 @@ run's own controller would (its event bus), or with ``--elsewhere`` in another
 process, as a headless `loopdeck run` in a second terminal would (its commits
 wake the dashboard through ``core.store.wakes``). Commit times are read on the
 monotonic clock, which every process of the host shares.
+
+Keys are pressed one after another, each 0.1 s after the process went idle
+from the last; so a faster dashboard is also pressed more often. ``--every S``
+presses one every S seconds instead (S above the slowest press), for the same
+load whichever code is measured: for comparing two versions.
 """
 
 from __future__ import annotations
@@ -82,7 +87,9 @@ async def produce_elsewhere(db: str, run_id: str, n: int, rate: int, seconds: fl
     print(json.dumps(commits))
 
 
-async def main(n: int, rate: int, seconds: float, here: bool, elsewhere: bool = False) -> None:
+async def main(
+    n: int, rate: int, seconds: float, here: bool, elsewhere: bool = False, every: float | None = None
+) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         db = f"sqlite+aiosqlite:///{Path(tmp) / 'ui.db'}"
         async with await Orchestrator.open(db) as setup:
@@ -129,7 +136,10 @@ async def main(n: int, rate: int, seconds: float, here: bool, elsewhere: bool = 
                 handled.append(time.perf_counter() - began)  # the key reached the tree: its cursor moved
                 await pressing
                 keys.append(time.perf_counter() - began)  # Textual's pilot: until the process went idle
-                await pilot.pause(0.1)
+                if every is None:
+                    await pilot.pause(0.1)
+                else:
+                    await asyncio.sleep(max(0.0, began + every - time.perf_counter()))
             if elsewhere:
                 out, _ = await producer
                 commits = {int(i): at for i, at in json.loads(out).items()}
@@ -171,9 +181,12 @@ if __name__ == "__main__":
         "--here", action="store_true", help="the run is driven in the dashboard's process: its commits are published"
     )
     parser.add_argument("--elsewhere", action="store_true", help="the run is written by another process")
+    parser.add_argument(
+        "--every", type=float, metavar="S", help="press a key every S seconds (the same load for any code)"
+    )
     parser.add_argument("--produce", nargs=2, metavar=("DB", "RUN"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.produce:
         asyncio.run(produce_elsewhere(*args.produce, args.steps, args.rate, args.seconds))
     else:
-        asyncio.run(main(args.steps, args.rate, args.seconds, args.here, args.elsewhere))
+        asyncio.run(main(args.steps, args.rate, args.seconds, args.here, args.elsewhere, args.every))

@@ -208,7 +208,7 @@ class DagTree(Tree[str]):
             self.move_cursor(node)
 
     def running_keys(self, view: RunView) -> set[str]:
-        return {k for k, s in view.steps.items() if s.status == "running"}
+        return view.keys_in("running")
 
     @property
     def highlighted_key(self) -> str | None:
