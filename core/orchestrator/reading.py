@@ -107,7 +107,7 @@ class Reading(OrchestratorBase):
     async def step_context(self, run_id: str, key: str) -> list[dict[str, Any]]:
         """The context the step gets (or got) from its dependencies' outputs, per the run's policy."""
         run_id = await self.store.resolve_run_id(run_id)
-        plan = (await self.store.get_run(run_id)).plan or {}
+        plan = await self.store.plan_of(run_id)  # (shared: read only)
         spec = views.step_spec(plan, key)
         if spec is None:
             raise StepNotFound(run_id, key, [s["key"] for s in plan.get("steps", [])])

@@ -107,6 +107,22 @@ async def test_replan_append_adds_steps_that_run_after_existing_ones(orch):
     }
 
 
+async def test_a_steps_context_reads_the_plan_parsed_once_until_a_replan_changes_it(orch):
+    """``step_context`` (each cursor move of the dashboard) reuses the run's parsed plan while its text is
+    unchanged, and reads the new plan once a replan changed it."""
+    agents = {"sim": {"kind": "sim", "latency_ms": 300}}
+    run_id, task = await start(
+        orch, plan([{"key": "a", "agent": "sim"}, {"key": "b", "depends_on": ["a"]}], agents=agents)
+    )
+    await wait_event(orch, run_id, "step_started", "b")
+    assert [c["key"] for c in await orch.step_context(run_id, "b")] == ["a"]
+    assert await orch.store.plan_of(run_id) is await orch.store.plan_of(run_id)  # (not parsed again)
+    await orch.replan(run_id, [{"key": "c", "depends_on": ["a", "b"]}], mode="append", user="ops")
+    assert [c["key"] for c in await orch.step_context(run_id, "c")] == ["a"]  # (b has not finished)
+    assert await asyncio.wait_for(task, 10) == RunStatus.SUCCEEDED
+    assert [c["key"] for c in await orch.step_context(run_id, "c")] == ["a", "b"]
+
+
 async def test_replan_replace_pending_swaps_steps_that_never_started(orch):
     agents = {"sim": {"kind": "sim", "latency_ms": 300}}
     run_id, task = await start(
