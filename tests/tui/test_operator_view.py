@@ -445,6 +445,38 @@ def branching(n: int):
     return validate_plan({"goal": "branching", "agents": agents, "default_agent": "sim", "steps": steps})
 
 
+async def test_a_focus_change_or_a_resize_redraws_the_tree_without_building_its_lines_again(db_url):
+    """Textual's Tree builds every line again at each focus change and resize (a 20,000-step tree: 40–100 ms
+    each); DagTree redraws its lines with the new style or size and keeps them."""
+    async with await Orchestrator.open(db_url, user="bo") as orch:
+        run_id = await orch.create_run(branching(12))
+        app = LoopdeckApp(run_id=run_id, orchestrator=orch, user="bo")
+        async with app.run_test(size=SMALL) as pilot:
+            await until(pilot, lambda: on_top(app, RunScreen) and app.screen.view is not None)
+            tree = app.screen.query_one(DagTree)
+            await pilot.pause()
+            lines = list(tree._tree_lines)
+            builds: list[int] = []
+            build = tree._build
+            tree._build = lambda: (builds.append(1), build())[-1]  # type: ignore[method-assign]
+            y = tree.cursor_line - tree.scroll_offset.y
+            focused = tree.render_line(y)
+            app.screen.set_focus(None)  # the cursor's line loses its focused style
+            await pilot.pause()
+            assert not tree.has_focus and tree.render_line(y) != focused
+            await pilot.resize_terminal(100, 30)
+            await pilot.pause()
+            unfocused = tree.render_line(y)
+            assert unfocused.cell_length == tree.size.width > focused.cell_length  # drawn at the new width
+            app.theme = "gruvbox" if app.theme != "gruvbox" else "nord"  # other colours, both dark: the same state
+            await pilot.pause()
+            assert tree.render_line(y) != unfocused
+            assert builds == [] and tree._tree_lines == lines  # the same lines, never built again
+            tree.node_of("root").collapse()  # a fold still builds them again
+            await pilot.pause()
+            assert builds and len(tree._tree_lines) < len(lines)
+
+
 async def test_the_tree_measures_its_lines_as_textual_would_and_still_refolds_after_a_build(db_url):
     """DagTree's quick label width and single-line labels (tree-building speed) change nothing Textual shows."""
     from textual.widgets import Tree

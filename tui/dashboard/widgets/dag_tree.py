@@ -21,6 +21,7 @@ from collections.abc import Iterator
 
 from rich.cells import cell_len
 from rich.text import Text, TextType
+from textual import events
 from textual.widgets import Tree
 from textual.widgets.tree import TreeNode
 
@@ -152,6 +153,24 @@ class DagTree(Tree[str]):
         if isinstance(label, Text) and "\n" not in label.plain:
             return label
         return super().process_label(label)
+
+    def notify_style_update(self) -> None:
+        """A style changed (the focus came or went, a theme): the drawn lines go, the tree's lines stay.
+        Textual's Tree builds all its lines again (a 20,000-step tree: 40–100 ms) at every focus change;
+        their order and widths do not depend on styles. (Overrides the pinned Tree; a test covers it.)"""
+        super(Tree, self).notify_style_update()
+        self._redraw()
+
+    def _on_resize(self, event: events.Resize) -> None:
+        """A new size: as a style change (Tree's own handler, skipped, built every line again)."""
+        event.prevent_default()
+        self._line_cache.grow(event.size.height)
+        self._redraw()
+
+    def _redraw(self) -> None:
+        self._line_cache.clear()
+        self._updates += 1  # (part of each drawn line's cache key)
+        self.refresh()
 
     def get_label_width(self, node: TreeNode[str]) -> int:
         """The width ``render_label`` would measure, without rendering the label (Textual's documented
