@@ -149,7 +149,7 @@ def worker_json(worker: WorkerRecord) -> dict[str, Any]:
 def snapshot(
     run: RunRecord,
     steps: list[StepRecord],
-    spans: list[SpanRecord],
+    spans: list[SpanRecord] | None,
     feedback: list[FeedbackRecord],
     agents: dict[str, Any],
     events: list[Event] | None,
@@ -157,7 +157,8 @@ def snapshot(
     children: list[RunRecord] | None = None,
     driver: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """The ``show --json`` object: run, plan, steps, spans, feedback, agents (and events)."""
+    """The ``show --json`` object: run, plan, steps, spans, feedback, agents and events (spans and events
+    only when given)."""
     plan = run.plan or {}
     depends_on = {s["key"]: s.get("depends_on", []) for s in plan.get("steps", [])}
     out: dict[str, Any] = {
@@ -165,11 +166,12 @@ def snapshot(
         "plan": plan,
         "proposal": run.proposal,
         "steps": [step_json(s, depends_on.get(s.key, [])) for s in steps],
-        "spans": [span_json(s) for s in spans],
-        "feedback": [feedback_json(f) for f in feedback],
-        "agents": agents,
-        "tool_calls": [call_json(c) for c in calls or ()],
     }
+    if spans is not None:
+        out["spans"] = [span_json(s) for s in spans]
+    out["feedback"] = [feedback_json(f) for f in feedback]
+    out["agents"] = agents
+    out["tool_calls"] = [call_json(c) for c in calls or ()]
     out["run"]["children"] = [child_json(c) for c in children or ()]
     if events is not None:
         out["events"] = [e.to_json() for e in events]

@@ -60,21 +60,22 @@ class Reading(OrchestratorBase):
         counts, waiting = await self.store.step_counts(ids), await self.store.waiting_of(ids)
         return views.listing(records, counts, {r.id: self.driver_of(r) for r in records}, waiting)
 
-    async def snapshot(self, run_id: str, *, events: bool = True) -> dict[str, Any]:
-        """The ``show --json`` object: run, steps and events."""
+    async def snapshot(self, run_id: str, *, events: bool = True, spans: bool = True) -> dict[str, Any]:
+        """The ``show --json`` object: run, steps and events (without ``events`` or ``spans`` when not asked
+        for: the dashboard folds the events and shows no spans). Its parts are read at once, each in a
+        reader thread (a 20,000-step run's, one after another, took 0.5 s)."""
         run_id = await self.store.resolve_run_id(run_id)
-        run = await self.store.get_run(run_id)
-        return views.snapshot(
-            run,
-            await self.store.get_steps(run_id),
-            await self.store.spans_of(run_id),
-            await self.store.feedback_of(run_id),
-            await self.store.agent_summary(run_id),
-            await self.store.events_since(run_id, 0, limit=1_000_000) if events else None,
-            await self.store.calls_of(run_id),
-            await self.store.children_of(run_id),
-            self.driver_of(run),
+        s = self.store
+        run, steps, spans_, events_, calls, children = await asyncio.gather(
+            s.get_run(run_id),
+            s.get_steps(run_id),
+            s.spans_of(run_id) if spans else _nothing(),
+            s.events_since(run_id, 0, limit=1_000_000) if events else _nothing(),
+            s.calls_of(run_id),
+            s.children_of(run_id),
         )
+        feedback, agents = await asyncio.gather(s.feedback_of(run_id), s.agent_summary(run_id))
+        return views.snapshot(run, steps, spans_, feedback, agents, events_, calls, children, self.driver_of(run))
 
     def driver_of(self, run: RunRecord) -> dict[str, Any] | None:
         """Who drives the run (``run.driver``): alive, gone (its lease expired or its process died) or none; None
@@ -196,3 +197,8 @@ async def _next(sub: Subscription, committed: Interest, timeout: float) -> Event
         for waiting in (local, remote):
             waiting.cancel()
     return local.result() if local in done else remote.result()
+
+
+async def _nothing() -> None:
+    """A part of a snapshot not asked for."""
+    return None

@@ -217,6 +217,10 @@ async def test_one_span_per_attempt_and_otlp_export(orch):
         ("a", 2, "succeeded", 5),
     ]
     assert spans[0]["error"].startswith("simulated failure")
+    whole, lighter = await orch.snapshot(run_id), await orch.snapshot(run_id, spans=False, events=False)
+    assert "spans" not in lighter and "events" not in lighter  # (the dashboard folds events; shows no spans)
+    assert lighter == {k: v for k, v in whole.items() if k not in ("spans", "events")}
+    assert list(whole) == ["run", "plan", "proposal", "steps", "spans", "feedback", "agents", "tool_calls", "events"]
     otlp = await orch.export_otlp(run_id)
     out = otlp["resourceSpans"][0]["scopeSpans"][0]["spans"]
     root, first, second = out

@@ -396,9 +396,9 @@ async def test_a_run_screen_keeps_what_it_built_out_of_full_collections_and_give
     collecting: list[bool] = []
     real_snapshot = Orchestrator.snapshot
 
-    async def snapshot(self, run_id):
+    async def snapshot(self, run_id, **parts):
         collecting.append(gc.isenabled())
-        return await real_snapshot(self, run_id)
+        return await real_snapshot(self, run_id, **parts)
 
     monkeypatch.setattr(Orchestrator, "snapshot", snapshot)
     gc.unfreeze()  # (whatever an earlier test in this process left)
@@ -503,7 +503,7 @@ async def test_a_rebuild_from_a_snapshot_older_than_what_the_feed_read_logs_noth
             (committed,) = await other.store.write(note)
         await until(pilot, lambda: screen.view.last_event_id == committed)  # the feed read it (and logged it)
 
-        async def snapshot(self, rid):
+        async def snapshot(self, rid, **parts):
             return stale
 
         monkeypatch.setattr(Orchestrator, "snapshot", snapshot)
@@ -550,9 +550,9 @@ async def test_a_rebuild_that_the_screen_going_cancels_leaves_nothing_frozen(db_
             screen = app.screen
             real_snapshot = Orchestrator.snapshot
 
-            async def slow_snapshot(self, rid):
+            async def slow_snapshot(self, rid, **parts):
                 await asyncio.sleep(0.5)
-                return await real_snapshot(self, rid)
+                return await real_snapshot(self, rid, **parts)
 
             monkeypatch.setattr(Orchestrator, "snapshot", slow_snapshot)
             screen.run_worker(screen.reload(), group="reload", name="reloading the run")  # (a replan)

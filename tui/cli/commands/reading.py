@@ -96,7 +96,7 @@ async def calls(orch: Orchestrator, args: argparse.Namespace, _: Any) -> int:
 
 
 async def show(orch: Orchestrator, args: argparse.Namespace, _: Any) -> int:
-    snap = await orch.snapshot(args.run_id, events=args.json)  # (the table only counts them)
+    snap = await orch.snapshot(args.run_id, events=args.json, spans=args.json)  # (the table counts events)
     if args.json:
         print_json(snap)
         return EXIT_OK
