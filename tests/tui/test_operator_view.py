@@ -4,16 +4,19 @@ deep plans, the event log, the palette and read-only mode (pilot tests, checked 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import io
 import os
 import signal
+from collections.abc import AsyncIterator
 
 import pytest
 from rich.text import Text
 from textual.containers import VerticalScroll
+from textual.pilot import Pilot
 from textual.widgets import OptionList
 
-from core import Orchestrator, validate_plan
+from core import Orchestrator, Plan, validate_plan
 from tests.conftest import drive_until
 from tests.e2e.conftest import Cli
 from tests.tui.test_dashboard import SIZE, dialog_shown, ended_on_its_screen, gated_plan, on_top, screen_as_text, until
@@ -445,56 +448,57 @@ def branching(n: int):
     return validate_plan({"goal": "branching", "agents": agents, "default_agent": "sim", "steps": steps})
 
 
-async def test_a_focus_change_or_a_resize_redraws_the_tree_without_building_its_lines_again(db_url):
-    """Textual's Tree builds every line again at each focus change and resize (a 20,000-step tree: 40–100 ms
-    each); DagTree redraws its lines with the new style or size and keeps them."""
+@contextlib.asynccontextmanager
+async def shown_tree(db_url: str, plan: Plan) -> AsyncIterator[tuple[LoopdeckApp, Pilot[object], DagTree]]:
+    """A new run of ``plan`` on its screen (80×24): the app, its pilot and the run's tree."""
     async with await Orchestrator.open(db_url, user="bo") as orch:
-        run_id = await orch.create_run(branching(12))
+        run_id = await orch.create_run(plan)
         app = LoopdeckApp(run_id=run_id, orchestrator=orch, user="bo")
         async with app.run_test(size=SMALL) as pilot:
             await until(pilot, lambda: on_top(app, RunScreen) and app.screen.view is not None)
-            tree = app.screen.query_one(DagTree)
-            await pilot.pause()
-            lines = list(tree._tree_lines)
-            builds: list[int] = []
-            build = tree._build
-            tree._build = lambda: (builds.append(1), build())[-1]  # type: ignore[method-assign]
-            y = tree.cursor_line - tree.scroll_offset.y
-            focused = tree.render_line(y)
-            app.screen.set_focus(None)  # the cursor's line loses its focused style
-            await pilot.pause()
-            assert not tree.has_focus and tree.render_line(y) != focused
-            await pilot.resize_terminal(100, 30)
-            await pilot.pause()
-            unfocused = tree.render_line(y)
-            assert unfocused.cell_length == tree.size.width > focused.cell_length  # drawn at the new width
-            app.theme = "gruvbox" if app.theme != "gruvbox" else "nord"  # other colours, both dark: the same state
-            await pilot.pause()
-            assert tree.render_line(y) != unfocused
-            assert builds == [] and tree._tree_lines == lines  # the same lines, never built again
-            tree.node_of("root").collapse()  # a fold still builds them again
-            await pilot.pause()
-            assert builds and len(tree._tree_lines) < len(lines)
+            yield app, pilot, app.screen.query_one(DagTree)
+
+
+async def test_a_focus_change_or_a_resize_redraws_the_tree_without_building_its_lines_again(db_url):
+    """Textual's Tree builds every line again at each focus change and resize (a 20,000-step tree: 40–100 ms
+    each); DagTree redraws its lines with the new style or size and keeps them."""
+    async with shown_tree(db_url, branching(12)) as (app, pilot, tree):
+        await pilot.pause()
+        lines = list(tree._tree_lines)
+        builds: list[int] = []
+        build = tree._build
+        tree._build = lambda: (builds.append(1), build())[-1]  # type: ignore[method-assign]
+        y = tree.cursor_line - tree.scroll_offset.y
+        focused = tree.render_line(y)
+        app.screen.set_focus(None)  # the cursor's line loses its focused style
+        await pilot.pause()
+        assert not tree.has_focus and tree.render_line(y) != focused
+        await pilot.resize_terminal(100, 30)
+        await pilot.pause()
+        unfocused = tree.render_line(y)
+        assert unfocused.cell_length == tree.size.width > focused.cell_length  # drawn at the new width
+        app.theme = "gruvbox" if app.theme != "gruvbox" else "nord"  # other colours, both dark: the same state
+        await pilot.pause()
+        assert tree.render_line(y) != unfocused
+        assert builds == [] and tree._tree_lines == lines  # the same lines, never built again
+        tree.node_of("root").collapse()  # a fold still builds them again
+        await pilot.pause()
+        assert builds and len(tree._tree_lines) < len(lines)
 
 
 async def test_the_tree_measures_its_lines_as_textual_would_and_still_refolds_after_a_build(db_url):
     """DagTree's quick label width and single-line labels (tree-building speed) change nothing Textual shows."""
     from textual.widgets import Tree
 
-    async with await Orchestrator.open(db_url, user="bo") as orch:
-        run_id = await orch.create_run(branching(12))
-        app = LoopdeckApp(run_id=run_id, orchestrator=orch, user="bo")
-        async with app.run_test(size=SMALL) as pilot:
-            await until(pilot, lambda: on_top(app, RunScreen) and app.screen.view is not None)
-            tree = app.screen.query_one(DagTree)
-            root = tree.node_of("root")
-            branch = tree.node_of("b01")
-            branch.collapse()  # a folded branch shows another icon, of its own width
-            nodes = [root, branch, tree.node_of("b00"), tree.node_of("c05"), *root.children]
-            assert {tree.get_label_width(n) for n in nodes} != {nodes[0].label.cell_len}  # (widths vary)
-            assert [tree.get_label_width(n) for n in nodes] == [Tree.get_label_width(tree, n) for n in nodes]
-            assert tree.process_label(Text("one\ntwo")).plain == "one"  # a label of lines: its first, as Textual
-            lines = len(tree._tree_lines)
-            root.collapse()  # after a build, folding invalidates the tree's lines again
-            await pilot.pause()
-            assert len(tree._tree_lines) < lines
+    async with shown_tree(db_url, branching(12)) as (_app, pilot, tree):
+        root = tree.node_of("root")
+        branch = tree.node_of("b01")
+        branch.collapse()  # a folded branch shows another icon, of its own width
+        nodes = [root, branch, tree.node_of("b00"), tree.node_of("c05"), *root.children]
+        assert {tree.get_label_width(n) for n in nodes} != {nodes[0].label.cell_len}  # (widths vary)
+        assert [tree.get_label_width(n) for n in nodes] == [Tree.get_label_width(tree, n) for n in nodes]
+        assert tree.process_label(Text("one\ntwo")).plain == "one"  # a label of lines: its first, as Textual
+        lines = len(tree._tree_lines)
+        root.collapse()  # after a build, folding invalidates the tree's lines again
+        await pilot.pause()
+        assert len(tree._tree_lines) < lines
