@@ -226,34 +226,46 @@ def dumps(value: Any, indent: int | None = None) -> str:
     """Strict JSON text (never ``NaN``/``Infinity``, which no JSON reader accepts): such numbers, stored
     before loopdeck refused them, are written as strings; objects that are not JSON become their ``str()``.
     Non-ASCII characters are escaped, so no untrusted byte reaches a terminal raw."""
+    made_text: list[object] = []  # what was not JSON (``default``): the standard library indents those
+
+    def as_text(obj: object) -> str:
+        made_text.append(obj)
+        return str(obj)
+
     try:
-        compact = json.dumps(value, allow_nan=False, default=str)  # (the C encoder: strict, and fast)
+        compact = json.dumps(value, allow_nan=False, default=as_text)  # (the C encoder: strict, and fast)
     except ValueError:
         value = to_json_value(value, depth_limit=4 * MAX_DEPTH)
         compact = json.dumps(value, allow_nan=False)
     if indent is None:
         return compact
-    return (_indented(value) if indent == 2 else None) or json.dumps(value, allow_nan=False, default=str, indent=indent)
+    fast = _indented(value) if indent == 2 and not made_text else None
+    return fast or json.dumps(value, allow_nan=False, default=str, indent=indent)
 
 
 def _indented(value: Any) -> str | None:
-    """``json.dumps(value, indent=2, default=str)`` of a value ``dumps`` has found strict, written by orjson
-    (None where it cannot: an integer past 64 bits, a lone surrogate, nesting past 255 levels).
+    """``json.dumps(value, indent=2)`` of a value ``dumps`` found plain JSON, written by orjson; None where
+    orjson would write it otherwise or cannot: a key that is not text, a float or tuple subclass (a
+    numpy number, a named tuple), an integer past 64 bits, a lone surrogate, nesting past 255 levels.
 
     The standard library indents in pure Python: 0.5 s for the 20 MB of a 10,000-step ``show --json``,
-    against 20 ms here. The text is the same but for a float's exponent (``1e-7`` for ``1e-07``), the
-    same number; non-ASCII is escaped afterwards, as ``ensure_ascii`` does (orjson writes it raw).
+    against 20 ms here. The text is the same but for how a float is spelled (``1e-7`` for ``1e-07``,
+    ``0.000015`` for ``1.5e-05``: the same number); non-ASCII is escaped afterwards, as ``ensure_ascii``
+    does (orjson writes it raw).
     """
     import orjson  # (only an indented document needs it)
 
-    options = orjson.OPT_INDENT_2 | orjson.OPT_NON_STR_KEYS | orjson.OPT_PASSTHROUGH_DATETIME
     try:
-        text = orjson.dumps(value, default=str, option=options | orjson.OPT_PASSTHROUGH_DATACLASS).decode()
+        text = orjson.dumps(value, default=_not_plain, option=orjson.OPT_INDENT_2).decode()
     except (orjson.JSONEncodeError, TypeError):
         return None
     if text.isascii() and "\x7f" not in text:
         return text
     return _NOT_ASCII.sub(_escaped, text)
+
+
+def _not_plain(obj: object) -> None:
+    raise TypeError(type(obj).__name__)  # (orjson asks only of what it does not write as JSON itself)
 
 
 _NOT_ASCII = re.compile("[\x7f-\U0010ffff]")  # what ``ensure_ascii`` escapes that orjson does not

@@ -109,7 +109,7 @@ class RunProjection:
 
     def count(self, *statuses: str) -> int:
         by = self._statuses()
-        return sum(len(by.get(status, ())) for status in statuses)
+        return sum(len(by.get(status, ())) for status in set(statuses))
 
     def keys_in(self, status: str) -> set[str]:
         """The keys of the steps in ``status`` now (a copy)."""

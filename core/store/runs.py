@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import threading
 import time
@@ -25,16 +26,16 @@ class ParsedPlans:
 
     def __init__(self) -> None:
         self._lock = threading.Lock()  # (reader threads)
-        self._by_run: dict[str, tuple[str, Any]] = {}
+        self._by_run: dict[str, tuple[str, dict[str, Any]]] = {}
 
-    def parsed(self, run_id: str, text: str) -> Any:
+    def parsed(self, run_id: str, text: str) -> dict[str, Any]:
         with self._lock:
-            known = self._by_run.get(run_id)
-        if known is not None and known[0] == text:
-            return known[1]
-        plan = json.loads(text)
+            known = self._by_run.pop(run_id, None)
+            if known is not None and known[0] == text:
+                self._by_run[run_id] = known  # (the last read goes last: the first is let go first)
+                return known[1]
+        plan = (json.loads(text) if text else None) or {}
         with self._lock:
-            self._by_run.pop(run_id, None)
             self._by_run[run_id] = (text, plan)
             while len(self._by_run) > self.KEPT:
                 del self._by_run[next(iter(self._by_run))]
@@ -94,13 +95,15 @@ class RunQueries(StoreBase):
             raise RunNotFound(run_id)
         return record
 
+    @functools.cached_property
+    def _parsed_plans(self) -> ParsedPlans:
+        return ParsedPlans()
+
     async def plan_of(self, run_id: str) -> dict[str, Any]:
         """The run's plan as stored, to read and never change (it is shared), parsed again only when its text
         changed. The dashboard asks for a step's context at each cursor move: parsing a 20,000-step plan
         (6 MB) each time held the interpreter for 40 ms, and the screen with it; comparing the text is 1 ms."""
-        plans = self.__dict__.get("_parsed_plans")
-        if plans is None:
-            plans = self.__dict__["_parsed_plans"] = ParsedPlans()
+        plans = self._parsed_plans
 
         def q(conn: Connection) -> dict[str, Any] | None:
             stmt = select(schema.run_plans.c.plan_json).where(schema.run_plans.c.run_id == run_id)

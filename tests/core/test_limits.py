@@ -7,9 +7,13 @@ accepted and then broke the run (see the hardening issue); now each is a
 
 from __future__ import annotations
 
+import collections
+import datetime
+import enum
 import json
 import random
 import time
+import uuid
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -199,8 +203,33 @@ def test_indented_json_writes_every_number_as_the_standard_library_reads_it(valu
     assert json.loads(dumps(value, indent=2)) == json.loads(_standard(value))
 
 
-def test_indented_json_falls_back_where_orjson_cannot():
-    for value in ({"big": 2**70}, ["\ud800"], {"nan": float("nan")}, {"when": object}):
+class Colour(enum.Enum):
+    RED = 1
+
+
+class Cost(float):  # (as a numpy number is)
+    pass
+
+
+Pair = collections.namedtuple("Pair", "x y")
+
+
+def test_indented_json_falls_back_where_orjson_would_write_otherwise_or_cannot():
+    """What orjson writes its own way (a named tuple, an enum, a float subclass, a key that is not text, an
+    object made text) or cannot (an integer past 64 bits, a lone surrogate) is written by the standard
+    library, character for character."""
+    odd = [
+        {"big": 2**70},
+        ["\ud800"],
+        {"nan": float("nan")},
+        {"when": object},
+        Pair(1, 2),
+        [Colour.RED],
+        {"cost": Cost(1.5)},
+        {1e-7: "a float key", 1: "an int key"},
+        {"id": uuid.UUID(int=5), "at": datetime.datetime(2026, 12, 1)},
+    ]
+    for value in odd:
         assert dumps(value, indent=2) == _standard(value)
     assert json.loads(dumps({"nan": float("nan")}, indent=2)) == {"nan": "NaN"}
 

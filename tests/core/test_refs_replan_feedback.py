@@ -110,15 +110,15 @@ async def test_replan_append_adds_steps_that_run_after_existing_ones(orch):
 async def test_a_steps_context_reads_the_plan_parsed_once_until_a_replan_changes_it(orch):
     """``step_context`` (each cursor move of the dashboard) reuses the run's parsed plan while its text is
     unchanged, and reads the new plan once a replan changed it."""
-    agents = {"sim": {"kind": "sim", "latency_ms": 300}}
-    run_id, task = await start(
-        orch, plan([{"key": "a", "agent": "sim"}, {"key": "b", "depends_on": ["a"]}], agents=agents)
-    )
-    await wait_event(orch, run_id, "step_started", "b")
+    agents = {"sim": {"kind": "sim", "latency_ms": 0}}
+    gated = plan([{"key": "a"}, {"key": "b", "depends_on": ["a"], "approval": "required"}], agents=agents)
+    run_id, task = await start(orch, gated)
+    await wait_event(orch, run_id, "step_waiting", "b")  # (b waits for its approval until the test gives it)
     assert [c["key"] for c in await orch.step_context(run_id, "b")] == ["a"]
     assert await orch.store.plan_of(run_id) is await orch.store.plan_of(run_id)  # (not parsed again)
     await orch.replan(run_id, [{"key": "c", "depends_on": ["a", "b"]}], mode="append", user="ops")
-    assert [c["key"] for c in await orch.step_context(run_id, "c")] == ["a"]  # (b has not finished)
+    assert [c["key"] for c in await orch.step_context(run_id, "c")] == ["a"]  # (b has not run)
+    await orch.approve(run_id, "b", user="ops")
     assert await asyncio.wait_for(task, 10) == RunStatus.SUCCEEDED
     assert [c["key"] for c in await orch.step_context(run_id, "c")] == ["a", "b"]
 
@@ -230,3 +230,17 @@ async def test_one_span_per_attempt_and_otlp_export(orch):
     attrs = {a["key"]: a["value"] for a in second["attributes"]}
     assert attrs["gen_ai.usage.input_tokens"] == {"intValue": "3"} and attrs["loopdeck.attempt"] == {"intValue": "2"}
     assert int(second["endTimeUnixNano"]) >= int(second["startTimeUnixNano"]) > 0
+
+
+def test_the_plans_kept_parsed_are_those_read_last():
+    from core.store.runs import ParsedPlans
+
+    plans = ParsedPlans()
+    first = plans.parsed("r1", '{"steps": []}')
+    for run in ("r2", "r3", "r4"):
+        plans.parsed(run, '{"steps": []}')
+    assert plans.parsed("r1", '{"steps": []}') is first  # read again: kept, and now the last read
+    plans.parsed("r5", '{"steps": []}')  # one too many: the one read longest ago goes (r2)
+    assert plans.parsed("r1", '{"steps": []}') is first
+    assert plans.parsed("r1", '{"steps": [1]}') == {"steps": [1]}  # another text: parsed again
+    assert plans.parsed("r6", "") == {} and plans.parsed("r7", "null") == {}

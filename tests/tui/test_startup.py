@@ -20,6 +20,7 @@ class Cycle:
 
 @pytest.fixture(autouse=True)
 def collector_on():
+    gc.unfreeze()  # (whatever an earlier test in this process left)
     gc.enable()
     yield
     gc.enable()

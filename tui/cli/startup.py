@@ -6,8 +6,9 @@ CPython walks them again and again while they load: about 150 passes, 30 ms of
 an offline ``approve`` (``bench/startup.py``). So the collector is off while a
 command starts, and a command still running ``STARTUP_S`` later (a headless
 run, a worker, ``serve``, an approval waiting for its driver) collects as usual
-from then on. Reference counting frees everything else meanwhile; only what a
-cycle holds waits, for a second at most.
+from then on. Reference counting frees everything else meanwhile; a cycle
+made while the collector was off goes with what loaded to the oldest
+generation (``end``), and is freed at its next full collection.
 
 The dashboard is left out: it has its own policy (``tui.dashboard.heap``).
 """

@@ -139,7 +139,7 @@ async def worker(orch: Orchestrator, args: argparse.Namespace, _: Any) -> int:
 
 async def drive(orch: Orchestrator, run_id: str, args: argparse.Namespace) -> int:
     """Drive the run here, its progress on stderr, answering gates as ``--approve`` says."""
-    snapshot = await orch.snapshot(run_id, events=False)
+    snapshot = await orch.snapshot(run_id, events=False, spans=False)
     err.print(literal(f"run {run_id}: {snapshot['run']['goal'] or '(no goal)'} — {len(snapshot['steps'])} steps"))
     progress = Progress(err, run_id, snapshot)
     sub = orch.subscribe(run_id)
@@ -230,7 +230,7 @@ async def _watch_children(orch: Orchestrator, run_id: str, approve: str, helpers
                     seen.add(child["id"])
                     if first and RunStatus(child["status"]).terminal:
                         continue  # ended before this began (a resumed run's): not told again
-                    snapshot = await orch.snapshot(child["id"], events=False)
+                    snapshot = await orch.snapshot(child["id"], events=False, spans=False)
                     progress = Progress(err, child["id"], snapshot, child_of=f'step "{child["step"]}" of run {run_id}')
                     helpers.start(_watch_child(orch, child["id"], progress, approve, helpers))
                     helpers.start(_watch_children(orch, child["id"], approve, helpers))

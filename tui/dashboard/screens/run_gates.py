@@ -50,7 +50,7 @@ class GatesMixin:
     async def open_plan_review(self) -> None:
         self._plan_review_opening = True
         try:
-            snap = await self.ctx.orch.snapshot(self.run_id, events=False)
+            snap = await self.ctx.orch.snapshot(self.run_id, events=False, spans=False)
         except LoopdeckError as exc:
             self.notify(f"cannot read the plan: {exc}", severity="error", markup=False)
             return
@@ -108,7 +108,9 @@ class GatesMixin:
                         if child["status"] in ("waiting_user", "running", "planning", "awaiting_plan_approval"):
                             parents.append(child["id"])  # (its own children may wait)
                         if child["status"] in ("waiting_user", "running"):  # (a tool call waits in a running run)
-                            found[child["id"]] = RunView.from_snapshot(await self.ctx.orch.snapshot(child["id"]))
+                            found[child["id"]] = RunView.from_snapshot(
+                                await self.ctx.orch.snapshot(child["id"], spans=False)
+                            )
             except LoopdeckError:
                 pass  # said by the feed, which reads the same store; tried again in a second
             else:

@@ -162,10 +162,12 @@ class DagTree(Tree[str]):
         self._redraw()
 
     def _on_resize(self, event: events.Resize) -> None:
-        """A new size: as a style change (Tree's own handler, skipped, built every line again)."""
-        event.prevent_default()
-        self._line_cache.grow(event.size.height)
-        self._redraw()
+        """A new size: as a style change (Tree's own handler, skipped, built every line again). A tree with
+        no lines is left to it: its scrollable width is the widget's own."""
+        if self._tree_lines_cached:
+            event.prevent_default()
+            self._line_cache.grow(event.size.height)
+            self._redraw()
 
     def _redraw(self) -> None:
         self._line_cache.clear()
