@@ -20,14 +20,14 @@ import contextlib
 from collections.abc import Iterator
 
 from rich.cells import cell_len
-from rich.text import Text, TextType
+from rich.text import Span, Text, TextType
 from textual import events
 from textual.widgets import Tree
 from textual.widgets.tree import TreeNode
 
 from tui.dashboard.palette import status_style
 from tui.dashboard.viewmodel import RunView, StepView
-from tui.text.literal import literal
+from tui.text.literal import clean
 from tui.text.money import dollars
 
 MAX_NESTING = 12
@@ -53,31 +53,40 @@ def duration_text(seconds: float | None) -> str:
 def step_label(step: StepView, now: float, join: bool = False, then: bool = False, hold: str | None = None) -> Text:
     """A step's row: status glyph, key, attempt, duration, tokens, cost, agent, rating, and why it waits
     (``hold``: ``RunView.launch_hold``)."""
-    text = Text.assemble(
+    parts = [
         ("↳ " if then else "", "dim"),
         (GLYPH.get(step.status, "?") + " ", status_style(step.status)),
-        literal(step.key, "bold" if step.status == "running" else ""),
-    )
+        (clean(step.key), "bold" if step.status == "running" else ""),
+    ]
     if join:
-        text.append(" ⤝ join", "dim italic")
-        return text
+        parts.append((" ⤝ join", "dim italic"))
+        return assembled(parts)
     if step.attempts > 1:
-        text.append(f" #{step.attempts}", "note")
+        parts.append((f" #{step.attempts}", "note"))
     dur = duration_text(step.duration(now))
     if dur:
-        text.append(f" {dur}", "dim")
+        parts.append((f" {dur}", "dim"))
     if step.tokens:
-        text.append(f" {step.tokens:,}t", "dim")
+        parts.append((f" {step.tokens:,}t", "dim"))
     if step.cost_usd or (step.cost_usd is None and step.tokens):
-        text.append(f" {dollars(step.cost_usd)}", "dim")
-    text.append(" ")
-    text.append_text(literal(step.agent, "italic dim"))
+        parts.append((f" {dollars(step.cost_usd)}", "dim"))
+    parts += [(" ", ""), (clean(step.agent), "italic dim")]
     if step.rating:
-        text.append(" 👍" if step.rating == "up" else " 👎")
+        parts.append((" 👍" if step.rating == "up" else " 👎", ""))
     if hold:
-        text.append(" ⏳ ", "note")
-        text.append_text(literal(hold, "note"))
-    return text
+        parts += [(" ⏳ ", "note"), (clean(hold), "note")]
+    return assembled(parts)
+
+
+def assembled(parts: list[tuple[str, str]]) -> Text:
+    """``Text.assemble(*parts)`` of clean one-line parts, span for span (a test compares them), made as one
+    string and its spans: Rich appends part by part, and a 20,000-step tree's labels took 0.24 s so."""
+    spans, end = [], 0
+    for part, style in parts:
+        if style and part:
+            spans.append(Span(end, end + len(part), style))
+        end += len(part)
+    return Text("".join(part for part, _ in parts), spans=spans)
 
 
 def label(view: RunView, step: StepView, now: float, mode: str = FULL) -> Text:
