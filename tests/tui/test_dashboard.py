@@ -875,6 +875,60 @@ async def test_a_childs_gate_that_opens_while_the_dialog_is_open_joins_the_queue
         assert app.final_status.value == "succeeded"
 
 
+async def test_a_replanned_run_is_read_once_when_its_screen_opens_not_at_every_refresh(db_url, monkeypatch):
+    """A snapshot replays the run's events, its replans too: the view built from it once took that for a
+    replan still to read, and the screen read the whole run again at every refresh, forever."""
+    from tests.core.helpers import start, wait_event
+
+    async with await Orchestrator.open(db_url, user="max") as orch:
+        gated = validate_plan({"steps": [{"key": "a"}, {"key": "b", "depends_on": ["a"], "approval": "required"}]})
+        run_id, task = await start(orch, gated)
+        await wait_event(orch, run_id, "step_waiting", "b")
+        await orch.replan(run_id, [{"key": "c", "depends_on": ["b"]}], mode="append", user="max")
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+    reloads: list[str] = []
+    real_reload = RunScreen.reload
+
+    async def reload(self):
+        reloads.append(self.run_id)
+        await real_reload(self)
+
+    monkeypatch.setattr(RunScreen, "reload", reload)
+    app = LoopdeckApp(db_url, run_id=run_id, user="max")
+    async with app.run_test(size=SIZE) as pilot:
+        await until(pilot, lambda: on_top(app, RunScreen) and app.screen.view is not None)
+        screen = app.screen  # (its gate's dialog opens over it)
+        await pilot.pause(1.0)  # ten refreshes and more
+        assert reloads == [run_id] and "c" in screen.view.steps
+
+
+async def test_a_child_runs_view_is_kept_and_fed_its_new_events_and_read_whole_after_a_replan(db_url):
+    """The parent's screen looks at its child runs each second: it reads a child whole once, then only its
+    events since (a whole snapshot each second cost a big child a third of a second a second)."""
+    from types import SimpleNamespace
+
+    from tests.core.helpers import start, wait_event
+    from tui.dashboard.screens.run_gates import GatesMixin
+
+    async with await Orchestrator.open(db_url, user="max") as orch:
+        gated = validate_plan({"steps": [{"key": "a"}, {"key": "b", "depends_on": ["a"], "approval": "required"}]})
+        child, task = await start(orch, gated)  # (any run: a child run is one)
+        await wait_event(orch, child, "step_waiting", "b")
+        screen = SimpleNamespace(ctx=SimpleNamespace(orch=orch), child_views={})
+        seen = screen.child_views[child] = await GatesMixin._child_view(screen, child)
+        assert seen.steps["b"].status == "waiting_user"
+        await orch.replan(child, [{"key": "c", "depends_on": ["b"]}], mode="append", user="max")
+        assert await GatesMixin._child_view(screen, child) is seen and "c" in seen.steps  # fed its events
+        assert seen.structure_changed
+        again = screen.child_views[child] = await GatesMixin._child_view(screen, child)
+        assert again is not seen and again.steps["c"].depends_on == ["b"]  # read whole: the new step's plan
+        await orch.approve(child, "b", user="max")
+        await asyncio.wait_for(task, 10)
+        assert await GatesMixin._child_view(screen, child) is again
+        assert again.steps["c"].status == "succeeded" and not again.waiting
+
+
 async def test_a_child_run_opened_over_its_parent_keeps_its_own_dialog(db_url):
     """The parent's screen, below, must not reach into the child's approval dialog (it once emptied it)."""
     from tui.dashboard.screens.run import RunScreen

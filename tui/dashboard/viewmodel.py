@@ -99,6 +99,7 @@ class RunView(RunProjection):
             view.breakers.setdefault(agent, "closed")
         view.result = run.get("result")
         view.dirty.clear()
+        view.structure_changed = False  # (the snapshot's steps are the plan as it is now, replans included)
         return view
 
     def new_step(self, key: str, agent: str = "") -> StepView:

@@ -108,14 +108,25 @@ class GatesMixin:
                         if child["status"] in ("waiting_user", "running", "planning", "awaiting_plan_approval"):
                             parents.append(child["id"])  # (its own children may wait)
                         if child["status"] in ("waiting_user", "running"):  # (a tool call waits in a running run)
-                            found[child["id"]] = RunView.from_snapshot(
-                                await self.ctx.orch.snapshot(child["id"], spans=False)
-                            )
+                            found[child["id"]] = await self._child_view(child["id"])
             except LoopdeckError:
                 pass  # said by the feed, which reads the same store; tried again in a second
             else:
                 self.child_views = found
             await asyncio.sleep(CHILD_POLL_S)
+
+    async def _child_view(self, child: str) -> RunView:
+        """A child run as its events tell it: the view kept from the last look, with the events since (a
+        snapshot, every run's whole log, each second, cost a big child run's screen a third of a second
+        a second); read whole the first time, and again after a replan changed its steps."""
+        view = self.child_views.get(child)
+        if view is None or view.structure_changed:
+            return RunView.from_snapshot(await self.ctx.orch.snapshot(child, spans=False))
+        while events := await self.ctx.orch.events_since(child, view.last_event_id):
+            for event in events:
+                view.apply(event)
+        view.dirty.clear()  # (nothing draws a child's steps here)
+        return view
 
     def _pending(self, view: RunView) -> list[str]:
         """What the dialog queues: this run's gates, then its child runs' (``CHILD/KEY``)."""
