@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import inspect
 import time
 from collections.abc import AsyncIterator, Awaitable
 from typing import Any
@@ -83,7 +84,15 @@ class Reading(OrchestratorBase):
         connection (a dashboard per browser tab, each holding eight)."""
         if self.store.dialect == "sqlite":
             return list(await asyncio.gather(*reads))
-        return [await read for read in reads]
+        done: list[Any] = []
+        try:
+            for read in reads:
+                done.append(await read)
+        finally:
+            for left in reads[len(done) + 1 :]:
+                if inspect.iscoroutine(left):
+                    left.close()  # (never awaited once one failed: closed, not warned about)
+        return done
 
     def driver_of(self, run: RunRecord) -> dict[str, Any] | None:
         """Who drives the run (``run.driver``): alive, gone (its lease expired or its process died) or none; None
