@@ -7,6 +7,7 @@ none). Timestamps are ISO 8601 UTC with microseconds.
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from typing import Any
 
 from core.model.context import Upstream, build_context
@@ -233,14 +234,10 @@ def listing(
     return out
 
 
-def step_spec(plan: dict[str, Any], key: str) -> dict[str, Any] | None:
-    """The step as the run's plan writes it; None if the plan has no such step."""
-    return next((s for s in plan.get("steps", []) if s["key"] == key), None)
-
-
-def step_context(plan: dict[str, Any], spec: dict[str, Any], steps: list[StepRecord]) -> list[dict[str, Any]]:
-    """The context a step (``spec``, from ``step_spec``) gets or got from its dependencies' outputs."""
-    deps = set(spec.get("depends_on") or ())
+def step_context(policy: dict[str, Any], depends_on: Collection[str], steps: list[StepRecord]) -> list[dict[str, Any]]:
+    """The context a step gets or got from its dependencies' outputs (``steps``: theirs), per the run's
+    ``policy`` as its plan writes it."""
+    deps = set(depends_on)
     upstream = [
         Upstream(s.key, s.title, s.type, s.output, s.ended_at or 0.0)
         for s in steps
@@ -248,7 +245,7 @@ def step_context(plan: dict[str, Any], spec: dict[str, Any], steps: list[StepRec
     ]
     from core.model.policy import Policy  # (pydantic: the one view that needs it; a listing does not)
 
-    return build_context(Policy.model_validate(plan.get("policy") or {}), upstream)
+    return build_context(Policy.model_validate(policy), upstream)
 
 
 def nested_runs(listed: list[dict[str, Any]]) -> list[tuple[int, dict[str, Any]]]:

@@ -125,11 +125,11 @@ class Reading(OrchestratorBase):
     async def step_context(self, run_id: str, key: str) -> list[dict[str, Any]]:
         """The context the step gets (or got) from its dependencies' outputs, per the run's policy."""
         run_id = await self.store.resolve_run_id(run_id)
-        plan = await self.store.plan_of(run_id)  # (shared: read only)
-        spec = views.step_spec(plan, key)
-        if spec is None:
-            raise StepNotFound(run_id, key, [s["key"] for s in plan.get("steps", [])])
-        return views.step_context(plan, spec, await self.store.get_steps(run_id, spec.get("depends_on") or ()))
+        outline = await self.store.plan_outline(run_id)
+        depends_on = outline.depends_on.get(key)
+        if depends_on is None:
+            raise StepNotFound(run_id, key, list(outline.depends_on))
+        return views.step_context(outline.policy, depends_on, await self.store.get_steps(run_id, depends_on))
 
     async def agents(self) -> dict[str, dict[str, Any]]:
         """Every agent that ran, across runs: attempts, failures, tokens, feedback."""

@@ -94,6 +94,21 @@ class RunRecord:
 
 
 @dataclass(frozen=True, slots=True)
+class PlanOutline:
+    """What a step's context needs of its run's plan: the policy, and each step's dependencies in plan
+    order. A few megabytes less than the plan, and none of its tens of thousands of dicts and lists for
+    the collector to walk: the store keeps it between reads (``Store.plan_outline``)."""
+
+    policy: dict[str, Any]
+    depends_on: dict[str, tuple[str, ...]]
+
+    @classmethod
+    def of(cls, plan: dict[str, Any]) -> PlanOutline:
+        steps = plan.get("steps") or []
+        return cls(plan.get("policy") or {}, {s["key"]: tuple(s.get("depends_on") or ()) for s in steps})
+
+
+@dataclass(frozen=True, slots=True)
 class StepRecord:
     run_id: str
     key: str

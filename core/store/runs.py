@@ -16,30 +16,30 @@ from core.store import schema
 from core.store.base import StoreBase
 from core.store.batch import WriteBatch
 from core.store.notify import RUNS_CHANNEL, notify
-from core.store.records import RunRecord
+from core.store.records import PlanOutline, RunRecord
 
 
-class ParsedPlans:
-    """The plans of the last few runs read, each kept with the text it was parsed from (shared: read only)."""
+class PlanOutlines:
+    """The outlines of the plans of the last few runs read, each kept with the text it was made from."""
 
     KEPT = 4
 
     def __init__(self) -> None:
         self._lock = threading.Lock()  # (reader threads)
-        self._by_run: dict[str, tuple[str, dict[str, Any]]] = {}
+        self._by_run: dict[str, tuple[str, PlanOutline]] = {}
 
-    def parsed(self, run_id: str, text: str) -> dict[str, Any]:
+    def outline(self, run_id: str, text: str) -> PlanOutline:
         with self._lock:
             known = self._by_run.pop(run_id, None)
             if known is not None and known[0] == text:
                 self._by_run[run_id] = known  # (the last read goes last: the first is let go first)
                 return known[1]
-        plan = (json.loads(text) if text else None) or {}
+        outline = PlanOutline.of((json.loads(text) if text else None) or {})
         with self._lock:
-            self._by_run[run_id] = (text, plan)
+            self._by_run[run_id] = (text, outline)
             while len(self._by_run) > self.KEPT:
                 del self._by_run[next(iter(self._by_run))]
-        return plan
+        return outline
 
 
 class RunQueries(StoreBase):
@@ -96,24 +96,25 @@ class RunQueries(StoreBase):
         return record
 
     @functools.cached_property
-    def _parsed_plans(self) -> ParsedPlans:
-        return ParsedPlans()
+    def _outlines(self) -> PlanOutlines:
+        return PlanOutlines()
 
-    async def plan_of(self, run_id: str) -> dict[str, Any]:
-        """The run's plan as stored, to read and never change (it is shared), parsed again only when its text
-        changed. The dashboard asks for a step's context at each cursor move: parsing a 20,000-step plan
-        (6 MB) each time held the interpreter for 40 ms, and the screen with it; comparing the text is 1 ms."""
-        plans = self._parsed_plans
+    async def plan_outline(self, run_id: str) -> PlanOutline:
+        """The outline of the run's plan (its policy, each step's dependencies), made again only when the
+        plan's text changed. The dashboard asks for a step's context at each cursor move: parsing a
+        20,000-step plan (6 MB) each time held the interpreter for 40 ms, and the screen with it; comparing
+        the text is 1 ms."""
+        outlines = self._outlines
 
-        def q(conn: Connection) -> dict[str, Any] | None:
+        def q(conn: Connection) -> PlanOutline | None:
             stmt = select(schema.run_plans.c.plan_json).where(schema.run_plans.c.run_id == run_id)
             text = conn.execute(stmt).scalar()
-            return None if text is None else plans.parsed(run_id, text)
+            return None if text is None else outlines.outline(run_id, text)
 
-        plan = await self._read(q)
-        if plan is None:
+        outline = await self._read(q)
+        if outline is None:
             raise RunNotFound(run_id)
-        return plan
+        return outline
 
     async def children_of(self, run_id: str) -> list[RunRecord]:
         """The child runs of a run's sub_agent steps, oldest first (without their plans or results)."""

@@ -115,7 +115,7 @@ async def test_a_steps_context_reads_the_plan_parsed_once_until_a_replan_changes
     run_id, task = await start(orch, gated)
     await wait_event(orch, run_id, "step_waiting", "b")  # (b waits for its approval until the test gives it)
     assert [c["key"] for c in await orch.step_context(run_id, "b")] == ["a"]
-    assert await orch.store.plan_of(run_id) is await orch.store.plan_of(run_id)  # (not parsed again)
+    assert await orch.store.plan_outline(run_id) is await orch.store.plan_outline(run_id)  # (not parsed again)
     await orch.replan(run_id, [{"key": "c", "depends_on": ["a", "b"]}], mode="append", user="ops")
     assert [c["key"] for c in await orch.step_context(run_id, "c")] == ["a"]  # (b has not run)
     await orch.approve(run_id, "b", user="ops")
@@ -232,15 +232,18 @@ async def test_one_span_per_attempt_and_otlp_export(orch):
     assert int(second["endTimeUnixNano"]) >= int(second["startTimeUnixNano"]) > 0
 
 
-def test_the_plans_kept_parsed_are_those_read_last():
-    from core.store.runs import ParsedPlans
+def test_the_plan_outlines_kept_are_those_read_last():
+    from core.store.records import PlanOutline
+    from core.store.runs import PlanOutlines
 
-    plans = ParsedPlans()
-    first = plans.parsed("r1", '{"steps": []}')
+    outlines = PlanOutlines()
+    plan = '{"policy": {"context": "none"}, "steps": [{"key": "a"}, {"key": "b", "depends_on": ["a"]}]}'
+    first = outlines.outline("r1", plan)
+    assert first == PlanOutline({"context": "none"}, {"a": (), "b": ("a",)})
     for run in ("r2", "r3", "r4"):
-        plans.parsed(run, '{"steps": []}')
-    assert plans.parsed("r1", '{"steps": []}') is first  # read again: kept, and now the last read
-    plans.parsed("r5", '{"steps": []}')  # one too many: the one read longest ago goes (r2)
-    assert plans.parsed("r1", '{"steps": []}') is first
-    assert plans.parsed("r1", '{"steps": [1]}') == {"steps": [1]}  # another text: parsed again
-    assert plans.parsed("r6", "") == {} and plans.parsed("r7", "null") == {}
+        outlines.outline(run, plan)
+    assert outlines.outline("r1", plan) is first  # read again: kept, and now the last read
+    outlines.outline("r5", plan)  # one too many: the one read longest ago goes (r2)
+    assert outlines.outline("r1", plan) is first
+    assert outlines.outline("r1", '{"steps": [{"key": "c"}]}').depends_on == {"c": ()}  # another text: made again
+    assert outlines.outline("r6", "") == outlines.outline("r7", "null") == PlanOutline({}, {})

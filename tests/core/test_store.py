@@ -578,7 +578,7 @@ def test_the_switch_to_wal_gives_up_at_the_busy_timeout():
 
 async def test_a_snapshot_reads_its_parts_at_once_or_in_turn_and_a_steps_context_reads_the_kept_plan(orch):
     """Reads at once on SQLite, one after another on PostgreSQL: the same snapshot either way; what is
-    not asked for is left out; a step's context reads the plan kept parsed (``Store.plan_of``)."""
+    not asked for is left out; a step's context reads the plan's outline kept (``Store.plan_outline``)."""
     agents = {"sim": {"kind": "sim", "latency_ms": 0, "tokens": [3, 2]}}
     run_id = await orch.create_run(plan([{"key": "a"}, {"key": "b", "depends_on": ["a"]}], agents=agents))
     await orch.drive(run_id)
@@ -587,4 +587,4 @@ async def test_a_snapshot_reads_its_parts_at_once_or_in_turn_and_a_steps_context
     light = await orch.snapshot(run_id, spans=False, events=False)
     assert light == {k: v for k, v in whole.items() if k not in ("spans", "events")}
     assert [c["key"] for c in await orch.step_context(run_id, "b")] == ["a"]
-    assert await orch.store.plan_of(run_id) is await orch.store.plan_of(run_id)
+    assert await orch.store.plan_outline(run_id) is await orch.store.plan_outline(run_id)
