@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import gc
 import html
 import re
 import time
 import weakref
+from collections.abc import AsyncIterator
+from typing import Any
 
 import pytest
 from textual.command import CommandPalette
@@ -429,18 +432,26 @@ async def test_a_run_screen_keeps_what_it_built_out_of_full_collections_and_give
         gc.unfreeze()
 
 
-async def two_runs(db_url) -> tuple[str, str]:
-    async with await Orchestrator.open(db_url) as orch:
-        return await orch.create_run(gated_plan()), await orch.create_run(wide_plan())
-
-
-async def open_over(pilot, app, run_id: str) -> None:
-    """Open ``run_id``'s screen over the run screen shown, as a child run is opened from its parent's."""
+@contextlib.asynccontextmanager
+async def closed_over_another(db_url) -> AsyncIterator[tuple[LoopdeckApp, Any]]:
+    """A run screen opened over another (as a child run is over its parent's) and closed again: the app and
+    its pilot, back on the run below; nothing is left frozen after."""
     from tui.dashboard.messages import OpenRun
 
-    await until(pilot, lambda: on_top(app, RunScreen) and app.screen.view is not None)
-    app.post_message(OpenRun(run_id))
-    await until(pilot, lambda: on_top(app, RunScreen) and app.screen.run_id == run_id and app.screen.view)
+    gc.unfreeze()
+    async with await Orchestrator.open(db_url) as orch:
+        below, above = await orch.create_run(gated_plan()), await orch.create_run(wide_plan())
+    app = LoopdeckApp(db_url, run_id=below, user="jo")
+    try:
+        async with app.run_test(size=SIZE) as pilot:
+            await until(pilot, lambda: on_top(app, RunScreen) and app.screen.view is not None)
+            app.post_message(OpenRun(above))
+            await until(pilot, lambda: on_top(app, RunScreen) and app.screen.run_id == above and app.screen.view)
+            await pilot.press("escape")  # back to the run below
+            await until(pilot, lambda: on_top(app, RunScreen) and app.screen.run_id == below)
+            yield app, pilot
+    finally:
+        gc.unfreeze()
 
 
 async def test_a_run_screen_closed_over_another_is_collected_and_the_one_below_stays_frozen(db_url, monkeypatch):
@@ -456,17 +467,9 @@ async def test_a_run_screen_closed_over_another_is_collected_and_the_one_below_s
 
     monkeypatch.setattr(heap, "settle", settle)
     monkeypatch.setattr(run_screen, "SETTLE_S", 0.1)
-    gc.unfreeze()
-    below, above = await two_runs(db_url)
-    app = LoopdeckApp(db_url, run_id=below, user="jo")
-    try:
-        async with app.run_test(size=SIZE) as pilot:
-            await open_over(pilot, app, above)
-            await pilot.press("escape")  # back to the run below
-            await until(pilot, lambda: on_top(app, RunScreen) and app.screen.run_id == below and settled)
-            assert settled[0] > 0 and gc.get_freeze_count() > 0  # collected, and the screen below stays frozen
-    finally:
-        gc.unfreeze()
+    async with closed_over_another(db_url) as (_app, pilot):
+        await until(pilot, lambda: settled)
+        assert settled[0] > 0 and gc.get_freeze_count() > 0  # collected, and the screen below stays frozen
 
 
 async def test_events_committed_while_a_run_screen_rebuilds_reach_its_history_and_its_log(db_url):
@@ -521,20 +524,11 @@ async def test_nothing_stays_frozen_when_a_child_screen_and_then_its_parent_clos
     from tui.dashboard.screens.runs import RunsScreen
 
     monkeypatch.setattr(run_screen, "SETTLE_S", 0.3)
-    gc.unfreeze()
-    below, above = await two_runs(db_url)
-    app = LoopdeckApp(db_url, run_id=below, user="jo")
-    try:
-        async with app.run_test(size=SIZE) as pilot:
-            await open_over(pilot, app, above)
-            await pilot.press("escape")
-            await until(pilot, lambda: on_top(app, RunScreen) and app.screen.run_id == below)
-            await pilot.press("escape")  # and the parent too, before the child's collection is due
-            await until(pilot, lambda: on_top(app, RunsScreen))
-            await pilot.pause(0.6)
-            assert gc.get_freeze_count() == 0  # the runs list holds no run's tree frozen
-    finally:
-        gc.unfreeze()
+    async with closed_over_another(db_url) as (app, pilot):
+        await pilot.press("escape")  # and the parent too, before the child's collection is due
+        await until(pilot, lambda: on_top(app, RunsScreen))
+        await pilot.pause(0.6)
+        assert gc.get_freeze_count() == 0  # the runs list holds no run's tree frozen
 
 
 async def test_a_rebuild_that_the_screen_going_cancels_leaves_nothing_frozen(db_url, monkeypatch):
