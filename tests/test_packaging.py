@@ -60,7 +60,7 @@ def test_the_wheel_holds_every_module_and_data_file(tmp_path):
     dist = f"loopdeck-{__version__}.dist-info"
     assert any(n.startswith(dist) and n.endswith("LICENSE") for n in names)
     with zipfile.ZipFile(wheel) as zf:
-        assert "loopdeck = tui.cli:main" in zf.read(f"{dist}/entry_points.txt").decode()
+        assert "loopdeck = tui.cli:entry" in zf.read(f"{dist}/entry_points.txt").decode()
         metadata = zf.read(f"{dist}/METADATA").decode()
     assert f"Version: {__version__}" in metadata and "MIT" in metadata
     assert not any(n.startswith("tests/") for n in names)

@@ -5,6 +5,7 @@
     output.py     consoles, strict JSON, one-line errors, exit codes
     progress.py   a headless run's progress on stderr
     startup.py    no garbage collection while a command loads its modules
+    exiting.py    no teardown of the loaded heap once a command has returned
     commands/     driving, planning, acting, reading, dashboard
 
 Exit codes (``output.py``): 0 ok, 1 the run did not succeed or the action was
@@ -14,12 +15,18 @@ refused, 2 bad input, 3 a bug, 130 interrupted.
 from __future__ import annotations
 
 import argparse
-import sys
 
 from tui.cli.command import wanted
+from tui.cli.exiting import exit_now
 from tui.cli.output import Interrupted, guarded, log_to_stderr
 from tui.cli.parser import build_parser
 from tui.cli.startup import Startup
+
+
+def entry() -> None:
+    """The ``loopdeck`` script and ``python -m tui.cli``: ``main``, then the process ends without its teardown
+    (``tui.cli.exiting``). Tests call ``main``, which returns the exit code."""
+    exit_now(main())
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -62,4 +69,4 @@ def _check_plan_source(parser: argparse.ArgumentParser, args: argparse.Namespace
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    entry()

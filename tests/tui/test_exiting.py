@@ -1,0 +1,64 @@
+"""A command's end without the interpreter's teardown (tui/cli/exiting.py), in real processes."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import textwrap
+
+from tests.e2e.conftest import ROOT, Cli
+
+SCRIPT = """
+import atexit, sys, threading, time
+from tui.cli.exiting import exit_now
+
+class TornDown:
+    def __del__(self):
+        sys.stderr.write("torn down\\n")
+
+kept = TornDown()  # freed only by the interpreter's teardown
+atexit.register(lambda: sys.stderr.write("handlers ran\\n"))
+sys.stdout.write("answer " * 2000)  # (a pipe buffers it: only a flush writes it)
+if {thread}:
+    threading.Thread(target=lambda: (time.sleep(0.2), sys.stderr.write("thread done\\n"))).start()
+{ending}(3)
+"""
+
+
+def ended(ending: str, thread: bool = False) -> subprocess.CompletedProcess[str]:
+    script = textwrap.dedent(SCRIPT).format(ending=ending, thread=thread)
+    return subprocess.run(
+        [sys.executable, "-c", script],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=ROOT,
+        env={"PYTHONPATH": str(ROOT)},
+    )
+
+
+def test_a_command_ends_with_its_code_its_handlers_run_and_its_output_flushed_but_no_teardown():
+    normal, fast = ended("sys.exit"), ended("exit_now")
+    assert "torn down" in normal.stderr  # (the teardown this test looks for does happen on a normal exit)
+    assert fast.returncode == normal.returncode == 3
+    assert fast.stdout == normal.stdout == "answer " * 2000
+    assert "handlers ran" in fast.stderr
+    assert "torn down" not in fast.stderr
+
+
+def test_while_another_thread_runs_the_process_exits_as_usual_and_waits_for_it():
+    result = ended("exit_now", thread=True)
+    assert result.returncode == 3
+    assert "thread done" in result.stderr and "torn down" in result.stderr
+
+
+def test_the_loopdeck_command_ends_that_way_with_its_whole_output_on_a_pipe(tmp_path):
+    cli = Cli(tmp_path)
+    steps = [{"key": f"s{i}", "input": "x" * 1000} for i in range(50)]  # (some 100 kB of JSON to show)
+    plan = cli.write_plan({"agents": {"default": {"kind": "sim", "latency_ms": 0}}, "steps": steps})
+    assert cli("run", str(plan), "--headless").returncode == 0
+    runs = cli("runs", "--json")
+    shown = cli("show", json.loads(runs.stdout)[0]["id"], "--json")
+    assert shown.returncode == 0, shown.stderr
+    assert len(shown.stdout) > 100_000 and json.loads(shown.stdout)["run"]["status"] == "succeeded"
