@@ -189,7 +189,7 @@ try:
 finally:
     heavy = (
         "sqlalchemy.orm", "sqlalchemy.ext.asyncio", "aiosqlite", "pydantic", "pydantic_settings", "core.settings",
-        "yaml", "core.model.plan", "core.engine.controller", "textual",
+        "yaml", "core.model.plan", "core.engine.controller", "textual", "rich",
     )
     print("LOADED", sorted(name for name in heavy if name in sys.modules), file=sys.stderr)
 sys.exit(code)
@@ -219,7 +219,23 @@ async def test_reading_commands_load_neither_the_async_orm_nor_pydantic_nor_the_
     for argv in (["runs"], ["show", run_id], ["show", run_id, "--json"]):
         done = loading(cli, *argv)
         assert done.returncode == 0, done.stderr
-        assert "LOADED []" in done.stderr  # each costs tens of milliseconds of every command's start
+        assert "LOADED ['rich']" in done.stderr  # each costs tens of milliseconds of every command's start
+
+
+async def test_help_and_plain_lines_load_no_rich_and_a_plain_line_is_shown_literally(tmp_path):
+    """Rich loads with the first table or styled line (``tui.cli.output``); a plain line is written as is, so
+    brackets in it are text, not Rich markup (the hint of `profiles` lost its ``[profiles.NAME]`` that way)."""
+    cli = unconfigured(tmp_path)
+    helped = loading(cli, "--help")
+    assert helped.returncode == 0 and "LOADED []" in helped.stderr
+    profiles = loading(cli, "profiles")
+    assert profiles.returncode == 0 and "'rich'" not in profiles.stderr  # (it loads the settings: they matter)
+    assert "no profiles: add [profiles.NAME] to the configuration file" in profiles.stderr
+    async with await Orchestrator.open(str(cli.db)):
+        pass
+    hostile = loading(cli, "approve", "\x1b[31m[bold]nope", "gate")
+    assert hostile.returncode == 2 and "LOADED []" in hostile.stderr
+    assert "\x1b" not in hostile.stderr and "\\x1b[31m[bold]nope" in hostile.stderr  # (made visible, not markup)
 
 
 async def test_approve_on_a_run_driven_in_another_terminal_loads_neither_pydantic_nor_the_engine(tmp_path):

@@ -7,6 +7,10 @@ database that cannot be opened); 3 an unexpected error (a bug: one line, and
 the traceback with ``LOOPDECK_DEBUG=1``); 130 interrupted (the run stays resumable).
 
 Never a traceback: every error is one line on stderr, with any URL's password masked.
+
+Rich is loaded by the first table or styled line, not before: ``--help`` and
+the commands that only say plain lines (``say``: ``approve``, ``cancel``, their
+errors) never load it, some 20 ms of their start.
 """
 
 from __future__ import annotations
@@ -16,11 +20,7 @@ import os
 import sys
 import traceback
 from collections.abc import Awaitable, Callable
-from typing import Any
-
-from rich.console import Console
-from rich.table import Table
-from rich.text import Text
+from typing import TYPE_CHECKING, Any
 
 from core import (
     AgentError,
@@ -38,7 +38,10 @@ from core import (
     dumps,
     mask_urls,
 )
-from tui.text.literal import literal
+from tui.text.literal import clean
+
+if TYPE_CHECKING:
+    from rich.console import Console
 
 EXIT_OK, EXIT_RUN_NOT_OK, EXIT_BAD_INPUT, EXIT_BUG, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
 BAD_INPUT_ERRORS = (PlanError, BadInput, RunNotFound, StepNotFound, CallNotFound, StoreError)
@@ -47,14 +50,37 @@ REFUSED_ERRORS = (TransitionError, LeaseHeld, LeaseLost, CommandTimeout, AgentEr
 
 def _console(stderr: bool) -> Console:
     """Plain, unwrapped lines when not on a terminal (logs and pipes are read by tools)."""
+    from rich.console import Console
+
     console = Console(stderr=stderr, highlight=False, soft_wrap=True)
     if not console.is_terminal:
         console = Console(stderr=stderr, highlight=False, soft_wrap=True, width=200)
     return console
 
 
-err = _console(stderr=True)
-out = _console(stderr=False)
+class LazyConsole:
+    """A Rich console made at its first use; until then Rich is not loaded. It stands for the console: every
+    attribute is the console's (``err.print``, ``out.width``)."""
+
+    def __init__(self, stderr: bool) -> None:
+        self._stderr = stderr
+        self._made: Console | None = None
+
+    def __getattr__(self, name: str) -> Any:  # (only what the proxy itself lacks comes here)
+        if self._made is None:
+            self._made = _console(self._stderr)
+        return getattr(self._made, name)
+
+
+err: Console = LazyConsole(stderr=True)  # type: ignore[assignment]
+out: Console = LazyConsole(stderr=False)  # type: ignore[assignment]
+
+
+def say(text: str) -> None:
+    """One plain line on stderr, shown literally (control characters made visible, ``clean``), without Rich:
+    what ``err.print(literal(text))`` writes."""
+    sys.stderr.write(clean(text) + "\n")
+    sys.stderr.flush()
 
 
 def print_json(data: Any) -> None:
@@ -84,8 +110,10 @@ def listing(as_json: bool, data: Any, empty: str, columns: tuple[str, ...], rows
     if as_json:
         print_json(data)
     elif not data:
-        err.print(empty)
+        say(empty)
     else:
+        from rich.table import Table
+
         table = Table(box=None, pad_edge=False)
         for col in columns:
             table.add_column(col, no_wrap=True)
@@ -98,6 +126,8 @@ def listing(as_json: bool, data: Any, empty: str, columns: tuple[str, ...], rows
 def print_columns(header: tuple[str, ...], rows: list[tuple[str, ...]], fold: int | None = None) -> None:
     """Clean text in aligned columns on stdout, the header bold: as a borderless Rich table looks, written at
     once (``tui.text.columns``: Rich's own table took seconds for thousands of rows)."""
+    from rich.text import Text
+
     from tui.text.columns import columns
 
     lines = columns(header, rows, out.width, fold)
@@ -128,19 +158,15 @@ def guarded(make: Callable[[], Awaitable[int]]) -> int:
     except KeyboardInterrupt:
         run_id = Interrupted.run_id
         if run_id:
-            err.print(
-                literal(
-                    f"interrupted; run {run_id} keeps its state: `loopdeck resume {run_id} --headless` continues it"
-                )
-            )
+            say(f"interrupted; run {run_id} keeps its state: `loopdeck resume {run_id} --headless` continues it")
         else:
-            err.print("interrupted")
+            say("interrupted")
         return EXIT_INTERRUPTED
     except BAD_INPUT_ERRORS as exc:
-        err.print(literal(mask_urls(f"loopdeck: {exc}")))
+        say(mask_urls(f"loopdeck: {exc}"))
         return EXIT_BAD_INPUT
     except (*REFUSED_ERRORS, LoopdeckError) as exc:
-        err.print(literal(mask_urls(f"loopdeck: {exc}")))
+        say(mask_urls(f"loopdeck: {exc}"))
         return EXIT_RUN_NOT_OK
     except Exception as exc:
         return unexpected(exc)
@@ -151,11 +177,9 @@ def unexpected(exc: BaseException) -> int:
     if debug():
         sys.stderr.write(mask_urls("".join(traceback.format_exception(exc))))
     first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
-    err.print(
-        literal(
-            mask_urls(f"loopdeck: unexpected error: {type(exc).__name__}: {first}"[:500])
-            + "; this is a bug (LOOPDECK_DEBUG=1 shows the traceback)"
-        )
+    say(
+        mask_urls(f"loopdeck: unexpected error: {type(exc).__name__}: {first}"[:500])
+        + "; this is a bug (LOOPDECK_DEBUG=1 shows the traceback)"
     )
     return EXIT_BUG
 

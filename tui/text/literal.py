@@ -9,8 +9,10 @@ recolour the screen or set the window title.
 from __future__ import annotations
 
 import re
+from typing import TYPE_CHECKING
 
-from rich.text import Text
+if TYPE_CHECKING:
+    from rich.text import Text
 
 _CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
 
@@ -22,4 +24,6 @@ def clean(value: object) -> str:
 
 def literal(value: object, style: str = "") -> Text:
     """A Rich ``Text`` that shows ``value`` exactly, markup and escapes included."""
+    from rich.text import Text  # (here: a command that only says plain lines never loads Rich)
+
     return Text(clean(value), style=style)

@@ -11,8 +11,7 @@ import time
 from typing import Any
 
 from core import BadInput, Delivery, Orchestrator, RunResult, RunStatus, load_document, load_text
-from tui.cli.output import EXIT_OK, err, print_json
-from tui.text.literal import literal
+from tui.cli.output import EXIT_OK, print_json, say
 from tui.text.money import budget_text
 
 
@@ -25,11 +24,11 @@ async def approve(orch: Orchestrator, args: argparse.Namespace, _: Any) -> int:
     run_id = await orch.resolve_run_id(args.run_id)
     if args.reject:
         delivery = await orch.reject(run_id, args.step_key, user=orch.user, reason=args.reason)
-        err.print(literal(f"step {args.step_key} of run {run_id} rejected by {orch.user}"))
+        say(f"step {args.step_key} of run {run_id} rejected by {orch.user}")
     else:
         delivery = await orch.approve(run_id, args.step_key, user=orch.user, reason=args.reason, **kwargs)
         edited = " with edited input" if "input" in kwargs else ""
-        err.print(literal(f"step {args.step_key} of run {run_id} approved{edited} by {orch.user}"))
+        say(f"step {args.step_key} of run {run_id} approved{edited} by {orch.user}")
     await say_who_continues(orch, run_id, delivery)
     return EXIT_OK
 
@@ -48,7 +47,7 @@ async def approve_call(orch: Orchestrator, args: argparse.Namespace, _: Any) -> 
     what = "rejected" if args.reject else "approved with edited arguments" if kwargs else "approved"
     if args.always and not args.reject:
         what += "; its tool is allowed for the rest of the run"
-    err.print(literal(f"tool call {args.call_id} of run {run_id} {what} by {orch.user}"))
+    say(f"tool call {args.call_id} of run {run_id} {what} by {orch.user}")
     await say_who_continues(orch, run_id, delivery)
     return EXIT_OK
 
@@ -56,7 +55,7 @@ async def approve_call(orch: Orchestrator, args: argparse.Namespace, _: Any) -> 
 async def cancel(orch: Orchestrator, args: argparse.Namespace, _: Any) -> int:
     run_id = await orch.resolve_run_id(args.run_id)
     await orch.cancel(run_id, user=orch.user, reason=args.reason)
-    err.print(literal(f"run {run_id} canceled by {orch.user}"))
+    say(f"run {run_id} canceled by {orch.user}")
     return EXIT_OK
 
 
@@ -71,9 +70,9 @@ async def finish(orch: Orchestrator, args: argparse.Namespace, answer: Any) -> i
     run_id = await orch.resolve_run_id(args.run_id)
     await orch.finish(run_id, answer=answer, status=args.status, reason=args.reason, user=orch.user)
     result = await ended_result(orch, run_id)
-    err.print(literal(f"run {run_id} finished ({args.status}) by {orch.user}"))
+    say(f"run {run_id} finished ({args.status}) by {orch.user}")
     if result is not None:
-        err.print(literal(result.summary))
+        say(result.summary)
     if args.json:
         print_json(None if result is None else result.to_json())
     return EXIT_OK
@@ -99,7 +98,7 @@ async def set_budget(orch: Orchestrator, args: argparse.Namespace, _: Any) -> in
         limit = given.value
         delivery = await orch.set_budget(run_id, limit, usd=usd, user=orch.user)
         shown = budget_text(limit, usd)
-        err.print(literal(f"run {run_id}: {'cost' if usd else 'token'} budget set to {shown} by {orch.user}"))
+        say(f"run {run_id}: {'cost' if usd else 'token'} budget set to {shown} by {orch.user}")
     await say_who_continues(orch, run_id, delivery)
     return EXIT_OK
 
@@ -113,7 +112,7 @@ async def replan(orch: Orchestrator, args: argparse.Namespace, steps: Any) -> in
     run_id = await orch.resolve_run_id(args.run_id)
     delivery = await orch.replan(run_id, steps, mode=args.mode, user=orch.user, reason=args.reason)
     count = len(steps["steps"] if isinstance(steps, dict) else steps)
-    err.print(literal(f"run {run_id} replanned ({args.mode}): {count} step(s) by {orch.user}"))
+    say(f"run {run_id} replanned ({args.mode}): {count} step(s) by {orch.user}")
     await say_who_continues(orch, run_id, delivery)
     return EXIT_OK
 
@@ -124,7 +123,7 @@ async def feedback(orch: Orchestrator, args: argparse.Namespace, _: Any) -> int:
         run_id, args.step_key, args.rating, comment=args.comment, category=args.category, user=orch.user
     )
     thumb = "👍" if args.rating == "up" else "👎"
-    err.print(literal(f"{thumb} recorded for step {args.step_key} of run {run_id} by {orch.user}"))
+    say(f"{thumb} recorded for step {args.step_key} of run {run_id} by {orch.user}")
     return EXIT_OK
 
 
@@ -134,9 +133,7 @@ async def say_who_continues(orch: Orchestrator, run_id: str, delivery: Delivery)
         return
     run = await orch.run(run_id, plan=False)
     if not RunStatus(run.status).terminal:
-        err.print(
-            literal(
-                f"no process drives run {run_id} now; `loopdeck resume {run_id}` (or a `loopdeck worker` "
-                "on this database) continues it"
-            )
+        say(
+            f"no process drives run {run_id} now; `loopdeck resume {run_id}` (or a `loopdeck worker` "
+            "on this database) continues it"
         )

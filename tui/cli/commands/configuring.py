@@ -18,7 +18,7 @@ from core import (
     parse_plan_text,
     template,
 )
-from tui.cli.output import EXIT_OK, err, listing, print_json, write_text
+from tui.cli.output import EXIT_OK, listing, print_json, say, write_text
 from tui.text.literal import literal
 
 
@@ -33,7 +33,7 @@ async def config(args: argparse.Namespace, _: Any) -> int:
             }
         )
         return EXIT_OK
-    err.print(literal(f"configuration file: {path}" + ("" if exists else " (none: the defaults apply)")))
+    say(f"configuration file: {path}" + ("" if exists else " (none: the defaults apply)"))
     rows = [(literal(e.key), literal(_shown(e.value)), literal(e.source)) for e in entries]
     return listing(False, entries, "", ("KEY", "VALUE", "FROM"), rows)
 
@@ -72,7 +72,7 @@ def _fields(profile: Profile) -> dict[str, Any]:
 async def templates(args: argparse.Namespace, _: Any) -> int:
     found, problems = available_templates()
     for problem in problems:
-        err.print(literal(f"loopdeck: {problem}"))
+        say(f"loopdeck: {problem}")
     data = [{"name": t.name, "description": t.description, "from": t.origin} for t in found.values()]
     rows = [(literal(d["name"]), literal(d["from"]), literal(d["description"])) for d in data]
     return listing(args.json, data, "no templates", ("TEMPLATE", "FROM", "DESCRIPTION"), rows)
@@ -88,5 +88,5 @@ async def new(args: argparse.Namespace, _: Any) -> int:
     if Path(args.out).exists() and not args.force:
         raise BadInput(f"{args.out} exists; pass --force to replace it, or choose another --out")
     write_text(args.out, text)
-    err.print(literal(f"wrote {args.out} from template {chosen.name}: edit it, then `loopdeck run {args.out}`"))
+    say(f"wrote {args.out} from template {chosen.name}: edit it, then `loopdeck run {args.out}`")
     return EXIT_OK

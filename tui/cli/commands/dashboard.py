@@ -15,8 +15,7 @@ import sys
 from core import BadInput, Orchestrator, RunStatus, default_user, load_settings
 from tui.cli.command import DRIVING
 from tui.cli.commands.driving import create, planned
-from tui.cli.output import EXIT_BAD_INPUT, EXIT_INTERRUPTED, EXIT_OK, EXIT_RUN_NOT_OK, Interrupted, err
-from tui.text.literal import literal
+from tui.cli.output import EXIT_BAD_INPUT, EXIT_INTERRUPTED, EXIT_OK, EXIT_RUN_NOT_OK, Interrupted, say
 
 WEB_DRIVER = "textual.drivers.web_driver:WebDriver"  # set by textual-serve for each dashboard it starts
 
@@ -32,7 +31,7 @@ def refuse_without_terminal(args: argparse.Namespace) -> int | None:
         if args.command in DRIVING
         else "use `loopdeck runs` or `loopdeck show RUN_ID` to read runs without a terminal"
     )
-    err.print(f"loopdeck: not a terminal (the dashboard needs one on stdin and stdout); {hint}")
+    say(f"loopdeck: not a terminal (the dashboard needs one on stdin and stdout); {hint}")
     return EXIT_BAD_INPUT
 
 
@@ -71,8 +70,8 @@ async def open_dashboard(args: argparse.Namespace) -> int:
     if drive:
         status = app.final_status
         if status is None:
-            err.print(literal(f"the run is not finished; `loopdeck resume {run_id}` continues it"))
+            say(f"the run is not finished; `loopdeck resume {run_id}` continues it")
             return EXIT_INTERRUPTED
-        err.print(literal(f"run {run_id} ended {status.value}"))
+        say(f"run {run_id} ended {status.value}")
         return EXIT_OK if status == RunStatus.SUCCEEDED else EXIT_RUN_NOT_OK
     return code or EXIT_OK

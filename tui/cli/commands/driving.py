@@ -33,7 +33,7 @@ from core import (
     template,
 )
 from tui.cli.commands.planning import Planned, plan_from_goal
-from tui.cli.output import EXIT_OK, EXIT_RUN_NOT_OK, Interrupted, err, print_json
+from tui.cli.output import EXIT_OK, EXIT_RUN_NOT_OK, Interrupted, err, print_json, say
 from tui.cli.progress import Progress
 from tui.text.literal import literal
 
@@ -79,7 +79,7 @@ async def create(orch: Orchestrator, plan: Planned) -> str:
 async def demo(orch: Orchestrator, args: argparse.Namespace, plan: Planned) -> int:
     run_id = await create(orch, plan)
     if args.approve == "all":
-        err.print(
+        say(
             "demo: approval gates are approved automatically (--approve all); "
             "pass --approve ask to answer them with `loopdeck approve`"
         )
@@ -89,7 +89,7 @@ async def demo(orch: Orchestrator, args: argparse.Namespace, plan: Planned) -> i
 async def resume(orch: Orchestrator, args: argparse.Namespace, _: Any) -> int:
     record = await orch.run(args.run_id, plan=False)
     if record.status.terminal:
-        err.print(literal(f"run {record.id} already ended {record.status.value}; nothing to resume"))
+        say(f"run {record.id} already ended {record.status.value}; nothing to resume")
         return exit_for(record.status, args, None)
     return await drive(orch, record.id, args)
 
@@ -104,7 +104,7 @@ def say_profile(profile: dict[str, Any] | None) -> None:
         line += "; the plan's own values stay: " + ", ".join(
             f"{k}={v!r} (the profile says {profile['policy'][k]!r})" for k, v in kept.items()
         )
-    err.print(literal(line))
+    say(line)
 
 
 async def submit(orch: Orchestrator, args: argparse.Namespace, plan: Planned) -> int:
@@ -112,11 +112,9 @@ async def submit(orch: Orchestrator, args: argparse.Namespace, plan: Planned) ->
     run_id = await orch.create_run(plan.plan, profile=plan.profile)
     if args.json:
         print_json({"id": run_id})
-    err.print(
-        literal(
-            f"run {run_id} queued ({len(plan.plan.steps)} steps); a `loopdeck worker` on this "
-            f"database drives it — watch it with `loopdeck attach {run_id}`"
-        )
+    say(
+        f"run {run_id} queued ({len(plan.plan.steps)} steps); a `loopdeck worker` on this "
+        f"database drives it — watch it with `loopdeck attach {run_id}`"
     )
     return EXIT_OK
 
@@ -128,7 +126,7 @@ async def worker(orch: Orchestrator, args: argparse.Namespace, _: Any) -> int:
         max_runs=args.max_runs,
         poll_s=args.poll,
         grace_s=args.grace,
-        on_note=lambda line: err.print(literal(line)),
+        on_note=say,
     )
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -140,7 +138,7 @@ async def worker(orch: Orchestrator, args: argparse.Namespace, _: Any) -> int:
 async def drive(orch: Orchestrator, run_id: str, args: argparse.Namespace) -> int:
     """Drive the run here, its progress on stderr, answering gates as ``--approve`` says."""
     snapshot = await orch.snapshot(run_id, events=False, spans=False)
-    err.print(literal(f"run {run_id}: {snapshot['run']['goal'] or '(no goal)'} — {len(snapshot['steps'])} steps"))
+    say(f"run {run_id}: {snapshot['run']['goal'] or '(no goal)'} — {len(snapshot['steps'])} steps")
     progress = Progress(err, run_id, snapshot)
     sub = orch.subscribe(run_id)
     Interrupted.run_id = run_id

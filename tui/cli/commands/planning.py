@@ -24,7 +24,7 @@ from core import (
     planner_agent,
 )
 from tui.cli.commands.acting import say_who_continues
-from tui.cli.output import EXIT_OK, err, listing, write_text
+from tui.cli.output import EXIT_OK, listing, say, write_text
 from tui.text.literal import literal
 
 
@@ -54,14 +54,12 @@ async def plan_from_goal(args: argparse.Namespace, planner: str) -> Planned:
         agent,
         base,
         max_repairs=args.max_repairs,
-        on_progress=lambda line: err.print(literal(f"planner: {line}")),
+        on_progress=lambda line: say(f"planner: {line}"),
     )
     repaired = f" after {result.repairs} repair(s)" if result.repairs else ""
-    err.print(
-        literal(
-            f"planner: {len(result.plan.steps)} steps{repaired} · "
-            f"{result.prompt_tokens + result.completion_tokens:,} tokens"
-        )
+    say(
+        f"planner: {len(result.plan.steps)} steps{repaired} · "
+        f"{result.prompt_tokens + result.completion_tokens:,} tokens"
     )
     return Planned(result.plan, (result.prompt_tokens, result.completion_tokens), f"planner {planner}")
 
@@ -70,7 +68,7 @@ async def plan(args: argparse.Namespace, _: Any) -> int:
     text = plan_to_yaml((await plan_from_goal(args, args.agent)).plan)
     if args.out:
         write_text(args.out, text)
-        err.print(literal(f"wrote {args.out}; run it with: loopdeck run {args.out}"))
+        say(f"wrote {args.out}; run it with: loopdeck run {args.out}")
     else:
         sys.stdout.write(text)
     return EXIT_OK
@@ -90,7 +88,7 @@ async def approve_plan(orch: Orchestrator, args: argparse.Namespace, edited: Any
         kwargs["steps" if (await orch.run(run_id, plan=False)).proposal else "plan"] = edited
     delivery = await orch.approve_plan(run_id, approve=not args.reject, user=orch.user, reason=args.reason, **kwargs)
     verb = "rejected" if args.reject else "approved" + (" (edited)" if kwargs else "")
-    err.print(literal(f"plan of run {run_id} {verb} by {orch.user}"))
+    say(f"plan of run {run_id} {verb} by {orch.user}")
     await say_who_continues(orch, run_id, delivery)
     return EXIT_OK
 

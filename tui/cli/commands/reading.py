@@ -9,7 +9,7 @@ from rich.table import Table
 from rich.text import Text
 
 from core import Orchestrator, call_json, dumps, nested_runs, worker_json
-from tui.cli.output import EXIT_OK, err, listing, out, print_columns, print_json, write_text
+from tui.cli.output import EXIT_OK, listing, out, print_columns, print_json, say, write_text
 from tui.text.literal import clean, literal
 from tui.text.money import dollars
 from tui.text.runs import driver_words, waiting_words
@@ -43,7 +43,7 @@ async def runs(orch: Orchestrator, args: argparse.Namespace, _: Any) -> int:
         )
         return EXIT_OK
     if not listed:
-        err.print("no runs yet: `loopdeck demo --headless` starts one")
+        say("no runs yet: `loopdeck demo --headless` starts one")
         return EXIT_OK
     table = Table(box=None, pad_edge=False)
     for col in ("ID", "STATUS", "PROGRESS", "TOKENS", "COST", "CREATED", "GOAL"):  # (STATUS: and what it waits for)
@@ -174,7 +174,7 @@ async def export(orch: Orchestrator, args: argparse.Namespace, _: Any) -> int:
     if args.out:
         write_text(args.out, dumps(data, indent=2))
         spans = len(data["resourceSpans"][0]["scopeSpans"][0]["spans"])
-        err.print(literal(f"wrote {spans} spans to {args.out}"))
+        say(f"wrote {spans} spans to {args.out}")
     else:
         print_json(data)
     return EXIT_OK
