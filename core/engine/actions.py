@@ -308,6 +308,7 @@ def apply_replan(
             settle(run, step, effects, now)
         elif is_ready:
             effects.ready.append(step.key)
+    run.index.rerank()  # (the longest chains after the steps that went and came)
 
 
 def propose(run: RunState, by: StepState, proposal: Any, now: float) -> Effects:

@@ -242,6 +242,7 @@ class RunState:
         index = Scheduler(
             plan.policy.max_concurrency,
             {name: cfg.max_concurrency for name, cfg in plan.agents.items()} if agent_limits else None,
+            critical_path=plan.policy.start_order == "critical_path",
         )
         state = cls(
             run_id=run.id,

@@ -1,9 +1,16 @@
 """The in-memory index that makes scheduling work-conserving and O(1) per step.
 
 It knows each step's unmet dependency count, its dependents, which steps are
-ready (one heap per agent, ordered by plan index) and how many run per agent.
-It does no I/O and knows nothing of time, so property tests can drive it
-directly. The controller owns the decisions it feeds in.
+ready (one heap per agent, ordered by rank) and how many run per agent. A
+step's rank is its plan index, or with ``critical_path`` its place in the
+order of the longest chain of steps still to run after it (itself included;
+ties in plan order): when slots are scarce, the head of the longest chain
+starts first, the highest-level-first rule of list scheduling (Airflow's
+default ``downstream`` priority weight is a cousin: it counts every step
+downstream). Ranks are computed once the steps are linked and again after a
+replan (``rerank``, O(n log n)). It does no I/O and knows nothing of time, so
+property tests can drive it directly. The controller owns the decisions it
+feeds in.
 """
 
 from __future__ import annotations
@@ -24,6 +31,7 @@ class _Node:
     unmet: int
     dependents: list[str] = field(default_factory=list)
     outcome: str | None = None
+    rank: int = 0  # its place in the ready queue's order: its plan index, or its critical-path rank
 
 
 class Scheduler:
@@ -32,8 +40,10 @@ class Scheduler:
         max_concurrency: int,
         agent_limits: dict[str, int | None] | None = None,
         admits: Callable[[str], bool] | None = None,
+        critical_path: bool = False,
     ) -> None:
         self.max_concurrency = max_concurrency
+        self.critical_path = critical_path
         self.agent_limits = dict(agent_limits or {})
         self._admits = admits  # e.g. the agent's circuit breaker
         self._nodes: dict[str, _Node] = {}
@@ -47,7 +57,7 @@ class Scheduler:
         self._admits = admits
 
     def add(self, key: str, idx: int, agent: str, deps: list[str], allow_skipped: bool = False) -> None:
-        self._nodes[key] = _Node(idx, agent, tuple(deps), allow_skipped, len(deps))
+        self._nodes[key] = _Node(idx, agent, tuple(deps), allow_skipped, len(deps), rank=idx)
 
     def link(self) -> list[str]:
         """Wire dependents once every step is added; return the steps with no dependencies."""
@@ -57,13 +67,44 @@ class Scheduler:
                 self._nodes[dep].dependents.append(key)
             if not node.deps:
                 roots.append(key)
+        self.rerank()
         return roots
+
+    def rerank(self) -> None:
+        """With ``critical_path``, rank every step again (after its steps changed: a replan) and reorder the ready
+        queue; in plan order a rank is the plan index and never changes."""
+        if not self.critical_path:
+            return
+        for rank, key in enumerate(sorted(self._nodes, key=self._chain_order(self._longest_chains()))):
+            self._nodes[key].rank = rank
+        queued, self._ready = self._queued, {}
+        self._queued = set()
+        for key in queued:
+            self.push_ready(key)
+
+    def _longest_chains(self) -> dict[str, int]:
+        """Each step's longest chain of dependents, itself included (a leaf: 1), walked from the leaves up."""
+        waiting = {key: len(node.dependents) for key, node in self._nodes.items()}
+        chain = dict.fromkeys(self._nodes, 1)
+        todo = [key for key, n in waiting.items() if n == 0]
+        while todo:
+            key = todo.pop()
+            for dep in self._nodes[key].deps:
+                chain[dep] = max(chain[dep], chain[key] + 1)
+                waiting[dep] -= 1
+                if waiting[dep] == 0:
+                    todo.append(dep)
+        return chain
+
+    def _chain_order(self, chain: dict[str, int]) -> Callable[[str], tuple[int, int]]:
+        nodes = self._nodes
+        return lambda key: (-chain[key], nodes[key].idx)
 
     def add_live(
         self, key: str, idx: int, agent: str, deps: list[str], allow_skipped: bool = False
     ) -> tuple[bool, str | None]:
         """Add a step to a running index (replan); return (ready now, or the dependency that dooms it)."""
-        node = _Node(idx, agent, tuple(deps), allow_skipped, len(deps))
+        node = _Node(idx, agent, tuple(deps), allow_skipped, len(deps), rank=idx)
         self._nodes[key] = node
         doomed_by = None
         for dep in deps:
@@ -141,7 +182,7 @@ class Scheduler:
         if key in self._queued or node.outcome is not None:
             return
         self._queued.add(key)
-        heapq.heappush(self._ready.setdefault(node.agent, []), (node.idx, key))
+        heapq.heappush(self._ready.setdefault(node.agent, []), (node.rank, key))
 
     def unqueue(self, key: str) -> None:
         """Drop a step from the ready queue (lazily: its heap entry is skipped when popped)."""
@@ -152,7 +193,7 @@ class Scheduler:
         return len(self._queued)
 
     def pop_launchable(self) -> str | None:
-        """The ready step with the lowest plan index whose agent has a free slot, or None."""
+        """The ready step of lowest rank (plan index, or critical-path rank) whose agent has a free slot, or None."""
         if self.running >= self.max_concurrency:
             return None
         best: tuple[int, str] | None = None

@@ -80,6 +80,11 @@ class Policy(StrictModel):
     max_iterations: int | None = Field(
         None, ge=1, le=MAX_ITERATIONS, description="cap on launches (attempts) in the run; reaching it fails the run"
     )
+    start_order: Literal["plan", "critical_path"] = Field(
+        "plan",
+        description="which ready step a free slot takes: the first in the plan, or (critical_path) the one with "
+        "the longest chain of steps still to run after it, ties in plan order",
+    )
     allow_replan: bool = True
     require_verification: bool = Field(
         False, description="the run succeeds only if it has verification steps and every one of them passed"

@@ -38,6 +38,14 @@ async def test_a_run_of_independent_and_chained_steps_succeeds(orch):
     assert events[0].type == "run_created" and events[-1].type == "run_ended"
 
 
+async def test_ready_steps_start_in_plan_order_or_with_critical_path_the_longest_chain_first(orch):
+    steps = [{"key": "a"}, {"key": "b"}, {"key": "c", "depends_on": ["b"]}, {"key": "d", "depends_on": ["c"]}]
+    for order, expected in (({}, ["a", "b", "c", "d"]), ({"start_order": "critical_path"}, ["b", "c", "a", "d"])):
+        run_id = await orch.create_run(plan(steps, max_concurrency=1, **order))
+        assert await orch.drive(run_id) == RunStatus.SUCCEEDED
+        assert [e.step_key for e in await events_of(orch, run_id) if e.type == "step_started"] == expected
+
+
 async def test_a_ready_step_never_waits_for_unrelated_slow_steps(orch):
     agents = {"slow": {"kind": "sim", "latency_ms": 600}, "fast": {"kind": "sim", "latency_ms": 10}}
     p = plan(

@@ -60,6 +60,7 @@ def random_plans(draw):
         "agents": agents,
         "policy": {
             "max_concurrency": draw(st.integers(1, 4)),
+            "start_order": draw(st.sampled_from(["plan", "critical_path"])),
             "max_step_attempts": 2,
             "backoff": {"base_s": 0.001, "factor": 1, "max_s": 0.001, "jitter": False},
         },
