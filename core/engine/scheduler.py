@@ -3,8 +3,9 @@
 It knows each step's unmet dependency count, its dependents, which steps are
 ready (one heap per agent, ordered by rank) and how many run per agent. A
 step's rank is its plan index, or with ``critical_path`` its place in the
-order of the longest chain of steps still to run after it (itself included;
-ties in plan order): when slots are scarce, the head of the longest chain
+order of the longest chain of steps still to run after it (itself included,
+counted in steps: a duration is not known before the step runs; ties in plan
+order): when slots are scarce, the head of the longest chain
 starts first, the highest-level-first rule of list scheduling (Airflow's
 default ``downstream`` priority weight is a cousin: it counts every step
 downstream). Ranks are computed once the steps are linked and again after a
@@ -103,7 +104,9 @@ class Scheduler:
     def add_live(
         self, key: str, idx: int, agent: str, deps: list[str], allow_skipped: bool = False
     ) -> tuple[bool, str | None]:
-        """Add a step to a running index (replan); return (ready now, or the dependency that dooms it)."""
+        """Add a step to a running index (replan); return (ready now, or the dependency that dooms it). With
+        ``critical_path`` its rank is its plan index until ``rerank``, which the caller runs once the replan's
+        steps are all in (``actions.apply_replan``)."""
         node = _Node(idx, agent, tuple(deps), allow_skipped, len(deps), rank=idx)
         self._nodes[key] = node
         doomed_by = None

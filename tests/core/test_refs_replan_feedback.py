@@ -109,15 +109,14 @@ async def test_replan_append_adds_steps_that_run_after_existing_ones(orch):
 
 async def test_a_replan_ranks_the_steps_of_a_critical_path_run_again(orch):
     """Steps appended under ``a`` make its chain the longest: once ``first`` ends, ``a`` starts before ``b``."""
-    agents = {"sim": {"kind": "sim", "latency_ms": 0}, "slow": {"kind": "sim", "latency_ms": 300}}
-    steps = [{"key": "first", "agent": "slow"}] + [
-        {"key": key, "agent": "sim", "depends_on": [dep]} for key, dep in (("a", "first"), ("b", "first"), ("c", "b"))
+    steps = [{"key": "first", "approval": "required"}] + [
+        {"key": key, "depends_on": [dep]} for key, dep in (("a", "first"), ("b", "first"), ("c", "b"))
     ]
-    critical = plan(steps, agents=agents, max_concurrency=1, start_order="critical_path")
-    run_id, task = await start(orch, critical)
-    await wait_event(orch, run_id, "step_started", "first")
-    chain = [{"key": k, "agent": "sim", "depends_on": [dep]} for k, dep in (("x1", "a"), ("x2", "x1"), ("x3", "x2"))]
+    run_id, task = await start(orch, plan(steps, max_concurrency=1, start_order="critical_path"))
+    await wait_event(orch, run_id, "step_waiting", "first")  # (held there until the replan is in)
+    chain = [{"key": key, "depends_on": [dep]} for key, dep in (("x1", "a"), ("x2", "x1"), ("x3", "x2"))]
     await orch.replan(run_id, chain, mode="append", user="planner")
+    await orch.approve(run_id, "first", user="ops")
     assert await asyncio.wait_for(task, 10) == RunStatus.SUCCEEDED
     started = [e.step_key for e in await events_of(orch, run_id) if e.type == "step_started"]
     assert started[:3] == ["first", "a", "x1"]  # (x1's chain is 3, b's 2)

@@ -261,3 +261,12 @@ def test_a_python_step_that_never_returns_does_not_keep_loopdeck_run_alive(cli: 
     result = cli("run", str(path), "--headless", timeout=60)
     assert result.returncode == 1 and "timed out after 0.5s" in result.stderr
     assert time.monotonic() - started < 20
+
+
+def test_a_headless_run_in_a_terminal_draws_its_live_progress_line_and_gives_the_cursor_back(cli: Cli):
+    path = cli.write_plan({"agents": SIM, "steps": [{"key": "a"}, {"key": "b", "depends_on": ["a"]}]})
+    code, output = in_a_terminal(cli, "run", str(path), "--headless")
+    assert code == 0, output
+    assert "\x1b[?25l" in output and output.rstrip().endswith("tokens")  # the live line hid the cursor; the end
+    assert "\x1b[?25h" in output  # and the cursor is shown again
+    assert "Error" not in output and "Traceback" not in output

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import textwrap
@@ -27,7 +28,10 @@ if {thread}:
 
 
 def ended(ending: str, thread: bool = False) -> subprocess.CompletedProcess[str]:
-    script = textwrap.dedent(SCRIPT).format(ending=ending, thread=thread)
+    return python(textwrap.dedent(SCRIPT).format(ending=ending, thread=thread))
+
+
+def python(script: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-c", script],
         capture_output=True,
@@ -53,7 +57,7 @@ def test_a_thread_still_running_is_waited_for_as_a_normal_exit_waits():
     assert "thread done" in result.stderr and "torn down" not in result.stderr
 
 
-def test_the_loopdeck_command_ends_that_way_with_its_whole_output_on_a_pipe(tmp_path):
+def test_the_loopdeck_commands_whole_output_reaches_a_pipe(tmp_path):
     cli = Cli(tmp_path)
     steps = [{"key": f"s{i}", "input": "x" * 1000} for i in range(50)]  # (some 100 kB of JSON to show)
     plan = cli.write_plan({"agents": {"default": {"kind": "sim", "latency_ms": 0}}, "steps": steps})
@@ -62,3 +66,23 @@ def test_the_loopdeck_command_ends_that_way_with_its_whole_output_on_a_pipe(tmp_
     shown = cli("show", json.loads(runs.stdout)[0]["id"], "--json")
     assert shown.returncode == 0, shown.stderr
     assert len(shown.stdout) > 100_000 and json.loads(shown.stdout)["run"]["status"] == "succeeded"
+
+
+def test_argparse_exits_end_without_the_teardown_too():
+    ending = "sys.argv = ['loopdeck', '--bogus']\nfrom tui.cli import entry\nentry"
+    result = python(textwrap.dedent(SCRIPT).format(ending=ending, thread=False).replace("entry(3)", "entry()"))
+    assert result.returncode == 2 and "unrecognized arguments: --bogus" in result.stderr
+    assert "handlers ran" in result.stderr and "torn down" not in result.stderr
+
+
+def test_a_command_started_with_stderr_closed_still_exits_with_its_code(tmp_path):
+    """`loopdeck approve … 2>&-`: nowhere to say why, but the exit code still says it (2: bad input)."""
+    done = subprocess.run(
+        [sys.executable, "-m", "tui.cli", "approve", "nope", "a"],
+        stdout=subprocess.DEVNULL,
+        preexec_fn=lambda: os.close(2),  # (the child starts without a stderr)
+        timeout=60,
+        cwd=ROOT,
+        env={"PYTHONPATH": str(ROOT), "LOOPDECK_DB": str(tmp_path / "none.db")},
+    )
+    assert done.returncode == 2

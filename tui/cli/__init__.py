@@ -15,6 +15,7 @@ refused, 2 bad input, 3 a bug, 130 interrupted.
 from __future__ import annotations
 
 import argparse
+from typing import NoReturn
 
 from tui.cli.command import wanted
 from tui.cli.exiting import exit_now
@@ -23,10 +24,17 @@ from tui.cli.parser import build_parser
 from tui.cli.startup import Startup
 
 
-def entry() -> None:
+def entry() -> NoReturn:
     """The ``loopdeck`` script and ``python -m tui.cli``: ``main``, then the process ends without its teardown
-    (``tui.cli.exiting``). Tests call ``main``, which returns the exit code."""
-    exit_now(main())
+    (``tui.cli.exiting``), argparse's own exits (``--help``, a usage error) included. Tests call ``main``, which
+    returns the exit code."""
+    try:
+        code = main()
+    except SystemExit as exc:
+        if exc.code is not None and not isinstance(exc.code, int):
+            raise  # (a message to print: the interpreter's exit prints it)
+        code = exc.code or 0
+    exit_now(code)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -13,7 +13,9 @@ rest to the operating system: it waits for the threads that are not daemons
 flush, an OpenTelemetry provider's shutdown, coverage's data), flushes the
 standard streams, then calls ``os._exit``. The first two are CPython's own
 functions, the ones its exit calls (``threading._shutdown``,
-``atexit._run_exitfuncs``); where either is missing it exits as usual. Files
+``atexit._run_exitfuncs``); where either is missing, or on another Python
+(PyPy flushes files left open at its exit, outside ``atexit``), it exits as
+usual. Files
 the command wrote are closed by then: the store closes in the command, and
 ``write_text`` uses ``with``.
 """
@@ -32,11 +34,13 @@ def exit_now(code: int) -> NoReturn:
     """End the process with ``code`` after the atexit handlers and a flush, without tearing the heap down."""
     wait_for_threads = getattr(threading, "_shutdown", None)
     run_handlers = getattr(atexit, "_run_exitfuncs", None)
-    if wait_for_threads is None or run_handlers is None:
+    if sys.implementation.name != "cpython" or wait_for_threads is None or run_handlers is None:
         sys.exit(code)
-    wait_for_threads()
+    with contextlib.suppress(KeyboardInterrupt):  # (a second ctrl+c while a thread is waited for: no traceback)
+        wait_for_threads()
     run_handlers()
     for stream in (sys.stdout, sys.stderr):
-        with contextlib.suppress(OSError, ValueError):  # a closed pipe (`loopdeck runs | head`): nothing to add
-            stream.flush()
+        if stream is not None:  # (None: started with it closed, `2>&-`)
+            with contextlib.suppress(OSError, ValueError):  # a closed pipe (`loopdeck runs | head`): nothing to add
+                stream.flush()
     os._exit(code)

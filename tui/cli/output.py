@@ -15,6 +15,7 @@ errors) never load it, some 20 ms of their start.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import sys
@@ -48,39 +49,42 @@ BAD_INPUT_ERRORS = (PlanError, BadInput, RunNotFound, StepNotFound, CallNotFound
 REFUSED_ERRORS = (TransitionError, LeaseHeld, LeaseLost, CommandTimeout, AgentError)
 
 
-def _console(stderr: bool) -> Console:
-    """Plain, unwrapped lines when not on a terminal (logs and pipes are read by tools)."""
-    from rich.console import Console
+def console(stderr: bool) -> Console:
+    """The Rich console of stderr or stdout, made (and Rich loaded) at its first use: plain, unwrapped lines
+    when not on a terminal (logs and pipes are read by tools)."""
+    made = _CONSOLES.get(stderr)
+    if made is None:
+        from rich.console import Console
 
-    console = Console(stderr=stderr, highlight=False, soft_wrap=True)
-    if not console.is_terminal:
-        console = Console(stderr=stderr, highlight=False, soft_wrap=True, width=200)
-    return console
-
-
-class LazyConsole:
-    """A Rich console made at its first use; until then Rich is not loaded. It stands for the console: every
-    attribute is the console's (``err.print``, ``out.width``)."""
-
-    def __init__(self, stderr: bool) -> None:
-        self._stderr = stderr
-        self._made: Console | None = None
-
-    def __getattr__(self, name: str) -> Any:  # (only what the proxy itself lacks comes here)
-        if self._made is None:
-            self._made = _console(self._stderr)
-        return getattr(self._made, name)
+        made = Console(stderr=stderr, highlight=False, soft_wrap=True)
+        if not made.is_terminal:
+            made = Console(stderr=stderr, highlight=False, soft_wrap=True, width=200)
+        _CONSOLES[stderr] = made
+    return made
 
 
-err: Console = LazyConsole(stderr=True)  # type: ignore[assignment]
-out: Console = LazyConsole(stderr=False)  # type: ignore[assignment]
+_CONSOLES: dict[bool, Console] = {}
+if TYPE_CHECKING:
+    err: Console
+    out: Console
+
+
+def __getattr__(name: str) -> Console:
+    """``err`` and ``out``, the consoles of stderr and stdout, made when a module first imports them."""
+    if name in ("err", "out"):
+        return console(stderr=name == "err")
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def say(text: str) -> None:
     """One plain line on stderr, shown literally (control characters made visible, ``clean``), without Rich:
-    what ``err.print(literal(text))`` writes."""
-    sys.stderr.write(clean(text) + "\n")
-    sys.stderr.flush()
+    what ``err.print(literal(text))`` writes. A closed stderr (``2>&-``, a reader gone) takes nothing."""
+    stream = sys.stderr
+    if stream is None:
+        return
+    with contextlib.suppress(BrokenPipeError, ValueError):
+        stream.write(clean(text) + "\n")
+        stream.flush()
 
 
 def print_json(data: Any) -> None:
@@ -119,7 +123,7 @@ def listing(as_json: bool, data: Any, empty: str, columns: tuple[str, ...], rows
             table.add_column(col, no_wrap=True)
         for row in rows:
             table.add_row(*row)
-        out.print(table)
+        console(stderr=False).print(table)
     return EXIT_OK
 
 
@@ -130,6 +134,7 @@ def print_columns(header: tuple[str, ...], rows: list[tuple[str, ...]], fold: in
 
     from tui.text.columns import columns
 
+    out = console(stderr=False)
     lines = columns(header, rows, out.width, fold)
     out.print(Text(lines[0], style="bold"))
     try:
