@@ -102,6 +102,12 @@ def default_token_budget() -> int | None:
     return int(budget) if budget is not None else None
 
 
+def theme_setting() -> str | None:
+    """The dashboard's ``theme`` setting; with no configuration file and no variable that could set it, none,
+    without loading the settings (~40 ms of each dashboard's start, one per browser tab of `loopdeck serve`)."""
+    return from_settings("theme", None, lambda settings: settings.theme)
+
+
 def from_settings(name: str, unset: T, read: Callable[[Settings], T]) -> T:
     """``read`` of the settings, or ``unset`` without loading them when no configuration file and no variable
     could set ``name`` (``plain_setting``; loading them, pydantic-settings, is ~20-35 ms of a process)."""

@@ -222,6 +222,20 @@ async def test_reading_commands_load_neither_the_async_orm_nor_pydantic_nor_the_
         assert "LOADED ['rich']" in done.stderr  # each costs tens of milliseconds of every command's start
 
 
+def test_a_dashboards_start_loads_no_settings_when_nothing_could_set_its_theme(tmp_path):
+    """Each browser tab of `loopdeck serve` starts a dashboard process: the settings (~40 ms) load only when a
+    configuration file or a variable could set the theme, and `attach` loads none of the driving commands."""
+    cli = unconfigured(tmp_path)
+    script = (
+        "import sys\nfrom tui.cli.commands.dashboard import configured_theme\n"
+        "print(configured_theme(), [m for m in ('pydantic_settings', 'tui.cli.commands.driving') if m in sys.modules])"
+    )
+    for theme, said in ((None, "None []"), ("nord", "nord ['pydantic_settings']")):
+        env = {**cli.env, **({"LOOPDECK_THEME": theme} if theme else {})}
+        done = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=60)
+        assert done.stdout.strip() == said, done.stderr
+
+
 async def test_help_and_plain_lines_load_no_rich_and_a_plain_line_is_shown_literally(tmp_path):
     """Rich loads with the first table or styled line (``tui.cli.output``); a plain line is written as is, so
     brackets in it are text, not Rich markup (the hint of `profiles` lost its ``[profiles.NAME]`` that way)."""

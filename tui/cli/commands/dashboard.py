@@ -12,9 +12,8 @@ import argparse
 import os
 import sys
 
-from core import BadInput, Orchestrator, RunStatus, default_user, load_settings
+from core import BadInput, Orchestrator, RunStatus, default_user, theme_setting
 from tui.cli.command import DRIVING
-from tui.cli.commands.driving import create, planned
 from tui.cli.output import EXIT_BAD_INPUT, EXIT_INTERRUPTED, EXIT_OK, EXIT_RUN_NOT_OK, Interrupted, say
 
 WEB_DRIVER = "textual.drivers.web_driver:WebDriver"  # set by textual-serve for each dashboard it starts
@@ -39,7 +38,7 @@ def configured_theme() -> str | None:
     """The ``theme`` setting, checked against Textual's themes (``BadInput`` naming them when unknown)."""
     from textual.theme import BUILTIN_THEMES
 
-    theme = load_settings().theme
+    theme = theme_setting()
     if theme is not None and theme not in BUILTIN_THEMES:
         raise BadInput(f'unknown theme "{theme}" (setting theme / LOOPDECK_THEME); one of: {", ".join(BUILTIN_THEMES)}')
     return theme
@@ -52,6 +51,8 @@ async def open_dashboard(args: argparse.Namespace) -> int:
     theme = configured_theme()
     plan = None
     if args.command in ("run", "demo"):
+        from tui.cli.commands.driving import planned  # (`attach`, each tab of `loopdeck serve`, needs neither)
+
         plan = await planned(args)
     drive = args.command in DRIVING
     async with await Orchestrator.open(
@@ -59,6 +60,8 @@ async def open_dashboard(args: argparse.Namespace) -> int:
     ) as orch:
         run_id = getattr(args, "run_id", None)
         if plan is not None:
+            from tui.cli.commands.driving import create
+
             run_id = await create(orch, plan)
         elif run_id is not None:
             run_id = await orch.resolve_run_id(run_id)
