@@ -236,6 +236,42 @@ def test_a_dashboards_start_loads_no_settings_when_nothing_could_set_its_theme(t
         assert done.stdout.strip() == said, done.stderr
 
 
+RUNS_LIST = """
+import asyncio, sys
+from tui.dashboard.app import LoopdeckApp
+from tui.dashboard.screens.runs import RunsScreen
+
+async def main():
+    app = LoopdeckApp(sys.argv[1], read_only=True)
+    async with app.run_test(size=(120, 40)) as pilot:
+        while not (isinstance(app.screen, RunsScreen) and app.screen.query("DataTable").first().row_count):
+            await pilot.pause(0.05)
+        await pilot.pause(0.3)
+    heavy = ("pydantic", "yaml", "core.model.plan", "core.tools", "pydantic_settings")
+    print(sorted(name for name in heavy if name in sys.modules))
+
+asyncio.run(main())
+"""
+
+
+async def test_the_runs_list_opens_without_pydantic_yaml_or_the_tools(tmp_path):
+    """The dashboard's first screen (plain `loopdeck`, and each browser tab of `loopdeck serve`): the plan's models
+    load with the first plan reviewed or step context shown, the tools with the first tool call shown."""
+    cli = unconfigured(tmp_path)
+    async with await Orchestrator.open(str(cli.db)) as orch:
+        await orch.create_run(validate_plan({"steps": [{"key": "a"}]}))
+    done = subprocess.run(
+        [sys.executable, "-c", RUNS_LIST, str(cli.db)],
+        env=cli.env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=ROOT,
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip().splitlines()[-1] == "[]"
+
+
 async def test_help_and_plain_lines_load_no_rich_and_a_plain_line_is_shown_literally(tmp_path):
     """Rich loads with the first table or styled line (``tui.cli.output``); a plain line is written as is, so
     brackets in it are text, not Rich markup (the hint of `profiles` lost its ``[profiles.NAME]`` that way)."""

@@ -27,13 +27,14 @@ import time
 import traceback
 from collections.abc import AsyncIterator, Callable
 from functools import partial
+from typing import TYPE_CHECKING
 
 from rich.text import Text
 from textual.app import App
 from textual.command import DiscoveryHit, Hit, Hits, Provider
 from textual.worker import Worker
 
-from core import LoopdeckError, Orchestrator, Plan, RunStatus, mask_urls
+from core import LoopdeckError, Orchestrator, RunStatus, mask_urls
 from tui.dashboard import palette
 from tui.dashboard.actions import ActionSpec
 from tui.dashboard.context import DashboardContext
@@ -41,6 +42,9 @@ from tui.dashboard.messages import DriveRun, OpenRun, ShowRuns
 from tui.dashboard.screens.base import report_worker
 from tui.dashboard.screens.run import RunScreen
 from tui.dashboard.screens.runs import RunsScreen
+
+if TYPE_CHECKING:
+    from core import Plan  # (a dashboard that reviews no plan never loads pydantic's plan models)
 
 
 class ActionCommands(Provider):

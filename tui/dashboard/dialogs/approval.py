@@ -28,7 +28,7 @@ from textual.message_pump import MessagePump
 from textual.screen import ModalScreen
 from textual.widgets import Static, TextArea
 
-from core import BUILTIN_TOOLS, BadInput, CallProjection, LoopdeckError, ToolError, check_arguments, parse_json
+from core import BadInput, CallProjection, LoopdeckError, parse_json
 from tui.dashboard.dialogs.prompts import ConfirmScreen, PromptScreen
 from tui.dashboard.viewmodel import parse_iso
 from tui.dashboard.widgets.header_bar import elapsed_text
@@ -365,6 +365,8 @@ class ApprovalScreen(ModalScreen[None]):
 
     def _form_value(self, form: SchemaForm) -> Any:
         """The form's object, checked against the whole schema; ``...`` (and the problem shown) if refused."""
+        from core import ToolError, check_arguments  # (core.tools: loaded by the first form checked, not at start)
+
         key = self.current
         try:
             value = form.value()
@@ -419,6 +421,8 @@ class ApprovalScreen(ModalScreen[None]):
 
 
 def _no_server(tool: str) -> str:
+    from core import BUILTIN_TOOLS  # (core.tools and pydantic: loaded by the first call shown, not at start)
+
     return "(built in)" if tool in BUILTIN_TOOLS else "(a skill)"
 
 

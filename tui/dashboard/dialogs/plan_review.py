@@ -19,7 +19,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
 
-import yaml
 from rich.text import Text
 from textual.app import ComposeResult, SuspendNotSupported
 from textual.binding import Binding, BindingType
@@ -29,7 +28,7 @@ from textual.message_pump import MessagePump
 from textual.screen import ModalScreen
 from textual.widgets import Static
 
-from core import Plan, PlanError, readable, validate_plan
+from core import PlanError
 from tui.dashboard.dialogs.prompts import PromptScreen
 from tui.text.literal import literal
 
@@ -107,6 +106,8 @@ class PlanReviewScreen(ModalScreen[None]):
         self.on_defer = on_defer
         self.proposal: dict[str, Any] | None = snapshot.get("proposal")
         # what the operator reviews and may edit: the whole plan, or the proposed replan's steps
+        from core import Plan, readable  # (here: a dashboard that reviews no plan never loads pydantic's models)
+
         self.document: dict[str, Any] = (
             {"mode": self.proposal["mode"], "steps": self.proposal["steps"]}
             if self.proposal
@@ -183,6 +184,8 @@ class PlanReviewScreen(ModalScreen[None]):
         self.dismiss(None)
 
     def action_edit(self) -> None:
+        import yaml
+
         text = self._draft or yaml.safe_dump(self.document, sort_keys=False, allow_unicode=True, width=100)
         with tempfile.NamedTemporaryFile(
             "w", suffix=".yaml", prefix=f"loopdeck-{self.run_id}-", delete=False, encoding="utf-8"
@@ -212,6 +215,10 @@ class PlanReviewScreen(ModalScreen[None]):
 
     def _take_edit(self, text: str) -> None:
         """Re-validate what was saved: keep it if valid; otherwise show the problems and keep the draft."""
+        import yaml
+
+        from core import validate_plan
+
         try:
             data = yaml.safe_load(text)
         except yaml.YAMLError as exc:
