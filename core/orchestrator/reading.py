@@ -63,7 +63,21 @@ class Reading(OrchestratorBase):
 
     async def snapshot(self, run_id: str, *, events: bool = True, spans: bool = True) -> dict[str, Any]:
         """The ``show --json`` object: run, steps and events (without ``events`` or ``spans`` when not asked
-        for: the dashboard folds the events and shows no spans)."""
+        for: the dashboard shows no spans)."""
+        snap, events_ = await self._snapshot(run_id, events, spans)
+        if events_ is not None:
+            snap["events"] = [e.to_json() for e in events_]
+        return snap
+
+    async def snapshot_and_events(self, run_id: str) -> tuple[dict[str, Any], list[Event]]:
+        """The snapshot without spans or events, and the run's events as they were read with it, as records:
+        what the dashboard folds into its view (a 20,000-step run's 40,000 events made text and read back
+        took ~0.2 s of its opening)."""
+        snap, events = await self._snapshot(run_id, True, False)
+        assert events is not None
+        return snap, events
+
+    async def _snapshot(self, run_id: str, events: bool, spans: bool) -> tuple[dict[str, Any], list[Event] | None]:
         run_id = await self.store.resolve_run_id(run_id)
         s = self.store
         run, steps, spans_, events_, calls, children, feedback, agents = await self._together(
@@ -76,7 +90,8 @@ class Reading(OrchestratorBase):
             s.feedback_of(run_id),
             s.agent_summary(run_id),
         )
-        return views.snapshot(run, steps, spans_, feedback, agents, events_, calls, children, self.driver_of(run))
+        snap = views.snapshot(run, steps, spans_, feedback, agents, None, calls, children, self.driver_of(run))
+        return snap, events_
 
     async def _together(self, *reads: Awaitable[Any]) -> list[Any]:
         """Reads at once on SQLite, on the store's reader threads (a 20,000-step run's snapshot, read one part

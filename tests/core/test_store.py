@@ -586,5 +586,7 @@ async def test_a_snapshot_reads_its_parts_at_once_or_in_turn_and_a_steps_context
     assert [s["step"] for s in whole["spans"]] == ["a", "b"] and whole["events"][-1]["type"] == "run_ended"
     light = await orch.snapshot(run_id, spans=False, events=False)
     assert light == {k: v for k, v in whole.items() if k not in ("spans", "events")}
+    snap, events = await orch.snapshot_and_events(run_id)  # (the dashboard's: its events as records)
+    assert snap == light and [e.to_json() for e in events] == whole["events"]
     assert [c["key"] for c in await orch.step_context(run_id, "b")] == ["a"]
     assert await orch.store.plan_outline(run_id) is await orch.store.plan_outline(run_id)

@@ -397,13 +397,13 @@ async def test_a_run_screen_keeps_what_it_built_out_of_full_collections_and_give
         pass
 
     collecting: list[bool] = []
-    real_snapshot = Orchestrator.snapshot
+    real_snapshot = Orchestrator.snapshot_and_events
 
-    async def snapshot(self, run_id, **parts):
+    async def snapshot(self, run_id):
         collecting.append(gc.isenabled())
-        return await real_snapshot(self, run_id, **parts)
+        return await real_snapshot(self, run_id)
 
-    monkeypatch.setattr(Orchestrator, "snapshot", snapshot)
+    monkeypatch.setattr(Orchestrator, "snapshot_and_events", snapshot)
     gc.unfreeze()  # (whatever an earlier test in this process left)
     async with await Orchestrator.open(db_url) as orch:
         await orch.create_run(gated_plan())
@@ -495,7 +495,7 @@ async def test_events_committed_while_a_run_screen_rebuilds_reach_its_history_an
 async def test_a_rebuild_from_a_snapshot_older_than_what_the_feed_read_logs_nothing_twice(db_url, monkeypatch):
     async with await Orchestrator.open(db_url) as orch:
         run_id = await orch.create_run(gated_plan())
-        stale = await orch.snapshot(run_id)  # read before the events below: as if read as they committed
+        stale = await orch.snapshot_and_events(run_id)  # read before the events below: as if as they committed
     app = LoopdeckApp(db_url, run_id=run_id, user="jo")
     async with app.run_test(size=SIZE) as pilot:
         await until(pilot, lambda: on_top(app, RunScreen) and app.screen.view is not None)
@@ -506,10 +506,10 @@ async def test_a_rebuild_from_a_snapshot_older_than_what_the_feed_read_logs_noth
             (committed,) = await other.store.write(note)
         await until(pilot, lambda: screen.view.last_event_id == committed)  # the feed read it (and logged it)
 
-        async def snapshot(self, rid, **parts):
+        async def snapshot(self, rid):
             return stale
 
-        monkeypatch.setattr(Orchestrator, "snapshot", snapshot)
+        monkeypatch.setattr(Orchestrator, "snapshot_and_events", snapshot)
         logged = len(screen._pending_log)
         await screen.reload()
         ids = [event.id for event in screen.view.events]
@@ -542,13 +542,13 @@ async def test_a_rebuild_that_the_screen_going_cancels_leaves_nothing_frozen(db_
         async with app.run_test(size=SIZE) as pilot:
             await until(pilot, lambda: on_top(app, RunScreen) and app.screen.view is not None)
             screen = app.screen
-            real_snapshot = Orchestrator.snapshot
+            real_snapshot = Orchestrator.snapshot_and_events
 
-            async def slow_snapshot(self, rid, **parts):
+            async def slow_snapshot(self, rid):
                 await asyncio.sleep(0.5)
-                return await real_snapshot(self, rid, **parts)
+                return await real_snapshot(self, rid)
 
-            monkeypatch.setattr(Orchestrator, "snapshot", slow_snapshot)
+            monkeypatch.setattr(Orchestrator, "snapshot_and_events", slow_snapshot)
             screen.run_worker(screen.reload(), group="reload", name="reloading the run")  # (a replan)
             await pilot.pause(0.1)
             await pilot.press("escape")  # the screen goes while the rebuild reads the store

@@ -59,8 +59,9 @@ class RunView(RunProjection):
     dirty: set[str] = field(default_factory=set)  # steps changed since the last refresh
 
     @classmethod
-    def from_snapshot(cls, snap: dict[str, Any]) -> RunView:
-        """The run as its events tell it: the plan's steps, then every event folded in order.
+    def from_snapshot(cls, snap: dict[str, Any], events: list[Event] | None = None) -> RunView:
+        """The run as its events tell it: the plan's steps, then every event folded in order (``events``, as
+        records, or else the snapshot's own, as text: ``orch.snapshot_and_events`` spares the round trip).
 
         Step rows and events are read at slightly different moments; replaying
         the events (the complete log of transitions) keeps the view consistent.
@@ -93,8 +94,13 @@ class RunView(RunProjection):
                 input=s["input"],
                 output=s["output"],
             )
-        for e in snap.get("events", []):
-            view.apply(Event(e["id"], run["id"], e["type"], e["step"], e["payload"], parse_iso(e["created_at"]) or 0.0))
+        if events is None:
+            events = [
+                Event(e["id"], run["id"], e["type"], e["step"], e["payload"], parse_iso(e["created_at"]) or 0.0)
+                for e in snap.get("events", [])
+            ]
+        for event in events:
+            view.apply(event)
         for agent in {s.agent for s in view.steps.values()}:
             view.breakers.setdefault(agent, "closed")
         view.result = run.get("result")

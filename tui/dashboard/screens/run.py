@@ -119,8 +119,7 @@ class RunScreen(GatesMixin, ActionsMixin, LoopdeckScreen):
         return not self._gone  # (a build its screen's going canceled keeps nothing)
 
     async def _load_view(self) -> None:
-        snap = await self.ctx.orch.snapshot(self.run_id, spans=False)  # (the view folds the events; no spans)
-        view = RunView.from_snapshot(snap)
+        view = RunView.from_snapshot(*await self.ctx.orch.snapshot_and_events(self.run_id))  # (it folds the events)
         if self.view is None:
             self.query_one(EventLog).add(list(view.events), room=HISTORY_LINES)  # the history so far
         else:

@@ -121,7 +121,7 @@ class GatesMixin:
         20,000-step child cost its parent's screen 0.7 s of each second.)"""
         view = self.child_views.get(child)
         if view is None or view.structure_changed:
-            return RunView.from_snapshot(await self.ctx.orch.snapshot(child, spans=False))
+            return RunView.from_snapshot(*await self.ctx.orch.snapshot_and_events(child))
         while events := await self.ctx.orch.events_since(child, view.last_event_id):
             for event in events:
                 view.apply(event)
