@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Collection
 from typing import Any
 
-from core.model.context import Upstream, build_context
+from core.model.context import ContextRules, Upstream, build_context
 from core.model.events import Event, iso
 from core.model.money import usd
 from core.model.result import RunResult, conclude
@@ -243,9 +243,7 @@ def step_context(policy: dict[str, Any], depends_on: Collection[str], steps: lis
         for s in steps
         if s.key in deps and s.status == StepStatus.SUCCEEDED
     ]
-    from core.model.policy import Policy  # (pydantic: the one view that needs it; a listing does not)
-
-    return build_context(Policy.model_validate(policy), upstream)
+    return build_context(ContextRules.of(policy), upstream)
 
 
 def nested_runs(listed: list[dict[str, Any]]) -> list[tuple[int, dict[str, Any]]]:

@@ -10,7 +10,7 @@ first and cutting a long output with a visible marker. 0 means 0.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -30,11 +30,29 @@ class Upstream:
     ended_at: float
 
 
+@dataclass(frozen=True, slots=True)
+class ContextRules:
+    """The policy's fields the aggregator reads, with ``Policy``'s defaults (a test holds them equal): a stored
+    plan's policy, validated when the run was made, read without pydantic (a dashboard showing a step's
+    context would otherwise load pydantic and the policy model for it, ~40 ms of its first step shown)."""
+
+    max_context_tokens: int = 4000
+    context_summary_strategy: str = "last_n"
+    context_last_n: int = 3
+    include_tool_results: bool = True
+    include_step_outputs: bool = True
+
+    @classmethod
+    def of(cls, policy: dict[str, Any]) -> ContextRules:
+        """The rules of a plan's ``policy`` as stored (what it leaves out, the default)."""
+        return cls(**{f.name: policy[f.name] for f in fields(cls) if f.name in policy})
+
+
 def estimate_tokens(text: str) -> int:
     return (len(text) + CHARS_PER_TOKEN - 1) // CHARS_PER_TOKEN
 
 
-def build_context(policy: Policy, upstream: list[Upstream]) -> list[dict[str, Any]]:
+def build_context(policy: Policy | ContextRules, upstream: list[Upstream]) -> list[dict[str, Any]]:
     """Context entries ``{key, title, type, output}``, oldest first, within the token cap."""
     chosen = [u for u in upstream if (policy.include_tool_results if u.type == "tool" else policy.include_step_outputs)]
     chosen.sort(key=lambda u: u.ended_at)

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from core.model.context import TRUNCATION_MARKER, Upstream, build_context
+from dataclasses import fields
+
+from core.model.context import TRUNCATION_MARKER, ContextRules, Upstream, build_context
 from core.model.policy import Policy
 
 
@@ -49,3 +51,12 @@ def test_the_cap_drops_the_oldest_and_truncates_visibly():
 
 def test_zero_tokens_means_no_context():
     assert build_context(Policy(max_context_tokens=0), ups()) == []
+
+
+def test_the_rules_read_without_pydantic_are_the_policys_with_its_defaults():
+    """``ContextRules`` (what a step's context view reads of a stored plan) keeps ``Policy``'s defaults, and a
+    stored policy gives the same context through either."""
+    rules = {f.name: f.default for f in fields(ContextRules)}
+    assert rules == {name: Policy.model_fields[name].default for name in rules}
+    for written in ({}, {"context_summary_strategy": "all", "max_context_tokens": 6}, {"include_tool_results": False}):
+        assert build_context(ContextRules.of(written), ups()) == build_context(Policy.model_validate(written), ups())

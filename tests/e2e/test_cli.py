@@ -236,40 +236,48 @@ def test_a_dashboards_start_loads_no_settings_when_nothing_could_set_its_theme(t
         assert done.stdout.strip() == said, done.stderr
 
 
-RUNS_LIST = """
+OPENED = """
 import asyncio, sys
 from tui.dashboard.app import LoopdeckApp
+from tui.dashboard.screens.run import RunScreen
 from tui.dashboard.screens.runs import RunsScreen
 
-async def main():
-    app = LoopdeckApp(sys.argv[1], read_only=True)
+def shown(app, run_id):
+    if run_id is None:
+        return isinstance(app.screen, RunsScreen) and app.screen.query("DataTable").first().row_count
+    return isinstance(app.screen, RunScreen) and "upstream" in str(app.screen.query_one("#detail-context").render())
+
+async def main(db, run_id):
+    app = LoopdeckApp(db, run_id=run_id, read_only=True)
     async with app.run_test(size=(120, 40)) as pilot:
-        while not (isinstance(app.screen, RunsScreen) and app.screen.query("DataTable").first().row_count):
+        while not shown(app, run_id):
             await pilot.pause(0.05)
         await pilot.pause(0.3)
     heavy = ("pydantic", "yaml", "core.model.plan", "core.tools", "pydantic_settings")
     print(sorted(name for name in heavy if name in sys.modules))
 
-asyncio.run(main())
+asyncio.run(main(sys.argv[1], sys.argv[2] if len(sys.argv) > 2 else None))
 """
 
 
-async def test_the_runs_list_opens_without_pydantic_yaml_or_the_tools(tmp_path):
-    """The dashboard's first screen (plain `loopdeck`, and each browser tab of `loopdeck serve`): the plan's models
-    load with the first plan reviewed or step context shown, the tools with the first tool call shown."""
+async def test_the_dashboard_opens_without_pydantic_yaml_or_the_tools(tmp_path):
+    """The runs list (plain `loopdeck`, and each browser tab of `loopdeck serve`) and a run with its first
+    step's context: the plan's models load with the first plan reviewed, the tools with the first call shown."""
     cli = unconfigured(tmp_path)
     async with await Orchestrator.open(str(cli.db)) as orch:
-        await orch.create_run(validate_plan({"steps": [{"key": "a"}]}))
-    done = subprocess.run(
-        [sys.executable, "-c", RUNS_LIST, str(cli.db)],
-        env=cli.env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        cwd=ROOT,
-    )
-    assert done.returncode == 0, done.stderr
-    assert done.stdout.strip().splitlines()[-1] == "[]"
+        run_id = await orch.create_run(validate_plan({"steps": [{"key": "a"}, {"key": "b", "depends_on": ["a"]}]}))
+        await orch.drive(run_id)
+    for opened in ([], [run_id]):
+        done = subprocess.run(
+            [sys.executable, "-c", OPENED, str(cli.db), *opened],
+            env=cli.env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            cwd=ROOT,
+        )
+        assert done.returncode == 0, done.stderr
+        assert done.stdout.strip().splitlines()[-1] == "[]"
 
 
 async def test_help_and_plain_lines_load_no_rich_and_a_plain_line_is_shown_literally(tmp_path):
