@@ -15,9 +15,8 @@ standard streams, then calls ``os._exit``. The first two are CPython's own
 functions, the ones its exit calls (``threading._shutdown``,
 ``atexit._run_exitfuncs``); where either is missing, or on another Python
 (PyPy flushes files left open at its exit, outside ``atexit``), it exits as
-usual. Files
-the command wrote are closed by then: the store closes in the command, and
-``write_text`` uses ``with``.
+usual. Files the command wrote are closed by then: the store closes in the
+command, and ``write_text`` uses ``with``.
 """
 
 from __future__ import annotations

@@ -49,6 +49,9 @@ BAD_INPUT_ERRORS = (PlanError, BadInput, RunNotFound, StepNotFound, CallNotFound
 REFUSED_ERRORS = (TransitionError, LeaseHeld, LeaseLost, CommandTimeout, AgentError)
 
 
+_CONSOLES: dict[bool, Console] = {}  # (made at first use: ``console``)
+
+
 def console(stderr: bool) -> Console:
     """The Rich console of stderr or stdout, made (and Rich loaded) at its first use: plain, unwrapped lines
     when not on a terminal (logs and pipes are read by tools)."""
@@ -63,7 +66,6 @@ def console(stderr: bool) -> Console:
     return made
 
 
-_CONSOLES: dict[bool, Console] = {}
 if TYPE_CHECKING:
     err: Console
     out: Console
