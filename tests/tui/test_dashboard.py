@@ -982,3 +982,32 @@ def gated_child_plan() -> object:
             ],
         }
     )
+
+
+async def test_an_idle_run_screen_reads_the_store_less_often_and_still_shows_a_new_event(db_url, monkeypatch):
+    """The feed's poll, the net under a lost wake, backs off from 50 ms to 0.5 s while nothing comes
+    (``next_poll``): at 50 ms it was most of an idle dashboard's CPU, one process per browser tab."""
+    async with await Orchestrator.open(db_url) as orch:
+        run_id = await orch.create_run(validate_plan({"steps": [{"key": "a"}]}))
+        await orch.drive(run_id)
+    reads: list[float] = []
+    real_events_since = Orchestrator.events_since
+
+    async def events_since(self, *args, **kwargs):
+        reads.append(time.monotonic())
+        return await real_events_since(self, *args, **kwargs)
+
+    monkeypatch.setattr(Orchestrator, "events_since", events_since)
+    app = LoopdeckApp(db_url, run_id=run_id, user="jo")
+    async with app.run_test(size=SIZE) as pilot:
+        await until(pilot, lambda: on_top(app, RunScreen) and app.screen.view is not None)
+        screen = app.screen
+        await pilot.pause(1.0)
+        start = len(reads)
+        await pilot.pause(1.5)
+        assert len(reads) - start <= 5  # (at 50 ms: some 30)
+        async with await Orchestrator.open(db_url) as other:
+            note = WriteBatch()
+            note.event(run_id, "note", None, {"said": "later"}, time.time())
+            (committed,) = await other.store.write(note)
+        await until(pilot, lambda: screen.view.last_event_id == committed)
