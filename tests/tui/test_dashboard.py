@@ -24,6 +24,7 @@ from tui.dashboard.dialogs.approval import ApprovalScreen
 from tui.dashboard.dialogs.help import HelpScreen
 from tui.dashboard.dialogs.prompts import ConfirmScreen, PromptScreen
 from tui.dashboard.screens.run import RunScreen
+from tui.dashboard.screens.runs import RunsScreen
 from tui.dashboard.widgets.dag_tree import DagTree
 from tui.text.literal import clean, literal
 
@@ -371,7 +372,6 @@ async def test_the_runs_list_opens_a_run_and_esc_returns(db_url):
     app = LoopdeckApp(db_url, user="jo")
     async with app.run_test(size=SIZE) as pilot:
         from tui.dashboard.screens.run import RunScreen
-        from tui.dashboard.screens.runs import RunsScreen
 
         await until(pilot, lambda: on_top(app, RunsScreen) and app.screen.query_one("DataTable").row_count == 2)
         table = app.screen.query_one("DataTable")
@@ -391,7 +391,6 @@ async def test_a_run_screen_keeps_what_it_built_out_of_full_collections_and_give
     run's opening); what it built is then frozen (the collector's full passes over a 20,000-step tree were
     90-150 ms keypresses that waited); a rebuild collects the previous tree's cycles; a screen that goes leaves
     nothing frozen."""
-    from tui.dashboard.screens.runs import RunsScreen
 
     class Cycle:
         pass
@@ -521,7 +520,6 @@ async def test_a_rebuild_from_a_snapshot_older_than_what_the_feed_read_logs_noth
 
 async def test_nothing_stays_frozen_when_a_child_screen_and_then_its_parent_close(db_url, monkeypatch):
     from tui.dashboard.screens import run as run_screen
-    from tui.dashboard.screens.runs import RunsScreen
 
     monkeypatch.setattr(run_screen, "SETTLE_S", 0.3)
     async with closed_over_another(db_url) as (app, pilot):
@@ -532,8 +530,6 @@ async def test_nothing_stays_frozen_when_a_child_screen_and_then_its_parent_clos
 
 
 async def test_a_rebuild_that_the_screen_going_cancels_leaves_nothing_frozen(db_url, monkeypatch):
-    from tui.dashboard.screens.runs import RunsScreen
-
     gc.unfreeze()
     async with await Orchestrator.open(db_url) as orch:
         run_id = await orch.create_run(gated_plan())
@@ -1011,3 +1007,29 @@ async def test_an_idle_run_screen_reads_the_store_less_often_and_still_shows_a_n
             note.event(run_id, "note", None, {"said": "later"}, time.time())
             (committed,) = await other.store.write(note)
         await until(pilot, lambda: screen.view.last_event_id == committed)
+
+
+async def test_the_runs_list_draws_its_keys_again_only_when_which_apply_changes(db_url, monkeypatch):
+    """Its reload each second recomposed the footer every time, nine tenths of an idle runs list's CPU; now only
+    a change of what the highlighted run allows (here: it is canceled, so `x` no longer applies) redraws it."""
+    async with await Orchestrator.open(db_url) as orch:
+        run_id = await orch.create_run(gated_plan())
+    refreshed: list[float] = []
+    real_refresh = RunsScreen.refresh_bindings
+
+    def refresh_bindings(self):
+        refreshed.append(time.monotonic())
+        return real_refresh(self)
+
+    monkeypatch.setattr(RunsScreen, "refresh_bindings", refresh_bindings)
+    app = LoopdeckApp(db_url, user="jo")
+    async with app.run_test(size=SIZE) as pilot:
+        await until(pilot, lambda: on_top(app, RunsScreen) and app.screen.highlighted is not None)
+        await pilot.pause(1.2)
+        before = len(refreshed)
+        await pilot.pause(2.5)  # (two or three reloads)
+        assert len(refreshed) == before
+        async with await Orchestrator.open(db_url) as other:
+            await other.cancel(run_id, user="ops")
+        await until(pilot, lambda: len(refreshed) > before)
+        assert app.screen.check_action("cancel_run", ()) is False
