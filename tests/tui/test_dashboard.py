@@ -980,9 +980,10 @@ def gated_child_plan() -> object:
     )
 
 
-async def test_an_idle_run_screen_reads_the_store_less_often_and_still_shows_a_new_event(db_url, monkeypatch):
+async def test_an_idle_run_screen_reads_and_redraws_less_often_and_still_shows_a_new_event(db_url, monkeypatch):
     """The feed's poll, the net under a lost wake, backs off from 50 ms to 0.5 s while nothing comes
-    (``next_poll``): at 50 ms it was most of an idle dashboard's CPU, one process per browser tab."""
+    (``next_poll``), and with no step running the steady refresh is once a second, not ten times: both were
+    most of an idle dashboard's CPU, one process per browser tab."""
     async with await Orchestrator.open(db_url) as orch:
         run_id = await orch.create_run(validate_plan({"steps": [{"key": "a"}]}))
         await orch.drive(run_id)
@@ -994,14 +995,23 @@ async def test_an_idle_run_screen_reads_the_store_less_often_and_still_shows_a_n
         return await real_events_since(self, *args, **kwargs)
 
     monkeypatch.setattr(Orchestrator, "events_since", events_since)
+    renders: list[float] = []
+    real_render = RunScreen.render_view
+
+    def render_view(self):
+        renders.append(time.monotonic())
+        return real_render(self)
+
+    monkeypatch.setattr(RunScreen, "render_view", render_view)
     app = LoopdeckApp(db_url, run_id=run_id, user="jo")
     async with app.run_test(size=SIZE) as pilot:
         await until(pilot, lambda: on_top(app, RunScreen) and app.screen.view is not None)
         screen = app.screen
         await pilot.pause(1.0)
-        start = len(reads)
+        start, drawn = len(reads), len(renders)
         await pilot.pause(1.5)
         assert len(reads) - start <= 5  # (at 50 ms: some 30)
+        assert len(renders) - drawn <= 3  # (ten a second: some 15)
         async with await Orchestrator.open(db_url) as other:
             note = WriteBatch()
             note.event(run_id, "note", None, {"said": "later"}, time.time())

@@ -34,6 +34,7 @@ from tui.dashboard.widgets.header_bar import HeaderBar
 from tui.dashboard.widgets.step_detail import StepDetail, timeline
 
 REFRESH_S = 0.1  # the steady refresh: running steps' timers tick
+QUIET_REFRESH_S = 1.0  # ... and with no step running: only the run's clock and countdowns, in seconds
 RENDER_GAP_S = 0.04  # new events are shown this soon after the last refresh at the earliest (≤ 25 a second)
 POLL_S = 0.05  # at most this long between reads of the store while events come (a commit's wake is sooner)
 IDLE_POLL_S = 0.5  # ... and once none has come for a while: the wait doubles up to this (see ``next_poll``)
@@ -83,7 +84,7 @@ class RunScreen(GatesMixin, ActionsMixin, LoopdeckScreen):
         await self.reload()
         self.feed()
         self.watch_children()  # a sub_agent step (or a delegation added later) may start one
-        self.set_interval(REFRESH_S, self._render_timely)
+        self.set_interval(REFRESH_S, self._tick)
         self.set_interval(1.0, self.refresh_timeline)
         self.set_interval(DRIVER_CHECK_S, self.check_driver)
 
@@ -190,6 +191,15 @@ class RunScreen(GatesMixin, ActionsMixin, LoopdeckScreen):
 
     def _render_now(self) -> None:
         self._render_due = None
+        self._render_timely()
+
+    def _tick(self) -> None:
+        """The steady refresh, ten times a second while a step runs (its duration ticks in tenths), once a
+        second while none does: at ten it was half of an idle screen's CPU. New events do not wait for it
+        (``_render_soon``)."""
+        view, quiet = self.view, time.monotonic() - self._rendered_at < QUIET_REFRESH_S
+        if view is not None and quiet and self._detail_stale is None and not view.count("running"):
+            return
         self._render_timely()
 
     def _render_timely(self) -> None:
