@@ -47,6 +47,17 @@ async def wait_call(orch: Orchestrator, run_id: str, call_id: str, status: str =
     await asyncio.wait_for(poll(), 10)
 
 
+async def invoked(count: int = 1) -> None:
+    """Until the tools have been called ``count`` times: a call is committed ``running`` before its tool is
+    touched, so the store says so a moment before the tool has run (on a busy machine, long enough to see)."""
+
+    async def poll() -> None:
+        while len(INVOKED) < count:
+            await asyncio.sleep(0.01)
+
+    await asyncio.wait_for(poll(), 10)
+
+
 async def calls_by_id(orch: Orchestrator, run_id: str) -> dict[str, object]:
     return {c.id: c for c in await orch.tool_calls(run_id)}
 
@@ -226,6 +237,7 @@ async def test_a_read_only_call_interrupted_by_a_stopped_driver_runs_again_by_it
         approved = await wait_event(second, run_id, "tool_call_approved")
         assert approved.payload["user"] == "loopdeck" and "safe to repeat" in approved.payload["reason"]
         await wait_call(second, run_id, "clean.1.1.0", "running")
+        await invoked()
         assert INVOKED == [{"tool": "slow_read", "path": "p"}]  # run again, without asking anyone
         resumed.cancel()
         await asyncio.gather(resumed, return_exceptions=True)
