@@ -232,7 +232,9 @@ def test_a_dashboards_start_loads_no_settings_when_nothing_could_set_its_theme(t
     )
     for theme, said in ((None, "None []"), ("nord", "nord ['pydantic_settings']")):
         env = {**cli.env, **({"LOOPDECK_THEME": theme} if theme else {})}
-        done = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=60)
+        done = subprocess.run(
+            [sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=60, cwd=ROOT
+        )
         assert done.stdout.strip() == said, done.stderr
 
 

@@ -26,6 +26,7 @@ from tui.dashboard.dialogs.prompts import ConfirmScreen, PromptScreen
 from tui.dashboard.screens.run import RunScreen
 from tui.dashboard.screens.runs import RunsScreen
 from tui.dashboard.widgets.dag_tree import DagTree
+from tui.dashboard.widgets.event_log import EventLog
 from tui.text.literal import clean, literal
 
 pytestmark = pytest.mark.usefixtures("quick_keys")  # (tests/tui/conftest.py)
@@ -1012,11 +1013,12 @@ async def test_an_idle_run_screen_reads_and_redraws_less_often_and_still_shows_a
         await pilot.pause(1.5)
         assert len(reads) - start <= 5  # (at 50 ms: some 30)
         assert len(renders) - drawn <= 3  # (ten a second: some 15)
-        async with await Orchestrator.open(db_url) as other:
+        async with await Orchestrator.open(db_url) as other:  # (no wake: another process's commit would send one)
             note = WriteBatch()
             note.event(run_id, "note", None, {"said": "later"}, time.time())
             (committed,) = await other.store.write(note)
-        await until(pilot, lambda: screen.view.last_event_id == committed)
+        log = screen.query_one(EventLog)
+        await until(pilot, lambda: screen.view.last_event_id == committed and "later" in log.lines[-1].plain)
 
 
 async def test_the_runs_list_draws_its_keys_again_only_when_which_apply_changes(db_url, monkeypatch):

@@ -59,9 +59,9 @@ class RunView(RunProjection):
     dirty: set[str] = field(default_factory=set)  # steps changed since the last refresh
 
     @classmethod
-    def from_snapshot(cls, snap: dict[str, Any], events: list[Event] | None = None) -> RunView:
-        """The run as its events tell it: the plan's steps, then every event folded in order (``events``, as
-        records, or else the snapshot's own, as text: ``orch.snapshot_and_events`` spares the round trip).
+    def from_snapshot(cls, snap: dict[str, Any], events: list[Event]) -> RunView:
+        """The run as its events tell it: the plan's steps, then every event folded in order (``snap`` and
+        ``events`` as ``orch.snapshot_and_events`` reads them: records, not text made and read back).
 
         Step rows and events are read at slightly different moments; replaying
         the events (the complete log of transitions) keeps the view consistent.
@@ -94,11 +94,6 @@ class RunView(RunProjection):
                 input=s["input"],
                 output=s["output"],
             )
-        if events is None:
-            events = [
-                Event(e["id"], run["id"], e["type"], e["step"], e["payload"], parse_iso(e["created_at"]) or 0.0)
-                for e in snap.get("events", [])
-            ]
         for event in events:
             view.apply(event)
         for agent in {s.agent for s in view.steps.values()}:

@@ -94,15 +94,18 @@ class RunScreen(GatesMixin, ActionsMixin, LoopdeckScreen):
         if self.view is None:
             return
         if self.view.finished:  # an ended run needs no driver (ended while nobody drove it: the badge goes)
-            self.view.set_driver(None)
+            if self.view.set_driver(None):
+                self._render_soon()
             return
         try:
             driver = await self.ctx.orch.driver(self.run_id)
         except LoopdeckError:
             return  # said by the feed, which reads the same store
         view = self.view  # the one shown now (a rebuild while it asked replaced it)
-        if view is not None and view.set_driver(driver) and view.driver_gone:
-            self.notify(view.driver_gone, severity="warning", markup=False, timeout=10)
+        if view is not None and view.set_driver(driver):
+            self._render_soon()  # (the badge and R at once: with no step running the steady refresh is slow)
+            if view.driver_gone:
+                self.notify(view.driver_gone, severity="warning", markup=False, timeout=10)
 
     def restyle(self) -> None:
         """The theme changed: relabel the tree, redraw the header and the detail in its colours."""
@@ -111,6 +114,7 @@ class RunScreen(GatesMixin, ActionsMixin, LoopdeckScreen):
         self.view.dirty.update(self.view.steps)
         self.query_one(HeaderBar).restyle()
         self._detail_stale = self.query_one(DagTree).highlighted_key
+        self._render_soon()
 
     async def reload(self) -> None:
         """Read the run afresh (at start, and when a replan changed its steps)."""
@@ -197,7 +201,7 @@ class RunScreen(GatesMixin, ActionsMixin, LoopdeckScreen):
         """The steady refresh, ten times a second while a step runs (its duration ticks in tenths), once a
         second while none does: at ten it was half of an idle screen's CPU. New events do not wait for it
         (``_render_soon``)."""
-        view, quiet = self.view, time.monotonic() - self._rendered_at < QUIET_REFRESH_S
+        view, quiet = self.view, time.monotonic() - self._rendered_at < QUIET_REFRESH_S - REFRESH_S / 2
         if view is not None and quiet and self._detail_stale is None and not view.count("running"):
             return
         self._render_timely()
@@ -346,5 +350,7 @@ def next_poll(wait: float, found: bool) -> float:
     twice as long after each read that found none, up to ``IDLE_POLL_S``. A commit of this process, another
     one's on SQLite (``core/store/wakes.py``) or PostgreSQL's NOTIFY wakes it at once whatever the wait; the poll
     is only the net under a lost wake, and at 50 ms it was most of an idle dashboard's CPU (3.7 % of a core
-    for a finished run's screen, 1.4 % with a 1 s poll; one process per browser tab of `loopdeck serve`)."""
+    for a finished run's screen, 1.4 % with a 1 s poll; one process per browser tab of `loopdeck serve`).
+    Where no wake can come (a platform without Unix sockets, an older loopdeck writing), the first event after
+    a quiet spell shows up to 0.5 s late."""
     return POLL_S if found else min(wait * 2, IDLE_POLL_S)

@@ -104,8 +104,7 @@ class ActionsMixin:
     def action_freeze(self) -> None:
         self.frozen = not self.frozen
         self.notify("live updates frozen (space resumes)" if self.frozen else "live updates resumed", markup=False)
-        if not self.frozen:
-            self.render_view()
+        self.render_view()  # (frozen: the badge at once; resumed: what came meanwhile)
 
     def action_follow_active(self) -> None:
         self.follow_active = not self.follow_active
