@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import gc
 import html
+import inspect
 import re
 import time
 import weakref
@@ -61,6 +62,25 @@ async def until(pilot, predicate, timeout: float = 10.0) -> None:
         if asyncio.get_running_loop().time() > deadline:
             raise AssertionError("condition not reached")
         await pilot.pause(0.05)
+
+
+def counted(monkeypatch, owner: type, name: str) -> list[float]:
+    """When each call of ``owner.name`` (a method, plain or async) was made, from now on in this test."""
+    real, calls = getattr(owner, name), []
+
+    if inspect.iscoroutinefunction(real):
+
+        async def wrapper(self, *args, **kwargs):
+            calls.append(time.monotonic())
+            return await real(self, *args, **kwargs)
+    else:
+
+        def wrapper(self, *args, **kwargs):
+            calls.append(time.monotonic())
+            return real(self, *args, **kwargs)
+
+    monkeypatch.setattr(owner, name, wrapper)
+    return calls
 
 
 def on_top(app, screen_type) -> bool:
@@ -988,22 +1008,8 @@ async def test_an_idle_run_screen_reads_and_redraws_less_often_and_still_shows_a
     async with await Orchestrator.open(db_url) as orch:
         run_id = await orch.create_run(validate_plan({"steps": [{"key": "a"}]}))
         await orch.drive(run_id)
-    reads: list[float] = []
-    real_events_since = Orchestrator.events_since
-
-    async def events_since(self, *args, **kwargs):
-        reads.append(time.monotonic())
-        return await real_events_since(self, *args, **kwargs)
-
-    monkeypatch.setattr(Orchestrator, "events_since", events_since)
-    renders: list[float] = []
-    real_render = RunScreen.render_view
-
-    def render_view(self):
-        renders.append(time.monotonic())
-        return real_render(self)
-
-    monkeypatch.setattr(RunScreen, "render_view", render_view)
+    reads = counted(monkeypatch, Orchestrator, "events_since")
+    renders = counted(monkeypatch, RunScreen, "render_view")
     app = LoopdeckApp(db_url, run_id=run_id, user="jo")
     async with app.run_test(size=SIZE) as pilot:
         await until(pilot, lambda: on_top(app, RunScreen) and app.screen.view is not None)
@@ -1026,14 +1032,7 @@ async def test_the_runs_list_draws_its_keys_again_only_when_which_apply_changes(
     a change of what the highlighted run allows (here: it is canceled, so `x` no longer applies) redraws it."""
     async with await Orchestrator.open(db_url) as orch:
         run_id = await orch.create_run(gated_plan())
-    refreshed: list[float] = []
-    real_refresh = RunsScreen.refresh_bindings
-
-    def refresh_bindings(self):
-        refreshed.append(time.monotonic())
-        return real_refresh(self)
-
-    monkeypatch.setattr(RunsScreen, "refresh_bindings", refresh_bindings)
+    refreshed = counted(monkeypatch, RunsScreen, "refresh_bindings")
     app = LoopdeckApp(db_url, user="jo")
     async with app.run_test(size=SIZE) as pilot:
         await until(pilot, lambda: on_top(app, RunsScreen) and app.screen.highlighted is not None)
