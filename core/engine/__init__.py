@@ -2,6 +2,7 @@
 
     controller.py   RunController: the drive loop, tying the parts below together
     run_state.py    RunState and RunMode: a run as the process holds it
+    known_plans.py  plans validated as their runs were created here, taken back by their driver
     transitions.py  the one place a step's or a run's status changes
     actions.py      operator actions as typed commands, decided by one pure function
     attempts.py     an attempt: the executor call, timeout, streamed and late output

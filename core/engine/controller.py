@@ -28,6 +28,7 @@ database stays the truth, and ``resume`` continues from it.
 from __future__ import annotations
 
 import asyncio
+import json
 import random
 import time
 from collections.abc import Callable
@@ -44,6 +45,7 @@ from core.engine.commits import Commits
 from core.engine.deadlines import Deadlines
 from core.engine.delegation import Delegation
 from core.engine.holdings import Holdings
+from core.engine.known_plans import KnownPlans
 from core.engine.metering import Metering
 from core.engine.routing import Routing
 from core.engine.run_state import RunMode, RunState, StepState
@@ -55,7 +57,7 @@ from core.errors import LoopdeckError, PlanError
 from core.executors import AttemptFailed, ChildRuns, Executor, Result
 from core.model import commands
 from core.model.events import EventType
-from core.model.plan import validate_plan
+from core.model.plan import Plan, validate_plan
 from core.model.states import CallStatus, RunStatus, StepStatus
 from core.store import Notifier, Store, WriteBatch
 from core.tools import Toolbox
@@ -120,15 +122,15 @@ class RunController:
         return self.run.status
 
     @classmethod
-    async def load(cls, store: Store, bus: EventBus, run_id: str, **kwargs: Any) -> RunController:
-        record = await store.get_run(run_id)
-        try:
-            plan = validate_plan(record.plan, source=f"run {run_id}")
-        except PlanError as exc:  # stored by an older loopdeck, before a limit it breaks
-            raise PlanError(
-                exc.issues,
-                f"run {run_id}'s stored plan, which this loopdeck refuses; end it with `loopdeck cancel {run_id}`",
-            ) from None
+    async def load(
+        cls, store: Store, bus: EventBus, run_id: str, known_plans: KnownPlans | None = None, **kwargs: Any
+    ) -> RunController:
+        """The run as stored, ready to drive. ``known_plans``: plans this process validated as it created their
+        runs; a plan stored by anything else is validated again."""
+        record, text = await store.get_run_and_plan_text(run_id)
+        plan = known_plans.recall(run_id, text) if known_plans is not None else None
+        if plan is None:
+            plan = _stored_plan(run_id, text)
         run = RunState.from_records(record, plan, await store.get_steps(run_id), calls=await store.calls_of(run_id))
         board = kwargs.setdefault("breakers", BreakerBoard(kwargs.get("clock", time.time)))
         targets = {cfg.breaker_target(n) for n, cfg in plan.agents.items()}
@@ -462,3 +464,14 @@ class RunController:
             except LoopdeckError as exc:
                 self.sup.fatal(exc)
                 return
+
+
+def _stored_plan(run_id: str, text: str) -> Plan:
+    """The run's stored plan, decoded and validated."""
+    try:
+        return validate_plan(json.loads(text), source=f"run {run_id}")
+    except PlanError as exc:  # stored by an older loopdeck, before a limit it breaks
+        raise PlanError(
+            exc.issues,
+            f"run {run_id}'s stored plan, which this loopdeck refuses; end it with `loopdeck cancel {run_id}`",
+        ) from None

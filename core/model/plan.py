@@ -9,6 +9,7 @@ agents, cycles) are checked on the raw data too, so both kinds show together.
 from __future__ import annotations
 
 import re
+import weakref
 from difflib import get_close_matches
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -248,7 +249,26 @@ def validate_plan(data: Any, source: str | None = None) -> Plan:
 
     The data is checked first as a document (depth, size, finite numbers, valid
     text): a document that fails that check is refused before any other walk.
+    The plan returned is vouched for (``vouched``) as long as it is unchanged.
     """
+    plan = _validated(data, source)
+    key = id(plan)
+    _VOUCHED[key] = (weakref.ref(plan, lambda _: _VOUCHED.pop(key, None)), plan.model_dump_json())
+    return plan
+
+
+_VOUCHED: dict[int, tuple[weakref.ref[Plan], str]] = {}  # id → (the plan, its JSON when validated)
+
+
+def vouched(plan: Plan, text: str) -> bool:
+    """Whether ``validate_plan`` returned ``plan`` and ``text`` is its JSON, unchanged since (a pydantic model
+    can be changed in place, out of any check). A driver in the same process takes such a plan as it is
+    rather than validate its stored text again (``core.engine.known_plans``)."""
+    known = _VOUCHED.get(id(plan))
+    return known is not None and known[0]() is plan and known[1] == text
+
+
+def _validated(data: Any, source: str | None) -> Plan:
     if not isinstance(data, dict):
         raise PlanError(
             [PlanIssue("", f"a plan is a mapping with goal, agents and steps, not {type(data).__name__}")], source
@@ -297,7 +317,7 @@ def _child_issues(plan: Plan) -> list[PlanIssue]:
             )
             continue
         try:
-            validate_plan(child_plan_data(plan, spec))
+            _validated(child_plan_data(plan, spec), None)
         except PlanError as exc:
             issues.extend(
                 PlanIssue(f"steps[{i}].plan." + e.location if e.location else f"steps[{i}].plan", e.message)

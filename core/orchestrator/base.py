@@ -31,6 +31,7 @@ from core.telemetry import LiveTraces
 
 if TYPE_CHECKING:  # the engine and the plan's models load when a run is driven or decided on, not for a listing
     from core.engine.controller import RunController
+    from core.engine.known_plans import KnownPlans
     from core.engine.run_state import RunState
 
 
@@ -88,6 +89,7 @@ class OrchestratorBase:
         self._controllers: dict[str, RunController] = {}
         self._child_runs: set[str] = set()  # driven here as a parent's running step (``run_child``)
         self._reviewing: set[str] = set()  # runs whose drive waits for a plan decision
+        self._known_plans: KnownPlans | None = None  # plans of runs created here (made at the first creation)
         self.notifier = Notifier.for_url(store.url)
         self.channel = CommandChannel(store, self.notifier)
         self.breakers = BreakerBoard()

@@ -27,6 +27,7 @@ from core.values import dumps
 if TYPE_CHECKING:
     from core import executors
     from core.engine import actions, deadlines, run_state
+    from core.engine.known_plans import KnownPlans
     from core.executors import Result
     from core.model import plan as plans
     from core.model.plan import Plan
@@ -76,7 +77,7 @@ class Driving(Acting):
             "reason": f"waiting for an operator to approve the plan (`loopdeck approve-plan {run_id}`)"
             if review
             else None,
-            "plan_json": plan.model_dump_json(),
+            "plan_json": (text := plan.model_dump_json()),
             # a plan silent on its budget gets the environment's or the configuration's; an explicit null stays
             "token_budget": plan.policy.token_budget
             if "token_budget" in plan.policy.model_fields_set
@@ -121,7 +122,15 @@ class Driving(Acting):
                 now,
             )
         await self._write_and_publish(batch)
+        self._plans_known().remember(run_id, text, plan)
         return run_id
+
+    def _plans_known(self) -> KnownPlans:
+        if self._known_plans is None:
+            from core.engine.known_plans import KnownPlans  # (a plan's models are loaded: it was given one)
+
+            self._known_plans = KnownPlans()
+        return self._known_plans
 
     async def drive(
         self,
@@ -163,6 +172,7 @@ class Driving(Acting):
                 shared_slots=self.shared_slots,
                 notifier=self.notifier,
                 children=self,
+                known_plans=self._known_plans,
             )
             if self.traces is not None:  # live traces: its spans go out as they become durable
                 controller.commits.observers.append(self.traces.observer(run_id, run.goal, run.created_at))

@@ -9,7 +9,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from sqlalchemy import Connection, delete, insert, select, update
+from sqlalchemy import Connection, Select, delete, insert, select, update
 
 from core.errors import BadInput, RunNotFound, StaleWrite
 from core.store import schema
@@ -40,6 +40,13 @@ class PlanOutlines:
             while len(self._by_run) > self.KEPT:
                 del self._by_run[next(iter(self._by_run))]
         return outline
+
+
+def _with_plan(stmt: Select[Any]) -> Select[Any]:
+    """``stmt`` (a select of runs) with each run's plan text (``plan_json``) beside its row."""
+    return stmt.add_columns(schema.run_plans.c.plan_json).join(
+        schema.run_plans, schema.run_plans.c.run_id == schema.runs.c.id
+    )
 
 
 class RunQueries(StoreBase):
@@ -81,19 +88,26 @@ class RunQueries(StoreBase):
 
         def q(conn: Connection) -> RunRecord | None:
             stmt = select(schema.runs).where(schema.runs.c.id == run_id)
-            if plan:
-                stmt = (
-                    select(schema.runs, schema.run_plans.c.plan_json)
-                    .join(schema.run_plans, schema.run_plans.c.run_id == schema.runs.c.id)
-                    .where(schema.runs.c.id == run_id)
-                )
-            row = (conn.execute(stmt)).mappings().first()
+            row = (conn.execute(_with_plan(stmt) if plan else stmt)).mappings().first()
             return RunRecord.from_row(row) if row else None
 
         record = await self._read(q)
         if record is None:
             raise RunNotFound(run_id)
         return record
+
+    async def get_run_and_plan_text(self, run_id: str) -> tuple[RunRecord, str]:
+        """The run (its ``plan`` None) and its plan's stored JSON text, not decoded: a driver that validated
+        that very text in this process takes the plan it has (``core.engine.known_plans``)."""
+
+        def q(conn: Connection) -> tuple[RunRecord, str] | None:
+            row = (conn.execute(_with_plan(select(schema.runs)).where(schema.runs.c.id == run_id))).mappings().first()
+            return None if row is None else (RunRecord.from_row({**row, "plan_json": None}), row["plan_json"])
+
+        found = await self._read(q)
+        if found is None:
+            raise RunNotFound(run_id)
+        return found
 
     @functools.cached_property
     def _outlines(self) -> PlanOutlines:

@@ -8,7 +8,9 @@ from sqlalchemy import Connection, func, select
 
 from core.store import schema
 from core.store.base import StoreBase
-from core.store.records import StepRecord
+from core.store.records import STEP_COLUMNS, StepRecord
+
+_COLUMNS = [schema.steps.c[name] for name in STEP_COLUMNS]
 
 
 class StepQueries(StoreBase):
@@ -57,17 +59,17 @@ class StepQueries(StoreBase):
         for the three a step depends on would hold the event loop for tens of milliseconds)."""
 
         def q(conn: Connection) -> list[StepRecord]:
-            stmt = select(schema.steps).where(schema.steps.c.run_id == run_id).order_by(schema.steps.c.idx)
+            stmt = select(*_COLUMNS).where(schema.steps.c.run_id == run_id).order_by(schema.steps.c.idx)
             if keys is not None:
                 stmt = stmt.where(schema.steps.c.key.in_(list(keys)))
-            return [StepRecord.from_row(r) for r in (conn.execute(stmt)).mappings()]
+            return [StepRecord.from_values(r) for r in conn.execute(stmt)]
 
         return await self._read(q)
 
     async def get_step(self, run_id: str, key: str) -> StepRecord | None:
         def q(conn: Connection) -> StepRecord | None:
-            stmt = select(schema.steps).where(schema.steps.c.run_id == run_id, schema.steps.c.key == key)
-            row = (conn.execute(stmt)).mappings().first()
-            return StepRecord.from_row(row) if row else None
+            stmt = select(*_COLUMNS).where(schema.steps.c.run_id == run_id, schema.steps.c.key == key)
+            row = conn.execute(stmt).first()
+            return StepRecord.from_values(row) if row else None
 
         return await self._read(q)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import sqlite3
 import subprocess
 import sys
@@ -14,9 +15,10 @@ from sqlalchemy.exc import DBAPIError
 
 from core import Orchestrator, StaleWrite, StoreError, validate_plan
 from core.engine.run_state import new_step_row
-from core.store import Store, migrate
+from core.store import Store, migrate, schema
 from core.store import writer as writer_module
 from core.store.batch import WriteBatch
+from core.store.records import STEP_COLUMNS, StepRecord
 from tests.conftest import plan
 
 ON_POSTGRES = True  # every test here runs on SQLite and on PostgreSQL (tests/conftest.py)
@@ -66,6 +68,20 @@ async def test_concurrent_writes_share_transactions_and_get_increasing_ids(orch)
     assert orch.store.writer.groups - groups_before < 50  # grouped, not one commit each
     events = await orch.store.events_since(run_id, ids[0] - 1)
     assert [e.payload["i"] for e in events] == list(range(200))
+
+
+def test_a_step_record_is_read_from_every_column_of_the_steps_table_in_its_field_order():
+    assert sorted(STEP_COLUMNS) == sorted(c.name for c in schema.steps.c)
+    assert [name.removesuffix("_json") for name in STEP_COLUMNS] == [f.name for f in dataclasses.fields(StepRecord)]
+
+
+async def test_a_step_reads_back_as_it_was_written(orch):
+    run_id = await orch.create_run(plan([{"key": "a", "input": {"n": 1}, "title": "the a"}, {"key": "b"}]))
+    await orch.drive(run_id)
+    a = await orch.store.get_step(run_id, "a")
+    assert a is not None and (a.key, a.idx, a.title, a.status.value, a.attempts) == ("a", 0, "the a", "succeeded", 1)
+    assert a.input == {"n": 1} and a.started_at is not None and a.ended_at >= a.started_at and a.error is None
+    assert await orch.store.get_steps(run_id, ["b"]) == [await orch.store.get_step(run_id, "b")]
 
 
 async def test_events_since_resumes_after_an_id(orch):
