@@ -15,6 +15,13 @@ each with the policy's two start orders (plan; critical_path: the longest chain
 first), and the makespan divided by that of a greedy list schedule of the same
 plan simulated in virtual time (start any ready step, in plan order, whenever a
 slot is free). 1.00 means no scheduling overhead at all.
+
+Part 3 (the floor): a 10,000-step pure chain driven once while every group's
+SQL and rows are recorded, then the same statements replayed by ``sqlite3``
+alone on a copy of the database as it was before the drive, one transaction
+per group as the writer committed them (and its checkpoint every 100 groups):
+what the durable writes of a chained step cost with no engine, no asyncio and
+no SQLAlchemy around them, beside what the whole drive cost.
 """
 
 from __future__ import annotations
@@ -24,6 +31,8 @@ import asyncio
 import heapq
 import math
 import random
+import shutil
+import sqlite3
 import sys
 import tempfile
 import time
@@ -175,6 +184,71 @@ def part2(n: int, concurrency: int) -> None:
             )
 
 
+def floor(n: int) -> None:
+    print(f"\nPart 3 — the floor: a {n:,}-step pure chain's own writes replayed by sqlite3 alone")
+    from core.store import writer
+
+    groups: list[list[tuple[str, list[Any]]]] = []
+
+    class Recording:
+        """The driver's cursor, each executemany recorded into the group being applied."""
+
+        def __init__(self, cursor: Any) -> None:
+            self._cursor = cursor
+
+        def executemany(self, sql: str, params: list[Any]) -> Any:
+            groups[-1].append((sql, list(params)))
+            return self._cursor.executemany(sql, params)
+
+        def __getattr__(self, name: str) -> Any:
+            return getattr(self._cursor, name)
+
+    real_apply, real_cursor = writer.apply_group, writer._sqlite_cursor
+
+    def apply_group(conn: Any, batches: Any) -> Any:
+        groups.append([])
+        return real_apply(conn, batches)
+
+    with tempfile.TemporaryDirectory() as tmp:
+        db, before = Path(tmp) / "b.db", Path(tmp) / "before.db"
+
+        async def drive_recorded() -> tuple[float, str]:
+            async with await Orchestrator.open(str(db)) as orch:
+                run_id = await orch.create_run(validate_plan(zero_latency_plan(n, 5, "chain")))
+                await orch.store.close()  # (a copy of the file as the drive starts from: checkpointed, closed)
+                shutil.copyfile(db, before)
+            async with await Orchestrator.open(str(db)) as orch:
+                writer.apply_group, writer._sqlite_cursor = apply_group, lambda conn: Recording(real_cursor(conn))
+                try:
+                    t0 = time.perf_counter()
+                    status = await orch.drive(run_id)
+                    return time.perf_counter() - t0, status.value
+                finally:
+                    writer.apply_group, writer._sqlite_cursor = real_apply, real_cursor
+
+        wall, status = asyncio.run(drive_recorded())
+        assert status == "succeeded", status
+        conn = sqlite3.connect(before, isolation_level=None)
+        conn.execute("PRAGMA journal_mode=WAL")
+        conn.execute("PRAGMA synchronous=NORMAL")  # (the store's)
+        conn.execute("PRAGMA wal_autocheckpoint=0")  # (the writer's: it checkpoints every 100 groups)
+        t0 = time.perf_counter()
+        for i, group in enumerate(groups, 1):
+            conn.execute("BEGIN")
+            for sql, params in group:
+                conn.executemany(sql, params)
+            conn.execute("SELECT seq FROM sqlite_sequence WHERE name = 'events'").fetchone()
+            conn.execute("COMMIT")
+            if i % 100 == 0:
+                conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
+        replay = time.perf_counter() - t0
+        conn.close()
+    rows = sum(len(params) for group in groups for _, params in group)
+    print(f"{len(groups):,} groups, {rows / n:.1f} rows a step")
+    print(f"the drive (its writes recorded): {wall / n * 1e6:.0f} µs/step")
+    print(f"the same writes replayed alone: {replay / n * 1e6:.0f} µs/step")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="smaller plans")
@@ -182,9 +256,11 @@ def main() -> None:
     if args.quick:
         part1([300, 1_000], [5])
         part2(110, 8)
+        floor(1_000)
     else:
         part1([1_000, 10_000], [5, 50])
         part2(440, 8)
+        floor(10_000)
 
 
 if __name__ == "__main__":
