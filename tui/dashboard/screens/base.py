@@ -36,6 +36,7 @@ class LoopdeckScreen(Screen[None]):
     def __init__(self, ctx: DashboardContext) -> None:
         super().__init__()
         self.ctx = ctx
+        self._offered: object = None  # what decided the footer's keys when they were last drawn
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
         spec = next((s for s in self.ACTIONS if s.method == action), None)
@@ -61,6 +62,14 @@ class LoopdeckScreen(Screen[None]):
     def can(self, spec: ActionSpec) -> bool | None:
         """Whether the action applies now (False: hidden; None: shown disabled); screens refine it."""
         return True
+
+    def offer(self, what: object) -> None:
+        """The footer's keys drawn again only when ``what``, which decides which of them apply, changed: a
+        refresh recomposes the footer, and redrawing it at every reload was nine tenths of an idle runs
+        list's CPU."""
+        if what != self._offered:
+            self._offered = what
+            self.refresh_bindings()
 
     def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
         report_worker(self.app, event)  # Worker.StateChanged does not bubble: each screen reports its own

@@ -64,7 +64,6 @@ class RunScreen(GatesMixin, ActionsMixin, LoopdeckScreen):
         self._feed_error: str | None = None
         self.frozen = False
         self.follow_active = False  # F: the cursor follows the running steps
-        self._offered: tuple[object, ...] = ()  # what the footer's A, P and R were last offered for
         self.filter_text = ""
         self._rendered_at = 0.0  # monotonic time of the last refresh
         self._render_due: Timer | None = None  # a refresh asked for by new events
@@ -250,10 +249,7 @@ class RunScreen(GatesMixin, ActionsMixin, LoopdeckScreen):
             if key == highlighted:
                 self.show_detail(key)
         self._sync_approvals(view)
-        offered = (bool(self._pending(view)), view.status, view.driver_gone is None)
-        if offered != self._offered:  # A, P and R come and go with what there is to do
-            self._offered = offered
-            self.refresh_bindings()
+        self.offer((bool(self._pending(view)), view.status, view.driver_gone is None))  # A, P and R come and go
         if self._feed_error:
             self.notify(f"cannot read events: {self._feed_error}", severity="error", markup=False, timeout=3)
             self._feed_error = None

@@ -80,7 +80,6 @@ class RunsScreen(LoopdeckScreen):
         self._rows: dict[str, tuple[Any, ...]] = {}  # what each shown row holds
         self.filter_text = ""
         self._columns_shown: list[tuple[str, int]] = []
-        self._offered: tuple[bool | None, ...] | None = None  # which actions the footer offered last
 
     def compose(self) -> ComposeResult:
         yield Static(id="header-bar")
@@ -202,12 +201,7 @@ class RunsScreen(LoopdeckScreen):
         self._offer()  # A, R and x apply to some runs only
 
     def _offer(self) -> None:
-        """The footer's keys drawn again only when which of them apply changed: a refresh recomposes the
-        footer, and at every reload, once a second, it was nine tenths of an idle runs list's CPU."""
-        offered = tuple(self.can(spec) for spec in self.ACTIONS)
-        if offered != self._offered:
-            self._offered = offered
-            self.refresh_bindings()
+        self.offer(tuple(self.can(spec) for spec in self.ACTIONS))
 
     @on(DataTable.RowSelected)
     def _selected(self, event: DataTable.RowSelected) -> None:
