@@ -24,6 +24,7 @@ from tui.dashboard.app import LoopdeckApp
 from tui.dashboard.dialogs.approval import ApprovalScreen
 from tui.dashboard.dialogs.help import HelpScreen
 from tui.dashboard.dialogs.prompts import ConfirmScreen, PromptScreen
+from tui.dashboard.screens import run as run_screen_module
 from tui.dashboard.screens.run import RunScreen
 from tui.dashboard.screens.runs import RunsScreen
 from tui.dashboard.widgets.dag_tree import DagTree
@@ -88,6 +89,11 @@ def on_top(app, screen_type) -> bool:
     return isinstance(app.screen, screen_type) and app.screen.is_mounted
 
 
+def run_screen(app) -> RunScreen | None:
+    """The run's screen, on top or under a dialog."""
+    return next((screen for screen in app.screen_stack if isinstance(screen, RunScreen)), None)
+
+
 def dialog_shown(app) -> bool:
     """The approval dialog is up and shows its first gate (its keys act from then on)."""
     return isinstance(app.screen, ApprovalScreen) and app.screen.shown
@@ -131,6 +137,46 @@ async def test_a_opens_by_itself_and_a_approves_as_the_named_user(db_url):
         await until(
             pilot, lambda: any(f"run {app.run_id} ended succeeded" in str(n.message) for n in app._notifications)
         )
+
+
+async def test_a_gate_that_came_while_help_was_open_is_offered_as_help_closes(db_url, monkeypatch):
+    monkeypatch.setattr(run_screen_module, "QUIET_REFRESH_S", 3600.0)  # no steady refresh: only the close can
+    plan = gated_plan()
+    plan.agents["sim"].latency_ms = 600  # (help is open before "draft" ends and "publish" waits)
+    app = LoopdeckApp(db_url, plan=plan, drive=True, user="alice")
+    async with app.run_test(size=SIZE) as pilot:
+        await until(pilot, lambda: on_top(app, RunScreen) and app.screen.view is not None)
+        await pilot.press("question_mark")
+        await until(pilot, lambda: on_top(app, HelpScreen))
+        await until(pilot, lambda: "publish" in run_screen(app).view.waiting)
+        await pilot.pause(0.3)  # (its events drawn while help is on top: nothing else draws now)
+        assert on_top(app, HelpScreen)
+        await pilot.press("escape")
+        await until(pilot, lambda: dialog_shown(app), timeout=5)
+        assert app.screen.queue == ["publish"]
+
+
+async def test_a_gate_answered_in_the_dialog_is_not_offered_again_while_its_event_is_on_its_way(db_url):
+    shown: list[list[str]] = []
+    real = ApprovalScreen.on_mount
+
+    def on_mount(self):
+        shown.append(list(self.queue))
+        real(self)
+
+    steps = [{"key": "a"}, {"key": "b", "depends_on": ["a"], "approval": "required"}]
+    steps.append({"key": "c", "depends_on": ["b"], "approval": "required"})
+    app = LoopdeckApp(db_url, plan=validate_plan({"steps": steps}), drive=True, user="alice")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(ApprovalScreen, "on_mount", on_mount)
+        async with app.run_test(size=SIZE) as pilot:
+            await until(pilot, lambda: dialog_shown(app) and app.screen.queue == ["b"])
+            await pilot.press("a")
+            await until(pilot, lambda: dialog_shown(app) and app.screen.queue == ["c"])
+            await pilot.press("a")
+            await until(pilot, lambda: ended_on_its_screen(app))
+            await pilot.pause(0.5)
+    assert shown == [["b"], ["c"]] and app.final_status.value == "succeeded"
 
 
 async def test_r_rejects_with_a_reason(db_url):
@@ -908,8 +954,8 @@ async def test_a_replanned_run_is_read_once_when_its_screen_opens_not_at_every_r
     monkeypatch.setattr(RunScreen, "reload", reload)
     app = LoopdeckApp(db_url, run_id=run_id, user="max")
     async with app.run_test(size=SIZE) as pilot:
-        await until(pilot, lambda: on_top(app, RunScreen) and app.screen.view is not None)
-        screen = app.screen  # (its gate's dialog opens over it)
+        await until(pilot, lambda: run_screen(app) is not None and run_screen(app).view is not None)
+        screen = run_screen(app)  # (its gate's dialog opens over it at once)
         await pilot.pause(1.0)  # ten refreshes and more
         assert reloads == [run_id] and "c" in screen.view.steps
 

@@ -57,6 +57,7 @@ class RunScreen(GatesMixin, ActionsMixin, LoopdeckScreen):
         self._detail_shown_at = 0.0  # monotonic time of the last throttled detail refresh
         self._detail_stale: str | None = None  # a highlighted step changed since its detail was shown
         self._deferred: set[str] = set()
+        self._answered: set[str] = set()  # gates answered here that the view may still show waiting
         self.child_views: dict[str, RunView] = {}  # child runs with gates waiting (run_gates)
         self._plan_deferred = False
         self._plan_review_opening = False
@@ -150,6 +151,12 @@ class RunScreen(GatesMixin, ActionsMixin, LoopdeckScreen):
         view.events = old.events
         view.events.extend(fresh)
         self._pending_log.extend(fresh)
+
+    def on_screen_resume(self) -> None:
+        """What was over this screen closed (help, a prompt, a child run): a gate that came meanwhile is offered
+        now, not at the next steady refresh (up to a second while no step runs)."""
+        if self.view is not None:
+            self._sync_approvals(self.view)
 
     def on_unmount(self) -> None:
         """What this screen built goes back to the collector; if a run screen stays, what it holds is frozen

@@ -29,6 +29,7 @@ class GatesMixin:
     view: RunView | None
     run_id: str
     _deferred: set[str]
+    _answered: set[str]
     _plan_deferred: bool
     _plan_review_opening: bool
     child_views: dict[str, RunView]
@@ -148,6 +149,8 @@ class GatesMixin:
             return
         self._sync_plan_review(view)
         waiting = self._pending(view)
+        self._answered.intersection_update(waiting)  # answered here, and the view has not caught up yet
+        waiting = [key for key in waiting if key not in self._answered]
         modal = self.app.screen if isinstance(self.app.screen, ApprovalScreen) else None
         if modal is not None and modal.owner is self:
             modal.drop([key for key in modal.queue if key not in waiting])  # answered elsewhere, or gone
@@ -202,12 +205,14 @@ class GatesMixin:
             child, _ = split_child(key)
             view = self.child_views.get(child) if child else self.view
             held = view.held_note(step) if view is not None else ""
-            await self._act(
+            done = await self._act(
                 orch.approve(run_id, step, user=user, reason=reason, **extra),
                 f"{key} approved by {user}" + (" with edited input" if extra else "") + held,
             )
         else:
-            await self._act(orch.reject(run_id, step, user=user, reason=reason), f"{key} rejected by {user}")
+            done = await self._act(orch.reject(run_id, step, user=user, reason=reason), f"{key} rejected by {user}")
+        if done:
+            self._answered.add(key)  # (never offered again while the view still shows it waiting)
         if isinstance(self.app.screen, ApprovalScreen):
             self.app.screen.advance(key)
 
@@ -231,6 +236,7 @@ class GatesMixin:
         if always:
             verb += "; its tool is allowed for the rest of the run"
         self.notify(f"tool call {call_id} {verb} by {user}", markup=False)
+        self._answered.add(key)
         if isinstance(self.app.screen, ApprovalScreen):
             self.app.screen.advance(key)
 
