@@ -17,7 +17,9 @@ plan simulated in virtual time (start any ready step, in plan order, whenever a
 slot is free). 1.00 means no scheduling overhead at all.
 
 Part 3 (the floor): a 10,000-step pure chain driven once while every group's
-SQL and rows are recorded, then the same statements replayed by ``sqlite3``
+hot statements (step updates, events, spans, run updates: the writer's
+executemany) and their rows are recorded (not the rare extras beside them, a
+lease renewed every few seconds), then the same statements replayed by ``sqlite3``
 alone on a copy of the database as it was before the drive, one transaction
 per group as the writer committed them (and its checkpoint every 100 groups):
 what the durable writes of a chained step cost with no engine, no asyncio and

@@ -421,7 +421,7 @@ def _decide_first_plan(run: RunState, cmd: DecidePlan, user: str, now: float) ->
         )
         return effects
     if cmd.plan is not None:
-        edited = validate_plan(cmd.plan, source="edited plan")
+        edited = validate_plan(cmd.plan, source="edited plan", vouch=False)
         rows = [new_step_row(run.run_id, i, spec, edited.agent_of(spec)) for i, spec in enumerate(edited.steps)]
         batch.extras.append(Store.replan_extra(run.run_id, edited.model_dump_json(), list(run.steps), rows))
     run.status, run.reason = RunStatus.PLANNING, None

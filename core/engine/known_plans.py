@@ -4,13 +4,18 @@ A driver validates the plan stored with its run again before it drives (the
 run may come from another process, or from an older loopdeck with looser
 limits): decoding and validating a 10,000-step plan's 3 MB of JSON holds the
 event loop for some 100 ms. A run created and driven by the same process
-(``loopdeck run``, ``Orchestrator.run``, a sub_agent step's child run) stores
+(``loopdeck run``, ``create_run`` then ``drive``, a sub_agent step's child run) stores
 a plan this process has just validated: ``create_run`` remembers it with its
 text, and ``RunController.load`` takes it back when the stored text is still
 that text and the plan still serializes to it (a pydantic model can be changed
 in place after ``validate_plan`` returned it, out of any check): one JSON
 encode (~6 ms at 10,000 steps) instead of a decode and a validation. Anything
 else, and every run read from another process, is validated as before.
+
+The driver then holds the very object given to ``create_run`` (the engine never changes a plan in place:
+a replan or a rule replaces it): a caller that changes it while its run is driven changes that run. Its
+``model_fields_set`` are its author's, where a plan read back has every field set; nothing the engine
+does depends on them (``child_plan_data`` reads them, with the same child plan either way: tested).
 """
 
 from __future__ import annotations

@@ -244,14 +244,18 @@ def parse_plan_data(text: str, source: str | None = None, json_only: bool = Fals
         raise PlanError([PlanIssue(exc.location, exc.message)], source) from None
 
 
-def validate_plan(data: Any, source: str | None = None) -> Plan:
+def validate_plan(data: Any, source: str | None = None, *, vouch: bool = True) -> Plan:
     """Validate plan data; raise ``PlanError`` listing every problem, or return the plan.
 
     The data is checked first as a document (depth, size, finite numbers, valid
     text): a document that fails that check is refused before any other walk.
-    The plan returned is vouched for (``vouched``) as long as it is unchanged.
+    ``vouch``: keep the plan's JSON (one encode, ~6 ms at 10,000 steps) to vouch for the plan while it is
+    unchanged (``vouched``), as a driver in this process asks of a plan given to ``create_run``; off where
+    the plan never is (a stored plan read back, a replan).
     """
     plan = _validated(data, source)
+    if not vouch:
+        return plan
     key = id(plan)
     _VOUCHED[key] = (weakref.ref(plan, lambda _: _VOUCHED.pop(key, None)), plan.model_dump_json())
     return plan

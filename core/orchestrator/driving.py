@@ -65,6 +65,10 @@ class Driving(Acting):
         With ``plan_approval: required`` the run waits in ``awaiting_plan_approval``
         until an operator approves its plan (``approve_plan``); otherwise it is
         ``planning`` until a driver starts it.
+
+        A driver in this process takes ``plan`` itself rather than validate the stored copy again, if
+        ``validate_plan`` returned it and it is unchanged (``core.engine.known_plans``): change it no more
+        while the run is driven.
         """
         now = self.clock()
         run_id = self.run_ids(now)

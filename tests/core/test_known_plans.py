@@ -10,7 +10,8 @@ from sqlalchemy import text
 
 from core import Orchestrator, PlanError, RunStatus
 from core.engine import controller
-from core.model.plan import Plan
+from core.engine.known_plans import KnownPlans
+from core.model.plan import Plan, child_plan_data, validate_plan
 from tests.conftest import plan
 
 A_THEN_B = [{"key": "a"}, {"key": "b", "depends_on": ["a"]}]
@@ -58,11 +59,21 @@ async def test_a_plan_changed_in_place_after_its_run_was_created_is_not_what_the
     assert [s["status"] for s in (await orch.snapshot(run_id))["steps"]] == ["succeeded", "succeeded"]
 
 
-async def test_a_plan_not_validated_here_is_validated_before_it_is_driven(orch, validations):
+async def test_a_plan_not_vouched_for_is_validated_before_it_is_driven(orch, validations):
     data = plan(A_THEN_B).model_dump(mode="json")
-    run_id = await orch.create_run(Plan.model_validate(data))  # pydantic's checks only, not validate_plan's
-    assert await orch.drive(run_id) == RunStatus.SUCCEEDED
-    assert validations == [run_id]
+    unchecked = await orch.create_run(Plan.model_validate(data))  # pydantic's checks only, not validate_plan's
+    unvouched = await orch.create_run(validate_plan(data, vouch=False))
+    for run_id in (unchecked, unvouched):
+        assert await orch.drive(run_id) == RunStatus.SUCCEEDED
+    assert validations == [unchecked, unvouched]
+
+
+def test_only_the_plans_of_the_last_few_runs_created_are_kept():
+    known, plans = KnownPlans(), [plan(A_THEN_B) for _ in range(KnownPlans.KEPT + 1)]
+    for i, p in enumerate(plans):
+        known.remember(f"r{i}", p.model_dump_json(), p)
+    assert known.recall("r0", plans[0].model_dump_json()) is None
+    assert all(known.recall(f"r{i}", p.model_dump_json()) is p for i, p in enumerate(plans) if i)
 
 
 async def test_a_plan_stored_over_since_its_run_was_created_is_the_one_validated(orch):
@@ -76,3 +87,31 @@ async def test_a_plan_stored_over_since_its_run_was_created_is_the_one_validated
         )
     with pytest.raises(PlanError, match="stored plan, which this loopdeck refuses"):
         await orch.drive(run_id)
+
+
+async def test_a_stored_plan_that_is_not_json_is_refused_with_what_to_do(orch):
+    run_id = await orch.create_run(plan(A_THEN_B))
+    async with orch.store.engine.begin() as conn:  # (a damaged database: nothing loopdeck writes)
+        await conn.execute(text("UPDATE run_plans SET plan_json = '' WHERE run_id = :id"), {"id": run_id})
+    with pytest.raises(PlanError, match=f"end it with `loopdeck cancel {run_id}`") as info:
+        await orch.drive(run_id)
+    assert "not JSON" in str(info.value.issues[0])
+
+
+def test_a_child_plan_is_the_same_from_the_plan_as_created_and_from_the_plan_read_back():
+    """A plan taken back from memory keeps the fields its author set; one read back has all of them set.
+    ``child_plan_data`` reads which are set: the child plan must come out the same either way."""
+    created = validate_plan(
+        {
+            "goal": "parent",
+            "agents": {"sim": {"kind": "sim", "latency_ms": 0}},
+            "policy": {"max_concurrency": 3, "token_budget": 500},
+            "approval_rules": [{"tool": "delete_*", "action": "ask"}],
+            "steps": [{"key": "sub", "type": "sub_agent", "plan": {"steps": [{"key": "x"}]}}],
+        }
+    )
+    read_back = validate_plan(json.loads(created.model_dump_json()))
+    assert created.model_fields_set != read_back.model_fields_set  # (what the test is about)
+    spec = created.steps[0]
+    child = [validate_plan(child_plan_data(parent, spec)).model_dump_json() for parent in (created, read_back)]
+    assert child[0] == child[1]

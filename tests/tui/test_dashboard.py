@@ -139,19 +139,28 @@ async def test_a_opens_by_itself_and_a_approves_as_the_named_user(db_url):
         )
 
 
-async def test_a_gate_that_came_while_help_was_open_is_offered_as_help_closes(db_url, monkeypatch):
+@pytest.mark.parametrize("frozen", [False, True])
+async def test_a_gate_that_came_while_help_was_open_is_offered_as_help_closes_unless_frozen(
+    db_url, monkeypatch, frozen
+):
     monkeypatch.setattr(run_screen_module, "QUIET_REFRESH_S", 3600.0)  # no steady refresh: only the close can
     plan = gated_plan()
     plan.agents["sim"].latency_ms = 600  # (help is open before "draft" ends and "publish" waits)
     app = LoopdeckApp(db_url, plan=plan, drive=True, user="alice")
     async with app.run_test(size=SIZE) as pilot:
         await until(pilot, lambda: on_top(app, RunScreen) and app.screen.view is not None)
+        if frozen:
+            await pilot.press("space")
         await pilot.press("question_mark")
         await until(pilot, lambda: on_top(app, HelpScreen))
         await until(pilot, lambda: "publish" in run_screen(app).view.waiting)
         await pilot.pause(0.3)  # (its events drawn while help is on top: nothing else draws now)
         assert on_top(app, HelpScreen)
         await pilot.press("escape")
+        if frozen:  # nothing opens by itself on a frozen screen; unfrozen, it draws and opens at once
+            await pilot.pause(0.5)
+            assert on_top(app, RunScreen)
+            await pilot.press("space")
         await until(pilot, lambda: dialog_shown(app), timeout=5)
         assert app.screen.queue == ["publish"]
 

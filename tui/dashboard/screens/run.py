@@ -155,7 +155,7 @@ class RunScreen(GatesMixin, ActionsMixin, LoopdeckScreen):
     def on_screen_resume(self) -> None:
         """What was over this screen closed (help, a prompt, a child run): a gate that came meanwhile is offered
         now, not at the next steady refresh (up to a second while no step runs)."""
-        if self.view is not None:
+        if self.view is not None and not self.frozen:  # (frozen: nothing opens by itself, as nothing draws)
             self._sync_approvals(self.view)
 
     def on_unmount(self) -> None:

@@ -139,6 +139,12 @@ class GatesMixin:
             ]
         return own
 
+    def _unanswered(self, view: RunView) -> list[str]:
+        """``_pending``, less the gates answered here that the view still shows waiting (not caught up yet)."""
+        waiting = self._pending(view)
+        self._answered.intersection_update(waiting)
+        return [key for key in waiting if key not in self._answered]
+
     def _on_top(self) -> bool:
         """This run is the one the operator sees (a child run opened over it has its own dialogs)."""
         below_modals = next((s for s in reversed(self.app.screen_stack) if not isinstance(s, ModalScreen)), None)
@@ -148,9 +154,7 @@ class GatesMixin:
         if not self._on_top():
             return
         self._sync_plan_review(view)
-        waiting = self._pending(view)
-        self._answered.intersection_update(waiting)  # answered here, and the view has not caught up yet
-        waiting = [key for key in waiting if key not in self._answered]
+        waiting = self._unanswered(view)
         modal = self.app.screen if isinstance(self.app.screen, ApprovalScreen) else None
         if modal is not None and modal.owner is self:
             modal.drop([key for key in modal.queue if key not in waiting])  # answered elsewhere, or gone
@@ -179,11 +183,12 @@ class GatesMixin:
 
     def action_open_approvals(self) -> None:
         view = self.view
-        if view is None or not self._pending(view):
+        waiting = self._unanswered(view) if view is not None else []
+        if view is None or not waiting:
             self.notify("no step or tool call is waiting for approval", markup=False)
             return
         self._deferred.clear()
-        self.app.push_screen(self._approval_screen(view, self._pending(view)))
+        self.app.push_screen(self._approval_screen(view, waiting))
 
     def defer(self, keys: list[str]) -> None:
         """The operator closed the approval dialog: its gates stay open and it stays closed until `A`."""
