@@ -15,7 +15,15 @@ from core.model.events import Event, iso
 from core.model.money import usd
 from core.model.result import RunResult, conclude
 from core.model.states import StepStatus
-from core.store.records import FeedbackRecord, RunRecord, SpanRecord, StepRecord, ToolCallRecord, WorkerRecord
+from core.store.records import (
+    FeedbackRecord,
+    PlanOutline,
+    RunRecord,
+    SpanRecord,
+    StepRecord,
+    ToolCallRecord,
+    WorkerRecord,
+)
 
 
 def tokens(prompt: int, completion: int) -> dict[str, int]:
@@ -45,7 +53,7 @@ def run_json(
         "created_at": iso(run.created_at),
         "ended_at": iso(run.ended_at),
         "created_by": run.created_by,
-        "max_concurrency": (plan.get("policy") or {}).get("max_concurrency"),
+        "max_concurrency": _policy_of(plan).get("max_concurrency"),
         "lease": {"host": run.lease.host, "pid": run.lease.pid, "expires_at": iso(run.lease.until)}
         if run.lease
         else None,
@@ -58,6 +66,12 @@ def run_cost(known: float | None, unpriced: int) -> float | None:
     """A run's cost: what its priced steps cost; unknown (None) when none of its spending could be priced
     (or it was recorded before loopdeck priced anything)."""
     return None if known is None or (unpriced and not known) else usd(known)
+
+
+def _policy_of(plan: Any) -> dict[str, Any]:
+    """A stored plan's policy; ``{}`` where a damaged plan has none (a read never fails on it)."""
+    policy = plan.get("policy") if isinstance(plan, dict) else None
+    return policy if isinstance(policy, dict) else {}
 
 
 def step_json(step: StepRecord, depends_on: list[str]) -> dict[str, Any]:
@@ -161,12 +175,12 @@ def snapshot(
     """The ``show --json`` object: run, plan, steps, spans, feedback, agents and events (spans and events
     only when given)."""
     plan = run.plan or {}
-    depends_on = {s["key"]: s.get("depends_on", []) for s in plan.get("steps", [])}
+    depends_on = PlanOutline.of(plan).depends_on
     out: dict[str, Any] = {
         "run": run_json(run, result_of(run, steps), sum(1 for s in steps if s.cost_usd is None and s.tokens), driver),
         "plan": plan,
         "proposal": run.proposal,
-        "steps": [step_json(s, depends_on.get(s.key, [])) for s in steps],
+        "steps": [step_json(s, list(depends_on.get(s.key, ()))) for s in steps],
     }
     if spans is not None:
         out["spans"] = [span_json(s) for s in spans]

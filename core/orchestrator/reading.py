@@ -143,7 +143,9 @@ class Reading(OrchestratorBase):
         outline = await self.store.plan_outline(run_id)
         depends_on = outline.depends_on.get(key)
         if depends_on is None:
-            raise StepNotFound(run_id, key, list(outline.depends_on))
+            if await self.store.get_step(run_id, key) is None:
+                raise StepNotFound(run_id, key, list(outline.depends_on))
+            depends_on = ()  # (a damaged stored plan does not list it: no dependency known)
         return views.step_context(outline.policy, depends_on, await self.store.get_steps(run_id, depends_on))
 
     async def agents(self) -> dict[str, dict[str, Any]]:

@@ -103,9 +103,17 @@ class PlanOutline:
     depends_on: dict[str, tuple[str, ...]]
 
     @classmethod
-    def of(cls, plan: dict[str, Any]) -> PlanOutline:
-        steps = plan.get("steps") or []
-        return cls(plan.get("policy") or {}, {s["key"]: tuple(s.get("depends_on") or ()) for s in steps})
+    def of(cls, plan: Any) -> PlanOutline:
+        """The outline of a stored plan. A read never fails on it: what a damaged or hand-edited plan does not
+        say right is left out (the driver refuses such a plan, saying what to do: ``RunController.load``)."""
+        plan = plan if isinstance(plan, dict) else {}
+        steps, policy = plan.get("steps"), plan.get("policy")
+        depends_on: dict[str, tuple[str, ...]] = {}
+        for step in steps if isinstance(steps, list) else ():
+            if isinstance(step, dict) and isinstance(step.get("key"), str):
+                deps = step.get("depends_on")
+                depends_on[step["key"]] = tuple(d for d in deps if isinstance(d, str)) if isinstance(deps, list) else ()
+        return cls(policy if isinstance(policy, dict) else {}, depends_on)
 
 
 @dataclass(frozen=True, slots=True)

@@ -95,6 +95,21 @@ async def test_a_run_whose_driver_was_killed_says_so_stops_its_timers_and_r_driv
         assert app.screen.view.steps["only"].attempts == 2  # the interrupted attempt counted, one more run
 
 
+async def test_a_run_whose_stored_plan_is_damaged_opens_with_its_steps(db_url):
+    from sqlalchemy import text
+
+    async with await Orchestrator.open(db_url, user="max") as orch:
+        run_id = await orch.create_run(gated_plan())
+        async with orch.store.engine.begin() as conn:  # (a hand-edited or damaged database)
+            stmt = text("UPDATE run_plans SET plan_json = :plan WHERE run_id = :id")
+            await conn.execute(stmt, {"plan": '{"policy": 3, "steps": [7, {"key": 1}]}', "id": run_id})
+    app = LoopdeckApp(db_url, run_id=run_id, user="max")
+    async with app.run_test(size=SIZE) as pilot:
+        await until(pilot, lambda: on_top(app, RunScreen) and app.screen.view is not None)
+        assert list(app.screen.view.steps) == ["draft", "publish"]
+        await until(pilot, lambda: "publish" in screen_as_text(app))
+
+
 async def test_the_runs_list_marks_orphaned_and_waiting_runs_and_filters_them(db_url):
     async with await Orchestrator.open(db_url, user="vic") as orch:
         orphan = await orch.create_run(gated_plan())  # created, never driven: no process holds it

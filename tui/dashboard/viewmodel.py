@@ -66,8 +66,10 @@ class RunView(RunProjection):
         Step rows and events are read at slightly different moments; replaying
         the events (the complete log of transitions) keeps the view consistent.
         """
-        run = snap["run"]
-        policy = (snap.get("plan") or {}).get("policy") or {}
+        run, plan = snap["run"], snap.get("plan")
+        plan = plan if isinstance(plan, dict) else {}  # (a damaged stored plan is shown, never a crash)
+        policy = plan.get("policy") if isinstance(plan.get("policy"), dict) else {}
+        specs = plan.get("steps") if isinstance(plan.get("steps"), list) else []
         view = cls(
             run_id=run["id"],
             goal=run["goal"],
@@ -82,7 +84,7 @@ class RunView(RunProjection):
             on_budget_exhausted=str(policy.get("on_budget_exhausted") or "fail"),
         )
         view.set_driver(run.get("driver"))
-        schemas = {s.get("key"): s.get("input_schema") for s in (snap.get("plan") or {}).get("steps", [])}
+        schemas = {s.get("key"): s.get("input_schema") for s in specs if isinstance(s, dict)}
         for s in snap["steps"]:
             view.steps[s["key"]] = StepView(
                 input_schema=schemas.get(s["key"]),

@@ -1,5 +1,6 @@
-"""A run created and driven in one process is driven with the plan validated as it was created; any other
-plan (another process's, one changed in place, one stored over) is decoded and validated again."""
+"""A run's stored plan. A run created and driven in one process is driven with the plan validated as it was
+created; any other plan (another process's, one changed in place, one stored over) is decoded and validated
+again; a damaged one is refused by the driver with what to do, and read without an error by everything else."""
 
 from __future__ import annotations
 
@@ -115,3 +116,27 @@ def test_a_child_plan_is_the_same_from_the_plan_as_created_and_from_the_plan_rea
     spec = created.steps[0]
     child = [validate_plan(child_plan_data(parent, spec)).model_dump_json() for parent in (created, read_back)]
     assert child[0] == child[1]
+
+
+DAMAGED = [
+    {"steps": 5},
+    [1, 2],
+    {"policy": "none", "steps": [5, {"key": 3}, {"key": "a", "depends_on": "b"}, {"key": "b", "depends_on": [7]}]},
+]
+
+
+@pytest.mark.parametrize("damaged", DAMAGED, ids=["steps-not-a-list", "not-a-mapping", "odd-steps"])
+async def test_a_damaged_stored_plan_is_read_without_an_error_refused_by_a_driver_and_can_be_canceled(orch, damaged):
+    run_id = await orch.create_run(plan(A_THEN_B))
+    async with orch.store.engine.begin() as conn:  # (a hand-edited or damaged database)
+        await conn.execute(
+            text("UPDATE run_plans SET plan_json = :plan WHERE run_id = :id"),
+            {"plan": json.dumps(damaged), "id": run_id},
+        )
+    snap = await orch.snapshot(run_id)
+    assert [s["key"] for s in snap["steps"]] == ["a", "b"] and snap["plan"] == damaged
+    assert await orch.step_context(run_id, "b") == []  # (no dependency it can trust)
+    with pytest.raises(PlanError, match=f"end it with `loopdeck cancel {run_id}`"):
+        await orch.drive(run_id)
+    await orch.cancel(run_id, user="tester")
+    assert (await orch.run(run_id)).status == RunStatus.CANCELED
