@@ -9,6 +9,12 @@ run's heartbeat, and wakes on NOTIFY when a run is submitted or handed back
 expires and another worker takes it over: completed steps stay completed;
 a step that was running is retried with its attempt counted.
 
+A run a worker cannot drive (its stored plan refused by this loopdeck, written
+by a newer one or damaged; the database failing) is left to others for a while,
+1 s after the first failure, doubling up to ``RETRY_MAX_S``: claimed again at
+once, one such run took a worker's whole attention (hundreds of claims a
+second, each one a note). The note says when it is tried again.
+
 Shutdown (SIGTERM, or ``stop``): claim nothing more, let running steps finish
 for up to ``grace_s``, then hand every run back (its lease released, so
 another worker continues at once). The final writes are shielded from
@@ -20,6 +26,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import socket
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -29,6 +36,9 @@ from core.orchestrator import Orchestrator
 from core.store import RUNS_CHANNEL, Interest, WriteBatch
 
 log = logging.getLogger("loopdeck.worker")
+
+RETRY_FIRST_S = 1.0  # a run this worker could not drive is left alone this long after its first failure,
+RETRY_MAX_S = 300.0  # doubling after each next one up to this
 
 
 @dataclass
@@ -61,6 +71,7 @@ class Worker:
         self.stats = WorkerStats()
         self._drives: dict[str, asyncio.Task[None]] = {}
         self._stopping = asyncio.Event()
+        self._failing: dict[str, tuple[float, float]] = {}  # run -> (claimed again from, the last wait): monotonic
 
     def stop(self) -> None:
         """Begin a graceful shutdown (safe to call from a signal handler)."""
@@ -86,7 +97,9 @@ class Worker:
     async def _claim(self, free: int) -> bool:
         ident = self.orch.identity
         try:
-            run_ids = await self.orch.store.claim_runs(ident.owner, ident.host, ident.pid, self.orch.lease_ttl_s, free)
+            run_ids = await self.orch.store.claim_runs(
+                ident.owner, ident.host, ident.pid, self.orch.lease_ttl_s, free, skip=self._left_alone()
+            )
         except LoopdeckError as exc:
             self.note(f"cannot claim runs: {exc}")
             return False
@@ -111,15 +124,30 @@ class Worker:
             for w in waits:
                 w.cancel()
 
+    def _left_alone(self) -> list[str]:
+        """The runs this worker failed to drive whose wait is not over (a wait long over is forgotten)."""
+        now = time.monotonic()
+        for run_id, (until, _) in list(self._failing.items()):
+            if until + RETRY_MAX_S < now:
+                del self._failing[run_id]
+        return [run_id for run_id, (until, _) in self._failing.items() if until > now]
+
+    def _failed(self, run_id: str, why: str) -> None:
+        """The drive stopped on an error: the run is left to other workers for a while, longer each time."""
+        _, last = self._failing.get(run_id, (0.0, 0.0))
+        wait = min(RETRY_MAX_S, last * 2) if last else RETRY_FIRST_S
+        self._failing[run_id] = (time.monotonic() + wait, wait)
+        self.note(f"run {run_id} stopped here: {why} (this worker tries it again in {wait:g} s)")
+
     async def _drive(self, run_id: str) -> None:
         try:
             status = await self.orch.drive(run_id, claimed=True)
         except LoopdeckError as exc:
-            self.note(f"run {run_id} stopped here: {exc}")
+            self._failed(run_id, str(exc))
             return
         except Exception as exc:
             log.error("run %s: unexpected error: %s: %s", run_id, type(exc).__name__, exc, exc_info=exc)
-            self.note(f"run {run_id} stopped here: unexpected error: {type(exc).__name__}: {exc}")
+            self._failed(run_id, f"unexpected error: {type(exc).__name__}: {exc}")
             return
         except asyncio.CancelledError:
             self.stats.handed_back += 1
@@ -127,6 +155,7 @@ class Worker:
             raise
         finally:
             self._drives.pop(run_id, None)
+        self._failing.pop(run_id, None)
         if status.terminal:
             self.stats.finished[status.value] = self.stats.finished.get(status.value, 0) + 1
             self.note(f"run {run_id} ended {status.value}")

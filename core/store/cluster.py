@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from typing import Any
 
 from sqlalchemy import Connection, insert, or_, select, update
@@ -18,8 +18,11 @@ CLAIMABLE = ("planning", "running", "waiting_user", "awaiting_plan_approval")
 
 
 class ClusterQueries(StoreBase):
-    async def claim_runs(self, owner: str, host: str, pid: int, ttl_s: float, limit: int) -> list[str]:
-        """Take the leases of up to ``limit`` runs nobody drives (queued, or orphaned by an expired lease).
+    async def claim_runs(
+        self, owner: str, host: str, pid: int, ttl_s: float, limit: int, skip: Collection[str] = ()
+    ) -> list[str]:
+        """Take the leases of up to ``limit`` runs nobody drives (queued, or orphaned by an expired lease), none
+        of ``skip``.
 
         ``FOR UPDATE SKIP LOCKED`` lets every worker claim at once without
         queueing on the same rows (SQLite serialises writers anyway and ignores it).
@@ -29,14 +32,17 @@ class ClusterQueries(StoreBase):
         def extra(conn: Connection) -> None:
             now = time.time()
             runs = schema.runs
+            claimable = [
+                runs.c.status.in_(CLAIMABLE),
+                or_(runs.c.lock_owner.is_(None), runs.c.locked_until < now),
+                # a plan nobody approved yet would only hold a worker's slot: claim it once approved
+                or_(runs.c.status != "awaiting_plan_approval", runs.c.proposal_json.is_not(None)),
+            ]
+            if skip:
+                claimable.append(runs.c.id.not_in(list(skip)))
             candidates = (
                 select(runs.c.id)
-                .where(
-                    runs.c.status.in_(CLAIMABLE),
-                    or_(runs.c.lock_owner.is_(None), runs.c.locked_until < now),
-                    # a plan nobody approved yet would only hold a worker's slot: claim it once approved
-                    or_(runs.c.status != "awaiting_plan_approval", runs.c.proposal_json.is_not(None)),
-                )
+                .where(*claimable)
                 .order_by(runs.c.created_at, runs.c.id)
                 .limit(limit)
                 .with_for_update(skip_locked=True)
