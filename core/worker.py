@@ -137,7 +137,7 @@ class Worker:
         _, last = self._failing.get(run_id, (0.0, 0.0))
         wait = min(RETRY_MAX_S, last * 2) if last else RETRY_FIRST_S
         self._failing[run_id] = (time.monotonic() + wait, wait)
-        self.note(f"run {run_id} stopped here: {why} (this worker tries it again in {wait:g} s)")
+        self.note(f"run {run_id} stopped here, tried again by this worker in {wait:g} s: {why}")
 
     async def _drive(self, run_id: str) -> None:
         try:

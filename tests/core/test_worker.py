@@ -31,5 +31,5 @@ async def test_a_run_a_worker_cannot_drive_is_left_alone_for_a_while_and_the_oth
     assert (await orch.run(good)).status == RunStatus.SUCCEEDED
     failures = [n for n in notes if n.startswith(f"run {refused} stopped here")]
     assert len(failures) == 2 and worker.stats.claimed == 3  # not hundreds of claims, each one a note
-    assert "tries it again in 1 s" in failures[0] and "tries it again in 2 s" in failures[1]
+    assert "tried again by this worker in 1 s: " in failures[0] and "in 2 s: " in failures[1]
     assert "stored plan, which this loopdeck refuses" in failures[0]
