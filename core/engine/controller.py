@@ -28,7 +28,6 @@ database stays the truth, and ``resume`` continues from it.
 from __future__ import annotations
 
 import asyncio
-import json
 import random
 import time
 from collections.abc import Callable
@@ -53,11 +52,11 @@ from core.engine.slot_pool import SlotPool
 from core.engine.supervision import Supervisor
 from core.engine.tool_calls import ToolCalls
 from core.engine.transitions import Effects
-from core.errors import LoopdeckError, PlanError, PlanIssue
+from core.errors import LoopdeckError
 from core.executors import AttemptFailed, ChildRuns, Executor, Result
 from core.model import commands
 from core.model.events import EventType
-from core.model.plan import Plan, validate_plan
+from core.model.plan import stored_plan
 from core.model.states import CallStatus, RunStatus, StepStatus
 from core.store import Notifier, Store, WriteBatch
 from core.tools import Toolbox
@@ -130,7 +129,7 @@ class RunController:
         record, text = await store.get_run_and_plan_text(run_id)
         plan = known_plans.recall(run_id, text) if known_plans is not None else None
         if plan is None:
-            plan = _stored_plan(run_id, text)
+            plan = stored_plan(run_id, text)
         run = RunState.from_records(record, plan, await store.get_steps(run_id), calls=await store.calls_of(run_id))
         board = kwargs.setdefault("breakers", BreakerBoard(kwargs.get("clock", time.time)))
         targets = {cfg.breaker_target(n) for n, cfg in plan.agents.items()}
@@ -464,18 +463,3 @@ class RunController:
             except LoopdeckError as exc:
                 self.sup.fatal(exc)
                 return
-
-
-def _stored_plan(run_id: str, text: str) -> Plan:
-    """The run's stored plan, decoded and validated."""
-    try:
-        try:
-            data = json.loads(text)
-        except ValueError as exc:  # (nothing this loopdeck writes: a damaged database)
-            raise PlanError([PlanIssue("", f"not JSON: {exc}")]) from None
-        return validate_plan(data, source=f"run {run_id}", vouch=False)
-    except PlanError as exc:  # stored by an older loopdeck, before a limit it breaks
-        raise PlanError(
-            exc.issues,
-            f"run {run_id}'s stored plan, which this loopdeck refuses; end it with `loopdeck cancel {run_id}`",
-        ) from None

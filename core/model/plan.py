@@ -8,6 +8,7 @@ agents, cycles) are checked on the raw data too, so both kinds show together.
 
 from __future__ import annotations
 
+import json
 import re
 import weakref
 from difflib import get_close_matches
@@ -259,6 +260,22 @@ def validate_plan(data: Any, source: str | None = None, *, vouch: bool = True) -
     key = id(plan)
     _VOUCHED[key] = (weakref.ref(plan, lambda _: _VOUCHED.pop(key, None)), plan.model_dump_json())
     return plan
+
+
+def stored_plan(run_id: str, text: str) -> Plan:
+    """A run's plan as the store has it (its JSON text), decoded and validated, not vouched for. One this
+    loopdeck refuses (written by another version, or damaged) is a ``PlanError`` that says how to end it."""
+    try:
+        try:
+            data = json.loads(text)
+        except ValueError as exc:  # (nothing loopdeck writes: a damaged database)
+            raise PlanError([PlanIssue("", f"not JSON: {exc}")]) from None
+        return validate_plan(data, source=f"run {run_id}", vouch=False)
+    except PlanError as exc:
+        raise PlanError(
+            exc.issues,
+            f"run {run_id}'s stored plan, which this loopdeck refuses; end it with `loopdeck cancel {run_id}`",
+        ) from None
 
 
 _VOUCHED: dict[int, tuple[weakref.ref[Plan], str]] = {}  # id → (the plan, its JSON when validated)

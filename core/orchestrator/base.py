@@ -150,12 +150,12 @@ class OrchestratorBase:
         one) is replaced by the bare list of the run's steps, enough to end it.
         """
         from core.engine.run_state import RunState
-        from core.model.plan import validate_plan
+        from core.model.plan import stored_plan, validate_plan
 
-        record = await self.store.get_run(run_id)
+        record, text = await self.store.get_run_and_plan_text(run_id)
         steps = await self.store.get_steps(run_id)
         try:
-            plan = validate_plan(record.plan, source=f"run {run_id}")
+            plan = stored_plan(run_id, text)
         except PlanError:
             if not lenient:
                 raise

@@ -22,13 +22,13 @@ A_THEN_B = [{"key": "a"}, {"key": "b", "depends_on": ["a"]}]
 def validations(monkeypatch: pytest.MonkeyPatch) -> list[str]:
     """The runs whose stored plan a driver decoded and validated."""
     seen: list[str] = []
-    real = controller._stored_plan
+    real = controller.stored_plan
 
     def counted(run_id: str, stored: str) -> Plan:
         seen.append(run_id)
         return real(run_id, stored)
 
-    monkeypatch.setattr(controller, "_stored_plan", counted)
+    monkeypatch.setattr(controller, "stored_plan", counted)
     return seen
 
 
@@ -136,7 +136,8 @@ async def test_a_damaged_stored_plan_is_read_without_an_error_refused_by_a_drive
     snap = await orch.snapshot(run_id)
     assert [s["key"] for s in snap["steps"]] == ["a", "b"] and snap["plan"] == damaged
     assert await orch.step_context(run_id, "b") == []  # (no dependency it can trust)
-    with pytest.raises(PlanError, match=f"end it with `loopdeck cancel {run_id}`"):
-        await orch.drive(run_id)
+    for refused in (orch.drive(run_id), orch.approve(run_id, "a", user="tester")):  # (driven, decided here)
+        with pytest.raises(PlanError, match=f"end it with `loopdeck cancel {run_id}`"):
+            await refused
     await orch.cancel(run_id, user="tester")
     assert (await orch.run(run_id)).status == RunStatus.CANCELED
