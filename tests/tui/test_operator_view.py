@@ -517,3 +517,46 @@ async def test_the_tree_measures_its_lines_as_textual_would_and_still_refolds_af
         root.collapse()  # after a build, folding invalidates the tree's lines again
         await pilot.pause()
         assert len(tree._tree_lines) < lines
+
+
+class _Rows(list):
+    """A long list that counts how many of its items were read."""
+
+    def __init__(self, n: int) -> None:
+        super().__init__([0])  # (not empty: its items come from __iter__)
+        self.n, self.read = n, 0
+
+    def __iter__(self):
+        for i in range(self.n):
+            self.read += 1
+            yield {"i": i, "name": f"row {i}"}
+
+
+def test_a_huge_value_is_drawn_cut_with_a_note_and_encoded_only_as_far_as_it_is_drawn():
+    from tui.dashboard.widgets.step_detail import CUT_NOTE, SHOWN_CHARS, as_json, shown
+
+    rows = _Rows(200_000)
+    text = as_json({"rows": rows}).plain
+    assert text.endswith(CUT_NOTE.format(SHOWN_CHARS)) and len(text) <= SHOWN_CHARS + len(CUT_NOTE) + 10
+    assert text.startswith('{\n  "rows": [\n    {\n      "i": 0,') and rows.read < 2_000  # (not 200,000)
+    assert as_json({"small": [1, 2]}).plain == '{\n  "small": [\n    1,\n    2\n  ]\n}'  # whole, no note
+    long = "x" * (SHOWN_CHARS + 5) + "END"
+    assert shown(long).plain.endswith(CUT_NOTE.format(SHOWN_CHARS)) and "END" not in shown(long).plain
+    assert shown(long, tail=True).plain.endswith("xxEND")  # a stream shows its newest text
+    assert shown("\x1b[31m[b]red[/b]").plain == "\\x1b[31m[b]red[/b]"  # (still literal: no escape, no markup)
+
+
+async def test_a_step_with_a_megabytes_output_shows_it_cut_in_its_output_tab(db_url, tmp_path, monkeypatch):
+    (tmp_path / "bigagent.py").write_text(
+        "def big(input, context, step):\n    return {'rows': [{'i': i} for i in range(200_000)]}\n"
+    )
+    monkeypatch.syspath_prepend(str(tmp_path))
+    p = validate_plan({"agents": {"py": {"kind": "python", "call": "bigagent:big"}}, "steps": [{"key": "big"}]})
+    async with await Orchestrator.open(db_url, user="max") as orch:
+        run_id = await orch.create_run(p)
+        await orch.drive(run_id)
+    app = LoopdeckApp(db_url, run_id=run_id, user="max")
+    async with app.run_test(size=SIZE) as pilot:
+        await until(pilot, lambda: on_top(app, RunScreen) and app.screen.view is not None)
+        app.screen.show_detail("big")
+        await until(pilot, lambda: "cut at 20,000 characters" in str(app.screen.query_one("#detail-output").render()))

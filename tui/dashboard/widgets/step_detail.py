@@ -17,14 +17,49 @@ from tui.dashboard.palette import status_style
 from tui.dashboard.viewmodel import RunView, StepView
 from tui.text.literal import clean, literal
 
+SHOWN_CHARS = 20_000
+"""The characters of one value a tab draws: a 3 MB output drawn whole held the dashboard for seven seconds
+each time its step was highlighted (its JSON indented by Python's encoder, highlighted, laid out); cut at
+20,000 characters (a thousand lines or more) it is encoded and highlighted in ~7 ms and laid out in 30-60
+ms. The rest is said to be there (``show --json`` has it)."""
+CUT_NOTE = "… cut at {:,} characters: `loopdeck show RUN --json` has it whole"
+
 
 def as_json(value: Any) -> RenderableType:
-    """Structured values as highlighted JSON (``json.*`` styles: the theme's colours), text shown literally."""
+    """Structured values as highlighted JSON (``json.*`` styles: the theme's colours), text shown literally;
+    either cut at ``SHOWN_CHARS``."""
     if value is None:
         return Text("—", style="dim")
     if isinstance(value, str):
-        return literal(value)
-    return JSONHighlighter()(Text(clean(json.dumps(value, indent=2, ensure_ascii=True))))
+        return shown(value)
+    text, cut = _indented(value, SHOWN_CHARS)
+    return _noted(JSONHighlighter()(Text(clean(text))), cut)
+
+
+def shown(value: str | None, style: str = "", tail: bool = False) -> Text:
+    """``literal(value)``, cut at ``SHOWN_CHARS`` (``tail``: its end kept, as a stream's newest text)."""
+    if value is None or len(value) <= SHOWN_CHARS:
+        return literal(value, style)
+    if tail:
+        return Text.assemble(Text("… ", style="dim"), literal(value[-SHOWN_CHARS:], style))
+    return _noted(literal(value[:SHOWN_CHARS], style), True)
+
+
+def _indented(value: Any, limit: int) -> tuple[str, bool]:
+    """``value`` as indented JSON, encoded only as far as ``limit`` characters; whether it was cut."""
+    parts, size = [], 0
+    for chunk in json.JSONEncoder(indent=2, ensure_ascii=True).iterencode(value):
+        parts.append(chunk)
+        size += len(chunk)
+        if size > limit:
+            return "".join(parts)[:limit], True
+    return "".join(parts), False
+
+
+def _noted(text: Text, cut: bool) -> Text:
+    if cut:
+        text.append("\n" + CUT_NOTE.format(SHOWN_CHARS), style="dim italic")
+    return text
 
 
 _Row = tuple[str, float, float, str]  # label, began, ended, status
@@ -95,7 +130,7 @@ class StepDetail(Vertical):
         self.query_one("#detail-context", Static).update(context_text(entries))
 
     def show_result(self, status: str, result: dict[str, Any] | None) -> None:
-        """The run's result (not the step's): its summary (naming who finished it), the answer in full, the evidence."""
+        """The run's result (not the step's): its summary (naming who finished it), the answer, the evidence."""
         target = self.query_one("#detail-result", Static)
         if result is None:
             target.update(Text(f"the run is {status}; its result is recorded when it ends", style="dim"))
@@ -118,7 +153,7 @@ class StepDetail(Vertical):
         self.query_one("#detail-input", Static).update(_stack(head, as_json(step.input)))
         if step.status == "running" and step.partial:
             streamed = Text("streaming… ", style="italic dim")
-            streamed.append_text(literal(step.partial))
+            streamed.append_text(shown(step.partial, tail=True))
             self.query_one("#detail-output", Static).update(streamed)
         else:
             self.query_one("#detail-output", Static).update(as_json(step.output))
@@ -130,7 +165,7 @@ class StepDetail(Vertical):
                 lines.append("\n")
         self.query_one("#detail-events", Static).update(lines or Text("no events yet in this session", style="dim"))
         self.query_one("#detail-error", Static).update(
-            literal(step.error, "error") if step.error else Text("no error", style="dim")
+            shown(step.error, "error") if step.error else Text("no error", style="dim")
         )
         self.query_one("#detail-calls", Static).update(calls_of(view, step.key))
 
@@ -142,7 +177,7 @@ def context_text(entries: list[dict[str, Any]] | None) -> RenderableType:
     parts: list[RenderableType] = []
     for entry in entries:
         parts.append(Text.assemble(literal(entry["key"], "bold"), " · ", literal(entry["type"], "dim")))
-        parts.append(literal(entry["output"]))
+        parts.append(shown(entry["output"]))
     return _stack(*parts)
 
 
@@ -163,7 +198,7 @@ def calls_of(view: RunView, key: str) -> RenderableType:
         )
         parts += [head, as_json(call.arguments)]
         if call.error:
-            parts.append(literal(call.error, "error"))
+            parts.append(shown(call.error, "error"))
         elif call.result is not None:
             parts.append(as_json(call.result))
         decided = " · ".join(
