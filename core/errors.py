@@ -42,12 +42,12 @@ class PlanIssue:
 class PlanError(LoopdeckError):
     """A plan is invalid. ``issues`` lists every problem found, not just the first."""
 
-    def __init__(self, issues: list[PlanIssue], source: str | None = None) -> None:
+    def __init__(self, issues: list[PlanIssue], source: str | None = None, hint: str | None = None) -> None:
         self.issues = list(issues)
         self.source = source
         head = f"plan {source!r} is invalid" if source else "plan is invalid"
         lines = "\n".join(f"  - {issue}" for issue in self.issues)
-        super().__init__(f"{head} ({len(self.issues)} problem(s)):\n{lines}")
+        super().__init__(f"{head} ({len(self.issues)} problem(s)):\n{lines}" + (f"\n{hint}" if hint else ""))
 
 
 class TransitionError(LoopdeckError):

@@ -39,6 +39,7 @@ log = logging.getLogger("loopdeck.worker")
 
 RETRY_FIRST_S = 1.0  # a run this worker could not drive is left alone this long after its first failure,
 RETRY_MAX_S = 300.0  # doubling after each next one up to this
+SKIPPED_MAX = 1_000  # runs a claim leaves out at most (those waiting longest); the rest may be claimed early
 
 
 @dataclass
@@ -130,7 +131,8 @@ class Worker:
         for run_id, (until, _) in list(self._failing.items()):
             if until + RETRY_MAX_S < now:
                 del self._failing[run_id]
-        return [run_id for run_id, (until, _) in self._failing.items() if until > now]
+        waiting = sorted(((until, run_id) for run_id, (until, _) in self._failing.items() if until > now), reverse=True)
+        return [run_id for _, run_id in waiting[:SKIPPED_MAX]]  # (a claim's parameters are bounded)
 
     def _failed(self, run_id: str, why: str) -> None:
         """The drive stopped on an error: the run is left to other workers for a while, longer each time."""

@@ -272,10 +272,11 @@ def stored_plan(run_id: str, text: str) -> Plan:
             raise PlanError([PlanIssue("", f"not JSON: {exc}")]) from None
         return validate_plan(data, source=f"run {run_id}", vouch=False)
     except PlanError as exc:
-        raise PlanError(
-            exc.issues,
-            f"run {run_id}'s stored plan, which this loopdeck refuses; end it with `loopdeck cancel {run_id}`",
-        ) from None
+        hint = (
+            "this loopdeck refuses the run's stored plan (another version's, or damaged): "
+            f"`loopdeck cancel {run_id}` ends the run"
+        )
+        raise PlanError(exc.issues, f"run {run_id}", hint) from None
 
 
 _VOUCHED: dict[int, tuple[weakref.ref[Plan], str]] = {}  # id → (the plan, its JSON when validated)

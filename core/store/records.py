@@ -21,6 +21,15 @@ def _json(text: str | None) -> Any:
     return json.loads(text) if text else None
 
 
+def plan_data(text: str | None) -> Any:
+    """A stored plan's text decoded; None where it is not JSON (a damaged database: a read never fails on it,
+    a driver refuses it, ``core.model.plan.stored_plan``)."""
+    try:
+        return _json(text)
+    except ValueError:
+        return None
+
+
 @dataclass(frozen=True, slots=True)
 class Lease:
     """Who drives a run: an owner token, where it runs, until when (wall clock) unless renewed."""
@@ -81,7 +90,7 @@ class RunRecord:
             ended_at=row["ended_at"],
             lease=lease,
             proposal=_json(row["proposal_json"]),
-            plan=_json(row.get("plan_json")),
+            plan=plan_data(row.get("plan_json")),
             hold=row.get("hold"),
             result=_result(row.get("result_json")),
             cost_usd=row.get("cost_usd"),

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import functools
-import json
 import threading
 import time
 from collections.abc import Callable
@@ -16,7 +15,7 @@ from core.store import schema
 from core.store.base import StoreBase
 from core.store.batch import WriteBatch
 from core.store.notify import RUNS_CHANNEL, notify
-from core.store.records import PlanOutline, RunRecord
+from core.store.records import PlanOutline, RunRecord, plan_data
 
 
 class PlanOutlines:
@@ -34,7 +33,7 @@ class PlanOutlines:
             if known is not None and known[0] == text:
                 self._by_run[run_id] = known  # (the last read goes last: the first is let go first)
                 return known[1]
-        outline = PlanOutline.of((json.loads(text) if text else None) or {})
+        outline = PlanOutline.of(plan_data(text))
         with self._lock:
             self._by_run[run_id] = (text, outline)
             while len(self._by_run) > self.KEPT:

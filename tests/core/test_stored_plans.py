@@ -46,7 +46,7 @@ async def test_a_plan_changed_in_place_before_its_run_was_created_is_validated_b
     p = plan(A_THEN_B)
     p.steps[0].depends_on = ["b"]  # a pydantic model takes it: a cycle no check has seen
     run_id = await orch.create_run(p)
-    with pytest.raises(PlanError, match="stored plan, which this loopdeck refuses") as info:
+    with pytest.raises(PlanError, match="this loopdeck refuses the run's stored plan") as info:
         await orch.drive(run_id)
     assert any("cycle" in str(issue) for issue in info.value.issues)
 
@@ -86,7 +86,7 @@ async def test_a_plan_stored_over_since_its_run_was_created_is_the_one_validated
             text("UPDATE run_plans SET plan_json = :plan WHERE run_id = :id"),
             {"plan": json.dumps(stored), "id": run_id},
         )
-    with pytest.raises(PlanError, match="stored plan, which this loopdeck refuses"):
+    with pytest.raises(PlanError, match="this loopdeck refuses the run's stored plan"):
         await orch.drive(run_id)
 
 
@@ -94,7 +94,7 @@ async def test_a_stored_plan_that_is_not_json_is_refused_with_what_to_do(orch):
     run_id = await orch.create_run(plan(A_THEN_B))
     async with orch.store.engine.begin() as conn:  # (a damaged database: nothing loopdeck writes)
         await conn.execute(text("UPDATE run_plans SET plan_json = '' WHERE run_id = :id"), {"id": run_id})
-    with pytest.raises(PlanError, match=f"end it with `loopdeck cancel {run_id}`") as info:
+    with pytest.raises(PlanError, match=f"`loopdeck cancel {run_id}` ends the run") as info:
         await orch.drive(run_id)
     assert "not JSON" in str(info.value.issues[0])
 
@@ -118,26 +118,33 @@ def test_a_child_plan_is_the_same_from_the_plan_as_created_and_from_the_plan_rea
     assert child[0] == child[1]
 
 
-DAMAGED = [
-    {"steps": 5},
-    [1, 2],
-    {"policy": "none", "steps": [5, {"key": 3}, {"key": "a", "depends_on": "b"}, {"key": "b", "depends_on": [7]}]},
+DAMAGED = [  # stored texts, and what a read shows of each
+    ('{"steps": 5}', {"steps": 5}),
+    ("[1, 2]", [1, 2]),
+    (
+        '{"policy": "x", "steps": [5, {"key": 3}, {"key": "a", "depends_on": "b"}, {"key": "b", "depends_on": [7]}]}',
+        ...,
+    ),
+    ("{not json", {}),
 ]
 
 
-@pytest.mark.parametrize("damaged", DAMAGED, ids=["steps-not-a-list", "not-a-mapping", "odd-steps"])
-async def test_a_damaged_stored_plan_is_read_without_an_error_refused_by_a_driver_and_can_be_canceled(orch, damaged):
+@pytest.mark.parametrize(
+    ("stored", "read"), DAMAGED, ids=["steps-not-a-list", "not-a-mapping", "odd-steps", "not-json"]
+)
+async def test_a_damaged_stored_plan_is_read_without_an_error_refused_by_a_driver_and_can_be_canceled(
+    orch, stored, read
+):
     run_id = await orch.create_run(plan(A_THEN_B))
     async with orch.store.engine.begin() as conn:  # (a hand-edited or damaged database)
-        await conn.execute(
-            text("UPDATE run_plans SET plan_json = :plan WHERE run_id = :id"),
-            {"plan": json.dumps(damaged), "id": run_id},
-        )
+        stmt = text("UPDATE run_plans SET plan_json = :plan WHERE run_id = :id")
+        await conn.execute(stmt, {"plan": stored, "id": run_id})
     snap = await orch.snapshot(run_id)
-    assert [s["key"] for s in snap["steps"]] == ["a", "b"] and snap["plan"] == damaged
-    assert await orch.step_context(run_id, "b") == []  # (no dependency it can trust)
+    assert [s["key"] for s in snap["steps"]] == ["a", "b"]
+    assert snap["plan"] == (json.loads(stored) if read is ... else read)
+    assert await orch.step_context(run_id, "b") == []  # (no crash: no dependency it can trust)
     for refused in (orch.drive(run_id), orch.approve(run_id, "a", user="tester")):  # (driven, decided here)
-        with pytest.raises(PlanError, match=f"end it with `loopdeck cancel {run_id}`"):
+        with pytest.raises(PlanError, match=f"`loopdeck cancel {run_id}` ends the run"):
             await refused
     await orch.cancel(run_id, user="tester")
     assert (await orch.run(run_id)).status == RunStatus.CANCELED

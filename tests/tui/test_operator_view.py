@@ -110,6 +110,26 @@ async def test_a_run_whose_stored_plan_is_damaged_opens_with_its_steps(db_url):
         await until(pilot, lambda: "publish" in screen_as_text(app))
 
 
+async def test_a_damaged_plan_awaiting_review_is_said_once_with_what_to_do(db_url):
+    from sqlalchemy import text
+
+    async with await Orchestrator.open(db_url, user="max") as orch:
+        run_id = await orch.create_run(gated_plan(plan_approval="required"))
+        async with orch.store.engine.begin() as conn:  # (a hand-edited or damaged database)
+            stmt = text("UPDATE run_plans SET plan_json = :plan WHERE run_id = :id")
+            await conn.execute(stmt, {"plan": '{"steps": 5}', "id": run_id})
+    app = LoopdeckApp(db_url, run_id=run_id, user="max")
+
+    def said() -> list[str]:
+        return [str(n.message) for n in app._notifications if "cannot review the plan" in str(n.message)]
+
+    async with app.run_test(size=SIZE) as pilot:
+        await until(pilot, lambda: said())
+        await pilot.pause(1.5)  # (the steady refresh would have opened it again, and failed, every second)
+        assert len(said()) == 1 and f"`loopdeck cancel {run_id}` ends the run" in said()[0]
+        assert on_top(app, RunScreen)
+
+
 async def test_the_runs_list_marks_orphaned_and_waiting_runs_and_filters_them(db_url):
     async with await Orchestrator.open(db_url, user="vic") as orch:
         orphan = await orch.create_run(gated_plan())  # created, never driven: no process holds it

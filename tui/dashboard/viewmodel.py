@@ -84,7 +84,9 @@ class RunView(RunProjection):
             on_budget_exhausted=str(policy.get("on_budget_exhausted") or "fail"),
         )
         view.set_driver(run.get("driver"))
-        schemas = {s.get("key"): s.get("input_schema") for s in specs if isinstance(s, dict)}
+        schemas = {
+            s["key"]: s.get("input_schema") for s in specs if isinstance(s, dict) and isinstance(s.get("key"), str)
+        }
         for s in snap["steps"]:
             view.steps[s["key"]] = StepView(
                 input_schema=schemas.get(s["key"]),

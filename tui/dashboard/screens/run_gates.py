@@ -60,7 +60,20 @@ class GatesMixin:
         if snap["run"]["status"] != "awaiting_plan_approval":
             self.notify("no plan is waiting for approval", markup=False)
             return
-        await self.app.push_screen(PlanReviewScreen(self, self.run_id, snap, self.ctx.read_only, self._defer_plan))
+        try:
+            review = PlanReviewScreen(self, self.run_id, snap, self.ctx.read_only, self._defer_plan)
+        except ValueError as exc:  # (pydantic's ValidationError) a damaged stored plan: said once, not reopened
+            self._plan_deferred = True
+            first = str(exc).splitlines()[0]
+            self.notify(
+                f"cannot review the plan of run {self.run_id}: its stored plan is damaged ({first}); "
+                f"`loopdeck cancel {self.run_id}` ends the run",
+                severity="error",
+                markup=False,
+                timeout=30,
+            )
+            return
+        await self.app.push_screen(review)
 
     def _defer_plan(self) -> None:
         self._plan_deferred = True

@@ -47,8 +47,14 @@ def shown(value: str | None, style: str = "", tail: bool = False) -> Text:
 
 def _indented(value: Any, limit: int) -> tuple[str, bool]:
     """``value`` as indented JSON, encoded only as far as ``limit`` characters; whether it was cut."""
+    return _encoded(value, limit, indent=2)
+
+
+def _encoded(value: Any, limit: int, indent: int | None = None) -> tuple[str, bool]:
+    """``value`` as JSON, encoded only as far as ``limit`` characters (chunk by chunk: a waiting step's event
+    carries its whole input); whether it was cut."""
     parts, size = [], 0
-    for chunk in json.JSONEncoder(indent=2, ensure_ascii=True).iterencode(value):
+    for chunk in json.JSONEncoder(indent=indent, ensure_ascii=True).iterencode(value):
         parts.append(chunk)
         size += len(chunk)
         if size > limit:
@@ -161,7 +167,7 @@ class StepDetail(Vertical):
         for event in view.events:
             if event.step_key == step.key and event.type != "step_output_partial":
                 lines.append(f"#{event.id} {event.type} ", "bold")
-                lines.append_text(literal(json.dumps(event.payload, ensure_ascii=True)[:300], "dim"))
+                lines.append_text(literal(_encoded(event.payload, 300)[0], "dim"))
                 lines.append("\n")
         self.query_one("#detail-events", Static).update(lines or Text("no events yet in this session", style="dim"))
         self.query_one("#detail-error", Static).update(
