@@ -23,6 +23,7 @@ from core.store.records import (
     StepRecord,
     ToolCallRecord,
     WorkerRecord,
+    stored_policy,
 )
 
 
@@ -53,7 +54,7 @@ def run_json(
         "created_at": iso(run.created_at),
         "ended_at": iso(run.ended_at),
         "created_by": run.created_by,
-        "max_concurrency": _policy_of(plan).get("max_concurrency"),
+        "max_concurrency": stored_policy(plan).get("max_concurrency"),
         "lease": {"host": run.lease.host, "pid": run.lease.pid, "expires_at": iso(run.lease.until)}
         if run.lease
         else None,
@@ -66,12 +67,6 @@ def run_cost(known: float | None, unpriced: int) -> float | None:
     """A run's cost: what its priced steps cost; unknown (None) when none of its spending could be priced
     (or it was recorded before loopdeck priced anything)."""
     return None if known is None or (unpriced and not known) else usd(known)
-
-
-def _policy_of(plan: Any) -> dict[str, Any]:
-    """A stored plan's policy; ``{}`` where a damaged plan has none (a read never fails on it)."""
-    policy = plan.get("policy") if isinstance(plan, dict) else None
-    return policy if isinstance(policy, dict) else {}
 
 
 def step_json(step: StepRecord, depends_on: list[str]) -> dict[str, Any]:

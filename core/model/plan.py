@@ -265,17 +265,17 @@ def validate_plan(data: Any, source: str | None = None, *, vouch: bool = True) -
 def stored_plan(run_id: str, text: str) -> Plan:
     """A run's plan as the store has it (its JSON text), decoded and validated, not vouched for. One this
     loopdeck refuses (written by another version, or damaged) is a ``PlanError`` that says how to end it."""
+    hint = (
+        "this loopdeck refuses the run's stored plan (another version's, or damaged): "
+        f"`loopdeck cancel {run_id}` ends the run"
+    )
     try:
-        try:
-            data = json.loads(text)
-        except ValueError as exc:  # (nothing loopdeck writes: a damaged database)
-            raise PlanError([PlanIssue("", f"not JSON: {exc}")]) from None
+        data = json.loads(text)
+    except ValueError as exc:  # (nothing loopdeck writes: a damaged database)
+        raise PlanError([PlanIssue("", f"not JSON: {exc}")], f"run {run_id}", hint) from None
+    try:
         return validate_plan(data, source=f"run {run_id}", vouch=False)
     except PlanError as exc:
-        hint = (
-            "this loopdeck refuses the run's stored plan (another version's, or damaged): "
-            f"`loopdeck cancel {run_id}` ends the run"
-        )
         raise PlanError(exc.issues, f"run {run_id}", hint) from None
 
 

@@ -115,14 +115,19 @@ class PlanOutline:
     def of(cls, plan: Any) -> PlanOutline:
         """The outline of a stored plan. A read never fails on it: what a damaged or hand-edited plan does not
         say right is left out (the driver refuses such a plan, saying what to do: ``RunController.load``)."""
-        plan = plan if isinstance(plan, dict) else {}
-        steps, policy = plan.get("steps"), plan.get("policy")
+        steps = plan.get("steps") if isinstance(plan, dict) else None
         depends_on: dict[str, tuple[str, ...]] = {}
         for step in steps if isinstance(steps, list) else ():
             if isinstance(step, dict) and isinstance(step.get("key"), str):
                 deps = step.get("depends_on")
                 depends_on[step["key"]] = tuple(d for d in deps if isinstance(d, str)) if isinstance(deps, list) else ()
-        return cls(policy if isinstance(policy, dict) else {}, depends_on)
+        return cls(stored_policy(plan), depends_on)
+
+
+def stored_policy(plan: Any) -> dict[str, Any]:
+    """A stored plan's policy as written; ``{}`` where a damaged plan has none (a read never fails on it)."""
+    policy = plan.get("policy") if isinstance(plan, dict) else None
+    return policy if isinstance(policy, dict) else {}
 
 
 @dataclass(frozen=True, slots=True)

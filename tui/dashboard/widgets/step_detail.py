@@ -32,7 +32,7 @@ def as_json(value: Any) -> RenderableType:
         return Text("—", style="dim")
     if isinstance(value, str):
         return shown(value)
-    text, cut = _indented(value, SHOWN_CHARS)
+    text, cut = _encoded(value, SHOWN_CHARS, indent=2)
     return _noted(JSONHighlighter()(Text(clean(text))), cut)
 
 
@@ -43,11 +43,6 @@ def shown(value: str | None, style: str = "", tail: bool = False) -> Text:
     if tail:
         return Text.assemble(Text("… ", style="dim"), literal(value[-SHOWN_CHARS:], style))
     return _noted(literal(value[:SHOWN_CHARS], style), True)
-
-
-def _indented(value: Any, limit: int) -> tuple[str, bool]:
-    """``value`` as indented JSON, encoded only as far as ``limit`` characters; whether it was cut."""
-    return _encoded(value, limit, indent=2)
 
 
 def _encoded(value: Any, limit: int, indent: int | None = None) -> tuple[str, bool]:
