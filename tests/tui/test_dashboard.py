@@ -144,25 +144,31 @@ async def test_a_gate_that_came_while_help_was_open_is_offered_as_help_closes_un
     db_url, monkeypatch, frozen
 ):
     monkeypatch.setattr(run_screen_module, "QUIET_REFRESH_S", 3600.0)  # no steady refresh: only the close can
-    plan = gated_plan()
-    plan.agents["sim"].latency_ms = 600  # (help is open before "draft" ends and "publish" waits)
-    app = LoopdeckApp(db_url, plan=plan, drive=True, user="alice")
-    async with app.run_test(size=SIZE) as pilot:
-        await until(pilot, lambda: on_top(app, RunScreen) and app.screen.view is not None)
-        if frozen:
-            await pilot.press("space")
-        await pilot.press("question_mark")
-        await until(pilot, lambda: on_top(app, HelpScreen))
-        await until(pilot, lambda: "publish" in run_screen(app).view.waiting)
-        await pilot.pause(0.3)  # (its events drawn while help is on top: nothing else draws now)
-        assert on_top(app, HelpScreen)
-        await pilot.press("escape")
-        if frozen:  # nothing opens by itself on a frozen screen; unfrozen, it draws and opens at once
-            await pilot.pause(0.5)
-            assert on_top(app, RunScreen)
-            await pilot.press("space")
-        await until(pilot, lambda: dialog_shown(app), timeout=5)
-        assert app.screen.queue == ["publish"]
+    async with await Orchestrator.open(db_url, user="alice") as orch:
+        run_id = await orch.create_run(gated_plan())  # (driven once help is open: its gate comes after)
+        app = LoopdeckApp(db_url, run_id=run_id, user="alice")
+        async with app.run_test(size=SIZE) as pilot:
+            await until(pilot, lambda: on_top(app, RunScreen) and app.screen.view is not None)
+            if frozen:
+                await pilot.press("space")
+            await pilot.press("question_mark")
+            await until(pilot, lambda: on_top(app, HelpScreen))
+            driving = asyncio.create_task(orch.drive(run_id))
+            try:
+                view = run_screen(app).view  # (the run waits: no more events come, so nothing else draws)
+                await until(pilot, lambda: view.status == "waiting_user" and "publish" in view.waiting)
+                await pilot.pause(1.0)  # (its events and the step detail drawn while help is on top; then quiet)
+                assert on_top(app, HelpScreen)
+                await pilot.press("escape")
+                if frozen:  # nothing opens by itself on a frozen screen; unfrozen, it draws and opens at once
+                    await pilot.pause(0.5)
+                    assert on_top(app, RunScreen)
+                    await pilot.press("space")
+                await until(pilot, lambda: dialog_shown(app), timeout=5)
+                assert app.screen.queue == ["publish"]
+            finally:
+                driving.cancel()
+                await asyncio.gather(driving, return_exceptions=True)
 
 
 async def test_a_gate_answered_in_the_dialog_is_not_offered_again_while_its_event_is_on_its_way(db_url):
